@@ -1,0 +1,36 @@
+"""The one source of truth: tables by noun, engines and sessions, and the actions that change state."""
+
+from models.applications import (
+    Application,
+    ApplicationDocument,
+    ApplicationStageChange,
+    ApplicationType,
+    HandoffTicket,
+    Stage,
+    SurveyAnswer,
+    Task,
+    TaskKind,
+)
+from models.base import UTCDateTime, utcnow
+from models.conversations import Conversation, MessageLog, OneTimeCode
+from models.db import is_sqlite, make_engine, session_scope
+from models.outbox import Broadcast, BroadcastStatus, OutboxEvent, OutboxMessage, OutboxStatus
+from models.people import (
+    Beneficiary,
+    BeneficiaryKind,
+    BeneficiaryStatus,
+    Channel,
+    Contact,
+    FamilyMember,
+    Language,
+    SchemeMembership,
+)
+from models.staff import AuditLog, Role, StaffUser
+
+__all__ = [
+    "Application", "ApplicationDocument", "ApplicationStageChange", "ApplicationType", "AuditLog",
+    "Beneficiary", "BeneficiaryKind", "BeneficiaryStatus", "Broadcast", "BroadcastStatus", "Channel",
+    "Contact", "Conversation", "FamilyMember", "HandoffTicket", "Language", "MessageLog", "OneTimeCode",
+    "OutboxEvent", "OutboxMessage", "OutboxStatus", "Role", "SchemeMembership", "Stage", "StaffUser",
+    "SurveyAnswer", "Task", "TaskKind", "UTCDateTime", "is_sqlite", "make_engine", "session_scope", "utcnow",
+]

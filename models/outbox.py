@@ -1,0 +1,104 @@
+"""The outbox: every proactive message is a row here before it is sent; and broadcasts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Column, Index
+from sqlmodel import Field, SQLModel
+
+from models.base import JSONType, UTCDateTime, utcnow
+
+
+class OutboxStatus(StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    FAILED = "failed"  # permanent, or temporary past its deadline
+    CANCELLED = "cancelled"
+    SUPPRESSED = "suppressed"  # opted out, blocked, deceased
+
+
+class OutboxMessage(SQLModel, table=True):
+    __tablename__ = "outbox_message"
+    __table_args__ = (
+        Index("ix_outbox_claim", "status", "next_attempt_at"),
+        Index("ix_outbox_broadcast_status", "broadcast_id", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    # (kind, recipient, occurrence): enqueuing the same thing twice is a no-op.
+    idempotency_key: str = Field(max_length=200, unique=True)
+    kind: str = Field(max_length=48, index=True)
+    occurrence: str = Field(default="", max_length=64)
+    beneficiary_id: int | None = Field(default=None, foreign_key="beneficiary.id", index=True)
+    contact_id: int | None = Field(default=None, foreign_key="contact.id")
+    channel: str = Field(max_length=16)
+    address: str = Field(max_length=64)
+    language: str = Field(default="zh-Hans", max_length=8)
+    body: str
+    # What the message offers on Telegram (buttons), if anything.
+    extra: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
+    segments: int = 1
+    urgent: bool = False  # one-time codes: ignore quiet hours
+    allow_fallback: bool = True
+    broadcast_id: int | None = Field(default=None, foreign_key="broadcast.id")
+    status: str = Field(default=OutboxStatus.QUEUED.value, max_length=16)
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    deadline_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    lease_owner: str | None = Field(default=None, max_length=64)
+    lease_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    provider_message_id: str | None = Field(default=None, max_length=64, index=True)
+    error_code: str | None = Field(default=None, max_length=32)
+    error: str | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class OutboxEvent(SQLModel, table=True):
+    """Each transition of an outbox row, with time and reason."""
+
+    __tablename__ = "outbox_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    outbox_id: int = Field(foreign_key="outbox_message.id", index=True)
+    from_status: str | None = Field(default=None, max_length=16)
+    to_status: str = Field(max_length=16)
+    reason: str = ""
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class BroadcastStatus(StrEnum):
+    DRAFT = "draft"
+    PENDING_APPROVAL = "pending_approval"
+    APPROVED = "approved"
+    SCHEDULED = "scheduled"
+    SENDING = "sending"
+    SENT = "sent"
+    CANCELLED = "cancelled"
+    STOPPED = "stopped"
+
+
+class Broadcast(SQLModel, table=True):
+    __tablename__ = "broadcast"
+
+    id: int | None = Field(default=None, primary_key=True)
+    title: str = Field(max_length=200)
+    # Either a message template kind, or staff-written text (rendered in the sandbox).
+    template_kind: str | None = Field(default=None, max_length=48)
+    body: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
+    audience: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
+    status: str = Field(default=BroadcastStatus.DRAFT.value, max_length=24)
+    created_by: int | None = Field(default=None, foreign_key="staff_user.id")
+    approved_by: int | None = Field(default=None, foreign_key="staff_user.id")
+    approved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    scheduled_for: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    stats: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

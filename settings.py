@@ -1,0 +1,148 @@
+"""Settings from the environment and an optional `.env` file.
+
+Our own variables are prefixed `NUANXIN_`; the ones that operators already know by
+name (`DATABASE_URL`, `TELEGRAM_BOT_TOKEN`, `TWILIO_*`) keep their usual names.
+A bad value stops start-up with a message that names the variable.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import time
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent
+
+
+class SettingsError(RuntimeError):
+    """A setting has a value that cannot be used; the message names the variable."""
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name, name.lower())
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="NUANXIN_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    data_dir: Path = Field(default=PROJECT_ROOT / "var")
+    database_url: str = Field(default="", validation_alias=_env("DATABASE_URL"))
+    office_timezone: str = "Asia/Shanghai"
+    # Key for the keyed hash of ID-card numbers. Empty: a key is generated once and kept in data_dir.
+    id_hash_key: str = ""
+    session_secret: str = ""
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=8080, ge=1, le=65535)
+    public_base_url: str = "http://127.0.0.1:8080"
+
+    telegram_bot_token: str = Field(default="", validation_alias=_env("TELEGRAM_BOT_TOKEN"))
+    telegram_api_base: str = Field(default="", validation_alias=_env("TELEGRAM_API_BASE"))
+    telegram_webhook_secret: str = Field(default="", validation_alias=_env("TELEGRAM_WEBHOOK_SECRET"))
+    telegram_mode: str = "polling"  # polling | webhook
+    staff_telegram_chat_id: str = ""
+
+    twilio_account_sid: str = Field(default="", validation_alias=_env("TWILIO_ACCOUNT_SID"))
+    twilio_auth_token: str = Field(default="", validation_alias=_env("TWILIO_AUTH_TOKEN"))
+    twilio_from_number: str = Field(default="", validation_alias=_env("TWILIO_FROM_NUMBER"))
+    twilio_api_base: str = Field(default="", validation_alias=_env("TWILIO_API_BASE"))
+
+    quiet_hours_start: time = time(21, 0)
+    quiet_hours_end: time = time(8, 0)
+    telegram_rate_per_s: float = Field(default=30.0, gt=0)
+    telegram_per_chat_per_s: float = Field(default=1.0, gt=0)
+    twilio_segments_per_s: float = Field(default=1.0, gt=0)
+
+    @field_validator("office_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (use a name such as Asia/Shanghai)") from exc
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("only sqlite:/// and postgresql:// URLs are supported")
+        if value.startswith(("postgres://", "postgresql://")) and "+psycopg" not in value:
+            value = "postgresql+psycopg://" + value.split("://", 1)[1]
+        return value
+
+    @field_validator("telegram_mode")
+    @classmethod
+    def _mode(cls, value: str) -> str:
+        if value not in ("polling", "webhook"):
+            raise ValueError("must be 'polling' or 'webhook'")
+        return value
+
+    # --- derived -----------------------------------------------------------------
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.office_timezone)
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'nuanxin.db'}"
+
+    @property
+    def telegram_enabled(self) -> bool:
+        return bool(self.telegram_bot_token)
+
+    @property
+    def twilio_enabled(self) -> bool:
+        return bool(self.twilio_account_sid and self.twilio_auth_token and self.twilio_from_number)
+
+    def secret_from_file(self, name: str) -> str:
+        """Return a secret kept in data_dir, creating it on first use (embedded mode)."""
+        path = self.data_dir / f"{name}.key"
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_hex(32)
+        path.write_text(value)
+        path.chmod(0o600)
+        return value
+
+    @property
+    def id_key(self) -> bytes:
+        return (self.id_hash_key or self.secret_from_file("id-hash")).encode()
+
+    @property
+    def web_session_secret(self) -> str:
+        return self.session_secret or self.secret_from_file("session")
+
+
+_ALIASED = {"database_url", "telegram_bot_token", "telegram_api_base", "telegram_webhook_secret",
+            "twilio_account_sid", "twilio_auth_token", "twilio_from_number", "twilio_api_base"}
+
+
+def env_name(field: str) -> str:
+    return field.upper() if field in _ALIASED else f"NUANXIN_{field.upper()}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings; raise SettingsError naming the environment variable on a bad value."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            lines.append(f"{env_name(field)}: {err['msg']} (got {err.get('input')!r})")
+        raise SettingsError("invalid setting: " + "; ".join(lines)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

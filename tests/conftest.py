@@ -1,0 +1,83 @@
+"""Shared fixtures: a real SQLite file per test and a real PostgreSQL server for the session.
+
+`db_engine` is parametrised over both databases, so every test that takes it runs on
+SQLite and on PostgreSQL. The PostgreSQL server is started on 127.0.0.1 once per run;
+if it cannot start the tests fail (they are never skipped).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlmodel import SQLModel
+
+import models  # noqa: F401  (registers every table)
+from models.clock import FakeClock
+from models.db import make_engine
+from models.pgserver import PostgresServer
+from settings import Settings, load_settings
+
+_db_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_schema_url(pg_server: PostgresServer) -> str:
+    url = pg_server.create_database("nuanxin_test")
+    engine = make_engine(url)
+    SQLModel.metadata.create_all(engine)
+    engine.dispose()
+    return url
+
+
+def _truncate_all(engine: Engine) -> None:
+    names = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'nuanxin.db'}")
+    SQLModel.metadata.create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def pg_engine(pg_schema_url: str) -> Iterator[Engine]:
+    engine = make_engine(pg_schema_url, pool_size=5)
+    _truncate_all(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_engine(request: pytest.FixtureRequest) -> Engine:
+    """A fresh, empty database of each kind."""
+    name = "sqlite_engine" if request.param == "sqlite" else "pg_engine"
+    return request.getfixturevalue(name)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(data_dir=tmp_path / "var", id_hash_key="test-id-key", session_secret="test-session")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    # 2026-03-02 10:00 in Shanghai: a weekday morning, outside quiet hours.
+    return FakeClock(datetime(2026, 3, 2, 2, 0, tzinfo=UTC))
