@@ -25,6 +25,7 @@ from models.people import (
     Language,
     SchemeMembership,
 )
+from models.scheduler import SchedulerJobRun, SchedulerLease
 from models.staff import AuditLog, Role, StaffUser
 
 __all__ = [
@@ -32,5 +33,5 @@ __all__ = [
     "Beneficiary", "BeneficiaryKind", "BeneficiaryStatus", "Broadcast", "BroadcastStatus", "Channel",
     "Contact", "Conversation", "FamilyMember", "HandoffTicket", "Language", "MessageLog", "OneTimeCode",
     "OutboxEvent", "OutboxMessage", "OutboxStatus", "Role", "SchemeMembership", "Stage", "StaffUser",
-    "SurveyAnswer", "Task", "TaskKind", "UTCDateTime", "is_sqlite", "make_engine", "session_scope", "utcnow",
+    "SchedulerJobRun", "SchedulerLease", "SurveyAnswer", "Task", "TaskKind", "UTCDateTime", "is_sqlite", "make_engine", "session_scope", "utcnow",
 ]
