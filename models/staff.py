@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -48,3 +51,20 @@ class AuditLog(SQLModel, table=True):
     target_type: str = Field(default="", max_length=32)
     target_id: str = Field(default="", max_length=64)
     details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
+
+
+def hash_password(password: str, *, salt: bytes | None = None) -> str:
+    """scrypt, from the standard library: `scrypt$<salt hex>$<hash hex>`."""
+    salt = salt or secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1)
+    return f"scrypt${salt.hex()}${digest.hex()}"
+
+
+def check_password(password: str, stored: str) -> bool:
+    try:
+        scheme, salt_hex, _ = stored.split("$")
+    except ValueError:
+        return False
+    if scheme != "scrypt":
+        return False
+    return hmac.compare_digest(hash_password(password, salt=bytes.fromhex(salt_hex)), stored)
