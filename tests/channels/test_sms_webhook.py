@@ -1,0 +1,191 @@
+"""The Twilio inbound-SMS webhook: signed requests in, TwiML out, forgeries refused."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from typing import Any
+
+import pytest
+
+from bot.channels.base import Choice, Reply
+from .support import PUBLIC, ScriptedEngine, SmsClient, asgi_client, make_app, sign
+
+# Captured-looking inbound payloads, field for field as Twilio posts them.
+BASE = {
+    "ToCountry": "CN", "ToState": "", "SmsMessageSid": "SM0a1b2c3d4e5f60718293a4b5c6d7e8f9",
+    "NumMedia": "0", "ToCity": "", "FromZip": "", "SmsSid": "SM0a1b2c3d4e5f60718293a4b5c6d7e8f9",
+    "FromState": "", "SmsStatus": "received", "FromCity": "", "FromCountry": "CN", "To": "+8610655000",
+    "ToZip": "", "NumSegments": "1", "MessageSid": "SM0a1b2c3d4e5f60718293a4b5c6d7e8f9",
+    "AccountSid": "AC" + "0" * 32, "From": "+8613812345678", "ApiVersion": "2010-04-01",
+}
+
+
+def payload(**fields: str) -> dict[str, str]:
+    return {**BASE, **fields}
+
+
+async def _app(channel_settings: Any, clock: Any, engine: Any) -> Any:
+    app = make_app({"settings": channel_settings, "clock": clock, "bot_engine": engine})
+    return SmsClient(await asgi_client(app))
+
+
+def messages_of(twiml: str) -> list[str]:
+    root = ET.fromstring(twiml.encode())
+    assert root.tag == "Response"
+    return [m.text or "" for m in root.findall("Message")]
+
+
+SIGNED_CASES = [
+    # (name, form, what the engine must see as text)
+    ("chinese text", payload(Body="你好，我想问社保接续"), "你好，我想问社保接续"),
+    ("digit reply", payload(Body="1"), "1"),
+    ("opt-out TD", payload(Body="TD"), "TD"),
+    ("opt-out 退订", payload(Body="退订"), "退订"),
+    ("STOP with emoji", payload(Body="STOP 🙏"), "STOP 🙏"),
+    ("control characters", payload(Body="人工\x00\x1b"), "人工"),
+    ("mms with caption", payload(Body="材料", NumMedia="1", MessageSid="MM9",
+                                 MediaUrl0="https://api.twilio.com/2010-04-01/Accounts/AC0/Messages/MM9/Media/ME1",
+                                 MediaContentType0="image/jpeg"), "材料"),
+]
+
+
+@pytest.mark.parametrize(("name", "form", "text"), SIGNED_CASES, ids=[c[0] for c in SIGNED_CASES])
+async def test_signed_message_reaches_the_engine_and_is_answered_in_twiml(
+        channel_settings: Any, clock: Any, name: str, form: dict[str, str], text: str) -> None:
+    """A correctly signed message goes to the engine as sms text; the reply comes back as TwiML."""
+    engine = ScriptedEngine()
+    client = await _app(channel_settings, clock, engine)
+    response = await client.post(form)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/xml")
+    [inbound] = engine.seen
+    assert (inbound.channel, inbound.address, inbound.text) == ("sms", form["From"], text)
+    assert inbound.provider_message_id == form["MessageSid"]
+    assert inbound.received_at == clock.now()
+    assert messages_of(response.text) == [f"收到：{text}\n1 申请社保接续\n2 返回主菜单"]
+
+
+FORGED = [
+    ("unsigned", None, {}),
+    ("wrong token", sign(PUBLIC + "/webhooks/twilio/sms", payload(Body="hi"), token="not-our-token"), {}),
+    ("signed for another URL", sign("https://evil.example/webhooks/twilio/sms", payload(Body="hi")), {}),
+    ("garbage", "bm90IGEgc2lnbmF0dXJl", {}),
+]
+
+
+@pytest.mark.parametrize(("name", "signature", "headers"), FORGED, ids=[f[0] for f in FORGED])
+async def test_unsigned_or_forged_request_is_refused_and_nothing_is_handled(
+        channel_settings: Any, clock: Any, name: str, signature: str | None, headers: dict[str, str]) -> None:
+    """Without Twilio's valid signature: 403, and the engine never sees the message."""
+    engine = ScriptedEngine()
+    client = await _app(channel_settings, clock, engine)
+    response = await client.post(payload(Body="hi"), signature=signature, headers=headers)
+    assert response.status_code == 403
+    assert engine.seen == []
+
+
+async def test_a_body_changed_after_signing_is_refused(channel_settings: Any, clock: Any) -> None:
+    """The signature covers every field: altering the Body breaks it."""
+    engine = ScriptedEngine()
+    client = await _app(channel_settings, clock, engine)
+    signature = sign(PUBLIC + "/webhooks/twilio/sms", payload(Body="1"))
+    response = await client.post(payload(Body="退订"), signature=signature)
+    assert response.status_code == 403
+    assert engine.seen == []
+
+
+async def test_without_an_auth_token_every_request_is_refused(channel_settings: Any, clock: Any) -> None:
+    """An unconfigured token never means 'accept anything'."""
+    engine = ScriptedEngine()
+    unset = channel_settings.model_copy(update={"twilio_auth_token": ""})
+    client = await _app(unset, clock, engine)
+    response = await client.post(payload(Body="hi"), signature=sign(PUBLIC + "/webhooks/twilio/sms",
+                                                                       payload(Body="hi"), token=""))
+    assert response.status_code == 403
+    assert engine.seen == []
+
+
+async def test_sha256_signature_named_in_the_settings_header_is_accepted(channel_settings: Any, clock: Any) -> None:
+    """Twilio's HMAC-SHA256 webhook signatures validate when the header names the algorithm."""
+    from twilio.request_validator import RequestValidator
+
+    engine = ScriptedEngine()
+    client = await _app(channel_settings, clock, engine)
+    form = payload(Body="你好")
+    signature = RequestValidator("twilio-test-auth-token").compute_signature(
+        PUBLIC + "/webhooks/twilio/sms", form, algorithm="HMAC_SHA256")
+    response = await client.post(form, signature=signature, headers={
+        "X-Twilio-Webhooks-Signature-Settings": "key=webhooks_sharedkey_x,algorithm=HMAC_SHA256"})
+    assert response.status_code == 200
+    assert len(engine.seen) == 1
+
+
+MALFORMED = [
+    ("missing From", {k: v for k, v in payload(Body="hi").items() if k != "From"}, 400, "From"),
+    ("short-code From", payload(From="10086", Body="hi"), 400, "E.164"),
+    ("alphanumeric From", payload(From="NUANXIN", Body="hi"), 400, "E.164"),
+    ("huge Body", payload(Body="长" * 2000), 400, "1600"),
+]
+
+
+@pytest.mark.parametrize(("name", "form", "status", "reason"), MALFORMED, ids=[m[0] for m in MALFORMED])
+async def test_malformed_signed_request_gets_a_clear_400_and_no_handling(
+        channel_settings: Any, clock: Any, name: str, form: dict[str, str], status: int, reason: str) -> None:
+    """Signed but unusable fields: 400 naming the problem; the engine is not called."""
+    engine = ScriptedEngine()
+    client = await _app(channel_settings, clock, engine)
+    response = await client.post(form)
+    assert response.status_code == status
+    assert reason in response.text
+    assert engine.seen == []
+
+
+async def test_an_oversized_request_is_refused_before_parsing(channel_settings: Any, clock: Any) -> None:
+    """A body far beyond any Twilio request is refused with 413 before its signature is even read."""
+    engine = ScriptedEngine()
+    client = await _app(channel_settings, clock, engine)
+    response = await client.post(payload(Body="x" * 100_000))
+    assert response.status_code == 413
+    assert engine.seen == []
+
+
+async def test_reply_text_with_markup_characters_is_escaped_in_twiml(channel_settings: Any, clock: Any) -> None:
+    """Whatever the engine says arrives word for word: TwiML is well-formed XML."""
+    engine = ScriptedEngine(lambda i: [Reply("费用 <100元> & 无需缴费 \"免费\"")])
+    client = await _app(channel_settings, clock, engine)
+    response = await client.post(payload(Body="多少钱"))
+    assert messages_of(response.text) == ["费用 <100元> & 无需缴费 \"免费\""]
+
+
+async def test_long_reply_leaves_as_several_messages_of_at_most_two_segments(
+        channel_settings: Any, clock: Any) -> None:
+    """A long checklist becomes several <Message>s, each within two segments."""
+    from outreach.sms_text import sms_length
+
+    text = "\n".join(f"{i}. 请带上本人身份证原件和复印件，社保卡，以及单位出具的证明材料。" for i in range(1, 9))
+    engine = ScriptedEngine(lambda i: [Reply(text, choices=(Choice("好的", "ok"),))])
+    client = await _app(channel_settings, clock, engine)
+    response = await client.post(payload(Body="材料"))
+    messages = messages_of(response.text)
+    assert len(messages) >= 2
+    assert all(sms_length(m).segments <= 2 for m in messages)
+    assert messages[-1].endswith("1 好的")
+
+
+async def test_when_the_engine_fails_the_person_is_asked_to_send_again(channel_settings: Any, clock: Any) -> None:
+    """An engine error is not silence: the answer asks the person to try again."""
+    engine = ScriptedEngine(fail=True)
+    client = await _app(channel_settings, clock, engine)
+    response = await client.post(payload(Body="你好"))
+    assert response.status_code == 200
+    [message] = messages_of(response.text)
+    assert "稍后再发" in message
+
+
+async def test_no_reply_from_the_engine_gives_an_empty_response(channel_settings: Any, clock: Any) -> None:
+    """If the engine has nothing to say, Twilio is told to send nothing."""
+    engine = ScriptedEngine(lambda i: [])
+    client = await _app(channel_settings, clock, engine)
+    response = await client.post(payload(Body="STOP"))
+    assert response.status_code == 200
+    assert messages_of(response.text) == []
