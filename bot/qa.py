@@ -1,0 +1,404 @@
+"""Policy questions answered from the reviewed knowledge base, or handed to staff.
+
+How an answer is chosen:
+1. Requests for a person, complaints and questions about the asker's own case go to
+   staff first: no article can answer those, however well the words match.
+2. The question is normalised (Traditional -> Simplified with OpenCC, lower case),
+   tokenised (rjieba words + character bigrams for Chinese, lightly stemmed words for
+   English), expanded with synonyms, and ranked with BM25 over the articles of its
+   language (questions, keywords and title weigh more than the body).
+3. The best article is used only when both its BM25 score and its *coverage* (the
+   IDF-weighted share of the question's words that the article contains) pass the
+   thresholds calibrated on tests/qa; otherwise the question is handed off as out of
+   scope. A guess is worse than a person answering later.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import bm25s
+import numpy as np
+import opencc
+import rjieba
+
+from bot.knowledge import Article, KnowledgeBase, load_knowledge
+
+# Calibrated with `nuanxin eval-qa --sweep` on the dev split of tests/qa (see tests/qa/README.md).
+MIN_SCORE = 4.0
+MIN_COVERAGE = 0.5
+
+# How many copies of each field go into an article's indexed text: the phrasings people
+# use (questions, keywords, title) matter more than the wording of the answer itself.
+FIELD_WEIGHTS = {"questions": 2, "keywords": 2, "title": 2, "body": 1}
+
+_to_simplified = opencc.OpenCC("t2s")
+_to_traditional = opencc.OpenCC("s2t")
+
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_CJK_RUN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]{2,}")
+_LATIN_WORD = re.compile(r"[a-z0-9]+")
+_ZH_TOKEN_OK = re.compile(r"[\u3400-\u9fffa-z0-9]")
+
+ZH_STOPWORDS = frozenset(
+    "的 了 吗 呢 吧 啊 呀 哦 嘛 么 哈 啦 喔 哎 唉 嗯 是 我 你 您 他 她 它 我们 你们 他们 她们 咱 咱们 俺 "
+    "这 那 这个 那个 这些 那些 个 就 都 也 还 和 跟 与 及 或 或者 请问 请 一下 问 问问 想 想问 知道 "
+    "听说 说 一个 有没有 没有 有 吧 呗 着 过 得 地 把 被 让 给 在 又 再 才 很 太 挺 好 谢谢 麻烦 "
+    "能 能不能 可以 可不可以 会 会不会 是不是 要 需要 该 应该 怎么 怎么样 怎样 如何 什么 啥 哪些 哪 "
+    "多少 几 吗 么 啊 呢 现在 今年 一直 已经 听 人家 老人家 老人 家里 家人".split()
+)
+EN_STOPWORDS = frozenset(
+    "a an the and or but of to in on at for from by with about as is are was were be been being am "
+    "do does did doing have has had i me my mine we our us you your he him his she her they them their "
+    "it its this that these those there here what which who whom whose when where why how can could "
+    "would should will shall may might must please hi hello dear thanks thank tell know want wants "
+    "wanted need get got any some if so than then just also too very really still now yes no not dont "
+    "don t s im ive id is there much many".split()
+)
+
+
+@dataclass(frozen=True)
+class Answer:
+    handoff: bool  # True: pass to staff instead of answering
+    answer: str  # the reply text, in the asker's language, ending with its source line
+    sources: list[str]  # "article title — source document (seed NNN)"
+    lang: str  # "zh-Hans" | "zh-Hant" | "en"
+    reason: str  # "answered" | "out_of_scope" | "personal_case" | "complaint" | "asked_for_person"
+    article_id: str | None
+    score: float  # coverage of the question by the chosen article, 0..1 (0 for rule-based handoffs)
+    sms: str  # short variant with the same key facts and the source, for SMS
+
+
+# --------------------------------------------------------------------------- language
+
+
+def detect_language(text: str, hint: str | None = None) -> str:
+    """zh-Hant, zh-Hans or en, from the text itself; the hint decides only what the text cannot."""
+    cjk = _CJK.findall(text)
+    if cjk:
+        chinese = "".join(cjk)
+        traditional_only = sum(a != b for a, b in zip(chinese, _to_simplified.convert(chinese), strict=False))
+        simplified_only = sum(a != b for a, b in zip(chinese, _to_traditional.convert(chinese), strict=False))
+        if traditional_only > simplified_only:
+            return "zh-Hant"
+        if simplified_only > traditional_only:
+            return "zh-Hans"
+        return "zh-Hant" if hint == "zh-Hant" else "zh-Hans"
+    if re.search(r"[A-Za-z]{2,}", text):
+        return "en"
+    return hint if hint in ("zh-Hans", "zh-Hant", "en") else "zh-Hans"
+
+
+# --------------------------------------------------------------------------- tokens
+
+
+def _stem(word: str) -> str:
+    """Very light English stemming: enough to match plurals and -ing/-ed forms."""
+    if len(word) <= 3:
+        return word
+    for suffix, replacement, min_len in (("ies", "y", 5), ("sses", "ss", 5), ("ches", "ch", 5),
+                                         ("shes", "sh", 5), ("xes", "x", 4), ("ing", "", 6),
+                                         ("ied", "y", 5), ("ed", "", 5), ("ly", "", 6)):
+        if word.endswith(suffix) and len(word) >= min_len:
+            return word[: -len(suffix)] + replacement
+    if word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+class Tokenizer:
+    """Turns text into index tokens for one language, with synonyms mapped to one form."""
+
+    def __init__(self, language: str, synonym_groups: tuple[tuple[str, ...], ...] = (),
+                 dictionary_words: set[str] | None = None) -> None:
+        self.language = language
+        self.canonical: dict[str, str] = {}
+        if language == "zh-Hans" and dictionary_words:
+            # Teach the segmenter the knowledge base's own phrases (社保补缴, 生存认证, …)
+            # so they come out as one token as well as their parts (cut_for_search).
+            for word in sorted(dictionary_words):
+                if _CJK.search(word) and 2 <= len(word) <= 8:
+                    rjieba.add_word(word, None, None)
+        for group in synonym_groups:
+            forms = [self._plain_words(w) for w in group]
+            canonical = " ".join(forms[0])
+            for form in forms:
+                self.canonical[" ".join(form)] = canonical
+
+    def _plain_words(self, text: str) -> list[str]:
+        text = _to_simplified.convert(text.lower())
+        if self.language == "en":
+            return [_stem(w) for w in _LATIN_WORD.findall(text)]
+        return [text.strip()]
+
+    def words(self, text: str) -> list[str]:
+        """Meaningful words (no bigrams): used for coverage."""
+        text = _to_simplified.convert(text.lower())
+        if self.language == "en":
+            stems = [_stem(w) for w in _LATIN_WORD.findall(text) if w not in EN_STOPWORDS]
+            return self._with_synonyms(stems, phrase_len=3)
+        words = [w for w in rjieba.cut_for_search(text) if _ZH_TOKEN_OK.search(w) and w not in ZH_STOPWORDS]
+        return self._with_synonyms(words, phrase_len=1)
+
+    def tokens(self, text: str) -> list[str]:
+        """Index tokens: words plus, for Chinese, character bigrams that survive typos and odd cuts."""
+        words = self.words(text)
+        if self.language == "en":
+            return words
+        simplified = _to_simplified.convert(text.lower())
+        bigrams = ["~" + run[i: i + 2] for run in _CJK_RUN.findall(simplified) for i in range(len(run) - 1)]
+        return words + bigrams
+
+    def _with_synonyms(self, words: list[str], phrase_len: int) -> list[str]:
+        out = list(words)
+        for n in range(1, phrase_len + 1):
+            for i in range(len(words) - n + 1):
+                canonical = self.canonical.get(" ".join(words[i: i + n]))
+                if canonical is not None:
+                    out.extend(canonical.split())
+        return out
+
+
+# --------------------------------------------------------------------------- handoff rules
+
+_ZH_ASK_PERSON = re.compile(
+    r"转人工|找人工|要人工|真人|活人|客服|找(个|一个)?(工作人员|人)(说|聊|谈|问|帮)|"
+    r"(跟|和|同)(你们)?(的)?(工作人员|真人|人)(说|聊|谈|通话)|不(想|要)(跟|和)机器|(叫|让|请)(工作人员|你们的人|人)"
+    r"(给我|跟我|联系|打)|(给|帮)?我(打|回)(个)?电话|回电|打电话给我|找(你们)?领导|找(你们)?负责人|"
+    r"要(找|见)(工作人员|人)|人工"
+)
+_ZH_COMPLAINT = re.compile(
+    r"投诉|举报|告状|态度(很|太|非常|特别|极其)?(差|恶劣|不好|冷淡|蛮横|凶)|(工作人员|办事员|窗口|社区的人|"
+    r"干部|那个人|他们).{0,12}(骂|凶|吼|不理|爱理不理|推诿|踢皮球|刁难|敷衍|要好处|收红包|吃拿卡要|不耐烦|"
+    r"甩脸|摔|欺负)|不作为|乱收费|推来推去|踢皮球|太不像话|什么破|服务太差|没人管"
+)
+_ZH_FIRST_PERSON = re.compile(r"我|俺|咱|本人|我家|我爸|我妈|我爷|我奶|我老|老伴|我父|我母|我丈夫|我妻|我婆|我公")
+_ZH_OWN_CASE = re.compile(
+    r"少了|少发|少给|多扣|扣了|被扣|扣我|扣钱|停发|停了|被拒|拒绝了|驳回|退回|打回|没通过|不通过|"
+    r"没批|不批|不给|没给|没发|还没发|没到账|不到账|没收到|收不到|还没(收到|到|下来|批|通知|打|给)|"
+    r"算错|搞错|弄错|(?<!对)不对(?!不)|进度|到哪一步|到哪了|办得怎么样|办好了没|批下来没|审核结果|结果出来|"
+    r"查(一下|一查|查)?(我|俺)|帮(我|俺)查|(我|俺)的(申请|材料|档案|记录|账户|案子)(呢|在哪|到哪|怎么样|办得|批)"
+)
+_ZH_WHY_ME = re.compile(r"(为什么|为啥|凭什么|怎么回事|咋回事).{0,20}(少|扣|降|减|不给|没给|没发|停|拒|不批|没批|"
+                        r"不通过|没通过|不符合|取消|退回|没有我|不让)")
+
+_EN_ASK_PERSON = re.compile(
+    r"\b(human|real person|live person|live agent|an agent|operator|representative|someone real|"
+    r"(speak|talk|chat) (to|with) (a |an |some|your )?(person|someone|somebody|staff|human|officer|"
+    r"agent|people|worker|caseworker|manager)|call me|phone me|ring me|call me back|give me a call|"
+    r"not a (bot|robot|machine)|stop the bot)\b"
+)
+_EN_COMPLAINT = re.compile(
+    r"\b(complain|complaint|rude|impolite|shouted|yelled|swore|unprofessional|disrespectful|"
+    r"bribe|corrupt|treated (me|us|my \w+) (badly|poorly|like)|(staff|officer|clerk|worker|woman|man|"
+    r"people) (at|in) .{0,30}(was|were) (rude|awful|terrible|horrible|nasty|unhelpful|lazy)|"
+    r"(staff|officer|clerk|they) (refused to help|ignored|hung up|would not help|wouldn't help)|"
+    r"report (a|the|your|this) (staff|officer|clerk|worker)|terrible service|awful service)"
+)
+_EN_OWN_CASE = re.compile(
+    r"\b(my|our|mine|me|i|i'm|im|we|dad's|mum's|mom's|father's|mother's|husband's|wife's)\b.{0,60}"
+    r"\b(refused|rejected|denied|turned down|declined|cut|reduced|lower|less|smaller|stopped|suspended|"
+    r"missing|not (arrived|received|paid|come|came)|hasn't (arrived|come)|haven't (received|got|been paid)|"
+    r"didn't (get|receive|arrive|come)|never (got|received|arrived|came)|wrong|mistake|deducted|"
+    r"status|progress|still waiting|where is|how far)\b"
+    r"|\b(status|progress) of (my|our|his|her)\b|\bcheck (my|our|his|her)\b|\blook (up|into) (my|our|his|her)\b"
+    r"|\bwhy (was|is|did|has|have|were) (my|our|i|we|he|she|his|her)\b"
+)
+
+
+def _rule_handoff(question: str, lang: str) -> str | None:
+    """The reason for a handoff that the words alone decide, or None."""
+    if lang == "en":
+        text = question.lower().replace("’", "'")
+        if _EN_ASK_PERSON.search(text):
+            return "asked_for_person"
+        if _EN_COMPLAINT.search(text):
+            return "complaint"
+        if _EN_OWN_CASE.search(text):
+            return "personal_case"
+        return None
+    text = _to_simplified.convert(question)
+    if _ZH_ASK_PERSON.search(text):
+        return "asked_for_person"
+    if _ZH_COMPLAINT.search(text):
+        return "complaint"
+    if _ZH_FIRST_PERSON.search(text) and (_ZH_OWN_CASE.search(text) or _ZH_WHY_ME.search(text)):
+        return "personal_case"
+    return None
+
+
+# --------------------------------------------------------------------------- replies
+
+HANDOFF_REPLIES = {
+    "zh-Hans": {
+        "out_of_scope": "这个问题我这里没有把握回答，已经转给工作人员。工作人员会在工作日尽快回复您，一般1个工作日内。",
+        "personal_case": "这是关于您个人情况的问题，需要工作人员查看您的记录，已经转给工作人员。"
+                         "工作人员会在工作日尽快回复您，一般1个工作日内。请不要在这里发送身份证号码。",
+        "complaint": "您的意见已经转给负责的工作人员，我们会认真核实处理，一般1个工作日内有人联系您。谢谢您告诉我们。",
+        "asked_for_person": "好的，已经为您转给工作人员。工作人员会在工作日尽快回复您，一般1个工作日内。",
+    },
+    "en": {
+        "out_of_scope": "I can't answer this one reliably, so I have passed it to a member of staff. "
+                        "They will reply on a working day, usually within 1 working day.",
+        "personal_case": "This is about your own case, which a member of staff needs to look up. I have passed it "
+                         "to them; they will reply on a working day, usually within 1 working day. "
+                         "Please do not send your ID card number here.",
+        "complaint": "Thank you for telling us. I have passed this to the staff member in charge; someone will "
+                     "contact you, usually within 1 working day.",
+        "asked_for_person": "Of course. I have passed your message to a member of staff; they will reply on a "
+                            "working day, usually within 1 working day.",
+    },
+}
+SOURCE_LABEL = {"zh-Hans": "来源：", "en": "Source: "}
+
+
+def _index_text(article: Article) -> list[str]:
+    parts: list[str] = []
+    parts += list(article.questions) * FIELD_WEIGHTS["questions"]
+    parts += list(article.keywords) * FIELD_WEIGHTS["keywords"]
+    parts += [article.title] * FIELD_WEIGHTS["title"]
+    parts += [article.body] * FIELD_WEIGHTS["body"]
+    return parts
+
+
+class _LanguageIndex:
+    """BM25 over the articles of one written language."""
+
+    def __init__(self, articles: list[Article], tokenizer: Tokenizer) -> None:
+        self.articles = articles
+        self.tokenizer = tokenizer
+        corpus = [tokenizer.tokens("\n".join(_index_text(a))) for a in articles]
+        self.vocab = [set(tokens) for tokens in corpus]
+        self.bm25 = bm25s.BM25(k1=1.2, b=0.75)
+        self.bm25.index(corpus, show_progress=False)
+        n = len(corpus)
+        df: dict[str, int] = {}
+        for tokens in self.vocab:
+            for token in tokens:
+                df[token] = df.get(token, 0) + 1
+        self.idf = {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}
+        # A word no article has is as informative as the rarest word there is.
+        self.unknown_idf = math.log(1 + (n + 0.5) / 0.5)
+
+    def best(self, question: str) -> tuple[Article | None, float, float]:
+        """(article, bm25 score, coverage) of the best match."""
+        tokens = self.tokenizer.tokens(question)
+        if not tokens:
+            return None, 0.0, 0.0
+        scores = self.bm25.get_scores(tokens)
+        top = int(np.argmax(scores))
+        return self.articles[top], float(scores[top]), self._coverage(question, top)
+
+    def _coverage(self, question: str, doc: int) -> float:
+        words = set(self.tokenizer.words(question))
+        if not words:
+            return 0.0
+        weights = {w: self.idf.get(w, self.unknown_idf) for w in words}
+        if self.tokenizer.language != "en":
+            # A Chinese word the segmenter cut differently still counts when its bigrams are there.
+            found = sum(weights[w] * _bigram_share(w, self.vocab[doc]) for w in words)
+        else:
+            found = sum(weights[w] for w in words if w in self.vocab[doc])
+        return found / sum(weights.values())
+
+
+def _bigram_share(word: str, vocab: set[str]) -> float:
+    if word in vocab:
+        return 1.0
+    if len(word) < 3 or not _CJK.search(word):
+        return 0.0
+    grams = [word[i: i + 2] for i in range(len(word) - 1)]
+    return sum(("~" + g) in vocab for g in grams) / len(grams)
+
+
+class QA:
+    def __init__(self, knowledge: KnowledgeBase) -> None:
+        self.knowledge = knowledge
+        self._indexes: dict[str, _LanguageIndex] = {}
+        for lang in ("zh-Hans", "en"):
+            articles = knowledge.in_language(lang)
+            if not articles:
+                continue
+            dictionary = {w for a in articles for w in a.keywords}
+            dictionary |= {w for group in knowledge.synonyms.get(lang, ()) for w in group}
+            tokenizer = Tokenizer(lang, knowledge.synonyms.get(lang, ()), dictionary)
+            self._indexes[lang] = _LanguageIndex(articles, tokenizer)
+
+    @classmethod
+    def load(cls, knowledge_dir: Path | None = None) -> QA:
+        return cls(load_knowledge(knowledge_dir))
+
+    def answer(self, question: str, lang_hint: str | None = None) -> Answer:
+        lang = detect_language(question, lang_hint)
+        base = "en" if lang == "en" else "zh-Hans"
+        reason = _rule_handoff(question, lang)
+        if reason is not None:
+            return self._handoff(reason, lang)
+        index = self._indexes.get(base)
+        if index is None:
+            return self._handoff("out_of_scope", lang)
+        article, score, coverage = index.best(question)
+        if article is None or score < MIN_SCORE or coverage < MIN_COVERAGE:
+            return self._handoff("out_of_scope", lang, coverage)
+        return self._answered(article, lang, coverage)
+
+    def explain(self, question: str, lang_hint: str | None = None) -> dict[str, object]:
+        """The raw ranking figures for a question (for calibration and staff debugging)."""
+        lang = detect_language(question, lang_hint)
+        index = self._indexes.get("en" if lang == "en" else "zh-Hans")
+        if index is None:
+            return {"lang": lang, "rule": _rule_handoff(question, lang)}
+        article, score, coverage = index.best(question)
+        return {"lang": lang, "rule": _rule_handoff(question, lang), "article_id": article and article.id,
+                "score": score, "coverage": coverage}
+
+    def source_line(self, article: Article, lang: str) -> str:
+        base = "en" if lang == "en" else "zh-Hans"
+        document = self.knowledge.seeds[article.seed][base]
+        return _localise(f"{article.title} — {document} (seed {article.seed})", lang)
+
+    def _answered(self, article: Article, lang: str, coverage: float) -> Answer:
+        base = "en" if lang == "en" else "zh-Hans"
+        source = self.source_line(article, lang)
+        label = _localise(SOURCE_LABEL[base], lang)
+        body = _localise(article.body, lang)
+        sms_text = _localise(article.sms or _first_paragraph(article.body), lang)
+        document = _localise(self.knowledge.seeds[article.seed][base], lang)
+        return Answer(
+            handoff=False, answer=f"{body}\n\n{label}{source}", sources=[source], lang=lang,
+            reason="answered", article_id=article.id, score=round(coverage, 3),
+            sms=f"{sms_text}（{label}{document}）" if base == "zh-Hans" else f"{sms_text} ({label}{document})",
+        )
+
+    def _handoff(self, reason: str, lang: str, score: float = 0.0) -> Answer:
+        text = _localise(HANDOFF_REPLIES["en" if lang == "en" else "zh-Hans"][reason], lang)
+        return Answer(handoff=True, answer=text, sources=[], lang=lang, reason=reason, article_id=None,
+                      score=round(score, 3), sms=text)
+
+
+@lru_cache(maxsize=4096)
+def _localise(text: str, lang: str) -> str:
+    return _to_traditional.convert(text) if lang == "zh-Hant" else text
+
+
+def _first_paragraph(body: str) -> str:
+    return body.strip().split("\n\n", 1)[0]
+
+
+_shared: QA | None = None
+_shared_lock = threading.Lock()
+
+
+def get_qa() -> QA:
+    """The process-wide QA, loaded on first use."""
+    global _shared
+    if _shared is None:
+        with _shared_lock:
+            if _shared is None:
+                _shared = QA.load()
+    return _shared
