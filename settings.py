@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=PROJECT_ROOT / "var")
     database_url: str = Field(default="", validation_alias=_env("DATABASE_URL"))
     office_timezone: str = "Asia/Shanghai"
+    # How messages sign off and how people reach a person (outreach/templates.py).
+    office_name: str = "暖心服务中心"
+    office_name_en: str = ""  # empty: "Nuanxin Service Centre" with the default name, else office_name
+    office_phone: str = "12345"
+    # Optional YAML replacing outreach/occasions.yaml (who is greeted on which festival, when).
+    occasions_file: Path | None = None
     # Key for the keyed hash of ID-card numbers. Empty: a key is generated once and kept in data_dir.
     id_hash_key: str = ""
     session_secret: str = ""
