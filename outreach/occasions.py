@@ -172,3 +172,8 @@ def greetings_due(start: datetime, end: datetime, tz: ZoneInfo,
         if start <= at < end:
             due.append(DueGreeting(name, day, at, rule.audience))
     return due
+
+
+def rules_for(settings: Any) -> dict[str, OccasionRule]:
+    """The rules in force: `settings.occasions_file` (NUANXIN_OCCASIONS_FILE) when set, else the default file."""
+    return load_occasion_rules(getattr(settings, "occasions_file", None))
