@@ -1,0 +1,476 @@
+"""The dispatcher: takes due rows from the outbox and sends them, exactly as fast as allowed.
+
+One cycle, per channel: claim a batch under a lease (PostgreSQL: SKIP LOCKED, SQLite: an
+immediate transaction), re-check every recipient in that same transaction (opted out,
+blocked, invalid, deceased → suppressed, never sent), send the rest concurrently under the
+provider's rate limits, then write every outcome in one transaction:
+- success → sent (+ provider id, a `MessageLog` "out" row);
+- retryable error → queued again with exponential backoff and jitter, until the row's
+  deadline (default 24 h after it was queued), then failed; a 429 also pauses the provider;
+- permanent error → failed; a stopped/invalid contact is marked (models.actions) and, when
+  the row allows it, the message falls back to the beneficiary's other verified, reachable
+  contact on the other channel (a new row, derived idempotency key).
+SMS that is not urgent waits out the office's quiet hours (status stays queued, event
+"deferred: quiet hours"); one-time codes (urgent) go at once.
+
+A crash loses nothing: rows stay 'sending' under a lease that expires, and are claimed
+again. What can be sent twice is only what was in flight (sent, outcome not yet written).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import time as _time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, insert, select
+from sqlmodel import Session
+
+from models.actions import mark_blocked, mark_invalid, opt_out
+from models.clock import Clock, SystemClock
+from models.conversations import MessageLog
+from models.db import session_scope
+from models.outbox import OutboxMessage, OutboxStatus
+from models.people import Beneficiary, BeneficiaryStatus, Contact
+from models.phone import mask_phone
+from outreach.outbox import (
+    Change,
+    Claimed,
+    apply_changes,
+    claim,
+    defer_due,
+    derived_key,
+    enqueue,
+    renew_leases,
+)
+from outreach.providers.base import (
+    AddressInvalid,
+    ChannelMisconfigured,
+    ConnectionFailed,
+    ContactStopped,
+    OutgoingMessage,
+    Provider,
+    SendError,
+    SendResult,
+    TemporaryFailure,
+    Throttled,
+)
+from outreach.ratelimit import ProviderLimits, limits_for
+
+log = logging.getLogger("nuanxin.dispatcher")
+
+OTHER_CHANNEL = {"telegram": "sms", "sms": "telegram"}
+_MESSAGE_LOG = MessageLog.__table__  # type: ignore[attr-defined]
+
+
+def in_quiet_hours(local: time, start: time, end: time) -> bool:
+    if start == end:
+        return False
+    if start > end:  # spans midnight, e.g. 21:00-08:00
+        return local >= start or local < end
+    return start <= local < end
+
+
+def quiet_hours_end(now: datetime, tz: Any, end: time) -> datetime:
+    """The next moment the office's clock shows `end` (the morning), in UTC."""
+    local = now.astimezone(tz)
+    candidate = local.replace(hour=end.hour, minute=end.minute, second=0, microsecond=0)
+    if candidate <= local:
+        candidate = (local + timedelta(days=1)).replace(hour=end.hour, minute=end.minute, second=0, microsecond=0)
+    return candidate.astimezone(now.tzinfo)
+
+
+@dataclass
+class Outcome:
+    row: Claimed
+    result: SendResult | None = None
+    error: SendError | None = None
+    deferred_s: float = 0.0  # rate limit: not sent, back in the queue for this long
+    at: datetime | None = None
+
+
+def _sms_segments(text: str) -> int:
+    try:
+        from outreach.sms_text import sms_length
+
+        return sms_length(text).segments
+    except ImportError:  # pragma: no cover
+        per = 160 if text.isascii() else 70
+        return max(1, -(-len(text) // per))
+
+
+class Dispatcher:
+    def __init__(self, engine: Engine, providers: Mapping[str, Provider], clock: Clock | None = None,
+                 settings: Any = None, *, owner: str | None = None, batch_size: int = 500,
+                 concurrency: int = 256, workers: int = 2, lease_s: float = 60.0,
+                 retry_base_s: float = 30.0, retry_max_s: float = 3600.0,
+                 default_deadline: timedelta = timedelta(hours=24), send_timeout_s: float = 30.0,
+                 max_hold_s: float = 2.0, idle_s: float = 0.5,
+                 limits: Mapping[str, ProviderLimits] | None = None,
+                 sleep: Callable[[float], Awaitable[None]] | None = None, seed: int | None = None) -> None:
+        self.engine = engine
+        self.providers = dict(providers)
+        self.clock = clock or SystemClock()
+        self.settings = settings
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{random.randrange(1 << 30):x}"
+        self.batch_size = batch_size
+        self.concurrency = concurrency
+        self.workers = workers
+        self.lease_s = lease_s
+        self.retry_base_s = retry_base_s
+        self.retry_max_s = retry_max_s
+        self.default_deadline = default_deadline
+        self.send_timeout_s = send_timeout_s
+        self.max_hold_s = max_hold_s
+        self.idle_s = idle_s
+        self.sleep = sleep or asyncio.sleep
+        self.rng = random.Random(seed)
+        self.tz = getattr(settings, "tz", None)
+        self.quiet_start: time | None = getattr(settings, "quiet_hours_start", None)
+        self.quiet_end: time | None = getattr(settings, "quiet_hours_end", None)
+        if limits is None:
+            limits = {ch: limits_for(ch, self.clock,
+                                     telegram_rate=getattr(settings, "telegram_rate_per_s", 30.0),
+                                     telegram_per_chat=getattr(settings, "telegram_per_chat_per_s", 1.0),
+                                     sms_segments_per_s=getattr(settings, "twilio_segments_per_s", 1.0))
+                      for ch in self.providers}
+        self.limits = dict(limits)
+        self._semaphore = asyncio.Semaphore(concurrency)
+        self._inflight: dict[str, int] = {ch: 0 for ch in self.providers}
+        self._last_quiet_check = 0.0
+        self.stats = {"sent": 0, "retried": 0, "failed": 0, "suppressed": 0, "deferred": 0, "fallbacks": 0}
+
+    # --- how many to claim ---------------------------------------------------------------
+    def _claim_cap(self, channel: str) -> int:
+        """A limited channel claims no more than it can send well within one lease."""
+        cap = self.batch_size
+        limit = self.limits.get(channel)
+        if limit is not None and limit.rate is not None:
+            cap = min(cap, max(1, int(limit.rate * self.lease_s / 4)))
+        return max(0, cap - self._inflight.get(channel, 0))
+
+    # --- the database side (run in a thread: sends keep flowing meanwhile) ------------------
+    def _defer_quiet_sms(self) -> int:
+        if "sms" not in self.providers or self.tz is None or self.quiet_start is None or self.quiet_end is None:
+            return 0
+        now = self.clock.now()
+        if not in_quiet_hours(now.astimezone(self.tz).time(), self.quiet_start, self.quiet_end):
+            return 0
+        morning = quiet_hours_end(now, self.tz, self.quiet_end)
+        t = OutboxMessage.__table__.c  # type: ignore[attr-defined]
+        with session_scope(self.engine, immediate=True) as session:
+            n = defer_due(session, (t.channel == "sms") & (t.urgent == False), morning,  # noqa: E712
+                          "deferred: quiet hours", now)
+        self.stats["deferred"] += n
+        return n
+
+    def _claim(self, channel: str, limit: int) -> list[Claimed]:
+        now = self.clock.now()
+        with session_scope(self.engine, immediate=True) as session:
+            rows = claim(session, owner=self.owner, now=now, lease_s=self.lease_s, limit=limit, channel=channel)
+            if not rows:
+                return []
+            stopped = self._recheck(session, rows, now)
+        return [r for r in rows if r.id not in stopped]
+
+    def _recheck(self, session: Session, rows: list[Claimed], now: datetime) -> set[int]:
+        """Right before sending: suppress rows whose recipient cannot or must not get them."""
+        channel = rows[0].channel
+        addresses = {r.address for r in rows}
+        contacts = {c.address: c for c in session.execute(
+            select(Contact).where(Contact.channel == channel, Contact.address.in_(addresses))  # type: ignore[attr-defined]
+        ).scalars()}
+        ben_ids = {r.beneficiary_id for r in rows if r.beneficiary_id} | {
+            c.beneficiary_id for c in contacts.values() if c.beneficiary_id}
+        deceased = set()
+        if ben_ids:
+            deceased = set(session.execute(select(Beneficiary.id).where(
+                Beneficiary.id.in_(ben_ids), Beneficiary.status == BeneficiaryStatus.DECEASED.value)).scalars())  # type: ignore[union-attr,attr-defined]
+        changes = []
+        for r in rows:
+            c = contacts.get(r.address)
+            reason = None
+            if c is not None and c.opted_out_at is not None:
+                reason = "suppressed: opted out"
+            elif c is not None and c.blocked_at is not None:
+                reason = "suppressed: contact blocked the bot"
+            elif c is not None and c.invalid_at is not None:
+                reason = "suppressed: address invalid"
+            elif (r.beneficiary_id or (c.beneficiary_id if c else None)) in deceased:
+                reason = "suppressed: beneficiary deceased"
+            if reason:
+                changes.append(Change(r.id, OutboxStatus.SENDING.value, OutboxStatus.SUPPRESSED.value, reason,
+                                      {"lease_owner": None, "lease_expires_at": None, "error": reason}))
+        apply_changes(session, changes, now)
+        self.stats["suppressed"] += len(changes)
+        return {ch.id for ch in changes}
+
+    def _still_reachable(self, row: Claimed) -> bool:
+        """A second look for a row that waited a while for its rate limit."""
+        with Session(self.engine) as session:
+            c = session.execute(select(Contact).where(Contact.channel == row.channel,
+                                                      Contact.address == row.address)).scalar_one_or_none()
+            return c is None or c.reachable
+
+    # --- sending -----------------------------------------------------------------------
+    async def _acquire(self, row: Claimed) -> float:
+        """Wait for the rate limit; return >0 (seconds) when the row should rather go back to the queue."""
+        limits = self.limits.get(row.channel)
+        if limits is None:
+            return 0.0
+        cost = float(row.segments) if row.channel == "sms" else 1.0
+        waited = 0.0
+        while True:
+            wait = limits.try_acquire(row.address, cost)
+            if wait <= 0:
+                return 0.0
+            # A chat that must wait longer than max_hold goes back to the queue rather than
+            # holding a sending slot (five reminders to one chat must not stall a broadcast).
+            if limits.key_wait(row.address) > self.max_hold_s:
+                return limits.key_wait(row.address)
+            if waited + wait > max(self.max_hold_s, self.lease_s / 2) and limits.paused_for() > 0:
+                return wait
+            await self.sleep(wait)
+            waited += wait
+
+    async def _send_one(self, row: Claimed) -> Outcome:
+        async with self._semaphore:
+            provider = self.providers[row.channel]
+            t0 = _time.monotonic()
+            defer = await self._acquire(row)
+            if defer > 0:
+                return Outcome(row, deferred_s=defer)
+            if _time.monotonic() - t0 > 1.0 and not await asyncio.to_thread(self._still_reachable, row):
+                return Outcome(row, error=ContactStopped("opted_out", "contact stopped while waiting"))
+            message = OutgoingMessage(outbox_id=row.id, channel=row.channel, address=row.address, body=row.body,
+                                      segments=row.segments, extra=row.extra, idempotency_key=row.idempotency_key,
+                                      beneficiary_id=row.beneficiary_id)
+            try:
+                result = await asyncio.wait_for(provider.send(message), self.send_timeout_s)
+                return Outcome(row, result=result, at=self.clock.now())
+            except SendError as exc:
+                if isinstance(exc, Throttled):
+                    self.limits.get(row.channel, ProviderLimits(self.clock, None)).pause(exc.retry_after)
+                elif isinstance(exc, ChannelMisconfigured):
+                    self.limits.get(row.channel, ProviderLimits(self.clock, None)).pause(60.0)
+                    log.error("channel %s misconfigured: %s", row.channel, exc.detail[:200])
+                return Outcome(row, error=exc, at=self.clock.now())
+            except (TimeoutError, asyncio.TimeoutError):
+                return Outcome(row, error=ConnectionFailed("no answer in time", "timeout"), at=self.clock.now())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a provider bug must not lose the message
+                log.exception("provider %s raised outside the contract", provider.name)
+                return Outcome(row, error=TemporaryFailure(f"{type(exc).__name__}: {exc}"[:300], "unexpected"),
+                               at=self.clock.now())
+
+    # --- writing outcomes ----------------------------------------------------------------
+    def _backoff(self, attempts: int) -> float:
+        base = min(self.retry_max_s, self.retry_base_s * (2 ** max(0, attempts - 1)))
+        return base * self.rng.uniform(0.5, 1.5)
+
+    def _record(self, outcomes: list[Outcome]) -> None:
+        now = self.clock.now()
+        changes: list[Change] = []
+        logs: list[dict[str, Any]] = []
+        permanent: list[Outcome] = []
+        sending = OutboxStatus.SENDING.value
+        release = {"lease_owner": None, "lease_expires_at": None}
+        for o in outcomes:
+            r = o.row
+            if o.result is not None:
+                changes.append(Change(r.id, sending, OutboxStatus.SENT.value,
+                                      f"sent via {self.providers[r.channel].name}",
+                                      {**release, "provider_message_id": o.result.provider_message_id[:64],
+                                       "sent_at": o.at or now, "error_code": None, "error": None}))
+                if not getattr(self.providers[r.channel], "writes_message_log", False):
+                    logs.append({"channel": r.channel, "address": r.address, "direction": "out", "text": r.body,
+                                 "attachments": [], "beneficiary_id": r.beneficiary_id, "outbox_id": r.id,
+                                 "provider_message_id": o.result.provider_message_id[:64],
+                                 "created_at": o.at or now})
+                self.stats["sent"] += 1
+            elif o.deferred_s > 0:
+                changes.append(Change(r.id, sending, OutboxStatus.QUEUED.value,
+                                      f"deferred: rate limit ({o.deferred_s:.1f}s)",
+                                      {**release, "next_attempt_at": now + timedelta(seconds=o.deferred_s),
+                                       "attempts": max(0, r.attempts - 1)}))
+                self.stats["deferred"] += 1
+            elif o.error is not None and o.error.retryable:
+                err = o.error
+                delay = err.retry_after if isinstance(err, Throttled) else self._backoff(r.attempts)
+                deadline = r.deadline_at or (r.created_at + self.default_deadline)
+                values = {**release, "error_code": str(err.code or type(err).__name__)[:32],
+                          "error": f"{type(err).__name__}: {err.detail}"[:500]}
+                if now + timedelta(seconds=delay) > deadline:
+                    changes.append(Change(r.id, sending, OutboxStatus.FAILED.value,
+                                          f"deadline passed after {r.attempts} attempts: {type(err).__name__}",
+                                          values))
+                    self.stats["failed"] += 1
+                else:
+                    changes.append(Change(r.id, sending, OutboxStatus.QUEUED.value,
+                                          f"retry in {delay:.1f}s: {type(err).__name__} {err.code}".strip(),
+                                          {**values, "next_attempt_at": now + timedelta(seconds=delay)}))
+                    self.stats["retried"] += 1
+            else:
+                permanent.append(o)
+        with session_scope(self.engine) as session:
+            apply_changes(session, changes, now)
+            if logs:
+                session.execute(insert(_MESSAGE_LOG), logs)
+            for o in permanent:
+                self._permanent(session, o, now)
+
+    def _permanent(self, session: Session, o: Outcome, now: datetime) -> None:
+        """Fail the row, mark the contact, fall back to the other channel when allowed."""
+        r, err = o.row, o.error
+        assert err is not None
+        kind = type(err).__name__
+        values = {"lease_owner": None, "lease_expires_at": None, "error_code": str(err.code or kind)[:32],
+                  "error": f"{kind}: {err.detail}"[:500]}
+        contact = session.execute(select(Contact).where(Contact.channel == r.channel,
+                                                        Contact.address == r.address)).scalar_one_or_none()
+        if contact is not None:
+            if isinstance(err, ContactStopped) and err.reason == "opted_out":
+                opt_out(session, contact, reason=f"provider: {err.detail or err.code}"[:200], actor="dispatcher",
+                        now=now)
+            elif isinstance(err, ContactStopped):
+                mark_blocked(session, contact, reason=err.detail[:200] or "blocked", now=now)
+            elif isinstance(err, AddressInvalid):
+                mark_invalid(session, contact, reason=f"{err.code} {err.detail}"[:200], now=now)
+        apply_changes(session, [Change(r.id, OutboxStatus.SENDING.value, OutboxStatus.FAILED.value,
+                                       f"permanent: {kind} {err.code}".strip(), values)], now)
+        self.stats["failed"] += 1
+        if isinstance(err, ContactStopped | AddressInvalid) and r.allow_fallback:
+            self._fallback(session, r, contact, now)
+
+    def _fallback(self, session: Session, r: Claimed, contact: Contact | None, now: datetime) -> None:
+        beneficiary_id = r.beneficiary_id or (contact.beneficiary_id if contact else None)
+        other = OTHER_CHANNEL.get(r.channel)
+        if beneficiary_id is None or other is None or other not in self.providers:
+            return
+        beneficiary = session.get(Beneficiary, beneficiary_id)
+        if beneficiary is None or beneficiary.status == BeneficiaryStatus.DECEASED.value:
+            return
+        candidates = session.execute(select(Contact).where(
+            Contact.beneficiary_id == beneficiary_id, Contact.channel == other,
+            Contact.verified == True)).scalars().all()  # noqa: E712
+        target = next((c for c in candidates if c.reachable and c.family_member_id is None), None) or next(
+            (c for c in candidates if c.reachable), None)
+        if target is None:
+            return
+        body = str(r.extra.get("fallback_body") or r.body)
+        extra = {k: v for k, v in r.extra.items() if k not in ("buttons", "fallback_body")} if other == "sms" else {
+            k: v for k, v in r.extra.items() if k != "fallback_body"}
+        done = enqueue(session, key=derived_key(r.idempotency_key, f"fallback:{other}"), kind=r.kind,
+                       channel=other, address=target.address, body=body, now=now, beneficiary_id=beneficiary_id,
+                       contact_id=target.id, occurrence=r.occurrence, language=r.language,
+                       segments=_sms_segments(body) if other == "sms" else 1, urgent=r.urgent,
+                       allow_fallback=False, broadcast_id=r.broadcast_id, deadline_at=r.deadline_at, extra=extra)
+        if done.created:
+            self.stats["fallbacks"] += 1
+            shown = mask_phone(target.address) if other == "sms" else target.address
+            log.info("outbox %s: fallback to %s %s as outbox %s", r.id, other, shown, done.message_id)
+
+    # --- the loop ------------------------------------------------------------------------
+    async def _cycle(self, channel: str) -> int:
+        cap = self._claim_cap(channel)
+        if cap <= 0 or (self.limits.get(channel) and self.limits[channel].paused_for() > self.lease_s / 4):
+            return 0
+        self._inflight[channel] += cap  # reserve, so concurrent workers do not both claim a full cap
+        try:
+            rows = await asyncio.to_thread(self._claim, channel, cap)
+        finally:
+            self._inflight[channel] -= cap
+        if not rows:
+            return 0
+        self._inflight[channel] += len(rows)
+        try:
+            outcomes = await asyncio.gather(*(self._send_one(r) for r in rows))
+            await asyncio.to_thread(self._record, list(outcomes))
+        finally:
+            self._inflight[channel] -= len(rows)
+        return len(rows)
+
+    async def run_once(self) -> int:
+        """One pass: quiet-hours deferral, then one claim-send-record cycle per channel.
+        Returns how many rows were claimed (sent, retried, failed or deferred)."""
+        await asyncio.to_thread(self._defer_quiet_sms)
+        total = 0
+        for channel in self.providers:
+            total += await self._cycle(channel)
+        return total
+
+    async def _worker(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                if _time.monotonic() - self._last_quiet_check > 5.0:
+                    self._last_quiet_check = _time.monotonic()
+                    await asyncio.to_thread(self._defer_quiet_sms)
+                results = await asyncio.gather(*(self._cycle(ch) for ch in self.providers))
+                done = sum(results)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a database hiccup: log, wait, go on (rows keep their leases)
+                log.exception("dispatcher cycle failed")
+                done = 0
+                await asyncio.sleep(self.idle_s)
+            if not done:
+                try:
+                    await asyncio.wait_for(stop.wait(), self.idle_s)
+                except TimeoutError:
+                    pass
+
+    async def _renew(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), self.lease_s / 3)
+            except TimeoutError:
+                pass
+            if any(self._inflight.values()):
+                try:
+                    await asyncio.to_thread(self._renew_sync)
+                except Exception:
+                    log.exception("lease renewal failed")
+
+    def _renew_sync(self) -> None:
+        with session_scope(self.engine) as session:
+            renew_leases(session, owner=self.owner, now=self.clock.now(), lease_s=self.lease_s)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Send until `stop` is set; then finish what is in flight and return."""
+        tasks = [asyncio.create_task(self._worker(stop)) for _ in range(self.workers)]
+        tasks.append(asyncio.create_task(self._renew(stop)))
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+
+
+def build_providers(settings: Any, engine: Engine | None) -> dict[str, Provider]:
+    """Telegram and Twilio when configured; the log sink for a channel that is not."""
+    from outreach.providers.logsink import LogSinkProvider
+
+    providers: dict[str, Provider] = {}
+    if settings.telegram_enabled:
+        from outreach.providers.telegram import TelegramProvider
+
+        providers["telegram"] = TelegramProvider(settings.telegram_bot_token, api_base=settings.telegram_api_base)
+    else:
+        providers["telegram"] = LogSinkProvider("telegram", engine, settings.data_dir)
+    if settings.twilio_enabled:
+        from outreach.providers.twilio import TwilioProvider
+
+        providers["sms"] = TwilioProvider(settings.twilio_account_sid, settings.twilio_auth_token,
+                                          settings.twilio_from_number, api_base=settings.twilio_api_base,
+                                          public_base_url=settings.public_base_url)
+    else:
+        providers["sms"] = LogSinkProvider("sms", engine, settings.data_dir)
+    return providers

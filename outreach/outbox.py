@@ -1,0 +1,280 @@
+"""The outbox: enqueue with an idempotency key, inside the caller's transaction.
+
+One row per (message kind, recipient, occurrence). Enqueuing the same thing twice is a
+no-op that says so (`Enqueued.created is False`). Every status change goes through
+`transition`, which records an `OutboxEvent` with time and reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session
+
+from models.outbox import OutboxEvent, OutboxMessage, OutboxStatus
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    created: bool
+    message_id: int
+    key: str
+
+
+def idempotency_key(kind: str, recipient: str | int, occurrence: str) -> str:
+    """`kind:recipient:occurrence`, e.g. `cert_reminder_30:b42:2026-05-01`."""
+    return f"{kind}:{recipient}:{occurrence}"
+
+
+def _insert_ignoring_duplicates(session: Session, rows: Sequence[dict[str, Any]]) -> Any:
+    dialect = session.get_bind().dialect.name
+    table = OutboxMessage.__table__  # type: ignore[attr-defined]
+    if dialect == "postgresql":
+        return pg_insert(table).values(list(rows)).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    if dialect == "sqlite":
+        return sqlite_insert(table).values(list(rows)).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    return insert(table).values(list(rows))
+
+
+def _row(now: datetime, **fields: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "status": OutboxStatus.QUEUED.value,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+        "extra": {},
+        "segments": 1,
+        "urgent": False,
+        "allow_fallback": True,
+        "language": "zh-Hans",
+        "occurrence": "",
+    }
+    row.update(fields)
+    if row.get("next_attempt_at") is None:
+        row["next_attempt_at"] = now
+    return row
+
+
+def enqueue(
+    session: Session,
+    *,
+    key: str,
+    kind: str,
+    channel: str,
+    address: str,
+    body: str,
+    now: datetime,
+    beneficiary_id: int | None = None,
+    contact_id: int | None = None,
+    occurrence: str = "",
+    language: str = "zh-Hans",
+    segments: int = 1,
+    urgent: bool = False,
+    allow_fallback: bool = True,
+    broadcast_id: int | None = None,
+    not_before: datetime | None = None,
+    deadline_at: datetime | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Enqueued:
+    """Queue one message in the caller's transaction; a second call with the same key changes nothing."""
+    row = _row(
+        now,
+        idempotency_key=key, kind=kind, channel=channel, address=address, body=body,
+        beneficiary_id=beneficiary_id, contact_id=contact_id, occurrence=occurrence, language=language,
+        segments=segments, urgent=urgent, allow_fallback=allow_fallback, broadcast_id=broadcast_id,
+        next_attempt_at=not_before or now, deadline_at=deadline_at, extra=extra or {},
+    )
+    result = session.execute(_insert_ignoring_duplicates(session, [row]))
+    created = bool(result.rowcount)
+    message_id = session.execute(
+        select(OutboxMessage.id).where(OutboxMessage.idempotency_key == key)  # type: ignore[arg-type]
+    ).scalar_one()
+    if created:
+        session.add(OutboxEvent(outbox_id=message_id, from_status=None, to_status=OutboxStatus.QUEUED.value,
+                                reason=f"enqueued {kind}", at=now))
+    return Enqueued(created=created, message_id=message_id, key=key)
+
+
+def enqueue_many(session: Session, rows: Iterable[dict[str, Any]], *, now: datetime, batch: int = 1000) -> int:
+    """Bulk enqueue (broadcasts, sweeps). Rows are dicts of OutboxMessage fields including
+    `idempotency_key`. Duplicates are skipped. Returns how many rows were created.
+
+    Batches stay under SQLite's limit of 32,766 bound parameters per statement.
+    The per-row 'queued' event is implied by `created_at` for bulk rows: writing a second row
+    per message would double the cost of a 100,000-recipient broadcast for no new fact.
+    """
+    created = 0
+    chunk: list[dict[str, Any]] = []
+    for fields in rows:
+        chunk.append(_row(now, **fields))
+        if len(chunk) >= batch:
+            created += session.execute(_insert_ignoring_duplicates(session, chunk)).rowcount or 0
+            chunk = []
+    if chunk:
+        created += session.execute(_insert_ignoring_duplicates(session, chunk)).rowcount or 0
+    return created
+
+
+def transition(session: Session, message: OutboxMessage, to_status: str, reason: str, at: datetime) -> None:
+    """Change a row's status and record the change."""
+    session.add(OutboxEvent(outbox_id=message.id, from_status=message.status, to_status=to_status,
+                            reason=reason[:500], at=at))
+    message.status = to_status
+    session.add(message)
+
+
+# --- claiming and finishing rows (the dispatcher's side) ------------------------------------
+
+_TABLE = OutboxMessage.__table__  # type: ignore[attr-defined]
+_EVENTS = OutboxEvent.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A plain snapshot of a claimed row: safe to pass between threads and tasks."""
+
+    id: int
+    idempotency_key: str
+    kind: str
+    channel: str
+    address: str
+    body: str
+    segments: int
+    urgent: bool
+    allow_fallback: bool
+    extra: dict[str, Any]
+    beneficiary_id: int | None
+    contact_id: int | None
+    attempts: int
+    created_at: datetime
+    deadline_at: datetime | None
+    language: str
+    broadcast_id: int | None
+    occurrence: str
+    reclaimed_from: str | None  # the previous owner when its lease had expired
+
+
+def _due(now: datetime, channel: str | None) -> Any:
+    t = _TABLE.c
+    cond = ((t.status == OutboxStatus.QUEUED.value) & (t.next_attempt_at <= now)) | (
+        (t.status == OutboxStatus.SENDING.value) & (t.lease_expires_at < now))
+    if channel is not None:
+        cond = cond & (t.channel == channel)
+    return cond
+
+
+def claim(session: Session, *, owner: str, now: datetime, lease_s: float, limit: int,
+          channel: str | None = None) -> list[Claimed]:
+    """Take up to `limit` due rows for `owner`: queued rows whose time has come, and rows still
+    'sending' whose lease expired (their dispatcher died). Marks them sending with a lease,
+    counts the attempt and records each change.
+
+    PostgreSQL: row locks with SKIP LOCKED, so concurrent dispatchers take disjoint rows.
+    SQLite: call inside `session_scope(engine, immediate=True)`: the write lock is held from BEGIN.
+    """
+    from datetime import timedelta
+
+    if limit <= 0:
+        return []
+    t = _TABLE.c
+    query = select(t.id, t.status, t.lease_owner).where(_due(now, channel)).order_by(t.next_attempt_at, t.id).limit(limit)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    picked = session.execute(query).all()
+    if not picked:
+        return []
+    before = {row.id: (row.status, row.lease_owner) for row in picked}
+    rows = session.execute(
+        update(_TABLE).where(t.id.in_(list(before)))
+        .values(status=OutboxStatus.SENDING.value, lease_owner=owner,
+                lease_expires_at=now + timedelta(seconds=lease_s), attempts=t.attempts + 1)
+        .returning(t.id, t.idempotency_key, t.kind, t.channel, t.address, t.body, t.segments, t.urgent,
+                   t.allow_fallback, t.extra, t.beneficiary_id, t.contact_id, t.attempts, t.created_at,
+                   t.deadline_at, t.language, t.broadcast_id, t.occurrence)
+    ).all()
+    events = []
+    claimed = []
+    for r in rows:
+        old_status, old_owner = before[r.id]
+        reclaimed = old_owner if old_status == OutboxStatus.SENDING.value else None
+        reason = (f"lease of {reclaimed} expired; claimed by {owner}" if reclaimed else f"claimed by {owner}")
+        events.append({"outbox_id": r.id, "from_status": old_status, "to_status": OutboxStatus.SENDING.value,
+                       "reason": reason[:500], "at": now})
+        claimed.append(Claimed(r.id, r.idempotency_key, r.kind, r.channel, r.address, r.body, r.segments or 1,
+                               bool(r.urgent), bool(r.allow_fallback), dict(r.extra or {}), r.beneficiary_id,
+                               r.contact_id, r.attempts, r.created_at, r.deadline_at, r.language, r.broadcast_id,
+                               r.occurrence, reclaimed))
+    session.execute(insert(_EVENTS), events)
+    claimed.sort(key=lambda c: c.id)
+    return claimed
+
+
+@dataclass
+class Change:
+    """One row's new status and fields, for `apply_changes`."""
+
+    id: int
+    from_status: str
+    to_status: str
+    reason: str
+    values: dict[str, Any]
+
+
+def apply_changes(session: Session, changes: Sequence[Change], at: datetime) -> None:
+    """Write many transitions at once (an UPDATE per group of same fields, one INSERT of events).
+    The same record as `transition`, at bulk speed."""
+    if not changes:
+        return
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for ch in changes:
+        values = {"status": ch.to_status, **ch.values}
+        keys = tuple(sorted(values))
+        groups.setdefault(keys, []).append({"b_id": ch.id, **{f"v_{k}": v for k, v in values.items()}})
+    for keys, params in groups.items():
+        stmt = update(_TABLE).where(_TABLE.c.id == bindparam("b_id")).values(
+            {k: bindparam(f"v_{k}") for k in keys})
+        session.connection().execute(stmt, params)
+    session.execute(insert(_EVENTS), [
+        {"outbox_id": ch.id, "from_status": ch.from_status, "to_status": ch.to_status,
+         "reason": ch.reason[:500], "at": at} for ch in changes])
+
+
+def defer_due(session: Session, where: Any, until: datetime, reason: str, now: datetime,
+              limit: int = 5000) -> int:
+    """Push queued, due rows matching `where` to `until` (status stays queued); record each."""
+    t = _TABLE.c
+    ids = [r.id for r in session.execute(
+        select(t.id).where(t.status == OutboxStatus.QUEUED.value, t.next_attempt_at <= now, where).limit(limit))]
+    if not ids:
+        return 0
+    session.execute(update(_TABLE).where(t.id.in_(ids)).values(next_attempt_at=until))
+    session.execute(insert(_EVENTS), [
+        {"outbox_id": i, "from_status": OutboxStatus.QUEUED.value, "to_status": OutboxStatus.QUEUED.value,
+         "reason": reason[:500], "at": now} for i in ids])
+    return len(ids)
+
+
+def renew_leases(session: Session, *, owner: str, now: datetime, lease_s: float) -> int:
+    """Extend the lease of every row this owner is still sending (a long rate-limited batch)."""
+    from datetime import timedelta
+
+    t = _TABLE.c
+    result = session.execute(update(_TABLE).where(t.lease_owner == owner, t.status == OutboxStatus.SENDING.value)
+                             .values(lease_expires_at=now + timedelta(seconds=lease_s)))
+    return int(result.rowcount or 0)
+
+
+def derived_key(key: str, suffix: str) -> str:
+    """A key derived from another (fallback copies): stays within the column's 200 characters."""
+    import hashlib
+
+    full = f"{key}:{suffix}"
+    if len(full) <= 200:
+        return full
+    return f"{key[:150]}~{hashlib.sha256(key.encode()).hexdigest()[:16]}:{suffix}"[:200]

@@ -1,0 +1,80 @@
+"""Helpers for the outreach delivery tests (importable as `outreach_helpers`: this folder is on sys.path)."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from datetime import datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+from sqlmodel import select
+
+from models.clock import FakeClock
+from models.db import session_scope
+from models.outbox import OutboxEvent, OutboxMessage
+from models.people import Beneficiary, Contact
+from outreach.outbox import enqueue
+
+_n = itertools.count(1)
+
+
+def add_person(engine: Engine, *, telegram: str | None = None, sms: str | None = None,
+               verified: bool = True, **fields: Any) -> tuple[int, dict[str, int]]:
+    """A beneficiary with a Telegram chat and/or a phone. Returns (beneficiary id, {channel: contact id})."""
+    i = next(_n)
+    with session_scope(engine) as s:
+        b = Beneficiary(name=f"测试{i}", id_hash=hashlib.sha256(f"id{i}{id(engine)}".encode()).hexdigest(),
+                        id_masked="4407**********0000", **fields)
+        s.add(b)
+        s.flush()
+        contacts = {}
+        for channel, address in (("telegram", telegram), ("sms", sms)):
+            if address:
+                c = Contact(beneficiary_id=b.id, channel=channel, address=address, verified=verified)
+                s.add(c)
+                s.flush()
+                contacts[channel] = c.id
+        return b.id, contacts
+
+
+def queue(engine: Engine, clock: FakeClock, *, channel: str, address: str, body: str = "您好",
+          key: str | None = None, beneficiary_id: int | None = None, **kw: Any) -> int:
+    with session_scope(engine) as s:
+        done = enqueue(s, key=key or f"test:{channel}:{address}:{next(_n)}", kind=kw.pop("kind", "test"),
+                       channel=channel, address=address, body=body, now=clock.now(),
+                       beneficiary_id=beneficiary_id, **kw)
+        return done.message_id
+
+
+def row(engine: Engine, outbox_id: int) -> OutboxMessage:
+    with session_scope(engine) as s:
+        return s.get(OutboxMessage, outbox_id)
+
+
+def rows(engine: Engine) -> list[OutboxMessage]:
+    with session_scope(engine) as s:
+        return list(s.exec(select(OutboxMessage).order_by(OutboxMessage.id)).all())
+
+
+def events(engine: Engine, outbox_id: int) -> list[tuple[str | None, str, str]]:
+    with session_scope(engine) as s:
+        return [(e.from_status, e.to_status, e.reason) for e in s.exec(
+            select(OutboxEvent).where(OutboxEvent.outbox_id == outbox_id).order_by(OutboxEvent.id)).all()]
+
+
+def contact(engine: Engine, contact_id: int) -> Contact:
+    with session_scope(engine) as s:
+        return s.get(Contact, contact_id)
+
+
+def fake_sleep(clock: FakeClock):
+    """A sleep that moves the fake clock instead of waiting."""
+    import asyncio
+
+    async def sleep(seconds: float) -> None:
+        clock.advance(max(seconds, 0.0))
+        await asyncio.sleep(0)
+
+    return sleep

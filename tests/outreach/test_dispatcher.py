@@ -1,0 +1,318 @@
+"""The dispatcher's rules: send, suppress, retry, fail, mark, fall back, wait out quiet hours."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+from sqlmodel import Session
+
+from models.actions import record_death
+from models.clock import FakeClock
+from models.conversations import MessageLog
+from models.db import session_scope
+from models.outbox import OutboxMessage, OutboxStatus
+from models.people import Beneficiary, Contact
+from models.staff import AuditLog
+from outreach.dispatcher import Dispatcher, build_providers, in_quiet_hours, quiet_hours_end
+from outreach.outbox import claim
+from outreach.providers.base import AddressInvalid, ContactStopped, Rejected, TemporaryFailure, Throttled
+from outreach.providers.logsink import LogSinkProvider
+from outreach.providers.scripted import ScriptedProvider
+from outreach_helpers import add_person, contact, events, fake_sleep, queue, row, rows
+
+
+def make(engine, clock, settings, **kw):
+    tg = ScriptedProvider("telegram", "tg", clock)
+    sms = ScriptedProvider("sms", "sms", clock)
+    kw.setdefault("retry_base_s", 10.0)
+    d = Dispatcher(engine, {"telegram": tg, "sms": sms}, clock, settings, sleep=fake_sleep(clock), seed=1, **kw)
+    return d, tg, sms
+
+
+async def test_queued_message_is_sent_recorded_and_logged(db_engine, clock, settings):
+    """A due row is sent once: status sent with the provider's id, a MessageLog 'out' row, and
+    each transition recorded with its reason."""
+    b, c = add_person(db_engine, telegram="1001")
+    oid = queue(db_engine, clock, channel="telegram", address="1001", beneficiary_id=b,
+                extra={"buttons": [[{"text": "确认", "data": "ok"}]]})
+    d, tg, _ = make(db_engine, clock, settings)
+    assert await d.run_once() == 1
+    r = row(db_engine, oid)
+    assert r.status == "sent" and r.provider_message_id == "tg-1" and r.sent_at == clock.now()
+    assert r.lease_owner is None and r.attempts == 1
+    assert [m.message.extra["buttons"][0][0]["text"] for m in tg.sent] == ["确认"]
+    assert [(f, t) for f, t, _ in events(db_engine, oid)] == [(None, "queued"), ("queued", "sending"),
+                                                             ("sending", "sent")]
+    with session_scope(db_engine) as s:
+        logs = s.exec(select(MessageLog).where(MessageLog.outbox_id == oid)).scalars().all()
+        assert [(m.direction, m.channel, m.address) for m in logs] == [("out", "telegram", "1001")]
+    assert await d.run_once() == 0 and len(tg.sent) == 1
+
+
+async def test_opted_out_a_second_before_sending_is_suppressed_not_sent(db_engine, clock, settings):
+    """The recipient is re-checked in the claiming transaction: an opt-out that landed a
+    second earlier (after the row was queued) stops the message."""
+    b, c = add_person(db_engine, sms="+8613800000001")
+    oid = queue(db_engine, clock, channel="sms", address="+8613800000001", beneficiary_id=b)
+    with session_scope(db_engine) as s:  # written directly, as a racing inbound STOP would be
+        ct = s.get(Contact, c["sms"])
+        ct.opted_out_at = clock.now() - timedelta(seconds=1)
+        s.add(ct)
+    d, _, sms = make(db_engine, clock, settings)
+    await d.run_once()
+    assert sms.attempts == []
+    r = row(db_engine, oid)
+    assert r.status == "suppressed" and "opted out" in r.error
+    assert events(db_engine, oid)[-1][:2] == ("sending", "suppressed")
+
+
+async def test_deceased_beneficiary_and_blocked_contact_are_suppressed(db_engine, clock, settings):
+    """Nothing goes to a beneficiary recorded as deceased, nor to a chat that blocked the bot."""
+    b1, _ = add_person(db_engine, telegram="2001")
+    b2, c2 = add_person(db_engine, telegram="2002")
+    o1 = queue(db_engine, clock, channel="telegram", address="2001", beneficiary_id=b1)
+    o2 = queue(db_engine, clock, channel="telegram", address="2002", beneficiary_id=b2)
+    d, tg, _ = make(db_engine, clock, settings)
+    with session_scope(db_engine) as s:
+        # Claimed first, then the death is recorded: record_death only suppresses queued rows,
+        # so it is the dispatcher's re-check that must stop it.
+        claim(s, owner="other", now=clock.now(), lease_s=1, limit=10)
+        record_death(s, s.get(Beneficiary, b1), died_on=date(2026, 3, 1), actor="staff1", now=clock.now())
+        ct = s.get(Contact, c2["telegram"])
+        ct.blocked_at = clock.now()
+        s.add(ct)
+    clock.advance(2)  # the other dispatcher's lease expires
+    await d.run_once()
+    assert tg.attempts == []
+    assert row(db_engine, o1).status == "suppressed" and "deceased" in row(db_engine, o1).error
+    assert row(db_engine, o2).status == "suppressed" and "blocked" in row(db_engine, o2).error
+
+
+async def test_blocked_bot_marks_contact_and_falls_back_to_verified_sms(db_engine, clock, settings):
+    """403 'bot was blocked' fails the row for good, marks the contact blocked (with an audit
+    row), and queues the same message by SMS to the beneficiary's verified phone under a
+    derived idempotency key; the copy does not fall back again."""
+    b, c = add_person(db_engine, telegram="3001", sms="+8613800003001")
+    oid = queue(db_engine, clock, channel="telegram", address="3001", beneficiary_id=b, key="remind:b:2026-03",
+                extra={"buttons": [[{"text": "好", "data": "y"}]]})
+    d, tg, sms = make(db_engine, clock, settings)
+    tg.errors["3001"] = ContactStopped("blocked", "Forbidden: bot was blocked by the user", 403)
+    await d.run_once()
+    r = row(db_engine, oid)
+    assert r.status == "failed" and r.error_code == "403"
+    assert contact(db_engine, c["telegram"]).blocked_at == clock.now()
+    all_rows = rows(db_engine)
+    copy = [x for x in all_rows if x.channel == "sms"]
+    assert len(copy) == 1 and copy[0].idempotency_key == "remind:b:2026-03:fallback:sms"
+    assert copy[0].allow_fallback is False and "buttons" not in copy[0].extra
+    await d.run_once()
+    assert [m.message.address for m in sms.sent] == ["+8613800003001"]
+    with session_scope(db_engine) as s:
+        actions = s.exec(select(AuditLog.action)).scalars().all()
+    assert "contact.blocked" in actions
+
+
+async def test_unsubscribed_number_is_opted_out_and_falls_back_to_telegram(db_engine, clock, settings):
+    """Twilio 21610 (unsubscribed) opts the contact out, which also suppresses its other queued
+    rows, and the message goes by Telegram instead."""
+    b, c = add_person(db_engine, telegram="4001", sms="+8613800004001")
+    o1 = queue(db_engine, clock, channel="sms", address="+8613800004001", beneficiary_id=b)
+    o2 = queue(db_engine, clock, channel="sms", address="+8613800004001", beneficiary_id=b,
+               not_before=clock.now() + timedelta(hours=1))
+    d, tg, sms = make(db_engine, clock, settings)
+    sms.errors["+8613800004001"] = ContactStopped("opted_out", "unsubscribed", 21610)
+    await d.run_once()
+    assert row(db_engine, o1).status == "failed"
+    assert row(db_engine, o2).status == "suppressed"
+    assert contact(db_engine, c["sms"]).opted_out_at is not None
+    await d.run_once()
+    assert [m.message.address for m in tg.sent] == ["4001"]
+
+
+async def test_no_fallback_to_unverified_contact_or_when_not_allowed(db_engine, clock, settings):
+    """Fallback needs a verified, reachable contact, and the row's permission."""
+    b1, c1 = add_person(db_engine, telegram="5001", sms="+8613800005001", verified=False)
+    b2, c2 = add_person(db_engine, telegram="5002", sms="+8613800005002")
+    queue(db_engine, clock, channel="telegram", address="5001", beneficiary_id=b1)
+    queue(db_engine, clock, channel="telegram", address="5002", beneficiary_id=b2, allow_fallback=False)
+    d, tg, sms = make(db_engine, clock, settings)
+    tg.errors["5001"] = AddressInvalid("Bad Request: chat not found", 400)
+    tg.errors["5002"] = AddressInvalid("Bad Request: chat not found", 400)
+    await d.run_once()
+    assert contact(db_engine, c1["telegram"]).invalid_at is not None
+    assert contact(db_engine, c2["telegram"]).invalid_at is not None
+    assert [r.channel for r in rows(db_engine)] == ["telegram", "telegram"]
+
+
+async def test_rejected_message_fails_without_marking_contact(db_engine, clock, settings):
+    """A refusal of the message itself (too long) is permanent but says nothing about the person."""
+    b, c = add_person(db_engine, sms="+8613800006001", telegram="6001")
+    oid = queue(db_engine, clock, channel="sms", address="+8613800006001", beneficiary_id=b)
+    d, _, sms = make(db_engine, clock, settings)
+    sms.errors["+8613800006001"] = Rejected("too long", 21617)
+    await d.run_once()
+    assert row(db_engine, oid).status == "failed" and row(db_engine, oid).error_code == "21617"
+    assert contact(db_engine, c["sms"]).reachable
+    assert len(rows(db_engine)) == 1
+
+
+async def test_temporary_error_retries_with_growing_backoff_then_sends(sqlite_engine, clock, settings):
+    """5xx-like failures go back to the queue with exponential backoff (with jitter); the row is
+    not due before its time, and is sent once the provider recovers."""
+    engine = sqlite_engine
+    oid = queue(engine, clock, channel="telegram", address="7001")
+    d, tg, _ = make(engine, clock, settings, retry_base_s=10.0)
+    tg.script["7001"] = [TemporaryFailure("Bad Gateway", 502)] * 3
+    delays = []
+    for _ in range(3):
+        await d.run_once()
+        r = row(engine, oid)
+        assert r.status == "queued" and r.error_code == "502"
+        delays.append((r.next_attempt_at - clock.now()).total_seconds())
+        assert await d.run_once() == 0  # not due yet
+        clock.set(r.next_attempt_at)
+    await d.run_once()
+    assert row(engine, oid).status == "sent" and row(engine, oid).attempts == 4
+    assert 5 <= delays[0] <= 15 and 10 <= delays[1] <= 30 and 20 <= delays[2] <= 60
+
+
+async def test_temporary_errors_past_the_deadline_fail(sqlite_engine, clock, settings):
+    """A message that cannot be sent before its deadline fails instead of retrying for ever."""
+    engine = sqlite_engine
+    oid = queue(engine, clock, channel="telegram", address="7002", deadline_at=clock.now() + timedelta(minutes=1))
+    d, tg, _ = make(engine, clock, settings, retry_base_s=20.0)
+    tg.errors["7002"] = TemporaryFailure("Bad Gateway", 502)
+    for _ in range(10):
+        await d.run_once()
+        r = row(engine, oid)
+        if r.status != "queued":
+            break
+        clock.set(r.next_attempt_at)
+    assert r.status == "failed" and "deadline" in events(engine, oid)[-1][2]
+    assert clock.now() <= datetime(2026, 3, 2, 2, 1, tzinfo=UTC) + timedelta(seconds=1)
+
+
+async def test_throttled_pauses_the_provider_and_requeues_for_retry_after(sqlite_engine, clock, settings):
+    """A 429 puts the row back for retry_after seconds and pauses the whole provider."""
+    engine = sqlite_engine
+    o1 = queue(engine, clock, channel="telegram", address="8001")
+    d, tg, _ = make(engine, clock, settings)
+    tg.script["8001"] = [Throttled(5)]
+    await d.run_once()
+    r = row(engine, o1)
+    assert r.status == "queued" and r.next_attempt_at == clock.now() + timedelta(seconds=5)
+    assert d.limits["telegram"].paused_for() == pytest.approx(5)
+    clock.advance(5)
+    await d.run_once()
+    assert row(engine, o1).status == "sent"
+
+
+def test_quiet_hours_span_midnight_in_office_time(settings):
+    """21:00-08:00 Shanghai: 22:30 and 07:59 are quiet, 08:00 and 20:59 are not; the morning is 08:00 local."""
+    from datetime import time
+
+    s, e = settings.quiet_hours_start, settings.quiet_hours_end
+    assert in_quiet_hours(time(22, 30), s, e) and in_quiet_hours(time(7, 59), s, e)
+    assert not in_quiet_hours(time(8, 0), s, e) and not in_quiet_hours(time(20, 59), s, e)
+    now = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)  # 22:30 in Shanghai
+    assert quiet_hours_end(now, settings.tz, e) == datetime(2026, 3, 3, 0, 0, tzinfo=UTC)
+
+
+async def test_quiet_hours_defer_non_urgent_sms_and_send_urgent_ones(db_engine, clock, settings):
+    """At 22:30 office time a reminder by SMS waits until 08:00 (still queued, event 'deferred:
+    quiet hours'); a one-time code goes at once; Telegram is not held back."""
+    clock.set(datetime(2026, 3, 2, 14, 30, tzinfo=UTC))
+    reminder = queue(db_engine, clock, channel="sms", address="+8613800009001")
+    code = queue(db_engine, clock, channel="sms", address="+8613800009002", urgent=True, body="验证码 123456")
+    tg_row = queue(db_engine, clock, channel="telegram", address="9003")
+    d, tg, sms = make(db_engine, clock, settings)
+    await d.run_once()
+    assert [m.message.address for m in sms.sent] == ["+8613800009002"]
+    assert len(tg.sent) == 1 and row(db_engine, tg_row).status == "sent"
+    r = row(db_engine, reminder)
+    assert r.status == "queued" and r.next_attempt_at == datetime(2026, 3, 3, 0, 0, tzinfo=UTC)
+    assert events(db_engine, reminder)[-1] == ("queued", "queued", "deferred: quiet hours")
+    assert row(db_engine, code).status == "sent"
+    clock.set(datetime(2026, 3, 3, 0, 0, tzinfo=UTC))
+    await d.run_once()
+    assert row(db_engine, reminder).status == "sent"
+
+
+async def test_expired_lease_is_claimed_again_and_live_lease_is_not(db_engine, clock, settings):
+    """Rows of a dispatcher that died stay 'sending' until their lease ends, then another takes them."""
+    oid = queue(db_engine, clock, channel="telegram", address="10001")
+    with session_scope(db_engine, immediate=True) as s:
+        assert len(claim(s, owner="dead", now=clock.now(), lease_s=60, limit=10)) == 1
+    d, tg, _ = make(db_engine, clock, settings)
+    assert await d.run_once() == 0 and tg.attempts == []
+    clock.advance(61)
+    assert await d.run_once() == 1
+    assert row(db_engine, oid).status == "sent"
+    assert any("lease of dead expired" in reason for _, _, reason in events(db_engine, oid))
+
+
+async def test_concurrent_claims_on_postgresql_take_disjoint_rows(pg_engine, clock):
+    """SKIP LOCKED: two open claiming transactions never get the same row."""
+    for i in range(20):
+        queue(pg_engine, clock, channel="telegram", address=str(11000 + i))
+    with Session(pg_engine) as s1, Session(pg_engine) as s2:
+        a = claim(s1, owner="a", now=clock.now(), lease_s=60, limit=15)
+        b = claim(s2, owner="b", now=clock.now(), lease_s=60, limit=15)
+        s1.commit()
+        s2.commit()
+    assert len(a) == 15 and len(b) == 5
+    assert not {r.id for r in a} & {r.id for r in b}
+
+
+async def test_run_stops_when_told_and_sends_everything_due(sqlite_engine, settings):
+    """`run(stop)` keeps sending until the event is set (real clock, no rate limit in the way)."""
+    from models.clock import SystemClock
+
+    clock = SystemClock()
+    engine = sqlite_engine
+    for i in range(50):
+        with session_scope(engine) as s:
+            from outreach.outbox import enqueue
+
+            enqueue(s, key=f"k{i}", kind="t", channel="telegram", address=str(12000 + i), body="x", now=clock.now())
+    tg = ScriptedProvider("telegram", "tg", clock)
+    d = Dispatcher(engine, {"telegram": tg}, clock, settings, idle_s=0.01)
+    stop = asyncio.Event()
+    task = asyncio.create_task(d.run(stop))
+    for _ in range(500):
+        if len(tg.sent) == 50:
+            break
+        await asyncio.sleep(0.01)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert len(tg.sent) == 50
+    with session_scope(engine) as s:
+        assert s.execute(select(func.count()).where(OutboxMessage.status == OutboxStatus.SENT.value)).scalar() == 50
+
+
+def test_build_providers_picks_the_log_sink_without_credentials(settings, sqlite_engine):
+    """No tokens: both channels go to the log sink; with a token, Telegram is the real provider."""
+    providers = build_providers(settings, sqlite_engine)
+    assert {ch: p.name for ch, p in providers.items()} == {"telegram": "logsink", "sms": "logsink"}
+    from settings import load_settings
+
+    s2 = load_settings(data_dir=settings.data_dir, telegram_bot_token="1:X", twilio_account_sid="AC1",
+                       twilio_auth_token="t", twilio_from_number="+15005550006")
+    p2 = build_providers(s2, sqlite_engine)
+    assert (p2["telegram"].name, p2["sms"].name) == ("telegram", "twilio")
+
+
+async def test_log_sink_writes_database_and_a_masked_file(sqlite_engine, clock, settings):
+    """The sink records the message as sent (MessageLog 'out') and appends a line with the phone masked."""
+    oid = queue(sqlite_engine, clock, channel="sms", address="+8613812345678", body="测试短信")
+    sink = LogSinkProvider("sms", sqlite_engine, settings.data_dir)
+    d = Dispatcher(sqlite_engine, {"sms": sink}, clock, settings, sleep=fake_sleep(clock))
+    await d.run_once()
+    assert row(sqlite_engine, oid).status == "sent"
+    text = (settings.data_dir / "outbox-sink.log").read_text(encoding="utf-8")
+    assert "+86138****5678" in text and "+8613812345678" not in text and "测试短信" in text
+    with session_scope(sqlite_engine) as s:
+        assert s.execute(select(func.count()).select_from(MessageLog)).scalar() == 1
