@@ -61,18 +61,34 @@ def digit_choice(text: str, choices: Sequence[Choice]) -> Choice | None:
     return choices[n - 1] if 1 <= n <= len(choices) else None
 
 
+def choices_in_text(text: str, choices: Sequence[Choice]) -> bool:
+    """True when the text already lists every choice with its number ("1. 是", "回复1（是）").
+
+    The engine often writes numbered lines itself (they read well on every channel); then
+    numbering the choices again would say everything twice and cost a segment.
+    """
+    if not choices:
+        return True
+    for i, c in enumerate(choices, start=1):
+        pattern = rf"(?<!\d){i}\D{{0,3}}{re.escape(c.label.strip())}"
+        if not re.search(pattern, text):
+            return False
+    return True
+
+
 def reply_text(reply: Reply) -> str:
     """One reply as plain SMS text (before splitting).
 
     A reply may carry a shorter SMS wording in `metadata["sms"]`; choices follow, one per
-    line, numbered. Markdown-ish emphasis and repeated blank lines are dropped: SMS shows
+    line, numbered, unless the text already lists them with their numbers. Markdown-ish emphasis and repeated blank lines are dropped: SMS shows
     them literally and every character costs.
     """
     text = reply.metadata.get("sms") or reply.text
     text = re.sub(r"[*_`]{1,3}([^*_`\n]+)[*_`]{1,3}", r"\1", text)
     text = re.sub(r"\n{3,}", "\n\n", text).strip()
     lines = [text] if text else []
-    lines.extend(choice_lines(reply.choices))
+    if not choices_in_text(text, reply.choices):
+        lines.extend(choice_lines(reply.choices))
     return "\n".join(lines)
 
 

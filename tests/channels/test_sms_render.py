@@ -135,3 +135,18 @@ def test_no_replies_make_an_empty_twiml_response() -> None:
     """Nothing to say → <Response/> with no Message: Twilio sends nothing."""
     root = ET.fromstring(sms.twiml([]).encode())
     assert root.tag == "Response" and list(root) == []
+
+
+@pytest.mark.parametrize(("text", "choices"), [
+    ("请选择：\n1. 退役士兵社保接续\n2. 困难帮扶", (Choice("退役士兵社保接续", "1"), Choice("困难帮扶", "2"))),
+    ("是否住院？\n回复1（是）或2（不是）", (Choice("是", "1"), Choice("不是", "2"))),
+])
+def test_choices_the_text_already_numbers_are_not_listed_twice(text: str, choices: tuple[Choice, ...]) -> None:
+    """When the engine's text already lists '1. label', SMS sends the text alone."""
+    assert sms.render([Reply(text, choices=choices)]) == [text]
+
+
+def test_choices_missing_from_the_text_are_still_listed() -> None:
+    """A label the text does not number is listed, so no choice is ever hidden from an SMS reader."""
+    reply = Reply("请选择：\n1. 退役士兵社保接续", choices=(Choice("退役士兵社保接续", "1"), Choice("困难帮扶", "2")))
+    assert sms.render([reply]) == ["请选择：\n1. 退役士兵社保接续\n1 退役士兵社保接续\n2 困难帮扶"]

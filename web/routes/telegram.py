@@ -40,12 +40,15 @@ async def telegram_update(request: Request) -> Response:
     body = await request.body()
     if len(body) > MAX_UPDATE_BYTES:
         return Response("update too large", status_code=413, media_type="text/plain")
-    bot = state.telegram_bot
+    bot = getattr(state, "telegram_bot", None)
+    dp = getattr(state, "telegram_dispatcher", None)
+    if bot is None or dp is None:  # webhook mode not started in this process
+        return Response("telegram is not running here", status_code=503, media_type="text/plain")
     try:
         update = Update.model_validate_json(body, context={"bot": bot})
     except ValidationError:
         return Response("not a Telegram update", status_code=400, media_type="text/plain")
     # Handler errors are answered by the dispatcher's error handler (a polite "try again"),
     # so a failing update is not redelivered by Telegram over and over.
-    await state.telegram_dispatcher.feed_update(bot, update)
+    await dp.feed_update(bot, update)
     return Response(status_code=200)

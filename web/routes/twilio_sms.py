@@ -83,8 +83,11 @@ async def inbound_sms(request: Request) -> Response:
     inbound = parsed.inbound
     if parsed.cleaned:
         log.info("sms from %s: control characters removed from the body", mask_phone(inbound.address))
+    engine = getattr(state, "bot_engine", None)
+    if engine is None:
+        return Response("conversation engine not running", status_code=503, media_type="text/plain")
     try:
-        replies = await state.bot_engine.ahandle(inbound)
+        replies = await engine.ahandle(inbound)
     except Exception:
         log.exception("sms from %s: the engine failed", mask_phone(inbound.address))
         return _twiml([_SORRY])
