@@ -96,6 +96,40 @@ class Outcome:
     at: datetime | None = None
 
 
+def queue_fallback(session: Session, r: Claimed | OutboxMessage, contact: Contact | None,
+                   now: datetime) -> int | None:
+    """Queue the message again on the beneficiary's other channel, to a verified, reachable
+    contact (their own before a family member's). Returns the new row's id, or None."""
+    beneficiary_id = r.beneficiary_id or (contact.beneficiary_id if contact else None)
+    other = OTHER_CHANNEL.get(r.channel)
+    if beneficiary_id is None or other is None:
+        return None
+    beneficiary = session.get(Beneficiary, beneficiary_id)
+    if beneficiary is None or beneficiary.status == BeneficiaryStatus.DECEASED.value:
+        return None
+    candidates = session.execute(select(Contact).where(
+        Contact.beneficiary_id == beneficiary_id, Contact.channel == other,
+        Contact.verified == True)).scalars().all()  # noqa: E712
+    target = next((c for c in candidates if c.reachable and c.family_member_id is None), None) or next(
+        (c for c in candidates if c.reachable), None)
+    if target is None:
+        return None
+    extra_in = dict(r.extra or {})
+    body = str(extra_in.get("fallback_body") or r.body)
+    drop = ("buttons", "fallback_body") if other == "sms" else ("fallback_body",)
+    extra = {k: v for k, v in extra_in.items() if k not in drop}
+    done = enqueue(session, key=derived_key(r.idempotency_key, f"fallback:{other}"), kind=r.kind,
+                   channel=other, address=target.address, body=body, now=now, beneficiary_id=beneficiary_id,
+                   contact_id=target.id, occurrence=r.occurrence, language=r.language,
+                   segments=_sms_segments(body) if other == "sms" else 1, urgent=r.urgent,
+                   allow_fallback=False, broadcast_id=r.broadcast_id, deadline_at=r.deadline_at, extra=extra)
+    if not done.created:
+        return None
+    shown = mask_phone(target.address) if other == "sms" else target.address
+    log.info("outbox %s: fallback to %s %s as outbox %s", r.id, other, shown, done.message_id)
+    return done.message_id
+
+
 def _sms_segments(text: str) -> int:
     try:
         from outreach.sms_text import sms_length
@@ -351,32 +385,10 @@ class Dispatcher:
             self._fallback(session, r, contact, now)
 
     def _fallback(self, session: Session, r: Claimed, contact: Contact | None, now: datetime) -> None:
-        beneficiary_id = r.beneficiary_id or (contact.beneficiary_id if contact else None)
-        other = OTHER_CHANNEL.get(r.channel)
-        if beneficiary_id is None or other is None or other not in self.providers:
+        if OTHER_CHANNEL.get(r.channel) not in self.providers:
             return
-        beneficiary = session.get(Beneficiary, beneficiary_id)
-        if beneficiary is None or beneficiary.status == BeneficiaryStatus.DECEASED.value:
-            return
-        candidates = session.execute(select(Contact).where(
-            Contact.beneficiary_id == beneficiary_id, Contact.channel == other,
-            Contact.verified == True)).scalars().all()  # noqa: E712
-        target = next((c for c in candidates if c.reachable and c.family_member_id is None), None) or next(
-            (c for c in candidates if c.reachable), None)
-        if target is None:
-            return
-        body = str(r.extra.get("fallback_body") or r.body)
-        extra = {k: v for k, v in r.extra.items() if k not in ("buttons", "fallback_body")} if other == "sms" else {
-            k: v for k, v in r.extra.items() if k != "fallback_body"}
-        done = enqueue(session, key=derived_key(r.idempotency_key, f"fallback:{other}"), kind=r.kind,
-                       channel=other, address=target.address, body=body, now=now, beneficiary_id=beneficiary_id,
-                       contact_id=target.id, occurrence=r.occurrence, language=r.language,
-                       segments=_sms_segments(body) if other == "sms" else 1, urgent=r.urgent,
-                       allow_fallback=False, broadcast_id=r.broadcast_id, deadline_at=r.deadline_at, extra=extra)
-        if done.created:
+        if queue_fallback(session, r, contact, now) is not None:
             self.stats["fallbacks"] += 1
-            shown = mask_phone(target.address) if other == "sms" else target.address
-            log.info("outbox %s: fallback to %s %s as outbox %s", r.id, other, shown, done.message_id)
 
     # --- the loop ------------------------------------------------------------------------
     async def _cycle(self, channel: str) -> int:

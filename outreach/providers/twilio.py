@@ -9,6 +9,8 @@ with the Retry-After header, which `TwilioRestException` would otherwise drop.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import logging
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -38,7 +40,7 @@ STATUS_CALLBACK_PATH = "/webhooks/twilio/status"
 
 # Twilio error codes, by what we do about them.
 STOPPED_CODES = {21610}  # unsubscribed (STOP / 退订)
-INVALID_CODES = {21211, 21212, 21214, 21217, 21401, 21407, 21408, 21612, 21614, 30005, 30006, 30007}
+INVALID_CODES = {21211, 21212, 21214, 21217, 21401, 21407, 21408, 21612, 21614, 30005, 30006}
 REJECTED_CODES = {21617, 21602, 21619, 30034, 30007}
 MISCONFIGURED_CODES = {20003, 20404, 21606, 21603, 21659, 21660, 21661, 30032}
 THROTTLED_CODES = {20429, 14107, 30022}
@@ -93,18 +95,19 @@ class RewritingHttpClient(AsyncHttpClient):
                       allow_redirects: bool = False) -> Response:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=self.connections))
-        basic = aiohttp.BasicAuth(auth[0], auth[1]) if auth else None
+        headers = dict(headers or {})
+        if auth:
+            token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
         total = timeout if timeout is not None else self.timeout
         async with self._session.request(
-            method.upper(), self.rewrite(url), params=params, data=data, headers=headers, auth=basic,
+            method.upper(), self.rewrite(url), params=params, data=data, headers=headers,
             timeout=aiohttp.ClientTimeout(total=total), allow_redirects=allow_redirects,
         ) as resp:
             text = await resp.text()
             if resp.status == 429:
                 code = None
                 try:
-                    import json
-
                     code = json.loads(text).get("code")
                 except ValueError:
                     pass
