@@ -1,0 +1,382 @@
+"""Linking a channel address to a beneficiary on the roll, with a one-time code by SMS.
+
+The user gives the phone number on the roll, or the last 6 characters of their ID number
+(matched through `Beneficiary.id_last6_hash`); when several people match one key, the
+other key is asked for. A 6-digit code goes by SMS to the phone on the roll; only its
+keyed hash is stored. Codes expire after 10 minutes, are single use, allow 5 tries, and
+at most 3 are sent per hour to one address or for one beneficiary. A family member can
+link as a proxy: the relationship is recorded (FamilyMember, Contact.family_member_id,
+Conversation.acting_as) and every application says who made it.
+
+The code itself never reaches a log: the inbound message at the code step is stored as
+"[code]" in the message log (see engine), and nothing here logs it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import func
+from sqlmodel import Session, select
+
+from bot.flowrunner import FlowCtx, Out, State, clean_text, word
+from bot.texts import localise
+from models.actions import audit
+from models.conversations import OneTimeCode
+from models.idcard import hash_last6
+from models.people import Beneficiary, Contact, FamilyMember
+from models.phone import InvalidPhone, PhoneNumber, mask_phone
+
+CODE_TTL = timedelta(minutes=10)
+MAX_ATTEMPTS = 5
+MAX_CODES_PER_HOUR = 3
+MAX_LOOKUPS = 6  # failed roll lookups in one linking attempt before we offer a person
+
+LINK_FLOW = "link"
+
+RELATIONSHIPS = (
+    ("child", {"zh-Hans": "子女", "en": "Son or daughter"}),
+    ("spouse", {"zh-Hans": "配偶", "en": "Husband or wife"}),
+    ("sibling", {"zh-Hans": "兄弟姐妹", "en": "Brother or sister"}),
+    ("carer", {"zh-Hans": "护工/照顾的人", "en": "Carer"}),
+    ("other", {"zh-Hans": "其他亲友", "en": "Other relative or friend"}),
+)
+
+M: dict[str, dict[str, str]] = {
+    "who": {"zh-Hans": "请问是谁要办事？\n1. 我本人\n2. 我是家属，替老人办",
+            "en": "Who is this for?\n1. Myself\n2. I am a family member acting for them"},
+    "relationship": {"zh-Hans": "您是老人的什么人？", "en": "How are you related to them?"},
+    "key": {"zh-Hans": "请发老人登记的手机号（11位），或身份证号的后6位。",
+            "en": "Please send the phone number on our roll (11 digits), or the last 6 characters of the ID number."},
+    "key_self": {"zh-Hans": "请发您登记的手机号（11位），或身份证号的后6位。",
+                 "en": "Please send your phone number on our roll (11 digits), or the last 6 characters of your ID number."},
+    "key_bad": {"zh-Hans": "没看懂。请发11位手机号，或身份证号后6位（例如12345X）。",
+                "en": "I could not read that. Send an 11-digit phone number, or the last 6 ID characters (e.g. 12345X)."},
+    "not_found": {"zh-Hans": "没有找到这个登记信息。请换手机号或身份证后6位再试，或回复“人工”。",
+                  "en": 'We could not find that on our roll. Try the other one (phone or ID ending), or reply "human".'},
+    "too_many_lookups": {"zh-Hans": "试了好几次没找到。请回复“人工”，工作人员帮您核对。",
+                         "en": 'Still not found after several tries. Reply "human" and a person will check.'},
+    "ask_phone": {"zh-Hans": "有几位登记的人对得上，请再发登记的手机号（11位）。",
+                  "en": "Several people match. Please also send the phone number on our roll (11 digits)."},
+    "ask_last6": {"zh-Hans": "这个号码登记了几位，请再发要办事的人身份证号后6位。",
+                  "en": "This number is on our roll for several people. Please send the last 6 ID characters of the person."},
+    "no_phone": {"zh-Hans": "登记信息里没有能收短信的手机号，无法发验证码。请回复“人工”，工作人员帮您绑定。",
+                 "en": 'There is no mobile number on the roll to send a code to. Reply "human" and a person will help.'},
+    "sent": {"zh-Hans": "验证码已发到登记的手机{phone}，10分钟内有效。请把6位验证码发过来。没收到回复“重发”。",
+             "en": 'A code was sent by SMS to {phone}; it is valid for 10 minutes. Send the 6 digits here. '
+                   'Reply "resend" if it did not arrive.'},
+    "rate_limited": {"zh-Hans": "验证码发得太多了，请1小时后再试，或回复“人工”。",
+                     "en": 'Too many codes were sent. Please try again in an hour, or reply "human".'},
+    "code_bad": {"zh-Hans": "验证码不对，还可以试{left}次。", "en": "That code is not right; {left} tries left."},
+    "code_expired": {"zh-Hans": "验证码已过期或已用过。回复“重发”再发一个。",
+                     "en": 'That code has expired or was used. Reply "resend" for a new one.'},
+    "code_locked": {"zh-Hans": "错的次数太多，这个验证码作废了。回复“重发”再发一个。",
+                    "en": 'Too many wrong tries; that code no longer works. Reply "resend" for a new one.'},
+    "linked": {"zh-Hans": "绑定成功：{name}（{masked}）。", "en": "Linked: {name} ({masked})."},
+    "linked_proxy": {"zh-Hans": "绑定成功：您以{rel}身份代{name}（{masked}）办事。",
+                     "en": "Linked: you act for {name} ({masked}) as {rel}."},
+}
+
+RESEND = frozenset("重发 再发 重新发 没收到 resend again".split())
+
+
+def m(key: str, lang: str, **kw: Any) -> str:
+    text = localise(M[key], lang)
+    return text.format(**kw) if kw else text
+
+
+class Notifier(Protocol):
+    """What identity and tickets need from outreach/notices (faked in tests)."""
+
+    def send_one_time_code(self, session: Session, *, phone_e164: str, code: str, lang: str, now: datetime,
+                           beneficiary_id: int | None = None) -> Any: ...
+
+    def send_direct(self, session: Session, *, channel: str, address: str, text: str, kind: str, occurrence: str,
+                    now: datetime, lang: str, beneficiary_id: int | None = None) -> Any: ...
+
+
+def code_hash(key: bytes, channel: str, address: str, code: str) -> str:
+    return hmac.new(key, f"otp:{channel}:{address}:{code}".encode(), hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class Linked:
+    beneficiary_id: int
+    relationship: str | None
+    language: str
+    name: str
+
+
+class Identity:
+    def __init__(self, settings: Any, notifier: Notifier) -> None:
+        self.settings = settings
+        self.notifier = notifier
+
+    # -- the linking dialogue -----------------------------------------------------------
+    def enter(self, state: State, ctx: FlowCtx) -> list[Out]:
+        state.clear_flow()
+        state.flow, state.step = LINK_FLOW, "who"
+        return [self._prompt(state, ctx.lang)]
+
+    def _prompt(self, state: State, lang: str) -> Out:
+        step = state.step
+        if step == "who":
+            return Out(m("who", lang), (("1", localise({"zh-Hans": "我本人", "en": "Myself"}, lang)),
+                                        ("2", localise({"zh-Hans": "家属代办", "en": "Family member"}, lang))),
+                       "choice")
+        if step == "relationship":
+            lines = [m("relationship", lang)] + [f"{i}. {localise(lbl, lang)}"
+                                                 for i, (_, lbl) in enumerate(RELATIONSHIPS, 1)]
+            return Out("\n".join(lines), tuple((str(i), localise(lbl, lang))
+                                               for i, (_, lbl) in enumerate(RELATIONSHIPS, 1)), "choice")
+        if step == "key":
+            return Out(m("key" if state.values.get("relationship") else "key_self", lang))
+        if step == "phone":
+            return Out(m("ask_phone", lang))
+        if step == "last6":
+            return Out(m("ask_last6", lang))
+        return Out(m("sent", lang, phone=state.values.get("masked_phone", "")), expects="code")
+
+    def prompt(self, state: State, ctx: FlowCtx) -> Out:
+        return self._prompt(state, ctx.lang)
+
+    def back(self, state: State, ctx: FlowCtx) -> list[Out] | None:
+        order = {"relationship": "who", "key": "relationship" if state.values.get("relationship") else "who",
+                 "phone": "key", "last6": "key", "code": "key"}
+        prev = order.get(state.step or "")
+        if prev is None:
+            return None
+        state.step = prev
+        return [self._prompt(state, ctx.lang)]
+
+    def answer(self, state: State, text: str, ctx: FlowCtx) -> tuple[list[Out], Linked | None]:
+        lang = ctx.lang
+        wd = word(text)
+        step = state.step
+        if step == "who":
+            if wd in ("1", "本人", "我本人", "myself", "me", "self"):
+                state.values.pop("relationship", None)
+                state.step = "key"
+            elif wd in ("2", "家属", "家属代办", "family", "family member"):
+                state.step = "relationship"
+            else:
+                return [self._again(state, lang)], None
+            return [self._prompt(state, lang)], None
+        if step == "relationship":
+            for i, (value, lbl) in enumerate(RELATIONSHIPS, 1):
+                if wd == str(i) or wd in (word(x) for x in lbl.values()) or wd == value:
+                    state.values["relationship"] = value
+                    state.step = "key"
+                    return [self._prompt(state, lang)], None
+            return [self._again(state, lang)], None
+        if step in ("key", "phone", "last6"):
+            return self._key(state, text, ctx), None
+        # step == "code"
+        if wd in RESEND:
+            return self._send(state, ctx), None
+        code = re.sub(r"\s", "", clean_text(text))
+        if not re.fullmatch(r"\d{6}", code):
+            return [Out(localise({"zh-Hans": "请发短信里的6位数字验证码。没收到回复“重发”。",
+                                  "en": 'Please send the 6-digit code from the SMS. Reply "resend" if it did not come.'},
+                                 lang), expects="code")], None
+        return self._verify(state, code, ctx)
+
+    def _again(self, state: State, lang: str) -> Out:
+        out = self._prompt(state, lang)
+        head = localise({"zh-Hans": "请回复数字。", "en": "Please reply with a number."}, lang)
+        return Out(head + "\n" + out.text, out.choices, out.expects)
+
+    # -- looking people up ---------------------------------------------------------------
+    def _key(self, state: State, text: str, ctx: FlowCtx) -> list[Out]:
+        lang = ctx.lang
+        raw = re.sub(r"[\s\-]", "", clean_text(text)).upper()
+        phone: str | None = None
+        last6: str | None = None
+        if re.fullmatch(r"\d{5}[\dX]", raw):
+            last6 = raw
+        else:
+            try:
+                phone = PhoneNumber.parse(raw).e164
+            except InvalidPhone:
+                return [Out(m("key_bad", lang) + "\n" + self._prompt(state, lang).text)]
+        if state.step == "phone" and phone is None or state.step == "last6" and last6 is None:
+            return [Out(m("key_bad", lang) + "\n" + self._prompt(state, lang).text)]
+        if phone:
+            state.values["phone"] = phone
+        if last6:
+            state.values["last6_hash"] = hash_last6(last6, self.settings.id_key)
+        candidates = self._candidates(ctx.session, state.values.get("phone"), state.values.get("last6_hash"))
+        if not candidates:
+            state.values.pop("phone", None)
+            state.values.pop("last6_hash", None)
+            state.step = "key"
+            misses = int(state.data.get("lookups", 0)) + 1
+            state.data["lookups"] = misses
+            return [Out(m("too_many_lookups" if misses >= MAX_LOOKUPS else "not_found", lang))]
+        if len(candidates) > 1:
+            if "phone" not in state.values:
+                state.step = "phone"
+            elif "last6_hash" not in state.values:
+                state.step = "last6"
+            else:
+                return [Out(m("too_many_lookups", lang))]
+            return [self._prompt(state, lang)]
+        state.values["beneficiary_id"] = candidates[0]
+        return self._send(state, ctx)
+
+    def _candidates(self, session: Session, phone: str | None, last6_hash: str | None) -> list[int]:
+        ids: set[int] | None = None
+        if phone:
+            by_phone = set(session.exec(select(Contact.beneficiary_id).where(
+                Contact.channel == "sms", Contact.address == phone, Contact.beneficiary_id.is_not(None))).all())  # type: ignore[union-attr]
+            by_phone |= set(session.exec(select(FamilyMember.beneficiary_id).where(FamilyMember.phone == phone)).all())
+            ids = {i for i in by_phone if i is not None}
+        if last6_hash:
+            by_id = set(session.exec(select(Beneficiary.id).where(Beneficiary.id_last6_hash == last6_hash)).all())
+            ids = by_id if ids is None else ids & by_id
+        return sorted(ids or ())
+
+    def _roll_phone(self, session: Session, beneficiary_id: int, given: str | None) -> str | None:
+        """Where the code goes: the number given if it is on the roll for this person, else the roll's."""
+        phones = [c for c in session.exec(select(Contact.address).where(
+            Contact.channel == "sms", Contact.beneficiary_id == beneficiary_id)).all()]
+        family = [p for p in session.exec(select(FamilyMember.phone).where(
+            FamilyMember.beneficiary_id == beneficiary_id, FamilyMember.phone.is_not(None))).all() if p]  # type: ignore[union-attr]
+        if given and given in phones + family:
+            return given
+        return phones[0] if phones else None
+
+    # -- codes -------------------------------------------------------------------------
+    def _send(self, state: State, ctx: FlowCtx) -> list[Out]:
+        lang = ctx.lang
+        s = ctx.session
+        bid = int(state.values["beneficiary_id"])
+        phone = self._roll_phone(s, bid, state.values.get("phone"))
+        if phone is None:
+            state.step = "key"
+            return [Out(m("no_phone", lang))]
+        since = ctx.now - timedelta(hours=1)
+        per_address = s.exec(select(func.count()).select_from(OneTimeCode).where(
+            OneTimeCode.channel == ctx.channel, OneTimeCode.address == ctx.address,
+            OneTimeCode.created_at >= since)).one()
+        per_person = s.exec(select(func.count()).select_from(OneTimeCode).where(
+            OneTimeCode.beneficiary_id == bid, OneTimeCode.created_at >= since)).one()
+        if per_address >= MAX_CODES_PER_HOUR or per_person >= MAX_CODES_PER_HOUR:
+            state.step = "code" if state.step == "code" else state.step
+            return [Out(m("rate_limited", lang))]
+        code = f"{secrets.randbelow(1_000_000):06d}"
+        # Earlier unused codes for this address stop working: only the newest is valid.
+        for old in s.exec(select(OneTimeCode).where(OneTimeCode.channel == ctx.channel,
+                                                    OneTimeCode.address == ctx.address,
+                                                    OneTimeCode.used_at.is_(None))).all():  # type: ignore[union-attr]
+            old.expires_at = min(old.expires_at, ctx.now)
+            s.add(old)
+        s.add(OneTimeCode(channel=ctx.channel, address=ctx.address, beneficiary_id=bid, phone=phone,
+                          relationship=state.values.get("relationship"),
+                          code_hash=code_hash(self.settings.id_key, ctx.channel, ctx.address, code),
+                          expires_at=ctx.now + CODE_TTL, created_at=ctx.now))
+        self.notifier.send_one_time_code(s, phone_e164=phone, code=code, lang=lang, now=ctx.now, beneficiary_id=bid)
+        state.values["masked_phone"] = mask_phone(phone)
+        state.step = "code"
+        return [self._prompt(state, lang)]
+
+    def _verify(self, state: State, code: str, ctx: FlowCtx) -> tuple[list[Out], Linked | None]:
+        lang = ctx.lang
+        s = ctx.session
+        row = s.exec(select(OneTimeCode).where(OneTimeCode.channel == ctx.channel, OneTimeCode.address == ctx.address)
+                     .order_by(OneTimeCode.created_at.desc(), OneTimeCode.id.desc())).first()  # type: ignore[attr-defined,union-attr]
+        if row is None or row.used_at is not None or row.expires_at <= ctx.now:
+            return [Out(m("code_expired", lang), expects="code")], None
+        if row.attempts >= MAX_ATTEMPTS:
+            return [Out(m("code_locked", lang), expects="code")], None
+        if not hmac.compare_digest(row.code_hash, code_hash(self.settings.id_key, ctx.channel, ctx.address, code)):
+            row.attempts += 1
+            s.add(row)
+            left = MAX_ATTEMPTS - row.attempts
+            return [Out(m("code_bad", lang, left=left) if left > 0 else m("code_locked", lang), expects="code")], None
+        row.used_at = ctx.now
+        s.add(row)
+        linked = self.link(s, channel=ctx.channel, address=ctx.address, beneficiary_id=row.beneficiary_id,
+                           relationship=row.relationship, phone=row.phone, now=ctx.now)
+        masked = s.get(Beneficiary, linked.beneficiary_id)
+        text = (m("linked_proxy", lang, rel=_rel_label(linked.relationship, lang), name=linked.name,
+                  masked=masked.id_masked if masked else "")
+                if linked.relationship else
+                m("linked", lang, name=linked.name, masked=masked.id_masked if masked else ""))
+        state.clear_flow()
+        state.data.pop("lookups", None)
+        return [Out(text, in_flow=False)], linked
+
+    # -- the link itself ---------------------------------------------------------------
+    def link(self, session: Session, *, channel: str, address: str, beneficiary_id: int, relationship: str | None,
+             phone: str | None, now: datetime, actor: str = "bot") -> Linked:
+        contact = session.exec(select(Contact).where(Contact.channel == channel, Contact.address == address)).first()
+        if contact is None:
+            contact = Contact(channel=channel, address=address, created_at=now)
+        contact.beneficiary_id = beneficiary_id
+        contact.verified = True
+        contact.verified_at = now
+        contact.family_member_id = None
+        if relationship:
+            fm = session.exec(select(FamilyMember).where(FamilyMember.beneficiary_id == beneficiary_id,
+                                                         FamilyMember.relationship == relationship)).first()
+            if fm is None:
+                fm = FamilyMember(beneficiary_id=beneficiary_id, relationship=relationship,
+                                  phone=address if channel == "sms" else None, created_at=now)
+                session.add(fm)
+                session.flush()
+            contact.family_member_id = fm.id
+        session.add(contact)
+        session.flush()
+        b = session.get(Beneficiary, beneficiary_id)
+        audit(session, actor, "contact.link", "contact", contact.id,
+              {"channel": channel, "address": mask_phone(address) if channel == "sms" else address,
+               "beneficiary_id": beneficiary_id, "relationship": relationship or "self",
+               "code_sent_to": mask_phone(phone) if phone else ""}, now)
+        return Linked(beneficiary_id, relationship, b.language if b else "zh-Hans", b.name if b else "")
+
+
+def _rel_label(value: str | None, lang: str) -> str:
+    for v, lbl in RELATIONSHIPS:
+        if v == value:
+            return localise(lbl, lang)
+    return value or ""
+
+
+class OutboxNotifier:
+    """Default seam to outreach: uses outreach.notices when present, else queues plain text itself."""
+
+    def send_one_time_code(self, session: Session, *, phone_e164: str, code: str, lang: str, now: datetime,
+                           beneficiary_id: int | None = None) -> Any:
+        try:
+            from outreach import notices
+        except ImportError:
+            notices = None  # type: ignore[assignment]
+        if notices is not None and hasattr(notices, "send_one_time_code"):
+            return notices.send_one_time_code(session, phone_e164=phone_e164, code=code, lang=lang, now=now,
+                                              beneficiary_id=beneficiary_id)
+        from outreach.outbox import enqueue
+        body = (f"Nuanxin code: {code}. Valid 10 minutes. Do not share it." if lang == "en"
+                else f"【暖心】验证码{code}，10分钟内有效，请勿告诉他人。")
+        return enqueue(session, key=f"otp:{phone_e164}:{now.isoformat()}:{secrets.token_hex(4)}", kind="one_time_code",
+                       channel="sms", address=phone_e164, body=body, now=now, beneficiary_id=beneficiary_id,
+                       language=lang, urgent=True, allow_fallback=False, deadline_at=now + CODE_TTL)
+
+    def send_direct(self, session: Session, *, channel: str, address: str, text: str, kind: str, occurrence: str,
+                    now: datetime, lang: str, beneficiary_id: int | None = None) -> Any:
+        try:
+            from outreach import notices
+        except ImportError:
+            notices = None  # type: ignore[assignment]
+        if notices is not None and hasattr(notices, "send_direct"):
+            return notices.send_direct(session, channel=channel, address=address, text=text, kind=kind,
+                                       occurrence=occurrence, now=now, lang=lang, beneficiary_id=beneficiary_id)
+        from outreach.outbox import enqueue
+        return enqueue(session, key=f"{kind}:{channel}:{address}:{occurrence}", kind=kind, channel=channel,
+                       address=address, body=text, now=now, beneficiary_id=beneficiary_id, language=lang)
