@@ -96,7 +96,11 @@ class ImportReport:
         return {"imported": self.imported, "updated": self.updated, "rejected": self.rejected}
 
 
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]")
+
+
 def _clean(value: Any) -> str:
+    """A cell as trimmed text: full-width forms folded (NFKC), invisible characters removed."""
     if value is None:
         return ""
     if isinstance(value, datetime):
@@ -105,8 +109,32 @@ def _clean(value: Any) -> str:
         return value.isoformat()
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    text = unicodedata.normalize("NFKC", str(value))
-    return "".join(ch for ch in text if ch.isprintable()).strip()
+    text = str(value)
+    if not text.isascii() and not unicodedata.is_normalized("NFKC", text):
+        text = unicodedata.normalize("NFKC", text)
+    return _UNPRINTABLE.sub("", text).strip()
+
+
+_phone_cache: dict[str, str | InvalidPhone] = {}
+_MAINLAND_MOBILE = re.compile(r"^1[3-9]\d{9}$")
+
+
+def _parse_phone(text: str) -> str:
+    """E.164 for a roll phone. Mainland mobiles are judged by their 5-digit prefix, which is
+    what decides validity, so a 100,000-row roll parses each prefix once."""
+    if _MAINLAND_MOBILE.match(text):
+        verdict = _phone_cache.get(text[:5])
+        if verdict is None:
+            try:
+                PhoneNumber.parse(text)
+                verdict = "+86"
+            except InvalidPhone as exc:
+                verdict = exc
+            _phone_cache[text[:5]] = verdict
+        if isinstance(verdict, InvalidPhone):
+            raise verdict
+        return "+86" + text
+    return PhoneNumber.parse(text).e164
 
 
 def parse_date(text: str) -> date:
@@ -159,6 +187,10 @@ def read_table(path: Path) -> Iterator[list[Any]]:
     yield from csv.reader(io.StringIO(text, newline=""), dialect)
 
 
+def _chinese_header(column: str) -> str:
+    return next(alias for alias in HEADERS[column] if not alias.isascii())
+
+
 def map_header(header: list[Any]) -> dict[str, int]:
     wanted = {alias.lower(): column for column, aliases in HEADERS.items() for alias in aliases}
     mapping: dict[str, int] = {}
@@ -168,7 +200,7 @@ def map_header(header: list[Any]) -> dict[str, int]:
             mapping[column] = index
     missing = [c for c in REQUIRED if c not in mapping]
     if missing:
-        names = ", ".join(f"{HEADERS[c][1]}/{c}" for c in missing)
+        names = ", ".join(f"{_chinese_header(c)}/{c}" for c in missing)
         raise RollFileError(f"表头缺少必填列：{names} (missing required columns)")
     return mapping
 
@@ -176,13 +208,14 @@ def map_header(header: list[Any]) -> dict[str, int]:
 def check_row(number: int, cells: list[Any], mapping: dict[str, int]) -> RollRow:
     """Validate one row; raise ValueError with a reason a clerk understands."""
 
+    values = {column: _clean(cells[index]) if index < len(cells) else "" for column, index in mapping.items()}
+
     def get(column: str) -> str:
-        index = mapping.get(column)
-        return _clean(cells[index]) if index is not None and index < len(cells) else ""
+        return values.get(column, "")
 
     for column in REQUIRED:
         if not get(column):
-            raise ValueError(f"缺少{HEADERS[column][1]} (missing {column})")
+            raise ValueError(f"缺少{_chinese_header(column)} (missing {column})")
     name = get("name")
     if len(name) > 100:
         raise ValueError("姓名太长 (name longer than 100 characters)")
@@ -191,7 +224,7 @@ def check_row(number: int, cells: list[Any], mapping: dict[str, int]) -> RollRow
     except InvalidIdCard as exc:
         raise ValueError(str(exc)) from None
     try:
-        phone = PhoneNumber.parse(get("phone")).e164
+        phone = _parse_phone(get("phone"))
     except InvalidPhone as exc:
         raise ValueError(str(exc)) from None
     kinds: list[str] = []
@@ -269,7 +302,7 @@ def import_roll(
     for number, cells in enumerate(rows, start=2):
         if progress and number % 1000 == 0:
             progress(1000)
-        if not any(_clean(c) for c in cells):
+        if not any(c is not None and str(c).strip() for c in cells):
             continue  # blank lines are not rows
         try:
             row = check_row(number, cells, mapping)

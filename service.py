@@ -1,0 +1,100 @@
+"""One process runs everything (`nuanxin run`): the web console and webhooks, the
+outbox dispatcher, the scheduler, and Telegram long polling when a token is set.
+
+Each part is optional in the sense that it starts only when its module and settings are
+there; none of them is a global: they are built here and passed to each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import Any
+
+from models.clock import SystemClock
+from models.db import make_engine
+from models.migrate import upgrade
+from models.privacy import configure_logging
+from settings import Settings
+
+log = logging.getLogger("nuanxin.service")
+
+
+def build_conversation_engine(engine: Any, settings: Settings, clock: Any) -> Any:
+    from bot.engine import Engine
+
+    return Engine(engine, settings, clock)
+
+
+async def _main(settings: Settings, host: str, port: int) -> None:
+    import uvicorn
+
+    from outreach.dispatcher import Dispatcher, build_providers
+    from web.app import create_app
+
+    clock = SystemClock()
+    engine = make_engine(settings.effective_database_url)
+    upgrade(engine)
+    bot_engine = build_conversation_engine(engine, settings, clock)
+    providers = build_providers(settings, engine)
+    stop = asyncio.Event()
+    tasks: list[asyncio.Task[Any]] = []
+
+    telegram_bot = telegram_dispatcher = None
+    if settings.telegram_enabled:
+        from bot.channels.telegram import create_bot, create_dispatcher
+
+        telegram_bot = create_bot(settings)
+        telegram_dispatcher = create_dispatcher(bot_engine)
+
+    app = create_app(settings, engine, clock=clock, bot_engine=bot_engine, providers=providers,
+                     telegram_bot=telegram_bot, telegram_dispatcher=telegram_dispatcher)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info", lifespan="on"))
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # we own the signals
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+
+    dispatcher = Dispatcher(engine, providers, clock, settings)
+    tasks.append(asyncio.create_task(dispatcher.run(stop), name="dispatcher"))
+
+    from scheduler import start_scheduler
+
+    scheduler = await start_scheduler(engine, settings, clock)
+
+    if telegram_bot is not None and settings.telegram_mode == "polling":
+        tasks.append(asyncio.create_task(
+            telegram_dispatcher.start_polling(telegram_bot, handle_signals=False),  # type: ignore[union-attr]
+            name="telegram-polling"))
+    elif telegram_bot is not None:
+        from bot.channels.telegram import set_webhook
+
+        await set_webhook(telegram_bot, settings)
+
+    tasks.append(asyncio.create_task(server.serve(), name="web"))
+    channels = ["web console http://%s:%d" % (host, port), "dispatcher",
+                "telegram " + (settings.telegram_mode if telegram_bot else "off (no TELEGRAM_BOT_TOKEN)"),
+                "sms via Twilio" if settings.twilio_enabled else "sms off: messages go to the log sink"]
+    log.info("nuanxin running: %s", "; ".join(channels))
+
+    await stop.wait()
+    log.info("stopping")
+    server.should_exit = True
+    if telegram_dispatcher is not None and settings.telegram_mode == "polling":
+        with contextlib.suppress(Exception):
+            await telegram_dispatcher.stop_polling()
+    with contextlib.suppress(Exception):
+        await scheduler.stop() if asyncio.iscoroutinefunction(getattr(scheduler, "stop", None)) else scheduler.shutdown()
+    await asyncio.wait(tasks, timeout=15)
+    if telegram_bot is not None:
+        await telegram_bot.session.close()
+    engine.dispose()
+
+
+def serve(settings: Settings, *, host: str, port: int) -> None:
+    configure_logging()
+    asyncio.run(_main(settings, host, port))
