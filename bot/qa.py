@@ -29,13 +29,14 @@ import rjieba
 
 from bot.knowledge import Article, KnowledgeBase, load_knowledge
 
-# Calibrated with `nuanxin eval-qa --sweep` on the dev split of tests/qa (see tests/qa/README.md).
-MIN_SCORE = 4.0
-MIN_COVERAGE = 0.5
+# (minimum BM25 score, minimum coverage) per written language, calibrated with
+# `nuanxin eval-qa --sweep` on the dev split of tests/qa only; the held-out split checks them.
+# Chinese scores run higher than English ones because bigrams add tokens.
+THRESHOLDS: dict[str, tuple[float, float]] = {"zh-Hans": (7.0, 0.1), "en": (3.0, 0.1)}
 
 # How many copies of each field go into an article's indexed text: the phrasings people
 # use (questions, keywords, title) matter more than the wording of the answer itself.
-FIELD_WEIGHTS = {"questions": 2, "keywords": 2, "title": 2, "body": 1}
+FIELD_WEIGHTS = {"questions": 3, "keywords": 3, "title": 3, "body": 1}
 
 _to_simplified = opencc.OpenCC("t2s")
 _to_traditional = opencc.OpenCC("s2t")
@@ -44,6 +45,10 @@ _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _CJK_RUN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]{2,}")
 _LATIN_WORD = re.compile(r"[a-z0-9]+")
 _ZH_TOKEN_OK = re.compile(r"[\u3400-\u9fffa-z0-9]")
+# Ages of 80 and over, written as digits or words, share one token: the over-80 insurance
+# articles say "80岁以上" while families write "今年82了" or "she is 91".
+_AGE_80_PLUS = re.compile(r"(?<![\d.,])(8\d|9\d|10\d)(?![\d.,])(?!\s*(元|块|万|yuan|%|人|个|家|项|年))|八十|九十|eighty|ninety")
+AGE_TOKEN = "age80plus"
 
 ZH_STOPWORDS = frozenset(
     "的 了 吗 呢 吧 啊 呀 哦 嘛 么 哈 啦 喔 哎 唉 嗯 是 我 你 您 他 她 它 我们 你们 他们 她们 咱 咱们 俺 "
@@ -75,6 +80,10 @@ class Answer:
 
 
 # --------------------------------------------------------------------------- language
+
+
+def to_simplified(text: str) -> str:
+    return _to_simplified.convert(text)
 
 
 def detect_language(text: str, hint: str | None = None) -> str:
@@ -133,17 +142,18 @@ class Tokenizer:
     def _plain_words(self, text: str) -> list[str]:
         text = _to_simplified.convert(text.lower())
         if self.language == "en":
-            return [_stem(w) for w in _LATIN_WORD.findall(text)]
+            return [_stem(w) for w in _LATIN_WORD.findall(text) if w not in EN_STOPWORDS]
         return [text.strip()]
 
     def words(self, text: str) -> list[str]:
         """Meaningful words (no bigrams): used for coverage."""
         text = _to_simplified.convert(text.lower())
+        ages = [AGE_TOKEN] if _AGE_80_PLUS.search(text) else []
         if self.language == "en":
             stems = [_stem(w) for w in _LATIN_WORD.findall(text) if w not in EN_STOPWORDS]
-            return self._with_synonyms(stems, phrase_len=3)
+            return self._with_synonyms(stems, phrase_len=4) + ages
         words = [w for w in rjieba.cut_for_search(text) if _ZH_TOKEN_OK.search(w) and w not in ZH_STOPWORDS]
-        return self._with_synonyms(words, phrase_len=1)
+        return self._with_synonyms(words, phrase_len=1) + ages
 
     def tokens(self, text: str) -> list[str]:
         """Index tokens: words plus, for Chinese, character bigrams that survive typos and odd cuts."""
@@ -167,10 +177,10 @@ class Tokenizer:
 # --------------------------------------------------------------------------- handoff rules
 
 _ZH_ASK_PERSON = re.compile(
-    r"转人工|找人工|要人工|真人|活人|客服|找(个|一个)?(工作人员|人)(说|聊|谈|问|帮)|"
-    r"(跟|和|同)(你们)?(的)?(工作人员|真人|人)(说|聊|谈|通话)|不(想|要)(跟|和)机器|(叫|让|请)(工作人员|你们的人|人)"
-    r"(给我|跟我|联系|打)|(给|帮)?我(打|回)(个)?电话|回电|打电话给我|找(你们)?领导|找(你们)?负责人|"
-    r"要(找|见)(工作人员|人)|人工"
+    r"转人工|找人工|要人工|人工服务|人工客服|真人|活人|客服|不(想|要)(跟|和)机器|"
+    r"找(一下|个|一个)?(你们)?(的)?(工作人员|负责人|领导|经办人)|"
+    r"(跟|和|同)(你们)?(的)?(工作人员|真人|人)(说|聊|谈|通话)|(叫|让|请)(你们的)?(工作人员|人)(给我|跟我|联系|打)|"
+    r"(给|帮)?我(打|回)(个)?电话|回(个)?电话|打电话给我|来电话"
 )
 _ZH_COMPLAINT = re.compile(
     r"投诉|举报|告状|态度(很|太|非常|特别|极其)?(差|恶劣|不好|冷淡|蛮横|凶)|(工作人员|办事员|窗口|社区的人|"
@@ -183,6 +193,11 @@ _ZH_OWN_CASE = re.compile(
     r"没批|不批|不给|没给|没发|还没发|没到账|不到账|没收到|收不到|还没(收到|到|下来|批|通知|打|给)|"
     r"算错|搞错|弄错|(?<!对)不对(?!不)|进度|到哪一步|到哪了|办得怎么样|办好了没|批下来没|审核结果|结果出来|"
     r"查(一下|一查|查)?(我|俺)|帮(我|俺)查|(我|俺)的(申请|材料|档案|记录|账户|案子)(呢|在哪|到哪|怎么样|办得|批)"
+)
+# Said about a payment or an application, these words are about one person's case even
+# when the question names nobody ("上个月的退休金还没到账").
+_ZH_OWN_CASE_ALONE = re.compile(
+    r"还没到账|没到账|不到账|还没收到|少发了|少了\d|被停发|停发了|到哪一步|办到哪|进度(怎么样|如何|到哪)|查(一下)?进度"
 )
 _ZH_WHY_ME = re.compile(r"(为什么|为啥|凭什么|怎么回事|咋回事).{0,20}(少|扣|降|减|不给|没给|没发|停|拒|不批|没批|"
                         r"不通过|没通过|不符合|取消|退回|没有我|不让)")
@@ -203,10 +218,11 @@ _EN_COMPLAINT = re.compile(
 _EN_OWN_CASE = re.compile(
     r"\b(my|our|mine|me|i|i'm|im|we|dad's|mum's|mom's|father's|mother's|husband's|wife's)\b.{0,60}"
     r"\b(refused|rejected|denied|turned down|declined|cut|reduced|lower|less|smaller|stopped|suspended|"
-    r"missing|not (arrived|received|paid|come|came)|hasn't (arrived|come)|haven't (received|got|been paid)|"
+    r"(is|are|was|were|went|still) missing|not (arrived|received|paid|come|came)|hasn't (arrived|come)|haven't (received|got|been paid)|"
     r"didn't (get|receive|arrive|come)|never (got|received|arrived|came)|wrong|mistake|deducted|"
     r"status|progress|still waiting|where is|how far)\b"
-    r"|\b(status|progress) of (my|our|his|her)\b|\bcheck (my|our|his|her)\b|\blook (up|into) (my|our|his|her)\b"
+    r"|\b(status|progress) of (my|our|his|her)\b|\b(can you|could you|please|pls) (check|look up|look into)\b"
+    r"|\bcheck (on )?(my|our|his|her) (application|claim|case|file|payment|status|account)\b"
     r"|\bwhy (was|is|did|has|have|were) (my|our|i|we|he|she|his|her)\b"
 )
 
@@ -227,6 +243,8 @@ def _rule_handoff(question: str, lang: str) -> str | None:
         return "asked_for_person"
     if _ZH_COMPLAINT.search(text):
         return "complaint"
+    if _ZH_OWN_CASE_ALONE.search(text):
+        return "personal_case"
     if _ZH_FIRST_PERSON.search(text) and (_ZH_OWN_CASE.search(text) or _ZH_WHY_ME.search(text)):
         return "personal_case"
     return None
@@ -343,7 +361,8 @@ class QA:
         if index is None:
             return self._handoff("out_of_scope", lang)
         article, score, coverage = index.best(question)
-        if article is None or score < MIN_SCORE or coverage < MIN_COVERAGE:
+        min_score, min_coverage = THRESHOLDS[base]
+        if article is None or score < min_score or coverage < min_coverage:
             return self._handoff("out_of_scope", lang, coverage)
         return self._answered(article, lang, coverage)
 
