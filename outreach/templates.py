@@ -315,7 +315,11 @@ def validate_staff_text(source: str) -> list[str]:
     except TemplateSyntaxError as exc:
         return [f"第{exc.lineno}行：格式错误（{exc.message}）。变量要写成 {{{{ name }}}} 这样。"
                 f" / line {exc.lineno}: syntax error: {exc.message}"]
-    unknown = meta.find_undeclared_variables(ast) - set(STAFF_VARIABLES) - set(env.globals)
+    try:
+        undeclared = meta.find_undeclared_variables(ast)  # compiles: finds unknown filters and tests
+    except TemplateSyntaxError as exc:
+        return [f"第{exc.lineno}行：{exc.message} / line {exc.lineno}: {exc.message}"]
+    unknown = undeclared - set(STAFF_VARIABLES) - set(env.globals)
     problems = [f"第{line}行：不认识的变量 {{{{ {name} }}}}，可用的有：{allowed}。"
                 f" / line {line}: unknown variable '{name}' (allowed: {allowed})"
                 for name, line in _names_with_lines(ast, unknown)]
