@@ -1,0 +1,247 @@
+"""`nuanxin chat` (the engine in a terminal) and `nuanxin tickets ...` (answer handed-off questions)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import typer
+
+tickets_app = typer.Typer(help="Questions the bot passed to staff: list, answer, turn into articles.",
+                          no_args_is_help=True)
+
+DRAFTS_DIR = Path(__file__).resolve().parent.parent / "knowledge" / "drafts"
+
+
+def _settings() -> Any:
+    from settings import SettingsError, load_settings
+
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
+def _db(settings: Any) -> Any:
+    from models.db import make_engine
+
+    engine = make_engine(settings.effective_database_url)
+    try:
+        from models.migrate import upgrade
+    except ImportError:  # before the migration exists: the tables straight from the models
+        from sqlmodel import SQLModel
+
+        import models  # noqa: F401
+        SQLModel.metadata.create_all(engine)
+    else:
+        upgrade(engine)
+    return engine
+
+
+def chat(
+    phone: str | None = typer.Option(None, "--phone", help="Talk as the person with this phone on the roll "
+                                     "(linked at once: a staff terminal or a demo). E.g. +8613812345678."),
+    script: Path | None = typer.Option(None, "--script", exists=True, dir_okay=False, readable=True,
+                                       help="Feed the lines of this file (one message per line, # for "
+                                            "comments, '/file PATH' sends a file) and print the replies."),
+    lang: str | None = typer.Option(None, "--lang", help="Language hint: zh-Hans, zh-Hant or en."),
+    session: str = typer.Option("local", "--session", help="Console conversation name (its state is kept)."),
+) -> None:
+    """Talk to the conversation engine in the terminal as a beneficiary would."""
+    from bot.channels.console import CHANNEL, run_lines
+    from bot.engine import Engine
+    from models.clock import SystemClock
+
+    settings = _settings()
+    db = _db(settings)
+    engine = Engine(db, settings, SystemClock())
+    address = f"console:{session}"
+    if phone:
+        try:
+            address = link_console(db, engine, phone, session)
+        except ValueError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(2) from None
+    if script is not None:
+        run_lines(engine.handle, script.read_text(encoding="utf-8").splitlines(), address, typer.echo, lang)
+        return
+    typer.echo("暖心 nuanxin console. Ctrl-D to quit. / 按 Ctrl-D 退出。")
+    if sys.stdin.isatty():
+        while True:
+            try:
+                line = input("> ")
+            except (EOFError, KeyboardInterrupt):
+                typer.echo("")
+                return
+            if line.strip():
+                from bot.channels.console import render, to_inbound
+                typer.echo(render(engine.handle(to_inbound(line, address, lang))))
+    else:
+        run_lines(engine.handle, sys.stdin, address, typer.echo, lang)
+    _ = CHANNEL
+
+
+def link_console(db: Any, engine: Any, phone: str, session: str) -> str:
+    """Link a console conversation to the person whose phone is on the roll. Returns the address."""
+    from sqlmodel import select
+
+    from models.db import session_scope
+    from models.people import Contact
+    from models.phone import InvalidPhone, PhoneNumber
+
+    try:
+        e164 = PhoneNumber.parse(phone).e164
+    except InvalidPhone as exc:
+        raise ValueError(f"--phone: {exc}") from None
+    address = f"console:{session}:{e164}"
+    with session_scope(db) as s:
+        c = s.exec(select(Contact).where(Contact.channel == "sms", Contact.address == e164,
+                                         Contact.beneficiary_id.is_not(None))).first()  # type: ignore[union-attr]
+        if c is None or c.beneficiary_id is None:
+            raise ValueError("--phone: no one on the roll has this phone number")
+        engine.identity.link(s, channel="console", address=address, beneficiary_id=c.beneficiary_id,
+                             relationship=None, phone=e164, now=engine.clock.now(), actor="console")
+    return address
+
+
+# --------------------------------------------------------------------------- tickets
+
+
+def _ticket_json(t: Any) -> dict[str, Any]:
+    return {"id": t.id, "status": t.status, "channel": t.channel, "reason": t.reason, "language": t.language,
+            "question": t.question, "beneficiary_id": t.beneficiary_id, "created_at": t.created_at.isoformat(),
+            "answer": t.answer, "answered_by": t.answered_by,
+            "answered_at": t.answered_at.isoformat() if t.answered_at else None}
+
+
+@tickets_app.command("list")
+def tickets_list(
+    status: str | None = typer.Option("open", "--status", help="open, answered, closed, or 'all'."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object: {\"tickets\": [...]}."),
+    limit: int = typer.Option(100, "--limit", help="At most this many, oldest first."),
+) -> None:
+    """List handed-off questions, oldest first."""
+    from sqlmodel import select
+
+    from models.applications import HandoffTicket
+    from models.db import session_scope
+
+    db = _db(_settings())
+    with session_scope(db) as s:
+        q = select(HandoffTicket).order_by(HandoffTicket.created_at, HandoffTicket.id).limit(limit)  # type: ignore[arg-type]
+        if status and status != "all":
+            q = q.where(HandoffTicket.status == status)
+        rows = s.exec(q).all()
+        if as_json:
+            typer.echo(json.dumps({"tickets": [_ticket_json(t) for t in rows]}, ensure_ascii=False))
+            return
+        if not rows:
+            typer.echo("no tickets")
+        for t in rows:
+            typer.echo(f"#{t.id} [{t.status}] {t.created_at:%Y-%m-%d %H:%M} {t.channel} {t.reason}: "
+                       f"{t.question[:80]}")
+
+
+def reply_to_ticket(db: Any, ticket_id: int, text: str, username: str, now: datetime, notifier: Any = None) -> Any:
+    """Answer a ticket: the answer goes out through the outbox on the channel the person used,
+    the ticket becomes answered, and the staff action is audited."""
+    from sqlmodel import select
+
+    from bot.identity import OutboxNotifier
+    from models.actions import audit
+    from models.applications import HandoffTicket
+    from models.db import session_scope
+    from models.staff import StaffUser
+
+    notifier = notifier or OutboxNotifier()
+    if not text.strip():
+        raise ValueError("the answer is empty")
+    with session_scope(db) as s:
+        staff = s.exec(select(StaffUser).where(StaffUser.username == username)).first()
+        if staff is None or not staff.active:
+            raise ValueError(f"no active staff user {username!r}")
+        ticket = s.get(HandoffTicket, ticket_id)
+        if ticket is None:
+            raise ValueError(f"no ticket #{ticket_id}")
+        if ticket.status == "closed":
+            raise ValueError(f"ticket #{ticket_id} is closed")
+        notifier.send_direct(s, channel=ticket.channel, address=ticket.address, text=text.strip(),
+                             kind="handoff_answer", occurrence=f"ticket-{ticket.id}-{now:%Y%m%dT%H%M%S}", now=now,
+                             lang=ticket.language, beneficiary_id=ticket.beneficiary_id)
+        ticket.status = "answered"
+        ticket.answer = text.strip()
+        ticket.answered_by = username
+        ticket.answered_at = now
+        s.add(ticket)
+        audit(s, username, "ticket.answer", "handoff_ticket", ticket.id, {"channel": ticket.channel}, now)
+        return _ticket_json(ticket)
+
+
+@tickets_app.command("reply")
+def tickets_reply(
+    ticket_id: int = typer.Argument(..., help="Ticket number."),
+    text: str = typer.Argument(..., help="The answer, as the person will read it."),
+    username: str = typer.Option(..., "--as", help="Your staff username (recorded in the audit log)."),
+) -> None:
+    """Answer a ticket; the person gets it on the channel they used (through the outbox)."""
+    from models.clock import SystemClock
+
+    db = _db(_settings())
+    try:
+        reply_to_ticket(db, ticket_id, text, username, SystemClock().now())
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"ticket #{ticket_id} answered; the reply is queued")
+
+
+def draft_article(db: Any, ticket_id: int, drafts_dir: Path, today: str) -> Path:
+    """Write a knowledge-article draft from a staff answer, for review (reviewed_by left empty)."""
+    import yaml
+
+    from models.applications import HandoffTicket
+    from models.db import session_scope
+
+    with session_scope(db) as s:
+        ticket = s.get(HandoffTicket, ticket_id)
+        if ticket is None:
+            raise ValueError(f"no ticket #{ticket_id}")
+        if not ticket.answer:
+            raise ValueError(f"ticket #{ticket_id} has no staff answer yet")
+        lang = "en" if ticket.language == "en" else "zh-Hans"
+        front = {"id": f"ticket-{ticket.id}", "title": ticket.question[:40], "language": lang, "seed": "",
+                 "questions": [ticket.question], "keywords": [], "reviewed_by": "", "reviewed_on": "",
+                 "drafted_from": f"handoff_ticket {ticket.id}", "drafted_on": today,
+                 "answered_by": ticket.answered_by or ""}
+        body = ticket.answer
+    drafts_dir.mkdir(parents=True, exist_ok=True)
+    path = drafts_dir / f"ticket-{ticket_id}.md"
+    path.write_text("---\n" + yaml.safe_dump(front, allow_unicode=True, sort_keys=False) + "---\n" + body + "\n",
+                    encoding="utf-8")
+    return path
+
+
+@tickets_app.command("draft-article")
+def tickets_draft_article(
+    ticket_id: int = typer.Argument(..., help="An answered ticket."),
+    out_dir: Path = typer.Option(DRAFTS_DIR, "--out", help="Where drafts go (knowledge/drafts/)."),
+) -> None:
+    """Turn a staff answer into a knowledge-article draft for review (not used until reviewed)."""
+    from models.clock import SystemClock
+
+    db = _db(_settings())
+    try:
+        path = draft_article(db, ticket_id, out_dir, SystemClock().now().date().isoformat())
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    typer.echo(str(path))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("chat")(chat)
+    app.add_typer(tickets_app, name="tickets")
