@@ -47,7 +47,7 @@ _LATIN_WORD = re.compile(r"[a-z0-9]+")
 _ZH_TOKEN_OK = re.compile(r"[\u3400-\u9fffa-z0-9]")
 # Ages of 80 and over, written as digits or words, share one token: the over-80 insurance
 # articles say "80岁以上" while families write "今年82了" or "she is 91".
-_AGE_80_PLUS = re.compile(r"(?<![\d.,])(8\d|9\d|10\d)(?![\d.,])(?!\s*(元|块|万|yuan|%|人|个|家|项|年))|八十|九十|eighty|ninety")
+_AGE_80_PLUS = re.compile(r"(?<![\d.,])(8\d|9\d|10\d)(?![\d,])(?!\.\d)(?!\s*(元|块|万|yuan|%|人|个|家|项|年))|八十|九十|eighty|ninety")
 AGE_TOKEN = "age80plus"
 
 ZH_STOPWORDS = frozenset(
@@ -110,7 +110,7 @@ def _stem(word: str) -> str:
     """Very light English stemming: enough to match plurals and -ing/-ed forms."""
     if len(word) <= 3:
         return word
-    for suffix, replacement, min_len in (("ies", "y", 5), ("sses", "ss", 5), ("ches", "ch", 5),
+    for suffix, replacement, min_len in (("ance", "", 7), ("ies", "y", 5), ("sses", "ss", 5), ("ches", "ch", 5),
                                          ("shes", "sh", 5), ("xes", "x", 4), ("ing", "", 6),
                                          ("ied", "y", 5), ("ed", "", 5), ("ly", "", 6)):
         if word.endswith(suffix) and len(word) >= min_len:
