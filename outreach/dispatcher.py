@@ -287,7 +287,10 @@ class Dispatcher:
                                       segments=row.segments, extra=row.extra, idempotency_key=row.idempotency_key,
                                       beneficiary_id=row.beneficiary_id)
             try:
-                result = await asyncio.wait_for(provider.send(message), self.send_timeout_s)
+                # asyncio.timeout, not wait_for: no extra task, so the send starts the moment
+                # the rate limit granted it.
+                async with asyncio.timeout(self.send_timeout_s):
+                    result = await provider.send(message)
                 return Outcome(row, result=result, at=self.clock.now())
             except SendError as exc:
                 if isinstance(exc, Throttled):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -70,11 +70,37 @@ def contact(engine: Engine, contact_id: int) -> Contact:
 
 
 def fake_sleep(clock: FakeClock):
-    """A sleep that moves the fake clock instead of waiting."""
+    """A sleep on virtual time: the clock moves to when the sleeper would wake (sleepers that
+    start together wake together), and the event loop gets a turn."""
     import asyncio
 
     async def sleep(seconds: float) -> None:
-        clock.advance(max(seconds, 0.0))
+        target = clock.now() + timedelta(seconds=max(seconds, 0.0))
         await asyncio.sleep(0)
+        if clock.now() < target:
+            clock.set(target)
 
     return sleep
+
+
+class ScaledClock:
+    """Real time, running `scale` times faster (for fault tests whose retry_after and backoff
+    are seconds): pair it with `scaled_sleep`."""
+
+    def __init__(self, scale: float) -> None:
+        import time
+        from datetime import UTC
+
+        self.scale = scale
+        self.t0 = time.monotonic()
+        self.start = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        import time
+
+        return self.start + timedelta(seconds=(time.monotonic() - self.t0) * self.scale)
+
+    async def sleep(self, seconds: float) -> None:
+        import asyncio
+
+        await asyncio.sleep(max(0.0, seconds) / self.scale)
