@@ -1,0 +1,77 @@
+"""Q&A benchmark: answer latency over the evaluation set, and cold start in a fresh process.
+
+`run()` returns {"p50_ms", "p99_ms", "cold_start_s", "questions", "accuracy", ...}.
+Cold start is measured in a new interpreter (imports, loading and indexing the knowledge
+base, and answering one question), since that is what a restarted bot pays.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ROUNDS = 5  # the evaluation set is answered this many times for the latency figures
+
+_COLD_START = """
+import json, time
+start = time.perf_counter()
+from bot.qa import QA
+qa = QA.load()
+qa.answer("社保补缴的钱怎么交")
+print(json.dumps({"cold_start_s": time.perf_counter() - start}))
+"""
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def cold_start_seconds() -> float:
+    """Seconds from a new interpreter's first import to its first answer (best of 3 runs)."""
+    timings = []
+    for _ in range(3):
+        wall = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", _COLD_START], cwd=ROOT, capture_output=True, text=True,
+                             check=True, timeout=60)
+        inner = json.loads(out.stdout.strip().splitlines()[-1])["cold_start_s"]
+        timings.append(min(inner, time.perf_counter() - wall))
+    return min(timings)
+
+
+def run() -> dict[str, float | int]:
+    sys.path.insert(0, str(ROOT))
+    from bot.qa import QA
+    from bot.qa_commands import load_eval_cases, run_eval
+
+    qa = QA.load()
+    cases = load_eval_cases()
+    questions = [c.question for c in cases]
+    for question in questions[:20]:  # warm caches so the figures describe a running bot
+        qa.answer(question)
+    latencies_ms = []
+    for _ in range(ROUNDS):
+        for question in questions:
+            start = time.perf_counter()
+            qa.answer(question)
+            latencies_ms.append((time.perf_counter() - start) * 1000)
+    accuracy = run_eval(qa, cases).accuracy
+    return {
+        "p50_ms": round(statistics.median(latencies_ms), 3),
+        "p99_ms": round(_percentile(latencies_ms, 0.99), 3),
+        "max_ms": round(max(latencies_ms), 3),
+        "cold_start_s": round(cold_start_seconds(), 3),
+        "questions": len(questions),
+        "answers_timed": len(latencies_ms),
+        "accuracy": round(accuracy, 4),
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(run()))
