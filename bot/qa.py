@@ -50,21 +50,24 @@ _ZH_TOKEN_OK = re.compile(r"[\u3400-\u9fffa-z0-9]")
 _AGE_80_PLUS = re.compile(r"(?<![\d.,])(8\d|9\d|10\d)(?![\d,])(?!\.\d)(?!\s*(元|块|万|yuan|%|人|个|家|项|年))|八十|九十|eighty|ninety")
 AGE_TOKEN = "age80plus"
 
-ZH_STOPWORDS = frozenset(
+# Words that carry no topic; kept as text so staff can read and extend the lists.
+_ZH_STOPWORD_TEXT = (
     "的 了 吗 呢 吧 啊 呀 哦 嘛 么 哈 啦 喔 哎 唉 嗯 是 我 你 您 他 她 它 我们 你们 他们 她们 咱 咱们 俺 "
     "这 那 这个 那个 这些 那些 个 就 都 也 还 和 跟 与 及 或 或者 请问 请 一下 问 问问 想 想问 知道 "
     "听说 说 一个 有没有 没有 有 吧 呗 着 过 得 地 把 被 让 给 在 又 再 才 很 太 挺 好 谢谢 麻烦 "
     "能 能不能 可以 可不可以 会 会不会 是不是 要 需要 该 应该 怎么 怎么样 怎样 如何 什么 啥 哪些 哪 "
-    "多少 几 吗 么 啊 呢 现在 今年 一直 已经 听 人家 老人家 老人 家里 家人".split()
+    "多少 几 吗 么 啊 呢 现在 今年 一直 已经 听 人家 老人家 老人 家里 家人"
 )
-EN_STOPWORDS = frozenset(
+_EN_STOPWORD_TEXT = (
     "a an the and or but of to in on at for from by with about as is are was were be been being am "
     "do does did doing have has had i me my mine we our us you your he him his she her they them their "
     "it its this that these those there here what which who whom whose when where why how can could "
     "would should will shall may might must please hi hello dear thanks thank tell know want wants "
     "wanted need get got any some if so than then just also too very really still now yes no not dont "
-    "don t s im ive id is there much many".split()
+    "don t s im ive id is there much many"
 )
+ZH_STOPWORDS = frozenset(_ZH_STOPWORD_TEXT.split())
+EN_STOPWORDS = frozenset(_EN_STOPWORD_TEXT.split())
 
 
 @dataclass(frozen=True)
