@@ -3,6 +3,7 @@
 Layout (see knowledge/README.md for the staff guide):
     knowledge/seeds.yaml         the source documents an article may cite, named per language
     knowledge/synonyms.yaml      words people use for the same thing (zh-Hans and en groups)
+    knowledge/not_covered.yaml   topics the articles do not answer: always handed to staff
     knowledge/<language>/*.md    one article per file; the same `id` links translations
 
 Every problem is reported with the file it is in, all at once, so a reviewer can fix a
@@ -61,6 +62,8 @@ class KnowledgeBase:
     seeds: dict[str, dict[str, str]]
     # language -> groups of words that mean the same; the first word of a group is its canonical form
     synonyms: dict[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
+    # language -> topic -> phrases that mark a question the articles do not answer
+    not_covered: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
 
     def in_language(self, language: str) -> list[Article]:
         return [a for a in self.articles if a.language == language]
@@ -91,6 +94,7 @@ def load_knowledge(directory: Path | None = None) -> KnowledgeBase:
         raise KnowledgeError([f"{root}: knowledge directory does not exist"])
     seeds = _load_seeds(root / "seeds.yaml", problems)
     synonyms = _load_synonyms(root / "synonyms.yaml", problems)
+    not_covered = _load_not_covered(root / "not_covered.yaml", problems)
     articles: list[Article] = []
     seen: dict[tuple[str, str], Path] = {}
     for path in sorted(root.glob("*/*.md")):
@@ -108,7 +112,7 @@ def load_knowledge(directory: Path | None = None) -> KnowledgeBase:
         problems.append(f"{root}: no articles found (expected knowledge/<language>/*.md)")
     if problems:
         raise KnowledgeError(problems)
-    return KnowledgeBase(articles=tuple(articles), seeds=seeds, synonyms=synonyms)
+    return KnowledgeBase(articles=tuple(articles), seeds=seeds, synonyms=synonyms, not_covered=not_covered)
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -167,6 +171,31 @@ def _load_synonyms(path: Path, problems: list[str]) -> dict[str, tuple[tuple[str
             problems.append(f"{path}: {lang}: every group must be a list of at least two words")
             continue
         result[lang] = tuple(tuple(w.strip() for w in g) for g in groups)
+    return result
+
+
+def _load_not_covered(path: Path, problems: list[str]) -> dict[str, dict[str, tuple[str, ...]]]:
+    if not path.exists():
+        return {}
+    data = _read_yaml(path, problems)
+    if not isinstance(data, dict):
+        problems.append(f"{path}: must map a language to topics and their phrases")
+        return {}
+    result: dict[str, dict[str, tuple[str, ...]]] = {}
+    for lang, topics in data.items():
+        if lang not in LANGUAGES:
+            problems.append(f"{path}: unknown language {lang!r} (use one of {', '.join(LANGUAGES)})")
+            continue
+        if not isinstance(topics, dict):
+            problems.append(f"{path}: {lang}: must map each topic to a list of phrases")
+            continue
+        result[lang] = {}
+        for topic, phrases in topics.items():
+            if not isinstance(phrases, list) or not phrases or not all(isinstance(p, str) and p.strip()
+                                                                        for p in phrases):
+                problems.append(f"{path}: {lang}: topic {topic!r} needs a list of phrases")
+                continue
+            result[lang][str(topic)] = tuple(p.strip() for p in phrases)
     return result
 
 

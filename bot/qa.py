@@ -183,18 +183,20 @@ _ZH_ASK_PERSON = re.compile(
     r"转人工|找人工|要人工|人工服务|人工客服|真人|活人|客服|不(想|要)(跟|和)机器|"
     r"找(一下|个|一个)?(你们)?(的)?(工作人员|负责人|领导|经办人)|"
     r"(跟|和|同)(你们)?(的)?(工作人员|真人|人)(说|聊|谈|通话)|(叫|让|请)(你们的)?(工作人员|人)(给我|跟我|联系|打)|"
-    r"(给|帮)?我(打|回)(个)?电话|回(个)?电话|打电话给我|来电话"
+    r"(给|帮)?我(打|回)(个)?电话|回(个)?电话|打电话给我|来电话|"
+    r"(工作人员|人工|真人|真的人).{0,8}(跟我|和我|给我|同我)(说|讲|聊|谈|打|解释)"
 )
 _ZH_COMPLAINT = re.compile(
     r"投诉|举报|告状|态度(很|太|非常|特别|极其)?(差|恶劣|不好|冷淡|蛮横|凶)|(工作人员|办事员|窗口|社区的人|"
     r"干部|那个人|他们).{0,12}(骂|凶|吼|不理|爱理不理|推诿|踢皮球|刁难|敷衍|要好处|收红包|吃拿卡要|不耐烦|"
-    r"甩脸|摔|欺负)|不作为|乱收费|推来推去|踢皮球|太不像话|什么破|服务太差|没人管"
+    r"甩脸|摔|欺负|冲|难听|嘲笑|笑话)|不作为|乱收费|推来推去|踢皮球|太不像话|什么破|服务太差|服务很差|没人管|"
+    r"说话(很|太|特别|非常)?(冲|难听|凶|不客气)|(反映|告)(一下)?(他|她|这个人|那个人|这个工作人员)|都没人接|没人接电话"
 )
 _ZH_FIRST_PERSON = re.compile(r"我|俺|咱|本人|我家|我爸|我妈|我爷|我奶|我老|老伴|我父|我母|我丈夫|我妻|我婆|我公")
 _ZH_OWN_CASE = re.compile(
     r"少了|少发|少给|多扣|扣了|被扣|扣我|扣钱|停发|停了|被拒|拒绝了|驳回|退回|打回|没通过|不通过|"
     r"没批|不批|不给|没给|没发|还没发|没到账|不到账|没收到|收不到|还没(收到|到|下来|批|通知|打|给)|"
-    r"算错|搞错|弄错|(?<!对)不对(?!不)|进度|到哪一步|到哪了|办得怎么样|办好了没|批下来没|审核结果|结果出来|"
+    r"算错|搞错|弄错|(?<!对)不对(?!不)|还没消息|没消息|没动静|没下文|没音讯|只给了|只发了|只给一半|进度|到哪一步|到哪了|办得怎么样|办好了没|批下来没|审核结果|结果出来|"
     r"查(一下|一查|查)?(我|俺)|帮(我|俺)查|(我|俺)的(申请|材料|档案|记录|账户|案子)(呢|在哪|到哪|怎么样|办得|批)"
 )
 # Said about a payment or an application, these words are about one person's case even
@@ -203,7 +205,7 @@ _ZH_OWN_CASE_ALONE = re.compile(
     r"还没到账|没到账|不到账|还没收到|少发了|少了\d|被停发|停发了|到哪一步|办到哪|进度(怎么样|如何|到哪)|查(一下)?进度"
 )
 _ZH_WHY_ME = re.compile(r"(为什么|为啥|凭什么|怎么回事|咋回事).{0,20}(少|扣|降|减|不给|没给|没发|停|拒|不批|没批|"
-                        r"不通过|没通过|不符合|取消|退回|没有我|不让)")
+                        r"不通过|没通过|不符合|取消|退回|没有我|不让|只给|只发|一半)")
 
 _EN_ASK_PERSON = re.compile(
     r"\b(human|real person|live person|live agent|an agent|operator|representative|someone real|"
@@ -215,7 +217,8 @@ _EN_COMPLAINT = re.compile(
     r"\b(complain|complaint|rude|impolite|shouted|yelled|swore|unprofessional|disrespectful|"
     r"bribe|corrupt|treated (me|us|my \w+) (badly|poorly|like)|(staff|officer|clerk|worker|woman|man|"
     r"people) (at|in) .{0,30}(was|were) (rude|awful|terrible|horrible|nasty|unhelpful|lazy)|"
-    r"(staff|officer|clerk|they) (refused to help|ignored|hung up|would not help|wouldn't help)|"
+    r"refused to help|laughed at|made fun of|mocked|was rude|were rude|so rude|hung up on|ignored (me|us|my)|"
+    r"(staff|officer|clerk|they) (ignored|would not help|wouldn't help)|"
     r"report (a|the|your|this) (staff|officer|clerk|worker)|terrible service|awful service)"
 )
 _EN_OWN_CASE = re.compile(
@@ -337,9 +340,23 @@ def _bigram_share(word: str, vocab: set[str]) -> float:
     return sum(("~" + g) in vocab for g in grams) / len(grams)
 
 
+def _not_covered_pattern(phrases: list[str], language: str) -> re.Pattern[str] | None:
+    if not phrases:
+        return None
+    if language == "en":
+        alternatives = sorted({re.escape(p.lower()) for p in phrases}, key=len, reverse=True)
+        return re.compile(r"\b(" + "|".join(alternatives) + r")\b")
+    alternatives = sorted({re.escape(_to_simplified.convert(p.lower())) for p in phrases}, key=len, reverse=True)
+    return re.compile("|".join(alternatives))
+
+
 class QA:
     def __init__(self, knowledge: KnowledgeBase) -> None:
         self.knowledge = knowledge
+        self._not_covered = {
+            lang: _not_covered_pattern([p for phrases in topics.values() for p in phrases], lang)
+            for lang, topics in knowledge.not_covered.items()
+        }
         self._indexes: dict[str, _LanguageIndex] = {}
         for lang in ("zh-Hans", "en"):
             articles = knowledge.in_language(lang)
@@ -360,6 +377,8 @@ class QA:
         reason = _rule_handoff(question, lang)
         if reason is not None:
             return self._handoff(reason, lang)
+        if self._is_not_covered(question, base):
+            return self._handoff("out_of_scope", lang)
         index = self._indexes.get(base)
         if index is None:
             return self._handoff("out_of_scope", lang)
@@ -369,14 +388,20 @@ class QA:
             return self._handoff("out_of_scope", lang, coverage)
         return self._answered(article, lang, coverage)
 
+    def _is_not_covered(self, question: str, base: str) -> bool:
+        pattern = self._not_covered.get(base)
+        return pattern is not None and pattern.search(_to_simplified.convert(question.lower())) is not None
+
     def explain(self, question: str, lang_hint: str | None = None) -> dict[str, object]:
         """The raw ranking figures for a question (for calibration and staff debugging)."""
         lang = detect_language(question, lang_hint)
-        index = self._indexes.get("en" if lang == "en" else "zh-Hans")
+        base = "en" if lang == "en" else "zh-Hans"
+        rule = _rule_handoff(question, lang) or ("not_covered" if self._is_not_covered(question, base) else None)
+        index = self._indexes.get(base)
         if index is None:
-            return {"lang": lang, "rule": _rule_handoff(question, lang)}
+            return {"lang": lang, "rule": rule}
         article, score, coverage = index.best(question)
-        return {"lang": lang, "rule": _rule_handoff(question, lang), "article_id": article and article.id,
+        return {"lang": lang, "rule": rule, "article_id": article and article.id,
                 "score": score, "coverage": coverage}
 
     def source_line(self, article: Article, lang: str) -> str:
