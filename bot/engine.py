@@ -62,6 +62,9 @@ STOP_WORDS = frozenset("stop 退订 td unsubscribe /stop stopall optout 取消�
 # Twilio honours these on SMS at the carrier level; our records must agree.
 SMS_STOP_WORDS = STOP_WORDS | frozenset("end quit revoke cancel".split())
 START_WORDS = frozenset("start 订阅 unstop 恢复订阅 訂閱".split())
+GREETINGS = frozenset("你好 您好 你好啊 您好啊 在吗 在不在 喂 hi hello hey 早 早上好 下午好 晚上好 谢谢 多谢 thanks "
+                      "thank you good morning hello there hi there 有人吗 哈喽".split()) | {
+    "thank you", "good morning", "hello there", "hi there"}
 CONTINUE_WORDS = frozenset("继续 接着办 continue resume".split())
 LINK_WORDS = frozenset("绑定 绑定身份 link 认证身份".split())
 
@@ -69,6 +72,7 @@ _CJK = re.compile(r"[\u3400-\u9fff]")
 _LATIN = re.compile(r"[a-zA-Z]{2,}")
 _WORDY = re.compile(r"[\w\u3400-\u9fff]")
 _t2s = opencc.OpenCC("t2s")
+_NO_CTRL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # PostgreSQL text cannot hold NUL
 
 
 class _Conflict(Exception):
@@ -225,8 +229,8 @@ class Engine:
         return Conv(*row)
 
     def _create(self, s: Session, inbound: Inbound, now: datetime) -> Any:
-        contact = s.exec(select(Contact).where(Contact.channel == inbound.channel,
-                                               Contact.address == inbound.address)).first()
+        contact = s.scalars(select(Contact).where(Contact.channel == inbound.channel,
+                                                  Contact.address == inbound.address)).first()
         if contact is None:
             contact = Contact(channel=inbound.channel, address=inbound.address, created_at=now)
             s.add(contact)
@@ -259,7 +263,7 @@ class Engine:
     def _inbound_log_text(self, conv: Conv, inbound: Inbound) -> str:
         if conv.flow == LINK_FLOW and conv.step == "code" and re.search(r"\d", inbound.text or ""):
             return "[code]"
-        return redact((inbound.text or "")[:2000])
+        return redact(_NO_CTRL.sub("", (inbound.text or "")[:2000]))
 
     def _log_row(self, conv: Conv, direction: str, text: str, inbound: Inbound | None, now: datetime) -> dict[str, Any]:
         atts = [{"kind": a.kind, "mime_type": a.mime_type, "file_name": a.file_name, "size": a.size}
@@ -288,7 +292,7 @@ class Engine:
         return conv.contact_id
 
     def _contact(self, s: Session, conv: Conv, now: datetime) -> Contact:
-        c = s.exec(select(Contact).where(Contact.channel == conv.channel, Contact.address == conv.address)).first()
+        c = s.scalars(select(Contact).where(Contact.channel == conv.channel, Contact.address == conv.address)).first()
         if c is None:
             c = Contact(channel=conv.channel, address=conv.address, beneficiary_id=conv.beneficiary_id, created_at=now)
             s.add(c)
@@ -412,6 +416,8 @@ class Engine:
                     return self._start(s, conv, f.id, now)
             if (w == "9" and not linked) or w in LINK_WORDS:
                 return self._start_link(s, conv, now, None)
+            if w in GREETINGS:
+                return [self._menu(lang, linked)]
             if w in CONTINUE_WORDS:
                 saved = conv.state.data.get("saved") or {}
                 if saved:
@@ -536,7 +542,7 @@ class Engine:
 
     def _handoff(self, s: Session, conv: Conv, reason: str, question: str, now: datetime) -> Out:
         lang = conv.lang
-        existing = s.exec(select(HandoffTicket).where(
+        existing = s.scalars(select(HandoffTicket).where(
             HandoffTicket.channel == conv.channel, HandoffTicket.address == conv.address,
             HandoffTicket.status == "open", HandoffTicket.reason == "asked_for_person")).first()
         if existing is not None:

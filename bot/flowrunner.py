@@ -286,7 +286,8 @@ def load_flows(directory: Path | None = None) -> dict[str, Flow]:
 # --------------------------------------------------------------------------- validators
 
 _CTRL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\ufeff]")
-_WORDY = re.compile(r"[\w\u3400-\u9fff]")
+_WORDY = re.compile(r"[^\W\d_]")  # a letter of any script: digits alone are not a name
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 YES = frozenset("是 是的 对 对的 好 好的 有 嗯 要 需要 确认 提交 同意 可以 行 y yes yep yeah ok okay sure 1 对了".split())
 NO = frozenset("否 不 不是 没有 没 无 不要 不对 不用 不需要 n no nope not 2 没有的".split())
@@ -326,7 +327,7 @@ def err(key: str, lang: str, **kw: Any) -> Invalid:
 def clean_text(raw: str) -> str:
     """NFKC, no control or invisible characters, single spaces."""
     text = unicodedata.normalize("NFKC", raw or "")
-    text = _CTRL.sub("", text)
+    text = _CTRL.sub("", _ANSI.sub("", text))
     return " ".join(text.split())
 
 

@@ -305,6 +305,8 @@ class Identity:
         linked = self.link(s, channel=ctx.channel, address=ctx.address, beneficiary_id=row.beneficiary_id,
                            relationship=row.relationship, phone=row.phone, now=ctx.now)
         masked = s.get(Beneficiary, linked.beneficiary_id)
+        if not state.data.get("lang_set"):
+            lang = linked.language  # from now on the person's own language
         text = (m("linked_proxy", lang, rel=_rel_label(linked.relationship, lang), name=linked.name,
                   masked=masked.id_masked if masked else "")
                 if linked.relationship else
