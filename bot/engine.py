@@ -33,7 +33,7 @@ from sqlmodel import Session
 from bot.channels.base import Choice, Inbound, Reply
 from bot.flowrunner import Flow, FlowCtx, Out, Runner, State, clean_text, load_flows, word
 from bot.identity import LINK_FLOW, Identity, Notifier, OutboxNotifier
-from bot.texts import CHANNEL_NAMES, localise, t
+from bot.texts import CHANNEL_NAMES, localise, t, to_hant
 from models.actions import audit, opt_in, opt_out
 from models.applications import HandoffTicket
 from models.conversations import Conversation, MessageLog
@@ -87,7 +87,12 @@ def detect_language(text: str, hint: str | None) -> str:
     commandish = w in STOP_WORDS or w in START_WORDS or w in MENU_WORDS or w in HUMAN_WORDS or w in HELP_WORDS
     if not commandish:
         if _CJK.search(text):
-            return "zh-Hant" if _t2s.convert(text) != text else "zh-Hans"
+            if _t2s.convert(text) != text:
+                return "zh-Hant"
+            if to_hant(text) != text:  # written in simplified characters
+                return "zh-Hans"
+            # the same in both scripts (您好): the client's setting decides between them
+            return "zh-Hant" if (hint or "").lower().startswith(("zh-hant", "zh-tw", "zh-hk", "zh-mo")) else "zh-Hans"
         if _LATIN.search(text):
             return "en"
     h = (hint or "").lower()
