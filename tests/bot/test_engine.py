@@ -107,7 +107,7 @@ def test_language_follows_the_first_message(chat_factory):
     """An English first message gets English; Traditional characters get Traditional."""
     assert "Reply with a number" in chat_factory(address="e1")("Hello")
     assert "回覆0回主菜單" in chat_factory(address="t1")("請問怎麼辦理認證")
-    assert "請回覆數字" in chat_factory(address="t2", hint="zh-TW")("您好")
+    assert "暖心服務" in chat_factory(address="t2", hint="zh-TW")("您好")
     assert detect_language("STOP", "en-US") == "en"
     assert detect_language("0", None) == "zh-Hans"
 
