@@ -148,7 +148,10 @@ def _load_seeds(path: Path, problems: list[str]) -> dict[str, dict[str, str]]:
         if not isinstance(names, dict) or any(lang not in names for lang in LANGUAGES):
             problems.append(f"{path}: seed {seed_id!r} needs a document name for each of {', '.join(LANGUAGES)}")
             continue
+        # "<language>-sms" is an optional shorter name for the source in SMS replies.
         seeds[str(seed_id)] = {lang: str(names[lang]) for lang in LANGUAGES}
+        for lang in LANGUAGES:
+            seeds[str(seed_id)][f"{lang}-sms"] = str(names.get(f"{lang}-sms") or names[lang])
     return seeds
 
 

@@ -80,7 +80,7 @@ class Answer:
     lang: str  # "zh-Hans" | "zh-Hant" | "en"
     reason: str  # "answered" | "out_of_scope" | "personal_case" | "complaint" | "asked_for_person"
     article_id: str | None
-    score: float  # coverage of the question by the chosen article, 0..1 (0 for rule-based handoffs)
+    score: float  # ranking score of the best article (compared with THRESHOLDS); 0 for rule-based handoffs
     sms: str  # short variant with the same key facts and the source, for SMS
 
 
@@ -396,8 +396,8 @@ class QA:
         article, score, coverage = index.best(question)
         min_score, min_coverage = THRESHOLDS[base]
         if article is None or score < min_score or coverage < min_coverage:
-            return self._handoff("out_of_scope", lang, coverage)
-        return self._answered(article, lang, coverage)
+            return self._handoff("out_of_scope", lang, score)
+        return self._answered(article, lang, score)
 
     def _is_not_covered(self, question: str, base: str) -> bool:
         pattern = self._not_covered.get(base)
@@ -420,16 +420,16 @@ class QA:
         document = self.knowledge.seeds[article.seed][base]
         return _localise(f"{article.title} — {document} (seed {article.seed})", lang)
 
-    def _answered(self, article: Article, lang: str, coverage: float) -> Answer:
+    def _answered(self, article: Article, lang: str, score: float) -> Answer:
         base = "en" if lang == "en" else "zh-Hans"
         source = self.source_line(article, lang)
         label = _localise(SOURCE_LABEL[base], lang)
         body = _localise(article.body, lang)
         sms_text = _localise(article.sms or _first_paragraph(article.body), lang)
-        document = _localise(self.knowledge.seeds[article.seed][base], lang)
+        document = _localise(self.knowledge.seeds[article.seed][f"{base}-sms"], lang)
         return Answer(
             handoff=False, answer=f"{body}\n\n{label}{source}", sources=[source], lang=lang,
-            reason="answered", article_id=article.id, score=round(coverage, 3),
+            reason="answered", article_id=article.id, score=round(score, 3),
             sms=f"{sms_text}（{label}{document}）" if base == "zh-Hans" else f"{sms_text} ({label}{document})",
         )
 

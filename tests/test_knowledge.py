@@ -182,3 +182,22 @@ def test_loader_reports_a_missing_seeds_file(tmp_path: Path) -> None:
     root = make_kb(tmp_path, {"zh-Hans/a.md": article()})
     (root / "seeds.yaml").unlink()
     assert any("seeds.yaml" in p for p in problems_of(root))
+
+
+def test_loader_names_a_malformed_not_covered_topic(tmp_path: Path) -> None:
+    root = make_kb(tmp_path, {"zh-Hans/a.md": article()})
+    (root / "not_covered.yaml").write_text("zh-Hans:\n  公积金: 公积金\n", encoding="utf-8")
+    (problem,) = problems_of(root)
+    assert "not_covered.yaml" in problem and "公积金" in problem
+
+
+def test_loader_names_a_synonym_group_with_one_word(tmp_path: Path) -> None:
+    root = make_kb(tmp_path, {"zh-Hans/a.md": article()})
+    (root / "synonyms.yaml").write_text("zh-Hans:\n  - [老兵]\n", encoding="utf-8")
+    (problem,) = problems_of(root)
+    assert "synonyms.yaml" in problem and "at least two words" in problem
+
+
+def test_seed_short_name_for_sms_falls_back_to_the_full_name(tmp_path: Path) -> None:
+    kb = load_knowledge(make_kb(tmp_path, {"zh-Hans/a.md": article()}))
+    assert kb.seeds["004"]["zh-Hans-sms"] == kb.seeds["004"]["zh-Hans"] == "永定职工医疗互助报道"
