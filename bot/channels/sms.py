@@ -87,7 +87,8 @@ def reply_text(reply: Reply) -> str:
     text = re.sub(r"[*_`]{1,3}([^*_`\n]+)[*_`]{1,3}", r"\1", text)
     text = re.sub(r"\n{3,}", "\n\n", text).strip()
     lines = [text] if text else []
-    if not choices_in_text(text, reply.choices):
+    # The engine marks replies whose text already numbers the choices ("choices_in_text").
+    if reply.metadata.get("choices_in_text") != "1" and not choices_in_text(text, reply.choices):
         lines.extend(choice_lines(reply.choices))
     return "\n".join(lines)
 

@@ -1,0 +1,177 @@
+"""Linking a channel to a person on the roll with a one-time code."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import update
+from sqlmodel import Session, select
+
+from bot.identity import code_hash
+from models.applications import Application
+from models.conversations import Conversation, MessageLog, OneTimeCode
+from models.db import session_scope
+from models.people import Beneficiary, Contact, FamilyMember
+from models.staff import AuditLog
+from tests.bot.conftest import DAUGHTER_PHONE, LI_ID, ZHANG_ID, ZHANG_PHONE, Chat, add_person, link
+
+
+def test_linking_by_phone_sends_a_six_digit_code_stored_only_hashed(engine, notifier, roll, db_engine, settings):
+    """The code goes to the phone on the roll; the database holds only its keyed hash."""
+    chat = Chat(engine, "telegram", "i1")
+    chat("9")
+    chat("1")
+    text = chat("138 1234 5678")
+    assert "+86138****5678" in text
+    phone, code = notifier.codes[-1]
+    assert phone == ZHANG_PHONE and len(code) == 6 and code.isdigit()
+    with Session(db_engine) as s:
+        row = s.exec(select(OneTimeCode)).one()
+    assert row.code_hash == code_hash(settings.id_key, "telegram", "i1", code)
+    assert code not in row.code_hash
+    assert "绑定成功：张三" in chat(code)
+    with Session(db_engine) as s:
+        contact = s.exec(select(Contact).where(Contact.channel == "telegram", Contact.address == "i1")).one()
+        conv = s.exec(select(Conversation).where(Conversation.address == "i1")).one()
+        audit_text = str([a.details for a in s.exec(select(AuditLog)).all()])
+        log_text = " ".join(m.text for m in s.exec(select(MessageLog)).all())
+    assert contact.beneficiary_id == roll.zhang and contact.verified
+    assert conv.beneficiary_id == roll.zhang and conv.acting_as is None
+    assert code not in audit_text and code not in log_text
+
+
+def test_linking_by_the_last_six_of_the_id_number(engine, notifier, roll):
+    """The last 6 characters of the ID number find the person; the code goes to their roll phone."""
+    chat = Chat(engine, "telegram", "i2")
+    chat("9")
+    chat("1")
+    chat(LI_ID[-6:].lower())
+    assert notifier.codes[-1][0] == "+8613900001111"
+    assert "绑定成功：李四" in chat(notifier.last_code)
+
+
+def test_several_people_with_the_same_id_ending_are_told_apart_by_phone(engine, notifier, roll, db_engine, settings):
+    """If two people share the last 6 characters, the phone is asked for as well."""
+    with session_scope(db_engine) as s:
+        other = add_person(s, settings, "110105195001010012", "赵六", "+8613600004444")
+        zhang = s.get(Beneficiary, roll.zhang)
+        other.id_last6_hash = zhang.id_last6_hash
+        s.add(other)
+    chat = Chat(engine, "telegram", "i3")
+    chat("9")
+    chat("1")
+    text = chat(ZHANG_ID[-6:])
+    assert "手机号" in text and not notifier.codes
+    chat("+8613600004444")
+    assert notifier.codes[-1][0] == "+8613600004444"
+    assert "赵六" in chat(notifier.last_code)
+
+
+def test_a_code_expires_after_ten_minutes(engine, notifier, roll, clock):
+    """A code typed after 10 minutes does not link; a new one can be asked for."""
+    chat = Chat(engine, "telegram", "i4")
+    chat("9")
+    chat("1")
+    chat("13812345678")
+    code = notifier.last_code
+    clock.advance(timedelta(minutes=10, seconds=1))
+    assert "过期" in chat(code)
+    chat("重发")
+    assert "绑定成功" in chat(notifier.last_code)
+
+
+def test_a_code_works_only_once(engine, notifier, roll, db_engine):
+    """Once used, the same code never links again."""
+    chat = Chat(engine, "telegram", "i5")
+    link(chat, notifier, ZHANG_PHONE)
+    code = notifier.last_code
+    with session_scope(db_engine) as s:
+        s.execute(update(Conversation).where(Conversation.address == "i5").values(flow="link", step="code"))
+    assert "已用过" in chat(code)
+
+
+def test_five_wrong_codes_lock_the_code(engine, notifier, roll):
+    """After 5 wrong tries even the right code is refused until a new one is sent."""
+    chat = Chat(engine, "telegram", "i6")
+    chat("9")
+    chat("1")
+    chat("13812345678")
+    code = notifier.last_code
+    wrong = "000000" if code != "000000" else "111111"
+    replies = [chat(wrong) for _ in range(5)]
+    assert "还可以试4次" in replies[0]
+    assert "作废" in replies[-1]
+    assert "作废" in chat(code)
+    chat("重发")
+    assert "绑定成功" in chat(notifier.last_code)
+
+
+def test_at_most_three_codes_an_hour_per_address(engine, notifier, roll, clock):
+    """A fourth code within the hour is refused; after the hour it is sent."""
+    chat = Chat(engine, "telegram", "i7")
+    chat("9")
+    chat("1")
+    chat("13812345678")
+    chat("重发")
+    chat("重发")
+    assert len(notifier.codes) == 3
+    assert "1小时后再试" in chat("重发")
+    assert len(notifier.codes) == 3
+    clock.advance(timedelta(hours=1, seconds=1))
+    chat("重发")
+    assert len(notifier.codes) == 4
+
+
+def test_at_most_three_codes_an_hour_per_person(engine, notifier, roll):
+    """Codes for one beneficiary are limited across addresses too (no spraying from many chats)."""
+    for n in range(3):
+        c = Chat(engine, "telegram", f"spray{n}")
+        c("9")
+        c("1")
+        c("13812345678")
+    c = Chat(engine, "telegram", "spray9")
+    c("9")
+    c("1")
+    assert "1小时后再试" in c("13812345678")
+    assert len(notifier.codes) == 3
+
+
+def test_unknown_number_is_not_found_and_offers_a_person(engine, notifier, roll):
+    """A number not on the roll says so plainly and offers a person; no code is sent."""
+    chat = Chat(engine, "telegram", "i8")
+    chat("9")
+    chat("1")
+    text = chat("13199998888")
+    assert "没有找到" in text and "人工" in text and not notifier.codes
+    assert "没看懂" in chat("hello")
+
+
+def test_family_member_links_as_proxy_and_applications_say_who_made_them(engine, notifier, roll, db_engine):
+    """A daughter links for her father: relationship recorded; her application is marked as made by a child."""
+    chat = Chat(engine, "telegram", "d1")
+    chat("9")
+    chat("2")
+    chat("1")  # child
+    text = chat("15000003333")  # the daughter's own phone, on the roll as family
+    assert notifier.codes[-1][0] == DAUGHTER_PHONE
+    assert "以子女身份代张三" in chat(notifier.last_code)
+    with Session(db_engine) as s:
+        contact = s.exec(select(Contact).where(Contact.address == "d1")).one()
+        fm = s.get(FamilyMember, contact.family_member_id)
+        conv = s.exec(select(Conversation).where(Conversation.address == "d1")).one()
+    assert fm is not None and fm.relationship == "child" and fm.beneficiary_id == roll.zhang
+    assert conv.acting_as == "child"
+    for answer in ("3", "2", "老伴住院后生活困难", "1200", "1"):
+        chat(answer)
+    with Session(db_engine) as s:
+        app = s.exec(select(Application)).one()
+    assert app.submitted_by_relationship == "child" and app.beneficiary_id == roll.zhang
+    assert app.submitted_by_contact_id == contact.id
+    _ = text
+
+
+def test_sms_from_the_phone_on_the_roll_is_already_linked(engine, notifier, roll):
+    """Texting from the phone on the roll needs no code: it is that person."""
+    chat = Chat(engine, "sms", ZHANG_PHONE)
+    text = chat("7")
+    assert "没有在办的申请" in text and not notifier.codes
