@@ -189,3 +189,115 @@ async def test_no_reply_from_the_engine_gives_an_empty_response(channel_settings
     response = await client.post(payload(Body="STOP"))
     assert response.status_code == 200
     assert messages_of(response.text) == []
+
+
+# --- end to end with the real engine -----------------------------------------------------------
+@pytest.fixture
+def notifier() -> Any:
+    from .e2e import CodeNotifier
+
+    return CodeNotifier()
+
+
+@pytest.fixture
+def real_engine(db_engine: Any, channel_settings: Any, clock: Any, notifier: Any) -> Any:
+    from bot.engine import Engine
+
+    return Engine(db_engine, channel_settings, clock, notifier=notifier)
+
+
+@pytest.fixture
+def roll(db_engine: Any, channel_settings: Any) -> Any:
+    from .e2e import seed_roll
+
+    return seed_roll(db_engine, channel_settings)
+
+
+def _log_rows(db_engine: Any) -> list[Any]:
+    from sqlmodel import Session, select
+
+    from models.conversations import MessageLog
+
+    with Session(db_engine) as s:
+        return list(s.exec(select(MessageLog)).all())
+
+
+@pytest.mark.parametrize("flow", ["veteran_insurance", "veteran_insurance_excluded", "mutual_aid_claim", "hardship",
+                                  "hospital_stay", "death_report_by_family", "certification", "my_applications",
+                                  "survey"])
+async def test_every_flow_completes_by_sms_with_numbered_choices(
+        db_engine: Any, channel_settings: Any, clock: Any, real_engine: Any, roll: Any, notifier: Any,
+        flow: str) -> None:
+    """Each service can be done start to finish by plain SMS: numbers typed back, documents to the window."""
+    from . import e2e
+
+    client = await _app(channel_settings, clock, real_engine)
+    phone = {"mutual_aid_claim": e2e.LI_PHONE, "survey": e2e.LI_PHONE,
+             "death_report_by_family": e2e.ZHAO_DAUGHTER_PHONE}.get(flow, e2e.ZHANG_PHONE)
+    await e2e.FLOWS[flow](e2e.SmsDriver(client, phone), db_engine, roll, notifier)
+
+
+async def test_every_sms_of_a_flow_stays_within_two_segments_or_is_split_at_a_line(
+        db_engine: Any, channel_settings: Any, clock: Any, real_engine: Any, roll: Any, notifier: Any) -> None:
+    """Replies of a whole flow: each <Message> is at most two segments unless one line alone is longer."""
+    from outreach.sms_text import sms_length
+
+    from . import e2e
+
+    client = await _app(channel_settings, clock, real_engine)
+    seen: list[str] = []
+    original = client.post
+
+    async def recording_post(params: dict[str, str], **kw: Any) -> Any:
+        response = await original(params, **kw)
+        seen.extend(messages_of(response.text))
+        return response
+
+    client.post = recording_post  # type: ignore[method-assign]
+    await e2e.veteran_insurance(e2e.SmsDriver(client, e2e.ZHANG_PHONE), db_engine, roll, notifier)
+    assert seen
+    for message in seen:
+        assert sms_length(message).segments <= 2 or "\n" not in message, message
+
+
+async def test_opt_out_by_sms_reaches_the_engine_and_is_recorded(
+        db_engine: Any, channel_settings: Any, clock: Any, real_engine: Any, roll: Any) -> None:
+    """TD (and STOP, 退订) is handed to the engine, which records the opt-out on the contact."""
+    from sqlmodel import Session, select
+
+    from models.people import Contact
+
+    from . import e2e
+
+    client = await _app(channel_settings, clock, real_engine)
+    response = await client.post(payload(From=e2e.ZHANG_PHONE, Body="TD"))
+    assert response.status_code == 200
+    assert messages_of(response.text)
+    with Session(db_engine) as s:
+        contact = s.exec(select(Contact).where(Contact.channel == "sms", Contact.address == e2e.ZHANG_PHONE)).one()
+    assert contact.opted_out_at is not None
+
+
+async def test_forged_sms_leaves_no_message_log_row_and_a_signed_one_does(
+        db_engine: Any, channel_settings: Any, clock: Any, real_engine: Any, roll: Any) -> None:
+    """Forged or unsigned: 403 and nothing stored. The same message signed: logged in and out."""
+    client = await _app(channel_settings, clock, real_engine)
+    for signature in (None, "Zm9yZ2Vk"):
+        response = await client.post(payload(Body="退订"), signature=signature)
+        assert response.status_code == 403
+    assert _log_rows(db_engine) == []
+    response = await client.post(payload(Body="你好"))
+    assert response.status_code == 200
+    rows = _log_rows(db_engine)
+    assert [r.direction for r in rows].count("in") == 1
+    assert any(r.direction == "out" for r in rows)
+    assert {r.channel for r in rows} == {"sms"}
+
+
+async def test_a_malformed_sms_leaves_no_message_log_row(
+        db_engine: Any, channel_settings: Any, clock: Any, real_engine: Any) -> None:
+    """Signed but unusable (no From): 400 and nothing stored."""
+    client = await _app(channel_settings, clock, real_engine)
+    response = await client.post({k: v for k, v in payload(Body="hi").items() if k != "From"})
+    assert response.status_code == 400
+    assert _log_rows(db_engine) == []
