@@ -21,7 +21,7 @@ from models.people import Beneficiary, Contact, FamilyMember, SchemeMembership
 from settings import Settings
 
 # Real-shaped ID numbers (valid check digits), never real people.
-ZHANG_ID = "11010519491231002X"  # born 1949: over 80 in 2026
+ZHANG_ID = "110105194012310024"  # born 1940: over 80 in 2026
 LI_ID = "44070319650101001X"
 WANG_ID = "440703197003150022"
 ZHANG_PHONE = "+8613812345678"
