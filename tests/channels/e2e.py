@@ -132,6 +132,7 @@ class TelegramDriver:
     def __init__(self, tg: FakeTelegram, bot: Bot, dp: Any, chat_id: int) -> None:
         self.tg, self.bot, self.dp, self.chat_id = tg, bot, dp, chat_id
         self.offset = 0
+        self.presses = 0
         self.last = ""
         self.last_messages: list[dict[str, Any]] = []
 
@@ -159,6 +160,7 @@ class TelegramDriver:
                         press = self.tg.callback_update(self.chat_id, button["callback_data"],
                                                         message_id=message["message_id"])
                         press["callback_query"]["message"]["reply_markup"] = message["reply_markup"]
+                        self.presses += 1
                         return await self._run(press)
         raise AssertionError(f"no button {label!r} on:\n{self.last}")
 

@@ -317,3 +317,111 @@ async def test_webhook_with_a_body_that_is_not_an_update_is_a_400(
                                  headers={"X-Telegram-Bot-Api-Secret-Token": channel_settings.telegram_webhook_secret})
     assert response.status_code == 400
     assert engine.seen == []
+
+
+# --- end to end with the real engine -------------------------------------------------------------
+@pytest.fixture
+def notifier() -> Any:
+    from .e2e import CodeNotifier
+
+    return CodeNotifier()
+
+
+@pytest.fixture
+def real_engine(db_engine: Any, channel_settings: Any, clock: Any, notifier: Any) -> Any:
+    from bot.engine import Engine
+
+    return Engine(db_engine, channel_settings, clock, notifier=notifier)
+
+
+@pytest.fixture
+def roll(db_engine: Any, channel_settings: Any) -> Any:
+    from .e2e import seed_roll
+
+    return seed_roll(db_engine, channel_settings)
+
+
+@pytest.mark.parametrize("flow", ["veteran_insurance", "veteran_insurance_excluded", "mutual_aid_claim", "hardship",
+                                  "hospital_stay", "death_report_by_family", "certification", "my_applications",
+                                  "survey"])
+async def test_every_flow_completes_on_telegram_with_buttons(
+        fake_tg: FakeTelegram, bot: Bot, db_engine: Any, channel_settings: Any, real_engine: Any, roll: Any,
+        notifier: Any, flow: str) -> None:
+    """Each service start to finish on Telegram: link by code, press buttons, send photos of documents."""
+    from . import e2e
+
+    dp = telegram.create_dispatcher(real_engine, channel_settings)
+    driver = e2e.TelegramDriver(fake_tg, bot, dp, chat_id=5550000 + len(flow))
+    await e2e.FLOWS[flow](driver, db_engine, roll, notifier)
+    # Every button press was answered, so no spinner was left turning.
+    assert driver.presses >= 1
+    assert len(fake_tg.callback_answers) == driver.presses
+
+
+async def test_start_command_shows_the_engine_menu_as_buttons(
+        fake_tg: FakeTelegram, bot: Bot, db_engine: Any, channel_settings: Any, real_engine: Any) -> None:
+    """/start gives the real menu with one big button per service, and the messages are logged."""
+    from sqlmodel import Session, select
+
+    from models.conversations import MessageLog
+
+    dp = telegram.create_dispatcher(real_engine, channel_settings)
+    fake_tg.push_update(fake_tg.text_update(CHAT, "/start"))
+    await process_pending(bot, dp)
+    [sent] = sent_to(fake_tg, CHAT)
+    rows = buttons(sent)
+    assert all(len(row) == 1 for row in rows)
+    assert rows[0] == [("退役士兵社保接续", "1")]
+    assert ("绑定身份（办事前先做）", "9") in [row[0] for row in rows]
+    with Session(db_engine) as s:
+        logged = s.exec(select(MessageLog).where(MessageLog.channel == "telegram")).all()
+    assert [r.direction for r in logged] == ["in", "out"]
+
+
+def test_every_command_maps_to_a_word_the_engine_knows() -> None:
+    """The command table and the engine's global words cannot drift apart unnoticed."""
+    from bot import engine
+
+    known = {
+        "菜单": engine.MENU_WORDS, "帮助": engine.HELP_WORDS, "语言": engine.LANG_PICK_WORDS,
+        "退订": engine.STOP_WORDS,
+    }
+    for command, word in telegram.COMMAND_WORDS.items():
+        assert word in known, command
+        assert word in known[word], (command, word)
+
+
+async def test_stop_command_records_the_opt_out(
+        fake_tg: FakeTelegram, bot: Bot, db_engine: Any, channel_settings: Any, real_engine: Any) -> None:
+    """/stop reaches the engine as 退订 and the contact is opted out."""
+    from sqlmodel import Session, select
+
+    from models.people import Contact
+
+    dp = telegram.create_dispatcher(real_engine, channel_settings)
+    fake_tg.push_update(fake_tg.text_update(CHAT, "/stop"))
+    await process_pending(bot, dp)
+    with Session(db_engine) as s:
+        contact = s.exec(select(Contact).where(Contact.channel == "telegram", Contact.address == str(CHAT))).one()
+    assert contact.opted_out_at is not None
+    assert sent_to(fake_tg, CHAT)
+
+
+async def test_webhook_with_the_wrong_secret_leaves_no_message_log_row(
+        fake_tg: FakeTelegram, bot: Bot, db_engine: Any, channel_settings: Any, real_engine: Any) -> None:
+    """Refused webhook updates store nothing; the same update with the secret is logged."""
+    from sqlmodel import Session, select
+
+    from models.conversations import MessageLog
+
+    client = await _webhook_client(channel_settings, bot, real_engine)
+    update = {"update_id": 777, **fake_tg.text_update(CHAT, "你好")}
+    response = await client.post("/webhooks/telegram", json=update, headers={"X-Telegram-Bot-Api-Secret-Token": "x"})
+    assert response.status_code == 403
+    with Session(db_engine) as s:
+        assert s.exec(select(MessageLog)).all() == []
+    response = await client.post("/webhooks/telegram", json=update,
+                                 headers={"X-Telegram-Bot-Api-Secret-Token": channel_settings.telegram_webhook_secret})
+    assert response.status_code == 200
+    with Session(db_engine) as s:
+        assert len(s.exec(select(MessageLog)).all()) == 2
