@@ -143,7 +143,8 @@ def _sms_segments(text: str) -> int:
 class Dispatcher:
     def __init__(self, engine: Engine, providers: Mapping[str, Provider], clock: Clock | None = None,
                  settings: Any = None, *, owner: str | None = None, batch_size: int = 500,
-                 concurrency: int = 256, workers: int = 2, lease_s: float = 60.0,
+                 concurrency: int = 256, max_inflight: int | None = None, lease_s: float = 60.0,
+                 flush_max: int = 200, flush_interval_s: float = 0.05,
                  retry_base_s: float = 30.0, retry_max_s: float = 3600.0,
                  default_deadline: timedelta = timedelta(hours=24), send_timeout_s: float = 30.0,
                  max_hold_s: float = 2.0, idle_s: float = 0.5,
@@ -156,7 +157,9 @@ class Dispatcher:
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{random.randrange(1 << 30):x}"
         self.batch_size = batch_size
         self.concurrency = concurrency
-        self.workers = workers
+        self.max_inflight = max_inflight or 2 * batch_size
+        self.flush_max = flush_max
+        self.flush_interval_s = flush_interval_s
         self.lease_s = lease_s
         self.retry_base_s = retry_base_s
         self.retry_max_s = retry_max_s
@@ -179,6 +182,10 @@ class Dispatcher:
         self._semaphore = asyncio.Semaphore(concurrency)
         self._inflight: dict[str, int] = {ch: 0 for ch in self.providers}
         self._last_quiet_check = 0.0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._pending: list[Outcome] = []
+        self._flush_now = asyncio.Event()
+        self._room_event = asyncio.Event()
         self.stats = {"sent": 0, "retried": 0, "failed": 0, "suppressed": 0, "deferred": 0, "fallbacks": 0}
 
     # --- how many to claim ---------------------------------------------------------------
@@ -394,53 +401,94 @@ class Dispatcher:
             self.stats["fallbacks"] += 1
 
     # --- the loop ------------------------------------------------------------------------
-    async def _cycle(self, channel: str) -> int:
-        cap = self._claim_cap(channel)
+    # Sends are launched as tasks; each outcome joins `_pending`, which one flusher writes in
+    # batches. A slow send holds up nothing but itself, and the in-flight window (claimed,
+    # outcome not yet written: what a crash could send twice) stays under `max_inflight`.
+    def _room(self) -> int:
+        return self.max_inflight - sum(self._inflight.values())
+
+    async def _launch(self, channel: str) -> int:
+        cap = min(self._claim_cap(channel), self._room())
         if cap <= 0 or (self.limits.get(channel) and self.limits[channel].paused_for() > self.lease_s / 4):
             return 0
-        self._inflight[channel] += cap  # reserve, so concurrent workers do not both claim a full cap
+        self._inflight[channel] += cap  # reserve, so a concurrent launch does not claim the same room
         try:
             rows = await asyncio.to_thread(self._claim, channel, cap)
         finally:
             self._inflight[channel] -= cap
-        if not rows:
-            return 0
         self._inflight[channel] += len(rows)
-        try:
-            outcomes = await asyncio.gather(*(self._send_one(r) for r in rows))
-            await asyncio.to_thread(self._record, list(outcomes))
-        finally:
-            self._inflight[channel] -= len(rows)
+        for r in rows:
+            task = asyncio.create_task(self._send_and_collect(r))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         return len(rows)
 
+    async def _send_and_collect(self, row: Claimed) -> None:
+        outcome = await self._send_one(row)  # not `self._pending.append(await ...)`: _flush swaps the list
+        self._pending.append(outcome)
+        if len(self._pending) >= self.flush_max:
+            self._flush_now.set()
+
+    async def _flush(self) -> int:
+        if not self._pending:
+            return 0
+        batch, self._pending = self._pending, []
+        try:
+            await asyncio.to_thread(self._record, batch)
+        except BaseException:
+            self._pending[:0] = batch  # written next time; the rows keep their leases meanwhile
+            raise
+        for o in batch:
+            self._inflight[o.row.channel] -= 1
+        self._room_event.set()
+        return len(batch)
+
     async def run_once(self) -> int:
-        """One pass: quiet-hours deferral, then one claim-send-record cycle per channel.
-        Returns how many rows were claimed (sent, retried, failed or deferred)."""
+        """One pass: quiet-hours deferral, one claim per channel, every send finished and
+        written. Returns how many rows were claimed (sent, retried, failed or deferred)."""
         await asyncio.to_thread(self._defer_quiet_sms)
         total = 0
         for channel in self.providers:
-            total += await self._cycle(channel)
+            total += await self._launch(channel)
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks))
+        await self._flush()
         return total
 
-    async def _worker(self, stop: asyncio.Event) -> None:
+    async def _flusher(self, stop: asyncio.Event) -> None:
+        while not (stop.is_set() and not self._tasks and not self._pending):
+            try:
+                await asyncio.wait_for(self._flush_now.wait(), self.flush_interval_s)
+            except TimeoutError:
+                pass
+            self._flush_now.clear()
+            try:
+                await self._flush()
+            except Exception:  # a database hiccup: keep the outcomes, try again shortly
+                log.exception("writing outcomes failed")
+                await asyncio.sleep(self.idle_s)
+
+    async def _launcher(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
                 if _time.monotonic() - self._last_quiet_check > 5.0:
                     self._last_quiet_check = _time.monotonic()
                     await asyncio.to_thread(self._defer_quiet_sms)
-                results = await asyncio.gather(*(self._cycle(ch) for ch in self.providers))
-                done = sum(results)
+                launched = 0
+                for channel in self.providers:
+                    launched += await self._launch(channel)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a database hiccup: log, wait, go on (rows keep their leases)
-                log.exception("dispatcher cycle failed")
-                done = 0
-                await asyncio.sleep(self.idle_s)
-            if not done:
-                try:
-                    await asyncio.wait_for(stop.wait(), self.idle_s)
-                except TimeoutError:
-                    pass
+                log.exception("dispatcher claim failed")
+                launched = 0
+            if launched and self._room() > 0:
+                continue
+            self._room_event.clear()
+            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._room_event.wait())]
+            await asyncio.wait(waiters, timeout=self.idle_s, return_when=asyncio.FIRST_COMPLETED)
+            for w in waiters:
+                w.cancel()
 
     async def _renew(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -459,14 +507,18 @@ class Dispatcher:
             renew_leases(session, owner=self.owner, now=self.clock.now(), lease_s=self.lease_s)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Send until `stop` is set; then finish what is in flight and return."""
-        tasks = [asyncio.create_task(self._worker(stop)) for _ in range(self.workers)]
-        tasks.append(asyncio.create_task(self._renew(stop)))
+        """Send until `stop` is set; then finish what is in flight, write it, and return."""
+        flusher = asyncio.create_task(self._flusher(stop))
+        renew = asyncio.create_task(self._renew(stop))
         try:
-            await asyncio.gather(*tasks)
+            await self._launcher(stop)
+            while self._tasks:
+                await asyncio.gather(*list(self._tasks))
+            self._flush_now.set()
+            await flusher
         finally:
-            for task in tasks:
-                task.cancel()
+            renew.cancel()
+            flusher.cancel()
 
 
 def build_providers(settings: Any, engine: Engine | None) -> dict[str, Provider]:

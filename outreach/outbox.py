@@ -36,10 +36,14 @@ def _insert_ignoring_duplicates(session: Session, rows: Sequence[dict[str, Any]]
     dialect = session.get_bind().dialect.name
     table = OutboxMessage.__table__  # type: ignore[attr-defined]
     if dialect == "postgresql":
-        return pg_insert(table).values(list(rows)).on_conflict_do_nothing(index_elements=["idempotency_key"])
-    if dialect == "sqlite":
-        return sqlite_insert(table).values(list(rows)).on_conflict_do_nothing(index_elements=["idempotency_key"])
-    return insert(table).values(list(rows))
+        stmt = pg_insert(table).values(list(rows)).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    elif dialect == "sqlite":
+        stmt = sqlite_insert(table).values(list(rows)).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    else:
+        stmt = insert(table).values(list(rows))
+    # RETURNING yields exactly the rows inserted (not the skipped duplicates): psycopg's
+    # rowcount for these inserts comes back as -1, so it cannot say what was created.
+    return stmt.returning(table.c.id)
 
 
 def _row(now: datetime, **fields: Any) -> dict[str, Any]:
@@ -91,7 +95,7 @@ def enqueue(
         next_attempt_at=not_before or now, deadline_at=deadline_at, extra=extra or {},
     )
     result = session.execute(_insert_ignoring_duplicates(session, [row]))
-    created = bool(result.rowcount)
+    created = len(result.fetchall()) > 0
     message_id = session.execute(
         select(OutboxMessage.id).where(OutboxMessage.idempotency_key == key)  # type: ignore[arg-type]
     ).scalar_one()
@@ -114,10 +118,10 @@ def enqueue_many(session: Session, rows: Iterable[dict[str, Any]], *, now: datet
     for fields in rows:
         chunk.append(_row(now, **fields))
         if len(chunk) >= batch:
-            created += session.execute(_insert_ignoring_duplicates(session, chunk)).rowcount or 0
+            created += len(session.execute(_insert_ignoring_duplicates(session, chunk)).fetchall())
             chunk = []
     if chunk:
-        created += session.execute(_insert_ignoring_duplicates(session, chunk)).rowcount or 0
+        created += len(session.execute(_insert_ignoring_duplicates(session, chunk)).fetchall())
     return created
 
 

@@ -53,6 +53,12 @@ class Faults:
         return "", False
 
 
+def client_gone(request: web.Request) -> bool:
+    """True when the client closed the connection before we answered (it timed out)."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -36,7 +36,7 @@ import aiohttp
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 
-from outreach.providers._fakeserver import Faults, LoopbackServer
+from outreach.providers._fakeserver import Faults, LoopbackServer, client_gone
 from outreach.sms_text import sms_length
 
 __all__ = ["FakeTwilio", "Faults", "Callback"]
@@ -221,6 +221,8 @@ class FakeTwilio(LoopbackServer):
             await asyncio.sleep(self.faults.hang_s)
             if not timeout_delivers:
                 return _error(500, 20500)
+        elif client_gone(request):
+            self.hidden_deliveries.append(m)
         return web.json_response(self._resource(m), status=201)
 
     def _accept(self, to: str, from_: str, body: str, callback: str) -> _Message:

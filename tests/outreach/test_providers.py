@@ -1,0 +1,188 @@
+"""Providers against the protocol fakes: error mapping, buttons, and a faulty 5,000-message run."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from models.db import session_scope
+from models.outbox import OutboxMessage
+from outreach.dispatcher import Dispatcher
+from outreach.outbox import enqueue_many
+from outreach.providers.base import (
+    AddressInvalid,
+    ChannelMisconfigured,
+    ConnectionFailed,
+    ContactStopped,
+    OutgoingMessage,
+    Rejected,
+    TemporaryFailure,
+    Throttled,
+)
+from outreach.providers.fake_telegram import FakeTelegram, Faults
+from outreach.providers.fake_twilio import FakeTwilio
+from outreach.providers.telegram import TelegramProvider
+from outreach.providers.twilio import TwilioProvider
+from outreach.ratelimit import ProviderLimits
+from outreach_helpers import ScaledClock, events
+
+TOKEN = "4242:TEST"
+
+
+def msg(address: str, body: str = "您好", **kw) -> OutgoingMessage:
+    return OutgoingMessage(outbox_id=1, channel=kw.pop("channel", "telegram"), address=address, body=body, **kw)
+
+
+async def test_telegram_send_renders_buttons_as_inline_keyboard():
+    """extra["buttons"] reach Telegram as an inline keyboard with callback data; the id is chat:message."""
+    async with FakeTelegram(TOKEN) as tg:
+        p = TelegramProvider(TOKEN, api_base=tg.base_url)
+        try:
+            r = await p.send(msg("42", extra={"buttons": [[{"text": "确认", "data": "confirm"},
+                                                           {"text": "网站", "url": "https://example.org"}]]}))
+        finally:
+            await p.close()
+    assert r.provider_message_id == "42:1"
+    assert tg.sent[0]["reply_markup"] == {"inline_keyboard": [[{"text": "确认", "callback_data": "confirm"},
+                                                               {"text": "网站", "url": "https://example.org"}]]}
+
+
+@pytest.mark.parametrize("setup, expected", [
+    (lambda tg: tg.block(43), ContactStopped),
+    (lambda tg: tg.forget(43), AddressInvalid),
+    (lambda tg: setattr(tg, "faults", Faults(throttle=1.0, retry_after=7)), Throttled),
+    (lambda tg: setattr(tg, "faults", Faults(error_5xx=1.0)), TemporaryFailure),
+])
+async def test_telegram_errors_map_onto_the_closed_set(setup, expected):
+    """403 blocked → ContactStopped(blocked); 400 chat not found → AddressInvalid; 429 →
+    Throttled(retry_after); 5xx → TemporaryFailure."""
+    async with FakeTelegram(TOKEN) as tg:
+        setup(tg)
+        p = TelegramProvider(TOKEN, api_base=tg.base_url)
+        try:
+            with pytest.raises(expected) as err:
+                await p.send(msg("43"))
+        finally:
+            await p.close()
+    if expected is Throttled:
+        assert err.value.retry_after == 7
+    if expected is ContactStopped:
+        assert err.value.reason == "blocked"
+
+
+async def test_telegram_timeout_network_error_and_wrong_token():
+    """No answer within the timeout → ConnectionFailed; nobody listening → ConnectionFailed;
+    a wrong token → ChannelMisconfigured."""
+    async with FakeTelegram(TOKEN, faults=Faults(timeout=1.0, hang_s=1.0, timeout_success=1.0)) as tg:
+        p = TelegramProvider(TOKEN, api_base=tg.base_url, timeout=0.2)
+        wrong = TelegramProvider("1:WRONG", api_base=tg.base_url)
+        try:
+            with pytest.raises(ConnectionFailed):
+                await p.send(msg("44"))
+            with pytest.raises(ChannelMisconfigured):
+                await wrong.send(msg("44"))
+        finally:
+            await p.close()
+            await wrong.close()
+        assert len(tg.hidden_deliveries) == 1  # it did go out: the client could not know
+        base = tg.base_url
+    gone = TelegramProvider(TOKEN, api_base=base, timeout=1)
+    try:
+        with pytest.raises(ConnectionFailed):
+            await gone.send(msg("44"))
+    finally:
+        await gone.close()
+
+
+@pytest.mark.parametrize("code, expected", [
+    (21610, ContactStopped), (21211, AddressInvalid), (21614, AddressInvalid), (21612, AddressInvalid),
+    (21617, Rejected), (30003, TemporaryFailure), (30006, AddressInvalid),
+])
+async def test_twilio_error_codes_map_onto_the_closed_set(code, expected):
+    """Twilio's error JSON (code, message, more_info, status) → our error classes."""
+    async with FakeTwilio() as fake:
+        fake.behave("+8613800000001", error=code)
+        p = TwilioProvider(fake.account_sid, fake.auth_token, "+15005550006", api_base=fake.base_url)
+        try:
+            with pytest.raises(expected) as err:
+                await p.send(msg("+8613800000001", channel="sms"))
+        finally:
+            await p.close()
+    assert err.value.code == str(code)
+
+
+async def test_twilio_429_carries_retry_after_and_bad_credentials_are_misconfiguration():
+    async with FakeTwilio(faults=Faults(throttle=1.0, retry_after=4)) as fake:
+        p = TwilioProvider(fake.account_sid, fake.auth_token, "+15005550006", api_base=fake.base_url)
+        bad = TwilioProvider(fake.account_sid, "not-the-token", "+15005550006", api_base=fake.base_url)
+        try:
+            with pytest.raises(Throttled) as err:
+                await p.send(msg("+8613800000001", channel="sms"))
+            fake.faults = Faults()
+            with pytest.raises(ChannelMisconfigured):
+                await bad.send(msg("+8613800000001", channel="sms"))
+        finally:
+            await p.close()
+            await bad.close()
+    assert err.value.retry_after == 4
+
+
+async def test_twilio_counts_segments_and_gets_the_status_callback():
+    """The fake counts segments as the network does (UCS-2: 70, then 67 per segment)."""
+    async with FakeTwilio() as fake:
+        p = TwilioProvider(fake.account_sid, fake.auth_token, "+15005550006", api_base=fake.base_url,
+                           public_base_url="https://x.example")
+        try:
+            r = await p.send(msg("+8613800000001", "您" * 71, channel="sms"))
+        finally:
+            await p.close()
+    assert r.provider_message_id.startswith("SM") and fake.segments_sent == 2
+    assert fake.requests[0]["StatusCallback"] == "https://x.example/webhooks/twilio/status"
+
+
+@pytest.mark.slow
+async def test_faulty_provider_every_message_delivered_and_duplicates_only_from_hidden_successes(
+        sqlite_engine, settings):
+    """5,000 messages through aiogram to the fake Telegram with 10% 5xx, 5% 429 (retry_after)
+    and 2% timeouts (half of which were delivered although the client gave up): every row ends
+    sent; every message reached its chat; none twice except those a timeout hid, each at most
+    once more. Time runs 50x faster for backoff and retry_after (real HTTP, real timeouts)."""
+    n = 5000
+    clock = ScaledClock(50)
+    faults = Faults(error_5xx=0.10, throttle=0.05, retry_after=1, timeout=0.02, hang_s=3.0, timeout_success=0.5,
+                    seed=20260302)
+    with session_scope(sqlite_engine) as s:
+        enqueue_many(s, ({"idempotency_key": f"fault:{i}", "kind": "test", "channel": "telegram",
+                          "address": str(100000 + i), "body": f"消息 {i}"} for i in range(n)), now=clock.now())
+    async with FakeTelegram(TOKEN, faults=faults) as tg:
+        provider = TelegramProvider(TOKEN, api_base=tg.base_url, timeout=2.0)
+        d = Dispatcher(sqlite_engine, {"telegram": provider}, clock, settings, sleep=clock.sleep,
+                       limits={"telegram": ProviderLimits(clock, None)}, retry_base_s=5, batch_size=500,
+                       concurrency=200, send_timeout_s=5)
+        try:
+            for _ in range(3000):
+                with session_scope(sqlite_engine) as s:
+                    left = s.execute(select(func.count()).where(OutboxMessage.status != "sent")).scalar()
+                if not left:
+                    break
+                if await d.run_once() == 0:
+                    await clock.sleep(1.0)
+        finally:
+            await provider.close()
+    assert left == 0
+    delivered = tg.deliveries()
+    assert set(delivered) == {(str(100000 + i), f"消息 {i}") for i in range(n)}
+    hidden = {(str(m["chat"]["id"]), m["text"]) for m in tg.hidden_deliveries}
+    duplicated = {k: c for k, c in delivered.items() if c > 1}
+    # The dispatcher's side of the same fact: each duplicated message had a send that timed out.
+    with session_scope(sqlite_engine) as s:
+        for (address, _), _count in duplicated.items():
+            oid = s.execute(select(OutboxMessage.id).where(OutboxMessage.address == address)).scalar()
+            assert any("ConnectionFailed" in reason for _, _, reason in events(sqlite_engine, oid))
+    assert set(duplicated) <= hidden
+    assert all(c <= 1 + sum(1 for m in tg.hidden_deliveries if (str(m["chat"]["id"]), m["text"]) == k)
+               for k, c in duplicated.items())
+    injected = {"5xx": sum(1 for r in tg.requests if r.method == "sendMessage")}
+    print(f"\nfault run: requests={injected['5xx']} hidden={len(tg.hidden_deliveries)} "
+          f"duplicates={sum(c - 1 for c in duplicated.values())} stats={d.stats}")
+    assert d.stats["retried"] >= 0.15 * n  # the faults really happened
