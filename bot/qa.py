@@ -3,14 +3,20 @@
 How an answer is chosen:
 1. Requests for a person, complaints and questions about the asker's own case go to
    staff first: no article can answer those, however well the words match.
-2. The question is normalised (Traditional -> Simplified with OpenCC, lower case),
+2. Topics listed in knowledge/not_covered.yaml (card PINs, retirement age, phone
+   numbers, processing times …) go to staff too: they share words with articles, so
+   ranking alone would give a confident wrong answer.
+3. The question is normalised (Traditional -> Simplified with OpenCC, lower case),
    tokenised (rjieba words + character bigrams for Chinese, lightly stemmed words for
-   English), expanded with synonyms, and ranked with BM25 over the articles of its
-   language (questions, keywords and title weigh more than the body).
-3. The best article is used only when both its BM25 score and its *coverage* (the
+   English), expanded with synonyms (knowledge/synonyms.yaml), and ranked with BM25
+   over the articles of its language: the whole article (questions, keywords and title
+   weigh more than the body) plus a second index of the question phrasings alone.
+4. The best article is used only when both its score and its *coverage* (the
    IDF-weighted share of the question's words that the article contains) pass the
    thresholds calibrated on tests/qa; otherwise the question is handed off as out of
    scope. A guess is worse than a person answering later.
+
+Nothing here logs the question: it may hold personal details.
 """
 
 from __future__ import annotations
@@ -41,7 +47,12 @@ FIELD_WEIGHTS = {"questions": 3, "keywords": 3, "title": 3, "body": 1}
 INTENT_WEIGHT = 0.5
 
 _to_simplified = opencc.OpenCC("t2s")
-_to_traditional = opencc.OpenCC("s2t")
+
+
+@lru_cache(maxsize=1)
+def _s2t() -> opencc.OpenCC:
+    # Built on first use (about 0.2 s): most questions are in Simplified Chinese or English.
+    return opencc.OpenCC("s2t")
 
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _CJK_RUN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]{2,}")
@@ -97,7 +108,9 @@ def detect_language(text: str, hint: str | None = None) -> str:
     if cjk:
         chinese = "".join(cjk)
         traditional_only = sum(a != b for a, b in zip(chinese, _to_simplified.convert(chinese), strict=False))
-        simplified_only = sum(a != b for a, b in zip(chinese, _to_traditional.convert(chinese), strict=False))
+        if traditional_only == 0:
+            return "zh-Hant" if hint == "zh-Hant" and not _has_simplified_only(chinese) else "zh-Hans"
+        simplified_only = _simplified_only_count(chinese)
         if traditional_only > simplified_only:
             return "zh-Hant"
         if simplified_only > traditional_only:
@@ -106,6 +119,14 @@ def detect_language(text: str, hint: str | None = None) -> str:
     if re.search(r"[A-Za-z]{2,}", text):
         return "en"
     return hint if hint in ("zh-Hans", "zh-Hant", "en") else "zh-Hans"
+
+
+def _simplified_only_count(chinese: str) -> int:
+    return sum(a != b for a, b in zip(chinese, _s2t().convert(chinese), strict=False))
+
+
+def _has_simplified_only(chinese: str) -> bool:
+    return _simplified_only_count(chinese) > 0
 
 
 # --------------------------------------------------------------------------- tokens
@@ -133,6 +154,8 @@ class Tokenizer:
         self.language = language
         self.canonical: dict[str, str] = {}
         if language == "zh-Hans" and dictionary_words:
+            # rjieba's dictionary is process-wide: words added for one knowledge base stay
+            # for the next, which only ever adds segmentation choices.
             # Teach the segmenter the knowledge base's own phrases (社保补缴, 生存认证, …)
             # so they come out as one token as well as their parts (cut_for_search).
             for word in sorted(dictionary_words):
@@ -286,13 +309,15 @@ HANDOFF_REPLIES = {
 SOURCE_LABEL = {"zh-Hans": "来源：", "en": "Source: "}
 
 
-def _index_text(article: Article) -> list[str]:
-    parts: list[str] = []
-    parts += list(article.questions) * FIELD_WEIGHTS["questions"]
-    parts += list(article.keywords) * FIELD_WEIGHTS["keywords"]
-    parts += [article.title] * FIELD_WEIGHTS["title"]
-    parts += [article.body] * FIELD_WEIGHTS["body"]
-    return parts
+def _index_tokens(article: Article, tokenizer: Tokenizer) -> tuple[list[str], list[str]]:
+    """(whole-article tokens with field weights, question-phrasing tokens); each field tokenised once."""
+    questions = tokenizer.tokens("\n".join(article.questions))
+    title = tokenizer.tokens(article.title)
+    keywords = tokenizer.tokens("\n".join(article.keywords))
+    body = tokenizer.tokens(article.body)
+    weighted = (questions * FIELD_WEIGHTS["questions"] + keywords * FIELD_WEIGHTS["keywords"]
+                + title * FIELD_WEIGHTS["title"] + body * FIELD_WEIGHTS["body"])
+    return weighted, questions + title
 
 
 class _LanguageIndex:
@@ -306,13 +331,12 @@ class _LanguageIndex:
     def __init__(self, articles: list[Article], tokenizer: Tokenizer) -> None:
         self.articles = articles
         self.tokenizer = tokenizer
-        corpus = [tokenizer.tokens("\n".join(_index_text(a))) for a in articles]
+        corpus, intents = zip(*(_index_tokens(a, tokenizer) for a in articles), strict=True)
         self.vocab = [set(tokens) for tokens in corpus]
         self.bm25 = bm25s.BM25(k1=1.2, b=0.75)
-        self.bm25.index(corpus, show_progress=False)
+        self.bm25.index(list(corpus), show_progress=False)
         self.intent = bm25s.BM25(k1=1.2, b=0.75)
-        self.intent.index([tokenizer.tokens("\n".join([*a.questions, a.title])) for a in articles],
-                          show_progress=False)
+        self.intent.index(list(intents), show_progress=False)
         n = len(corpus)
         df: dict[str, int] = {}
         for tokens in self.vocab:
@@ -443,7 +467,7 @@ class QA:
 
 @lru_cache(maxsize=4096)
 def _localise(text: str, lang: str) -> str:
-    return _to_traditional.convert(text) if lang == "zh-Hant" else text
+    return _s2t().convert(text) if lang == "zh-Hant" else text
 
 
 def _first_paragraph(body: str) -> str:
