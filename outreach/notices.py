@@ -25,7 +25,7 @@ import hashlib
 import secrets
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func
@@ -52,7 +52,7 @@ def surname(name: str) -> str:
     return name[:2] if name[:2] in COMPOUND_SURNAMES else name[:1]
 
 
-def salutation_for(beneficiary: Beneficiary, lang: str, *, on: Any = None) -> str:
+def salutation_for(beneficiary: Beneficiary, lang: str, *, on: date | None = None) -> str:
     """How a message addresses this person.
 
     Chinese, 60 and over: the warm form community staff use, 张伯 / 王阿姨; under 60:
@@ -62,14 +62,21 @@ def salutation_for(beneficiary: Beneficiary, lang: str, *, on: Any = None) -> st
     own = getattr(beneficiary, "salutation", None)
     if own:
         return str(own)
-    name = beneficiary.name.strip()
-    if lang == "en" or not name or beneficiary.sex not in ("M", "F"):
+    return salutation_from(beneficiary.name, beneficiary.sex, beneficiary.birth_date, lang, on=on)
+
+
+def salutation_from(name: str, sex: str | None, birth_date: date | None, lang: str, *, on: date | None = None) -> str:
+    """`salutation_for` from plain columns (bulk paths that do not load Beneficiary objects)."""
+    name = name.strip()
+    if lang == "en" or not name or sex not in ("M", "F"):
         return name
-    age = beneficiary.age_on(on) if on is not None else None
+    age = None
+    if on is not None and birth_date is not None:
+        age = on.year - birth_date.year - ((on.month, on.day) < (birth_date.month, birth_date.day))
     family = surname(name)
     if age is not None and age < 60:
-        return family + ("先生" if beneficiary.sex == "M" else "女士")
-    return family + ("伯" if beneficiary.sex == "M" else "阿姨")
+        return family + ("先生" if sex == "M" else "女士")
+    return family + ("伯" if sex == "M" else "阿姨")
 
 
 def beneficiary_context(beneficiary: Beneficiary, lang: str, now: datetime, templates: TemplateSet) -> dict[str, Any]:
@@ -277,5 +284,5 @@ def broadcast_rows(templates: TemplateSet, staff_text: StaffText, recipients: It
 
 __all__ = [
     "Recipient", "beneficiary_context", "broadcast_rows", "choose_contact", "enqueue_notice",
-    "notify_stage_change", "salutation_for", "send_direct", "send_one_time_code", "sms_length", "surname",
+    "notify_stage_change", "salutation_for", "salutation_from", "send_direct", "send_one_time_code", "sms_length", "surname",
 ]
