@@ -255,7 +255,7 @@ def test_evaluation_set_accuracy_is_at_least_90_percent(qa: QA) -> None:
     assert result.handoff_precision >= 0.90 and result.handoff_recall >= 0.90
 
 
-@pytest.mark.parametrize("name", ["unseen.yaml", "unseen2.yaml", "unseen3.yaml", "regressions.yaml"])
+@pytest.mark.parametrize("name", ["unseen.yaml", "unseen2.yaml", "unseen3.yaml", "unseen4.yaml", "regressions.yaml"])
 def test_questions_written_after_calibration_reach_90_percent(qa: QA, name: str) -> None:
     result = run_eval(qa, load_eval_cases(DEFAULT_EVAL_FILE.parent / name))
     assert result.accuracy >= 0.90, result.failures
