@@ -20,6 +20,7 @@ state is kept here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
@@ -235,11 +236,9 @@ async def on_button(query: CallbackQuery, bot: Bot, engine: ConversationEngine) 
     if value is None and not label:
         return
     # Take the buttons off the pressed message so an old menu cannot be pressed twice.
-    try:
+    with contextlib.suppress(TelegramAPIError):
         await bot.edit_message_reply_markup(chat_id=chat_id, message_id=query.message.message_id,
                                             reply_markup=None)
-    except TelegramAPIError:
-        pass
     inbound = Inbound(channel=CHANNEL, address=str(chat_id), text=label if value is None else "",
                       language_hint=_language(query), choice=value, provider_message_id=f"cb:{query.id}")
     replies = await engine.ahandle(inbound)
@@ -268,10 +267,8 @@ async def on_error(event: ErrorEvent, bot: Bot) -> bool:
     log.error("telegram update %s failed: %s", update.update_id, type(event.exception).__name__,
               exc_info=event.exception)
     if chat_id is not None:
-        try:
+        with contextlib.suppress(TelegramAPIError):
             await bot.send_message(chat_id, _SORRY)
-        except TelegramAPIError:
-            pass
     return True
 
 
@@ -312,10 +309,27 @@ def routers() -> list[Router]:
     return [commands, callbacks, messages, errors]
 
 
+async def on_polling_start(bot: Bot) -> None:
+    """When polling starts (by `run_polling` or `dp.start_polling`): commands set, webhook off.
+
+    aiogram emits startup only for polling, so webhook mode never deletes its own webhook.
+    A failure to set the command menu is logged, not fatal: messages work without it.
+    """
+    try:
+        await set_commands(bot)
+    except TelegramAPIError as exc:
+        log.warning("telegram: could not set the command menu: %s", exc)
+    await bot.delete_webhook(drop_pending_updates=False)  # polling and a webhook exclude each other
+
+
 def create_dispatcher(engine: ConversationEngine, settings: Any = None, *,
                       uploads_dir: Path | None = None) -> Dispatcher:
-    """A Dispatcher whose handlers reach `engine` and store files under `<data_dir>/uploads`."""
+    """A Dispatcher whose handlers reach `engine` and store files under `<data_dir>/uploads`.
+
+    `data_dir` comes from `settings`, else from the engine's own settings.
+    """
     if uploads_dir is None:
+        settings = settings if settings is not None else getattr(engine, "settings", None)
         if settings is None:
             raise ValueError("give settings (for data_dir) or uploads_dir")
         uploads_dir = Path(settings.data_dir) / "uploads"
@@ -324,6 +338,7 @@ def create_dispatcher(engine: ConversationEngine, settings: Any = None, *,
     dp.message.outer_middleware(serial)
     dp.callback_query.outer_middleware(serial)
     dp.include_routers(*routers())
+    dp.startup.register(on_polling_start)
     return dp
 
 
@@ -354,9 +369,10 @@ async def set_webhook(bot: Bot, settings: Any, dp: Dispatcher | None = None) -> 
 async def run_polling(bot: Bot, engine: ConversationEngine, settings: Any = None, *,
                       dp: Dispatcher | None = None, uploads_dir: Path | None = None,
                       handle_signals: bool = False, polling_timeout: int = 10) -> None:
-    """Long-poll Telegram until `dp.stop_polling()` (or a signal, if `handle_signals`)."""
+    """Long-poll Telegram until `dp.stop_polling()` (or a signal, if `handle_signals`).
+
+    On start the command menu is set and any webhook removed (`on_polling_start`).
+    """
     dp = dp or create_dispatcher(engine, settings, uploads_dir=uploads_dir)
-    await set_commands(bot)
-    await bot.delete_webhook(drop_pending_updates=False)  # polling and a webhook exclude each other
     await dp.start_polling(bot, handle_signals=handle_signals, polling_timeout=polling_timeout,
                            close_bot_session=False)

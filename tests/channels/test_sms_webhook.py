@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from bot.channels.base import Choice, Reply
+
 from .support import PUBLIC, ScriptedEngine, SmsClient, asgi_client, make_app, sign
 
 # Captured-looking inbound payloads, field for field as Twilio posts them.

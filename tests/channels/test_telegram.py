@@ -214,7 +214,7 @@ async def test_an_engine_failure_gets_a_polite_apology_not_silence(
 async def test_very_long_text_is_sent_in_pieces_with_the_buttons_on_the_last(
         fake_tg: FakeTelegram, bot: Bot, channel_settings: Any) -> None:
     """Telegram takes 4096 characters per message; longer replies split at line ends."""
-    text = "\n".join("第%03d行：材料清单说明。" % i for i in range(600))
+    text = "\n".join(f"第{i:03d}行：材料清单说明。" for i in range(600))
     engine = ScriptedEngine(lambda i: [Reply(text, choices=(Choice("好", "ok"),))])
     dp = telegram.create_dispatcher(engine, channel_settings)
     fake_tg.push_update(fake_tg.text_update(CHAT, "清单"))
@@ -425,3 +425,22 @@ async def test_webhook_with_the_wrong_secret_leaves_no_message_log_row(
     assert response.status_code == 200
     with Session(db_engine) as s:
         assert len(s.exec(select(MessageLog)).all()) == 2
+
+
+async def test_dispatcher_started_directly_also_sets_commands_and_drops_the_webhook(
+        fake_tg: FakeTelegram, bot: Bot, channel_settings: Any) -> None:
+    """`dp.start_polling` (as the one-process service calls it) does what run_polling does on start."""
+    engine = ScriptedEngine(lambda i: [Reply("好")])
+    engine.settings = channel_settings  # type: ignore[attr-defined]  # data_dir from the engine
+    dp = telegram.create_dispatcher(engine)
+    fake_tg.webhook_url = "https://old.example/webhooks/telegram"
+    fake_tg.push_update(fake_tg.text_update(CHAT, "你好"))
+    task = asyncio.create_task(dp.start_polling(bot, handle_signals=False, close_bot_session=False, polling_timeout=1))
+    try:
+        await wait_until(lambda: len(fake_tg.sent) >= 1)
+    finally:
+        await dp.stop_polling()
+        await task
+    assert fake_tg.webhook_url == ""
+    assert {r.params.get("language_code") or "" for r in fake_tg.requests if r.method == "setMyCommands"} == {
+        "", "zh", "en"}
