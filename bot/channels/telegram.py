@@ -246,8 +246,6 @@ async def on_button(query: CallbackQuery, bot: Bot, engine: ConversationEngine) 
 
 
 async def on_message(message: Message, bot: Bot, engine: ConversationEngine, uploads_dir: Path) -> None:
-    if message.chat.type != "private":  # the bot serves people one to one
-        return
     attachments = await attachments_of(message, bot, uploads_dir)
     text = message.text or message.caption or ""
     if not text and not attachments:
@@ -298,12 +296,13 @@ class OneAtATimePerChat(BaseMiddleware):
 
 def routers() -> list[Router]:
     """One Router per concern, new each time: aiogram attaches a router to one parent only."""
+    private = F.chat.type == "private"  # the bot serves people one to one, never a group
     commands = Router(name="commands")
-    commands.message.register(on_command, Command(*COMMAND_WORDS))
+    commands.message.register(on_command, Command(*COMMAND_WORDS), private)
     callbacks = Router(name="callbacks")
     callbacks.callback_query.register(on_button, F.data)
     messages = Router(name="messages")
-    messages.message.register(on_message)
+    messages.message.register(on_message, private)
     errors = Router(name="errors")
     errors.errors.register(on_error)
     return [commands, callbacks, messages, errors]

@@ -444,3 +444,16 @@ async def test_dispatcher_started_directly_also_sets_commands_and_drops_the_webh
     assert fake_tg.webhook_url == ""
     assert {r.params.get("language_code") or "" for r in fake_tg.requests if r.method == "setMyCommands"} == {
         "", "zh", "en"}
+
+
+async def test_group_chats_are_ignored(fake_tg: FakeTelegram, bot: Bot, channel_settings: Any) -> None:
+    """The bot serves people one to one: a message or command in a group reaches nobody."""
+    engine = ScriptedEngine()
+    dp = telegram.create_dispatcher(engine, channel_settings)
+    for text in ("你好", "/start"):
+        update = fake_tg.text_update(-100123, text)
+        update["message"]["chat"] = {"id": -100123, "type": "group", "title": "老战友群"}
+        fake_tg.push_update(update)
+    await process_pending(bot, dp)
+    assert engine.seen == []
+    assert sent_to(fake_tg, -100123) == []
