@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import opencc
@@ -46,6 +47,7 @@ log = logging.getLogger("nuanxin.bot.engine")
 
 FILE_CHANNELS = frozenset({"telegram", "console"})
 MAX_RETRIES = 6
+CHECKPOINT_EVERY = 200  # commits between background WAL checkpoints (SQLite)
 
 # Global words, matched after NFKC, lower case and trimming (see flowrunner.word).
 MENU_WORDS = frozenset("菜单 0 主菜单 menu main menu /menu /start 首页 home".split()) | {"main menu"}
@@ -138,6 +140,92 @@ _CONV_COLS = (_CONV.c.id, _CONV.c.channel, _CONV.c.address, _CONV.c.beneficiary_
               _CONV.c.updated_at)
 
 
+class _Tx:
+    """One message's transaction: a raw cursor for the few hot statements, and an ORM session,
+    created only when a step needs one (creating an application, opening a ticket...), on the
+    same connection and transaction."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.cur = conn.connection.driver_connection.cursor()
+        self._session: Session | None = None
+
+    @property
+    def session(self) -> Session:
+        if self._session is None:
+            # Joins the connection's transaction; the engine commits it (conditional_savepoint).
+            self._session = Session(bind=self.conn, expire_on_commit=False)
+        return self._session
+
+    def __getattr__(self, name: str) -> Any:  # the rest behaves as the Session
+        return getattr(self.session, name)
+
+    def flush(self) -> None:
+        if self._session is not None:
+            self._session.flush()
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+        self.cur.close()
+
+
+@dataclass(frozen=True)
+class _Sql:
+    """The hot path's statements, in the driver's own dialect (SQLAlchemy's per-statement work
+    costs more than SQLite itself here)."""
+
+    select_conv: str
+    update_conv: str
+    insert_log: str
+    select_contact_id: str
+    adopt: str
+    adopt_clear: str
+    select_contact: str
+    insert_contact: str
+    select_relationship: str
+    select_language: str
+    insert_conv: str
+    json_in_text: bool  # SQLite keeps JSON as text; PostgreSQL's driver hands back objects
+
+    @classmethod
+    def for_dialect(cls, name: str) -> _Sql:
+        pg = name == "postgresql"
+        j = "::jsonb" if pg else ""
+        same = "IS NOT DISTINCT FROM" if pg else "IS"
+
+        def q(sql: str) -> str:
+            return sql.replace("?", "%s") if pg else sql
+
+        return cls(
+            select_conv=q("SELECT id, channel, address, beneficiary_id, acting_as, language, flow, step, data, "
+                          "history, version, updated_at FROM conversation WHERE channel = ? AND address = ?"),
+            update_conv=q(f"UPDATE conversation SET flow = ?, step = ?, data = ?{j}, history = ?{j}, version = ?, "
+                          "beneficiary_id = ?, acting_as = ?, language = ?, updated_at = ? WHERE id = ? AND version = ?"),
+            insert_log=q("INSERT INTO message_log (channel, address, direction, text, attachments, beneficiary_id, "
+                         f"outbox_id, provider_message_id, created_at) VALUES (?, ?, ?, ?, ?{j}, ?, ?, ?, ?)"),
+            select_contact_id=q("SELECT id FROM contact WHERE channel = ? AND address = ?"),
+            adopt=q(f"SELECT id, channel, flow, step, data, history, version FROM conversation WHERE beneficiary_id = ? "
+                    f"AND acting_as {same} ? AND id <> ? AND flow IS NOT NULL AND flow <> 'link' AND updated_at > ? "
+                    "ORDER BY updated_at DESC LIMIT 1"),
+            adopt_clear=q(f"UPDATE conversation SET flow = NULL, step = NULL, history = ?{j}, data = ?{j}, "
+                          "version = ? WHERE id = ? AND version = ?"),
+            select_contact=q("SELECT id, beneficiary_id, verified, family_member_id FROM contact "
+                             "WHERE channel = ? AND address = ?"),
+            insert_contact=q("INSERT INTO contact (channel, address, verified, created_at) VALUES (?, ?, ?, ?)"),
+            select_relationship=q("SELECT relationship FROM family_member WHERE id = ?"),
+            select_language=q("SELECT language FROM beneficiary WHERE id = ?"),
+            insert_conv=q("INSERT INTO conversation (channel, address, beneficiary_id, acting_as, language, data, "
+                          f"history, version, updated_at, created_at) VALUES (?, ?, ?, ?, ?, ?{j}, ?{j}, ?, ?, ?)"),
+            json_in_text=not pg,
+        )
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+
 class Engine:
     """Channel-neutral conversation engine. Sync `handle`; `ahandle` runs it in a thread."""
 
@@ -158,9 +246,24 @@ class Engine:
         # waiting), and queue this process's writers on a lock rather than in SQLite's busy loop.
         self._bind = db_engine.execution_options(sqlite_begin="BEGIN IMMEDIATE") if self._sqlite else db_engine
         self._lock = threading.Lock() if self._sqlite else None
+        self._conn: Any = None
+        self._commits = 0
+        self._checkpointer: threading.Thread | None = None
+        self._checkpoint_wanted: threading.Event | None = None
+        self._checkpoint_stop: threading.Event | None = None
         self._id_key = settings.id_key  # read once: it may touch the disk
+        # Statements built once: building and keying a statement costs more than running it on SQLite.
         self._select_conv = select(*_CONV_COLS).where(_CONV.c.channel == _bp("channel"),
                                                       _CONV.c.address == _bp("address"))
+        self._select_contact_id = select(_CONTACT.c.id).where(_CONTACT.c.channel == _bp("channel"),
+                                                              _CONTACT.c.address == _bp("address"))
+        self._update_conv = update(_CONV).where(_CONV.c.id == _bp("cid"), _CONV.c.version == _bp("old_version")).values(
+            flow=_bp("flow"), step=_bp("step"), data=_bp("data", type_=_CONV.c.data.type),
+            history=_bp("history", type_=_CONV.c.history.type), version=_bp("new_version"),
+            beneficiary_id=_bp("beneficiary_id"), acting_as=_bp("acting_as"), language=_bp("language"),
+            updated_at=_bp("now", type_=_CONV.c.updated_at.type))
+        self._insert_log = insert(_LOG)
+        self._sql = _Sql.for_dialect(db_engine.dialect.name)
 
     # ------------------------------------------------------------------ public API
     def handle(self, inbound: Inbound) -> list[Reply]:
@@ -204,8 +307,67 @@ class Engine:
             with self._lock:
                 yield
 
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[Any]:
+        """SQLite: one long-lived connection used under the process lock (a pool checkout and reset per
+        message cost more than the message). PostgreSQL: a pooled connection per message."""
+        if not self._sqlite:
+            with self._bind.connect() as conn:
+                yield conn
+            return
+        assert self._lock is not None
+        with self._lock:
+            if self._conn is None or self._conn.closed or self._conn.invalidated:
+                self._conn = self._bind.connect()
+                # WAL checkpoints (copying the log into the database file, with an fsync) would stall
+                # one message in ~160 by 15 ms; a background thread does them instead.
+                self._conn.exec_driver_sql("PRAGMA wal_autocheckpoint=0")
+                self._conn.commit()
+                self._start_checkpointer()
+            yield self._conn
+            self._commits += 1
+            if self._commits % CHECKPOINT_EVERY == 0 and self._checkpoint_wanted is not None:
+                self._checkpoint_wanted.set()
+
+    def _start_checkpointer(self) -> None:
+        if self._checkpointer is not None and self._checkpointer.is_alive():
+            return
+        wanted = self._checkpoint_wanted = threading.Event()
+        stop = self._checkpoint_stop = threading.Event()
+        db = self.db
+
+        def run() -> None:
+            while not stop.is_set():
+                wanted.wait(timeout=5.0)
+                wanted.clear()
+                if stop.is_set():
+                    return
+                try:
+                    with db.connect() as c:
+                        c.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+                except Exception:  # a busy or closed database: the next round tries again
+                    log.debug("WAL checkpoint skipped", exc_info=True)
+
+        self._checkpointer = threading.Thread(target=run, name="engine-wal-checkpoint", daemon=True)
+        self._checkpointer.start()
+
+    def close(self) -> None:
+        """Release the engine's own database connection (SQLite) and stop its checkpoint thread."""
+        if self._checkpoint_stop is not None:
+            self._checkpoint_stop.set()
+            if self._checkpoint_wanted is not None:
+                self._checkpoint_wanted.set()
+            if self._checkpointer is not None:
+                self._checkpointer.join(timeout=5)
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+
     def _transaction(self, inbound: Inbound, start: tuple[str, dict[str, Any]] | None) -> list[Reply]:
-        with self._locked(), Session(self._bind, expire_on_commit=False) as s:
+        with self._connection() as conn:
+            tx = conn.begin()
+            s = _Tx(conn)
             try:
                 now = self.clock.now()
                 conv = self._load(s, inbound, now)
@@ -215,54 +377,74 @@ class Engine:
                 else:
                     outs = self._process(s, conv, inbound, now)
                 replies = [self._reply(conv, o) for o in outs]
+                s.flush()
                 self._save(s, conv, now)
                 rows = []
                 if start is None:
                     rows.append(self._log_row(conv, "in", logged_in, inbound, now))
                 rows += [self._log_row(conv, "out", redact(r.text), None, now) for r in replies]
-                s.execute(insert(_LOG), rows)
-                s.commit()
+                s.cur.executemany(self._sql.insert_log, rows)
+                s.close()
+                tx.commit()
                 return replies
             except BaseException:
-                s.rollback()
+                s.close()
+                tx.rollback()
                 raise
 
-    def _load(self, s: Session, inbound: Inbound, now: datetime) -> Conv:
-        row = s.execute(self._select_conv, {"channel": inbound.channel, "address": inbound.address}).first()
+    def _db_time(self, now: datetime) -> Any:
+        naive = now.astimezone(UTC).replace(tzinfo=None)
+        return naive.strftime("%Y-%m-%d %H:%M:%S.%f") if self._sqlite else naive
+
+    def _json(self, value: Any) -> Any:
+        return json.loads(value) if self._sql.json_in_text and isinstance(value, str) else value
+
+    def _load(self, s: _Tx, inbound: Inbound, now: datetime) -> Conv:
+        s.cur.execute(self._sql.select_conv, (inbound.channel, inbound.address))
+        row = s.cur.fetchone()
         if row is None:
-            row = self._create(s, inbound, now)
+            self._create(s, inbound, now)
+            s.flush()
+            s.cur.execute(self._sql.select_conv, (inbound.channel, inbound.address))
+            row = s.cur.fetchone()
+        row = list(row)
+        row[8], row[9] = self._json(row[8]) or {}, self._json(row[9]) or []
         return Conv(*row)
 
-    def _create(self, s: Session, inbound: Inbound, now: datetime) -> Any:
-        contact = s.scalars(select(Contact).where(Contact.channel == inbound.channel,
-                                                  Contact.address == inbound.address)).first()
+    def _create(self, s: _Tx, inbound: Inbound, now: datetime) -> None:
+        """First message from an address: its contact (if new) and its conversation row."""
+        sql, cur = self._sql, s.cur
+        cur.execute(sql.select_contact, (inbound.channel, inbound.address))
+        contact = cur.fetchone()
         if contact is None:
-            contact = Contact(channel=inbound.channel, address=inbound.address, created_at=now)
-            s.add(contact)
-            s.flush()
-        beneficiary_id, acting_as, language = None, None, None
+            cur.execute(sql.insert_contact, (inbound.channel, inbound.address, False, self._db_time(now)))
+            contact = (None, None, False, None)
+        _cid, beneficiary_id, verified, family_member_id = contact
+        acting_as, language = None, None
         # A message from the phone on the roll is that person (or their recorded family member).
-        if contact.beneficiary_id is not None and (contact.verified or contact.channel == "sms"):
-            beneficiary_id = contact.beneficiary_id
-            if contact.family_member_id:
-                fm = s.get(FamilyMember, contact.family_member_id)
-                acting_as = fm.relationship if fm else None
-            b = s.get(Beneficiary, beneficiary_id)
-            language = b.language if b else None
+        if beneficiary_id is not None and (verified or inbound.channel == "sms"):
+            if family_member_id:
+                cur.execute(sql.select_relationship, (family_member_id,))
+                fm = cur.fetchone()
+                acting_as = fm[0] if fm else None
+            cur.execute(sql.select_language, (beneficiary_id,))
+            b = cur.fetchone()
+            language = b[0] if b else None
+        else:
+            beneficiary_id = None
         if language is None:
             language = detect_language(inbound.text or "", inbound.language_hint)
-        s.execute(insert(_CONV).values(channel=inbound.channel, address=inbound.address,
-                                       beneficiary_id=beneficiary_id, acting_as=acting_as, language=language,
-                                       data={}, history=[], version=0, created_at=now,
-                                       updated_at=now - timedelta(microseconds=1)))
-        return s.execute(self._select_conv, {"channel": inbound.channel, "address": inbound.address}).one()
+        # Created "just before now", so a flow left on another channel in this same instant is newer.
+        cur.execute(sql.insert_conv, (inbound.channel, inbound.address, beneficiary_id, acting_as, language,
+                                      _dumps({}), _dumps([]), 0, self._db_time(now - timedelta(microseconds=1)),
+                                      self._db_time(now)))
 
-    def _save(self, s: Session, conv: Conv, now: datetime) -> None:
+    def _save(self, s: _Tx, conv: Conv, now: datetime) -> None:
         st = conv.state
-        res = s.execute(update(_CONV).where(_CONV.c.id == conv.id, _CONV.c.version == conv.version).values(
-            flow=st.flow, step=st.step, data=st.data, history=st.history, version=conv.version + 1,
-            beneficiary_id=conv.beneficiary_id, acting_as=conv.acting_as, language=conv.language, updated_at=now))
-        if res.rowcount != 1:
+        s.cur.execute(self._sql.update_conv, (
+            st.flow, st.step, _dumps(st.data), _dumps(st.history), conv.version + 1, conv.beneficiary_id,
+            conv.acting_as, conv.language, self._db_time(now), conv.id, conv.version))
+        if s.cur.rowcount != 1:
             raise _Conflict()
 
     def _inbound_log_text(self, conv: Conv, inbound: Inbound) -> str:
@@ -270,12 +452,11 @@ class Engine:
             return "[code]"
         return redact(_NO_CTRL.sub("", (inbound.text or "")[:2000]))
 
-    def _log_row(self, conv: Conv, direction: str, text: str, inbound: Inbound | None, now: datetime) -> dict[str, Any]:
+    def _log_row(self, conv: Conv, direction: str, text: str, inbound: Inbound | None, now: datetime) -> tuple[Any, ...]:
         atts = [{"kind": a.kind, "mime_type": a.mime_type, "file_name": a.file_name, "size": a.size}
                 for a in (inbound.attachments if inbound else ())]
-        return {"channel": conv.channel, "address": conv.address, "direction": direction, "text": text,
-                "attachments": atts, "beneficiary_id": conv.beneficiary_id, "outbox_id": None,
-                "provider_message_id": (inbound.provider_message_id or None) if inbound else None, "created_at": now}
+        return (conv.channel, conv.address, direction, text, _dumps(atts), conv.beneficiary_id, None,
+                (inbound.provider_message_id or None) if inbound else None, self._db_time(now))
 
     def _reply(self, conv: Conv, out: Out) -> Reply:
         lang = conv.lang
@@ -288,12 +469,14 @@ class Engine:
     def _ctx(self, s: Session, conv: Conv, now: datetime) -> FlowCtx:
         return FlowCtx(session=s, settings=self.settings, now=now, lang=conv.lang, channel=conv.channel,
                        address=conv.address, beneficiary_id=conv.beneficiary_id, acting_as=conv.acting_as,
-                       contact_id=self._contact_id(s, conv), accepts_files=conv.channel in FILE_CHANNELS)
+                       contact_fn=lambda: self._contact_id(s, conv), accepts_files=conv.channel in FILE_CHANNELS)
 
     def _contact_id(self, s: Session, conv: Conv) -> int | None:
         if conv.contact_id is None:
-            conv.contact_id = s.execute(select(_CONTACT.c.id).where(_CONTACT.c.channel == conv.channel,
-                                                                    _CONTACT.c.address == conv.address)).scalar()
+            s.flush()
+            s.cur.execute(self._sql.select_contact_id, (conv.channel, conv.address))
+            row = s.cur.fetchone()
+            conv.contact_id = row[0] if row else None
         return conv.contact_id
 
     def _contact(self, s: Session, conv: Conv, now: datetime) -> Contact:
@@ -501,25 +684,23 @@ class Engine:
         return Out("\n".join(lines), tuple(choices), "choice", in_flow=False)
 
     # ------------------------------------------------------------------ continuity
-    def _adopt(self, s: Session, conv: Conv) -> str | None:
+    def _adopt(self, s: _Tx, conv: Conv) -> str | None:
         """Take over the newer unfinished flow of the same person on another channel."""
-        c = _CONV.c
-        acting = c.acting_as.is_(None) if conv.acting_as is None else c.acting_as == conv.acting_as
-        other = s.execute(select(c.id, c.channel, c.flow, c.step, c.data, c.history, c.version).where(
-            and_(c.beneficiary_id == conv.beneficiary_id, acting, c.id != conv.id, c.flow.is_not(None),
-                 c.flow != LINK_FLOW, c.updated_at > conv.updated_at)).order_by(c.updated_at.desc()).limit(1)).first()
+        s.cur.execute(self._sql.adopt, (conv.beneficiary_id, conv.acting_as, conv.id, conv.updated_at))
+        other = s.cur.fetchone()
         if other is None:
             return None
-        keep = {k: v for k, v in other.data.items() if k not in ("saved", "lang_set", "lookups", "after_link")}
+        o_id, o_channel, o_flow, o_step, o_data, o_history, o_version = other
+        o_data, o_history = self._json(o_data) or {}, self._json(o_history) or []
+        keep = {k: v for k, v in o_data.items() if k not in ("saved", "lang_set", "lookups", "after_link")}
         st = conv.state
-        st.flow, st.step, st.history = other.flow, other.step, list(other.history)
+        st.flow, st.step, st.history = o_flow, o_step, list(o_history)
         st.data.update(keep)
-        rest = {k: v for k, v in other.data.items() if k in ("saved", "lang_set")}
-        res = s.execute(update(_CONV).where(c.id == other.id, c.version == other.version).values(
-            flow=None, step=None, history=[], data=rest, version=other.version + 1))
-        if res.rowcount != 1:
+        rest = {k: v for k, v in o_data.items() if k in ("saved", "lang_set")}
+        s.cur.execute(self._sql.adopt_clear, (_dumps([]), _dumps(rest), o_version + 1, o_id, o_version))
+        if s.cur.rowcount != 1:
             raise _Conflict()
-        return str(other.channel)
+        return str(o_channel)
 
     # ------------------------------------------------------------------ people
     def _transcript(self, s: Session, conv: Conv) -> list[dict[str, str]]:
@@ -600,9 +781,9 @@ def _join(first: list[Out], second: list[Out]) -> list[Out]:
     return first[:-1] + [Out(a.text + "\n" + b.text, b.choices, b.expects, b.in_flow)] + second[1:]
 
 
-def _bp(name: str) -> Any:
+def _bp(name: str, type_: Any = None) -> Any:
     from sqlalchemy import bindparam
-    return bindparam(name)
+    return bindparam(name, type_=type_)
 
 
 def _mask(channel: str, address: str) -> str:

@@ -485,8 +485,12 @@ class FlowCtx:
     address: str
     beneficiary_id: int | None
     acting_as: str | None
-    contact_id: int | None
+    contact_fn: Callable[[], int | None]  # looked up only when something needs it (keeps the hot path lean)
     accepts_files: bool
+
+    @property
+    def contact_id(self) -> int | None:
+        return self.contact_fn()
 
     @property
     def today(self) -> date:

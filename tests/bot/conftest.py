@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from types import SimpleNamespace
@@ -114,8 +114,10 @@ def fake_qa() -> FakeQA:
 
 @pytest.fixture
 def engine(db_engine: DbEngine, settings: Settings, clock: FakeClock, notifier: FakeNotifier,
-           fake_qa: FakeQA) -> Engine:
-    return Engine(db_engine, settings, clock, qa=fake_qa, notifier=notifier)
+           fake_qa: FakeQA) -> Iterator[Engine]:
+    e = Engine(db_engine, settings, clock, qa=fake_qa, notifier=notifier)
+    yield e
+    e.close()
 
 
 class Chat:

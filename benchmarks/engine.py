@@ -1,0 +1,128 @@
+"""Conversation engine throughput and latency with state persisted on SQLite.
+
+`msgs_per_s`: inbound -> reply, one transaction per message (load state, step, save with the
+version check, log in and out), sequentially over many conversations.
+`p50_ms`/`p99_ms`: 100 conversations in flight at once (asyncio, `Engine.ahandle` in a pool of
+threads), each sending its next message as soon as the previous one is answered; latency is
+from submitting a message to having its replies, so it includes waiting for the database.
+Messages walk the hardship flow and its global words (a realistic mix: menu choices, text,
+money, confirm, help, back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+CONCURRENCY = 100
+SEQUENTIAL_MESSAGES = 5000
+CONCURRENT_ROUNDS = 30
+PERIOD = 0.2  # seconds between one person's messages: 100 people -> 500 msg/s offered, far above real use
+
+SCRIPT = ["0", "3", "2", "帮助", "生活困难，看病花钱多", "返回", "生活困难，看病花钱多", "1500", "0", "3", "2"]
+
+
+def _setup(tmp: Path) -> tuple[Any, Any]:
+    from sqlmodel import SQLModel
+
+    import models  # noqa: F401
+    from bot.engine import Engine
+    from models.clock import SystemClock
+    from models.db import make_engine, session_scope
+    from models.idcard import IdCard
+    from models.people import Beneficiary, Contact
+    from settings import load_settings
+
+    settings = load_settings(data_dir=tmp / "var", id_hash_key="bench-key")
+    db = make_engine(f"sqlite:///{tmp / 'bench.db'}")
+    SQLModel.metadata.create_all(db)
+    card = IdCard.parse("110105194012310024")
+    with session_scope(db) as s:
+        # One person per conversation: several chats of one person would (rightly) share one flow.
+        for i in range(CONCURRENCY * 3 + 1):
+            b = Beneficiary(name="张三", id_hash=f"{card.hashed(settings.id_key)[:50]}{i}", id_masked=card.masked,
+                            birth_date=card.birth_date)
+            s.add(b)
+            s.flush()
+            s.add(Contact(channel="telegram", address=f"bench-{i}" if i < CONCURRENCY * 3 else "bench-warm",
+                          beneficiary_id=b.id, verified=True, verified_at=datetime.now(UTC)))
+
+    class NoQA:
+        def answer(self, q: str, lang: str | None = None) -> Any:
+            raise AssertionError("the benchmark script asks no questions")
+
+    return Engine(db, settings, SystemClock(), qa=NoQA()), db
+
+
+def run() -> dict[str, Any]:
+    from bot.channels.base import Inbound
+
+    with tempfile.TemporaryDirectory() as d:
+        engine, db = _setup(Path(d))
+        # Warm up: compile statements, load flows, touch every code path once.
+        for i in range(len(SCRIPT)):
+            engine.handle(Inbound(channel="telegram", address="bench-warm", text=SCRIPT[i]))
+
+        # Throughput: one message after another, spread over many conversations.
+        convs = CONCURRENCY * 2
+        t0 = time.perf_counter()
+        for n in range(SEQUENTIAL_MESSAGES):
+            conv = n % convs
+            step = (n // convs) % len(SCRIPT)
+            replies = engine.handle(Inbound(channel="telegram", address=f"bench-{conv}", text=SCRIPT[step]))
+            assert replies
+        seq_seconds = time.perf_counter() - t0
+        msgs_per_s = SEQUENTIAL_MESSAGES / seq_seconds
+
+        # Latency with 100 conversations in flight: each person sends a message every PERIOD seconds
+        # (open loop, staggered), waiting for the answer before the next; latency is from the moment
+        # the message arrives to its replies being ready, including any wait for the database.
+        latencies: list[float] = []
+        pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="engine")
+
+        async def one_conversation(i: int, t0: float) -> None:
+            loop = asyncio.get_running_loop()
+            address = f"bench-{CONCURRENCY * 2 + i}"
+            for r in range(CONCURRENT_ROUNDS):
+                due = t0 + (i / CONCURRENCY + r) * PERIOD
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                arrived = max(due, time.perf_counter()) if delay > 0 else due
+                inbound = Inbound(channel="telegram", address=address, text=SCRIPT[r % len(SCRIPT)])
+                replies = await loop.run_in_executor(pool, engine.handle, inbound)
+                latencies.append(time.perf_counter() - arrived)
+                assert replies
+
+        async def main() -> float:
+            t = time.perf_counter()
+            await asyncio.gather(*(one_conversation(i, t + 0.05) for i in range(CONCURRENCY)))
+            return time.perf_counter() - t
+
+        conc_seconds = asyncio.run(main())
+        pool.shutdown()
+        engine.close()
+        db.dispose()
+    latencies.sort()
+    q = statistics.quantiles(latencies, n=100)
+    return {
+        "msgs_per_s": round(msgs_per_s, 1),
+        "p50_ms": round(statistics.median(latencies) * 1000, 2),
+        "p99_ms": round(q[98] * 1000, 2),
+        "concurrency": CONCURRENCY,
+        "offered_msgs_per_s": round(CONCURRENCY / PERIOD, 1),
+        "concurrent_msgs_per_s": round(len(latencies) / conc_seconds, 1),
+        "messages": SEQUENTIAL_MESSAGES + len(latencies),
+        "database": "sqlite",
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(run()))
