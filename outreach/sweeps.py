@@ -20,10 +20,12 @@ Catch-up rules (how late is too late):
 - festival greetings are not in the daily sweep: each has its own job at its send time,
   and a greeting carries a deadline at the end of its day, so it never arrives stale.
 
-Bodies are rendered once per (language, channel, occurrence) group, not per person: these
-notices carry no name, which keeps a 1,000,000-person sweep to a few hundred renders.
-Nobody deceased or moved (status), and nobody who has opted out on any channel, gets
-anything; a contact that is blocked or invalid is not used.
+Texts come from templates/messages (outreach/templates.py) and are cached by everything they
+depend on (language, channel, salutation, values): a million people share a few thousand
+salutations (张伯, 王阿姨...), so a sweep renders each distinct text once.
+Nobody deceased or moved (status) gets anything; the contact is chosen as
+`notices.choose_contact` chooses it (verified, not opted out, blocked or invalid; never a
+relative's phone when the person's own address said stop).
 """
 
 from __future__ import annotations
@@ -35,10 +37,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, Integer, String, cast, exists, func, literal, or_, select
+from sqlalchemy import Engine, Integer, String, bindparam, cast, exists, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import aliased
 from sqlmodel import Session
 
 from models.applications import Application, ApplicationType, HandoffTicket, Stage, Task, TaskKind
@@ -49,11 +50,9 @@ from models.people import Beneficiary, BeneficiaryStatus, Contact, SchemeMembers
 from models.staff import AuditLog
 from outreach.outbox import enqueue_many, idempotency_key
 from outreach.schedule_rules import ScheduleRules, default_rules
+from outreach.templates import TemplateSet
 
 log = logging.getLogger(__name__)
-
-# (kind, lang, context, channel) -> text. The default is outreach.templates.render.
-Renderer = Callable[[str, str, dict[str, Any], str], str]
 
 ACTOR = "scheduler"
 SENDABLE_CHANNELS = ("telegram", "sms")
@@ -95,19 +94,6 @@ def end_of_day(day: date, tz: ZoneInfo) -> datetime:
 
 # --- rendering ---------------------------------------------------------------------------
 
-def default_renderer(kind: str, lang: str, context: dict[str, Any], channel: str) -> str:
-    from outreach.templates import render
-
-    out: Any = render(kind, lang, context, channel)
-    if isinstance(out, str):
-        return out
-    for attr in ("body", "text"):
-        value = getattr(out, attr, None)
-        if isinstance(value, str):
-            return value
-    return str(out)
-
-
 def sms_segments(text: str) -> int:
     from outreach.sms_text import sms_length
 
@@ -115,42 +101,56 @@ def sms_segments(text: str) -> int:
 
 
 # --- who can be reached ------------------------------------------------------------------
+# Core tables, not ORM aliases: statement construction stays cheap (a sweep builds dozens).
+B = Beneficiary.__table__  # type: ignore[attr-defined]
+C = Contact.__table__  # type: ignore[attr-defined]
+OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
+T = Task.__table__  # type: ignore[attr-defined]
 
-def best_contact_id(person: Any) -> Any:
-    """Correlated subquery: the contact a proactive message to `person` goes to.
 
-    The person's own address before a family member's, Telegram (free, rich) before SMS,
-    verified before unverified; never one that is blocked, invalid or opted out.
+def reachable(c: Any) -> list[Any]:
+    return [c.c.verified.is_(True), c.c.channel.in_(SENDABLE_CHANNELS), c.c.opted_out_at.is_(None),
+            c.c.blocked_at.is_(None), c.c.invalid_at.is_(None)]
+
+
+def own_said_stop(person: Any = B) -> Any:
+    """The person's own address was opted out or blocked: that was their choice, so a
+    relative's phone is no way round it (the rule of notices.choose_contact)."""
+    c = C.alias("own_stop")
+    return exists().where(c.c.beneficiary_id == person.c.id, c.c.family_member_id.is_(None),
+                          or_(c.c.opted_out_at.is_not(None), c.c.blocked_at.is_not(None)))
+
+
+def best_contact_id(person: Any = B) -> Any:
+    """Correlated subquery: the contact a proactive message to `person` goes to, chosen as
+    `outreach.notices.choose_contact` chooses (set-based here, for sweeps and broadcasts):
+    verified and reachable; the person's own before a family member's (and a family member's
+    never when the person's own address said stop); Telegram before SMS; the most recently
+    active address first.
     """
-    c = aliased(Contact)
+    c = C.alias("best_c")
     return (
-        select(c.id)
-        .where(c.beneficiary_id == person.id, c.channel.in_(SENDABLE_CHANNELS),  # type: ignore[attr-defined]
-               c.opted_out_at.is_(None), c.blocked_at.is_(None), c.invalid_at.is_(None))  # type: ignore[union-attr]
-        .order_by(c.family_member_id.is_not(None), c.channel != "telegram",  # type: ignore[union-attr]
-                  c.verified.desc(), c.id)  # type: ignore[attr-defined]
+        select(c.c.id)
+        .where(c.c.beneficiary_id == person.c.id, *reachable(c),
+               or_(c.c.family_member_id.is_(None), ~own_said_stop(person)))
+        .order_by(c.c.family_member_id.is_not(None), c.c.channel != "telegram",
+                  c.c.last_inbound_at.desc().nulls_last(), c.c.id)
         .limit(1)
         .correlate(person)
         .scalar_subquery()
     )
 
 
-def opted_out_anywhere(person: Any) -> Any:
-    """A person who said stop on any channel gets nothing proactive on any channel: an
-    elderly person replying 退订 means "stop messaging me", not "use my other number"."""
-    c = aliased(Contact)
-    return exists().where(c.beneficiary_id == person.id, c.opted_out_at.is_not(None))  # type: ignore[union-attr]
+def key_expr(kind: str, person_id: Any) -> Any:
+    """SQL for `idempotency_key(kind, f"b{id}", occurrence)`, the occurrence given as the
+    bound parameter `occ_suffix` (":" + occurrence), to anti-join on the unique key."""
+    prefix = idempotency_key(kind, "b", "").rsplit(":", 1)[0]  # "kind:b"
+    return literal(prefix, String) + cast(person_id, String) + bindparam("occ_suffix", type_=String)
 
 
-def key_expr(kind: str, person_id: Any, occurrence: str) -> Any:
-    """SQL for `idempotency_key(kind, f"b{id}", occurrence)`, to anti-join on the unique key."""
-    prefix, suffix = idempotency_key(kind, "b", occurrence).split("b:", 1)
-    return literal(prefix + "b", String) + cast(person_id, String) + literal(":" + suffix, String)
-
-
-def already_queued(kind: str, person_id: Any, occurrence: str) -> Any:
-    o = aliased(OutboxMessage)
-    return exists().where(o.idempotency_key == key_expr(kind, person_id, occurrence))
+def already_queued(kind: str, person_id: Any) -> Any:
+    o = OUTBOX.alias("done_o")
+    return exists().where(o.c.idempotency_key == key_expr(kind, person_id))
 
 
 @dataclass
@@ -160,54 +160,87 @@ class Recipient:
     contact_id: int
     channel: str
     address: str
+    name: str = ""
+    sex: str | None = None
+    birth_date: date | None = None
+    family: bool = False  # the address is a family member's: the message says "please tell ..."
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def due_recipients(session: Session, where: Sequence[Any], kind: str, occurrence: str,
-                   extra_columns: Sequence[Any] = (), joins: Sequence[tuple[Any, Any]] = ()) -> list[Recipient]:
-    """Active people matching `where`, with the contact to use, who have not yet been sent
-    `(kind, occurrence)`. One query; the anti-join uses the outbox's unique key index."""
-    b = Beneficiary
-    contact_id = best_contact_id(b)
-    inner = select(b.id.label("bid"), b.language.label("lang"), contact_id.label("cid"),  # type: ignore[union-attr]
-                   *extra_columns)
+_BASE_COLUMNS = ("bid", "lang", "cid", "name", "sex", "birth_date", "channel", "address", "family_member_id")
+
+
+def recipients_statement(where: Sequence[Any], kind: str, extra_columns: Sequence[Any] = (),
+                         joins: Sequence[tuple[Any, Any]] = ()) -> Any:
+    """Active people matching `where`, with the contact to use, not yet sent `(kind, :occ_suffix)`.
+    Built once per sweep part and executed per occurrence with bound parameters."""
+    inner = select(B.c.id.label("bid"), B.c.language.label("lang"), best_contact_id().label("cid"),
+                   B.c.name, B.c.sex, B.c.birth_date, *extra_columns).select_from(B)
     for target, on in joins:
         inner = inner.join(target, on)
-    inner = inner.where(b.status == BeneficiaryStatus.ACTIVE.value, *where, ~opted_out_anywhere(b),
-                        ~already_queued(kind, b.id, occurrence)).subquery()
-    extra_names = [c.name for c in extra_columns]
-    stmt = (select(inner, Contact.channel, Contact.address)
-            .join(Contact, Contact.id == inner.c.cid))  # type: ignore[arg-type]
+    inner = inner.where(B.c.status == BeneficiaryStatus.ACTIVE.value, *where,
+                        ~already_queued(kind, B.c.id)).subquery()
+    return (select(inner, C.c.channel, C.c.address, C.c.family_member_id)
+            .join(C, C.c.id == inner.c.cid))
+
+
+def fetch_recipients(session: Session, stmt: Any, occurrence: str, params: dict[str, Any] | None = None
+                     ) -> list[Recipient]:
     out = []
-    for row in session.execute(stmt).mappings():
+    for row in session.execute(stmt, {"occ_suffix": ":" + occurrence, **(params or {})}).mappings():
+        extra = {k: v for k, v in row.items() if k not in _BASE_COLUMNS}
         out.append(Recipient(row["bid"], row["lang"] or "zh-Hans", row["cid"], row["channel"], row["address"],
-                             {n: row[n] for n in extra_names}))
+                             row["name"] or "", row["sex"], row["birth_date"], row["family_member_id"] is not None,
+                             extra))
     return out
 
 
-def enqueue_grouped(session: Session, recipients: Iterable[Recipient], *, kind: str, occurrence: str,
-                    context: dict[str, Any], now: datetime, not_before: datetime | None,
-                    deadline_at: datetime | None = None, renderer: Renderer,
-                    broadcast_id: int | None = None) -> int:
-    """Render once per (language, channel) and enqueue every recipient in bulk."""
-    bodies: dict[tuple[str, str], tuple[str, int]] = {}
+def due_recipients(session: Session, where: Sequence[Any], kind: str, occurrence: str,
+                   extra_columns: Sequence[Any] = (), joins: Sequence[tuple[Any, Any]] = (),
+                   params: dict[str, Any] | None = None) -> list[Recipient]:
+    """One query: who matching `where` is due `(kind, occurrence)` and reachable."""
+    return fetch_recipients(session, recipients_statement(where, kind, extra_columns, joins), occurrence, params)
+
+
+def enqueue_recipients(session: Session, recipients: Iterable[Recipient], *, kind: str, occurrence: str,
+                       context: dict[str, Any], ctx: SweepContext, not_before: datetime | None,
+                       deadline_at: datetime | None = None,
+                       per_person: Callable[[Recipient], dict[str, Any]] | None = None) -> int:
+    """Render and enqueue in bulk. Texts are cached by everything they depend on (language,
+    channel, salutation, context): a million people share a few thousand salutations, so a
+    sweep renders each distinct text once. Telegram rows carry the SMS wording in `extra`
+    for the dispatcher's fallback, as `notices.enqueue_notice` does."""
+    from outreach.notices import salutation_from
+
+    ts = ctx.templates
+    today = ctx.today
+    cache: dict[tuple[Any, ...], tuple[str, int, dict[str, Any]]] = {}
     rows = []
     for r in recipients:
-        group = (r.language, r.channel)
-        if group not in bodies:
-            text = renderer(kind, r.language, context, r.channel)
-            bodies[group] = (text, sms_segments(text) if r.channel == "sms" else 1)
-        body, segments = bodies[group]
+        lang = ts.language(r.language)
+        salutation = salutation_from(r.name, r.sex, r.birth_date, lang, on=today)
+        values = {"salutation": salutation, **context, **(per_person(r) if per_person else {})}
+        relay = salutation if r.family else None
+        ck = (lang, r.channel, relay, tuple(sorted(values.items())))
+        hit = cache.get(ck)
+        if hit is None:
+            rendered = ts.render(kind, lang, values, r.channel, relay_to=relay)
+            extra: dict[str, Any] = {}
+            if r.channel != "sms":
+                sms = ts.render(kind, lang, values, "sms", relay_to=relay)
+                extra = {"sms_body": sms.text, "sms_segments": sms.sms.segments if sms.sms else 1}
+            hit = cache[ck] = (rendered.text, rendered.sms.segments if rendered.sms else 1, extra)
+        body, segments, extra = hit
         rows.append({
             "idempotency_key": idempotency_key(kind, f"b{r.beneficiary_id}", occurrence),
             "kind": kind, "occurrence": occurrence, "beneficiary_id": r.beneficiary_id,
-            "contact_id": r.contact_id, "channel": r.channel, "address": r.address, "language": r.language,
-            "body": body, "segments": segments, "next_attempt_at": not_before or now,
-            "deadline_at": deadline_at, "broadcast_id": broadcast_id,
+            "contact_id": r.contact_id, "channel": r.channel, "address": r.address, "language": lang,
+            "body": body, "segments": segments, "next_attempt_at": not_before or ctx.now,
+            "deadline_at": deadline_at, "extra": extra,
         })
     if not rows:
         return 0
-    return enqueue_many(session, rows, now=now)
+    return enqueue_many(session, rows, now=ctx.now)
 
 
 # --- tasks in bulk -----------------------------------------------------------------------
@@ -263,12 +296,12 @@ class SweepResult:
 
 @dataclass
 class SweepContext:
-    """What every sweep needs: the time, the office zone, the rules, a renderer."""
+    """What every sweep needs: the time, the office zone, the rules, the templates."""
 
     now: datetime
     tz: ZoneInfo
     rules: ScheduleRules
-    renderer: Renderer
+    templates: TemplateSet
 
     @property
     def today(self) -> date:
@@ -281,8 +314,12 @@ class SweepContext:
 
 
 def make_context(now: datetime, tz: ZoneInfo, rules: ScheduleRules | None = None,
-                 renderer: Renderer | None = None) -> SweepContext:
-    return SweepContext(now=now, tz=tz, rules=rules or default_rules(), renderer=renderer or default_renderer)
+                 templates: TemplateSet | None = None) -> SweepContext:
+    if templates is None:
+        from outreach.templates import default_templates
+
+        templates = default_templates()
+    return SweepContext(now=now, tz=tz, rules=rules or default_rules(), templates=templates)
 
 
 def reminder_windows(offsets: Sequence[int]) -> list[tuple[int, int, int]]:
@@ -295,32 +332,32 @@ def reminder_windows(offsets: Sequence[int]) -> list[tuple[int, int, int]]:
     return out
 
 
-CERT_KIND = "cert_reminder"
+CERT_KIND = "cert_reminder"  # outbox kinds cert_reminder_30 / _7 / _1 render this template
 
 
 def sweep_certification_reminders(session: Session, ctx: SweepContext) -> int:
     """Remind retirees 30, 7 and 1 days before their yearly certification is due (seed 001).
 
-    One indexed query per due date in the windows (at most 31 a day): the key's occurrence
-    `<due date>:<days>` is then a constant, so the anti-join is a unique-index probe.
+    Outbox kind `cert_reminder_<days>`, occurrence the due date. One indexed query per due
+    date in the windows (at most 31 a day): the key is then a constant pattern, so the
+    anti-join is a unique-index probe.
     """
     today = ctx.today
     made = 0
     for days, lo, hi in reminder_windows(ctx.rules.certification.reminder_days):
+        kind = f"{CERT_KIND}_{days}"
+        stmt = recipients_statement([B.c.is_retiree.is_(True),
+                                     B.c.last_certified_on.between(bindparam("first"), bindparam("last"))], kind)
         for ahead in range(lo, hi + 1):
             due = today + timedelta(days=ahead)
             first, last = preimage(due, due, 1)
-            occurrence = f"{due.isoformat()}:{days}"
-            recipients = due_recipients(session, [
-                Beneficiary.is_retiree.is_(True),  # type: ignore[attr-defined]
-                Beneficiary.last_certified_on.between(first, last),  # type: ignore[union-attr]
-            ], CERT_KIND, occurrence)
+            occurrence = due.isoformat()
+            recipients = fetch_recipients(session, stmt, occurrence, {"first": first, "last": last})
             if recipients:
-                made += enqueue_grouped(
-                    session, recipients, kind=CERT_KIND, occurrence=occurrence,
-                    context={"due_date": due, "days": days, "days_left": ahead},
-                    now=ctx.now, not_before=ctx.send_at(), deadline_at=end_of_day(due, ctx.tz),
-                    renderer=ctx.renderer)
+                made += enqueue_recipients(
+                    session, recipients, kind=kind, occurrence=occurrence,
+                    context={"deadline": due, "days_left": ahead}, ctx=ctx,
+                    not_before=ctx.send_at(), deadline_at=end_of_day(due, ctx.tz))
     return made
 
 
@@ -337,18 +374,19 @@ def priority_of(birth_date: date | None, living_alone: bool, disabled: bool, tod
 
 
 def sweep_home_visits(session: Session, ctx: SweepContext) -> int:
-    """Certification overdue by 15 days: a home-visit task, one per person and due year."""
+    """Certification overdue by 15 days: a home-visit task, one per person and due year.
+    (Retirees never certified, last_certified_on empty, are not in the yearly cycle yet.)"""
     today = ctx.today
     overdue_due = today - timedelta(days=ctx.rules.certification.home_visit_after_days)
     _, last = preimage(overdue_due, overdue_due, 1)
-    b = Beneficiary
+    b = B.c
     due_year = cast(cast(func.extract("year", b.last_certified_on), Integer) + 1, String)
     key = literal("home_visit:", String) + cast(b.id, String) + literal(":", String) + due_year
-    t = aliased(Task)
+    t = T.alias("hv_t")
     rows = session.execute(
         select(b.id, b.birth_date, b.living_alone, b.disabled, b.last_certified_on)
-        .where(b.status == BeneficiaryStatus.ACTIVE.value, b.is_retiree.is_(True),  # type: ignore[attr-defined]
-               b.last_certified_on <= last, ~exists().where(t.key == key))  # type: ignore[operator]
+        .where(b.status == BeneficiaryStatus.ACTIVE.value, b.is_retiree.is_(True),
+               b.last_certified_on <= last, ~exists().where(t.c.key == key))
     ).all()
     tasks = []
     for bid, birth, alone, disabled, certified in rows:
@@ -360,7 +398,7 @@ def sweep_home_visits(session: Session, ctx: SweepContext) -> int:
     return insert_tasks(session, tasks, ctx.now)
 
 
-OVER_80_KIND = "over_80_insurance"
+OVER_80_KIND = "over80_insurance"
 
 
 def sweep_over_80(session: Session, ctx: SweepContext) -> tuple[int, int]:
@@ -369,17 +407,17 @@ def sweep_over_80(session: Session, ctx: SweepContext) -> tuple[int, int]:
     rule = ctx.rules.over_80
     today = ctx.today
     first, last = preimage(today - timedelta(days=rule.catch_up_days), today, rule.age)
-    b = Beneficiary
-    in_window = [b.is_veteran.is_(True), b.birth_date.between(first, last)]  # type: ignore[attr-defined,union-attr]
+    b = B.c
+    in_window = [b.is_veteran.is_(True), b.birth_date.between(first, last)]
     occurrence = str(rule.age)
     recipients = due_recipients(session, in_window, OVER_80_KIND, occurrence)
-    sent = enqueue_grouped(session, recipients, kind=OVER_80_KIND, occurrence=occurrence,
-                           context={"age": rule.age}, now=ctx.now, not_before=ctx.send_at(),
-                           renderer=ctx.renderer)
-    t = aliased(Task)
+    sent = enqueue_recipients(session, recipients, kind=OVER_80_KIND, occurrence=occurrence, context={},
+                              ctx=ctx, not_before=ctx.send_at(),
+                              per_person=lambda r: {"start_date": add_years(r.birth_date, rule.age)})  # type: ignore[arg-type]
+    t = T.alias("o80_t")
     key = literal(f"{OVER_80_KIND}:", String) + cast(b.id, String)
     rows = session.execute(select(b.id, b.birth_date).where(
-        b.status == BeneficiaryStatus.ACTIVE.value, *in_window, ~exists().where(t.key == key))).all()
+        b.status == BeneficiaryStatus.ACTIVE.value, *in_window, ~exists().where(t.c.key == key))).all()
     tasks = [{"kind": TaskKind.OVER_80_INSURANCE.value, "key": f"{OVER_80_KIND}:{bid}", "beneficiary_id": bid,
               "priority": 10, "due_on": today,
               "note": f"年满{rule.age}周岁（{add_years(birth, rule.age).isoformat()}），高龄退役军人专属保险自动参保，"
@@ -393,10 +431,11 @@ DEADLINE_KIND = "payment_deadline_reminder"
 
 def sweep_payment_deadlines(session: Session, ctx: SweepContext) -> int:
     """Seed 003: a reminder 3 days before an unpaid payment deadline (and, if the scheduler
-    was down, on any later day up to the deadline), once per application and deadline."""
+    was down, on any later day up to the deadline), once per application and deadline.
+    (The payment notice itself goes at the stage change, from notices.notify_stage_change.)"""
     today = ctx.today
     a = Application
-    rows = session.execute(select(a.id, a.beneficiary_id, a.reference, a.payment_deadline, a.payment_amount_fen,
+    rows = session.execute(select(a.beneficiary_id, a.reference, a.payment_deadline, a.payment_amount_fen,
                                   a.payment_account)
                            .where(a.type == ApplicationType.VETERAN_INSURANCE.value,
                                   a.stage == Stage.PAYMENT_NOTICE.value, a.paid_on.is_(None),  # type: ignore[union-attr]
@@ -404,17 +443,14 @@ def sweep_payment_deadlines(session: Session, ctx: SweepContext) -> int:
                                       today, today + timedelta(days=ctx.rules.payments.deadline_reminder_days)))
                            ).all()
     made = 0
-    for _app_id, bid, reference, deadline, amount_fen, account in rows:
+    for bid, reference, deadline, amount_fen, account in rows:
         occurrence = f"{reference}:{deadline.isoformat()}"
-        recipients = due_recipients(session, [Beneficiary.id == bid],
-                                    DEADLINE_KIND, occurrence)
-        made += enqueue_grouped(
+        recipients = due_recipients(session, [B.c.id == bid], DEADLINE_KIND, occurrence)
+        made += enqueue_recipients(
             session, recipients, kind=DEADLINE_KIND, occurrence=occurrence,
-            context={"reference": reference, "deadline": deadline, "amount_fen": amount_fen,
-                     "amount_yuan": f"{(amount_fen or 0) / 100:.2f}", "account": account,
-                     "days_left": (deadline - today).days},
-            now=ctx.now, not_before=ctx.send_at(), deadline_at=end_of_day(deadline, ctx.tz),
-            renderer=ctx.renderer)
+            context={"scheme": "veteran_insurance", "reference": reference, "deadline": deadline,
+                     "amount_fen": amount_fen or 0, "account": account or "", "days_left": (deadline - today).days},
+            ctx=ctx, not_before=ctx.send_at(), deadline_at=end_of_day(deadline, ctx.tz))
     return made
 
 
@@ -428,24 +464,27 @@ def _payment_days_for(day: date) -> list[int]:
 
 
 def sweep_payments(session: Session, ctx: SweepContext) -> int:
-    """Per scheme, on its payment day, a notice to those it pays (catching up a few days)."""
+    """Per scheme, on its payment day, a notice to those it pays (catching up a few days).
+    Only memberships with an amount: the notice says how much arrives."""
     today = ctx.today
     made = 0
-    m = SchemeMembership
+    m = SchemeMembership.__table__  # type: ignore[attr-defined]
     for scheme, rule in ctx.rules.payments.schemes.items():
         if not rule.notify:
             continue
         for back in range(ctx.rules.payments.catch_up_days, -1, -1):
             day = today - timedelta(days=back)
-            effective = func.coalesce(m.payment_day, rule.payment_day)
+            effective = func.coalesce(m.c.payment_day, rule.payment_day)
             occurrence = f"{scheme}:{day:%Y-%m}"
             recipients = due_recipients(
-                session, [m.scheme == scheme, m.period == day.year, effective.in_(_payment_days_for(day))],
-                PAYMENT_KIND, occurrence, joins=[(m, m.beneficiary_id == Beneficiary.id)])
+                session, [m.c.scheme == scheme, m.c.period == day.year, m.c.amount_fen.is_not(None),
+                          effective.in_(_payment_days_for(day))],
+                PAYMENT_KIND, occurrence, extra_columns=[m.c.amount_fen], joins=[(m, m.c.beneficiary_id == B.c.id)])
             if recipients:
-                made += enqueue_grouped(session, recipients, kind=PAYMENT_KIND, occurrence=occurrence,
-                                        context={"scheme": scheme, "paid_on": day, "month": f"{day:%Y-%m}"},
-                                        now=ctx.now, not_before=ctx.send_at(), renderer=ctx.renderer)
+                made += enqueue_recipients(session, recipients, kind=PAYMENT_KIND, occurrence=occurrence,
+                                           context={"scheme": scheme, "pay_date": day}, ctx=ctx,
+                                           not_before=ctx.send_at(),
+                                           per_person=lambda r: {"amount_fen": r.extra["amount_fen"]})
     return made
 
 
@@ -453,9 +492,8 @@ FESTIVAL_KIND = "festival_greeting"
 
 
 def festival_audience_filter(audience: Iterable[str]) -> list[Any]:
-    flags = {"veteran": Beneficiary.is_veteran, "retiree": Beneficiary.is_retiree,
-             "union_member": Beneficiary.is_union_member}
-    conds = [flags[k].is_(True) for k in sorted(audience) if k in flags]  # type: ignore[attr-defined]
+    flags = {"veteran": B.c.is_veteran, "retiree": B.c.is_retiree, "union_member": B.c.is_union_member}
+    conds = [flags[k].is_(True) for k in sorted(audience) if k in flags]
     return [or_(*conds)] if conds else [literal(False)]
 
 
@@ -467,19 +505,19 @@ def sweep_festival(session: Session, ctx: SweepContext, occasion: str, festival:
 
     occ = festival_occurrence(occasion, festival)
     recipients = due_recipients(session, festival_audience_filter(audience), FESTIVAL_KIND, occ)
-    return enqueue_grouped(session, recipients, kind=FESTIVAL_KIND, occurrence=occ,
-                           context={"occasion": occasion, "festival_date": festival}, now=ctx.now,
-                           not_before=ctx.now, deadline_at=end_of_day(festival, ctx.tz), renderer=ctx.renderer)
+    return enqueue_recipients(session, recipients, kind=FESTIVAL_KIND, occurrence=occ,
+                              context={"occasion": occasion}, ctx=ctx, not_before=ctx.now,
+                              deadline_at=end_of_day(festival, ctx.tz))
 
 
 def run_festivals(engine: Engine, *, clock: Clock, tz: ZoneInfo, rules: ScheduleRules | None = None,
-                  renderer: Renderer | None = None, occasion_rules: dict[str, Any] | None = None,
+                  templates: TemplateSet | None = None, occasion_rules: dict[str, Any] | None = None,
                   lookback: timedelta = timedelta(hours=12)) -> dict[str, int]:
     """Greetings whose send time is in (now - lookback, now]: the festival job calls this at
     the send time; after downtime it still sends a greeting up to `lookback` late, never later."""
     from outreach.occasions import greetings_due
 
-    ctx = make_context(clock.now(), tz, rules, renderer)
+    ctx = make_context(clock.now(), tz, rules, templates)
     out: dict[str, int] = {}
     for g in greetings_due(ctx.now - lookback, ctx.now + timedelta(seconds=1), tz, occasion_rules):
         with session_scope(engine, immediate=True) as session:
@@ -500,11 +538,11 @@ def sweep_stuck_applications(session: Session, ctx: SweepContext) -> int:
         if stage in TERMINAL_STAGES:
             continue
         cutoff = ctx.now - timedelta(days=limit)
-        t = aliased(Task)
+        t = T.alias("stuck_t")
         rows = session.execute(select(a.id, a.reference, a.beneficiary_id, a.stage_changed_at).where(
             a.stage == stage, a.stage_changed_at < cutoff,  # type: ignore[operator]
-            ~exists().where(t.application_id == a.id, t.kind == TaskKind.STUCK_APPLICATION.value,
-                            t.status == "open"))).all()
+            ~exists().where(t.c.application_id == a.id, t.c.kind == TaskKind.STUCK_APPLICATION.value,
+                            t.c.status == "open"))).all()
         for app_id, reference, bid, since in rows:
             days = (ctx.now - since).days
             tasks.append({"kind": TaskKind.STUCK_APPLICATION.value,
@@ -523,9 +561,9 @@ def sweep_ticket_escalations(session: Session, ctx: SweepContext) -> int:
     hours = ctx.rules.escalation.ticket_working_hours
     office = ctx.rules.escalation.office_hours
     # Wall time is never less than working time: only tickets older than `hours` can qualify.
-    tickets = session.query(HandoffTicket).filter(
+    tickets = session.execute(select(HandoffTicket).where(
         HandoffTicket.status == "open", HandoffTicket.escalated_at.is_(None),  # type: ignore[union-attr]
-        HandoffTicket.created_at <= ctx.now - timedelta(hours=hours)).all()  # type: ignore[operator]
+        HandoffTicket.created_at <= ctx.now - timedelta(hours=hours))).scalars().all()  # type: ignore[operator]
     tasks = []
     escalated = 0
     for ticket in tickets:
@@ -546,9 +584,9 @@ def sweep_ticket_escalations(session: Session, ctx: SweepContext) -> int:
     return escalated
 
 
-def run_escalations(engine: Engine, *, clock: Clock, tz: ZoneInfo, rules: ScheduleRules | None = None
-                    ) -> SweepResult:
-    ctx = make_context(clock.now(), tz, rules, default_renderer)
+def run_escalations(engine: Engine, *, clock: Clock, tz: ZoneInfo, rules: ScheduleRules | None = None,
+                    templates: TemplateSet | None = None) -> SweepResult:
+    ctx = make_context(clock.now(), tz, rules, templates)
     result = SweepResult(ctx.today)
     with session_scope(engine, immediate=True) as session:
         result.add("tasks", "stuck_application", sweep_stuck_applications(session, ctx))
@@ -560,10 +598,10 @@ def run_escalations(engine: Engine, *, clock: Clock, tz: ZoneInfo, rules: Schedu
 # --- the daily sweep ---------------------------------------------------------------------
 
 def daily_sweep(engine: Engine, *, clock: Clock, tz: ZoneInfo, rules: ScheduleRules | None = None,
-                renderer: Renderer | None = None) -> SweepResult:
+                templates: TemplateSet | None = None) -> SweepResult:
     """Everything due today (office time) and not yet done. Each part commits on its own, so
     a crash part-way leaves the finished parts done and the rest for the re-run."""
-    ctx = make_context(clock.now(), tz, rules, renderer)
+    ctx = make_context(clock.now(), tz, rules, templates)
     result = SweepResult(ctx.today)
     with session_scope(engine, immediate=True) as session:
         result.add("enqueued", CERT_KIND, sweep_certification_reminders(session, ctx))
@@ -580,8 +618,8 @@ def daily_sweep(engine: Engine, *, clock: Clock, tz: ZoneInfo, rules: ScheduleRu
 
 
 def payment_run(engine: Engine, *, clock: Clock, tz: ZoneInfo, rules: ScheduleRules | None = None,
-                renderer: Renderer | None = None) -> SweepResult:
-    ctx = make_context(clock.now(), tz, rules, renderer)
+                templates: TemplateSet | None = None) -> SweepResult:
+    ctx = make_context(clock.now(), tz, rules, templates)
     result = SweepResult(ctx.today)
     with session_scope(engine, immediate=True) as session:
         result.add("enqueued", PAYMENT_KIND, sweep_payments(session, ctx))
@@ -591,15 +629,6 @@ def payment_run(engine: Engine, *, clock: Clock, tz: ZoneInfo, rules: ScheduleRu
 def certification_due_count(session: Session, day: date) -> int:
     """Retirees whose yearly certification falls due on `day` (for the staff summary)."""
     first, last = preimage(day, day, 1)
-    return session.execute(select(func.count()).select_from(Beneficiary).where(
-        Beneficiary.status == BeneficiaryStatus.ACTIVE.value, Beneficiary.is_retiree.is_(True),  # type: ignore[attr-defined]
-        Beneficiary.last_certified_on.between(first, last))).scalar_one()  # type: ignore[union-attr]
-
-
-__all__ = [
-    "SweepResult", "SweepContext", "make_context", "daily_sweep", "payment_run", "run_festivals",
-    "run_escalations", "sweep_certification_reminders", "sweep_home_visits", "sweep_over_80",
-    "sweep_payment_deadlines", "sweep_payments", "sweep_festival", "sweep_stuck_applications",
-    "sweep_ticket_escalations", "due_recipients", "enqueue_grouped", "insert_tasks", "add_years", "preimage",
-    "reminder_windows", "certification_due_count",
-]
+    return session.execute(select(func.count()).select_from(B).where(
+        B.c.status == BeneficiaryStatus.ACTIVE.value, B.c.is_retiree.is_(True),
+        B.c.last_certified_on.between(first, last))).scalar_one()

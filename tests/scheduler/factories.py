@@ -14,22 +14,25 @@ from models.db import session_scope
 from models.outbox import OutboxMessage
 from models.people import Beneficiary, Contact
 from models.staff import StaffUser
+from outreach.templates import load_templates
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 _n = itertools.count(1)
 
 
-def fake_renderer(kind: str, lang: str, context: dict[str, Any], channel: str) -> str:
-    """What was asked for, readably: tests check WHO and WHEN, templates own the wording."""
-    bits = ",".join(f"{k}={context[k]}" for k in sorted(context))
-    return f"[{kind}|{lang}|{channel}] {bits}"
+TS = load_templates()  # the real templates/messages: what the sweeps send is what they render
+
+
+def cert(m: OutboxMessage) -> str:
+    """A certification reminder row as `<due date>:<days>` (kind cert_reminder_<days>)."""
+    return f"{m.occurrence}:{m.kind.rsplit('_', 1)[1]}"
 
 
 def person(session: Session, *, channel: str | None = "telegram", language: str = "zh-Hans", **fields: Any
            ) -> Beneficiary:
     n = next(_n)
-    b = Beneficiary(name=f"测试{n}", id_hash=f"h{n:08d}", id_masked=f"4407**********{n:04d}", language=language,
-                    **fields)
+    fields.setdefault("name", f"测试{n}")
+    b = Beneficiary(id_hash=f"h{n:08d}", id_masked=f"4407**********{n:04d}", language=language, **fields)
     session.add(b)
     session.flush()
     if channel:
@@ -46,9 +49,11 @@ def staff(session: Session, username: str, *roles: str) -> StaffUser:
     return user
 
 
-def outbox(engine: Engine, **where: Any) -> list[OutboxMessage]:
+def outbox(engine: Engine, kind_like: str | None = None, **where: Any) -> list[OutboxMessage]:
     with session_scope(engine) as session:
         stmt = select(OutboxMessage)
+        if kind_like:
+            stmt = stmt.where(OutboxMessage.kind.startswith(kind_like))  # type: ignore[attr-defined]
         for k, v in where.items():
             stmt = stmt.where(getattr(OutboxMessage, k) == v)
         return list(session.execute(stmt.order_by(OutboxMessage.id)).scalars())  # type: ignore[arg-type]
