@@ -316,3 +316,40 @@ async def test_log_sink_writes_database_and_a_masked_file(sqlite_engine, clock, 
     assert "+86138****5678" in text and "+8613812345678" not in text and "测试短信" in text
     with session_scope(sqlite_engine) as s:
         assert s.execute(select(func.count()).select_from(MessageLog)).scalar() == 1
+
+
+def test_outbox_commands_count_requeue_and_cancel_with_audit(db_engine, clock, settings, monkeypatch):
+    """`outbox status --json` counts by status and kind; `retry-failed --kind` requeues only that
+    kind; `cancel --kind` cancels only queued rows; each writes an audit row naming the actor."""
+    from typer.testing import CliRunner
+
+    import outreach.outbox_commands as oc
+
+    a = queue(db_engine, clock, channel="sms", address="+8613800000101", kind="notice")
+    b = queue(db_engine, clock, channel="sms", address="+8613800000102", kind="greeting")
+    c = queue(db_engine, clock, channel="sms", address="+8613800000103", kind="greeting")
+    with session_scope(db_engine) as s:
+        for oid in (a, b):
+            r = s.get(OutboxMessage, oid)
+            r.status = "failed"
+            s.add(r)
+    monkeypatch.setattr(oc, "_engine", lambda: db_engine)
+    runner = CliRunner()
+    import json
+
+    import typer
+
+    app = typer.Typer()
+    oc.register(app)
+    app.command("noop")(lambda: None)
+    out = runner.invoke(app, ["outbox", "status", "--json"])
+    assert json.loads(out.stdout) == {"failed": {"greeting": 1, "notice": 1}, "queued": {"greeting": 1}}
+    assert "requeued 1" in runner.invoke(app, ["outbox", "retry-failed", "--kind", "notice", "--as", "wang"]).stdout
+    assert row(db_engine, a).status == "queued" and row(db_engine, b).status == "failed"
+    assert "cancelled 1" in runner.invoke(app, ["outbox", "cancel", "--kind", "notice", "--as", "wang"]).stdout
+    assert row(db_engine, a).status == "cancelled"
+    assert row(db_engine, b).status == "failed" and row(db_engine, c).status == "queued"
+    assert runner.invoke(app, ["outbox", "cancel"]).exit_code == 2
+    with session_scope(db_engine) as s:
+        acts = s.exec(select(AuditLog.actor, AuditLog.action)).all()
+    assert ("wang", "outbox.retry_failed") in acts and ("wang", "outbox.cancel") in acts
