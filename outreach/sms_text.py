@@ -113,8 +113,9 @@ def sms_length(text: str) -> SmsLength:
         else:
             segments = _pack([2 if c in GSM7_EXTENSION else 1 for c in text], GSM7_PER_SEGMENT)
         return SmsLength("GSM-7", units, segments, segments > MAX_SEGMENTS)
-    astral = 0 if text.isascii() else sum(1 for c in text if ord(c) > 0xFFFF)
-    units = len(text) + astral
+    # UTF-16 code units, counted in C: characters outside the BMP (emoji) take two.
+    units = len(text.encode("utf-16-le")) // 2
+    astral = units - len(text)
     if units <= UCS2_SINGLE:
         segments = 1
     elif astral == 0:

@@ -270,9 +270,25 @@ def _preview(text: str, kind: str, lang: str, channel: str | None) -> Preview:
 class StaffText:
     """Staff-written text, checked and compiled once per language; rendered per recipient."""
 
-    def __init__(self, templates: dict[str, Template], placeholders: dict[str, frozenset[str]]) -> None:
+    def __init__(self, templates: dict[str, Template], placeholders: dict[str, frozenset[str]],
+                 pieces: dict[str, tuple[tuple[bool, str], ...] | None] | None = None) -> None:
         self._templates = templates
         self._placeholders = placeholders
+        # For text that is only words and {{ variable }}: (is_variable, literal-or-name) pieces.
+        self._pieces = pieces or {}
+
+    def fast_renderer(self, lang: str) -> Callable[[Mapping[str, Any]], str] | None:
+        """A plain join for text made only of words and `{{ variable }}` (most broadcasts):
+        the same output as the sandboxed template (str() of each value), without building a
+        Jinja context per recipient. None when the text uses anything else (if, for, filters)."""
+        pieces = self._pieces.get(self.language_for(lang))
+        if pieces is None:
+            return None
+
+        def render(values: Mapping[str, Any]) -> str:
+            return "".join(str(values[p]) if is_var else p for is_var, p in pieces).strip()
+
+        return render
 
     @property
     def languages(self) -> tuple[str, ...]:
@@ -356,7 +372,25 @@ def compile_staff_text(body: str | Mapping[str, str]) -> StaffText:
     templates = {lang: _STAFF_ENV.from_string(src) for lang, src in sources.items()}
     placeholders = {lang: frozenset(meta.find_undeclared_variables(_STAFF_ENV.parse(src)) & set(STAFF_VARIABLES))
                     for lang, src in sources.items()}
-    return StaffText(templates, placeholders)
+    pieces = {lang: _plain_pieces(_STAFF_ENV.parse(src)) for lang, src in sources.items()}
+    return StaffText(templates, placeholders, pieces)
+
+
+def _plain_pieces(ast: nodes.Template) -> tuple[tuple[bool, str], ...] | None:
+    """The text as (is_variable, value) pieces when it holds only words and `{{ name }}`
+    of STAFF_VARIABLES; None otherwise (then the sandboxed template renders it)."""
+    pieces: list[tuple[bool, str]] = []
+    for node in ast.body:
+        if not isinstance(node, nodes.Output):
+            return None
+        for child in node.nodes:
+            if isinstance(child, nodes.TemplateData):
+                pieces.append((False, child.data))
+            elif isinstance(child, nodes.Name) and child.ctx == "load" and child.name in STAFF_VARIABLES:
+                pieces.append((True, child.name))
+            else:
+                return None
+    return tuple(pieces)
 
 
 class TemplateSet:
@@ -495,7 +529,8 @@ class TemplateSet:
                "office_phone": self.office_phone, "today": datetime.now(self.tz).date(),
                "district": "", "street": "", "community": ""}
         ctx.update({k: v for k, v in values.items() if k in STAFF_VARIABLES})
-        ctx["today"] = format_day(ctx["today"], lang)
+        if not isinstance(ctx["today"], str):  # already written out: leave it
+            ctx["today"] = format_day(ctx["today"], lang)
         return ctx
 
     def render_staff(self, staff_text: StaffText, lang: str | None, context: Mapping[str, Any],
@@ -525,14 +560,28 @@ class TemplateSet:
         body = frame._sms if channel == "sms" else frame._body
         footer = self.spec_footer(lang) if channel == "sms" else ""
         new_context = frame.template.new_context
+        # The frame depends only on the office and the channel: render it once around a marker
+        # and keep what comes before and after the staff text (unless the frame transforms it).
+        marker = "\x00staff-text\x00"
+        framed = "".join(body(new_context({**frame_base, "text": marker}))).strip()
+        split = framed.split(marker) if framed.count(marker) == 1 else None
+
+        inner_render, inner_context = inner.root_render_func, inner.new_context
+        fast = staff_text.fast_renderer(lang)
 
         def render_one(context: Mapping[str, Any]) -> Rendered:
             values = {**base, **{k: v for k, v in context.items() if k in STAFF_VARIABLES}}
             missing = [v for v in used if v not in values]
             if missing:
                 raise MissingVariables("staff_broadcast", missing)
-            text = inner.render({k: values[k] for k in used}).strip()
-            out = "".join(body(new_context({**frame_base, "text": text}))).strip() + footer
+            if fast is not None:
+                text = fast(values)
+            else:  # root_render_func directly: Template.render only wraps the same call
+                text = "".join(inner_render(inner_context({k: values[k] for k in used}))).strip()
+            if split is not None:
+                out = (split[0] + text + split[1]).strip() + footer
+            else:
+                out = "".join(body(new_context({**frame_base, "text": text}))).strip() + footer
             length = sms_length(out) if channel == "sms" else None
             if length is not None and length.too_long:
                 raise MessageTooLong(length)

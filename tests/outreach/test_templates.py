@@ -263,3 +263,23 @@ def test_broadcast_renderer_gives_what_render_staff_gives(ts: TemplateSet) -> No
         for channel in ("sms", "telegram"):
             fast = ts.broadcast_renderer(staff, lang, channel)(ctx)
             assert fast == ts.render_staff(staff, lang, ctx, channel)
+
+
+@pytest.mark.parametrize("source", [
+    "{{ salutation }}，您好！{{ community }}周六有义诊。",
+    "  Dear {{ name }},\n{{ office_name }} {{ office_phone }} {{ today }}  ",
+    "没有变量的通知",
+    "{% if name %}{{ name }}{% endif %}您好",  # not plain: the sandboxed template renders it
+    "{{ name|upper }}",
+])
+def test_plain_staff_text_fast_path_renders_exactly_what_the_sandbox_renders(ts: TemplateSet, source: str) -> None:
+    """The per-recipient shortcut for words-and-variables text gives the sandbox's output, character for character."""
+    staff = compile_staff_text(source)
+    values = ts.staff_context("zh-Hans", {"name": "Li Ming", "salutation": "李伯", "community": "白沙社区"})
+    expected = staff.render("zh-Hans", values)
+    fast = staff.fast_renderer("zh-Hans")
+    plain = "{%" not in source and "|" not in source
+    assert (fast is not None) == plain
+    if fast is not None:
+        assert fast(values) == expected
+    assert ts.broadcast_renderer(staff, "zh-Hans", "sms")(values) == ts.render_staff(staff, "zh-Hans", values, "sms")
