@@ -302,3 +302,31 @@ async def test_a_malformed_sms_leaves_no_message_log_row(
     response = await client.post({k: v for k, v in payload(Body="hi").items() if k != "From"})
     assert response.status_code == 400
     assert _log_rows(db_engine) == []
+
+
+async def test_the_service_app_serves_both_webhooks_with_the_real_engine(
+        db_engine: Any, channel_settings: Any, clock: Any, real_engine: Any, roll: Any, fake_tg: Any) -> None:
+    """Wired as the one-process service wires it (web.app.create_app): SMS and Telegram webhooks answer."""
+    from bot.channels import telegram
+    from web.app import create_app
+
+    from . import e2e
+    from .support import SmsClient, asgi_client
+
+    bot = telegram.create_bot(channel_settings)
+    dp = telegram.create_dispatcher(real_engine)
+    app = create_app(channel_settings, db_engine, clock=clock, bot_engine=real_engine,
+                     telegram_bot=bot, telegram_dispatcher=dp)
+    try:
+        client = await asgi_client(app)
+        sms_reply = await SmsClient(client).post(payload(From=e2e.ZHANG_PHONE, Body="菜单"))
+        assert sms_reply.status_code == 200 and "退役士兵社保接续" in sms_reply.text
+        update = {"update_id": 31, **fake_tg.text_update(4711, "/menu")}
+        tg_reply = await client.post("/webhooks/telegram", json=update, headers={
+            "X-Telegram-Bot-Api-Secret-Token": channel_settings.telegram_webhook_secret})
+        assert tg_reply.status_code == 200
+        assert any("退役士兵社保接续" in m.get("text", "") for m in fake_tg.sent)
+        forged = await SmsClient(client).post(payload(Body="菜单"), signature="Zm9yZ2Vk")
+        assert forged.status_code == 403
+    finally:
+        await bot.session.close()
