@@ -66,6 +66,14 @@ def chat(
         except ValueError as exc:
             typer.echo(str(exc), err=True)
             raise typer.Exit(2) from None
+    if lang:
+        # An explicit --lang wins over the person's preference on the roll, as the word would in a chat.
+        from bot.channels.base import Inbound
+        word = {"en": "English", "zh-Hant": "繁體", "zh-Hans": "中文"}.get(lang)
+        if word is None:
+            typer.echo("--lang: use zh-Hans, zh-Hant or en", err=True)
+            raise typer.Exit(2)
+        engine.handle(Inbound(channel="console", address=address, text=word, language_hint=lang))
     if script is not None:
         run_lines(engine.handle, script.read_text(encoding="utf-8").splitlines(), address, typer.echo, lang)
         return
