@@ -261,9 +261,10 @@ async def test_every_sms_of_a_flow_stays_within_two_segments(
         assert sms_length(message).segments <= 2, message
 
 
+@pytest.mark.parametrize("word", ["TD", "退订", "STOP", "Unsubscribe", "stop "])
 async def test_opt_out_by_sms_reaches_the_engine_and_is_recorded(
-        db_engine: Any, channel_settings: Any, clock: Any, real_engine: Any, roll: Any) -> None:
-    """TD (and STOP, 退订) is handed to the engine, which records the opt-out on the contact."""
+        db_engine: Any, channel_settings: Any, clock: Any, real_engine: Any, roll: Any, word: str) -> None:
+    """Opt-out words (TD, 退订, Twilio's STOP family) reach the engine, which records the opt-out."""
     from sqlmodel import Session, select
 
     from models.people import Contact
@@ -271,7 +272,7 @@ async def test_opt_out_by_sms_reaches_the_engine_and_is_recorded(
     from . import e2e
 
     client = await _app(channel_settings, clock, real_engine)
-    response = await client.post(payload(From=e2e.ZHANG_PHONE, Body="TD"))
+    response = await client.post(payload(From=e2e.ZHANG_PHONE, Body=word))
     assert response.status_code == 200
     assert messages_of(response.text)
     with Session(db_engine) as s:
