@@ -20,6 +20,7 @@ again. What can be sent twice is only what was in flight (sent, outcome not yet 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -306,7 +307,7 @@ class Dispatcher:
                     self.limits.get(row.channel, ProviderLimits(self.clock, None)).pause(60.0)
                     log.error("channel %s misconfigured: %s", row.channel, exc.detail[:200])
                 return Outcome(row, error=exc, at=self.clock.now())
-            except (TimeoutError, asyncio.TimeoutError):
+            except TimeoutError:
                 return Outcome(row, error=ConnectionFailed("no answer in time", "timeout"), at=self.clock.now())
             except asyncio.CancelledError:
                 raise
@@ -457,10 +458,8 @@ class Dispatcher:
 
     async def _flusher(self, stop: asyncio.Event) -> None:
         while not (stop.is_set() and not self._tasks and not self._pending):
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._flush_now.wait(), self.flush_interval_s)
-            except TimeoutError:
-                pass
             self._flush_now.clear()
             try:
                 await self._flush()
@@ -492,10 +491,8 @@ class Dispatcher:
 
     async def _renew(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.lease_s / 3)
-            except TimeoutError:
-                pass
             if any(self._inflight.values()):
                 try:
                     await asyncio.to_thread(self._renew_sync)

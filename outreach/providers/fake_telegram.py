@@ -33,6 +33,7 @@ record the webhook URL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import tempfile
@@ -176,10 +177,8 @@ class FakeTelegram(LoopbackServer):
                         params[key] = value
         for key in _JSON_FIELDS:
             if isinstance(params.get(key), str):
-                try:
+                with contextlib.suppress(ValueError):
                     params[key] = json.loads(params[key])
-                except ValueError:
-                    pass
         return params
 
     async def _api(self, request: web.Request) -> web.Response:
@@ -227,10 +226,8 @@ class FakeTelegram(LoopbackServer):
 
     def _message(self, params: dict[str, Any], **fields: Any) -> dict[str, Any]:
         chat_id = params["chat_id"]
-        try:
+        with contextlib.suppress(TypeError, ValueError):
             chat_id = int(chat_id)
-        except (TypeError, ValueError):
-            pass
         message: dict[str, Any] = {
             "message_id": next(self._message_ids), "date": int(time.time()),
             "chat": {"id": chat_id, "type": "private"},
@@ -268,10 +265,8 @@ class FakeTelegram(LoopbackServer):
             self._updates = [u for u in self._updates if u["update_id"] >= offset]
         if not self._updates and timeout > 0 and self._update_event is not None:
             self._update_event.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._update_event.wait(), timeout)
-            except TimeoutError:
-                pass
         return _ok(self._updates[:limit])
 
     async def _m_getfile(self, params: dict[str, Any]) -> web.Response:

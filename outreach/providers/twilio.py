@@ -8,8 +8,8 @@ with the Retry-After header, which `TwilioRestException` would otherwise drop.
 
 from __future__ import annotations
 
-import asyncio
 import base64
+import contextlib
 import json
 import logging
 from typing import Any
@@ -107,10 +107,8 @@ class RewritingHttpClient(AsyncHttpClient):
             text = await resp.text()
             if resp.status == 429:
                 code = None
-                try:
+                with contextlib.suppress(ValueError):
                     code = json.loads(text).get("code")
-                except ValueError:
-                    pass
                 raise Throttled(_retry_after(resp.headers), text[:200], code or 429)
             return Response(resp.status, text, dict(resp.headers))
 
@@ -140,7 +138,7 @@ class TwilioProvider:
             raise
         except TwilioRestException as exc:
             raise classify_code(exc.code, exc.status, str(exc.msg)[:300]) from exc
-        except (TimeoutError, asyncio.TimeoutError) as exc:
+        except TimeoutError as exc:
             raise ConnectionFailed("timeout", "timeout") from exc
         except aiohttp.ClientError as exc:
             raise ConnectionFailed(f"{type(exc).__name__}: {exc}"[:300], "network") from exc

@@ -7,7 +7,6 @@ import itertools
 from datetime import datetime, timedelta
 from typing import Any
 
-import pytest
 from sqlalchemy import Engine
 from sqlmodel import select
 

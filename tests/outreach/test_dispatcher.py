@@ -6,11 +6,11 @@ import asyncio
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from outreach_helpers import add_person, contact, events, fake_sleep, queue, row, rows
 from sqlalchemy import func, select
 from sqlmodel import Session
 
 from models.actions import record_death
-from models.clock import FakeClock
 from models.conversations import MessageLog
 from models.db import session_scope
 from models.outbox import OutboxMessage, OutboxStatus
@@ -21,7 +21,6 @@ from outreach.outbox import claim
 from outreach.providers.base import AddressInvalid, ContactStopped, Rejected, TemporaryFailure, Throttled
 from outreach.providers.logsink import LogSinkProvider
 from outreach.providers.scripted import ScriptedProvider
-from outreach_helpers import add_person, contact, events, fake_sleep, queue, row, rows
 
 
 def make(engine, clock, settings, **kw):

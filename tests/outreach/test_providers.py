@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from outreach_helpers import ScaledClock, events
 from sqlalchemy import func, select
 
 from models.db import session_scope
@@ -24,7 +25,6 @@ from outreach.providers.fake_twilio import FakeTwilio
 from outreach.providers.telegram import TelegramProvider
 from outreach.providers.twilio import TwilioProvider
 from outreach.ratelimit import ProviderLimits
-from outreach_helpers import ScaledClock, events
 
 TOKEN = "4242:TEST"
 

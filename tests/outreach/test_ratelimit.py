@@ -5,11 +5,12 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 
+from outreach_helpers import fake_sleep, queue
+
 from models.clock import FakeClock
 from outreach.dispatcher import Dispatcher
 from outreach.providers.scripted import ScriptedProvider
 from outreach.ratelimit import ProviderLimits, SlidingWindow, TokenBucket, window_violations
-from outreach_helpers import fake_sleep, queue
 
 
 def test_sliding_window_never_holds_more_than_the_limit(clock: FakeClock):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 from fastapi import FastAPI
+from outreach_helpers import add_person, contact, events, fake_sleep, queue, row, rows
 from sqlmodel import select
 
 from models.db import session_scope
@@ -13,7 +14,6 @@ from outreach.dispatcher import Dispatcher
 from outreach.providers.fake_twilio import FakeTwilio
 from outreach.providers.scripted import ScriptedProvider
 from outreach.providers.twilio import TwilioProvider
-from outreach_helpers import add_person, contact, events, fake_sleep, queue, row, rows
 from settings import load_settings
 from web.routes.twilio_status import router
 
