@@ -2,10 +2,13 @@
 
 SMS has no buttons, so choices are numbered ("1 申请… 2 …") and the person types the
 digit back. The digit goes to the engine as typed text: the engine knows the step the
-conversation is in and therefore which choices a digit refers to, so this module keeps
-no state of its own (a restart or a second instance maps digits the same way).
-`digit_choice()` is the one place that says how a digit maps back to a choice list, for
-the engine to use.
+conversation is in (it is stored with the conversation) and therefore which choice a
+digit means (`flowrunner.parse_choice`, the menu), so this module keeps no state of its
+own and a restart or a second instance maps digits the same way. The engine usually
+writes the numbered lines into its text already (metadata `choices_in_text`); then they
+are not added a second time. `digit_choice()` states the numbering rule for other users.
+
+Replies go back to Twilio as TwiML (`twiml()`), see web/routes/twilio_sms.py.
 
 Length: the network counts GSM-7 160/153 or UCS-2 70/67 characters per segment; Chinese
 text is UCS-2, so one segment holds 70 characters and two hold 134. Each message we
