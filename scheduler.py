@@ -7,7 +7,7 @@ Few coarse jobs, never one per person (RapidPro's habit: the database is the sch
 | festival:<o>:<d>  | once, at each occasion's send time   | the festival greeting (occasions.yaml)        |
 | broadcasts        | every minute                         | staff-scheduled broadcasts that are due       |
 | escalations       | hourly                               | stuck applications, unanswered tickets        |
-| staff_summary     | daily at rules.staff_summary_time    | the day's figures to the staff Telegram chat  |
+| staff_summary     | daily at rules.staff_summary_time    | the morning figures to the staff Telegram chat |
 
 Only one process runs jobs at a time:
 - PostgreSQL: a session-level advisory lock held on a dedicated connection. Another process

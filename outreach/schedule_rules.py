@@ -82,7 +82,7 @@ class ScheduleRules(BaseModel):
     daily_sweep_time: time = time(7, 30)
     send_time: time = time(9, 30)
     payment_run_time: time = time(10, 0)
-    staff_summary_time: time = time(17, 30)
+    staff_summary_time: time = time(8, 30)
     certification: Certification = Field(default_factory=Certification)
     over_80: Over80 = Field(default_factory=Over80)
     payments: Payments = Field(default_factory=Payments)
