@@ -23,13 +23,14 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import opencc
 from sqlalchemy import Engine as DbEngine
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
+from sqlmodel import select as orm_select
 
 from bot.channels.base import Choice, Inbound, Reply
 from bot.flowrunner import Flow, FlowCtx, Out, Runner, State, clean_text, load_flows, word
@@ -39,7 +40,7 @@ from models.actions import audit, opt_in, opt_out
 from models.applications import HandoffTicket
 from models.conversations import Conversation, MessageLog
 from models.db import is_sqlite
-from models.people import Beneficiary, Contact, FamilyMember
+from models.people import Beneficiary, Contact
 from models.phone import mask_phone
 from models.privacy import redact
 
@@ -50,25 +51,24 @@ MAX_RETRIES = 6
 CHECKPOINT_EVERY = 200  # commits between background WAL checkpoints (SQLite)
 
 # Global words, matched after NFKC, lower case and trimming (see flowrunner.word).
-MENU_WORDS = frozenset("菜单 0 主菜单 menu main menu /menu /start 首页 home".split()) | {"main menu"}
-BACK_WORDS = frozenset("返回 上一步 back /back 上一个 退回上一步".split())
-HELP_WORDS = frozenset("帮助 ? help /help 怎么用 说明".split())
-HUMAN_WORDS = frozenset("人工 转人工 找人 人工服务 客服 真人 human person agent staff operator /human".split())
-LANG_PICK_WORDS = frozenset("语言 語言 language lang /language 切换语言".split())
+MENU_WORDS = frozenset(["菜单", "0", "主菜单", "menu", "main", "menu", "/menu", "/start", "首页", "home"]) | {"main menu"}
+BACK_WORDS = frozenset(["返回", "上一步", "back", "/back", "上一个", "退回上一步"])
+HELP_WORDS = frozenset(["帮助", "?", "help", "/help", "怎么用", "说明"])
+HUMAN_WORDS = frozenset(["人工", "转人工", "找人", "人工服务", "客服", "真人", "human", "person", "agent", "staff", "operator", "/human"])
+LANG_PICK_WORDS = frozenset(["语言", "語言", "language", "lang", "/language", "切换语言"])
 LANG_WORDS = {
     "中文": "zh-Hans", "简体": "zh-Hans", "简体中文": "zh-Hans", "簡體": "zh-Hans", "普通话": "zh-Hans",
     "繁體": "zh-Hant", "繁体": "zh-Hant", "繁體中文": "zh-Hant", "繁体中文": "zh-Hant", "正體": "zh-Hant",
     "english": "en", "英文": "en", "英语": "en", "en": "en",
 }
-STOP_WORDS = frozenset("stop 退订 td unsubscribe /stop stopall optout 取消订阅 退訂".split())
+STOP_WORDS = frozenset(["stop", "退订", "td", "unsubscribe", "/stop", "stopall", "optout", "取消订阅", "退訂"])
 # Twilio honours these on SMS at the carrier level; our records must agree.
-SMS_STOP_WORDS = STOP_WORDS | frozenset("end quit revoke cancel".split())
-START_WORDS = frozenset("start 订阅 unstop 恢复订阅 訂閱".split())
-GREETINGS = frozenset("你好 您好 你好啊 您好啊 在吗 在不在 喂 hi hello hey 早 早上好 下午好 晚上好 谢谢 多谢 thanks "
-                      "thank you good morning hello there hi there 有人吗 哈喽".split()) | {
+SMS_STOP_WORDS = STOP_WORDS | frozenset(["end", "quit", "revoke", "cancel"])
+START_WORDS = frozenset(["start", "订阅", "unstop", "恢复订阅", "訂閱"])
+GREETINGS = frozenset(["你好", "您好", "你好啊", "您好啊", "在吗", "在不在", "喂", "hi", "hello", "hey", "早", "早上好", "下午好", "晚上好", "谢谢", "多谢", "thanks", "thank", "you", "good", "morning", "hello", "there", "hi", "there", "有人吗", "哈喽"]) | {
     "thank you", "good morning", "hello there", "hi there"}
-CONTINUE_WORDS = frozenset("继续 接着办 continue resume".split())
-LINK_WORDS = frozenset("绑定 绑定身份 link 认证身份".split())
+CONTINUE_WORDS = frozenset(["继续", "接着办", "continue", "resume"])
+LINK_WORDS = frozenset(["绑定", "绑定身份", "link", "认证身份"])
 
 _CJK = re.compile(r"[\u3400-\u9fff]")
 _LATIN = re.compile(r"[a-zA-Z]{2,}")
@@ -466,12 +466,12 @@ class Engine:
                      metadata={"choices_in_text": "1", "lang": lang, "flow": conv.state.flow or "",
                                "step": conv.state.step or ""})
 
-    def _ctx(self, s: Session, conv: Conv, now: datetime) -> FlowCtx:
-        return FlowCtx(session=s, settings=self.settings, now=now, lang=conv.lang, channel=conv.channel,
+    def _ctx(self, s: _Tx, conv: Conv, now: datetime) -> FlowCtx:
+        return FlowCtx(session=cast(Session, s), settings=self.settings, now=now, lang=conv.lang, channel=conv.channel,
                        address=conv.address, beneficiary_id=conv.beneficiary_id, acting_as=conv.acting_as,
                        contact_fn=lambda: self._contact_id(s, conv), accepts_files=conv.channel in FILE_CHANNELS)
 
-    def _contact_id(self, s: Session, conv: Conv) -> int | None:
+    def _contact_id(self, s: _Tx, conv: Conv) -> int | None:
         if conv.contact_id is None:
             s.flush()
             s.cur.execute(self._sql.select_contact_id, (conv.channel, conv.address))
@@ -479,8 +479,8 @@ class Engine:
             conv.contact_id = row[0] if row else None
         return conv.contact_id
 
-    def _contact(self, s: Session, conv: Conv, now: datetime) -> Contact:
-        c = s.scalars(select(Contact).where(Contact.channel == conv.channel, Contact.address == conv.address)).first()
+    def _contact(self, s: _Tx, conv: Conv, now: datetime) -> Contact:
+        c = s.exec(orm_select(Contact).where(Contact.channel == conv.channel, Contact.address == conv.address)).first()
         if c is None:
             c = Contact(channel=conv.channel, address=conv.address, beneficiary_id=conv.beneficiary_id, created_at=now)
             s.add(c)
@@ -488,7 +488,7 @@ class Engine:
         return c
 
     # ------------------------------------------------------------------ the conversation
-    def _process(self, s: Session, conv: Conv, inbound: Inbound, now: datetime) -> list[Out]:
+    def _process(self, s: _Tx, conv: Conv, inbound: Inbound, now: datetime) -> list[Out]:
         text = inbound.choice if inbound.choice is not None else (inbound.text or "")
         if len(text) > 20000:
             text = text[:20000]
@@ -509,7 +509,7 @@ class Engine:
             outs = [Out(prefix[0].text + "\n" + outs[0].text, outs[0].choices, outs[0].expects, outs[0].in_flow)] + outs[1:]
         return outs
 
-    def _global(self, s: Session, conv: Conv, w: str, now: datetime) -> list[Out] | None:
+    def _global(self, s: _Tx, conv: Conv, w: str, now: datetime) -> list[Out] | None:
         st = conv.state
         lang = conv.lang
         if not w:
@@ -517,11 +517,11 @@ class Engine:
         stop_words = SMS_STOP_WORDS if conv.channel == "sms" else STOP_WORDS
         if w in stop_words:
             contact = self._contact(s, conv, now)
-            done = opt_out(s, contact, reason=f"user sent {w.upper()}", actor="bot", now=now)
+            done = opt_out(s.session, contact, reason=f"user sent {w.upper()}", actor="bot", now=now)
             return [Out(t("opted_out" if done else "opted_out_already", lang), in_flow=False)]
         if w in START_WORDS:
             contact = self._contact(s, conv, now)
-            done = opt_in(s, contact, actor="bot", now=now)
+            done = opt_in(s.session, contact, actor="bot", now=now)
             return [Out(t("opted_in" if done else "opted_in_already", lang), in_flow=False)] + (
                 [] if st.flow else [self._menu(lang, conv.beneficiary_id is not None)])
         if w in MENU_WORDS:
@@ -564,7 +564,7 @@ class Engine:
             return [Out(head + "\n" + nxt.text, nxt.choices, nxt.expects, nxt.in_flow)]
         return None
 
-    def _step(self, s: Session, conv: Conv, text: str, inbound: Inbound, now: datetime) -> list[Out]:
+    def _step(self, s: _Tx, conv: Conv, text: str, inbound: Inbound, now: datetime) -> list[Out]:
         st = conv.state
         if st.flow is None:
             return self._at_menu(s, conv, text, inbound, now)
@@ -592,7 +592,7 @@ class Engine:
             return [self._menu(conv.lang, conv.beneficiary_id is not None)]
         return self.runner.answer(flow, st, text, inbound.attachments, ctx)
 
-    def _at_menu(self, s: Session, conv: Conv, text: str, inbound: Inbound, now: datetime) -> list[Out]:
+    def _at_menu(self, s: _Tx, conv: Conv, text: str, inbound: Inbound, now: datetime) -> list[Out]:
         lang = conv.lang
         linked = conv.beneficiary_id is not None
         w = word(text) if len(text) <= 40 else ""
@@ -615,7 +615,7 @@ class Engine:
                         self._menu(lang, linked).choices, "choice", in_flow=False)]
         return [self._question(s, conv, clean_text(text)[:500], now)]
 
-    def _start(self, s: Session, conv: Conv, flow_id: str, now: datetime, args: dict[str, Any] | None = None) -> list[Out]:
+    def _start(self, s: _Tx, conv: Conv, flow_id: str, now: datetime, args: dict[str, Any] | None = None) -> list[Out]:
         flow = self.flows[flow_id]
         st = conv.state
         if flow.requires_link and conv.beneficiary_id is None:
@@ -635,7 +635,7 @@ class Engine:
         st.data.pop("start_args", None) if st.flow is None else None
         return outs
 
-    def _start_link(self, s: Session, conv: Conv, now: datetime, after: str | None) -> list[Out]:
+    def _start_link(self, s: _Tx, conv: Conv, now: datetime, after: str | None) -> list[Out]:
         st = conv.state
         self._stash(conv)
         outs = self.identity.enter(st, self._ctx(s, conv, now))
@@ -655,7 +655,7 @@ class Engine:
         st.clear_flow()
         st.data.pop("after_link", None)
 
-    def _current_prompt(self, s: Session, conv: Conv, now: datetime) -> Out:
+    def _current_prompt(self, s: _Tx, conv: Conv, now: datetime) -> Out:
         st = conv.state
         ctx = self._ctx(s, conv, now)
         if st.flow == LINK_FLOW:
@@ -703,14 +703,14 @@ class Engine:
         return str(o_channel)
 
     # ------------------------------------------------------------------ people
-    def _transcript(self, s: Session, conv: Conv) -> list[dict[str, str]]:
+    def _transcript(self, s: _Tx, conv: Conv) -> list[dict[str, str]]:
         rows = s.execute(select(_LOG.c.direction, _LOG.c.text, _LOG.c.created_at).where(
             _LOG.c.channel == conv.channel, _LOG.c.address == conv.address)
             .order_by(_LOG.c.created_at.desc(), _LOG.c.id.desc()).limit(20)).all()
         return [{"dir": r.direction, "text": r.text, "at": r.created_at.isoformat() if r.created_at else ""}
                 for r in reversed(rows)]
 
-    def _open_ticket(self, s: Session, conv: Conv, reason: str, question: str, now: datetime) -> HandoffTicket:
+    def _open_ticket(self, s: _Tx, conv: Conv, reason: str, question: str, now: datetime) -> HandoffTicket:
         st = conv.state
         transcript = self._transcript(s, conv)
         if question:
@@ -723,12 +723,12 @@ class Engine:
                                reason=reason[:32], transcript=transcript, created_at=now)
         s.add(ticket)
         s.flush()
-        audit(s, "bot", "ticket.open", "handoff_ticket", ticket.id, {"reason": reason, "channel": conv.channel}, now)
+        audit(s.session, "bot", "ticket.open", "handoff_ticket", ticket.id, {"reason": reason, "channel": conv.channel}, now)
         return ticket
 
-    def _handoff(self, s: Session, conv: Conv, reason: str, question: str, now: datetime) -> Out:
+    def _handoff(self, s: _Tx, conv: Conv, reason: str, question: str, now: datetime) -> Out:
         lang = conv.lang
-        existing = s.scalars(select(HandoffTicket).where(
+        existing = s.exec(orm_select(HandoffTicket).where(
             HandoffTicket.channel == conv.channel, HandoffTicket.address == conv.address,
             HandoffTicket.status == "open", HandoffTicket.reason == "asked_for_person")).first()
         if existing is not None:
@@ -750,7 +750,7 @@ class Engine:
                 self._qa_failed = True
         return self._qa
 
-    def _question(self, s: Session, conv: Conv, question: str, now: datetime) -> Out:
+    def _question(self, s: _Tx, conv: Conv, question: str, now: datetime) -> Out:
         lang = conv.lang
         qa = self._get_qa()
         answer = None

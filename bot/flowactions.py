@@ -60,6 +60,7 @@ def create_application(ctx: FlowCtx, state: State, flow: Flow, params: dict[str,
                       created_at=ctx.now, updated_at=ctx.now)
     s.add(app)
     s.flush()
+    assert app.id is not None
     app.reference = f"NX-{ctx.now.year}-{app.id:06d}"
     s.add(ApplicationStageChange(application_id=app.id, from_stage=None, to_stage=stage, reason="submitted by the bot",
                                  actor="bot", at=ctx.now))
@@ -244,7 +245,7 @@ def my_applications(ctx: FlowCtx, state: State) -> str:
                             .order_by(Application.created_at.desc()).limit(5)).all()  # type: ignore[attr-defined]
     if not apps:
         return localise({"zh-Hans": "您现在没有在办的申请。", "en": "You have no applications."}, lang)
-    ids = [a.id for a in apps]
+    ids = [a.id for a in apps if a.id is not None]
     missing: dict[int, list[str]] = {}
     for d in ctx.session.exec(select(ApplicationDocument).where(
             ApplicationDocument.application_id.in_(ids),  # type: ignore[attr-defined]
@@ -258,8 +259,8 @@ def my_applications(ctx: FlowCtx, state: State) -> str:
             deadline=a.payment_deadline or "", amount=f"{(a.payment_amount_fen or 0) / 100:.2f}",
             account=a.payment_account or "", reason=a.return_reason or a.rejection_reason or "")
         line = f"{a.reference} {kind}：{stage}。{nxt}" if lang != "en" else f"{a.reference} {kind}: {stage}. {nxt}"
-        if missing.get(a.id) and a.stage not in ("completed", "rejected", "withdrawn"):
-            items = "、".join(missing[a.id])
+        if a.id is not None and missing.get(a.id) and a.stage not in ("completed", "rejected", "withdrawn"):
+            items = "、".join(missing[a.id or 0])
             line += localise({"zh-Hans": f"还缺：{items}，请带到服务窗口。",
                               "en": f" Still missing: {items}; please bring them to the window."}, lang)
         lines.append(line)

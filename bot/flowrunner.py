@@ -289,10 +289,10 @@ _CTRL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\ufef
 _WORDY = re.compile(r"[^\W\d_]")  # a letter of any script: digits alone are not a name
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
-YES = frozenset("是 是的 对 对的 好 好的 有 嗯 要 需要 确认 提交 同意 可以 行 y yes yep yeah ok okay sure 1 对了".split())
-NO = frozenset("否 不 不是 没有 没 无 不要 不对 不用 不需要 n no nope not 2 没有的".split())
-SKIP = frozenset("跳过 没有 无 不用 没 算了 skip none no nothing - 略".split())
-LATER = frozenset("以后 以后带 以后再说 完成 好了 发完了 带去窗口 done later finished".split())
+YES = frozenset(["是", "是的", "对", "对的", "好", "好的", "有", "嗯", "要", "需要", "确认", "提交", "同意", "可以", "行", "y", "yes", "yep", "yeah", "ok", "okay", "sure", "1", "对了"])
+NO = frozenset(["否", "不", "不是", "没有", "没", "无", "不要", "不对", "不用", "不需要", "n", "no", "nope", "not", "2", "没有的"])
+SKIP = frozenset(["跳过", "没有", "无", "不用", "没", "算了", "skip", "none", "no", "nothing", "-", "略"])
+LATER = frozenset(["以后", "以后带", "以后再说", "完成", "好了", "发完了", "带去窗口", "done", "later", "finished"])
 
 ERR = {
     "text_empty": {"zh-Hans": "请打字回复。", "en": "Please type your answer."},
@@ -671,9 +671,8 @@ class Runner:
         target = target or step.next
         if target and target.startswith("end:"):
             return [self._end(flow, state, target[4:], ctx, prefix)]
-        nxt = flow.index[target] if target else self._applicable(flow, flow.index[step.id] + 1, state)
-        if target:
-            nxt = self._applicable(flow, nxt, state)
+        start = flow.index[target] if target else flow.index[step.id] + 1
+        nxt = self._applicable(flow, start, state)
         state.history.append(step.id)
         if nxt is None:
             return [self._complete(flow, state, ctx, prefix)]

@@ -83,7 +83,7 @@ M: dict[str, dict[str, str]] = {
                      "en": "Linked: you act for {name} ({masked}) as {rel}."},
 }
 
-RESEND = frozenset("重发 再发 重新发 没收到 resend again".split())
+RESEND = frozenset(["重发", "再发", "重新发", "没收到", "resend", "again"])
 
 
 def m(key: str, lang: str, **kw: Any) -> str:
@@ -236,9 +236,10 @@ class Identity:
             by_phone = set(session.exec(select(Contact.beneficiary_id).where(
                 Contact.channel == "sms", Contact.address == phone, Contact.beneficiary_id.is_not(None))).all())  # type: ignore[union-attr]
             by_phone |= set(session.exec(select(FamilyMember.beneficiary_id).where(FamilyMember.phone == phone)).all())
-            ids = {i for i in by_phone if i is not None}
+            ids = {int(i) for i in by_phone if i is not None}
         if last6_hash:
-            by_id = set(session.exec(select(Beneficiary.id).where(Beneficiary.id_last6_hash == last6_hash)).all())
+            by_id = {int(i) for i in session.exec(select(Beneficiary.id).where(
+                Beneficiary.id_last6_hash == last6_hash)).all() if i is not None}
             ids = by_id if ids is None else ids & by_id
         return sorted(ids or ())
 
