@@ -108,8 +108,8 @@ OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
 T = Task.__table__  # type: ignore[attr-defined]
 
 
-def reachable(c: Any) -> list[Any]:
-    return [c.c.verified.is_(True), c.c.channel.in_(SENDABLE_CHANNELS), c.c.opted_out_at.is_(None),
+def reachable(c: Any, channels: Sequence[str] | None = None) -> list[Any]:
+    return [c.c.verified.is_(True), c.c.channel.in_(channels or SENDABLE_CHANNELS), c.c.opted_out_at.is_(None),
             c.c.blocked_at.is_(None), c.c.invalid_at.is_(None)]
 
 
@@ -121,7 +121,7 @@ def own_said_stop(person: Any = B) -> Any:
                           or_(c.c.opted_out_at.is_not(None), c.c.blocked_at.is_not(None)))
 
 
-def best_contact_id(person: Any = B) -> Any:
+def best_contact_id(person: Any = B, channels: Sequence[str] | None = None) -> Any:
     """Correlated subquery: the contact a proactive message to `person` goes to, chosen as
     `outreach.notices.choose_contact` chooses (set-based here, for sweeps and broadcasts):
     verified and reachable; the person's own before a family member's (and a family member's
@@ -131,7 +131,7 @@ def best_contact_id(person: Any = B) -> Any:
     c = C.alias("best_c")
     return (
         select(c.c.id)
-        .where(c.c.beneficiary_id == person.c.id, *reachable(c),
+        .where(c.c.beneficiary_id == person.c.id, *reachable(c, channels),
                or_(c.c.family_member_id.is_(None), ~own_said_stop(person)))
         .order_by(c.c.family_member_id.is_not(None), c.c.channel != "telegram",
                   c.c.last_inbound_at.desc().nulls_last(), c.c.id)
