@@ -117,8 +117,10 @@ def own_said_stop(person: Any = B) -> Any:
     """The person's own address was opted out or blocked: that was their choice, so a
     relative's phone is no way round it (the rule of notices.choose_contact)."""
     c = C.alias("own_stop")
-    return exists().where(c.c.beneficiary_id == person.c.id, c.c.family_member_id.is_(None),
-                          or_(c.c.opted_out_at.is_not(None), c.c.blocked_at.is_not(None)))
+    return (select(literal(1)).select_from(c)
+            .where(c.c.beneficiary_id == person.c.id, c.c.family_member_id.is_(None),
+                   or_(c.c.opted_out_at.is_not(None), c.c.blocked_at.is_not(None)))
+            .correlate(person).exists())
 
 
 def best_contact_id(person: Any = B, channels: Sequence[str] | None = None) -> Any:
