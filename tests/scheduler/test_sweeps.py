@@ -285,3 +285,31 @@ def test_a_ticket_escalates_after_four_working_hours_not_four_wall_hours(db_engi
         ticket = s.execute(select(HandoffTicket)).scalar_one()
         assert ticket.escalated_at == local(2026, 3, 9, 12)
         assert [t.kind for t in s.execute(select(Task)).scalars()] == ["callback"]
+
+
+def test_a_family_members_phone_is_used_only_when_the_person_has_none_and_never_after_they_said_stop(
+        db_engine: Engine) -> None:
+    """张伯 has no phone of his own: the reminder goes to his daughter's, saying it is for him.
+    王阿姨 opted out on her own phone: her son's phone is no way round it."""
+    from models.people import FamilyMember
+
+    cert = {"is_retiree": True, "last_certified_on": date(2025, 6, 10), "sex": "M", "birth_date": date(1940, 1, 1)}
+    with session_scope(db_engine) as s:
+        zhang = person(s, channel=None, name="张建国", **cert)
+        daughter = FamilyMember(beneficiary_id=zhang.id, name="张丽", relationship="child", phone="+8613900000002")
+        s.add(daughter)
+        s.flush()
+        s.add(Contact(beneficiary_id=zhang.id, channel="sms", address="+8613900000002", verified=True,
+                      family_member_id=daughter.id))
+        wang = person(s, channel="sms", name="王秀英", **{**cert, "sex": "F"})
+        opt_out(s, s.execute(select(Contact).where(Contact.beneficiary_id == wang.id)).scalar_one(), reason="TD",
+                actor="bot")
+        son = FamilyMember(beneficiary_id=wang.id, name="王强", relationship="child", phone="+8613900000003")
+        s.add(son)
+        s.flush()
+        s.add(Contact(beneficiary_id=wang.id, channel="sms", address="+8613900000003", verified=True,
+                      family_member_id=son.id))
+    run_days(db_engine, date(2026, 5, 11), date(2026, 5, 11))
+    rows = outbox(db_engine, kind_like="cert_reminder")
+    assert [(m.beneficiary_id, m.address) for m in rows] == [(zhang.id, "+8613900000002")]
+    assert "张伯" in rows[0].body and "转告" in rows[0].body
