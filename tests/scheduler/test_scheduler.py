@@ -79,12 +79,15 @@ def test_a_second_postgres_scheduler_waits_on_the_advisory_lock_and_takes_over_w
             time.sleep(0.1)
         assert len(outbox(pg_engine)) == 1  # taking the lead caught the missed 07:30 sweep up
         assert ours.run_job("daily_sweep").total_enqueued == 0
-        assert PgAdvisoryLeadership(pg_engine).acquire() is False  # and now we hold it
+        other = PgAdvisoryLeadership(pg_engine)
+        assert other.acquire() is False  # and now we hold it
     finally:
         leader.kill()
         leader.wait(timeout=30)
     ours.shutdown()
-    assert PgAdvisoryLeadership(pg_engine).acquire() is True  # released on shutdown
+    after = PgAdvisoryLeadership(pg_engine)
+    assert after.acquire() is True  # released on shutdown
+    after.release()
 
 
 def test_after_downtime_each_daily_job_is_caught_up_once_when_leadership_is_taken(
