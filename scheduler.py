@@ -272,11 +272,11 @@ class NuanxinScheduler:
     def _add_jobs(self) -> None:
         for job in self.daily_jobs:
             self.aps.add_job(self.run_job, CronTrigger(hour=job.at.hour, minute=job.at.minute, timezone=self.tz),
-                             args=[job.name], id=job.name, replace_existing=True)
+                             args=[job.name], id=job.name, name=job.name, replace_existing=True)
         self.aps.add_job(self.run_job, IntervalTrigger(minutes=1, timezone=self.tz), args=["broadcasts"],
-                         id="broadcasts", replace_existing=True, misfire_grace_time=50)
+                         id="broadcasts", name="broadcasts", replace_existing=True, misfire_grace_time=50)
         self.aps.add_job(self.run_job, CronTrigger(minute=5, timezone=self.tz), args=["escalations"],
-                         id="escalations", replace_existing=True)
+                         id="escalations", name="escalations", replace_existing=True)
         self.plan_festivals()
 
     def plan_festivals(self, horizon: timedelta = timedelta(days=400)) -> list[str]:
@@ -289,7 +289,7 @@ class NuanxinScheduler:
         for g in greetings_due(now - timedelta(hours=12), now + horizon, self.tz, self.occasion_rules):
             job_id = f"festival:{g.occasion}:{g.festival.isoformat()}"
             self.aps.add_job(self.run_job, DateTrigger(run_date=g.send_at, timezone=UTC), args=["festivals"],
-                             id=job_id, replace_existing=True, misfire_grace_time=12 * 3600)
+                             id=job_id, name=job_id, replace_existing=True, misfire_grace_time=12 * 3600)
             ids.append(job_id)
         return ids
 
