@@ -22,6 +22,21 @@ from settings import Settings
 log = logging.getLogger("nuanxin.service")
 
 
+class _WebServer:
+    """uvicorn's server without its own signal handling: SIGINT/SIGTERM stop every part, not just the web."""
+
+    @staticmethod
+    def create(app: Any, host: str, port: int) -> Any:
+        import uvicorn
+
+        class Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self):  # type: ignore[no-untyped-def]
+                yield
+
+        return Server(uvicorn.Config(app, host=host, port=port, log_level="info", lifespan="on"))
+
+
 def build_conversation_engine(engine: Any, settings: Settings, clock: Any) -> Any:
     from bot.engine import Engine
 
@@ -29,8 +44,6 @@ def build_conversation_engine(engine: Any, settings: Settings, clock: Any) -> An
 
 
 async def _main(settings: Settings, host: str, port: int) -> None:
-    import uvicorn
-
     from outreach.dispatcher import Dispatcher, build_providers
     from web.app import create_app
 
@@ -51,8 +64,7 @@ async def _main(settings: Settings, host: str, port: int) -> None:
 
     app = create_app(settings, engine, clock=clock, bot_engine=bot_engine, providers=providers,
                      telegram_bot=telegram_bot, telegram_dispatcher=telegram_dispatcher)
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info", lifespan="on"))
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # we own the signals
+    server = _WebServer.create(app, host, port)
 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -64,7 +76,8 @@ async def _main(settings: Settings, host: str, port: int) -> None:
 
     from scheduler import start_scheduler
 
-    scheduler = await start_scheduler(engine, settings, clock)
+    # Runs until cancelled; only the process holding the scheduler lock runs jobs.
+    scheduler_task = asyncio.create_task(start_scheduler(engine, settings, clock), name="scheduler")
 
     if telegram_bot is not None and settings.telegram_mode == "polling":
         tasks.append(asyncio.create_task(
@@ -87,8 +100,9 @@ async def _main(settings: Settings, host: str, port: int) -> None:
     if telegram_dispatcher is not None and settings.telegram_mode == "polling":
         with contextlib.suppress(Exception):
             await telegram_dispatcher.stop_polling()
-    with contextlib.suppress(Exception):
-        await scheduler.stop() if asyncio.iscoroutinefunction(getattr(scheduler, "stop", None)) else scheduler.shutdown()
+    scheduler_task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await scheduler_task
     await asyncio.wait(tasks, timeout=15)
     if telegram_bot is not None:
         await telegram_bot.session.close()

@@ -39,7 +39,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Any) -> None:
-            conn.exec_driver_sql(conn.get_execution_options().get("sqlite_begin", "BEGIN"))
+            # IMMEDIATE by default: a deferred transaction that reads and then writes fails at
+            # once with "database is locked" when another connection wrote in between (WAL
+            # cannot upgrade a stale snapshot); taking the write lock at BEGIN makes it wait
+            # (busy_timeout) instead. Readers are never blocked in WAL mode.
+            conn.exec_driver_sql(conn.get_execution_options().get("sqlite_begin", "BEGIN IMMEDIATE"))
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)

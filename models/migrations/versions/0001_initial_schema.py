@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 04:20:41.622745
+Create Date: 2026-11-23 05:06:59.804074
 """
 from alembic import op
 import sqlalchemy as sa
