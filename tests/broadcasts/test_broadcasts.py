@@ -89,8 +89,10 @@ def test_the_author_cannot_approve_their_own_broadcast(db_engine: Engine, people
         with pytest.raises(bc.BroadcastRefused, match="approver"):
             bc.approve_broadcast(s, b, approver=u["alice"], now=clock.now())
         bid = b.id
-    with session_scope(db_engine) as s, pytest.raises(bc.BroadcastRefused, match="not approved"):
-        bc.send_broadcast(db_engine, bid, actor=users(s)["carol"], now=clock.now(), settings=None)
+    with session_scope(db_engine) as s:
+        carol = users(s)["carol"]
+    with pytest.raises(bc.BroadcastRefused, match="not approved"):
+        bc.send_broadcast(db_engine, bid, actor=carol, now=clock.now(), settings=None)
     with session_scope(db_engine) as s:
         bc.approve_broadcast(s, s.get(Broadcast, bid), approver=users(s)["bob"], now=clock.now())
         actions = [a.action for a in s.execute(select(AuditLog).where(AuditLog.target_type == "broadcast")).scalars()]
@@ -139,8 +141,8 @@ def test_sending_queues_each_reachable_recipient_once_even_if_sent_twice(
     """Three rows, keyed per broadcast and recipient; a second enqueue pass adds nothing."""
     bid = send_approved(db_engine, clock, settings)
     with session_scope(db_engine) as s:
-        n = bc.send_broadcast(db_engine, bid, actor=users(s)["alice"], now=clock.now(), settings=settings,
-                              templates=TS)
+        alice = users(s)["alice"]
+    n = bc.send_broadcast(db_engine, bid, actor=alice, now=clock.now(), settings=settings, templates=TS)
     assert n == 3
     with session_scope(db_engine) as s:
         b = s.get(Broadcast, bid)
