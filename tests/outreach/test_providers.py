@@ -176,9 +176,10 @@ async def test_faulty_provider_every_message_delivered_and_duplicates_only_from_
     duplicated = {k: c for k, c in delivered.items() if c > 1}
     # The dispatcher's side of the same fact: each duplicated message had a send that timed out.
     with session_scope(sqlite_engine) as s:
-        for (address, _), _count in duplicated.items():
-            oid = s.execute(select(OutboxMessage.id).where(OutboxMessage.address == address)).scalar()
-            assert any("ConnectionFailed" in reason for _, _, reason in events(sqlite_engine, oid))
+        ids = [s.execute(select(OutboxMessage.id).where(OutboxMessage.address == address)).scalar()
+               for (address, _), _count in duplicated.items()]
+    for oid in ids:
+        assert any("ConnectionFailed" in reason for _, _, reason in events(sqlite_engine, oid))
     assert set(duplicated) <= hidden
     assert all(c <= 1 + sum(1 for m in tg.hidden_deliveries if (str(m["chat"]["id"]), m["text"]) == k)
                for k, c in duplicated.items())
