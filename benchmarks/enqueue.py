@@ -140,7 +140,7 @@ def run(recipients: int = RECIPIENTS) -> dict[str, Any]:
     from sqlmodel import SQLModel
 
     import models  # noqa: F401  (registers every table)
-    from models.db import make_engine
+    from models.db import make_engine, sqlite_pragma
     from models.outbox import OutboxMessage
     from outreach.templates import TemplateSet
 
@@ -150,8 +150,7 @@ def run(recipients: int = RECIPIENTS) -> dict[str, Any]:
         broadcast_id = _populate(engine, recipients)
         # The raw insert gets a copy of this same populated database (same rows, indexes and
         # pragmas, foreign keys checked), so the two timings differ only in how rows are written.
-        with engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        sqlite_pragma(engine, "PRAGMA wal_checkpoint(TRUNCATE)")
         engine.dispose()
         raw_path = Path(tmp) / "raw.db"
         shutil.copyfile(Path(tmp) / "bench.db", raw_path)

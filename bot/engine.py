@@ -39,7 +39,7 @@ from bot.texts import CHANNEL_NAMES, localise, t, to_hant
 from models.actions import audit, opt_in, opt_out
 from models.applications import HandoffTicket
 from models.conversations import Conversation, MessageLog
-from models.db import is_sqlite
+from models.db import is_sqlite, sqlite_pragma
 from models.people import Beneficiary, Contact
 from models.phone import mask_phone
 from models.privacy import redact
@@ -343,8 +343,7 @@ class Engine:
                 if stop.is_set():
                     return
                 try:
-                    with db.connect() as c:
-                        c.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+                    sqlite_pragma(db, "PRAGMA wal_checkpoint(PASSIVE)")
                 except Exception:  # a busy or closed database: the next round tries again
                     log.debug("WAL checkpoint skipped", exc_info=True)
 

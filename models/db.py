@@ -73,3 +73,12 @@ def session_scope(engine: Engine, *, immediate: bool = False) -> Iterator[Sessio
         except BaseException:
             session.rollback()
             raise
+
+
+def sqlite_pragma(engine: Engine, statement: str) -> list[Any]:
+    """Run a PRAGMA outside any transaction (checkpoints refuse to run inside one, and every
+    SQLAlchemy transaction here begins IMMEDIATE)."""
+    with engine.connect() as conn:
+        dbapi = conn.connection.driver_connection
+        assert dbapi is not None
+        return list(dbapi.execute(statement).fetchall())

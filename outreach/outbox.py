@@ -7,16 +7,18 @@ no-op that says so (`Enqueued.created is False`). Every status change goes throu
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import JSON, Boolean, bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
+from models.base import UTCDateTime
 from models.outbox import OutboxEvent, OutboxMessage, OutboxStatus
 
 
@@ -116,6 +118,8 @@ def enqueue_many(session: Session, rows: Iterable[dict[str, Any]], *, now: datet
     The per-row 'queued' event is implied by `created_at` for bulk rows: writing a second row
     per message would double the cost of a 100,000-recipient broadcast for no new fact.
     """
+    if session.get_bind().dialect.name == "sqlite":
+        return _enqueue_many_sqlite(session, rows, now=now, batch=batch)
     created = 0
     chunk: list[dict[str, Any]] = []
     # One statement compiled once and executed with many parameter sets ("insertmanyvalues"):
@@ -135,6 +139,66 @@ def enqueue_many(session: Session, rows: Iterable[dict[str, Any]], *, now: datet
             chunk = []
     if chunk:
         created += flush()
+    return created
+
+
+def _sqlite_converter(column: Any) -> Any:
+    """How SQLAlchemy would bind a value of this column on SQLite (see UTCDateTime and JSON);
+    None when the value passes through as it is."""
+    if isinstance(column.type, UTCDateTime):
+        seen: dict[datetime, str] = {}  # bulk rows share a handful of timestamps
+
+        def stamp(value: datetime | None) -> str | None:
+            if value is None:
+                return None
+            text = seen.get(value)
+            if text is None:
+                text = seen[value] = value.astimezone(UTC).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+            return text
+
+        return stamp
+    if column.type._type_affinity is JSON:
+        return lambda value: None if value is None else json.dumps(value)
+    if column.type._type_affinity is Boolean:
+        return lambda value: None if value is None else int(value)
+    return None
+
+
+def _enqueue_many_sqlite(session: Session, rows: Iterable[dict[str, Any]], *, now: datetime, batch: int) -> int:
+    """The same insert through the driver's executemany, inside the session's transaction.
+
+    On SQLite, SQLAlchemy's per-row parameter processing costs more than the insert itself
+    (about 80 µs against 30 µs a row); a 100,000-recipient broadcast spends most of its time
+    there. Values are converted exactly as the column types would (`_sqlite_converter`); a test
+    reads rows written both ways and compares them.
+    """
+    table = OutboxMessage.__table__  # type: ignore[attr-defined]
+    cursor = session.connection().connection.cursor()
+    created = 0
+    chunk: list[dict[str, Any]] = []
+
+    converters: dict[str, Any] = {}
+
+    def flush() -> int:
+        names = sorted(set().union(*chunk))
+        for name in names:
+            if name not in converters:
+                converters[name] = _sqlite_converter(table.c[name])
+        plan = [(name, converters[name]) for name in names]
+        sql = (f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)}) "
+               "ON CONFLICT (idempotency_key) DO NOTHING")
+        cursor.executemany(sql, [tuple(row.get(name) if convert is None else convert(row.get(name))
+                                       for name, convert in plan) for row in chunk])
+        return max(cursor.rowcount, 0)
+
+    for fields in rows:
+        chunk.append(_row(now, **fields))
+        if len(chunk) >= batch:
+            created += flush()
+            chunk = []
+    if chunk:
+        created += flush()
+    cursor.close()
     return created
 
 
