@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import typer
+
+from bot.tickets import TicketError, draft_article, reply_to_ticket, ticket_summary
 
 tickets_app = typer.Typer(help="Questions the bot passed to staff: list, answer, turn into articles.",
                           no_args_is_help=True)
@@ -28,17 +29,10 @@ def _settings() -> Any:
 
 def _db(settings: Any) -> Any:
     from models.db import make_engine
+    from models.migrate import upgrade
 
     engine = make_engine(settings.effective_database_url)
-    try:
-        from models.migrate import upgrade
-    except ImportError:  # before the migration exists: the tables straight from the models
-        from sqlmodel import SQLModel
-
-        import models  # noqa: F401
-        SQLModel.metadata.create_all(engine)
-    else:
-        upgrade(engine)
+    upgrade(engine)
     return engine
 
 
@@ -119,13 +113,6 @@ def link_console(db: Any, engine: Any, phone: str, session: str) -> str:
 # --------------------------------------------------------------------------- tickets
 
 
-def _ticket_json(t: Any) -> dict[str, Any]:
-    return {"id": t.id, "status": t.status, "channel": t.channel, "reason": t.reason, "language": t.language,
-            "question": t.question, "beneficiary_id": t.beneficiary_id, "created_at": t.created_at.isoformat(),
-            "answer": t.answer, "answered_by": t.answered_by,
-            "answered_at": t.answered_at.isoformat() if t.answered_at else None}
-
-
 @tickets_app.command("list")
 def tickets_list(
     status: str | None = typer.Option("open", "--status", help="open, answered, closed, or 'all'."),
@@ -145,48 +132,13 @@ def tickets_list(
             q = q.where(HandoffTicket.status == status)
         rows = s.exec(q).all()
         if as_json:
-            typer.echo(json.dumps({"tickets": [_ticket_json(t) for t in rows]}, ensure_ascii=False))
+            typer.echo(json.dumps({"tickets": [ticket_summary(t) for t in rows]}, ensure_ascii=False))
             return
         if not rows:
             typer.echo("no tickets")
         for t in rows:
             typer.echo(f"#{t.id} [{t.status}] {t.created_at:%Y-%m-%d %H:%M} {t.channel} {t.reason}: "
                        f"{t.question[:80]}")
-
-
-def reply_to_ticket(db: Any, ticket_id: int, text: str, username: str, now: datetime, notifier: Any = None) -> Any:
-    """Answer a ticket: the answer goes out through the outbox on the channel the person used,
-    the ticket becomes answered, and the staff action is audited."""
-    from sqlmodel import select
-
-    from bot.identity import OutboxNotifier
-    from models.actions import audit
-    from models.applications import HandoffTicket
-    from models.db import session_scope
-    from models.staff import StaffUser
-
-    notifier = notifier or OutboxNotifier()
-    if not text.strip():
-        raise ValueError("the answer is empty")
-    with session_scope(db) as s:
-        staff = s.exec(select(StaffUser).where(StaffUser.username == username)).first()
-        if staff is None or not staff.active:
-            raise ValueError(f"no active staff user {username!r}")
-        ticket = s.get(HandoffTicket, ticket_id)
-        if ticket is None:
-            raise ValueError(f"no ticket #{ticket_id}")
-        if ticket.status == "closed":
-            raise ValueError(f"ticket #{ticket_id} is closed")
-        notifier.send_direct(s, channel=ticket.channel, address=ticket.address, text=text.strip(),
-                             kind="handoff_answer", occurrence=f"ticket-{ticket.id}-{now:%Y%m%dT%H%M%S}", now=now,
-                             lang=ticket.language, beneficiary_id=ticket.beneficiary_id)
-        ticket.status = "answered"
-        ticket.answer = text.strip()
-        ticket.answered_by = username
-        ticket.answered_at = now
-        s.add(ticket)
-        audit(s, username, "ticket.answer", "handoff_ticket", ticket.id, {"channel": ticket.channel}, now)
-        return _ticket_json(ticket)
 
 
 @tickets_app.command("reply")
@@ -201,36 +153,10 @@ def tickets_reply(
     db = _db(_settings())
     try:
         reply_to_ticket(db, ticket_id, text, username, SystemClock().now())
-    except ValueError as exc:
+    except TicketError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
     typer.echo(f"ticket #{ticket_id} answered; the reply is queued")
-
-
-def draft_article(db: Any, ticket_id: int, drafts_dir: Path, today: str) -> Path:
-    """Write a knowledge-article draft from a staff answer, for review (reviewed_by left empty)."""
-    import yaml
-
-    from models.applications import HandoffTicket
-    from models.db import session_scope
-
-    with session_scope(db) as s:
-        ticket = s.get(HandoffTicket, ticket_id)
-        if ticket is None:
-            raise ValueError(f"no ticket #{ticket_id}")
-        if not ticket.answer:
-            raise ValueError(f"ticket #{ticket_id} has no staff answer yet")
-        lang = "en" if ticket.language == "en" else "zh-Hans"
-        front = {"id": f"ticket-{ticket.id}", "title": ticket.question[:40], "language": lang, "seed": "",
-                 "questions": [ticket.question], "keywords": [], "reviewed_by": "", "reviewed_on": "",
-                 "drafted_from": f"handoff_ticket {ticket.id}", "drafted_on": today,
-                 "answered_by": ticket.answered_by or ""}
-        body = ticket.answer
-    drafts_dir.mkdir(parents=True, exist_ok=True)
-    path = drafts_dir / f"ticket-{ticket_id}.md"
-    path.write_text("---\n" + yaml.safe_dump(front, allow_unicode=True, sort_keys=False) + "---\n" + body + "\n",
-                    encoding="utf-8")
-    return path
 
 
 @tickets_app.command("draft-article")
@@ -244,7 +170,7 @@ def tickets_draft_article(
     db = _db(_settings())
     try:
         path = draft_article(db, ticket_id, out_dir, SystemClock().now().date().isoformat())
-    except ValueError as exc:
+    except TicketError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
     typer.echo(str(path))

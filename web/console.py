@@ -122,13 +122,11 @@ def dashboard(request: Request) -> HTMLResponse:
                               .group_by(OutboxMessage.status)).all())
         stages = db.exec(select(Application.type, Application.stage, func.count())
                          .group_by(Application.type, Application.stage)).all()
-        summary = None
-        try:
-            from outreach.summary import daily_summary
+        from outreach.summary import daily_summary, summary_text
+        from outreach.templates import templates_for
 
-            summary = daily_summary(db, day=today, tz=tz)
-        except ImportError:
-            summary = None
+        figures_today = daily_summary(db, today, tz, now=clock.now())
+        summary = summary_text(figures_today, templates_for(request.app.state.settings))
         return _page(request, "dashboard.html", user, today=today, figures=figures, outbox=outbox,
                      stages=stages, summary=summary)
 
@@ -204,14 +202,32 @@ def ticket_reply(request: Request, ticket_id: int, answer: str = Form(...), csrf
 
     with _session(request) as db:
         user = current_staff(request, db)
-        try:
-            reply_to_ticket(db, ticket_id, answer, staff=user.username, now=request.app.state.clock.now())
-            db.commit()
-            request.session["flash"] = "已回复，答复会通过原渠道发给对方"
-        except TicketError as exc:
-            db.rollback()
-            request.session["flash"] = f"未能回复：{exc}"
+    try:
+        reply_to_ticket(request.app.state.engine, ticket_id, answer, user.username, request.app.state.clock.now())
+        request.session["flash"] = "已回复，答复会通过对方使用的渠道发出 (answer queued on the person's channel)"
+    except TicketError as exc:
+        request.session["flash"] = f"未能回复：{exc}"
     return RedirectResponse("/tickets", status_code=303)
+
+
+@router.post("/tickets/{ticket_id}/draft")
+def ticket_draft(request: Request, ticket_id: int, csrf: str = Form("")) -> Response:
+    """Turn a staff answer into a knowledge-article draft (reviewed before the bot uses it)."""
+    _check_csrf(request, csrf)
+    from bot.commands import DRAFTS_DIR
+    from bot.tickets import TicketError, draft_article
+
+    with _session(request) as db:
+        user = current_staff(request, db)
+        try:
+            today = request.app.state.clock.now().astimezone(request.app.state.settings.tz).date()
+            path = draft_article(request.app.state.engine, ticket_id, DRAFTS_DIR, today.isoformat())
+            audit(db, user.username, "ticket.draft_article", "handoff_ticket", ticket_id, {"file": path.name})
+            db.commit()
+            request.session["flash"] = f"已生成知识库草稿 {path.name}，审核后生效"
+        except TicketError as exc:
+            request.session["flash"] = f"未能生成草稿：{exc}"
+    return RedirectResponse("/tickets?status=answered", status_code=303)
 
 
 @router.get("/tasks", response_class=HTMLResponse)

@@ -11,7 +11,8 @@ import yaml
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
-from bot.commands import draft_article, register, reply_to_ticket
+from bot.commands import register
+from bot.tickets import draft_article, reply_to_ticket
 from models.applications import HandoffTicket
 from models.db import make_engine, session_scope
 from models.migrate import upgrade

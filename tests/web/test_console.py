@@ -91,3 +91,53 @@ def test_a_payment_notice_without_amount_is_refused_with_a_message(client: TestC
     assert "未能更新" in page
     with Session(db_engine) as s:
         assert s.get(Application, 1).stage == "verification"  # type: ignore[union-attr]
+
+
+def _open_ticket(db_engine: Engine) -> int:
+    from models.applications import HandoffTicket
+
+    with Session(db_engine) as s:
+        ticket = HandoffTicket(channel="sms", address="+8613800138000", question="我家门口的路灯坏了找谁修？",
+                               reason="out_of_scope", language="zh-Hans")
+        s.add(ticket)
+        s.commit()
+        assert ticket.id is not None
+        return ticket.id
+
+
+def test_a_staff_answer_goes_out_through_the_outbox_on_the_persons_channel(client: TestClient,
+                                                                            db_engine: Engine) -> None:
+    from models.applications import HandoffTicket
+    from models.outbox import OutboxMessage
+
+    ticket_id = _open_ticket(db_engine)
+    _sign_in(client)
+    token = _csrf(client.get("/tickets").text)
+    page = client.post(f"/tickets/{ticket_id}/reply", data={"answer": "请拨打12345反映，街道会派人维修。",
+                                                           "csrf": token}).text
+    assert "已回复" in page
+    with Session(db_engine) as s:
+        ticket = s.get(HandoffTicket, ticket_id)
+        assert ticket is not None and (ticket.status, ticket.answered_by) == ("answered", "wang")
+        queued = s.exec(select(OutboxMessage)).one()
+        assert (queued.channel, queued.address, queued.kind) == ("sms", "+8613800138000", "handoff_answer")
+        assert "12345反映" in queued.body
+        assert s.exec(select(AuditLog).where(AuditLog.action == "ticket.answer")).one().actor == "wang"
+
+
+def test_an_empty_answer_is_refused_and_the_ticket_stays_open(client: TestClient, db_engine: Engine) -> None:
+    from models.applications import HandoffTicket
+
+    ticket_id = _open_ticket(db_engine)
+    _sign_in(client)
+    token = _csrf(client.get("/tickets").text)
+    page = client.post(f"/tickets/{ticket_id}/reply", data={"answer": "   ", "csrf": token}).text
+    assert "未能回复" in page
+    with Session(db_engine) as s:
+        assert s.get(HandoffTicket, ticket_id).status == "open"  # type: ignore[union-attr]
+
+
+def test_the_dashboard_shows_the_daily_summary(client: TestClient) -> None:
+    _sign_in(client)
+    page = client.get("/").text
+    assert 'id="daily-summary"' in page and "今日到期资格认证" in page
