@@ -11,7 +11,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import update
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from models.applications import Application, ApplicationStageChange, Stage, Task
 from models.base import utcnow
@@ -37,6 +37,7 @@ def _suppress_queued(session: Session, where: Any, reason: str, now: datetime) -
     """Suppress queued (not yet claimed) outbox rows matching `where`; record each change."""
     rows = session.exec(select(OutboxMessage).where(OutboxMessage.status == OutboxStatus.QUEUED.value, where)).all()
     for row in rows:
+        assert row.id is not None  # a stored row
         session.add(OutboxEvent(outbox_id=row.id, from_status=row.status,
                                 to_status=OutboxStatus.SUPPRESSED.value, reason=reason, at=now))
         row.status = OutboxStatus.SUPPRESSED.value
@@ -133,11 +134,11 @@ def record_certification(session: Session, beneficiary: Beneficiary, *, on: date
     beneficiary.last_certified_on = on
     beneficiary.updated_at = now
     session.add(beneficiary)
-    _suppress_queued(session, (OutboxMessage.beneficiary_id == beneficiary.id)
-                     & OutboxMessage.kind.startswith("cert_reminder"),  # type: ignore[attr-defined]
+    _suppress_queued(session, (col(OutboxMessage.beneficiary_id) == beneficiary.id)
+                     & col(OutboxMessage.kind).startswith("cert_reminder"),
                      "certification recorded", now)
-    session.execute(update(Task).where(Task.beneficiary_id == beneficiary.id, Task.kind == "home_visit",  # type: ignore[arg-type]
-                                       Task.status == "open").values(status="done", closed_at=now))
+    session.execute(update(Task).where(col(Task.beneficiary_id) == beneficiary.id, col(Task.kind) == "home_visit",
+                                       col(Task.status) == "open").values(status="done", closed_at=now))
     audit(session, actor, "beneficiary.certified", "beneficiary", beneficiary.id,
           {"on": on.isoformat(), "method": method}, now)
 
@@ -193,6 +194,7 @@ def advance_application(session: Session, application: Application, to_stage: st
         application.paid_on = now.date()
     if to_stage == Stage.COMPLETED.value:
         application.completed_at = now
+    assert application.id is not None  # a stored application
     change = ApplicationStageChange(application_id=application.id, from_stage=application.stage, to_stage=to_stage,
                                     reason=reason, actor=actor, at=now)
     application.stage = to_stage
@@ -206,4 +208,48 @@ def advance_application(session: Session, application: Application, to_stage: st
         from outreach.notices import notify_stage_change  # outreach depends on models, not the reverse
 
         notify_stage_change(session, application, now=now)
+        if to_stage == Stage.COMPLETED.value:
+            invite_to_survey(session, application, now=now)
     return change
+
+
+SURVEY_FLOW, SURVEY_FIRST_STEP = "survey", "score"
+
+
+def invite_to_survey(session: Session, application: Application, *, now: datetime) -> bool:
+    """After a completed service: send the satisfaction-survey invitation, and put the person's
+    idle conversation at the survey's first question, so that a bare "5" in reply is a score
+    (and not menu item 5). A person in the middle of another flow is left there: they can
+    still rate from the menu. Returns True when the invitation was queued."""
+    from models.conversations import Conversation
+    from outreach.notices import choose_contact, enqueue_notice
+
+    beneficiary = session.get(Beneficiary, application.beneficiary_id)
+    if beneficiary is None or not beneficiary.is_active:
+        return False
+    contact = choose_contact(session, beneficiary.id)  # type: ignore[arg-type]
+    if contact is None:
+        return False
+    queued = enqueue_notice(session, beneficiary=beneficiary, kind="survey_invitation",
+                            occurrence=application.reference, now=now, channel=contact.channel,
+                            context={"reference": application.reference, "application_type": application.type})
+    if queued is None or not queued.created:
+        return False
+    if contact.family_member_id is not None:
+        return True  # a relative's phone: they are asked to pass it on, not put into a flow
+    conversation = session.exec(select(Conversation).where(Conversation.channel == contact.channel,
+                                                           Conversation.address == contact.address)).first()
+    if conversation is None:
+        conversation = Conversation(channel=contact.channel, address=contact.address,
+                                    beneficiary_id=beneficiary.id, language=beneficiary.language, created_at=now)
+    elif conversation.flow is not None:
+        return True
+    data = dict(conversation.data or {})
+    data["start_args"] = {"application_id": application.id}
+    data["tmp"] = {"application_id": application.id}
+    conversation.flow, conversation.step, conversation.history = SURVEY_FLOW, SURVEY_FIRST_STEP, []
+    conversation.data = data
+    conversation.version += 1
+    conversation.updated_at = now
+    session.add(conversation)
+    return True

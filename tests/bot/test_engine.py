@@ -362,7 +362,7 @@ def test_start_flow_from_outside_puts_the_person_in_the_survey(engine, notifier,
     link(chat, notifier, ZHANG_PHONE)
     replies = engine.start_flow("telegram", "sv1", "survey", application_id=app_id)
     assert "满意" in replies[0].text
-    chat("1")
+    chat("5")
     chat("很好")
     assert "谢谢" in chat("1")
     from models.applications import SurveyAnswer

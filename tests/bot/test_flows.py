@@ -217,7 +217,7 @@ def test_survey_after_a_completed_service(engine, roll, db_engine, clock):
         app = Application(reference="NX-2026-777777", type="hardship", beneficiary_id=roll.zhang,
                           stage="completed", completed_at=clock.now())
         s.add(app)
-    console(engine, db_engine, ZHANG_PHONE, "8\n2\n没有\n1", session="t2")
+    console(engine, db_engine, ZHANG_PHONE, "8\n4\n没有\n1", session="t2")
     with Session(db_engine) as s:
         ans = s.exec(select(SurveyAnswer)).one()
     assert ans.score == 4 and ans.comment == "" and ans.application_id is not None
