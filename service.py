@@ -89,7 +89,7 @@ async def _main(settings: Settings, host: str, port: int) -> None:
         await set_webhook(telegram_bot, settings)
 
     tasks.append(asyncio.create_task(server.serve(), name="web"))
-    channels = ["web console http://%s:%d" % (host, port), "dispatcher",
+    channels = [f"web console http://{host}:{port:d}", "dispatcher",
                 "telegram " + (settings.telegram_mode if telegram_bot else "off (no TELEGRAM_BOT_TOKEN)"),
                 "sms via Twilio" if settings.twilio_enabled else "sms off: messages go to the log sink"]
     log.info("nuanxin running: %s", "; ".join(channels))

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 
-
 def run(rows: int | None = None) -> dict[str, object]:
     import models  # noqa: F401
     from models.db import make_engine

@@ -172,8 +172,9 @@ def calibrate(qa: QA, cases: list[EvalCase]) -> dict[str, dict[str, float]]:
             continue
         base = "en" if detect_language(case.question) == "en" else "zh-Hans"
         right_article = not case.handoff and figures["article_id"] in case.expect
-        observed[base].append((float(figures["score"]), float(figures["coverage"]),
-                               bool(case.handoff), right_article))
+        score, coverage = figures["score"], figures["coverage"]
+        assert isinstance(score, float) and isinstance(coverage, float)  # what explain() puts there
+        observed[base].append((score, coverage, bool(case.handoff), right_article))
     best: dict[str, dict[str, float]] = {}
     for lang, rows in observed.items():
         if not rows:

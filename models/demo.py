@@ -111,6 +111,7 @@ def load_demo(engine: Engine, *, id_key: bytes, people: int = 3000, seed: int = 
         people_rows = session.exec(select(Beneficiary)).all()
         sms = {c.beneficiary_id: c for c in session.exec(select(Contact).where(Contact.channel == "sms")).all()}
         for b in people_rows:
+            assert b.id is not None  # a stored row
             if rng.random() < 0.35:
                 session.add(Contact(beneficiary_id=b.id, channel="telegram", address=str(5_000_000_000 + b.id),
                                     verified=True, verified_at=now))
@@ -127,6 +128,7 @@ def load_demo(engine: Engine, *, id_key: bytes, people: int = 3000, seed: int = 
         stages = [Stage.STAGED, Stage.ACCEPTED, Stage.PRELIMINARY_REVIEW, Stage.VERIFICATION,
                   Stage.PAYMENT_NOTICE, Stage.RETURNED, Stage.COMPLETED]
         for n, b in enumerate(veterans, start=1):
+            assert b.id is not None  # a stored row
             stage = stages[n % len(stages)].value
             app = Application(reference=f"NX-{year}-{n:06d}", type="veteran_insurance", beneficiary_id=b.id,
                               channel="sms", stage=stage, stage_changed_at=now - timedelta(days=rng.randint(1, 40)),
@@ -139,6 +141,7 @@ def load_demo(engine: Engine, *, id_key: bytes, people: int = 3000, seed: int = 
                 app.return_reason = "请补交安置介绍信复印件"
             session.add(app)
             session.flush()
+            assert app.id is not None  # assigned by the flush
             session.add(ApplicationStageChange(application_id=app.id, from_stage=None, to_stage=stage, actor="demo"))
         audit(session, "demo", "demo.load", "roll", "demo", {"people": report.imported})
         session.commit()

@@ -43,7 +43,7 @@ def configure_logging(level: int = logging.INFO) -> None:
     """Root logging with the redaction filter on every handler."""
     root = logging.getLogger()
     if not root.handlers:
-        handler = logging.StreamHandler()
+        handler: logging.Handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
     root.setLevel(level)

@@ -7,6 +7,7 @@ is row 1) and a reason a clerk understands. The whole import is one transaction.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import re
@@ -180,10 +181,8 @@ def read_table(path: Path) -> Iterator[list[Any]]:
     else:
         raise RollFileError("文件编码无法识别，请另存为UTF-8或GB18030的CSV (unknown text encoding)")
     dialect: type[csv.Dialect] | csv.Dialect = csv.excel
-    try:
+    with contextlib.suppress(csv.Error):  # not sniffable: keep the Excel dialect
         dialect = csv.Sniffer().sniff(text[:4096], delimiters=",\t;")
-    except csv.Error:
-        pass
     yield from csv.reader(io.StringIO(text, newline=""), dialect)
 
 

@@ -152,9 +152,11 @@ def register(app: typer.Typer) -> None:
         try:
             if at:
                 with session_scope(engine) as session:
-                    b = schedule_broadcast(session, _broadcast(session, broadcast_id), actor=_user(session, as_),
-                                           at=_when(at, settings.tz), now=clock.now())  # type: ignore[arg-type]
-                    typer.echo(f"broadcast {broadcast_id} {b.status} for {b.scheduled_for.astimezone(settings.tz)}")
+                    broadcast, user = _broadcast(session, broadcast_id), _user(session, as_)
+                    when = _when(at, settings.tz)
+                    assert when is not None  # `at` is not empty: a time, or _when exited
+                    b = schedule_broadcast(session, broadcast, actor=user, at=when, now=clock.now())
+                    typer.echo(f"broadcast {broadcast_id} {b.status} for {when.astimezone(settings.tz)}")
                 return
             with session_scope(engine) as session:
                 user = _user(session, as_)

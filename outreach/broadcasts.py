@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, func, select, update
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from models.actions import audit
 from models.clock import Clock
@@ -77,6 +77,7 @@ def create_broadcast(session: Session, *, author: StaffUser, title: str, audienc
             raise BroadcastRefused("; ".join(exc.problems)) from None
         body = {"zh-Hans": text} if isinstance(text, str) else dict(text)
     else:
+        assert template_kind is not None  # exactly one of text and template kind, checked above
         ts = templates or default_templates()
         spec = ts.kinds.get(template_kind)
         if spec is None or spec.audience != "beneficiary" or template_kind == "otp":
@@ -112,14 +113,15 @@ def _renderer(b: Broadcast, templates: Any) -> Any:
             return out.text, out.sms.segments if out.sms else 1
         return render
     fixed = json.loads(b.body.get(TEMPLATE_CONTEXT, "{}"))
+    rendered: dict[tuple[str, str, str], tuple[str, int]] = {}  # (language, channel, salutation) -> (text, segments)
 
     def render_template(r: Any) -> tuple[str, int]:
         lang = templates.language(r.lang)
         key = (lang, r.channel, r.values["salutation"])
-        hit = cache.get(key)
+        hit = rendered.get(key)
         if hit is None:
             out = templates.render(b.template_kind, lang, {**fixed, "salutation": r.values["salutation"]}, r.channel)
-            hit = cache[key] = (out.text, out.sms.segments if out.sms else 1)
+            hit = rendered[key] = (out.text, out.sms.segments if out.sms else 1)
         return hit
     return render_template
 
@@ -290,11 +292,11 @@ def run_due_broadcasts(engine: Engine, *, clock: Clock, settings: Any, templates
     now = clock.now()
     with session_scope(engine) as session:
         due = session.execute(select(Broadcast).where(
-            Broadcast.status == BroadcastStatus.SCHEDULED.value, Broadcast.scheduled_for <= now)).scalars().all()  # type: ignore[operator]
+            col(Broadcast.status) == BroadcastStatus.SCHEDULED.value, col(Broadcast.scheduled_for) <= now)).scalars().all()
         for b in due:
             start_sending(session, b, actor="scheduler", now=now)
         sending = [b.id for b in session.execute(select(Broadcast).where(
-            Broadcast.status == BroadcastStatus.SENDING.value)).scalars()
+            col(Broadcast.status) == BroadcastStatus.SENDING.value)).scalars()
             if not (b.stats or {}).get("enqueue_done")]
     return {bid: enqueue_broadcast(engine, bid, now=now, settings=settings, templates=templates)
             for bid in sending if bid is not None}
@@ -341,17 +343,18 @@ def stop_broadcast(session: Session, b: Broadcast, *, actor: StaffUser, now: dat
 def broadcast_status(session: Session, b: Broadcast) -> dict[str, Any]:
     """Progress and results: rows by status, failures by reason, opt-outs since it started."""
     o = OutboxMessage
-    by_status = dict(session.execute(select(o.status, func.count()).where(o.broadcast_id == b.id)
-                                     .group_by(o.status)).all())
+    by_status: dict[str, int] = dict(session.execute(
+        select(col(o.status), func.count()).where(col(o.broadcast_id) == b.id).group_by(col(o.status))).all())
     failed: dict[str, int] = {}
-    for code, n in session.execute(select(o.error_code, func.count()).where(
-            o.broadcast_id == b.id, o.status == OutboxStatus.FAILED.value).group_by(o.error_code)).all():
+    for code, n in session.execute(select(col(o.error_code), func.count()).where(
+            col(o.broadcast_id) == b.id, col(o.status) == OutboxStatus.FAILED.value).group_by(col(o.error_code))).all():
         failed[code or "unknown"] = failed.get(code or "unknown", 0) + n
     opted_out_after = 0
     if b.started_at is not None:
         opted_out_after = int(session.execute(
-            select(func.count(func.distinct(Contact.id))).select_from(o).join(Contact, Contact.id == o.contact_id)
-            .where(o.broadcast_id == b.id, Contact.opted_out_at >= b.started_at)).scalar_one())  # type: ignore[operator]
+            select(func.count(func.distinct(Contact.id))).select_from(o)
+            .join(Contact, col(Contact.id) == col(o.contact_id))
+            .where(col(o.broadcast_id) == b.id, col(Contact.opted_out_at) >= b.started_at)).scalar_one())
     total = sum(by_status.values())
     return {
         "id": b.id, "title": b.title, "status": b.status, "total": total,

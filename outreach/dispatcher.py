@@ -32,7 +32,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, insert, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from models.actions import mark_blocked, mark_invalid, opt_out
 from models.clock import Clock, SystemClock
@@ -109,8 +109,8 @@ def queue_fallback(session: Session, r: Claimed | OutboxMessage, contact: Contac
     if beneficiary is None or beneficiary.status == BeneficiaryStatus.DECEASED.value:
         return None
     candidates = session.execute(select(Contact).where(
-        Contact.beneficiary_id == beneficiary_id, Contact.channel == other,
-        Contact.verified == True)).scalars().all()  # noqa: E712
+        col(Contact.beneficiary_id) == beneficiary_id, col(Contact.channel) == other,
+        col(Contact.verified) == True)).scalars().all()  # noqa: E712
     target = next((c for c in candidates if c.reachable and c.family_member_id is None), None) or next(
         (c for c in candidates if c.reachable), None)
     if target is None:
@@ -227,14 +227,14 @@ class Dispatcher:
         channel = rows[0].channel
         addresses = {r.address for r in rows}
         contacts = {c.address: c for c in session.execute(
-            select(Contact).where(Contact.channel == channel, Contact.address.in_(addresses))  # type: ignore[attr-defined]
+            select(Contact).where(col(Contact.channel) == channel, col(Contact.address).in_(addresses))
         ).scalars()}
         ben_ids = {r.beneficiary_id for r in rows if r.beneficiary_id} | {
             c.beneficiary_id for c in contacts.values() if c.beneficiary_id}
         deceased = set()
         if ben_ids:
-            deceased = set(session.execute(select(Beneficiary.id).where(
-                Beneficiary.id.in_(ben_ids), Beneficiary.status == BeneficiaryStatus.DECEASED.value)).scalars())  # type: ignore[union-attr,attr-defined]
+            deceased = set(session.execute(select(col(Beneficiary.id)).where(
+                col(Beneficiary.id).in_(ben_ids), col(Beneficiary.status) == BeneficiaryStatus.DECEASED.value)).scalars())
         changes = []
         for r in rows:
             c = contacts.get(r.address)
@@ -257,8 +257,8 @@ class Dispatcher:
     def _still_reachable(self, row: Claimed) -> bool:
         """A second look for a row that waited a while for its rate limit."""
         with Session(self.engine) as session:
-            c = session.execute(select(Contact).where(Contact.channel == row.channel,
-                                                      Contact.address == row.address)).scalar_one_or_none()
+            c = session.execute(select(Contact).where(col(Contact.channel) == row.channel,
+                                                      col(Contact.address) == row.address)).scalar_one_or_none()
             return c is None or c.reachable
 
     # --- sending -----------------------------------------------------------------------
@@ -379,8 +379,8 @@ class Dispatcher:
         kind = type(err).__name__
         values = {"lease_owner": None, "lease_expires_at": None, "error_code": str(err.code or kind)[:32],
                   "error": f"{kind}: {err.detail}"[:500]}
-        contact = session.execute(select(Contact).where(Contact.channel == r.channel,
-                                                        Contact.address == r.address)).scalar_one_or_none()
+        contact = session.execute(select(Contact).where(col(Contact.channel) == r.channel,
+                                                        col(Contact.address) == r.address)).scalar_one_or_none()
         if contact is not None:
             if isinstance(err, ContactStopped) and err.reason == "opted_out":
                 opt_out(session, contact, reason=f"provider: {err.detail or err.code}"[:200], actor="dispatcher",

@@ -11,9 +11,9 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import JSON, Boolean, bindparam, insert, select, update
+from sqlalchemy import JSON, Boolean, CursorResult, Insert, bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
@@ -38,12 +38,15 @@ def _insert_ignoring_duplicates(session: Session, rows: Sequence[dict[str, Any]]
     dialect = session.get_bind().dialect.name
     table = OutboxMessage.__table__  # type: ignore[attr-defined]
     # With no rows: the bare statement, to be executed with a list of parameter sets.
+    stmt: Insert
     if dialect == "postgresql":
-        stmt = pg_insert(table)
-        stmt = (stmt.values(list(rows)) if rows else stmt).on_conflict_do_nothing(index_elements=["idempotency_key"])
+        pg_stmt = pg_insert(table)
+        stmt = (pg_stmt.values(list(rows)) if rows else pg_stmt).on_conflict_do_nothing(
+            index_elements=["idempotency_key"])
     elif dialect == "sqlite":
-        stmt = sqlite_insert(table)
-        stmt = (stmt.values(list(rows)) if rows else stmt).on_conflict_do_nothing(index_elements=["idempotency_key"])
+        sqlite_stmt = sqlite_insert(table)
+        stmt = (sqlite_stmt.values(list(rows)) if rows else sqlite_stmt).on_conflict_do_nothing(
+            index_elements=["idempotency_key"])
     else:
         stmt = insert(table).values(list(rows)) if rows else insert(table)
     # RETURNING yields exactly the rows inserted (not the skipped duplicates): psycopg's
@@ -102,7 +105,7 @@ def enqueue(
     result = session.execute(_insert_ignoring_duplicates(session, [row]))
     created = len(result.fetchall()) > 0
     message_id = session.execute(
-        select(OutboxMessage.id).where(OutboxMessage.idempotency_key == key)  # type: ignore[arg-type]
+        select(_TABLE.c.id).where(_TABLE.c.idempotency_key == key)
     ).scalar_one()
     if created:
         session.add(OutboxEvent(outbox_id=message_id, from_status=None, to_status=OutboxStatus.QUEUED.value,
@@ -204,6 +207,7 @@ def _enqueue_many_sqlite(session: Session, rows: Iterable[dict[str, Any]], *, no
 
 def transition(session: Session, message: OutboxMessage, to_status: str, reason: str, at: datetime) -> None:
     """Change a row's status and record the change."""
+    assert message.id is not None  # a stored row
     session.add(OutboxEvent(outbox_id=message.id, from_status=message.status, to_status=to_status,
                             reason=reason[:500], at=at))
     message.status = to_status
@@ -346,8 +350,10 @@ def renew_leases(session: Session, *, owner: str, now: datetime, lease_s: float)
     from datetime import timedelta
 
     t = _TABLE.c
-    result = session.execute(update(_TABLE).where(t.lease_owner == owner, t.status == OutboxStatus.SENDING.value)
-                             .values(lease_expires_at=now + timedelta(seconds=lease_s)))
+    # sqlmodel's Session.execute is typed as returning a Result; an UPDATE's is a CursorResult.
+    result = cast(CursorResult[Any], session.execute(
+        update(_TABLE).where(t.lease_owner == owner, t.status == OutboxStatus.SENDING.value)
+        .values(lease_expires_at=now + timedelta(seconds=lease_s))))
     return int(result.rowcount or 0)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, func, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from models.applications import Application, HandoffTicket, Task
 from models.clock import Clock
@@ -44,28 +44,31 @@ def daily_summary(session: Session, day: date, tz: ZoneInfo, *, now: datetime | 
     def count(stmt: Any) -> int:
         return int(session.execute(stmt).scalar_one() or 0)
 
-    due_by_kind = dict(session.execute(
-        select(o.kind, func.count()).where(o.next_attempt_at >= start, o.next_attempt_at < end,  # type: ignore[operator]
-                                           o.status == OutboxStatus.QUEUED.value).group_by(o.kind)).all())
-    sent = count(select(func.count()).select_from(o).where(o.sent_at >= y_start, o.sent_at < y_end))  # type: ignore[operator]
+    due_by_kind: dict[str, int] = dict(session.execute(
+        select(col(o.kind), func.count()).where(col(o.next_attempt_at) >= start, col(o.next_attempt_at) < end,
+                                                col(o.status) == OutboxStatus.QUEUED.value).group_by(col(o.kind))
+    ).all())
+    sent = count(select(func.count()).select_from(o).where(col(o.sent_at) >= y_start, col(o.sent_at) < y_end))
     delivered = count(select(func.count()).select_from(o).where(
-        o.delivered_at >= y_start, o.delivered_at < y_end))  # type: ignore[operator]
+        col(o.delivered_at) >= y_start, col(o.delivered_at) < y_end))
     e = OutboxEvent
     failed_by_reason: dict[str, int] = {}
     for code, n in session.execute(
-            select(o.error_code, func.count()).select_from(e).join(o, o.id == e.outbox_id)
-            .where(e.to_status == OutboxStatus.FAILED.value, e.at >= y_start, e.at < y_end)  # type: ignore[operator]
-            .group_by(o.error_code)).all():
+            select(col(o.error_code), func.count()).select_from(e).join(o, col(o.id) == col(e.outbox_id))
+            .where(col(e.to_status) == OutboxStatus.FAILED.value, col(e.at) >= y_start, col(e.at) < y_end)
+            .group_by(col(o.error_code))).all():
         failed_by_reason[code or "unknown"] = failed_by_reason.get(code or "unknown", 0) + n
     opted_out = count(select(func.count()).select_from(Contact).where(
-        Contact.opted_out_at >= y_start, Contact.opted_out_at < y_end))  # type: ignore[operator]
-    tasks_opened = dict(session.execute(select(Task.kind, func.count()).where(
-        Task.created_at >= y_start, Task.created_at < end).group_by(Task.kind)).all())  # type: ignore[operator]
+        col(Contact.opted_out_at) >= y_start, col(Contact.opted_out_at) < y_end))
+    tasks_opened: dict[str, int] = dict(session.execute(select(col(Task.kind), func.count()).where(
+        col(Task.created_at) >= y_start, col(Task.created_at) < end).group_by(col(Task.kind))).all())
     stuck = [
         {"reference": ref, "stage": stage, "note": note}
         for ref, stage, note in session.execute(
-            select(Application.reference, Application.stage, Task.note).join(Task, Task.application_id == Application.id)
-            .where(Task.kind == "stuck_application", Task.status == "open").order_by(Application.stage_changed_at)
+            select(col(Application.reference), col(Application.stage), col(Task.note))
+            .join(Task, col(Task.application_id) == col(Application.id))
+            .where(col(Task.kind) == "stuck_application", col(Task.status) == "open")
+            .order_by(col(Application.stage_changed_at))
         ).all()
     ]
     t = HandoffTicket
@@ -81,15 +84,15 @@ def daily_summary(session: Session, day: date, tz: ZoneInfo, *, now: datetime | 
         "opted_out": opted_out,
         "tasks_opened": sum(tasks_opened.values()),
         "tasks_opened_by_kind": tasks_opened,
-        "open_tasks": count(select(func.count()).select_from(Task).where(Task.status == "open")),
+        "open_tasks": count(select(func.count()).select_from(Task).where(col(Task.status) == "open")),
         "stuck_applications": stuck,
         "new_tickets": count(select(func.count()).select_from(t).where(
-            t.created_at >= y_start, t.created_at < y_end)),  # type: ignore[operator]
-        "open_tickets": count(select(func.count()).select_from(t).where(t.status == "open")),
+            col(t.created_at) >= y_start, col(t.created_at) < y_end)),
+        "open_tickets": count(select(func.count()).select_from(t).where(col(t.status) == "open")),
         "overdue_tickets": count(select(func.count()).select_from(t).where(
-            t.status == "open", t.escalated_at.is_not(None))),  # type: ignore[union-attr]
+            col(t.status) == "open", col(t.escalated_at).is_not(None))),
         "applications_waiting": count(select(func.count()).select_from(Application).where(
-            Application.stage.in_(OPEN_STAGES))),  # type: ignore[attr-defined]
+            col(Application.stage).in_(OPEN_STAGES))),
     }
     return figures
 

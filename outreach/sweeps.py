@@ -40,7 +40,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine, Integer, String, bindparam, cast, exists, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from models.applications import Application, ApplicationType, HandoffTicket, Stage, Task, TaskKind
 from models.clock import Clock
@@ -180,10 +180,10 @@ def recipients_statement(where: Sequence[Any], kind: str, extra_columns: Sequenc
                    B.c.name, B.c.sex, B.c.birth_date, *extra_columns).select_from(B)
     for target, on in joins:
         inner = inner.join(target, on)
-    inner = inner.where(B.c.status == BeneficiaryStatus.ACTIVE.value, *where,
-                        ~already_queued(kind, B.c.id)).subquery()
-    return (select(inner, C.c.channel, C.c.address, C.c.family_member_id)
-            .join(C, C.c.id == inner.c.cid))
+    people = inner.where(B.c.status == BeneficiaryStatus.ACTIVE.value, *where,
+                         ~already_queued(kind, B.c.id)).subquery()
+    return (select(people, C.c.channel, C.c.address, C.c.family_member_id)
+            .join(C, C.c.id == people.c.cid))
 
 
 def fetch_recipients(session: Session, stmt: Any, occurrence: str, params: dict[str, Any] | None = None
@@ -437,11 +437,11 @@ def sweep_payment_deadlines(session: Session, ctx: SweepContext) -> int:
     (The payment notice itself goes at the stage change, from notices.notify_stage_change.)"""
     today = ctx.today
     a = Application
-    rows = session.execute(select(a.beneficiary_id, a.reference, a.payment_deadline, a.payment_amount_fen,
-                                  a.payment_account)
-                           .where(a.type == ApplicationType.VETERAN_INSURANCE.value,
-                                  a.stage == Stage.PAYMENT_NOTICE.value, a.paid_on.is_(None),  # type: ignore[union-attr]
-                                  a.payment_deadline.between(  # type: ignore[union-attr]
+    rows = session.execute(select(col(a.beneficiary_id), col(a.reference), col(a.payment_deadline),
+                                  col(a.payment_amount_fen), col(a.payment_account))
+                           .where(col(a.type) == ApplicationType.VETERAN_INSURANCE.value,
+                                  col(a.stage) == Stage.PAYMENT_NOTICE.value, col(a.paid_on).is_(None),
+                                  col(a.payment_deadline).between(
                                       today, today + timedelta(days=ctx.rules.payments.deadline_reminder_days)))
                            ).all()
     made = 0
@@ -541,8 +541,8 @@ def sweep_stuck_applications(session: Session, ctx: SweepContext) -> int:
             continue
         cutoff = ctx.now - timedelta(days=limit)
         t = T.alias("stuck_t")
-        rows = session.execute(select(a.id, a.reference, a.beneficiary_id, a.stage_changed_at).where(
-            a.stage == stage, a.stage_changed_at < cutoff,  # type: ignore[operator]
+        rows = session.execute(select(col(a.id), col(a.reference), col(a.beneficiary_id), col(a.stage_changed_at)).where(
+            col(a.stage) == stage, col(a.stage_changed_at) < cutoff,
             ~exists().where(t.c.application_id == a.id, t.c.kind == TaskKind.STUCK_APPLICATION.value,
                             t.c.status == "open"))).all()
         for app_id, reference, bid, since in rows:
@@ -564,8 +564,8 @@ def sweep_ticket_escalations(session: Session, ctx: SweepContext) -> int:
     office = ctx.rules.escalation.office_hours
     # Wall time is never less than working time: only tickets older than `hours` can qualify.
     tickets = session.execute(select(HandoffTicket).where(
-        HandoffTicket.status == "open", HandoffTicket.escalated_at.is_(None),  # type: ignore[union-attr]
-        HandoffTicket.created_at <= ctx.now - timedelta(hours=hours))).scalars().all()  # type: ignore[operator]
+        col(HandoffTicket.status) == "open", col(HandoffTicket.escalated_at).is_(None),
+        col(HandoffTicket.created_at) <= ctx.now - timedelta(hours=hours))).scalars().all()
     tasks = []
     escalated = 0
     for ticket in tickets:

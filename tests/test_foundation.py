@@ -16,7 +16,7 @@ from models.db import make_engine
 from models.idcard import IdCard, InvalidIdCard, check_digit
 from models.migrate import current_revision, upgrade
 from models.phone import InvalidPhone, PhoneNumber
-from models.privacy import RedactingFilter, configure_logging, redact
+from models.privacy import configure_logging, redact
 from settings import SettingsError, load_settings
 
 

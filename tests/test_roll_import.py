@@ -125,7 +125,7 @@ def test_birth_date_must_agree_with_the_id_number(sqlite_engine: Engine, tmp_pat
     rows = roll_rows(2, seed=6)
     for r in rows:
         r["出生日期"] = r["身份证号"][6:10] + "-" + r["身份证号"][10:12] + "-" + r["身份证号"][12:14]
-    rows[1]["出生日期"] = "1950-01-01" if not rows[1]["身份证号"][6:14] == "19500101" else "1951-01-01"
+    rows[1]["出生日期"] = "1950-01-01" if rows[1]["身份证号"][6:14] != "19500101" else "1951-01-01"
     report = import_roll(sqlite_engine, write_roll_csv(tmp_path / "r.csv", rows), id_key=KEY)
     assert report.imported == 1
     assert report.rejected[0]["row"] == 3 and "不一致" in report.rejected[0]["reason"]

@@ -89,7 +89,7 @@ class RewritingHttpClient(AsyncHttpClient):
         base_path = self.api_base.path.rstrip("/")
         return urlunsplit((self.api_base.scheme, self.api_base.netloc, base_path + parts.path, parts.query, ""))
 
-    async def request(self, method: str, url: str, params: dict[str, object] | None = None,  # type: ignore[override]
+    async def request(self, method: str, url: str, params: dict[str, Any] | None = None,
                       data: dict[str, object] | None = None, headers: dict[str, str] | None = None,
                       auth: tuple[str, str] | None = None, timeout: float | None = None,
                       allow_redirects: bool = False) -> Response:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
