@@ -31,8 +31,9 @@ def festival_preview(session: Any, start: date, days: int, tz: Any, occasion_rul
         if not start <= send_at.date() <= end and not start <= day <= end:
             continue
         if rule.audience not in sizes:
-            sizes[rule.audience] = (audience_size(session, AudienceFilter.model_validate({"kinds": sorted(rule.audience)}), today).reachable
-                                    if rule.audience else 0)
+            sizes[rule.audience] = (
+                audience_size(session, AudienceFilter.model_validate({"kinds": sorted(rule.audience)}), today).reachable
+                if rule.audience else 0)
         out.append({"kind": "festival_greeting", "occasion": name, "occasion_date": day.isoformat(),
                     "send_at": send_at.isoformat(), "audience": sizes[rule.audience],
                     "audience_kinds": sorted(rule.audience), "enabled": bool(rule.audience)})

@@ -292,7 +292,8 @@ def run_due_broadcasts(engine: Engine, *, clock: Clock, settings: Any, templates
     now = clock.now()
     with session_scope(engine) as session:
         due = session.execute(select(Broadcast).where(
-            col(Broadcast.status) == BroadcastStatus.SCHEDULED.value, col(Broadcast.scheduled_for) <= now)).scalars().all()
+            col(Broadcast.status) == BroadcastStatus.SCHEDULED.value,
+            col(Broadcast.scheduled_for) <= now)).scalars().all()
         for b in due:
             start_sending(session, b, actor="scheduler", now=now)
         sending = [b.id for b in session.execute(select(Broadcast).where(
@@ -347,7 +348,8 @@ def broadcast_status(session: Session, b: Broadcast) -> dict[str, Any]:
         select(col(o.status), func.count()).where(col(o.broadcast_id) == b.id).group_by(col(o.status))).all())
     failed: dict[str, int] = {}
     for code, n in session.execute(select(col(o.error_code), func.count()).where(
-            col(o.broadcast_id) == b.id, col(o.status) == OutboxStatus.FAILED.value).group_by(col(o.error_code))).all():
+            col(o.broadcast_id) == b.id, col(o.status) == OutboxStatus.FAILED.value)
+            .group_by(col(o.error_code))).all():
         failed[code or "unknown"] = failed.get(code or "unknown", 0) + n
     opted_out_after = 0
     if b.started_at is not None:

@@ -58,7 +58,7 @@ def run_crash(url: str, *, messages: int = 10_000, kills: int = 20, processes: i
               lease_s: float = 5.0, seed: int = 1, timeout_s: float = 240.0) -> CrashResult:
     """`url`: an empty PostgreSQL database. Returns the figures; raises if it does not finish in time."""
     from sqlalchemy import func, select, text
-    from sqlmodel import SQLModel
+    from sqlmodel import SQLModel, col
 
     import models  # noqa: F401
     from models.clock import SystemClock
@@ -82,7 +82,7 @@ def run_crash(url: str, *, messages: int = 10_000, kills: int = 20, processes: i
 
     def unsent() -> int:
         with session_scope(engine) as s:
-            return int(s.execute(select(func.count()).where(OutboxMessage.status != "sent")).scalar() or 0)
+            return int(s.execute(select(func.count()).where(col(OutboxMessage.status) != "sent")).scalar() or 0)
 
     try:
         for _ in range(processes):

@@ -234,7 +234,8 @@ class Dispatcher:
         deceased = set()
         if ben_ids:
             deceased = set(session.execute(select(col(Beneficiary.id)).where(
-                col(Beneficiary.id).in_(ben_ids), col(Beneficiary.status) == BeneficiaryStatus.DECEASED.value)).scalars())
+                col(Beneficiary.id).in_(ben_ids),
+                col(Beneficiary.status) == BeneficiaryStatus.DECEASED.value)).scalars())
         changes = []
         for r in rows:
             c = contacts.get(r.address)

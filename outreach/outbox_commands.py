@@ -33,14 +33,15 @@ def _actor(given: str | None) -> str:
 def counts(engine: Any) -> dict[str, dict[str, int]]:
     """{status: {kind: n}}."""
     from sqlalchemy import func, select
+    from sqlmodel import col
 
     from models.db import session_scope
     from models.outbox import OutboxMessage
 
     out: dict[str, dict[str, int]] = {}
     with session_scope(engine) as s:
-        for status, kind, n in s.execute(select(OutboxMessage.status, OutboxMessage.kind, func.count())
-                                         .group_by(OutboxMessage.status, OutboxMessage.kind)):
+        for status, kind, n in s.execute(select(col(OutboxMessage.status), col(OutboxMessage.kind), func.count())
+                                         .group_by(col(OutboxMessage.status), col(OutboxMessage.kind))):
             out.setdefault(status, {})[kind] = int(n)
     return out
 

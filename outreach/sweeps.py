@@ -541,7 +541,8 @@ def sweep_stuck_applications(session: Session, ctx: SweepContext) -> int:
             continue
         cutoff = ctx.now - timedelta(days=limit)
         t = T.alias("stuck_t")
-        rows = session.execute(select(col(a.id), col(a.reference), col(a.beneficiary_id), col(a.stage_changed_at)).where(
+        rows = session.execute(select(
+            col(a.id), col(a.reference), col(a.beneficiary_id), col(a.stage_changed_at)).where(
             col(a.stage) == stage, col(a.stage_changed_at) < cutoff,
             ~exists().where(t.c.application_id == a.id, t.c.kind == TaskKind.STUCK_APPLICATION.value,
                             t.c.status == "open"))).all()

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import func
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from models.actions import StageChangeRefused, advance_application, audit
 from models.applications import Application, ApplicationStageChange, HandoffTicket, Stage, Task
@@ -135,12 +135,13 @@ def dashboard(request: Request) -> HTMLResponse:
 def applications(request: Request, stage: str = "", type: str = "") -> HTMLResponse:
     with _session(request) as db:
         user = current_staff(request, db)
-        query = select(Application, Beneficiary).join(Beneficiary, Beneficiary.id == Application.beneficiary_id)
+        query = select(Application, Beneficiary).join(Beneficiary,
+                                                      col(Beneficiary.id) == col(Application.beneficiary_id))
         if stage:
             query = query.where(Application.stage == stage)
         if type:
             query = query.where(Application.type == type)
-        rows = db.exec(query.order_by(Application.stage_changed_at.desc()).limit(200)).all()  # type: ignore[attr-defined]
+        rows = db.exec(query.order_by(col(Application.stage_changed_at).desc()).limit(200)).all()
         return _page(request, "applications.html", user, rows=rows, stage=stage, type=type)
 
 
@@ -156,7 +157,7 @@ def application_detail(request: Request, app_id: int) -> HTMLResponse:
             raise HTTPException(404, "no such application")
         person = db.get(Beneficiary, app.beneficiary_id)
         history = db.exec(select(ApplicationStageChange).where(ApplicationStageChange.application_id == app_id)
-                          .order_by(ApplicationStageChange.at)).all()
+                          .order_by(col(ApplicationStageChange.at))).all()
         documents = db.exec(select(ApplicationDocument).where(ApplicationDocument.application_id == app_id)).all()
         return _page(request, "application.html", user, app=app, person=person, history=history,
                      documents=documents, next_stages=sorted(ALLOWED_STAGE_CHANGES.get(app.stage, set())))
@@ -191,7 +192,7 @@ def tickets(request: Request, status: str = "open") -> HTMLResponse:
     with _session(request) as db:
         user = current_staff(request, db)
         rows = db.exec(select(HandoffTicket).where(HandoffTicket.status == status)
-                       .order_by(HandoffTicket.created_at).limit(200)).all()
+                       .order_by(col(HandoffTicket.created_at)).limit(200)).all()
         return _page(request, "tickets.html", user, rows=rows, status=status)
 
 
@@ -234,9 +235,10 @@ def ticket_draft(request: Request, ticket_id: int, csrf: str = Form("")) -> Resp
 def tasks(request: Request, status: str = "open") -> HTMLResponse:
     with _session(request) as db:
         user = current_staff(request, db)
-        rows = db.exec(select(Task, Beneficiary).join(Beneficiary, Beneficiary.id == Task.beneficiary_id, isouter=True)
+        rows = db.exec(select(Task, Beneficiary)
+                       .join(Beneficiary, col(Beneficiary.id) == col(Task.beneficiary_id), isouter=True)
                        .where(Task.status == status)
-                       .order_by(Task.priority.desc(), Task.created_at).limit(300)).all()  # type: ignore[attr-defined]
+                       .order_by(col(Task.priority).desc(), col(Task.created_at)).limit(300)).all()
         return _page(request, "tasks.html", user, rows=rows, status=status)
 
 
