@@ -8,7 +8,7 @@ no-op that says so (`Enqueued.created is False`). Every status change goes throu
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -123,26 +123,29 @@ def enqueue_many(session: Session, rows: Iterable[dict[str, Any]], *, now: datet
     """
     if session.get_bind().dialect.name == "sqlite":
         return _enqueue_many_sqlite(session, rows, now=now, batch=batch)
-    created = 0
-    chunk: list[dict[str, Any]] = []
     # One statement compiled once and executed with many parameter sets ("insertmanyvalues"):
     # a multi-VALUES statement built per batch recompiles 20,000 bind parameters each time,
     # which cost ~15x the insert itself on a 100,000-recipient broadcast (benchmarks/enqueue.py).
     stmt = _insert_ignoring_duplicates(session, [])
 
-    def flush() -> int:
+    def flush(chunk: list[dict[str, Any]]) -> int:
         keys = set().union(*chunk)
         params = [row if len(row) == len(keys) else {k: row.get(k) for k in keys} for row in chunk]
         return len(session.execute(stmt, params).fetchall())
 
+    return sum(flush(chunk) for chunk in _batches(rows, now, batch))
+
+
+def _batches(rows: Iterable[dict[str, Any]], now: datetime, size: int) -> Iterator[list[dict[str, Any]]]:
+    """Complete outbox rows (defaults filled in), `size` at a time."""
+    chunk: list[dict[str, Any]] = []
     for fields in rows:
         chunk.append(_row(now, **fields))
-        if len(chunk) >= batch:
-            created += flush()
+        if len(chunk) >= size:
+            yield chunk
             chunk = []
     if chunk:
-        created += flush()
-    return created
+        yield chunk
 
 
 def _sqlite_converter(column: Any) -> Any:
@@ -177,12 +180,9 @@ def _enqueue_many_sqlite(session: Session, rows: Iterable[dict[str, Any]], *, no
     """
     table = OutboxMessage.__table__  # type: ignore[attr-defined]
     cursor = session.connection().connection.cursor()
-    created = 0
-    chunk: list[dict[str, Any]] = []
-
     converters: dict[str, Any] = {}
 
-    def flush() -> int:
+    def flush(chunk: list[dict[str, Any]]) -> int:
         names = sorted(set().union(*chunk))
         for name in names:
             if name not in converters:
@@ -194,15 +194,10 @@ def _enqueue_many_sqlite(session: Session, rows: Iterable[dict[str, Any]], *, no
                                        for name, convert in plan) for row in chunk])
         return max(cursor.rowcount, 0)
 
-    for fields in rows:
-        chunk.append(_row(now, **fields))
-        if len(chunk) >= batch:
-            created += flush()
-            chunk = []
-    if chunk:
-        created += flush()
-    cursor.close()
-    return created
+    try:
+        return sum(flush(chunk) for chunk in _batches(rows, now, batch))
+    finally:
+        cursor.close()
 
 
 def transition(session: Session, message: OutboxMessage, to_status: str, reason: str, at: datetime) -> None:
