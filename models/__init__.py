@@ -14,7 +14,7 @@ from models.applications import (
 from models.base import UTCDateTime, utcnow
 from models.conversations import Conversation, MessageLog, OneTimeCode
 from models.db import is_sqlite, make_engine, session_scope
-from models.outbox import Broadcast, BroadcastStatus, OutboxEvent, OutboxMessage, OutboxStatus
+from models.outbox import Broadcast, BroadcastStatus, EarlyReceipt, OutboxEvent, OutboxMessage, OutboxStatus
 from models.people import (
     Beneficiary,
     BeneficiaryKind,
@@ -31,7 +31,7 @@ from models.staff import AuditLog, Role, StaffUser
 __all__ = [
     "Application", "ApplicationDocument", "ApplicationStageChange", "ApplicationType", "AuditLog",
     "Beneficiary", "BeneficiaryKind", "BeneficiaryStatus", "Broadcast", "BroadcastStatus", "Channel",
-    "Contact", "Conversation", "FamilyMember", "HandoffTicket", "Language", "MessageLog", "OneTimeCode",
+    "Contact", "Conversation", "EarlyReceipt", "FamilyMember", "HandoffTicket", "Language", "MessageLog", "OneTimeCode",
     "OutboxEvent", "OutboxMessage", "OutboxStatus", "Role", "SchemeMembership", "Stage", "StaffUser",
     "SchedulerJobRun", "SchedulerLease", "SurveyAnswer", "Task", "TaskKind", "UTCDateTime", "is_sqlite", "make_engine", "session_scope", "utcnow",
 ]

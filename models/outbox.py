@@ -73,6 +73,20 @@ class OutboxEvent(SQLModel, table=True):
     at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+class EarlyReceipt(SQLModel, table=True):
+    """A delivery receipt that arrived before the dispatcher recorded the send it is about
+    (Twilio can call back within milliseconds; outcomes are written in batches). Applied and
+    removed when the send is recorded."""
+
+    __tablename__ = "early_receipt"
+
+    id: int | None = Field(default=None, primary_key=True)
+    provider_message_id: str = Field(max_length=64, index=True)
+    status: str = Field(max_length=16)
+    error_code: str = Field(default="", max_length=16)
+    received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
 class BroadcastStatus(StrEnum):
     DRAFT = "draft"
     PENDING_APPROVAL = "pending_approval"

@@ -372,6 +372,11 @@ class Dispatcher:
                 session.execute(insert(_MESSAGE_LOG), logs)
             for o in permanent:
                 self._permanent(session, o, now)
+        sms_sids = [o.result.provider_message_id for o in outcomes if o.result is not None and o.row.channel == "sms"]
+        if sms_sids:
+            from outreach.receipts import apply_early_receipts
+
+            apply_early_receipts(self.engine, sms_sids, now)
 
     def _permanent(self, session: Session, o: Outcome, now: datetime) -> None:
         """Fail the row, mark the contact, fall back to the other channel when allowed."""

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 05:06:59.804074
+Create Date: 2026-11-23 06:00:14.495044
 """
 from alembic import op
 import sqlalchemy as sa
@@ -74,6 +74,17 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_beneficiary_is_union_member'), ['is_union_member'], unique=False)
         batch_op.create_index(batch_op.f('ix_beneficiary_is_veteran'), ['is_veteran'], unique=False)
         batch_op.create_index('ix_beneficiary_status_certified', ['status', 'last_certified_on'], unique=False)
+
+    op.create_table('early_receipt',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('provider_message_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('error_code', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('received_at', models.base.UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('early_receipt', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_early_receipt_provider_message_id'), ['provider_message_id'], unique=False)
 
     op.create_table('message_log',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -483,6 +494,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_message_log_beneficiary_id'))
 
     op.drop_table('message_log')
+    with op.batch_alter_table('early_receipt', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_early_receipt_provider_message_id'))
+
+    op.drop_table('early_receipt')
     with op.batch_alter_table('beneficiary', schema=None) as batch_op:
         batch_op.drop_index('ix_beneficiary_status_certified')
         batch_op.drop_index(batch_op.f('ix_beneficiary_is_veteran'))
