@@ -77,8 +77,7 @@ def test_nuanxin_run_with_telegram_and_twilio_answers_and_delivers(tmp_path: Pat
     and Twilio's signed delivery receipt, posted to /webhooks/twilio/status, marks it delivered."""
     from sqlmodel import Session, select
 
-    from models.db import make_engine
-    from models.db import session_scope
+    from models.db import make_engine, session_scope
     from models.outbox import OutboxMessage
     from models.people import Contact
     from outreach.outbox import enqueue
