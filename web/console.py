@@ -242,20 +242,35 @@ def tasks(request: Request, status: str = "open") -> HTMLResponse:
         return _page(request, "tasks.html", user, rows=rows, status=status)
 
 
+CERTIFICATION_TASKS = {"home_visit", "certification_booking"}
+
+
 @router.post("/tasks/{task_id}/done")
-def task_done(request: Request, task_id: int, note: str = Form(""), csrf: str = Form("")) -> Response:
+def task_done(request: Request, task_id: int, note: str = Form(""), certified: str = Form(""),
+              csrf: str = Form("")) -> Response:
+    """Close a task. Closing a home visit or a window booking with "certified" records this
+    year's pension eligibility certification, which stops the remaining reminders."""
     _check_csrf(request, csrf)
+    from models.actions import record_certification
+
     with _session(request) as db:
         user = current_staff(request, db)
         task = db.get(Task, task_id)
         if task is None:
             raise HTTPException(404, "no such task")
         if task.status == "open":
+            now = request.app.state.clock.now()
             task.status = "done"
-            task.closed_at = request.app.state.clock.now()
+            task.closed_at = now
             task.note = (task.note + "\n" + note).strip() if note else task.note
             db.add(task)
             audit(db, user.username, "task.done", "task", task.id, {"kind": task.kind})
+            if certified and task.kind in CERTIFICATION_TASKS and task.beneficiary_id is not None:
+                person = db.get(Beneficiary, task.beneficiary_id)
+                if person is not None:
+                    today = now.astimezone(request.app.state.settings.tz).date()
+                    record_certification(db, person, on=today, actor=user.username, method=task.kind, now=now)
+                    request.session["flash"] = f"已记录{person.name}今年的资格认证，后续提醒不再发送"
             db.commit()
     return RedirectResponse("/tasks", status_code=303)
 

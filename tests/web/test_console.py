@@ -141,3 +141,23 @@ def test_the_dashboard_shows_the_daily_summary(client: TestClient) -> None:
     _sign_in(client)
     page = client.get("/").text
     assert 'id="daily-summary"' in page and "今日到期资格认证" in page
+
+
+def test_closing_a_home_visit_as_certified_records_the_certification(client: TestClient, db_engine: Engine,
+                                                                      clock: object) -> None:
+    """The visit is done and this year's certification is on record (reminders stop); audited."""
+    from models.applications import Task
+
+    with Session(db_engine) as s:
+        person = s.exec(select(Beneficiary)).one()
+        task = Task(kind="home_visit", key="home_visit:1:2026", beneficiary_id=person.id, priority=3)
+        s.add(task)
+        s.commit()
+        task_id = task.id
+    _sign_in(client)
+    token = _csrf(client.get("/tasks").text)
+    client.post(f"/tasks/{task_id}/done", data={"certified": "1", "csrf": token})
+    with Session(db_engine) as s:
+        assert s.get(Task, task_id).status == "done"  # type: ignore[union-attr]
+        assert s.exec(select(Beneficiary)).one().last_certified_on == date(2026, 3, 2)
+        assert s.exec(select(AuditLog).where(AuditLog.action == "beneficiary.certified")).one().actor == "wang"
