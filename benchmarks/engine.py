@@ -82,7 +82,9 @@ def run() -> dict[str, Any]:
         for n in range(SEQUENTIAL_MESSAGES):
             conv = n % convs
             step = (n // convs) % len(SCRIPT)
-            replies = engine.handle(Inbound(channel="telegram", address=f"bench-{conv}", text=SCRIPT[step]))
+            # Provider message ids as Telegram gives them (the engine checks each is new).
+            replies = engine.handle(Inbound(channel="telegram", address=f"bench-{conv}", text=SCRIPT[step],
+                                            provider_message_id=str(n)))
             assert replies
         seq_seconds = time.perf_counter() - t0
         msgs_per_s = SEQUENTIAL_MESSAGES / seq_seconds
@@ -102,7 +104,8 @@ def run() -> dict[str, Any]:
                 if delay > 0:
                     await asyncio.sleep(delay)
                 arrived = max(due, time.perf_counter()) if delay > 0 else due
-                inbound = Inbound(channel="telegram", address=address, text=SCRIPT[r % len(SCRIPT)])
+                inbound = Inbound(channel="telegram", address=address, text=SCRIPT[r % len(SCRIPT)],
+                                  provider_message_id=str(r))
                 replies = await loop.run_in_executor(pool, engine.handle, inbound)
                 latencies.append(time.perf_counter() - arrived)
                 assert replies

@@ -179,6 +179,7 @@ class _Sql:
     update_conv: str
     insert_log: str
     select_contact_id: str
+    select_handled: str
     adopt: str
     adopt_clear: str
     select_contact: str
@@ -205,6 +206,8 @@ class _Sql:
             insert_log=q("INSERT INTO message_log (channel, address, direction, text, attachments, beneficiary_id, "
                          f"outbox_id, provider_message_id, created_at) VALUES (?, ?, ?, ?, ?{j}, ?, ?, ?, ?)"),
             select_contact_id=q("SELECT id FROM contact WHERE channel = ? AND address = ?"),
+            select_handled=q("SELECT 1 FROM message_log WHERE channel = ? AND address = ? AND direction = 'in' "
+                             "AND provider_message_id = ? LIMIT 1"),
             adopt=q(f"SELECT id, channel, flow, step, data, history, version FROM conversation WHERE beneficiary_id = ? "
                     f"AND acting_as {same} ? AND id <> ? AND flow IS NOT NULL AND flow <> 'link' AND updated_at > ? "
                     "ORDER BY updated_at DESC LIMIT 1"),
@@ -369,6 +372,12 @@ class Engine:
             s = _Tx(conn)
             try:
                 now = self.clock.now()
+                if start is None and self._already_handled(s, inbound):
+                    # A provider delivering the same message again (Telegram after a slow
+                    # webhook answer, a retried SMS webhook): answered once already.
+                    s.close()
+                    tx.rollback()
+                    return []
                 conv = self._load(s, inbound, now)
                 logged_in = self._inbound_log_text(conv, inbound)
                 if start is not None:
@@ -397,6 +406,12 @@ class Engine:
 
     def _json(self, value: Any) -> Any:
         return json.loads(value) if self._sql.json_in_text and isinstance(value, str) else value
+
+    def _already_handled(self, s: _Tx, inbound: Inbound) -> bool:
+        if not inbound.provider_message_id:
+            return False
+        s.cur.execute(self._sql.select_handled, (inbound.channel, inbound.address, inbound.provider_message_id))
+        return s.cur.fetchone() is not None
 
     def _load(self, s: _Tx, inbound: Inbound, now: datetime) -> Conv:
         s.cur.execute(self._sql.select_conv, (inbound.channel, inbound.address))

@@ -34,7 +34,11 @@ class Conversation(SQLModel, table=True):
 
 class MessageLog(SQLModel, table=True):
     __tablename__ = "message_log"
-    __table_args__ = (Index("ix_message_log_conv_time", "channel", "address", "created_at"),)
+    __table_args__ = (
+        Index("ix_message_log_conv_time", "channel", "address", "created_at"),
+        # The engine answers a provider's message once: a repeat delivery is found by its id.
+        Index("ix_message_log_provider_id", "channel", "address", "provider_message_id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     channel: str = Field(max_length=16)

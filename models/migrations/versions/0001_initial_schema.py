@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 06:00:14.495044
+Create Date: 2026-11-23 06:21:21.710582
 """
 from alembic import op
 import sqlalchemy as sa
@@ -102,6 +102,7 @@ def upgrade() -> None:
     with op.batch_alter_table('message_log', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_message_log_beneficiary_id'), ['beneficiary_id'], unique=False)
         batch_op.create_index('ix_message_log_conv_time', ['channel', 'address', 'created_at'], unique=False)
+        batch_op.create_index('ix_message_log_provider_id', ['channel', 'address', 'provider_message_id'], unique=False)
 
     op.create_table('scheduler_job_run',
     sa.Column('job', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
@@ -490,6 +491,7 @@ def downgrade() -> None:
     op.drop_table('scheduler_lease')
     op.drop_table('scheduler_job_run')
     with op.batch_alter_table('message_log', schema=None) as batch_op:
+        batch_op.drop_index('ix_message_log_provider_id')
         batch_op.drop_index('ix_message_log_conv_time')
         batch_op.drop_index(batch_op.f('ix_message_log_beneficiary_id'))
 
