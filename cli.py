@@ -165,7 +165,9 @@ def run(
     from service import serve
 
     settings = _settings()
-    serve(settings, host=host or settings.web_host, port=port or settings.web_port)
+    code = serve(settings, host=host or settings.web_host, port=port or settings.web_port)
+    if code:
+        raise typer.Exit(code)
 
 
 def _register_area_commands() -> None:

@@ -34,6 +34,13 @@ class _WebServer:
             def capture_signals(self):  # type: ignore[no-untyped-def]
                 yield
 
+            async def serve(self, sockets: Any = None) -> None:
+                try:
+                    await super().serve(sockets)
+                except SystemExit as exc:  # uvicorn exits the interpreter when it cannot bind
+                    raise RuntimeError(f"the web server could not start on {host}:{port} "
+                                       "(is the port in use? set NUANXIN_WEB_PORT or --port)") from exc
+
         return Server(uvicorn.Config(app, host=host, port=port, log_level="info", lifespan="on"))
 
 
@@ -43,7 +50,7 @@ def build_conversation_engine(engine: Any, settings: Settings, clock: Any) -> An
     return Engine(engine, settings, clock)
 
 
-async def _main(settings: Settings, host: str, port: int) -> None:
+async def _main(settings: Settings, host: str, port: int) -> int:
     from outreach.dispatcher import Dispatcher, build_providers
     from web.app import create_app
 
@@ -94,7 +101,16 @@ async def _main(settings: Settings, host: str, port: int) -> None:
                 "sms via Twilio" if settings.twilio_enabled else "sms off: messages go to the log sink"]
     log.info("nuanxin running: %s", "; ".join(channels))
 
-    await stop.wait()
+    # Run until asked to stop, or until a part ends on its own (a crash): then stop everything
+    # and exit non-zero, so that a supervisor restarts the whole process rather than leaving
+    # it half alive (say, serving the console with no dispatcher).
+    stop_waiter = asyncio.create_task(stop.wait(), name="stop")
+    done, _ = await asyncio.wait([stop_waiter, scheduler_task, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    failed = [t for t in done if t is not stop_waiter]
+    for task in failed:
+        error = task.exception() if not task.cancelled() else None
+        log.error("%s ended unexpectedly: %r; stopping", task.get_name(), error)
+    stop.set()
     log.info("stopping")
     server.should_exit = True
     if telegram_dispatcher is not None and settings.telegram_mode == "polling":
@@ -106,9 +122,12 @@ async def _main(settings: Settings, host: str, port: int) -> None:
     await asyncio.wait(tasks, timeout=15)
     if telegram_bot is not None:
         await telegram_bot.session.close()
+    bot_engine.close()
     engine.dispose()
+    return 1 if failed else 0
 
 
-def serve(settings: Settings, *, host: str, port: int) -> None:
+def serve(settings: Settings, *, host: str, port: int) -> int:
+    """Run until SIGINT/SIGTERM (exit status 0) or until a part fails (1)."""
     configure_logging()
-    asyncio.run(_main(settings, host, port))
+    return asyncio.run(_main(settings, host, port))

@@ -132,3 +132,18 @@ def test_nuanxin_run_with_telegram_and_twilio_answers_and_delivers(tmp_path: Pat
                 code = proc.wait(timeout=60)
         db.dispose()
     assert code == 0, log_path.read_text()[-4000:]
+
+
+def test_nuanxin_run_on_a_busy_port_says_so_and_exits_non_zero(tmp_path: Path) -> None:
+    """A part that cannot start stops the whole process with a clear line, not a half-alive service."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "TWILIO_", "DATABASE_URL"))}
+    env["NUANXIN_DATA_DIR"] = str(tmp_path / "var")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "cli", "run", "--port", str(port)], cwd=REPO, env=env,
+                                capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "could not start" in result.stderr and "port in use" in result.stderr
+    assert "Traceback" not in result.stderr
