@@ -102,15 +102,16 @@ async def _dispatch(engine: Any, base: str, n: int, limit: float | None) -> tupl
     t0 = time.perf_counter()
     task = asyncio.create_task(d.run(stop))
 
-    def left() -> int:
-        with session_scope(engine) as s:
-            return int(s.execute(select(func.count()).where(OutboxMessage.status != "sent")).scalar() or 0)
-
-    while await asyncio.to_thread(left):
-        await asyncio.sleep(0.05)
-    elapsed = time.perf_counter() - t0
+    # Watch the dispatcher's own count, not the table: a count(*) every few milliseconds
+    # would take SQLite's lock from the dispatcher it measures.
+    while d.stats["sent"] < n:
+        await asyncio.sleep(0.02)
     stop.set()
-    await task
+    await task  # every outcome written
+    elapsed = time.perf_counter() - t0
+    with session_scope(engine) as s:
+        unsent = int(s.execute(select(func.count()).where(OutboxMessage.status != "sent")).scalar() or 0)
+    assert unsent == 0, f"{unsent} rows not sent"
     await provider.close()
     with session_scope(engine) as s:
         times = [t.timestamp() for t in s.execute(select(OutboxMessage.sent_at)).scalars()]

@@ -31,10 +31,11 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, select
 from sqlmodel import Session, col
 
 from models.actions import mark_blocked, mark_invalid, opt_out
+from models.bulk import Driver
 from models.clock import Clock, SystemClock
 from models.conversations import MessageLog
 from models.db import session_scope
@@ -180,10 +181,12 @@ class Dispatcher:
                                      sms_segments_per_s=getattr(settings, "twilio_segments_per_s", 1.0))
                       for ch in self.providers}
         self.limits = dict(limits)
-        self._semaphore = asyncio.Semaphore(concurrency)
         self._inflight: dict[str, int] = {ch: 0 for ch in self.providers}
         self._last_quiet_check = 0.0
-        self._tasks: set[asyncio.Task[None]] = set()
+        # Claimed rows wait here for one of `concurrency` sender tasks (made per run, in its loop).
+        self._queue: asyncio.Queue[Claimed] | None = None
+        self._senders: list[asyncio.Task[None]] = []
+        self._unsent = 0  # rows handed to the senders whose outcome is not yet in `_pending`
         self._pending: list[Outcome] = []
         self._flush_now = asyncio.Event()
         self._room_event = asyncio.Event()
@@ -223,30 +226,32 @@ class Dispatcher:
         return [r for r in rows if r.id not in stopped]
 
     def _recheck(self, session: Session, rows: list[Claimed], now: datetime) -> set[int]:
-        """Right before sending: suppress rows whose recipient cannot or must not get them."""
+        """Right before sending: suppress rows whose recipient cannot or must not get them.
+        Runs for every batch, so through the driver (`models.bulk`)."""
+        db = Driver(session)
         channel = rows[0].channel
-        addresses = {r.address for r in rows}
-        contacts = {c.address: c for c in session.execute(
-            select(Contact).where(col(Contact.channel) == channel, col(Contact.address).in_(addresses))
-        ).scalars()}
-        ben_ids = {r.beneficiary_id for r in rows if r.beneficiary_id} | {
-            c.beneficiary_id for c in contacts.values() if c.beneficiary_id}
+        addresses = sorted({r.address for r in rows})
+        contacts = {row[0]: row[1:] for row in db.execute(
+            "SELECT address, opted_out_at, blocked_at, invalid_at, beneficiary_id FROM contact "
+            f"WHERE channel = ? AND address IN ({', '.join('?' * len(addresses))})", [channel, *addresses])}
+        ben_ids = sorted({r.beneficiary_id for r in rows if r.beneficiary_id} | {
+            c[3] for c in contacts.values() if c[3]})
         deceased = set()
         if ben_ids:
-            deceased = set(session.execute(select(col(Beneficiary.id)).where(
-                col(Beneficiary.id).in_(ben_ids),
-                col(Beneficiary.status) == BeneficiaryStatus.DECEASED.value)).scalars())
+            deceased = {row[0] for row in db.execute(
+                f"SELECT id FROM beneficiary WHERE id IN ({', '.join('?' * len(ben_ids))}) AND status = ?",
+                [*ben_ids, BeneficiaryStatus.DECEASED.value])}
         changes = []
         for r in rows:
             c = contacts.get(r.address)
             reason = None
-            if c is not None and c.opted_out_at is not None:
+            if c is not None and c[0] is not None:
                 reason = "suppressed: opted out"
-            elif c is not None and c.blocked_at is not None:
+            elif c is not None and c[1] is not None:
                 reason = "suppressed: contact blocked the bot"
-            elif c is not None and c.invalid_at is not None:
+            elif c is not None and c[2] is not None:
                 reason = "suppressed: address invalid"
-            elif (r.beneficiary_id or (c.beneficiary_id if c else None)) in deceased:
+            elif (r.beneficiary_id or (c[3] if c else None)) in deceased:
                 reason = "suppressed: beneficiary deceased"
             if reason:
                 changes.append(Change(r.id, OutboxStatus.SENDING.value, OutboxStatus.SUPPRESSED.value, reason,
@@ -284,38 +289,40 @@ class Dispatcher:
             waited += wait
 
     async def _send_one(self, row: Claimed) -> Outcome:
-        async with self._semaphore:
-            provider = self.providers[row.channel]
-            t0 = _time.monotonic()
-            defer = await self._acquire(row)
-            if defer > 0:
-                return Outcome(row, deferred_s=defer)
-            if _time.monotonic() - t0 > 1.0 and not await asyncio.to_thread(self._still_reachable, row):
-                return Outcome(row, error=ContactStopped("opted_out", "contact stopped while waiting"))
-            message = OutgoingMessage(outbox_id=row.id, channel=row.channel, address=row.address, body=row.body,
-                                      segments=row.segments, extra=row.extra, idempotency_key=row.idempotency_key,
-                                      beneficiary_id=row.beneficiary_id)
-            try:
+        provider = self.providers[row.channel]
+        t0 = _time.monotonic()
+        defer = await self._acquire(row)
+        if defer > 0:
+            return Outcome(row, deferred_s=defer)
+        if _time.monotonic() - t0 > 1.0 and not await asyncio.to_thread(self._still_reachable, row):
+            return Outcome(row, error=ContactStopped("opted_out", "contact stopped while waiting"))
+        message = OutgoingMessage(outbox_id=row.id, channel=row.channel, address=row.address, body=row.body,
+                                  segments=row.segments, extra=row.extra, idempotency_key=row.idempotency_key,
+                                  beneficiary_id=row.beneficiary_id)
+        try:
+            if getattr(provider, "timeout_s", self.send_timeout_s + 1) <= self.send_timeout_s:
+                result = await provider.send(message)  # bounded by the provider's own timeout
+            else:
                 # asyncio.timeout, not wait_for: no extra task, so the send starts the moment
                 # the rate limit granted it.
                 async with asyncio.timeout(self.send_timeout_s):
                     result = await provider.send(message)
-                return Outcome(row, result=result, at=self.clock.now())
-            except SendError as exc:
-                if isinstance(exc, Throttled):
-                    self.limits.get(row.channel, ProviderLimits(self.clock, None)).pause(exc.retry_after)
-                elif isinstance(exc, ChannelMisconfigured):
-                    self.limits.get(row.channel, ProviderLimits(self.clock, None)).pause(60.0)
-                    log.error("channel %s misconfigured: %s", row.channel, exc.detail[:200])
-                return Outcome(row, error=exc, at=self.clock.now())
-            except TimeoutError:
-                return Outcome(row, error=ConnectionFailed("no answer in time", "timeout"), at=self.clock.now())
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a provider bug must not lose the message
-                log.exception("provider %s raised outside the contract", provider.name)
-                return Outcome(row, error=TemporaryFailure(f"{type(exc).__name__}: {exc}"[:300], "unexpected"),
-                               at=self.clock.now())
+            return Outcome(row, result=result, at=self.clock.now())
+        except SendError as exc:
+            if isinstance(exc, Throttled):
+                self.limits.get(row.channel, ProviderLimits(self.clock, None)).pause(exc.retry_after)
+            elif isinstance(exc, ChannelMisconfigured):
+                self.limits.get(row.channel, ProviderLimits(self.clock, None)).pause(60.0)
+                log.error("channel %s misconfigured: %s", row.channel, exc.detail[:200])
+            return Outcome(row, error=exc, at=self.clock.now())
+        except TimeoutError:
+            return Outcome(row, error=ConnectionFailed("no answer in time", "timeout"), at=self.clock.now())
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a provider bug must not lose the message
+            log.exception("provider %s raised outside the contract", provider.name)
+            return Outcome(row, error=TemporaryFailure(f"{type(exc).__name__}: {exc}"[:300], "unexpected"),
+                           at=self.clock.now())
 
     # --- writing outcomes ----------------------------------------------------------------
     def _backoff(self, attempts: int) -> float:
@@ -368,8 +375,7 @@ class Dispatcher:
                 permanent.append(o)
         with session_scope(self.engine) as session:
             apply_changes(session, changes, now)
-            if logs:
-                session.execute(insert(_MESSAGE_LOG), logs)
+            Driver(session).insert_many(_MESSAGE_LOG, logs)
             for o in permanent:
                 self._permanent(session, o, now)
         sms_sids = [o.result.provider_message_id for o in outcomes if o.result is not None and o.row.channel == "sms"]
@@ -408,9 +414,11 @@ class Dispatcher:
             self.stats["fallbacks"] += 1
 
     # --- the loop ------------------------------------------------------------------------
-    # Sends are launched as tasks; each outcome joins `_pending`, which one flusher writes in
-    # batches. A slow send holds up nothing but itself, and the in-flight window (claimed,
-    # outcome not yet written: what a crash could send twice) stays under `max_inflight`.
+    # Claimed rows go to a queue served by `concurrency` sender tasks (a fixed pool: a task and
+    # a semaphore wait per row cost more than the send's own bookkeeping at thousands a
+    # second); each outcome joins `_pending`, which one flusher writes in batches. A slow send
+    # holds up nothing but its sender, and the in-flight window (claimed, outcome not yet
+    # written: what a crash could send twice) stays under `max_inflight`.
     def _room(self) -> int:
         return self.max_inflight - sum(self._inflight.values())
 
@@ -424,17 +432,45 @@ class Dispatcher:
         finally:
             self._inflight[channel] -= cap
         self._inflight[channel] += len(rows)
+        queue = self._start_senders()
+        self._unsent += len(rows)
         for r in rows:
-            task = asyncio.create_task(self._send_and_collect(r))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            queue.put_nowait(r)
         return len(rows)
 
-    async def _send_and_collect(self, row: Claimed) -> None:
-        outcome = await self._send_one(row)  # not `self._pending.append(await ...)`: _flush swaps the list
-        self._pending.append(outcome)
-        if len(self._pending) >= self.flush_max:
-            self._flush_now.set()
+    def _start_senders(self) -> asyncio.Queue[Claimed]:
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+            self._senders = [asyncio.create_task(self._sender(self._queue)) for _ in range(self.concurrency)]
+        return self._queue
+
+    async def _stop_senders(self) -> None:
+        """Cancel the senders. Only on an error or cancellation are rows still waiting: they
+        keep their leases and are claimed again when the leases expire."""
+        queue, senders, self._senders, self._queue = self._queue, self._senders, [], None
+        for task in senders:
+            task.cancel()
+        await asyncio.gather(*senders, return_exceptions=True)
+        while queue is not None and not queue.empty():
+            self._inflight[queue.get_nowait().channel] -= 1
+            self._unsent -= 1
+
+    async def _sender(self, queue: asyncio.Queue[Claimed]) -> None:
+        while True:
+            row = await queue.get()
+            try:
+                outcome = await self._send_one(row)
+            except asyncio.CancelledError:
+                raise  # stopping: the row keeps its lease and is claimed again after it expires
+            except Exception as exc:  # noqa: BLE001 - e.g. the database during the second look
+                log.exception("outbox %s: sending failed outside the provider", row.id)
+                outcome = Outcome(row, error=TemporaryFailure(f"{type(exc).__name__}: {exc}"[:300], "unexpected"),
+                                  at=self.clock.now())
+            self._pending.append(outcome)  # not `append(await ...)`: _flush swaps the list meanwhile
+            self._unsent -= 1
+            queue.task_done()
+            if len(self._pending) >= self.flush_max:
+                self._flush_now.set()
 
     async def _flush(self) -> int:
         if not self._pending:
@@ -455,15 +491,18 @@ class Dispatcher:
         written. Returns how many rows were claimed (sent, retried, failed or deferred)."""
         await asyncio.to_thread(self._defer_quiet_sms)
         total = 0
-        for channel in self.providers:
-            total += await self._launch(channel)
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks))
+        try:
+            for channel in self.providers:
+                total += await self._launch(channel)
+            if self._queue is not None:
+                await self._queue.join()
+        finally:
+            await self._stop_senders()
         await self._flush()
         return total
 
     async def _flusher(self, stop: asyncio.Event) -> None:
-        while not (stop.is_set() and not self._tasks and not self._pending):
+        while not (stop.is_set() and not self._unsent and not self._pending):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._flush_now.wait(), self.flush_interval_s)
             self._flush_now.clear()
@@ -515,13 +554,14 @@ class Dispatcher:
         renew = asyncio.create_task(self._renew(stop))
         try:
             await self._launcher(stop)
-            while self._tasks:
-                await asyncio.gather(*list(self._tasks))
+            if self._queue is not None:
+                await self._queue.join()
             self._flush_now.set()
             await flusher
         finally:
             renew.cancel()
             flusher.cancel()
+            await self._stop_senders()
 
 
 def build_providers(settings: Any, engine: Engine | None) -> dict[str, Provider]:

@@ -7,18 +7,17 @@ no-op that says so (`Enqueued.created is False`). Every status change goes throu
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import JSON, Boolean, CursorResult, Insert, bindparam, insert, select, update
+from sqlalchemy import CursorResult, Insert, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
-from models.base import UTCDateTime
+from models.bulk import Driver
 from models.outbox import OutboxEvent, OutboxMessage, OutboxStatus
 
 
@@ -148,56 +147,17 @@ def _batches(rows: Iterable[dict[str, Any]], now: datetime, size: int) -> Iterat
         yield chunk
 
 
-def _sqlite_converter(column: Any) -> Any:
-    """How SQLAlchemy would bind a value of this column on SQLite (see UTCDateTime and JSON);
-    None when the value passes through as it is."""
-    if isinstance(column.type, UTCDateTime):
-        seen: dict[datetime, str] = {}  # bulk rows share a handful of timestamps
-
-        def stamp(value: datetime | None) -> str | None:
-            if value is None:
-                return None
-            text = seen.get(value)
-            if text is None:
-                text = seen[value] = value.astimezone(UTC).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
-            return text
-
-        return stamp
-    if column.type._type_affinity is JSON:
-        return lambda value: None if value is None else json.dumps(value)
-    if column.type._type_affinity is Boolean:
-        return lambda value: None if value is None else int(value)
-    return None
-
-
 def _enqueue_many_sqlite(session: Session, rows: Iterable[dict[str, Any]], *, now: datetime, batch: int) -> int:
     """The same insert through the driver's executemany, inside the session's transaction.
 
     On SQLite, SQLAlchemy's per-row parameter processing costs more than the insert itself
     (about 80 µs against 30 µs a row); a 100,000-recipient broadcast spends most of its time
-    there. Values are converted exactly as the column types would (`_sqlite_converter`); a test
-    reads rows written both ways and compares them.
+    there. `models.bulk` binds values exactly as the column types would; a test reads rows
+    written both ways and compares them.
     """
-    table = OutboxMessage.__table__  # type: ignore[attr-defined]
-    cursor = session.connection().connection.cursor()
-    converters: dict[str, Any] = {}
-
-    def flush(chunk: list[dict[str, Any]]) -> int:
-        names = sorted(set().union(*chunk))
-        for name in names:
-            if name not in converters:
-                converters[name] = _sqlite_converter(table.c[name])
-        plan = [(name, converters[name]) for name in names]
-        sql = (f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)}) "
-               "ON CONFLICT (idempotency_key) DO NOTHING")
-        cursor.executemany(sql, [tuple(row.get(name) if convert is None else convert(row.get(name))
-                                       for name, convert in plan) for row in chunk])
-        return max(cursor.rowcount, 0)
-
-    try:
-        return sum(flush(chunk) for chunk in _batches(rows, now, batch))
-    finally:
-        cursor.close()
+    driver = Driver(session)
+    return sum(driver.insert_many(_TABLE, chunk, suffix="ON CONFLICT (idempotency_key) DO NOTHING")
+               for chunk in _batches(rows, now, batch))
 
 
 def transition(session: Session, message: OutboxMessage, to_status: str, reason: str, at: datetime) -> None:
@@ -249,6 +209,11 @@ def _due(now: datetime, channel: str | None) -> Any:
     return cond
 
 
+_CLAIMED_COLUMNS = ("id", "idempotency_key", "kind", "channel", "address", "body", "segments", "urgent",
+                    "allow_fallback", "extra", "beneficiary_id", "contact_id", "attempts", "created_at",
+                    "deadline_at", "language", "broadcast_id", "occurrence")
+
+
 def claim(session: Session, *, owner: str, now: datetime, lease_s: float, limit: int,
           channel: str | None = None) -> list[Claimed]:
     """Take up to `limit` due rows for `owner`: queued rows whose time has come, and rows still
@@ -257,40 +222,46 @@ def claim(session: Session, *, owner: str, now: datetime, lease_s: float, limit:
 
     PostgreSQL: row locks with SKIP LOCKED, so concurrent dispatchers take disjoint rows.
     SQLite: call inside `session_scope(engine, immediate=True)`: the write lock is held from BEGIN.
+    Statements go through the driver (`models.bulk`): this runs for every batch the dispatcher sends.
     """
     from datetime import timedelta
 
     if limit <= 0:
         return []
-    t = _TABLE.c
-    query = select(t.id, t.status, t.lease_owner).where(_due(now, channel)).order_by(t.next_attempt_at, t.id).limit(limit)
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    picked = session.execute(query).all()
+    db = Driver(session)
+    stamp = db.binder(_TABLE.c.next_attempt_at)
+    assert stamp is not None
+    at = stamp(now)
+    where = ("((status = 'queued' AND next_attempt_at <= ?) OR (status = 'sending' AND lease_expires_at < ?))"
+             + (" AND channel = ?" if channel is not None else ""))
+    params: list[Any] = [at, at] + ([channel] if channel is not None else []) + [limit]
+    picked = db.execute(f"SELECT id, status, lease_owner FROM outbox_message WHERE {where} "
+                        f"ORDER BY next_attempt_at, id LIMIT ?{' FOR UPDATE SKIP LOCKED' if db.pg else ''}", params)
     if not picked:
         return []
-    before = {row.id: (row.status, row.lease_owner) for row in picked}
-    rows = session.execute(
-        update(_TABLE).where(t.id.in_(list(before)))
-        .values(status=OutboxStatus.SENDING.value, lease_owner=owner,
-                lease_expires_at=now + timedelta(seconds=lease_s), attempts=t.attempts + 1)
-        .returning(t.id, t.idempotency_key, t.kind, t.channel, t.address, t.body, t.segments, t.urgent,
-                   t.allow_fallback, t.extra, t.beneficiary_id, t.contact_id, t.attempts, t.created_at,
-                   t.deadline_at, t.language, t.broadcast_id, t.occurrence)
-    ).all()
+    before = {row[0]: (row[1], row[2]) for row in picked}
+    ids = list(before)
+    id_match = "id = ANY(?)" if db.pg else f"id IN ({', '.join('?' * len(ids))})"
+    rows = db.execute(
+        f"UPDATE outbox_message SET status = 'sending', lease_owner = ?, lease_expires_at = ?, "
+        f"attempts = attempts + 1 WHERE {id_match} RETURNING {', '.join(_CLAIMED_COLUMNS)}",
+        [owner, stamp(now + timedelta(seconds=lease_s)), *([ids] if db.pg else ids)])
+    readers = [db.reader(_TABLE.c[name]) for name in _CLAIMED_COLUMNS]
     events = []
     claimed = []
-    for r in rows:
-        old_status, old_owner = before[r.id]
+    for raw in rows:
+        r = [value if read is None else read(value) for value, read in zip(raw, readers, strict=True)]
+        old_status, old_owner = before[r[0]]
         reclaimed = old_owner if old_status == OutboxStatus.SENDING.value else None
         reason = (f"lease of {reclaimed} expired; claimed by {owner}" if reclaimed else f"claimed by {owner}")
-        events.append({"outbox_id": r.id, "from_status": old_status, "to_status": OutboxStatus.SENDING.value,
+        events.append({"outbox_id": r[0], "from_status": old_status, "to_status": OutboxStatus.SENDING.value,
                        "reason": reason[:500], "at": now})
-        claimed.append(Claimed(r.id, r.idempotency_key, r.kind, r.channel, r.address, r.body, r.segments or 1,
-                               bool(r.urgent), bool(r.allow_fallback), dict(r.extra or {}), r.beneficiary_id,
-                               r.contact_id, r.attempts, r.created_at, r.deadline_at, r.language, r.broadcast_id,
-                               r.occurrence, reclaimed))
-    session.execute(insert(_EVENTS), events)
+        (id_, key, kind, channel_, address, body, segments, urgent, allow_fallback, extra, beneficiary_id,
+         contact_id, attempts, created_at, deadline_at, language, broadcast_id, occurrence) = r
+        claimed.append(Claimed(id_, key, kind, channel_, address, body, segments or 1, bool(urgent),
+                               bool(allow_fallback), dict(extra or {}), beneficiary_id, contact_id, attempts,
+                               created_at, deadline_at, language, broadcast_id, occurrence, reclaimed))
+    db.insert_many(_EVENTS, events)
     claimed.sort(key=lambda c: c.id)
     return claimed
 
@@ -307,22 +278,20 @@ class Change:
 
 
 def apply_changes(session: Session, changes: Sequence[Change], at: datetime) -> None:
-    """Write many transitions at once (an UPDATE per group of same fields, one INSERT of events).
-    The same record as `transition`, at bulk speed."""
+    """Write many transitions at once (an UPDATE per group of same fields, one INSERT of events),
+    through the driver (`models.bulk`). The same record as `transition`, at bulk speed."""
     if not changes:
         return
-    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    db = Driver(session)
+    groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
     for ch in changes:
         values = {"status": ch.to_status, **ch.values}
-        keys = tuple(sorted(values))
-        groups.setdefault(keys, []).append({"b_id": ch.id, **{f"v_{k}": v for k, v in values.items()}})
-    for keys, params in groups.items():
-        stmt = update(_TABLE).where(_TABLE.c.id == bindparam("b_id")).values(
-            {k: bindparam(f"v_{k}") for k in keys})
-        session.connection().execute(stmt, params)
-    session.execute(insert(_EVENTS), [
-        {"outbox_id": ch.id, "from_status": ch.from_status, "to_status": ch.to_status,
-         "reason": ch.reason[:500], "at": at} for ch in changes])
+        names = tuple(sorted(values))
+        groups.setdefault(names, []).append((*(values[n] for n in names), ch.id))
+    for names, rows in groups.items():
+        db.update_many(_TABLE, names, rows)
+    db.insert_many(_EVENTS, [{"outbox_id": ch.id, "from_status": ch.from_status, "to_status": ch.to_status,
+                              "reason": ch.reason[:500], "at": at} for ch in changes])
 
 
 def defer_due(session: Session, where: Any, until: datetime, reason: str, now: datetime,

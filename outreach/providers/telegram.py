@@ -3,15 +3,23 @@
 `telegram_api_base` (a local Bot API server, or the fake in tests) replaces
 api.telegram.org. `extra["buttons"]` (rows of {"text", "data"} or {"text", "url"}) become an
 inline keyboard.
+
+Calls without files go as a JSON body (the Bot API takes application/json for every method
+but uploads) over a small keep-alive HTTP/1.1 pool (`TelegramSession`, `http1.HTTP1Pool`):
+at thousands of messages a second, aiogram's form building and aiohttp's per-request work
+cost more CPU than everything else the dispatcher does for a message.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import ssl
+from typing import Any, cast
+from urllib.parse import urlsplit
 
+import certifi
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
+from aiogram.client.telegram import PRODUCTION, TelegramAPIServer
 from aiogram.exceptions import (
     ClientDecodeError,
     RestartingTelegram,
@@ -27,7 +35,9 @@ from aiogram.exceptions import (
     TelegramServerError,
     TelegramUnauthorizedError,
 )
-from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.methods import TelegramMethod
+from aiogram.methods.base import Response, TelegramType
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, InputFile, Message
 
 from outreach.providers.base import (
     AddressInvalid,
@@ -41,6 +51,7 @@ from outreach.providers.base import (
     TemporaryFailure,
     Throttled,
 )
+from outreach.providers.http1 import HTTP1Pool, HTTPError
 
 
 def inline_keyboard(extra: dict[str, Any]) -> InlineKeyboardMarkup | None:
@@ -94,6 +105,55 @@ def map_telegram_error(exc: Exception) -> SendError:
     return TemporaryFailure(f"{type(exc).__name__}: {exc}", "unexpected")
 
 
+
+# aiogram checks every answer against `Response[<result type>]`. pydantic builds that class
+# on first use (about half a second) and keeps it only weakly: without a reference here it
+# is collected and built again every few hundred messages.
+_SEND_MESSAGE_RESPONSE = Response[Message]
+
+
+class TelegramSession(AiohttpSession):
+    """aiogram's session, with calls that carry no file sent as one JSON body over `HTTP1Pool`.
+
+    Values are prepared by aiogram's own `prepare_value` (bot defaults, enums, dates, nested
+    objects) and answers checked by its `check_response`, so results and errors are exactly
+    aiogram's. A call with a file, a file download, or an API server on another host than
+    the pool's goes through aiogram's aiohttp session as usual.
+    """
+
+    def __init__(self, *, api: TelegramAPIServer = PRODUCTION, limit: int = 100, timeout: float = 60.0) -> None:
+        super().__init__(api=api, limit=limit, timeout=timeout)
+        origin = urlsplit(api.api_url(token="0:x", method="getMe"))
+        self._origin = f"{origin.scheme}://{origin.netloc}"
+        self._pool = HTTP1Pool(self._origin, limit=limit, ssl_context=ssl.create_default_context(cafile=certifi.where()))
+
+    async def make_request(self, bot: Bot, method: TelegramMethod[TelegramType],
+                           timeout: int | None = None) -> TelegramType:
+        url = self.api.api_url(token=bot.token, method=method.__api_method__)
+        files: dict[str, InputFile] = {}
+        payload: dict[str, Any] = {}
+        for key, value in method.model_dump(warnings=False).items():
+            prepared = self.prepare_value(value, bot=bot, files=files, _dumps_json=False)
+            if prepared is not None and prepared != "":  # what aiogram's form leaves out
+                payload[key] = prepared
+        if files or not url.startswith(self._origin):
+            return await super().make_request(bot, method, timeout)
+        try:
+            answer = await self._pool.request("POST", url[len(self._origin):], self.json_dumps(payload).encode(),
+                                              timeout=self.timeout if timeout is None else timeout)
+        except TimeoutError as e:
+            raise TelegramNetworkError(method=method, message="Request timeout error") from e
+        except HTTPError as e:
+            raise TelegramNetworkError(method=method, message=f"HTTPError: {e}") from e
+        response = self.check_response(bot=bot, method=method, status_code=answer.status,
+                                       content=answer.body.decode("utf-8", "replace"))
+        return cast(TelegramType, response.result)
+
+    async def close(self) -> None:
+        await self._pool.close()
+        await super().close()
+
+
 class TelegramProvider:
     channel = "telegram"
     name = "telegram"
@@ -104,9 +164,10 @@ class TelegramProvider:
             kwargs: dict[str, Any] = {"limit": connections, "timeout": timeout}
             if api_base:
                 kwargs["api"] = TelegramAPIServer.from_base(api_base, is_local=True)
-            bot = Bot(token, session=AiohttpSession(**kwargs))
+            bot = Bot(token, session=TelegramSession(**kwargs))
         self.bot = bot
         self.timeout = timeout
+        self.timeout_s = timeout  # every send ends within this (the dispatcher adds no timer of its own)
 
     async def send(self, message: OutgoingMessage) -> SendResult:
         chat_id: int | str = int(message.address) if message.address.lstrip("-").isdigit() else message.address
