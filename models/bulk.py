@@ -22,7 +22,8 @@ from sqlmodel import Session
 
 from models.base import UTCDateTime
 
-SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy's SQLite DATETIME stores a value
+# SQLAlchemy's SQLite DATETIME stores "YYYY-MM-DD HH:MM:SS.ffffff", what
+# isoformat(" ", "microseconds") writes.
 
 
 class Driver:
@@ -105,8 +106,8 @@ def _binder(column: Any, pg: bool) -> Callable[[Any], Any] | None:
             if out is None:
                 if value.tzinfo is None:
                     raise ValueError("naive datetime given to a UTC column; pass an aware datetime")
-                naive = value.astimezone(UTC).replace(tzinfo=None)
-                out = seen[value] = naive if pg else naive.strftime(SQLITE_TIME)
+                naive = (value if value.tzinfo is UTC else value.astimezone(UTC)).replace(tzinfo=None)
+                out = seen[value] = naive if pg else naive.isoformat(" ", "microseconds")
             return out
 
         return stamp

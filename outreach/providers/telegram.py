@@ -127,6 +127,14 @@ class TelegramSession(AiohttpSession):
         self._origin = f"{origin.scheme}://{origin.netloc}"
         self._pool = HTTP1Pool(self._origin, limit=limit, ssl_context=ssl.create_default_context(cafile=certifi.where()))
 
+    async def __call__(self, bot: Bot, method: TelegramMethod[TelegramType],
+                       timeout: int | None = None) -> TelegramType:
+        if len(self.middleware):
+            return await super().__call__(bot, method, timeout)
+        # No request middleware: straight to the request (aiogram's chain of partials costs a
+        # runtime generic subscription per call).
+        return await self.make_request(bot, method, timeout)
+
     async def make_request(self, bot: Bot, method: TelegramMethod[TelegramType],
                            timeout: int | None = None) -> TelegramType:
         url = self.api.api_url(token=bot.token, method=method.__api_method__)
