@@ -4,10 +4,11 @@ exactly what the ORM writes and reads, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
-from sqlmodel import select
+from sqlmodel import col, select
 
 from models.bulk import Driver
 from models.conversations import MessageLog
@@ -78,7 +79,7 @@ def test_changes_written_through_the_driver_read_back_as_written_with_their_even
         ], NOW)
     with session_scope(db_engine) as s:
         first, second = (s.get(OutboxMessage, i) for i in ids)
-        events = s.exec(select(OutboxEvent).order_by(OutboxEvent.id)).all()
+        events = s.exec(select(OutboxEvent).order_by(col(OutboxEvent.id))).all()
     assert first is not None and second is not None
     assert (first.status, first.provider_message_id, first.sent_at, first.lease_owner) == (
         "sent", "500:7", sent_at.astimezone(UTC), None)
@@ -90,13 +91,13 @@ def test_changes_written_through_the_driver_read_back_as_written_with_their_even
 
 
 def test_rows_inserted_through_the_driver_read_back_like_rows_the_orm_inserted(db_engine: Engine) -> None:
-    row = {"channel": "telegram", "address": "42", "direction": "out", "text": "您好", "attachments": [{"k": 1}],
+    row: dict[str, Any] = {"channel": "telegram", "address": "42", "direction": "out", "text": "您好", "attachments": [{"k": 1}],
            "beneficiary_id": None, "outbox_id": None, "provider_message_id": "42:9", "created_at": NOW}
     with session_scope(db_engine) as s:
         assert Driver(s).insert_many(MessageLog.__table__, [row]) == 1  # type: ignore[attr-defined]
         s.add(MessageLog(**{**row, "provider_message_id": "42:10"}))
     with session_scope(db_engine) as s:
-        logs = s.exec(select(MessageLog).order_by(MessageLog.id)).all()
+        logs = s.exec(select(MessageLog).order_by(col(MessageLog.id))).all()
     fields = [(m.channel, m.address, m.direction, m.text, m.attachments, m.created_at) for m in logs]
     assert fields[0] == fields[1] == ("telegram", "42", "out", "您好", [{"k": 1}], NOW)
 
