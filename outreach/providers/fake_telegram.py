@@ -55,6 +55,7 @@ class RecordedRequest:
     method: str
     params: dict[str, Any]
     at: float  # time.monotonic()
+    content_type: str = ""  # application/json, multipart/form-data, application/x-www-form-urlencoded
 
 
 def _ok(result: Any) -> web.Response:
@@ -186,7 +187,7 @@ class FakeTelegram(LoopbackServer):
             return _error(401, "Unauthorized")
         method = request.match_info["method"]
         params = await self._params(request)
-        self.requests.append(RecordedRequest(method, params, time.monotonic()))
+        self.requests.append(RecordedRequest(method, params, time.monotonic(), request.content_type))
         handler = getattr(self, f"_m_{method.lower()}", None)
         if handler is None:
             return _error(404, "Not Found: method not found")

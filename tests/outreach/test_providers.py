@@ -187,3 +187,50 @@ async def test_faulty_provider_every_message_delivered_and_duplicates_only_from_
     print(f"\nfault run: requests={injected['5xx']} hidden={len(tg.hidden_deliveries)} "
           f"duplicates={sum(c - 1 for c in duplicated.values())} stats={d.stats}")
     assert d.stats["retried"] >= 0.15 * n  # the faults really happened
+
+
+async def test_telegram_calls_without_files_go_as_one_json_body_with_nested_objects_as_objects():
+    """The session posts JSON (the Bot API takes it for every call but uploads): chat_id stays a
+    number and the keyboard an object, exactly as aiogram's own form would have encoded them."""
+    async with FakeTelegram(TOKEN) as tg:
+        p = TelegramProvider(TOKEN, api_base=tg.base_url)
+        try:
+            await p.send(msg("42", body="缴费通知", extra={"buttons": [[{"text": "好", "data": "ok"}]]}))
+        finally:
+            await p.close()
+    sent = tg.requests[-1]
+    assert (sent.method, sent.content_type) == ("sendMessage", "application/json")
+    assert sent.params["chat_id"] == 42 and sent.params["text"] == "缴费通知"
+    assert sent.params["reply_markup"] == {"inline_keyboard": [[{"text": "好", "callback_data": "ok"}]]}
+    assert "parse_mode" not in sent.params  # unset defaults are left out, as aiogram's form does
+
+
+async def test_telegram_a_call_with_a_file_still_goes_as_aiograms_multipart_form():
+    from aiogram.types import BufferedInputFile
+
+    async with FakeTelegram(TOKEN) as tg:
+        p = TelegramProvider(TOKEN, api_base=tg.base_url)
+        try:
+            sent = await p.bot.send_document(42, BufferedInputFile(b"%PDF-1.4 ...", "回执.pdf"), caption="回执")
+        finally:
+            await p.close()
+    call = tg.requests[-1]
+    assert call.method == "sendDocument" and call.content_type == "multipart/form-data"
+    assert call.params["caption"] == "回执" and sent.chat.id == 42
+
+
+async def test_telegram_request_middleware_registered_on_the_session_still_runs():
+    seen = []
+
+    async def count(make_request, bot, method):
+        seen.append(type(method).__name__)
+        return await make_request(bot, method)
+
+    async with FakeTelegram(TOKEN) as tg:
+        p = TelegramProvider(TOKEN, api_base=tg.base_url)
+        p.bot.session.middleware(count)
+        try:
+            await p.send(msg("42"))
+        finally:
+            await p.close()
+    assert seen == ["SendMessage"] and len(tg.sent) == 1
