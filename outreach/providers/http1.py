@@ -22,12 +22,16 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import re
 import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 MAX_HEAD = 64 * 1024
 MAX_BODY = 16 * 1024 * 1024
+_STATUS_LINE = re.compile(r"HTTP/1\.([01]) ([1-9][0-9]{2})(?: .*)?", re.ASCII)
+_DIGITS = re.compile(r"[0-9]+", re.ASCII)
+_HEX = re.compile(rb"[0-9A-Fa-f]+")
 
 
 class HTTPError(Exception):
@@ -80,8 +84,8 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         waiter = self._waiter
         if waiter is not None and not waiter.done():
-            if not self._in_head and self._length is None and not self._chunked:
-                self._finish()  # the answer's body ran to the end of the connection
+            if exc is None and not self._in_head and self._length is None and not self._chunked:
+                self._finish()  # the answer's body ran to the end of the connection (a clean EOF, not a reset)
             else:
                 waiter.set_exception(HTTPError(f"connection closed before the whole answer: {exc or 'EOF'}"))
 
@@ -109,7 +113,7 @@ class _Connection(asyncio.Protocol):
         self.close()
 
     def _parse(self) -> None:
-        if self._in_head:
+        while self._in_head:
             end = self._buf.find(b"\r\n\r\n")
             if end < 0:
                 if len(self._buf) > MAX_HEAD:
@@ -117,29 +121,28 @@ class _Connection(asyncio.Protocol):
                 return
             lines = bytes(self._buf[:end]).decode("latin-1").split("\r\n")
             del self._buf[:end + 4]
-            parts = lines[0].split(" ", 2)
-            if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+            status_line = _STATUS_LINE.fullmatch(lines[0])
+            if status_line is None:
                 raise HTTPError(f"not an HTTP/1.x answer: {lines[0][:80]!r}")
-            status = int(parts[1])
-            if 100 <= status < 200:  # 100 Continue before the real answer
-                self._parse()
-                return
+            status = int(status_line[2])
+            if 100 <= status < 200:
+                continue  # 100 Continue before the real answer
             headers = {}
             for line in lines[1:]:
                 name, sep, value = line.partition(":")
-                if not sep:
+                if not sep or not name or name != name.strip():
                     raise HTTPError(f"malformed header line: {line[:80]!r}")
-                headers[name.strip().lower()] = value.strip()
+                headers[name.lower()] = value.strip()
             self._status, self._headers, self._in_head = status, headers, False
-            self.keep_alive = headers.get("connection", "").lower() != "close" and parts[0] != "HTTP/1.0"
+            tokens = {t.strip().lower() for t in headers.get("connection", "").split(",")}
+            self.keep_alive = "close" not in tokens and (status_line[1] == "1" or "keep-alive" in tokens)
             if "chunked" in headers.get("transfer-encoding", "").lower():
                 self._chunked = True
             elif "content-length" in headers:
-                try:
-                    self._length = int(headers["content-length"])
-                except ValueError as exc:
-                    raise HTTPError("malformed Content-Length") from exc
-                if not 0 <= self._length <= MAX_BODY:
+                if not _DIGITS.fullmatch(headers["content-length"]):
+                    raise HTTPError("malformed Content-Length")
+                self._length = int(headers["content-length"])
+                if self._length > MAX_BODY:
                     raise HTTPError("answer body too large")
             elif status in (204, 304):
                 self._length = 0
@@ -148,10 +151,11 @@ class _Connection(asyncio.Protocol):
         if self._chunked:
             self._parse_chunks()
         elif self._length is not None:
-            if len(self._buf) >= self._length:
-                self._body = self._buf[:self._length]
-                if len(self._buf) > self._length:
-                    raise HTTPError("more data than Content-Length")
+            if len(self._buf) > self._length:
+                raise HTTPError("more data than Content-Length")
+            if len(self._buf) == self._length:
+                self._body = self._buf
+                self._buf = bytearray()
                 self._finish()
         else:
             self._body += self._buf
@@ -167,21 +171,28 @@ class _Connection(asyncio.Protocol):
                     raise HTTPError("malformed chunk size line")
                 return
             size_text = bytes(self._buf[:line_end]).split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError as exc:
-                raise HTTPError("malformed chunk size") from exc
+            if not _HEX.fullmatch(size_text):
+                raise HTTPError(f"malformed chunk size: {size_text[:20]!r}")
+            size = int(size_text, 16)
             if size == 0:
                 # The last chunk: optional trailers, then an empty line.
-                end = self._buf.find(b"\r\n\r\n", line_end)
-                if end < 0:
+                terminator = self._buf.find(b"\r\n\r\n", line_end)
+                if terminator < 0:
+                    if len(self._buf) > MAX_HEAD:
+                        raise HTTPError("chunked trailers too large")
                     return
-                del self._buf[:end + 4]
+                if len(self._buf) > terminator + 4:
+                    raise HTTPError("data after the end of a chunked answer")
+                self._buf.clear()
                 self._finish()
                 return
-            if len(self._buf) < line_end + 2 + size + 2:
-                return
             start = line_end + 2
+            if len(self._buf) < start + size + 2:
+                if size > MAX_BODY:
+                    raise HTTPError("answer body too large")
+                return
+            if self._buf[start + size:start + size + 2] != b"\r\n":
+                raise HTTPError("chunk data not followed by CRLF")
             self._body += self._buf[start:start + size]
             if len(self._body) > MAX_BODY:
                 raise HTTPError("answer body too large")
@@ -205,7 +216,8 @@ class HTTP1Pool:
         self.host = parts.hostname
         self.port = parts.port or (443 if self.tls else 80)
         default_port = (443 if self.tls else 80) == self.port
-        self.host_header = (self.host if default_port else f"{self.host}:{self.port}").encode("idna")
+        host = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 literal keeps its brackets
+        self.host_header = (host if default_port else f"{host}:{self.port}").encode("idna")
         self.ssl_context = (ssl_context or ssl.create_default_context()) if self.tls else None
         self.limit = limit
         self.connect_timeout = connect_timeout
