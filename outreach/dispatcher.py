@@ -187,6 +187,7 @@ class Dispatcher:
         self._queue: asyncio.Queue[Claimed] | None = None
         self._senders: list[asyncio.Task[None]] = []
         self._unsent = 0  # rows handed to the senders whose outcome is not yet in `_pending`
+        self._turns: dict[str, asyncio.Lock] = {}  # per channel: whose turn it is to wait for the pace
         self._pending: list[Outcome] = []
         self._flush_now = asyncio.Event()
         self._room_event = asyncio.Event()
@@ -276,17 +277,28 @@ class Dispatcher:
         cost = float(row.segments) if row.channel == "sms" else 1.0
         waited = 0.0
         while True:
-            wait = limits.try_acquire(row.address, cost)
-            if wait <= 0:
-                return 0.0
             # A chat that must wait longer than max_hold goes back to the queue rather than
             # holding a sending slot (five reminders to one chat must not stall a broadcast).
-            if limits.key_wait(row.address) > self.max_hold_s:
-                return limits.key_wait(row.address)
-            if waited + wait > max(self.max_hold_s, self.lease_s / 2) and limits.paused_for() > 0:
-                return wait
-            await self.sleep(wait)
-            waited += wait
+            key_wait = limits.key_wait(row.address)
+            if key_wait > self.max_hold_s:
+                return key_wait
+            if key_wait > 0:
+                await self.sleep(key_wait)
+                waited += key_wait
+                continue
+            # One sender at a time waits for the channel's pace: grants go out in turn, and
+            # each grant wakes one sender, not every sender that is waiting.
+            async with self._turns.setdefault(row.channel, asyncio.Lock()):
+                while True:
+                    wait = limits.try_acquire(row.address, cost)
+                    if wait <= 0:
+                        return 0.0
+                    if limits.key_wait(row.address) > 0:
+                        break  # another message to this chat went first: wait for the chat outside the turn
+                    if waited + wait > max(self.max_hold_s, self.lease_s / 2) and limits.paused_for() > 0:
+                        return wait  # a long pause after a 429: back to the queue
+                    await self.sleep(wait)
+                    waited += wait
 
     async def _send_one(self, row: Claimed) -> Outcome:
         provider = self.providers[row.channel]
@@ -448,6 +460,7 @@ class Dispatcher:
         """Cancel the senders. Only on an error or cancellation are rows still waiting: they
         keep their leases and are claimed again when the leases expire."""
         queue, senders, self._senders, self._queue = self._queue, self._senders, [], None
+        self._turns = {}
         for task in senders:
             task.cancel()
         await asyncio.gather(*senders, return_exceptions=True)

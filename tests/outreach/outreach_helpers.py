@@ -68,18 +68,53 @@ def contact(engine: Engine, contact_id: int) -> Contact:
         return s.get(Contact, contact_id)
 
 
-def fake_sleep(clock: FakeClock):
-    """A sleep on virtual time: the clock moves to when the sleeper would wake (sleepers that
-    start together wake together), and the event loop gets a turn."""
-    import asyncio
+class VirtualSleep:
+    """asyncio's sleep on a FakeClock, as real time would order it: sleepers wake in the order
+    of their wake-up times, and the clock moves on to the earliest one only when nothing else
+    can run (the loop's ready queue is empty). Many sleepers waiting at once share the time
+    that passes, as they would in real time."""
 
-    async def sleep(seconds: float) -> None:
-        target = clock.now() + timedelta(seconds=max(seconds, 0.0))
-        await asyncio.sleep(0)
-        if clock.now() < target:
-            clock.set(target)
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self._sleepers: list[tuple[datetime, int, Any]] = []
+        self._order = itertools.count()
+        self._ticking = False
 
-    return sleep
+    async def __call__(self, seconds: float) -> None:
+        import asyncio
+        import heapq
+
+        loop = asyncio.get_running_loop()
+        woken = loop.create_future()
+        heapq.heappush(self._sleepers, (self.clock.now() + timedelta(seconds=max(seconds, 0.0)),
+                                        next(self._order), woken))
+        if not self._ticking:
+            self._ticking = True
+            loop.call_soon(self._tick, loop)
+        await woken
+
+    def _tick(self, loop: Any) -> None:
+        import heapq
+
+        if loop._ready:  # something else can still run before time moves on
+            loop.call_soon(self._tick, loop)
+            return
+        while self._sleepers:
+            at, _, woken = heapq.heappop(self._sleepers)
+            if woken.done():  # cancelled
+                continue
+            if self.clock.now() < at:
+                self.clock.set(at)
+            woken.set_result(None)
+            break
+        if self._sleepers:
+            loop.call_soon(self._tick, loop)
+        else:
+            self._ticking = False
+
+
+def fake_sleep(clock: FakeClock) -> VirtualSleep:
+    return VirtualSleep(clock)
 
 
 class ScaledClock:

@@ -27,6 +27,23 @@ def test_sliding_window_never_holds_more_than_the_limit(clock: FakeClock):
     assert len(granted) >= 0.95 * 30 * 60  # steps of up to 50 ms lose a little
 
 
+def test_telegram_grants_are_spread_over_the_second_not_granted_in_one_burst(clock: FakeClock):
+    """A full queue for 10 s at 30/s: never more than 30 in a second, never more than 5 in any
+    100 ms (3 at the pace plus a make-up burst of 2), and at least 97% of the rate used. A
+    burst granted at once reaches the provider smeared out and lands on the next second's."""
+    limits = ProviderLimits(clock, 30)
+    granted = []
+    while clock.now().timestamp() - 1772416800 < 10:
+        wait = limits.try_acquire(str(len(granted)))
+        if wait == 0:
+            granted.append(clock.now().timestamp())
+        else:
+            clock.advance(wait)
+    assert window_violations(granted, 30) == 0
+    assert window_violations(granted, 50, window=0.1) == 0
+    assert len(granted) >= 0.97 * 30 * 10
+
+
 def test_window_checker_catches_a_burst(clock: FakeClock):
     """The checker itself fails a series with 31 sends inside one second (so the rule can fail)."""
     times = [clock.now().timestamp() + i * 0.03 for i in range(31)]
