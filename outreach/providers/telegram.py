@@ -13,6 +13,7 @@ cost more CPU than everything else the dispatcher does for a message.
 from __future__ import annotations
 
 import ssl
+from http import HTTPStatus
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -38,6 +39,7 @@ from aiogram.exceptions import (
 from aiogram.methods import TelegramMethod
 from aiogram.methods.base import Response, TelegramType
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, InputFile, Message
+from pydantic import ValidationError
 
 from outreach.providers.base import (
     AddressInvalid,
@@ -125,6 +127,7 @@ class TelegramSession(AiohttpSession):
         super().__init__(api=api, limit=limit, timeout=timeout)
         origin = urlsplit(api.api_url(token="0:x", method="getMe"))
         self._origin = f"{origin.scheme}://{origin.netloc}"
+        self._response_types: dict[Any, Any] = {}
         self._pool = HTTP1Pool(self._origin, limit=limit, ssl_context=ssl.create_default_context(cafile=certifi.where()))
 
     async def __call__(self, bot: Bot, method: TelegramMethod[TelegramType],
@@ -140,7 +143,7 @@ class TelegramSession(AiohttpSession):
         url = self.api.api_url(token=bot.token, method=method.__api_method__)
         files: dict[str, InputFile] = {}
         payload: dict[str, Any] = {}
-        for key, value in method.model_dump(warnings=False).items():
+        for key, value in method.model_dump(warnings=False, exclude_none=True).items():
             prepared = self.prepare_value(value, bot=bot, files=files, _dumps_json=False)
             if prepared is not None and prepared != "":  # what aiogram's form leaves out
                 payload[key] = prepared
@@ -156,6 +159,25 @@ class TelegramSession(AiohttpSession):
         response = self.check_response(bot=bot, method=method, status_code=answer.status,
                                        content=answer.body.decode("utf-8", "replace"))
         return cast(TelegramType, response.result)
+
+    def check_response(self, bot: Bot, method: TelegramMethod[TelegramType], status_code: int,
+                       content: str) -> Response[TelegramType]:
+        """aiogram's check, with the answer's model class looked up once per result type (aiogram
+        subscripts `Response[...]` on every call, a costly generic-cache lookup). Anything but a
+        well-formed success goes to aiogram's own check, which raises its own errors."""
+        if HTTPStatus.OK <= status_code <= HTTPStatus.IM_USED:
+            try:
+                data = self.json_loads(content)
+                response_type = self._response_types.get(method.__returning__)
+                if response_type is None:
+                    response_type = self._response_types[method.__returning__] = Response[method.__returning__]  # type: ignore[name-defined]
+                response = cast(Response[TelegramType], response_type.model_validate(data, context={"bot": bot}))
+            except (ValueError, ValidationError):
+                pass  # aiogram's check below names the problem
+            else:
+                if response.ok:
+                    return response
+        return super().check_response(bot, method, status_code, content)
 
     async def close(self) -> None:
         await self._pool.close()
