@@ -272,7 +272,7 @@ class Dispatcher:
     async def _acquire(self, row: Claimed) -> float:
         """Wait for the rate limit; return >0 (seconds) when the row should rather go back to the queue."""
         limits = self.limits.get(row.channel)
-        if limits is None:
+        if limits is None or (limits.rate is None and limits.per_key_rate is None and limits.paused_for() <= 0):
             return 0.0
         cost = float(row.segments) if row.channel == "sms" else 1.0
         waited = 0.0

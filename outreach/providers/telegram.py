@@ -171,7 +171,7 @@ class TelegramSession(AiohttpSession):
                 response_type = self._response_types.get(method.__returning__)
                 if response_type is None:
                     response_type = self._response_types[method.__returning__] = Response[method.__returning__]  # type: ignore[name-defined]
-                response = cast(Response[TelegramType], response_type.model_validate(data, context={"bot": bot}))
+                response: Response[TelegramType] = response_type.model_validate(data, context={"bot": bot})
             except (ValueError, ValidationError):
                 pass  # aiogram's check below names the problem
             else:
