@@ -24,7 +24,7 @@ from datetime import datetime
 from models.clock import Clock
 
 PACE = 0.98  # of the provider's rate: headroom for the jitter between grant and arrival
-PACE_BURST_S = 0.02  # seconds' worth of the rate that may go at once to make up for late wake-ups
+PACE_BURST_S = 0.05  # seconds' worth of the rate that may go at once to make up for late wake-ups
 
 
 def _seconds(clock: Clock) -> float:
