@@ -39,6 +39,11 @@ class Driver:
         """A statement written with `?` placeholders, in the driver's own style."""
         return text.replace("?", "%s") if self.pg else text
 
+    @staticmethod
+    def marks(values: Sequence[Any]) -> str:
+        """`?, ?, ?`: one placeholder per value, for `IN (...)`."""
+        return ", ".join("?" * len(values))
+
     def placeholder(self, column: Any) -> str:
         """`?`, with a cast where the driver needs one (JSON text into jsonb)."""
         return "?::jsonb" if self.pg and column.type._type_affinity is JSON else "?"

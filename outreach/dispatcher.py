@@ -232,27 +232,28 @@ class Dispatcher:
         db = Driver(session)
         channel = rows[0].channel
         addresses = sorted({r.address for r in rows})
+        # address -> (opted_out_at, blocked_at, invalid_at, beneficiary_id)
         contacts = {row[0]: row[1:] for row in db.execute(
             "SELECT address, opted_out_at, blocked_at, invalid_at, beneficiary_id FROM contact "
-            f"WHERE channel = ? AND address IN ({', '.join('?' * len(addresses))})", [channel, *addresses])}
+            f"WHERE channel = ? AND address IN ({db.marks(addresses)})", [channel, *addresses])}
         ben_ids = sorted({r.beneficiary_id for r in rows if r.beneficiary_id} | {
             c[3] for c in contacts.values() if c[3]})
         deceased = set()
         if ben_ids:
             deceased = {row[0] for row in db.execute(
-                f"SELECT id FROM beneficiary WHERE id IN ({', '.join('?' * len(ben_ids))}) AND status = ?",
+                f"SELECT id FROM beneficiary WHERE id IN ({db.marks(ben_ids)}) AND status = ?",
                 [*ben_ids, BeneficiaryStatus.DECEASED.value])}
         changes = []
         for r in rows:
-            c = contacts.get(r.address)
+            opted_out_at, blocked_at, invalid_at, contact_beneficiary = contacts.get(r.address, (None,) * 4)
             reason = None
-            if c is not None and c[0] is not None:
+            if opted_out_at is not None:
                 reason = "suppressed: opted out"
-            elif c is not None and c[1] is not None:
+            elif blocked_at is not None:
                 reason = "suppressed: contact blocked the bot"
-            elif c is not None and c[2] is not None:
+            elif invalid_at is not None:
                 reason = "suppressed: address invalid"
-            elif (r.beneficiary_id or (c[3] if c else None)) in deceased:
+            elif (r.beneficiary_id or contact_beneficiary) in deceased:
                 reason = "suppressed: beneficiary deceased"
             if reason:
                 changes.append(Change(r.id, OutboxStatus.SENDING.value, OutboxStatus.SUPPRESSED.value, reason,
@@ -272,7 +273,7 @@ class Dispatcher:
     async def _acquire(self, row: Claimed) -> float:
         """Wait for the rate limit; return >0 (seconds) when the row should rather go back to the queue."""
         limits = self.limits.get(row.channel)
-        if limits is None or (limits.rate is None and limits.per_key_rate is None and limits.paused_for() <= 0):
+        if limits is None or limits.unlimited():
             return 0.0
         cost = float(row.segments) if row.channel == "sms" else 1.0
         waited = 0.0
@@ -312,7 +313,8 @@ class Dispatcher:
                                   segments=row.segments, extra=row.extra, idempotency_key=row.idempotency_key,
                                   beneficiary_id=row.beneficiary_id)
         try:
-            if getattr(provider, "timeout_s", self.send_timeout_s + 1) <= self.send_timeout_s:
+            own_timeout = getattr(provider, "timeout_s", None)
+            if own_timeout is not None and own_timeout <= self.send_timeout_s:
                 result = await provider.send(message)  # bounded by the provider's own timeout
             else:
                 # asyncio.timeout, not wait_for: no extra task, so the send starts the moment

@@ -241,7 +241,7 @@ def claim(session: Session, *, owner: str, now: datetime, lease_s: float, limit:
         return []
     before = {row[0]: (row[1], row[2]) for row in picked}
     ids = list(before)
-    id_match = "id = ANY(?)" if db.pg else f"id IN ({', '.join('?' * len(ids))})"
+    id_match = "id = ANY(?)" if db.pg else f"id IN ({db.marks(ids)})"
     rows = db.execute(
         f"UPDATE outbox_message SET status = 'sending', lease_owner = ?, lease_expires_at = ?, "
         f"attempts = attempts + 1 WHERE {id_match} RETURNING {', '.join(_CLAIMED_COLUMNS)}",
@@ -250,14 +250,14 @@ def claim(session: Session, *, owner: str, now: datetime, lease_s: float, limit:
     events = []
     claimed = []
     for raw in rows:
-        r = [value if read is None else read(value) for value, read in zip(raw, readers, strict=True)]
-        old_status, old_owner = before[r[0]]
+        (id_, key, kind, channel_, address, body, segments, urgent, allow_fallback, extra, beneficiary_id,
+         contact_id, attempts, created_at, deadline_at, language, broadcast_id, occurrence) = (
+            value if read is None else read(value) for value, read in zip(raw, readers, strict=True))
+        old_status, old_owner = before[id_]
         reclaimed = old_owner if old_status == OutboxStatus.SENDING.value else None
         reason = (f"lease of {reclaimed} expired; claimed by {owner}" if reclaimed else f"claimed by {owner}")
-        events.append({"outbox_id": r[0], "from_status": old_status, "to_status": OutboxStatus.SENDING.value,
+        events.append({"outbox_id": id_, "from_status": old_status, "to_status": OutboxStatus.SENDING.value,
                        "reason": reason[:500], "at": now})
-        (id_, key, kind, channel_, address, body, segments, urgent, allow_fallback, extra, beneficiary_id,
-         contact_id, attempts, created_at, deadline_at, language, broadcast_id, occurrence) = r
         claimed.append(Claimed(id_, key, kind, channel_, address, body, segments or 1, bool(urgent),
                                bool(allow_fallback), dict(extra or {}), beneficiary_id, contact_id, attempts,
                                created_at, deadline_at, language, broadcast_id, occurrence, reclaimed))

@@ -136,6 +136,10 @@ class ProviderLimits:
     def pause(self, seconds: float) -> None:
         self.paused_until = max(self.paused_until, _seconds(self.clock) + max(0.0, seconds))
 
+    def unlimited(self) -> bool:
+        """No limit configured and no pause: every send may go at once."""
+        return self.rate is None and self.per_key_rate is None and self.paused_for() <= 0
+
     def paused_for(self) -> float:
         return max(0.0, self.paused_until - _seconds(self.clock))
 

@@ -94,6 +94,9 @@ SEND_ERRORS: tuple[type[SendError], ...] = (ConnectionFailed, Throttled, Tempora
 
 @runtime_checkable
 class Provider(Protocol):
+    """A provider may also set `timeout_s`: every send ends within it (the dispatcher then adds
+    no timer of its own when it is within the dispatcher's send timeout)."""
+
     channel: str  # "telegram" | "sms"
     name: str  # "telegram", "twilio", "logsink", ...
 

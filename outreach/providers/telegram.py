@@ -38,7 +38,7 @@ from aiogram.exceptions import (
 )
 from aiogram.methods import TelegramMethod
 from aiogram.methods.base import Response, TelegramType
-from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, InputFile, Message
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, InputFile
 from pydantic import ValidationError
 
 from outreach.providers.base import (
@@ -108,12 +108,6 @@ def map_telegram_error(exc: Exception) -> SendError:
 
 
 
-# aiogram checks every answer against `Response[<result type>]`. pydantic builds that class
-# on first use (about half a second) and keeps it only weakly: without a reference here it
-# is collected and built again every few hundred messages.
-_SEND_MESSAGE_RESPONSE = Response[Message]
-
-
 class TelegramSession(AiohttpSession):
     """aiogram's session, with calls that carry no file sent as one JSON body over `HTTP1Pool`.
 
@@ -127,8 +121,12 @@ class TelegramSession(AiohttpSession):
         super().__init__(api=api, limit=limit, timeout=timeout)
         origin = urlsplit(api.api_url(token="0:x", method="getMe"))
         self._origin = f"{origin.scheme}://{origin.netloc}"
+        # Answer model classes by result type. pydantic builds `Response[...]` on first use (about
+        # half a second) and keeps it only weakly: held here, it is built once per session.
         self._response_types: dict[Any, Any] = {}
-        self._pool = HTTP1Pool(self._origin, limit=limit, ssl_context=ssl.create_default_context(cafile=certifi.where()))
+        # The CA bundle is read only when the API is reached over TLS.
+        tls = ssl.create_default_context(cafile=certifi.where()) if origin.scheme == "https" else None
+        self._pool = HTTP1Pool(self._origin, limit=limit, ssl_context=tls)
 
     async def __call__(self, bot: Bot, method: TelegramMethod[TelegramType],
                        timeout: int | None = None) -> TelegramType:
