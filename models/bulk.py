@@ -22,9 +22,6 @@ from sqlmodel import Session
 
 from models.base import UTCDateTime
 
-# SQLAlchemy's SQLite DATETIME stores "YYYY-MM-DD HH:MM:SS.ffffff", what
-# isoformat(" ", "microseconds") writes.
-
 
 class Driver:
     """The session's driver connection and its dialect's habits."""
@@ -90,8 +87,8 @@ class Driver:
         """UPDATE table SET names... WHERE id = ?; each row is (values of names..., id)."""
         columns = [table.c[name] for name in names]
         binds = [self.binder(c) for c in columns]
-        sql = (f"UPDATE {table.name} SET {', '.join(f'{n} = {self.placeholder(c)}' for n, c in zip(names, columns, strict=True))} "
-               "WHERE id = ?")
+        assignments = ", ".join(f"{n} = {self.placeholder(c)}" for n, c in zip(names, columns, strict=True))
+        sql = f"UPDATE {table.name} SET {assignments} WHERE id = ?"
         return self.executemany(sql, [tuple(v if b is None else b(v) for v, b in zip(row[:-1], binds, strict=True))
                                       + (row[-1],) for row in rows])
 
@@ -112,6 +109,7 @@ def _binder(column: Any, pg: bool) -> Callable[[Any], Any] | None:
                 if value.tzinfo is None:
                     raise ValueError("naive datetime given to a UTC column; pass an aware datetime")
                 naive = (value if value.tzinfo is UTC else value.astimezone(UTC)).replace(tzinfo=None)
+                # SQLAlchemy's SQLite DATETIME stores "YYYY-MM-DD HH:MM:SS.ffffff".
                 out = seen[value] = naive if pg else naive.isoformat(" ", "microseconds")
             return out
 
