@@ -272,11 +272,9 @@ class HTTP1Pool:
         while True:
             if self._closed:
                 raise HTTPError("client closed")
-            while self._idle:
-                conn = self._idle.pop()
-                if not conn.closed:
-                    return conn
-                self._open -= 1
+            conn = self._idle_connection()
+            if conn is not None:
+                return conn
             if self._open < self.limit:
                 self._open += 1
                 try:
