@@ -120,6 +120,7 @@ def _fill(engine: Any, n: int, tag: str) -> None:
 
 async def _dispatch(engine: Any, base: str, n: int, limit: float | None) -> float:
     from sqlalchemy import func, select
+    from sqlmodel import col
 
     from models.clock import SystemClock
     from models.db import session_scope
@@ -146,7 +147,7 @@ async def _dispatch(engine: Any, base: str, n: int, limit: float | None) -> floa
     await task  # every outcome written
     elapsed = time.perf_counter() - t0
     with session_scope(engine) as s:
-        unsent = int(s.execute(select(func.count()).where(OutboxMessage.status != "sent")).scalar() or 0)
+        unsent = int(s.execute(select(func.count()).where(col(OutboxMessage.status) != "sent")).scalar() or 0)
     assert unsent == 0, f"{unsent} rows not sent"
     await provider.close()
     return n / elapsed
