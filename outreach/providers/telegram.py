@@ -36,10 +36,10 @@ from aiogram.exceptions import (
     TelegramServerError,
     TelegramUnauthorizedError,
 )
-from aiogram.methods import TelegramMethod
+from aiogram.methods import SendMessage, TelegramMethod
 from aiogram.methods.base import Response, TelegramType
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, InputFile
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from outreach.providers.base import (
     AddressInvalid,
@@ -108,6 +108,23 @@ def map_telegram_error(exc: Exception) -> SendError:
 
 
 
+class SentMessage(BaseModel):
+    """What the dispatcher keeps of sendMessage's answer (a whole Message): its id."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    message_id: int
+
+
+class SendMessageForId(SendMessage):
+    """sendMessage, exactly as aiogram sends it, whose answer is read as `SentMessage`.
+
+    The dispatcher needs only the message id. Validating the whole `Message` (chat, sender,
+    entities, each bound to the bot) was the largest single cost of a send.
+    """
+
+    __returning__ = SentMessage  # type: ignore[assignment]
+
+
 class TelegramSession(AiohttpSession):
     """aiogram's session, with calls that carry no file sent as one JSON body over `HTTP1Pool`.
 
@@ -141,7 +158,13 @@ class TelegramSession(AiohttpSession):
         url = self.api.api_url(token=bot.token, method=method.__api_method__)
         files: dict[str, InputFile] = {}
         payload: dict[str, Any] = {}
-        for key, value in method.model_dump(warnings=False, exclude_none=True).items():
+        # The method's own fields, not its `model_dump`: `prepare_value` dumps nested objects
+        # itself, so dumping the method first only copied every value once more.
+        fields = method.__dict__.items()
+        extra = method.__pydantic_extra__
+        for key, value in (fields if not extra else [*fields, *extra.items()]):
+            if value is None:
+                continue
             prepared = self.prepare_value(value, bot=bot, files=files, _dumps_json=False)
             if prepared is not None and prepared != "":  # what aiogram's form leaves out
                 payload[key] = prepared
@@ -154,28 +177,33 @@ class TelegramSession(AiohttpSession):
             raise TelegramNetworkError(method=method, message="Request timeout error") from e
         except HTTPError as e:
             raise TelegramNetworkError(method=method, message=f"HTTPError: {e}") from e
-        response = self.check_response(bot=bot, method=method, status_code=answer.status,
-                                       content=answer.body.decode("utf-8", "replace"))
+        response = self._read_success(bot, method, answer.status, answer.body)
+        if response is None:  # aiogram's own check raises its own errors
+            response = self.check_response(bot=bot, method=method, status_code=answer.status,
+                                           content=answer.body.decode("utf-8", "replace"))
         return cast(TelegramType, response.result)
 
     def check_response(self, bot: Bot, method: TelegramMethod[TelegramType], status_code: int,
                        content: str) -> Response[TelegramType]:
-        """aiogram's check, with the answer's model class looked up once per result type (aiogram
-        subscripts `Response[...]` on every call, a costly generic-cache lookup). Anything but a
-        well-formed success goes to aiogram's own check, which raises its own errors."""
-        if HTTPStatus.OK <= status_code <= HTTPStatus.IM_USED:
-            try:
-                data = self.json_loads(content)
-                response_type = self._response_types.get(method.__returning__)
-                if response_type is None:
-                    response_type = self._response_types[method.__returning__] = Response[method.__returning__]  # type: ignore[name-defined]
-                response: Response[TelegramType] = response_type.model_validate(data, context={"bot": bot})
-            except (ValueError, ValidationError):
-                pass  # aiogram's check below names the problem
-            else:
-                if response.ok:
-                    return response
-        return super().check_response(bot, method, status_code, content)
+        """aiogram's check, with a well-formed success read as `_read_success` reads it."""
+        response = self._read_success(bot, method, status_code, content)
+        return response if response is not None else super().check_response(bot, method, status_code, content)
+
+    def _read_success(self, bot: Bot, method: TelegramMethod[TelegramType], status_code: int,
+                      content: str | bytes) -> Response[TelegramType] | None:
+        """A successful answer, parsed and validated in one step by pydantic, with the answer's
+        model class looked up once per result type (aiogram subscripts `Response[...]` on every
+        call, a costly generic-cache lookup). None for anything else."""
+        if not HTTPStatus.OK <= status_code <= HTTPStatus.IM_USED:
+            return None
+        response_type = self._response_types.get(method.__returning__)
+        if response_type is None:
+            response_type = self._response_types[method.__returning__] = Response[method.__returning__]  # type: ignore[name-defined]
+        try:
+            response: Response[TelegramType] = response_type.model_validate_json(content, context={"bot": bot})
+        except (ValueError, ValidationError):
+            return None  # aiogram's check names the problem
+        return response if response.ok else None
 
     async def close(self) -> None:
         await self._pool.close()
@@ -200,9 +228,9 @@ class TelegramProvider:
     async def send(self, message: OutgoingMessage) -> SendResult:
         chat_id: int | str = int(message.address) if message.address.lstrip("-").isdigit() else message.address
         try:
-            sent = await self.bot.send_message(chat_id=chat_id, text=message.body,
-                                               reply_markup=inline_keyboard(message.extra),
-                                               request_timeout=self.timeout)  # type: ignore[arg-type]
+            method = SendMessageForId(  # type: ignore[call-arg]
+                chat_id=chat_id, text=message.body, reply_markup=inline_keyboard(message.extra))
+            sent = cast(SentMessage, await self.bot(method, request_timeout=self.timeout))  # type: ignore[arg-type]
         except Exception as exc:  # noqa: BLE001 - mapped onto the closed set
             raise map_telegram_error(exc) from exc
         return SendResult(f"{chat_id}:{sent.message_id}")

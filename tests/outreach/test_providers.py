@@ -22,7 +22,7 @@ from outreach.providers.base import (
 )
 from outreach.providers.fake_telegram import FakeTelegram, Faults
 from outreach.providers.fake_twilio import FakeTwilio
-from outreach.providers.telegram import TelegramProvider
+from outreach.providers.telegram import InlineKeyboardButton, InlineKeyboardMarkup, TelegramProvider
 from outreach.providers.twilio import TwilioProvider
 from outreach.ratelimit import ProviderLimits
 
@@ -223,7 +223,7 @@ async def test_telegram_request_middleware_registered_on_the_session_still_runs(
     seen = []
 
     async def count(make_request, bot, method):
-        seen.append(type(method).__name__)
+        seen.append(method.__api_method__)
         return await make_request(bot, method)
 
     async with FakeTelegram(TOKEN) as tg:
@@ -233,4 +233,51 @@ async def test_telegram_request_middleware_registered_on_the_session_still_runs(
             await p.send(msg("42"))
         finally:
             await p.close()
-    assert seen == ["SendMessage"] and len(tg.sent) == 1
+    assert seen == ["sendMessage"] and len(tg.sent) == 1
+
+
+async def test_telegram_json_body_holds_what_aiograms_own_encoding_holds_with_bot_defaults_and_nested_lists():
+    """The session walks the method's fields instead of dumping it first: the body must still
+    equal aiogram's encoding, bot defaults (parse_mode) filled in, lists of objects and
+    objects inside objects dumped, unset defaults left out."""
+    from aiogram.client.default import DefaultBotProperties
+    from aiogram.methods import SendMessage
+    from aiogram.types import LinkPreviewOptions, MessageEntity, ReplyParameters
+
+    async with FakeTelegram(TOKEN) as tg:
+        p = TelegramProvider(TOKEN, api_base=tg.base_url)
+        p.bot.default = DefaultBotProperties(parse_mode="HTML")
+        method = SendMessage(chat_id=42, text="<b>通知</b> 请查收", entities=[MessageEntity(type="bold", offset=0, length=2)],
+                             link_preview_options=LinkPreviewOptions(is_disabled=True),
+                             reply_parameters=ReplyParameters(message_id=7, allow_sending_without_reply=True),
+                             reply_markup=InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(text="好", callback_data="ok")]]))
+        try:
+            sent = await p.bot(method)
+            expected = {}
+            for key, value in method.model_dump(warnings=False, exclude_none=True).items():
+                prepared = p.bot.session.prepare_value(value, bot=p.bot, files={}, _dumps_json=False)
+                if prepared is not None and prepared != "":
+                    expected[key] = prepared
+        finally:
+            await p.close()
+    assert tg.requests[-1].params == expected
+    assert expected["parse_mode"] == "HTML" and expected["entities"] == [{"type": "bold", "offset": 0, "length": 2}]
+    assert expected["reply_parameters"] == {"message_id": 7, "allow_sending_without_reply": True,
+                                            "quote_parse_mode": "HTML"}  # a nested default, filled in too
+    assert sent.chat.id == 42  # a plain SendMessage still answers with aiogram's whole Message
+
+
+async def test_telegram_provider_reads_the_message_id_alone_and_a_malformed_success_is_a_temporary_failure():
+    """The provider reads only the id from sendMessage's answer; an "ok" answer without one is
+    aiogram's decode error, retried later, not a success without an id."""
+    async with FakeTelegram(TOKEN) as tg:
+        p = TelegramProvider(TOKEN, api_base=tg.base_url)
+        try:
+            first = await p.send(msg("42"))
+            second = await p.send(msg("42"))
+            tg._m_sendmessage = lambda params: {"chat": {"id": 42, "type": "private"}}  # ok, but no message_id
+            with pytest.raises(TemporaryFailure):
+                await p.send(msg("42"))
+        finally:
+            await p.close()
+    assert (first.provider_message_id, second.provider_message_id) == ("42:1", "42:2")
