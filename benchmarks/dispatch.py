@@ -11,6 +11,8 @@ Figures (one run, same fake server process for all):
   (measured over the messages' arrival times at the fake), and how many 1 s windows of
   arrivals held more than R.
 The fake runs in its own process so that it does not share the dispatcher's interpreter.
+The dispatcher's process has its garbage collector set as `nuanxin run` sets it
+(`service.tune_garbage_collector`, once everything is imported).
 """
 
 from __future__ import annotations
@@ -158,8 +160,12 @@ def run() -> dict[str, Any]:
 
     import models  # noqa: F401
     from models.db import make_engine
+    from outreach.dispatcher import Dispatcher  # noqa: F401 - loaded before the collector is tuned
+    from outreach.providers.telegram import TelegramProvider  # noqa: F401
     from outreach.ratelimit import window_violations
+    from service import tune_garbage_collector
 
+    tune_garbage_collector()
     fake, base = _start_fake()
     tmp = tempfile.mkdtemp(prefix="nuanxin-bench-dispatch-")
     try:
