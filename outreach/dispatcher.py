@@ -95,7 +95,29 @@ class Outcome:
     result: SendResult | None = None
     error: SendError | None = None
     deferred_s: float = 0.0  # rate limit: not sent, back in the queue for this long
+    suppressed: str | None = None  # the second look found the recipient stopped: not sent, why
     at: datetime | None = None
+
+
+class _Stopped(Exception):
+    """The second look found that the row's recipient must not get it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class _Look:
+    """One look at the rows waiting to be sent (see `Dispatcher._second_look`)."""
+
+    started: float  # the clock's seconds
+    rows: set[int]
+    reasons: dict[int, str]  # row id → why it must not go
+    query: asyncio.Future[dict[int, str]] | None = None
+
+    def covers(self, row_id: int, checked: float, now: float, max_age: float) -> bool:
+        return row_id in self.rows and self.started > checked and now - self.started <= max_age
 
 
 def queue_fallback(session: Session, r: Claimed | OutboxMessage, contact: Contact | None,
@@ -149,7 +171,7 @@ class Dispatcher:
                  flush_max: int = 200, flush_interval_s: float = 0.05,
                  retry_base_s: float = 30.0, retry_max_s: float = 3600.0,
                  default_deadline: timedelta = timedelta(hours=24), send_timeout_s: float = 30.0,
-                 max_hold_s: float = 2.0, idle_s: float = 0.5,
+                 max_hold_s: float = 2.0, idle_s: float = 0.5, second_look_after_s: float = 1.0,
                  limits: Mapping[str, ProviderLimits] | None = None,
                  sleep: Callable[[float], Awaitable[None]] | None = None, seed: int | None = None) -> None:
         self.engine = engine
@@ -169,6 +191,7 @@ class Dispatcher:
         self.send_timeout_s = send_timeout_s
         self.max_hold_s = max_hold_s
         self.idle_s = idle_s
+        self.second_look_after_s = second_look_after_s
         self.sleep = sleep or asyncio.sleep
         self.rng = random.Random(seed)
         self.tz = getattr(settings, "tz", None)
@@ -189,6 +212,11 @@ class Dispatcher:
         self._unsent = 0  # rows handed to the senders whose outcome is not yet in `_pending`
         self._turns: dict[str, asyncio.Lock] = {}  # per channel: whose turn it is to wait for the pace
         self._pending: list[Outcome] = []
+        # The second look (see `_second_look`): each claimed row not yet sent, with when it was
+        # claimed (the clock's seconds); the latest look at them, and the one under way.
+        self._waiting: dict[int, tuple[Claimed, float]] = {}
+        self._look: _Look | None = None
+        self._looking: _Look | None = None
         self._flush_now = asyncio.Event()
         self._room_event = asyncio.Event()
         self.stats = {"sent": 0, "retried": 0, "failed": 0, "suppressed": 0, "deferred": 0, "fallbacks": 0}
@@ -227,8 +255,20 @@ class Dispatcher:
         return [r for r in rows if r.id not in stopped]
 
     def _recheck(self, session: Session, rows: list[Claimed], now: datetime) -> set[int]:
-        """Right before sending: suppress rows whose recipient cannot or must not get them.
-        Runs for every batch, so through the driver (`models.bulk`)."""
+        """Right before sending: suppress rows whose recipient cannot or must not get them."""
+        reasons = self._stop_reasons(session, rows)
+        changes = [Change(row_id, OutboxStatus.SENDING.value, OutboxStatus.SUPPRESSED.value, reason,
+                          {"lease_owner": None, "lease_expires_at": None, "error": reason})
+                   for row_id, reason in reasons.items()]
+        apply_changes(session, changes, now)
+        self.stats["suppressed"] += len(changes)
+        return set(reasons)
+
+    def _stop_reasons(self, session: Session, rows: list[Claimed]) -> dict[int, str]:
+        """Rows (of one channel) whose recipient opted out, blocked the bot, has an invalid
+        address or died: row id → why. Runs for every batch, so through the driver (`models.bulk`)."""
+        if not rows:
+            return {}
         db = Driver(session)
         channel = rows[0].channel
         addresses = sorted({r.address for r in rows})
@@ -243,7 +283,7 @@ class Dispatcher:
             deceased = {row[0] for row in db.execute(
                 f"SELECT id FROM beneficiary WHERE id IN ({db.marks(ben_ids)}) AND status = ?",
                 [*ben_ids, BeneficiaryStatus.DECEASED.value])}
-        changes = []
+        reasons: dict[int, str] = {}
         for r in rows:
             opted_out_at, blocked_at, invalid_at, contact_beneficiary = contacts.get(r.address, (None,) * 4)
             reason = None
@@ -256,24 +296,41 @@ class Dispatcher:
             elif (r.beneficiary_id or contact_beneficiary) in deceased:
                 reason = "suppressed: beneficiary deceased"
             if reason:
-                changes.append(Change(r.id, OutboxStatus.SENDING.value, OutboxStatus.SUPPRESSED.value, reason,
-                                      {"lease_owner": None, "lease_expires_at": None, "error": reason}))
-        apply_changes(session, changes, now)
-        self.stats["suppressed"] += len(changes)
-        return {ch.id for ch in changes}
+                reasons[r.id] = reason
+        return reasons
 
-    def _still_reachable(self, row: Claimed) -> bool:
-        """A second look for a row that waited a while for its rate limit."""
+    def _look_at(self, rows: list[Claimed]) -> dict[int, str]:
+        """The second look's query: `_stop_reasons` for rows of any channels."""
+        by_channel: dict[str, list[Claimed]] = {}
+        for r in rows:
+            by_channel.setdefault(r.channel, []).append(r)
+        reasons: dict[int, str] = {}
         with Session(self.engine) as session:
-            c = session.execute(select(Contact).where(col(Contact.channel) == row.channel,
-                                                      col(Contact.address) == row.address)).scalar_one_or_none()
-            return c is None or c.reachable
+            for channel_rows in by_channel.values():
+                for i in range(0, len(channel_rows), 500):
+                    reasons.update(self._stop_reasons(session, channel_rows[i:i + 500]))
+        return reasons
 
     # --- sending -----------------------------------------------------------------------
-    async def _acquire(self, row: Claimed) -> float:
-        """Wait for the rate limit; return >0 (seconds) when the row should rather go back to the queue."""
+    async def _acquire(self, row: Claimed, claimed_at: float) -> float:
+        """Wait for the rate limit; return >0 (seconds) when the row should rather go back to the
+        queue. Raises `_Stopped` when the second look finds the recipient stopped."""
+        checked = claimed_at  # when the recipient was last looked at (the claim re-checked it)
+
+        async def look_again_if_due() -> None:
+            # Before the grant, not after it: whatever the look costs then delays the grant, not
+            # the send that the grant timed.
+            nonlocal checked
+            now = self.clock.now().timestamp()
+            if now - checked > self.second_look_after_s:
+                reason = await self._second_look(row, checked)
+                if reason is not None:
+                    raise _Stopped(reason)
+                checked = now
+
         limits = self.limits.get(row.channel)
         if limits is None or limits.unlimited():
+            await look_again_if_due()
             return 0.0
         cost = float(row.segments) if row.channel == "sms" else 1.0
         waited = 0.0
@@ -291,6 +348,7 @@ class Dispatcher:
             # each grant wakes one sender, not every sender that is waiting.
             async with self._turns.setdefault(row.channel, asyncio.Lock()):
                 while True:
+                    await look_again_if_due()
                     wait = limits.try_acquire(row.address, cost)
                     if wait <= 0:
                         return 0.0
@@ -303,12 +361,15 @@ class Dispatcher:
 
     async def _send_one(self, row: Claimed) -> Outcome:
         provider = self.providers[row.channel]
-        t0 = _time.monotonic()
-        defer = await self._acquire(row)
+        claimed_at = self._waiting.get(row.id, (row, self.clock.now().timestamp()))[1]
+        try:
+            defer = await self._acquire(row, claimed_at)
+        except _Stopped as stopped:
+            return Outcome(row, suppressed=stopped.reason, at=self.clock.now())
+        finally:
+            self._waiting.pop(row.id, None)
         if defer > 0:
             return Outcome(row, deferred_s=defer)
-        if _time.monotonic() - t0 > 1.0 and not await asyncio.to_thread(self._still_reachable, row):
-            return Outcome(row, error=ContactStopped("opted_out", "contact stopped while waiting"))
         message = OutgoingMessage(outbox_id=row.id, channel=row.channel, address=row.address, body=row.body,
                                   segments=row.segments, extra=row.extra, idempotency_key=row.idempotency_key,
                                   beneficiary_id=row.beneficiary_id)
@@ -338,6 +399,38 @@ class Dispatcher:
             return Outcome(row, error=TemporaryFailure(f"{type(exc).__name__}: {exc}"[:300], "unexpected"),
                            at=self.clock.now())
 
+    # --- the second look ---------------------------------------------------------------
+    # The claim re-checked every recipient; a row that then waited more than
+    # `second_look_after_s` (behind a rate limit, or in the queue) is checked again right
+    # before its grant. One look covers every row waiting at that moment, in one query, and
+    # is shared: the rows after it find their answer there until it is that old itself. A
+    # query per row would cost a thread hop per message and hold up the channel's turn.
+    async def _second_look(self, row: Claimed, checked: float) -> str | None:
+        """Why the row must not go, from a look that started after `checked` (when the row was
+        last looked at) and is at most `second_look_after_s` old; None when it may go."""
+        look = self._look
+        if look is None or not look.covers(row.id, checked, self.clock.now().timestamp(), self.second_look_after_s):
+            look = await self._look_at_waiting(row, checked)
+        return look.reasons.get(row.id)
+
+    async def _look_at_waiting(self, row: Claimed, checked: float) -> _Look:
+        pending = self._looking
+        if pending is None or pending.started <= checked or row.id not in pending.rows:
+            waiting = {r.id: r for r, _ in self._waiting.values()}
+            waiting[row.id] = row
+            pending = _Look(self.clock.now().timestamp(), set(waiting), {})
+            pending.query = asyncio.ensure_future(asyncio.to_thread(self._look_at, list(waiting.values())))
+            self._looking = pending
+        assert pending.query is not None
+        try:
+            pending.reasons = await asyncio.shield(pending.query)
+        finally:
+            if self._looking is pending and pending.query.done():
+                self._looking = None
+        if self._look is None or self._look.started < pending.started:
+            self._look = pending
+        return pending
+
     # --- writing outcomes ----------------------------------------------------------------
     def _backoff(self, attempts: int) -> float:
         base = min(self.retry_max_s, self.retry_base_s * (2 ** max(0, attempts - 1)))
@@ -363,6 +456,10 @@ class Dispatcher:
                                  "provider_message_id": o.result.provider_message_id[:64],
                                  "created_at": o.at or now})
                 self.stats["sent"] += 1
+            elif o.suppressed is not None:
+                changes.append(Change(r.id, sending, OutboxStatus.SUPPRESSED.value, o.suppressed,
+                                      {**release, "error": o.suppressed}))
+                self.stats["suppressed"] += 1
             elif o.deferred_s > 0:
                 changes.append(Change(r.id, sending, OutboxStatus.QUEUED.value,
                                       f"deferred: rate limit ({o.deferred_s:.1f}s)",
@@ -446,6 +543,8 @@ class Dispatcher:
         finally:
             self._inflight[channel] -= cap
         self._inflight[channel] += len(rows)
+        claimed_at = self.clock.now().timestamp()
+        self._waiting.update((r.id, (r, claimed_at)) for r in rows)
         queue = self._start_senders()
         self._unsent += len(rows)
         for r in rows:
@@ -469,6 +568,7 @@ class Dispatcher:
         while queue is not None and not queue.empty():
             self._inflight[queue.get_nowait().channel] -= 1
             self._unsent -= 1
+        self._waiting.clear()
 
     async def _sender(self, queue: asyncio.Queue[Claimed]) -> None:
         while True:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -68,23 +69,49 @@ def contact(engine: Engine, contact_id: int) -> Contact:
         return s.get(Contact, contact_id)
 
 
+class _CountingExecutor(ThreadPoolExecutor):
+    """The loop's default executor, counting the jobs handed to it whose result the loop has
+    not yet been handed."""
+
+    def __init__(self, loop: Any) -> None:
+        super().__init__(max_workers=8, thread_name_prefix="virtual-time")
+        self.unfinished = 0
+        self._loop = loop
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        self.unfinished += 1  # submitted from the loop's thread
+        future = super().submit(fn, *args, **kwargs)
+        # Counted down on the loop, queued before asyncio's own hand-over of the result (this
+        # callback runs first): in between, the loop's ready queue is not empty.
+        future.add_done_callback(lambda _: self._loop.call_soon_threadsafe(self._finished))
+        return future
+
+    def _finished(self) -> None:
+        self.unfinished -= 1
+
+
 class VirtualSleep:
     """asyncio's sleep on a FakeClock, as real time would order it: sleepers wake in the order
     of their wake-up times, and the clock moves on to the earliest one only when nothing else
-    can run (the loop's ready queue is empty). Many sleepers waiting at once share the time
-    that passes, as they would in real time."""
+    can run (the loop's ready queue is empty and no work handed to a thread is unfinished:
+    a query takes a moment, not the next sleeper's wait). Many sleepers waiting at once share
+    the time that passes, as they would in real time."""
 
     def __init__(self, clock: FakeClock) -> None:
         self.clock = clock
         self._sleepers: list[tuple[datetime, int, Any]] = []
         self._order = itertools.count()
         self._ticking = False
+        self._threads: _CountingExecutor | None = None
 
     async def __call__(self, seconds: float) -> None:
         import asyncio
         import heapq
 
         loop = asyncio.get_running_loop()
+        if self._threads is None:
+            self._threads = _CountingExecutor(loop)
+            loop.set_default_executor(self._threads)
         woken = loop.create_future()
         heapq.heappush(self._sleepers, (self.clock.now() + timedelta(seconds=max(seconds, 0.0)),
                                         next(self._order), woken))
@@ -96,7 +123,8 @@ class VirtualSleep:
     def _tick(self, loop: Any) -> None:
         import heapq
 
-        if loop._ready:  # something else can still run before time moves on
+        if loop._ready or (self._threads is not None and self._threads.unfinished):
+            # something else can still run before time moves on
             loop.call_soon(self._tick, loop)
             return
         while self._sleepers:

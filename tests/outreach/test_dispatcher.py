@@ -21,6 +21,7 @@ from outreach.outbox import claim
 from outreach.providers.base import AddressInvalid, ContactStopped, Rejected, TemporaryFailure, Throttled
 from outreach.providers.logsink import LogSinkProvider
 from outreach.providers.scripted import ScriptedProvider
+from outreach.ratelimit import ProviderLimits
 
 
 def make(engine, clock, settings, **kw):
@@ -66,6 +67,57 @@ async def test_opted_out_a_second_before_sending_is_suppressed_not_sent(db_engin
     r = row(db_engine, oid)
     assert r.status == "suppressed" and "opted out" in r.error
     assert events(db_engine, oid)[-1][:2] == ("sending", "suppressed")
+
+
+async def test_a_row_that_waited_behind_the_rate_limit_is_looked_at_again_before_it_goes(db_engine, clock, settings):
+    """Rows waiting longer than `second_look_after_s` (a second by default) get a second look: recipients who opted out or
+    blocked the bot meanwhile are suppressed with the reason, not sent, and a blocked contact
+    is not turned into an opt-out (the look suppresses; it records nothing about the contact)."""
+    people = [add_person(db_engine, telegram=str(3001 + i)) for i in range(3)]
+    ids = [queue(db_engine, clock, channel="telegram", address=str(3001 + i), beneficiary_id=b)
+           for i, (b, _) in enumerate(people)]
+
+    def first_send_stops_the_others(message):
+        if message.address == "3001":  # a STOP and a 403 from a webhook, while the others wait
+            with session_scope(db_engine) as s:
+                opted, blocked = s.get(Contact, people[1][1]["telegram"]), s.get(Contact, people[2][1]["telegram"])
+                opted.opted_out_at = blocked.blocked_at = clock.now()
+                s.add_all([opted, blocked])
+
+    # One a second: the second row goes a second after the claim, the third two seconds after.
+    d, tg, _ = make(db_engine, clock, settings, limits={"telegram": ProviderLimits(clock, 1.0)},
+                    second_look_after_s=0.5)
+    tg.before_send = first_send_stops_the_others
+    assert await d.run_once() == 3
+    assert [m.message.address for m in tg.sent] == ["3001"]
+    assert [(row(db_engine, i).status, row(db_engine, i).error) for i in ids] == [
+        ("sent", None), ("suppressed", "suppressed: opted out"), ("suppressed", "suppressed: contact blocked the bot")]
+    blocked = contact(db_engine, people[2][1]["telegram"])
+    assert blocked.opted_out_at is None and blocked.blocked_at is not None
+    assert d.stats["suppressed"] == 2 and d.stats["failed"] == 0
+
+
+async def test_the_watchers_recent_look_answers_the_second_look_and_a_stale_one_does_not(db_engine, clock, settings):
+    """After the grant the second look is a lookup in the watcher's last look at the waiting
+    rows, if that look is under a second old and started after the row was claimed; otherwise
+    the row is looked at alone, then."""
+    from outreach.dispatcher import _Look
+    from outreach.outbox import claim as claim_rows
+
+    _, c = add_person(db_engine, telegram="3101")
+    queue(db_engine, clock, channel="telegram", address="3101")
+    with session_scope(db_engine) as s:
+        [claimed] = claim_rows(s, owner="t", now=clock.now(), lease_s=60, limit=1, channel="telegram")
+    d, _, _ = make(db_engine, clock, settings)
+    queried = []
+    d._look_at = lambda rows: queried.append([r.id for r in rows]) or {}
+    now = clock.now().timestamp()
+    d._look = _Look(started=now - 0.4, rows={claimed.id}, reasons={claimed.id: "suppressed: opted out"})
+    assert await d._second_look(claimed, checked=now - 1.5) == "suppressed: opted out" and queried == []
+    clock.advance(timedelta(seconds=0.7))  # the look is now 1.1 s old: too old
+    assert await d._second_look(claimed, checked=now - 1.5) is None and queried == [[claimed.id]]
+    d._look = _Look(started=now, rows={claimed.id + 1}, reasons={})  # recent, but not of this row
+    assert await d._second_look(claimed, checked=now - 1.5) is None and len(queried) == 2
 
 
 async def test_deceased_beneficiary_and_blocked_contact_are_suppressed(db_engine, clock, settings):
