@@ -3,7 +3,8 @@
 One cycle, per channel: claim a batch under a lease (PostgreSQL: SKIP LOCKED, SQLite: an
 immediate transaction), re-check every recipient in that same transaction (opted out,
 blocked, invalid, deceased → suppressed, never sent), send the rest concurrently under the
-provider's rate limits, then write every outcome in one transaction:
+provider's rate limits (a row that waited over `second_look_after_s` for its turn is looked
+at again right before its grant), then write every outcome in one transaction:
 - success → sent (+ provider id, a `MessageLog` "out" row);
 - retryable error → queued again with exponential backoff and jitter, until the row's
   deadline (default 24 h after it was queued), then failed; a 429 also pauses the provider;
