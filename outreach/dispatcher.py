@@ -115,10 +115,16 @@ class _Look:
     started: float  # the clock's seconds
     rows: set[int]
     reasons: dict[int, str]  # row id → why it must not go
-    query: asyncio.Future[dict[int, str]] | None = None
+    query: asyncio.Future[dict[int, str]] | None = None  # the query behind `reasons`, while it runs
 
     def covers(self, row_id: int, checked: float, now: float, max_age: float) -> bool:
         return row_id in self.rows and self.started > checked and now - self.started <= max_age
+
+
+def _suppression(row_id: int, reason: str) -> Change:
+    """A claimed row that is not sent because of its recipient: suppressed, lease released."""
+    return Change(row_id, OutboxStatus.SENDING.value, OutboxStatus.SUPPRESSED.value, reason,
+                  {"lease_owner": None, "lease_expires_at": None, "error": reason})
 
 
 def queue_fallback(session: Session, r: Claimed | OutboxMessage, contact: Contact | None,
@@ -258,9 +264,7 @@ class Dispatcher:
     def _recheck(self, session: Session, rows: list[Claimed], now: datetime) -> set[int]:
         """Right before sending: suppress rows whose recipient cannot or must not get them."""
         reasons = self._stop_reasons(session, rows)
-        changes = [Change(row_id, OutboxStatus.SENDING.value, OutboxStatus.SUPPRESSED.value, reason,
-                          {"lease_owner": None, "lease_expires_at": None, "error": reason})
-                   for row_id, reason in reasons.items()]
+        changes = [_suppression(row_id, reason) for row_id, reason in reasons.items()]
         apply_changes(session, changes, now)
         self.stats["suppressed"] += len(changes)
         return set(reasons)
@@ -409,28 +413,24 @@ class Dispatcher:
     async def _second_look(self, row: Claimed, checked: float) -> str | None:
         """Why the row must not go, from a look that started after `checked` (when the row was
         last looked at) and is at most `second_look_after_s` old; None when it may go."""
-        look = self._look
-        if look is None or not look.covers(row.id, checked, self.clock.now().timestamp(), self.second_look_after_s):
-            look = await self._look_at_waiting(row, checked)
-        return look.reasons.get(row.id)
-
-    async def _look_at_waiting(self, row: Claimed, checked: float) -> _Look:
-        pending = self._looking
-        if pending is None or pending.started <= checked or row.id not in pending.rows:
-            waiting = {r.id: r for r, _ in self._waiting.values()}
-            waiting[row.id] = row
-            pending = _Look(self.clock.now().timestamp(), set(waiting), {})
-            pending.query = asyncio.ensure_future(asyncio.to_thread(self._look_at, list(waiting.values())))
-            self._looking = pending
-        assert pending.query is not None
+        now = self.clock.now().timestamp()
+        if self._look is not None and self._look.covers(row.id, checked, now, self.second_look_after_s):
+            return self._look.reasons.get(row.id)
+        # The look under way if it covers this row; else a new one at every row waiting now.
+        look = self._looking
+        if look is None or not look.covers(row.id, checked, now, self.second_look_after_s):
+            waiting = {r.id: r for r, _ in self._waiting.values()} | {row.id: row}
+            look = self._looking = _Look(now, set(waiting), {}, asyncio.ensure_future(
+                asyncio.to_thread(self._look_at, list(waiting.values()))))
+        assert look.query is not None
         try:
-            pending.reasons = await asyncio.shield(pending.query)
+            look.reasons = await asyncio.shield(look.query)
         finally:
-            if self._looking is pending and pending.query.done():
+            if self._looking is look and look.query.done():
                 self._looking = None
-        if self._look is None or self._look.started < pending.started:
-            self._look = pending
-        return pending
+        if self._look is None or self._look.started < look.started:
+            self._look = look
+        return look.reasons.get(row.id)
 
     # --- writing outcomes ----------------------------------------------------------------
     def _backoff(self, attempts: int) -> float:
@@ -458,8 +458,7 @@ class Dispatcher:
                                  "created_at": o.at or now})
                 self.stats["sent"] += 1
             elif o.suppressed is not None:
-                changes.append(Change(r.id, sending, OutboxStatus.SUPPRESSED.value, o.suppressed,
-                                      {**release, "error": o.suppressed}))
+                changes.append(_suppression(r.id, o.suppressed))
                 self.stats["suppressed"] += 1
             elif o.deferred_s > 0:
                 changes.append(Change(r.id, sending, OutboxStatus.QUEUED.value,

@@ -179,8 +179,8 @@ class TelegramSession(AiohttpSession):
             raise TelegramNetworkError(method=method, message=f"HTTPError: {e}") from e
         response = self._read_success(bot, method, answer.status, answer.body)
         if response is None:  # aiogram's own check raises its own errors
-            response = self.check_response(bot=bot, method=method, status_code=answer.status,
-                                           content=answer.body.decode("utf-8", "replace"))
+            response = super().check_response(bot=bot, method=method, status_code=answer.status,
+                                              content=answer.body.decode("utf-8", "replace"))
         return cast(TelegramType, response.result)
 
     def check_response(self, bot: Bot, method: TelegramMethod[TelegramType], status_code: int,

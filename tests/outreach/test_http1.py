@@ -340,6 +340,13 @@ CHUNKED = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
            b"0\r\nX-Trailer: yes\r\nX-Other: too\r\n\r\n")
 
 
+async def second_request_answered(pool: HTTP1Pool, server: ScriptedServer, *, connections: list[int]) -> None:
+    """The next request after the first one gets its answer, and the server saw the two on
+    these connections ([0, 0]: the first was reused; [0, 1]: a fresh one)."""
+    assert (await pool.request("POST", "/b", b"2")).body == b"ok"
+    assert [r.conn for r in server.received] == connections
+
+
 async def test_a_chunked_answer_with_extensions_and_trailers_gives_the_joined_body_and_keeps_the_connection(
         server: ScriptedServer, pool: HTTP1Pool) -> None:
     server.script(reply(CHUNKED), reply(OK))
@@ -347,8 +354,7 @@ async def test_a_chunked_answer_with_extensions_and_trailers_gives_the_joined_bo
     answer = await pool.request("POST", "/a", b"1")
 
     assert (answer.status, answer.body) == (200, b"hello world, and")
-    assert (await pool.request("POST", "/b", b"2")).body == b"ok"
-    assert [r.conn for r in server.received] == [0, 0]
+    await second_request_answered(pool, server, connections=[0, 0])
 
 
 async def test_a_chunked_answer_arriving_one_byte_at_a_time_gives_the_same_body(
@@ -356,8 +362,7 @@ async def test_a_chunked_answer_arriving_one_byte_at_a_time_gives_the_same_body(
     server.script(reply_in_pieces([CHUNKED[i:i + 1] for i in range(len(CHUNKED))], probe), reply(OK))
 
     assert (await pool.request("POST", "/a", b"1")).body == b"hello world, and"
-    assert (await pool.request("POST", "/b", b"2")).body == b"ok"
-    assert [r.conn for r in server.received] == [0, 0]
+    await second_request_answered(pool, server, connections=[0, 0])
 
 
 async def test_a_content_length_answer_arriving_in_pieces_gives_the_whole_body(
@@ -376,8 +381,7 @@ async def test_an_answer_with_neither_length_nor_chunked_runs_to_the_servers_clo
     answer = await pool.request("POST", "/a", b"1")
 
     assert (answer.status, answer.body) == (200, b"first part, second part")
-    assert (await pool.request("POST", "/b", b"2")).body == b"ok"
-    assert [r.conn for r in server.received] == [0, 1]
+    await second_request_answered(pool, server, connections=[0, 1])
 
 
 async def test_a_204_without_content_length_on_a_kept_alive_connection_ends_at_its_head_with_an_empty_body(
@@ -387,8 +391,7 @@ async def test_a_204_without_content_length_on_a_kept_alive_connection_ends_at_i
     answer = await pool.request("POST", "/a", b"1")
 
     assert answer == Answer(204, {"x-a": "b"}, b"")
-    assert (await pool.request("POST", "/b", b"2")).body == b"ok"
-    assert [r.conn for r in server.received] == [0, 0]
+    await second_request_answered(pool, server, connections=[0, 0])
 
 
 @pytest.mark.parametrize("together", [True, False], ids=["in-one-write", "on-its-own-first"])
@@ -399,8 +402,7 @@ async def test_a_100_continue_before_the_real_answer_is_skipped(
     server.script(reply(cont + real) if together else reply_in_pieces([cont, real], probe), reply(OK))
 
     assert await pool.request("POST", "/a", b"1") == Answer(200, {"x-real": "1", "content-length": "4"}, b"real")
-    assert (await pool.request("POST", "/b", b"2")).body == b"ok"
-    assert [r.conn for r in server.received] == [0, 0]
+    await second_request_answered(pool, server, connections=[0, 0])
 
 
 # --- failures -----------------------------------------------------------------------------
@@ -417,8 +419,7 @@ async def test_a_server_closing_before_the_whole_answer_is_an_http_error_and_the
 
     with pytest.raises(HTTPError):
         await pool.request("POST", "/a", b"1")
-    assert (await pool.request("POST", "/b", b"2")).body == b"ok"
-    assert [r.conn for r in server.received] == [0, 1]
+    await second_request_answered(pool, server, connections=[0, 1])
 
 
 async def test_a_server_resetting_mid_content_length_body_is_an_http_error(
@@ -427,8 +428,7 @@ async def test_a_server_resetting_mid_content_length_body_is_an_http_error(
 
     with pytest.raises(HTTPError):
         await pool.request("POST", "/a", b"1")
-    assert (await pool.request("POST", "/b", b"2")).body == b"ok"
-    assert [r.conn for r in server.received] == [0, 1]
+    await second_request_answered(pool, server, connections=[0, 1])
 
 
 async def test_a_server_resetting_mid_body_that_runs_to_the_close_is_an_http_error_not_a_truncated_answer(
@@ -462,8 +462,7 @@ async def test_a_malformed_answer_is_an_http_error_and_its_connection_is_dropped
     with pytest.raises(HTTPError):
         await pool.request("POST", "/a", b"1")
     await server.until(lambda: 0 in server.ended)  # the client closed it; the server kept it open
-    assert (await pool.request("POST", "/b", b"2")).body == b"ok"
-    assert [r.conn for r in server.received] == [0, 1]
+    await second_request_answered(pool, server, connections=[0, 1])
 
 
 async def test_bytes_past_the_content_length_are_an_http_error(server: ScriptedServer, pool: HTTP1Pool) -> None:
@@ -484,8 +483,7 @@ async def test_bytes_the_server_sends_unasked_on_an_idle_connection_drop_it(
 
     assert (await pool.request("POST", "/a", b"1")).body == b"ok"
     await server.until(lambda: 0 in server.ended)
-    assert (await pool.request("POST", "/b", b"2")).body == b"ok"
-    assert [r.conn for r in server.received] == [0, 1]
+    await second_request_answered(pool, server, connections=[0, 1])
 
 
 @pytest.mark.parametrize("answer", [
@@ -517,8 +515,7 @@ async def test_bytes_past_the_end_of_a_chunked_answer_drop_the_connection(
 
     with contextlib.suppress(HTTPError):  # refusing the answer would do; reusing the connection does not
         await pool.request("POST", "/a", b"1")
-    assert (await pool.request("POST", "/b", b"2")).body == b"ok"
-    assert [r.conn for r in server.received] == [0, 1]
+    await second_request_answered(pool, server, connections=[0, 1])
 
 
 async def test_close_among_other_connection_options_makes_the_next_request_open_a_new_connection(
@@ -526,8 +523,7 @@ async def test_close_among_other_connection_options_makes_the_next_request_open_
     server.script(reply(b"HTTP/1.1 200 OK\r\nConnection: TE, close\r\nContent-Length: 2\r\n\r\nok"), reply(OK))
 
     assert (await pool.request("POST", "/a", b"1")).body == b"ok"
-    assert (await pool.request("POST", "/b", b"2")).body == b"ok"
-    assert [r.conn for r in server.received] == [0, 1]
+    await second_request_answered(pool, server, connections=[0, 1])
 
 
 async def test_a_server_that_never_answers_times_out_and_its_connection_is_not_reused(
@@ -537,8 +533,7 @@ async def test_a_server_that_never_answers_times_out_and_its_connection_is_not_r
     with pytest.raises(TimeoutError):
         await pool.request("POST", "/a", b"1", timeout=0.2)
     await server.until(lambda: 0 in server.ended)  # the client closed the connection it gave up on
-    assert (await pool.request("POST", "/b", b"2")).body == b"ok"
-    assert [r.conn for r in server.received] == [0, 1]
+    await second_request_answered(pool, server, connections=[0, 1])
 
 
 async def test_a_refused_connection_is_an_http_error_and_gives_its_slot_back(refused_port: int) -> None:
