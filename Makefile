@@ -16,21 +16,24 @@ $(STAMP): requirements.lock pyproject.toml
 
 install: $(STAMP)
 
-# PostgreSQL (for the tests' throwaway server) and Chromium (browser tests), from Debian.
+# PostgreSQL and Redis (the tests' throwaway servers), Chromium and a Chinese font (browser tests), from Debian.
+DEBIAN_PACKAGES := postgresql redis-server chromium fonts-noto-cjk
 system-deps:
-	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then \
-		echo "installing PostgreSQL from Debian's packages"; \
-		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql >/dev/null; fi
-	@if ! command -v chromium >/dev/null 2>&1; then \
-		echo "installing Chromium from Debian's packages"; \
-		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; fi
+	@missing=""; \
+	{ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; } || missing="$$missing postgresql"; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	fc-list :lang=zh 2>/dev/null | grep -q . || missing="$$missing fonts-noto-cjk"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing from Debian's packages:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
 
 run: install
 	$(BIN)/nuanxin migrate
 	$(BIN)/nuanxin demo-data
 	$(BIN)/nuanxin run
 
-test: install system-deps
+test: install system-deps lint
 	$(BIN)/python -m pytest -q
 
 bench: install system-deps
