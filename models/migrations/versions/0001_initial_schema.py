@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 06:21:21.710582
+Create Date: 2026-12-01 11:32:07.428990
 """
 from alembic import op
 import sqlalchemy as sa
@@ -243,6 +243,20 @@ def upgrade() -> None:
     with op.batch_alter_table('scheme_membership', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_scheme_membership_beneficiary_id'), ['beneficiary_id'], unique=False)
 
+    op.create_table('broadcast_review',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('broadcast_id', sa.Integer(), nullable=False),
+    sa.Column('staff_user_id', sa.Integer(), nullable=True),
+    sa.Column('step', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('comment', sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=False),
+    sa.Column('at', models.base.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['broadcast_id'], ['broadcast.id'], ),
+    sa.ForeignKeyConstraint(['staff_user_id'], ['staff_user.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('broadcast_review', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_broadcast_review_broadcast_id'), ['broadcast_id'], unique=False)
+
     op.create_table('contact',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('beneficiary_id', sa.Integer(), nullable=True),
@@ -464,6 +478,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_contact_beneficiary_id'))
 
     op.drop_table('contact')
+    with op.batch_alter_table('broadcast_review', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_broadcast_review_broadcast_id'))
+
+    op.drop_table('broadcast_review')
     with op.batch_alter_table('scheme_membership', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_scheme_membership_beneficiary_id'))
 
