@@ -10,7 +10,6 @@ engine only knows "the current step of the current flow"; adding a flow is addin
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -21,6 +20,7 @@ from typing import Any
 import yaml
 from sqlmodel import Session
 
+from bot.language import clean, normalise_command
 from bot.texts import localise
 
 FLOW_DIR = Path(__file__).resolve().parent / "flows"
@@ -285,9 +285,7 @@ def load_flows(directory: Path | None = None) -> dict[str, Flow]:
 
 # --------------------------------------------------------------------------- validators
 
-_CTRL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\ufeff]")
 _WORDY = re.compile(r"[^\W\d_]")  # a letter of any script: digits alone are not a name
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 YES = frozenset(["是", "是的", "对", "对的", "好", "好的", "有", "嗯", "要", "需要", "确认", "提交", "同意", "可以", "行", "y", "yes", "yep", "yeah", "ok", "okay", "sure", "1", "对了"])
 NO = frozenset(["否", "不", "不是", "没有", "没", "无", "不要", "不对", "不用", "不需要", "n", "no", "nope", "not", "2", "没有的"])
@@ -326,14 +324,13 @@ def err(key: str, lang: str, **kw: Any) -> Invalid:
 
 def clean_text(raw: str) -> str:
     """NFKC, no control or invisible characters, single spaces."""
-    text = unicodedata.normalize("NFKC", raw or "")
-    text = _CTRL.sub("", _ANSI.sub("", text))
-    return " ".join(text.split())
+    return clean(raw)
 
 
 def word(raw: str) -> str:
-    """A reply reduced for matching against command words and options."""
-    return clean_text(raw).lower().strip(" .。!！~～,，、;；")
+    """A reply reduced for matching against command words and options: lower case, and
+    Traditional written as Simplified (bot/language.py), so 跳過 is 跳过 and 選單 is 菜单."""
+    return normalise_command(raw)
 
 
 _DATE_RE = re.compile(
