@@ -17,6 +17,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from bot.words import labels, staff_label
 from models.actions import StageChangeRefused, advance_application, audit
 from models.applications import Application, ApplicationStageChange, HandoffTicket, Stage, Task
 from models.outbox import OutboxMessage
@@ -26,16 +27,10 @@ from models.staff import AuditLog, StaffUser, check_password
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent.parent / "templates" / "web"))
 router = APIRouter(include_in_schema=False)
 
-STAGE_LABELS = {
-    "staged": "暂存", "accepted": "受理", "preliminary_review": "初审", "verification": "核查",
-    "payment_notice": "缴费通知", "paid": "已缴费", "completed": "办结", "returned": "退回补件",
-    "rejected": "不予受理", "withdrawn": "撤回",
-}
-TYPE_LABELS = {
-    "veteran_insurance": "退役士兵社保接续", "mutual_aid_claim": "医疗互助申领", "hardship": "困难帮扶",
-    "hospital_stay": "住院探视", "death_report": "去世报告", "certification": "资格认证",
-}
-TEMPLATES.env.globals.update(STAGE_LABELS=STAGE_LABELS, TYPE_LABELS=TYPE_LABELS)
+# The staff words of the catalogue (bot/words.py): label(group, code) in the pages.
+STAGE_LABELS = labels("stage", "zh-Hans", "staff")
+TYPE_LABELS = labels("application_type", "zh-Hans", "staff")
+TEMPLATES.env.globals.update(STAGE_LABELS=STAGE_LABELS, TYPE_LABELS=TYPE_LABELS, label=staff_label)
 
 
 class NotSignedIn(Exception):
