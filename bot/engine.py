@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import opencc
 from sqlalchemy import Connection, select
 from sqlalchemy import Engine as DbEngine
 from sqlalchemy.exc import IntegrityError
@@ -37,7 +36,8 @@ from bot.conversations import LOG, Conflict, Conv, ConversationStore, log_row
 from bot.flowregistry import FlowCtx, Registry, builtin
 from bot.flowrunner import Flow, Out, Runner, clean_text, load_flows, word
 from bot.identity import LINK_FLOW, Identity, Notifier, OutboxNotifier
-from bot.texts import CHANNEL_NAMES, localise, t, to_hant
+from bot.language import detect_language
+from bot.texts import CHANNEL_NAMES, localise, t
 from models.actions import audit, opt_in, opt_out
 from models.applications import HandoffTicket
 from models.db import is_sqlite
@@ -58,7 +58,7 @@ HUMAN_WORDS = frozenset(["人工", "转人工", "找人", "人工服务", "客�
 LANG_PICK_WORDS = frozenset(["语言", "語言", "language", "lang", "/language", "切换语言"])
 LANG_WORDS = {
     "中文": "zh-Hans", "简体": "zh-Hans", "简体中文": "zh-Hans", "簡體": "zh-Hans", "普通话": "zh-Hans",
-    "繁體": "zh-Hant", "繁体": "zh-Hant", "繁體中文": "zh-Hant", "繁体中文": "zh-Hant", "正體": "zh-Hant",
+    "繁體": "zh-Hant", "繁体": "zh-Hant", "繁體中文": "zh-Hant", "繁体中文": "zh-Hant", "正體": "zh-Hant", "正体": "zh-Hant",
     "english": "en", "英文": "en", "英语": "en", "en": "en",
 }
 STOP_WORDS = frozenset(["stop", "退订", "td", "unsubscribe", "/stop", "stopall", "optout", "取消订阅", "退訂"])
@@ -70,35 +70,8 @@ GREETINGS = frozenset(["你好", "您好", "你好啊", "您好啊", "在吗", "
 CONTINUE_WORDS = frozenset(["继续", "接着办", "continue", "resume"])
 LINK_WORDS = frozenset(["绑定", "绑定身份", "link", "认证身份"])
 
-_CJK = re.compile(r"[\u3400-\u9fff]")
-_LATIN = re.compile(r"[a-zA-Z]{2,}")
 _WORDY = re.compile(r"[\w\u3400-\u9fff]")
-_t2s = opencc.OpenCC("t2s")
 _NO_CTRL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # PostgreSQL text cannot hold NUL
-
-
-def detect_language(text: str, hint: str | None) -> str:
-    """The language of a first message: its script, else the client's hint, else zh-Hans."""
-    w = word(text)
-    if w in LANG_WORDS:
-        return LANG_WORDS[w]
-    commandish = w in STOP_WORDS or w in START_WORDS or w in MENU_WORDS or w in HUMAN_WORDS or w in HELP_WORDS
-    if not commandish:
-        if _CJK.search(text):
-            if _t2s.convert(text) != text:
-                return "zh-Hant"
-            if to_hant(text) != text:  # written in simplified characters
-                return "zh-Hans"
-            # the same in both scripts (您好): the client's setting decides between them
-            return "zh-Hant" if (hint or "").lower().startswith(("zh-hant", "zh-tw", "zh-hk", "zh-mo")) else "zh-Hans"
-        if _LATIN.search(text):
-            return "en"
-    h = (hint or "").lower()
-    if h.startswith("en"):
-        return "en"
-    if h.startswith(("zh-hant", "zh-tw", "zh-hk", "zh-mo")):
-        return "zh-Hant"
-    return "zh-Hans"
 
 
 class Tx:

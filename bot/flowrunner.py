@@ -10,7 +10,6 @@ current flow"; adding a flow is adding a file (see bot/flows/README.md).
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
@@ -18,6 +17,7 @@ from typing import Any
 
 from bot.flowregistry import FlowCtx, Registry, builtin
 from bot.flowspec import FLOW_DIR, STEP_TYPES, Flow, FlowError, Step, load_flows, parse_flow
+from bot.language import clean, normalise_command
 from bot.state import ConversationState
 from bot.texts import localise
 
@@ -31,9 +31,7 @@ class Invalid(ValueError):
 
 # --------------------------------------------------------------------------- validators
 
-_CTRL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\ufeff]")
 _WORDY = re.compile(r"[^\W\d_]")  # a letter of any script: digits alone are not a name
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 YES = frozenset(["是", "是的", "对", "对的", "好", "好的", "有", "嗯", "要", "需要", "确认", "提交", "同意", "可以", "行", "y", "yes", "yep", "yeah", "ok", "okay", "sure", "1", "对了"])
 NO = frozenset(["否", "不", "不是", "没有", "没", "无", "不要", "不对", "不用", "不需要", "n", "no", "nope", "not", "2", "没有的"])
@@ -72,14 +70,13 @@ def err(key: str, lang: str, **kw: Any) -> Invalid:
 
 def clean_text(raw: str) -> str:
     """NFKC, no control or invisible characters, single spaces."""
-    text = unicodedata.normalize("NFKC", raw or "")
-    text = _CTRL.sub("", _ANSI.sub("", text))
-    return " ".join(text.split())
+    return clean(raw)
 
 
 def word(raw: str) -> str:
-    """A reply reduced for matching against command words and options."""
-    return clean_text(raw).lower().strip(" .。!！~～,，、;；")
+    """A reply reduced for matching against command words and options: lower case, and
+    Traditional written as Simplified (bot/language.py), so 跳過 is 跳过 and 選單 is 菜单."""
+    return normalise_command(raw)
 
 
 _DATE_RE = re.compile(

@@ -30,10 +30,10 @@ from pathlib import Path
 
 import bm25s
 import numpy as np
-import opencc
 import rjieba
 
 from bot.knowledge import Article, KnowledgeBase, load_knowledge
+from bot.language import detect_language, to_simplified, to_traditional
 
 # (minimum BM25 score, minimum coverage) per written language, calibrated with
 # `nuanxin eval-qa --sweep` on the dev split of tests/qa only; the held-out split checks them.
@@ -45,14 +45,6 @@ THRESHOLDS: dict[str, tuple[float, float]] = {"zh-Hans": (9.0, 0.1), "en": (4.0,
 FIELD_WEIGHTS = {"questions": 3, "keywords": 3, "title": 3, "body": 1}
 # How much the question-phrasings index adds to the whole-article score (chosen on the dev split).
 INTENT_WEIGHT = 0.5
-
-_to_simplified = opencc.OpenCC("t2s")
-
-
-@lru_cache(maxsize=1)
-def _s2t() -> opencc.OpenCC:
-    # Built on first use (about 0.2 s): most questions are in Simplified Chinese or English.
-    return opencc.OpenCC("s2t")
 
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _CJK_RUN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]{2,}")
@@ -95,40 +87,6 @@ class Answer:
     sms: str  # short variant with the same key facts and the source, for SMS
 
 
-# --------------------------------------------------------------------------- language
-
-
-def to_simplified(text: str) -> str:
-    return _to_simplified.convert(text)
-
-
-def detect_language(text: str, hint: str | None = None) -> str:
-    """zh-Hant, zh-Hans or en, from the text itself; the hint decides only what the text cannot."""
-    cjk = _CJK.findall(text)
-    if cjk:
-        chinese = "".join(cjk)
-        traditional_only = sum(a != b for a, b in zip(chinese, _to_simplified.convert(chinese), strict=False))
-        if traditional_only == 0:
-            return "zh-Hant" if hint == "zh-Hant" and not _has_simplified_only(chinese) else "zh-Hans"
-        simplified_only = _simplified_only_count(chinese)
-        if traditional_only > simplified_only:
-            return "zh-Hant"
-        if simplified_only > traditional_only:
-            return "zh-Hans"
-        return "zh-Hant" if hint == "zh-Hant" else "zh-Hans"
-    if re.search(r"[A-Za-z]{2,}", text):
-        return "en"
-    return hint if hint in ("zh-Hans", "zh-Hant", "en") else "zh-Hans"
-
-
-def _simplified_only_count(chinese: str) -> int:
-    return sum(a != b for a, b in zip(chinese, _s2t().convert(chinese), strict=False))
-
-
-def _has_simplified_only(chinese: str) -> bool:
-    return _simplified_only_count(chinese) > 0
-
-
 # --------------------------------------------------------------------------- tokens
 
 
@@ -168,14 +126,14 @@ class Tokenizer:
                 self.canonical[" ".join(form)] = canonical
 
     def _plain_words(self, text: str) -> list[str]:
-        text = _to_simplified.convert(text.lower())
+        text = to_simplified(text.lower())
         if self.language == "en":
             return [_stem(w) for w in _LATIN_WORD.findall(text) if w not in EN_STOPWORDS]
         return [text.strip()]
 
     def words(self, text: str) -> list[str]:
         """Meaningful words (no bigrams): used for coverage."""
-        text = _to_simplified.convert(text.lower())
+        text = to_simplified(text.lower())
         ages = [AGE_TOKEN] if _AGE_80_PLUS.search(text) else []
         if self.language == "en":
             stems = [_stem(w) for w in _LATIN_WORD.findall(text) if w not in EN_STOPWORDS]
@@ -188,7 +146,7 @@ class Tokenizer:
         words = self.words(text)
         if self.language == "en":
             return words
-        simplified = _to_simplified.convert(text.lower())
+        simplified = to_simplified(text.lower())
         bigrams = ["~" + run[i: i + 2] for run in _CJK_RUN.findall(simplified) for i in range(len(run) - 1)]
         return words + bigrams
 
@@ -276,7 +234,7 @@ def _rule_handoff(question: str, lang: str) -> str | None:
         if _EN_OWN_CASE.search(text):
             return "personal_case"
         return None
-    text = _to_simplified.convert(question)
+    text = to_simplified(question)
     if _ZH_ASK_PERSON.search(text):
         return "asked_for_person"
     if _ZH_COMPLAINT.search(text):
@@ -387,7 +345,7 @@ def _not_covered_pattern(phrases: list[str], language: str) -> re.Pattern[str] |
     if language == "en":
         alternatives = sorted({re.escape(p.lower()) for p in phrases}, key=len, reverse=True)
         return re.compile(r"\b(" + "|".join(alternatives) + r")\b")
-    alternatives = sorted({re.escape(_to_simplified.convert(p.lower())) for p in phrases}, key=len, reverse=True)
+    alternatives = sorted({re.escape(to_simplified(p.lower())) for p in phrases}, key=len, reverse=True)
     return re.compile("|".join(alternatives))
 
 
@@ -431,7 +389,7 @@ class QA:
 
     def _is_not_covered(self, question: str, base: str) -> bool:
         pattern = self._not_covered.get(base)
-        return pattern is not None and pattern.search(_to_simplified.convert(question.lower())) is not None
+        return pattern is not None and pattern.search(to_simplified(question.lower())) is not None
 
     def explain(self, question: str, lang_hint: str | None = None) -> dict[str, object]:
         """The raw ranking figures for a question (for calibration and staff debugging)."""
@@ -471,7 +429,7 @@ class QA:
 
 @lru_cache(maxsize=4096)
 def _localise(text: str, lang: str) -> str:
-    return _s2t().convert(text) if lang == "zh-Hant" else text
+    return to_traditional(text) if lang == "zh-Hant" else text
 
 
 def _first_paragraph(body: str) -> str:

@@ -57,6 +57,7 @@ class EvalCase:
     must: tuple[str, ...] = ()
     handoff: str | None = None  # expected handoff reason, None when an answer is expected
     lang: str | None = None
+    pattern: str = "plain"  # how it is asked (voice, typo, cantonese, other_place, ...), for the report
 
     @property
     def split(self) -> str:
@@ -105,11 +106,13 @@ def load_eval_cases(path: Path = DEFAULT_EVAL_FILE) -> list[EvalCase]:
     for number, item in enumerate(yaml.safe_load(path.read_text(encoding="utf-8")) or [], start=1):
         if not isinstance(item, dict) or not item.get("q"):
             raise ValueError(f"{path}: case {number} has no question 'q'")
-        if not item.get("handoff") and not item.get("expect"):
-            raise ValueError(f"{path}: case {number} needs 'expect' (article ids) or 'handoff' (a reason)")
+        if not item.get("handoff") and not item.get("expect") and not item.get("must"):
+            raise ValueError(f"{path}: case {number} needs 'expect' (article ids), 'must' (facts) "
+                             "or 'handoff' (a reason)")
         cases.append(EvalCase(question=str(item["q"]), expect=tuple(item.get("expect") or ()),
                               must=tuple(str(m) for m in item.get("must") or ()),
-                              handoff=item.get("handoff"), lang=item.get("lang")))
+                              handoff=item.get("handoff"), lang=item.get("lang"),
+                              pattern=str(item.get("pattern") or "plain")))
     return cases
 
 
