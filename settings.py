@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import time, timedelta
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -69,6 +70,8 @@ class Settings(BaseSettings):
     telegram_rate_per_s: float = Field(default=30.0, gt=0)
     telegram_per_chat_per_s: float = Field(default=1.0, gt=0)
     twilio_segments_per_s: float = Field(default=1.0, gt=0)
+    # What one SMS segment costs the office, in yuan (the composer shows the cost of a broadcast).
+    sms_price_per_segment: Decimal = Field(default=Decimal("0.05"), ge=0, le=100)
 
     @field_validator("office_timezone")
     @classmethod

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-01 11:06:12.250813
+Create Date: 2026-12-01 11:42:29.306992
 """
 from alembic import op
 import sqlalchemy as sa
@@ -293,6 +293,20 @@ def upgrade() -> None:
     with op.batch_alter_table('staff_token', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_staff_token_staff_id'), ['staff_id'], unique=False)
 
+    op.create_table('broadcast_review',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('broadcast_id', sa.Integer(), nullable=False),
+    sa.Column('staff_user_id', sa.Integer(), nullable=True),
+    sa.Column('step', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('comment', sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=False),
+    sa.Column('at', models.base.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['broadcast_id'], ['broadcast.id'], ),
+    sa.ForeignKeyConstraint(['staff_user_id'], ['staff_user.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('broadcast_review', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_broadcast_review_broadcast_id'), ['broadcast_id'], unique=False)
+
     op.create_table('contact',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('beneficiary_id', sa.Integer(), nullable=True),
@@ -514,6 +528,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_contact_beneficiary_id'))
 
     op.drop_table('contact')
+    with op.batch_alter_table('broadcast_review', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_broadcast_review_broadcast_id'))
+
+    op.drop_table('broadcast_review')
     with op.batch_alter_table('staff_token', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_staff_token_staff_id'))
 
