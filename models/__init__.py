@@ -27,12 +27,13 @@ from models.people import (
     SchemeMembership,
 )
 from models.scheduler import OccasionSetting, SchedulerJobRun, SchedulerLease
-from models.staff import AuditLog, Role, StaffUser
+from models.staff import AuditLog, Role, SignInAttempt, StaffSession, StaffToken, StaffUser
 
 __all__ = [
     "Application", "ApplicationDocument", "ApplicationStageChange", "ApplicationType", "AuditLog",
     "Beneficiary", "BeneficiaryKind", "BeneficiaryStatus", "Broadcast", "BroadcastReview", "BroadcastStatus", "Channel",
     "Contact", "Conversation", "EarlyReceipt", "FamilyMember", "HandoffTicket", "Language", "MessageLog", "OneTimeCode",
-    "OccasionSetting", "OutboxEvent", "OutboxMessage", "OutboxStatus", "ReviewStep", "Role", "SchemeMembership", "Stage", "StaffUser",
+    "OccasionSetting", "OutboxEvent", "OutboxMessage", "OutboxStatus", "ReviewStep", "Role", "SchemeMembership",
+    "SignInAttempt", "Stage", "StaffSession", "StaffToken", "StaffUser",
     "SchedulerJobRun", "SchedulerLease", "SurveyAnswer", "Task", "TaskKind", "UTCDateTime", "is_sqlite", "make_engine", "session_scope", "utcnow",
 ]

@@ -32,13 +32,15 @@ from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
 from bot.language import to_traditional
+from bot.words import Catalogue, catalogue
 from outreach.sms_text import MessageTooLong, SmsLength, sms_length
 
 MESSAGES_DIR = Path(__file__).resolve().parent.parent / "templates" / "messages"
 LANGUAGES: tuple[str, ...] = ("zh-Hans", "zh-Hant", "en")
 DEFAULT_LANGUAGE = "zh-Hans"
 # Filled in by the renderer for every kind (callers may override office_* and today).
-AUTOMATIC_VARIABLES = frozenset({"lang", "channel", "office_name", "office_phone", "today"})
+# `audience` (beneficiary or staff, from kinds.yaml) picks the words `label()` looks up.
+AUTOMATIC_VARIABLES = frozenset({"lang", "channel", "audience", "office_name", "office_phone", "today"})
 
 # What staff may write in a broadcast, with what each one means (shown in the console).
 STAFF_VARIABLES: dict[str, str] = {
@@ -151,15 +153,6 @@ def format_day(value: Any, lang: str) -> str:
     return date_en(value) if lang == "en" else date_zh(value)
 
 
-def _load_labels(root: Path, variant: str | None) -> dict[str, dict[str, dict[str, str]]]:
-    raw = yaml.safe_load((root / "labels.yaml").read_text(encoding="utf-8")) or {}
-    labels = {lang: raw.get(lang) or {} for lang in LANGUAGES}
-    if not raw.get("zh-Hant"):
-        labels["zh-Hant"] = {group: {code: to_traditional(str(word), variant) for code, word in words.items()}
-                             for group, words in labels["zh-Hans"].items()}
-    return labels
-
-
 def _load_kinds(root: Path) -> dict[str, KindSpec]:
     raw = yaml.safe_load((root / "kinds.yaml").read_text(encoding="utf-8")) or {}
     kinds = {}
@@ -174,6 +167,9 @@ def _load_kinds(root: Path) -> dict[str, KindSpec]:
             choices={k: tuple(v) for k, v in (spec.get("choices") or {}).items()},
             footer=bool(spec.get("footer", False)), audience=str(spec.get("audience", "beneficiary")),
         )
+    for spec in kinds.values():
+        if spec.audience not in ("beneficiary", "staff"):
+            raise TemplateProblem(f"kinds.yaml: {spec.name}: audience must be beneficiary or staff")
     if "otp" in kinds and kinds["otp"].footer:
         raise TemplateProblem("kinds.yaml: otp: one-time codes never carry an opt-out footer")
     return kinds
@@ -217,6 +213,7 @@ class MessageTemplate:
         values.update(context)
         values["lang"] = self.lang
         values["channel"] = channel or ""
+        values["audience"] = self.spec.audience
         return values
 
     def text(self, context: Mapping[str, Any], channel: str | None = None, *, relay_to: str | None = None) -> str:
@@ -397,7 +394,7 @@ class TemplateSet:
         names.setdefault("en", "Nuanxin Service Centre" if base == "暖心服务中心" else base)
         self.office_name = names
         self.office_phone = office_phone
-        self.labels = _load_labels(self.root, variant)
+        self.words: Catalogue = catalogue(variant)
         self.kinds = _load_kinds(self.root)
         self.env = Environment(undefined=StrictUndefined, autoescape=False, trim_blocks=True,
                                lstrip_blocks=True, keep_trailing_newline=False)
@@ -410,12 +407,13 @@ class TemplateSet:
 
     # --- loading -------------------------------------------------------------------------
     def _label_global(self) -> Callable[..., str]:
-        labels = self.labels
+        words = self.words
 
         @pass_context
         def label(context: Context, group: str, code: str) -> str:
+            """label(group, code): the catalogue's words in the message's language, for its audience."""
             lang = context.get("lang") or DEFAULT_LANGUAGE
-            return str(labels.get(lang, {}).get(group, {}).get(code, code))
+            return words.label(group, str(code), lang, context.get("audience") or "beneficiary")
 
         return label
 
@@ -464,16 +462,16 @@ class TemplateSet:
     def get(self, kind: str, lang: str | None) -> MessageTemplate:
         return self._templates[(self.kind_for(kind), self.language(lang))]
 
-    def label(self, lang: str, group: str, code: str) -> str:
-        return str(self.labels.get(self.language(lang), {}).get(group, {}).get(code, code))
+    def label(self, lang: str, group: str, code: str, audience: str = "beneficiary") -> str:
+        return self.words.label(group, code, self.language(lang), audience)
 
     def automatic(self, lang: str, channel: str | None) -> dict[str, Any]:
         return {"office_name": self.office_name.get(lang, self.office_name["zh-Hans"]),
                 "office_phone": self.office_phone, "today": datetime.now(self.tz).date(),
-                "lang": lang, "channel": channel or ""}
+                "lang": lang, "channel": channel or "", "audience": "beneficiary"}
 
     def footer(self, lang: str) -> str:
-        return self.label(lang, "ui", "sms_footer")
+        return self.label(lang, "message_part", "sms_footer")
 
     def with_footer(self, text: str, lang: str) -> str:
         return f"{text} {self.footer(lang)}" if lang == "en" else f"{text}{self.footer(lang)}"
@@ -481,7 +479,7 @@ class TemplateSet:
     def relay_prefix(self, text: str, lang: str, name: str) -> str:
         """A message for the beneficiary that reaches a family member's phone says so first
         (after the 【signature】, which Chinese SMS keep at the very start)."""
-        prefix = self.label(lang, "ui", "for_family").format(name=name)
+        prefix = self.label(lang, "message_part", "for_family").format(name=name)
         if text.startswith("【") and "】" in text:
             cut = text.index("】") + 1
             return text[:cut] + prefix + text[cut:]
