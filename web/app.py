@@ -41,6 +41,7 @@ ROUTE_MODULES = (
     "web.routes.tasks",
     "web.routes.audit",
     "web.routes.staff",
+    "web.routes.broadcasts",
     "web.routes.outreach",
 )
 

@@ -15,6 +15,7 @@ from tests.web.conftest import ROLES, Console, World
 
 ALL = frozenset(ROLES)
 CASE_READ = frozenset({"viewer", "caseworker"})
+OUTREACH_READ = frozenset({"viewer", "caseworker", "composer", "approver"})
 # (method, path) -> the roles that may use it (administrators may use everything).
 # Written out here, not read from the code: the code must agree with this table.
 PERMISSIONS: dict[tuple[str, str], frozenset[str]] = {
@@ -37,9 +38,21 @@ PERMISSIONS: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/staff/{user_id}/roles"): frozenset(),
     ("POST", "/staff/{user_id}/active"): frozenset(),
     ("POST", "/staff/{user_id}/password"): frozenset(),
-    ("GET", "/broadcasts"): frozenset({"composer", "approver"}),
-    ("POST", "/broadcasts/{broadcast_id}/approve"): frozenset({"approver"}),
+    # Outreach: a viewer sees, a composer composes, an approver approves (issue #14).
+    ("GET", "/broadcasts"): OUTREACH_READ,
     ("GET", "/broadcasts/new"): frozenset({"composer"}),
+    ("POST", "/broadcasts/new"): frozenset({"composer"}),
+    ("POST", "/broadcasts/preview"): frozenset({"composer"}),
+    ("GET", "/broadcasts/{broadcast_id}"): OUTREACH_READ,
+    ("GET", "/broadcasts/{broadcast_id}/progress"): OUTREACH_READ,
+    ("GET", "/broadcasts/{broadcast_id}/edit"): frozenset({"composer"}),
+    ("POST", "/broadcasts/{broadcast_id}/edit"): frozenset({"composer"}),
+    ("POST", "/broadcasts/{broadcast_id}/submit"): frozenset({"composer"}),
+    ("POST", "/broadcasts/{broadcast_id}/approve"): frozenset({"approver"}),
+    ("POST", "/broadcasts/{broadcast_id}/send-back"): frozenset({"approver"}),
+    ("POST", "/broadcasts/{broadcast_id}/send"): frozenset({"composer", "approver"}),
+    ("POST", "/broadcasts/{broadcast_id}/schedule"): frozenset({"composer", "approver"}),
+    ("POST", "/broadcasts/{broadcast_id}/cancel"): frozenset({"composer", "approver"}),
     ("GET", "/knowledge"): frozenset({"caseworker", "composer", "approver"}),
     ("GET", "/outbox"): frozenset({"caseworker"}),
     ("GET", "/simulator"): frozenset({"caseworker", "composer"}),
