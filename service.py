@@ -67,7 +67,9 @@ def tune_garbage_collector(young: int = GC_YOUNG_THRESHOLD) -> None:
 
 def build_conversation_engine(engine: Any, settings: Settings, clock: Any) -> Any:
     from bot.engine import Engine
+    from bot.qa import use_database
 
+    use_database(engine)  # policy answers follow the knowledge staff review, without a restart
     return Engine(engine, settings, clock)
 
 

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -544,21 +545,34 @@ class LiveQA:
 
 
 _shared: QA | LiveQA | None = None
+_shared_factory: Callable[[], QA | LiveQA] | None = None
 _shared_lock = threading.Lock()
 
 
 def get_qa() -> QA | LiveQA:
-    """The process-wide QA: the database's knowledge when `use_database` was called, else the files."""
+    """The process-wide QA, built on first use: over the database's reviewed knowledge after
+    `use_database`, else over the shipped files alone."""
     global _shared
     if _shared is None:
         with _shared_lock:
             if _shared is None:
-                _shared = QA.load()
+                _shared = _shared_factory() if _shared_factory is not None else QA.load()
     return _shared
 
 
+def use_database(db: Any) -> None:
+    """Answer from the knowledge staff keep in `db` (files overlaid by reviewed rows), following
+    their reviews without a restart. Called once at start-up by the processes that answer."""
+    global _shared, _shared_factory
+    from bot.knowledge_store import live_qa
+
+    with _shared_lock:
+        _shared_factory = lambda: live_qa(db)  # noqa: E731 - kept for the first question
+        _shared = None
+
+
 def set_shared_qa(qa: QA | LiveQA) -> None:
-    """Make `qa` the process-wide one (start-up calls this with the database-backed LiveQA)."""
+    """Make `qa` the process-wide one."""
     global _shared
     with _shared_lock:
         _shared = qa

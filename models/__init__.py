@@ -14,6 +14,7 @@ from models.applications import (
 from models.base import UTCDateTime, utcnow
 from models.conversations import Conversation, MessageLog, OneTimeCode
 from models.db import is_sqlite, make_engine, session_scope
+from models.knowledge import ArticleState, KnowledgeArticle, KnowledgeRevision, KnowledgeVersion
 from models.outbox import Broadcast, BroadcastStatus, EarlyReceipt, OutboxEvent, OutboxMessage, OutboxStatus
 from models.people import (
     Beneficiary,
@@ -29,6 +30,7 @@ from models.scheduler import SchedulerJobRun, SchedulerLease
 from models.staff import AuditLog, Role, StaffUser
 
 __all__ = [
+    "ArticleState", "KnowledgeArticle", "KnowledgeRevision", "KnowledgeVersion",
     "Application", "ApplicationDocument", "ApplicationStageChange", "ApplicationType", "AuditLog",
     "Beneficiary", "BeneficiaryKind", "BeneficiaryStatus", "Broadcast", "BroadcastStatus", "Channel",
     "Contact", "Conversation", "EarlyReceipt", "FamilyMember", "HandoffTicket", "Language", "MessageLog", "OneTimeCode",

@@ -215,17 +215,16 @@ def ticket_reply(request: Request, ticket_id: int, answer: str = Form(...), csrf
 def ticket_draft(request: Request, ticket_id: int, csrf: str = Form("")) -> Response:
     """Turn a staff answer into a knowledge-article draft (reviewed before the bot uses it)."""
     _check_csrf(request, csrf)
-    from bot.commands import DRAFTS_DIR
     from bot.tickets import TicketError, draft_article
 
     with _session(request) as db:
         user = current_staff(request, db)
         try:
-            today = request.app.state.clock.now().astimezone(request.app.state.settings.tz).date()
-            path = draft_article(request.app.state.engine, ticket_id, DRAFTS_DIR, today.isoformat())
-            audit(db, user.username, "ticket.draft_article", "handoff_ticket", ticket_id, {"file": path.name})
+            record = draft_article(request.app.state.engine, ticket_id, user.username, request.app.state.clock.now())
+            audit(db, user.username, "ticket.draft_article", "handoff_ticket", ticket_id,
+                  {"article": record.article_id})
             db.commit()
-            request.session["flash"] = f"已生成知识库草稿 {path.name}，审核后生效"
+            request.session["flash"] = f"已生成知识库草稿 {record.article_id}，审核后生效"
         except TicketError as exc:
             request.session["flash"] = f"未能生成草稿：{exc}"
     return RedirectResponse("/tickets?status=answered", status_code=303)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 06:21:21.710582
+Create Date: 2026-12-01 11:34:48.052520
 """
 from alembic import op
 import sqlalchemy as sa
@@ -86,6 +86,12 @@ def upgrade() -> None:
     with op.batch_alter_table('early_receipt', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_early_receipt_provider_message_id'), ['provider_message_id'], unique=False)
 
+    op.create_table('knowledge_version',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('changed_at', models.base.UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
     op.create_table('message_log',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('channel', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
@@ -266,6 +272,28 @@ def upgrade() -> None:
     with op.batch_alter_table('contact', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_contact_beneficiary_id'), ['beneficiary_id'], unique=False)
 
+    op.create_table('knowledge_article',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('article_id', sqlmodel.sql.sqltypes.AutoString(length=80), nullable=False),
+    sa.Column('language', sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False),
+    sa.Column('state', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('text', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('draft_text', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('draft_by', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+    sa.Column('draft_at', models.base.UTCDateTime(), nullable=True),
+    sa.Column('reviewed_by', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+    sa.Column('reviewed_at', models.base.UTCDateTime(), nullable=True),
+    sa.Column('from_ticket_id', sa.Integer(), nullable=True),
+    sa.Column('revision', sa.Integer(), nullable=False),
+    sa.Column('created_at', models.base.UTCDateTime(), nullable=False),
+    sa.Column('updated_at', models.base.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['from_ticket_id'], ['handoff_ticket.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('article_id', 'language', name='uq_knowledge_article_id_language')
+    )
+    with op.batch_alter_table('knowledge_article', schema=None) as batch_op:
+        batch_op.create_index('ix_knowledge_article_state', ['state'], unique=False)
+
     op.create_table('application',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('reference', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
@@ -296,6 +324,21 @@ def upgrade() -> None:
     with op.batch_alter_table('application', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_application_beneficiary_id'), ['beneficiary_id'], unique=False)
         batch_op.create_index('ix_application_type_stage', ['type', 'stage', 'stage_changed_at'], unique=False)
+
+    op.create_table('knowledge_revision',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('knowledge_article_id', sa.Integer(), nullable=False),
+    sa.Column('revision', sa.Integer(), nullable=False),
+    sa.Column('action', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('text', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('actor', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('note', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
+    sa.Column('at', models.base.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['knowledge_article_id'], ['knowledge_article.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('knowledge_revision', schema=None) as batch_op:
+        batch_op.create_index('ix_knowledge_revision_article', ['knowledge_article_id', 'revision'], unique=False)
 
     op.create_table('outbox_message',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -455,11 +498,19 @@ def downgrade() -> None:
         batch_op.drop_index('ix_outbox_broadcast_status')
 
     op.drop_table('outbox_message')
+    with op.batch_alter_table('knowledge_revision', schema=None) as batch_op:
+        batch_op.drop_index('ix_knowledge_revision_article')
+
+    op.drop_table('knowledge_revision')
     with op.batch_alter_table('application', schema=None) as batch_op:
         batch_op.drop_index('ix_application_type_stage')
         batch_op.drop_index(batch_op.f('ix_application_beneficiary_id'))
 
     op.drop_table('application')
+    with op.batch_alter_table('knowledge_article', schema=None) as batch_op:
+        batch_op.drop_index('ix_knowledge_article_state')
+
+    op.drop_table('knowledge_article')
     with op.batch_alter_table('contact', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_contact_beneficiary_id'))
 
@@ -496,6 +547,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_message_log_beneficiary_id'))
 
     op.drop_table('message_log')
+    op.drop_table('knowledge_version')
     with op.batch_alter_table('early_receipt', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_early_receipt_provider_message_id'))
 
