@@ -144,12 +144,15 @@ def tickets_list(
 def tickets_reply(
     ticket_id: int = typer.Argument(..., help="Ticket number."),
     text: str = typer.Argument(..., help="The answer, as the person will read it."),
-    username: str = typer.Option(..., "--as", help="Your staff username (recorded in the audit log)."),
+    username: str | None = typer.Option(None, "--as", help="Your staff username (your password is asked), "
+                                                          "or set NUANXIN_STAFF_TOKEN."),
 ) -> None:
     """Answer a ticket; the person gets it on the channel they used (through the outbox)."""
+    from cli import authenticate_staff
     from models.clock import SystemClock
 
     db = _db(_settings())
+    username = authenticate_staff(username, engine=db)
     try:
         reply_to_ticket(db, ticket_id, text, username, SystemClock().now())
     except TicketError as exc:
@@ -161,13 +164,16 @@ def tickets_reply(
 @tickets_app.command("draft-article")
 def tickets_draft_article(
     ticket_id: int = typer.Argument(..., help="An answered ticket."),
-    username: str = typer.Option(..., "--as", help="Your staff username (the draft's author)."),
+    username: str | None = typer.Option(None, "--as", help="Your staff username (your password is asked), "
+                                                          "or set NUANXIN_STAFF_TOKEN."),
 ) -> None:
     """Turn a staff answer into a knowledge-article draft in the database, for review (it
     answers nothing until reviewed: `nuanxin knowledge review`)."""
+    from cli import authenticate_staff
     from models.clock import SystemClock
 
     db = _db(_settings())
+    username = authenticate_staff(username, engine=db)
     try:
         record = draft_article(db, ticket_id, username, SystemClock().now())
     except TicketError as exc:

@@ -63,6 +63,13 @@ def _echo_json(value: Any) -> None:
     typer.echo(json.dumps(plain(value), ensure_ascii=False))
 
 
+def _staff_name(username: str | None, db: Any) -> str:
+    """The staff member acting, authenticated as every acting CLI command does."""
+    from cli import authenticate_staff
+
+    return str(authenticate_staff(username, engine=db))
+
+
 def _refused(exc: Exception) -> None:
     for problem in getattr(exc, "problems", [str(exc)]):
         typer.echo(f"refused: {problem}", err=True)
@@ -115,16 +122,17 @@ def knowledge_validate(file: Path | None = typer.Argument(None, help="One articl
 
 @knowledge_app.command("draft")
 def knowledge_draft(file: Path = typer.Argument(..., exists=True, dir_okay=False),
-                    username: str = typer.Option(..., "--as", help="Your staff username (the draft's author).")) -> None:
+                    username: str | None = typer.Option(None, "--as", help="Your staff username (password asked).")) -> None:
     """Save an article file as a draft in the database (it answers nothing until reviewed)."""
     from bot.knowledge_store import KnowledgeRefused, _front, save_draft
     from models.clock import SystemClock
 
     text = file.read_text(encoding="utf-8")
     front = _front(text) or {}
+    db = _db()
     try:
-        record = save_draft(_db(), str(front.get("id") or file.stem), str(front.get("language") or "zh-Hans"),
-                            text, username, SystemClock().now())
+        record = save_draft(db, str(front.get("id") or file.stem), str(front.get("language") or "zh-Hans"),
+                            text, _staff_name(username, db), SystemClock().now())
     except KnowledgeRefused as exc:
         _refused(exc)
         return
@@ -134,13 +142,14 @@ def knowledge_draft(file: Path = typer.Argument(..., exists=True, dir_okay=False
 
 @knowledge_app.command("review")
 def knowledge_review(article_id: str, language: str = typer.Option("zh-Hans", "--lang"),
-                     username: str = typer.Option(..., "--as", help="Your staff username (approver or admin).")) -> None:
+                     username: str | None = typer.Option(None, "--as", help="Approver or admin (password asked).")) -> None:
     """Approve an article's draft: the bot answers from it from the next question on."""
     from bot.knowledge_store import KnowledgeRefused, review
     from models.clock import SystemClock
 
+    db = _db()
     try:
-        review(_db(), article_id, language, username, SystemClock().now())
+        review(db, article_id, language, _staff_name(username, db), SystemClock().now())
     except KnowledgeRefused as exc:
         _refused(exc)
     typer.echo(f"{article_id} ({language}) reviewed; answering now")
@@ -148,13 +157,15 @@ def knowledge_review(article_id: str, language: str = typer.Option("zh-Hans", "-
 
 @knowledge_app.command("retire")
 def knowledge_retire(article_id: str, language: str = typer.Option("zh-Hans", "--lang"),
-                     username: str = typer.Option(..., "--as"), note: str = typer.Option("", "--note")) -> None:
+                     username: str | None = typer.Option(None, "--as", help="Approver or admin (password asked)."),
+                     note: str = typer.Option("", "--note")) -> None:
     """Stop an article answering (a shipped file of the same id too)."""
     from bot.knowledge_store import KnowledgeRefused, retire
     from models.clock import SystemClock
 
+    db = _db()
     try:
-        retire(_db(), article_id, language, username, SystemClock().now(), note)
+        retire(db, article_id, language, _staff_name(username, db), SystemClock().now(), note)
     except KnowledgeRefused as exc:
         _refused(exc)
     typer.echo(f"{article_id} ({language}) retired")
