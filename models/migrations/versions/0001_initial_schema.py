@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-01 11:43:14.975082
+Create Date: 2026-12-01 11:54:02.163629
 """
 from alembic import op
 import sqlalchemy as sa
@@ -110,6 +110,15 @@ def upgrade() -> None:
         batch_op.create_index('ix_message_log_conv_time', ['channel', 'address', 'created_at'], unique=False)
         batch_op.create_index('ix_message_log_provider_id', ['channel', 'address', 'provider_message_id'], unique=False)
 
+    op.create_table('occasion_setting',
+    sa.Column('occasion', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+    sa.Column('enabled', sa.Boolean(), nullable=False),
+    sa.Column('send_time', sqlmodel.sql.sqltypes.AutoString(length=5), nullable=True),
+    sa.Column('audience', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=True),
+    sa.Column('updated_by', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('updated_at', models.base.UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('occasion')
+    )
     op.create_table('scheduler_job_run',
     sa.Column('job', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('last_started_at', models.base.UTCDateTime(), nullable=True),
@@ -623,6 +632,7 @@ def downgrade() -> None:
     op.drop_table('sign_in_attempt')
     op.drop_table('scheduler_lease')
     op.drop_table('scheduler_job_run')
+    op.drop_table('occasion_setting')
     with op.batch_alter_table('message_log', schema=None) as batch_op:
         batch_op.drop_index('ix_message_log_provider_id')
         batch_op.drop_index('ix_message_log_conv_time')
