@@ -32,10 +32,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from bot.knowledge import Article, KnowledgeBase, load_knowledge
+from bot.language import detect_language
 from bot.qa_embed import Embedder, shared_embedder
 from bot.qa_index import Tokenizer, WordIndex
 from bot.qa_question import GENERAL_KINDS, Asked, PlaceFinder, read_question
@@ -61,7 +63,6 @@ CONFIDENCE_WEIGHTS = (0.866, 0.328, 0.352, 0.299, 0.923, 0.371, 0.08)
 CONFIDENCE_BIAS = 3.224
 CANDIDATES = 6  # how many of the best-ranked articles the answerability check looks at
 
-_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _MEANINGFUL = re.compile(r"[\u3400-\u9fffA-Za-z0-9]")
 
 
@@ -82,25 +83,6 @@ class Answer:
 
 
 # --------------------------------------------------------------------------- language
-
-
-def detect_language(text: str, hint: str | None = None) -> str:
-    """zh-Hant, zh-Hans or en, from the text itself; the hint decides only what the text cannot."""
-    cjk = _CJK.findall(text)
-    if cjk:
-        chinese = "".join(cjk)
-        traditional_only = sum(a != b for a, b in zip(chinese, to_simplified(chinese), strict=False))
-        simplified_only = sum(a != b for a, b in zip(chinese, to_traditional(chinese), strict=False))
-        if traditional_only == 0:
-            return "zh-Hant" if hint == "zh-Hant" and simplified_only == 0 else "zh-Hans"
-        if traditional_only > simplified_only:
-            return "zh-Hant"
-        if simplified_only > traditional_only:
-            return "zh-Hans"
-        return "zh-Hant" if hint == "zh-Hant" else "zh-Hans"
-    if re.search(r"[A-Za-z]{2,}", text):
-        return "en"
-    return hint if hint in ("zh-Hans", "zh-Hant", "en") else "zh-Hans"
 
 
 @lru_cache(maxsize=4096)
@@ -544,21 +526,34 @@ class LiveQA:
 
 
 _shared: QA | LiveQA | None = None
+_shared_factory: Callable[[], QA | LiveQA] | None = None
 _shared_lock = threading.Lock()
 
 
 def get_qa() -> QA | LiveQA:
-    """The process-wide QA: the database's knowledge when `use_database` was called, else the files."""
+    """The process-wide QA, built on first use: over the database's reviewed knowledge after
+    `use_database`, else over the shipped files alone."""
     global _shared
     if _shared is None:
         with _shared_lock:
             if _shared is None:
-                _shared = QA.load()
+                _shared = _shared_factory() if _shared_factory is not None else QA.load()
     return _shared
 
 
+def use_database(db: Any) -> None:
+    """Answer from the knowledge staff keep in `db` (files overlaid by reviewed rows), following
+    their reviews without a restart. Called once at start-up by the processes that answer."""
+    global _shared, _shared_factory
+    from bot.knowledge_store import live_qa
+
+    with _shared_lock:
+        _shared_factory = lambda: live_qa(db)  # noqa: E731 - kept for the first question
+        _shared = None
+
+
 def set_shared_qa(qa: QA | LiveQA) -> None:
-    """Make `qa` the process-wide one (start-up calls this with the database-backed LiveQA)."""
+    """Make `qa` the process-wide one."""
     global _shared
     with _shared_lock:
         _shared = qa

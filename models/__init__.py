@@ -15,6 +15,7 @@ from models.base import UTCDateTime, utcnow
 from models.broadcasts import BroadcastReview, ReviewStep
 from models.conversations import Conversation, MessageLog, OneTimeCode
 from models.db import is_sqlite, make_engine, session_scope
+from models.knowledge import ArticleState, KnowledgeArticle, KnowledgeRevision, KnowledgeVersion
 from models.outbox import Broadcast, BroadcastStatus, EarlyReceipt, OutboxEvent, OutboxMessage, OutboxStatus
 from models.people import (
     Beneficiary,
@@ -30,6 +31,7 @@ from models.scheduler import OccasionSetting, SchedulerJobRun, SchedulerLease
 from models.staff import AuditLog, Role, SignInAttempt, StaffSession, StaffToken, StaffUser
 
 __all__ = [
+    "ArticleState", "KnowledgeArticle", "KnowledgeRevision", "KnowledgeVersion",
     "Application", "ApplicationDocument", "ApplicationStageChange", "ApplicationType", "AuditLog",
     "Beneficiary", "BeneficiaryKind", "BeneficiaryStatus", "Broadcast", "BroadcastReview", "BroadcastStatus", "Channel",
     "Contact", "Conversation", "EarlyReceipt", "FamilyMember", "HandoffTicket", "Language", "MessageLog", "OneTimeCode",

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-01 11:50:18.051388
+Create Date: 2026-12-01 11:54:15.694893
 """
 from alembic import op
 import sqlalchemy as sa
@@ -54,6 +54,8 @@ def upgrade() -> None:
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
     sa.Column('deceased_on', sa.Date(), nullable=True),
     sa.Column('moved_on', sa.Date(), nullable=True),
+    sa.Column('outreach_paused_at', models.base.UTCDateTime(), nullable=True),
+    sa.Column('outreach_paused_reason', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
     sa.Column('last_certified_on', sa.Date(), nullable=True),
     sa.Column('enlistment_date', sa.Date(), nullable=True),
     sa.Column('discharge_date', sa.Date(), nullable=True),
@@ -86,6 +88,12 @@ def upgrade() -> None:
     with op.batch_alter_table('early_receipt', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_early_receipt_provider_message_id'), ['provider_message_id'], unique=False)
 
+    op.create_table('knowledge_version',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('changed_at', models.base.UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
     op.create_table('message_log',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('channel', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
@@ -339,6 +347,28 @@ def upgrade() -> None:
     with op.batch_alter_table('contact', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_contact_beneficiary_id'), ['beneficiary_id'], unique=False)
 
+    op.create_table('knowledge_article',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('article_id', sqlmodel.sql.sqltypes.AutoString(length=80), nullable=False),
+    sa.Column('language', sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False),
+    sa.Column('state', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('text', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('draft_text', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('draft_by', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+    sa.Column('draft_at', models.base.UTCDateTime(), nullable=True),
+    sa.Column('reviewed_by', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+    sa.Column('reviewed_at', models.base.UTCDateTime(), nullable=True),
+    sa.Column('from_ticket_id', sa.Integer(), nullable=True),
+    sa.Column('revision', sa.Integer(), nullable=False),
+    sa.Column('created_at', models.base.UTCDateTime(), nullable=False),
+    sa.Column('updated_at', models.base.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['from_ticket_id'], ['handoff_ticket.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('article_id', 'language', name='uq_knowledge_article_id_language')
+    )
+    with op.batch_alter_table('knowledge_article', schema=None) as batch_op:
+        batch_op.create_index('ix_knowledge_article_state', ['state'], unique=False)
+
     op.create_table('application',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('reference', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
@@ -370,6 +400,21 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_application_beneficiary_id'), ['beneficiary_id'], unique=False)
         batch_op.create_index('ix_application_type_stage', ['type', 'stage', 'stage_changed_at'], unique=False)
 
+    op.create_table('knowledge_revision',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('knowledge_article_id', sa.Integer(), nullable=False),
+    sa.Column('revision', sa.Integer(), nullable=False),
+    sa.Column('action', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('text', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('actor', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('note', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
+    sa.Column('at', models.base.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['knowledge_article_id'], ['knowledge_article.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('knowledge_revision', schema=None) as batch_op:
+        batch_op.create_index('ix_knowledge_revision_article', ['knowledge_article_id', 'revision'], unique=False)
+
     op.create_table('outbox_message',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('idempotency_key', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
@@ -381,8 +426,12 @@ def upgrade() -> None:
     sa.Column('address', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('language', sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False),
     sa.Column('body', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-    sa.Column('extra', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
     sa.Column('segments', sa.Integer(), nullable=False),
+    sa.Column('sms_body', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('sms_segments', sa.Integer(), nullable=True),
+    sa.Column('extra', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
+    sa.Column('message_class', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('priority', sa.Integer(), nullable=False),
     sa.Column('urgent', sa.Boolean(), nullable=False),
     sa.Column('allow_fallback', sa.Boolean(), nullable=False),
     sa.Column('broadcast_id', sa.Integer(), nullable=True),
@@ -406,7 +455,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('outbox_message', schema=None) as batch_op:
         batch_op.create_index('ix_outbox_broadcast_status', ['broadcast_id', 'status'], unique=False)
-        batch_op.create_index('ix_outbox_claim', ['status', 'next_attempt_at'], unique=False)
+        batch_op.create_index('ix_outbox_claim', ['status', 'priority', 'next_attempt_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_outbox_message_beneficiary_id'), ['beneficiary_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_outbox_message_kind'), ['kind'], unique=False)
         batch_op.create_index(batch_op.f('ix_outbox_message_provider_message_id'), ['provider_message_id'], unique=False)
@@ -528,11 +577,19 @@ def downgrade() -> None:
         batch_op.drop_index('ix_outbox_broadcast_status')
 
     op.drop_table('outbox_message')
+    with op.batch_alter_table('knowledge_revision', schema=None) as batch_op:
+        batch_op.drop_index('ix_knowledge_revision_article')
+
+    op.drop_table('knowledge_revision')
     with op.batch_alter_table('application', schema=None) as batch_op:
         batch_op.drop_index('ix_application_type_stage')
         batch_op.drop_index(batch_op.f('ix_application_beneficiary_id'))
 
     op.drop_table('application')
+    with op.batch_alter_table('knowledge_article', schema=None) as batch_op:
+        batch_op.drop_index('ix_knowledge_article_state')
+
+    op.drop_table('knowledge_article')
     with op.batch_alter_table('contact', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_contact_beneficiary_id'))
 
@@ -588,6 +645,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_message_log_beneficiary_id'))
 
     op.drop_table('message_log')
+    op.drop_table('knowledge_version')
     with op.batch_alter_table('early_receipt', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_early_receipt_provider_message_id'))
 
