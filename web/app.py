@@ -42,6 +42,7 @@ ROUTE_MODULES = (
     "web.routes.audit",
     "web.routes.staff",
     "web.routes.broadcasts",
+    "web.routes.outbox",
     "web.routes.outreach",
 )
 

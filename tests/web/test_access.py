@@ -54,7 +54,10 @@ PERMISSIONS: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/broadcasts/{broadcast_id}/schedule"): frozenset({"composer", "approver"}),
     ("POST", "/broadcasts/{broadcast_id}/cancel"): frozenset({"composer", "approver"}),
     ("GET", "/knowledge"): frozenset({"caseworker", "composer", "approver"}),
-    ("GET", "/outbox"): frozenset({"caseworker"}),
+    ("GET", "/outbox"): OUTREACH_READ,
+    ("GET", "/outbox/{message_id}"): OUTREACH_READ,
+    ("POST", "/outbox/{message_id}/retry"): frozenset({"caseworker", "composer"}),
+    ("POST", "/outbox/{message_id}/cancel"): frozenset({"caseworker", "composer"}),
     ("GET", "/simulator"): frozenset({"caseworker", "composer"}),
     ("GET", "/schedule"): frozenset({"composer", "approver"}),
     ("POST", "/logout"): ALL,
@@ -85,7 +88,8 @@ def _declares_roles(route: APIRoute) -> bool:
 
 def _concrete(path: str, world: World, role: str) -> str:
     ids = {"app_id": world.application, "ticket_id": world.ticket, "task_id": world.task,
-           "user_id": world.staff["viewer"], "broadcast_id": world.broadcast, "token_id": 1}
+           "user_id": world.staff["viewer"], "broadcast_id": world.broadcast, "token_id": 1,
+           "message_id": world.message}
     return re.sub(r"\{(\w+)\}", lambda m: str(ids[m.group(1)]), path)
 
 

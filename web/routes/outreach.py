@@ -22,7 +22,6 @@ router = APIRouter(include_in_schema=False)
 
 PLANNED = {
     "/knowledge": (N_("知识库审核"), "nuanxin eval-qa"),
-    "/outbox": (N_("消息发送记录"), "nuanxin outbox status"),
     "/simulator": (N_("机器人试用"), "nuanxin chat"),
     "/schedule": (N_("发送日程"), "nuanxin schedule preview"),
 }
@@ -36,11 +35,6 @@ def _planned(request: Request, staff: SignedIn) -> Response:
 @router.get("/knowledge")
 def knowledge(request: Request,
               staff: SignedIn = Depends(require(Role.CASEWORKER, Role.COMPOSER, Role.APPROVER))) -> Response:
-    return _planned(request, staff)
-
-
-@router.get("/outbox")
-def outbox(request: Request, staff: SignedIn = Depends(require(Role.CASEWORKER))) -> Response:
     return _planned(request, staff)
 
 
