@@ -8,7 +8,8 @@ A bad value stops start-up with a message that names the variable.
 from __future__ import annotations
 
 import secrets
-from datetime import time
+from datetime import time, timedelta
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -49,6 +50,9 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8080, ge=1, le=65535)
     public_base_url: str = "http://127.0.0.1:8080"
+    # The console: a session unused this long ends; the payment-notice ceiling (yuan).
+    console_idle_minutes: int = Field(default=60, ge=5, le=24 * 60)
+    payment_notice_max_yuan: int = Field(default=200_000, gt=0)
 
     telegram_bot_token: str = Field(default="", validation_alias=_env("TELEGRAM_BOT_TOKEN"))
     telegram_api_base: str = Field(default="", validation_alias=_env("TELEGRAM_API_BASE"))
@@ -66,6 +70,8 @@ class Settings(BaseSettings):
     telegram_rate_per_s: float = Field(default=30.0, gt=0)
     telegram_per_chat_per_s: float = Field(default=1.0, gt=0)
     twilio_segments_per_s: float = Field(default=1.0, gt=0)
+    # What one SMS segment costs the office, in yuan (the composer shows the cost of a broadcast).
+    sms_price_per_segment: Decimal = Field(default=Decimal("0.05"), ge=0, le=100)
 
     @field_validator("office_timezone")
     @classmethod
@@ -109,6 +115,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.data_dir / 'nuanxin.db'}"
+
+    @property
+    def console_idle_timeout(self) -> timedelta:
+        return timedelta(minutes=self.console_idle_minutes)
 
     @property
     def telegram_enabled(self) -> bool:

@@ -14,7 +14,10 @@ from typing import Any
 
 from sqlmodel import select
 
-from bot.flowrunner import Flow, FlowCtx, State, action, precheck, report
+from bot.flowregistry import REGISTRY, FlowCtx
+from bot.flowrunner import display
+from bot.flowspec import Flow
+from bot.state import ConversationState
 from bot.texts import localise, to_hant
 from bot.words import catalogue, label
 from models.actions import audit, create_task, record_death
@@ -29,11 +32,11 @@ from models.applications import (
 from models.people import Beneficiary, SchemeMembership
 
 
-def _v(state: State, key: str | None) -> Any:
+def _v(state: ConversationState, key: str | None) -> Any:
     return state.values.get(key) if key else None
 
 
-def _public_values(flow: Flow, state: State) -> dict[str, Any]:
+def _public_values(flow: Flow, state: ConversationState) -> dict[str, Any]:
     """What the application keeps: answers, with ID numbers only as hash and masked form."""
     out: dict[str, Any] = {}
     for s in flow.steps:
@@ -50,8 +53,8 @@ def priority_for(b: Beneficiary | None, today: date) -> int:
     return (5 if age >= 80 else 0) + (3 if b.living_alone else 0) + (3 if b.disabled else 0)
 
 
-@action("create_application", "type")
-def create_application(ctx: FlowCtx, state: State, flow: Flow, params: dict[str, Any]) -> dict[str, Any]:
+@REGISTRY.action("create_application", required=("type",), optional=("stage", "task"))
+def create_application(ctx: FlowCtx, state: ConversationState, flow: Flow, params: dict[str, Any]) -> dict[str, Any]:
     s = ctx.session
     assert ctx.beneficiary_id is not None, "flows that create applications require a link"
     stage = params.get("stage", Stage.STAGED.value)
@@ -86,13 +89,12 @@ def create_application(ctx: FlowCtx, state: State, flow: Flow, params: dict[str,
     return {"reference": app.reference}
 
 
-@action("create_task", "kind")
-def create_task_action(ctx: FlowCtx, state: State, flow: Flow, params: dict[str, Any]) -> dict[str, Any]:
+@REGISTRY.action("create_task", required=("kind",), optional=("priority",))
+def create_task_action(ctx: FlowCtx, state: ConversationState, flow: Flow, params: dict[str, Any]) -> dict[str, Any]:
     b = ctx.session.get(Beneficiary, ctx.beneficiary_id) if ctx.beneficiary_id else None
     note_parts = []
     for s in flow.steps:
         if s.id in state.values and s.type not in ("confirm", "documents", "id_card"):
-            from bot.flowrunner import display
             note_parts.append(f"{localise(s.label, 'zh-Hans')}: {display(s, state.values[s.id], 'zh-Hans')}")
     if ctx.acting_as:
         note_parts.append(f"reported by: {ctx.acting_as}")
@@ -102,8 +104,8 @@ def create_task_action(ctx: FlowCtx, state: State, flow: Flow, params: dict[str,
     return {"task": task.id if task else ""}
 
 
-@action("certification", "choice_field")
-def certification(ctx: FlowCtx, state: State, flow: Flow, params: dict[str, Any]) -> dict[str, Any]:
+@REGISTRY.action("certification", required=("choice_field",), optional=("date_field", "reason_field"))
+def certification(ctx: FlowCtx, state: ConversationState, flow: Flow, params: dict[str, Any]) -> dict[str, Any]:
     """Book a window visit, or ask for a home visit (priority for the very old, alone, disabled)."""
     choice = _v(state, params["choice_field"])
     b = ctx.session.get(Beneficiary, ctx.beneficiary_id) if ctx.beneficiary_id else None
@@ -124,8 +126,8 @@ def certification(ctx: FlowCtx, state: State, flow: Flow, params: dict[str, Any]
     return {"task": task.id if task else "", "date": when or ""}
 
 
-@action("record_death", "id_field", "date_field")
-def record_death_action(ctx: FlowCtx, state: State, flow: Flow, params: dict[str, Any]) -> dict[str, Any]:
+@REGISTRY.action("record_death", required=("id_field", "date_field"), optional=("relationship_field",))
+def record_death_action(ctx: FlowCtx, state: ConversationState, flow: Flow, params: dict[str, Any]) -> dict[str, Any]:
     """Mark the person deceased at once (queued messages suppressed) and open a condolence visit.
     A person not on our roll still gets a person: the report goes to staff as a ticket."""
     ident = _v(state, params["id_field"]) or {}
@@ -144,11 +146,11 @@ def record_death_action(ctx: FlowCtx, state: State, flow: Flow, params: dict[str
     return {"on_roll": "yes"}
 
 
-@action("save_survey", "score_field")
-def save_survey(ctx: FlowCtx, state: State, flow: Flow, params: dict[str, Any]) -> dict[str, Any]:
+@REGISTRY.action("save_survey", required=("score_field",), optional=("comment_field",))
+def save_survey(ctx: FlowCtx, state: ConversationState, flow: Flow, params: dict[str, Any]) -> dict[str, Any]:
     score = int(_v(state, params["score_field"]))
     comment = _v(state, params.get("comment_field")) or ""
-    app_id = state.data.get("tmp", {}).get("application_id")
+    app_id = state.subject_application_id
     ctx.session.add(SurveyAnswer(application_id=app_id, beneficiary_id=ctx.beneficiary_id, score=score,
                                  comment=comment[:1000], channel=ctx.channel, created_at=ctx.now))
     return {}
@@ -157,8 +159,8 @@ def save_survey(ctx: FlowCtx, state: State, flow: Flow, params: dict[str, Any]) 
 # --------------------------------------------------------------------------- prechecks
 
 
-@precheck("mutual_aid_member")
-def mutual_aid_member(ctx: FlowCtx, state: State) -> str | None:
+@REGISTRY.precheck("mutual_aid_member")
+def mutual_aid_member(ctx: FlowCtx, state: ConversationState, flow: Flow) -> str | None:
     """Only members who paid for the current period (100 yuan a year, seed 004) can claim."""
     year = ctx.today.year
     row = ctx.session.exec(select(SchemeMembership.id).where(
@@ -167,13 +169,12 @@ def mutual_aid_member(ctx: FlowCtx, state: State) -> str | None:
     return None if row is not None else "not_member"
 
 
-@precheck("completed_service")
-def completed_service(ctx: FlowCtx, state: State) -> str | None:
+@REGISTRY.precheck("completed_service")
+def completed_service(ctx: FlowCtx, state: ConversationState, flow: Flow) -> str | None:
     """The survey is about a completed service: the latest one not yet rated (or one given by the caller)."""
-    tmp = state.data.setdefault("tmp", {})
-    preset = state.data.get("start_args", {}).get("application_id")
+    preset = state.flow_args.get("application_id")
     if preset:
-        tmp["application_id"] = preset
+        state.subject_application_id = int(preset)
         return None
     rated = select(SurveyAnswer.application_id).where(SurveyAnswer.application_id.is_not(None))  # type: ignore[union-attr]
     app = ctx.session.exec(select(Application).where(
@@ -182,14 +183,14 @@ def completed_service(ctx: FlowCtx, state: State) -> str | None:
         .order_by(Application.completed_at.desc())).first()  # type: ignore[union-attr]
     if app is None:
         return "nothing_to_rate"
-    tmp["application_id"] = app.id
+    state.subject_application_id = app.id
     return None
 
 
 # --------------------------------------------------------------------------- reports
 
-@report("my_applications")
-def my_applications(ctx: FlowCtx, state: State) -> str:
+@REGISTRY.report("my_applications")
+def my_applications(ctx: FlowCtx, state: ConversationState) -> str:
     lang = ctx.lang
     apps = ctx.session.exec(select(Application).where(Application.beneficiary_id == ctx.beneficiary_id)
                             .order_by(Application.created_at.desc()).limit(5)).all()  # type: ignore[attr-defined]
