@@ -14,7 +14,14 @@ from typer.testing import CliRunner
 
 from bot.knowledge import load_knowledge
 from bot.qa import QA, Answer, detect_language, get_qa, to_simplified
-from bot.qa_commands import DEFAULT_EVAL_FILE, FROZEN_FILE, development_files, load_eval_cases, register, run_eval
+from bot.qa_commands import (
+    DEFAULT_EVAL_FILE,
+    FROZEN_FILE,
+    development_files,
+    load_eval_cases,
+    register,
+    run_eval,
+)
 
 HANDOFF_REASONS = {"out_of_scope", "personal_case", "complaint", "asked_for_person"}
 
