@@ -27,7 +27,7 @@ from models.people import (
     Language,
     SchemeMembership,
 )
-from models.scheduler import SchedulerJobRun, SchedulerLease
+from models.scheduler import OccasionSetting, SchedulerJobRun, SchedulerLease
 from models.staff import AuditLog, Role, SignInAttempt, StaffSession, StaffToken, StaffUser
 
 __all__ = [
@@ -35,7 +35,7 @@ __all__ = [
     "Application", "ApplicationDocument", "ApplicationStageChange", "ApplicationType", "AuditLog",
     "Beneficiary", "BeneficiaryKind", "BeneficiaryStatus", "Broadcast", "BroadcastReview", "BroadcastStatus", "Channel",
     "Contact", "Conversation", "EarlyReceipt", "FamilyMember", "HandoffTicket", "Language", "MessageLog", "OneTimeCode",
-    "OutboxEvent", "OutboxMessage", "OutboxStatus", "ReviewStep", "Role", "SchemeMembership", "SignInAttempt", "Stage",
-    "StaffSession", "StaffToken", "StaffUser",
+    "OccasionSetting", "OutboxEvent", "OutboxMessage", "OutboxStatus", "ReviewStep", "Role", "SchemeMembership",
+    "SignInAttempt", "Stage", "StaffSession", "StaffToken", "StaffUser",
     "SchedulerJobRun", "SchedulerLease", "SurveyAnswer", "Task", "TaskKind", "UTCDateTime", "is_sqlite", "make_engine", "session_scope", "utcnow",
 ]

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-01 11:43:14.975082
+Create Date: 2026-12-01 11:54:15.694893
 """
 from alembic import op
 import sqlalchemy as sa
@@ -54,6 +54,8 @@ def upgrade() -> None:
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
     sa.Column('deceased_on', sa.Date(), nullable=True),
     sa.Column('moved_on', sa.Date(), nullable=True),
+    sa.Column('outreach_paused_at', models.base.UTCDateTime(), nullable=True),
+    sa.Column('outreach_paused_reason', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
     sa.Column('last_certified_on', sa.Date(), nullable=True),
     sa.Column('enlistment_date', sa.Date(), nullable=True),
     sa.Column('discharge_date', sa.Date(), nullable=True),
@@ -110,6 +112,15 @@ def upgrade() -> None:
         batch_op.create_index('ix_message_log_conv_time', ['channel', 'address', 'created_at'], unique=False)
         batch_op.create_index('ix_message_log_provider_id', ['channel', 'address', 'provider_message_id'], unique=False)
 
+    op.create_table('occasion_setting',
+    sa.Column('occasion', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+    sa.Column('enabled', sa.Boolean(), nullable=False),
+    sa.Column('send_time', sqlmodel.sql.sqltypes.AutoString(length=5), nullable=True),
+    sa.Column('audience', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=True),
+    sa.Column('updated_by', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('updated_at', models.base.UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('occasion')
+    )
     op.create_table('scheduler_job_run',
     sa.Column('job', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('last_started_at', models.base.UTCDateTime(), nullable=True),
@@ -415,8 +426,12 @@ def upgrade() -> None:
     sa.Column('address', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('language', sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False),
     sa.Column('body', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-    sa.Column('extra', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
     sa.Column('segments', sa.Integer(), nullable=False),
+    sa.Column('sms_body', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('sms_segments', sa.Integer(), nullable=True),
+    sa.Column('extra', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
+    sa.Column('message_class', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('priority', sa.Integer(), nullable=False),
     sa.Column('urgent', sa.Boolean(), nullable=False),
     sa.Column('allow_fallback', sa.Boolean(), nullable=False),
     sa.Column('broadcast_id', sa.Integer(), nullable=True),
@@ -440,7 +455,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('outbox_message', schema=None) as batch_op:
         batch_op.create_index('ix_outbox_broadcast_status', ['broadcast_id', 'status'], unique=False)
-        batch_op.create_index('ix_outbox_claim', ['status', 'next_attempt_at'], unique=False)
+        batch_op.create_index('ix_outbox_claim', ['status', 'priority', 'next_attempt_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_outbox_message_beneficiary_id'), ['beneficiary_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_outbox_message_kind'), ['kind'], unique=False)
         batch_op.create_index(batch_op.f('ix_outbox_message_provider_message_id'), ['provider_message_id'], unique=False)
@@ -623,6 +638,7 @@ def downgrade() -> None:
     op.drop_table('sign_in_attempt')
     op.drop_table('scheduler_lease')
     op.drop_table('scheduler_job_run')
+    op.drop_table('occasion_setting')
     with op.batch_alter_table('message_log', schema=None) as batch_op:
         batch_op.drop_index('ix_message_log_provider_id')
         batch_op.drop_index('ix_message_log_conv_time')
