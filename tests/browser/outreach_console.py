@@ -67,8 +67,8 @@ class LiveConsole:
 
 @contextmanager
 def live_console(engine: Engine, tmp_path: Path, **overrides: Any) -> Iterator[LiveConsole]:
-    from outreach.providers.fake_telegram import FakeTelegram
-    from outreach.providers.fake_twilio import FakeTwilio
+    from tests.fakes.fake_telegram import FakeTelegram
+    from tests.fakes.fake_twilio import FakeTwilio
     from web.app import create_app
 
     port = free_port()
