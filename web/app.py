@@ -45,7 +45,7 @@ ROUTE_MODULES = (
     "web.routes.outbox",
     "web.routes.schedule",
     "web.routes.knowledge",
-    "web.routes.outreach",
+    "web.routes.simulator",
 )
 
 # No inline script or style anywhere: the console's CSS and JavaScript are files under /static.

@@ -17,6 +17,7 @@ ALL = frozenset(ROLES)
 CASE_READ = frozenset({"viewer", "caseworker"})
 OUTREACH_READ = frozenset({"viewer", "caseworker", "composer", "approver"})
 KNOWLEDGE_EDIT = frozenset({"caseworker", "composer", "approver"})
+SIMULATOR = frozenset({"caseworker", "composer", "approver"})
 # (method, path) -> the roles that may use it (administrators may use everything).
 # Written out here, not read from the code: the code must agree with this table.
 PERMISSIONS: dict[tuple[str, str], frozenset[str]] = {
@@ -67,7 +68,9 @@ PERMISSIONS: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/outbox/{message_id}"): OUTREACH_READ,
     ("POST", "/outbox/{message_id}/retry"): frozenset({"caseworker", "composer"}),
     ("POST", "/outbox/{message_id}/cancel"): frozenset({"caseworker", "composer"}),
-    ("GET", "/simulator"): frozenset({"caseworker", "composer"}),
+    ("GET", "/simulator"): SIMULATOR,
+    ("POST", "/simulator/send"): SIMULATOR,
+    ("POST", "/simulator/restart"): SIMULATOR,
     ("GET", "/schedule"): OUTREACH_READ,
     ("POST", "/schedule/occasions/{occasion}"): frozenset({"approver"}),
     ("POST", "/logout"): ALL,

@@ -67,5 +67,7 @@
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("form[data-preview]").forEach(setUpPreview);
     document.querySelectorAll("[data-refresh]").forEach(setUpRefresh);
+    // A conversation opens at its latest message.
+    document.querySelectorAll("[data-scroll-end]").forEach(function (el) { el.scrollTop = el.scrollHeight; });
   });
 }());
