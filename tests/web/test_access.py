@@ -172,7 +172,8 @@ def test_each_role_is_refused_every_page_and_action_it_may_not_use(new_console: 
 
 
 def test_pages_show_only_the_menu_entries_a_role_may_open(new_console: Any, world: World) -> None:
-    """The composer's menu has no casework, no audit, no staff; the viewer's has casework only."""
+    """The composer's menu has no casework, no audit, no staff; the viewer's has casework and the
+    outreach pages to read, no administration."""
     composer = new_console()
     composer.sign_in("composer")
     page = composer.get("/").text
@@ -181,5 +182,6 @@ def test_pages_show_only_the_menu_entries_a_role_may_open(new_console: Any, worl
     viewer = new_console()
     viewer.sign_in("viewer")
     page = viewer.get(f"/applications/{world.application}").text
-    assert 'href="/applications"' in page and 'href="/broadcasts"' not in page
+    assert 'href="/applications"' in page and 'href="/broadcasts"' in page  # a viewer sees outreach (issue #14)
+    assert 'href="/staff"' not in page and 'href="/import"' not in page
     assert 'action="/applications/' not in page  # no action form for a viewer
