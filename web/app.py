@@ -43,6 +43,7 @@ ROUTE_MODULES = (
     "web.routes.staff",
     "web.routes.broadcasts",
     "web.routes.outbox",
+    "web.routes.schedule",
     "web.routes.outreach",
 )
 

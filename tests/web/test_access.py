@@ -59,7 +59,8 @@ PERMISSIONS: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/outbox/{message_id}/retry"): frozenset({"caseworker", "composer"}),
     ("POST", "/outbox/{message_id}/cancel"): frozenset({"caseworker", "composer"}),
     ("GET", "/simulator"): frozenset({"caseworker", "composer"}),
-    ("GET", "/schedule"): frozenset({"composer", "approver"}),
+    ("GET", "/schedule"): OUTREACH_READ,
+    ("POST", "/schedule/occasions/{occasion}"): frozenset({"approver"}),
     ("POST", "/logout"): ALL,
 }
 PUBLIC = {("GET", "/healthz"), ("GET", "/login"), ("POST", "/login"), ("GET", "/login/language"),
@@ -89,7 +90,7 @@ def _declares_roles(route: APIRoute) -> bool:
 def _concrete(path: str, world: World, role: str) -> str:
     ids = {"app_id": world.application, "ticket_id": world.ticket, "task_id": world.task,
            "user_id": world.staff["viewer"], "broadcast_id": world.broadcast, "token_id": 1,
-           "message_id": world.message}
+           "message_id": world.message, "occasion": "mid_autumn"}
     return re.sub(r"\{(\w+)\}", lambda m: str(ids[m.group(1)]), path)
 
 

@@ -23,7 +23,6 @@ router = APIRouter(include_in_schema=False)
 PLANNED = {
     "/knowledge": (N_("知识库审核"), "nuanxin eval-qa"),
     "/simulator": (N_("机器人试用"), "nuanxin chat"),
-    "/schedule": (N_("发送日程"), "nuanxin schedule preview"),
 }
 
 
@@ -40,9 +39,4 @@ def knowledge(request: Request,
 
 @router.get("/simulator")
 def simulator(request: Request, staff: SignedIn = Depends(require(Role.CASEWORKER, Role.COMPOSER))) -> Response:
-    return _planned(request, staff)
-
-
-@router.get("/schedule")
-def schedule(request: Request, staff: SignedIn = Depends(require(Role.COMPOSER, Role.APPROVER))) -> Response:
     return _planned(request, staff)
