@@ -41,6 +41,9 @@ ROUTE_MODULES = (
     "web.routes.tasks",
     "web.routes.audit",
     "web.routes.staff",
+    "web.routes.broadcasts",
+    "web.routes.outbox",
+    "web.routes.schedule",
     "web.routes.outreach",
 )
 
