@@ -44,6 +44,7 @@ ROUTE_MODULES = (
     "web.routes.broadcasts",
     "web.routes.outbox",
     "web.routes.schedule",
+    "web.routes.knowledge",
     "web.routes.outreach",
 )
 

@@ -16,6 +16,7 @@ from tests.web.conftest import ROLES, Console, World
 ALL = frozenset(ROLES)
 CASE_READ = frozenset({"viewer", "caseworker"})
 OUTREACH_READ = frozenset({"viewer", "caseworker", "composer", "approver"})
+KNOWLEDGE_EDIT = frozenset({"caseworker", "composer", "approver"})
 # (method, path) -> the roles that may use it (administrators may use everything).
 # Written out here, not read from the code: the code must agree with this table.
 PERMISSIONS: dict[tuple[str, str], frozenset[str]] = {
@@ -53,7 +54,15 @@ PERMISSIONS: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/broadcasts/{broadcast_id}/send"): frozenset({"composer", "approver"}),
     ("POST", "/broadcasts/{broadcast_id}/schedule"): frozenset({"composer", "approver"}),
     ("POST", "/broadcasts/{broadcast_id}/cancel"): frozenset({"composer", "approver"}),
-    ("GET", "/knowledge"): frozenset({"caseworker", "composer", "approver"}),
+    ("GET", "/knowledge"): OUTREACH_READ,
+    ("GET", "/knowledge/new"): KNOWLEDGE_EDIT,
+    ("POST", "/knowledge/new"): KNOWLEDGE_EDIT,
+    ("POST", "/knowledge/preview"): KNOWLEDGE_EDIT,
+    ("POST", "/knowledge/from-ticket/{ticket_id}"): KNOWLEDGE_EDIT,
+    ("GET", "/knowledge/{article_id}/{language}"): OUTREACH_READ,
+    ("POST", "/knowledge/{article_id}/{language}"): KNOWLEDGE_EDIT,
+    ("POST", "/knowledge/{article_id}/{language}/review"): frozenset({"approver"}),
+    ("POST", "/knowledge/{article_id}/{language}/retire"): frozenset({"approver"}),
     ("GET", "/outbox"): OUTREACH_READ,
     ("GET", "/outbox/{message_id}"): OUTREACH_READ,
     ("POST", "/outbox/{message_id}/retry"): frozenset({"caseworker", "composer"}),
@@ -90,7 +99,8 @@ def _declares_roles(route: APIRoute) -> bool:
 def _concrete(path: str, world: World, role: str) -> str:
     ids = {"app_id": world.application, "ticket_id": world.ticket, "task_id": world.task,
            "user_id": world.staff["viewer"], "broadcast_id": world.broadcast, "token_id": 1,
-           "message_id": world.message, "occasion": "mid_autumn"}
+           "message_id": world.message, "occasion": "mid_autumn",
+           "article_id": "mutual-cost", "language": "zh-Hans"}
     return re.sub(r"\{(\w+)\}", lambda m: str(ids[m.group(1)]), path)
 
 

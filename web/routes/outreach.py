@@ -21,7 +21,6 @@ router = APIRouter(include_in_schema=False)
 
 
 PLANNED = {
-    "/knowledge": (N_("知识库审核"), "nuanxin eval-qa"),
     "/simulator": (N_("机器人试用"), "nuanxin chat"),
 }
 
@@ -29,12 +28,6 @@ PLANNED = {
 def _planned(request: Request, staff: SignedIn) -> Response:
     title, command = PLANNED[request.url.path]
     return render(request, "planned.html", staff, title=title, command=command)
-
-
-@router.get("/knowledge")
-def knowledge(request: Request,
-              staff: SignedIn = Depends(require(Role.CASEWORKER, Role.COMPOSER, Role.APPROVER))) -> Response:
-    return _planned(request, staff)
 
 
 @router.get("/simulator")
