@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from dataclasses import dataclass
 from typing import Any
 
 from models.clock import SystemClock
@@ -44,6 +45,38 @@ class _WebServer:
         return Server(uvicorn.Config(app, host=host, port=port, log_level="info", lifespan="on"))
 
 
+@dataclass
+class Outbound:
+    """What one process sends with: one limiter per provider (shared through Redis when REDIS_URL
+    is set), the providers, and the one Telegram sender (`telegram`: the Telegram provider, whose
+    Bot also polls or takes webhooks and whose limiter also paces the conversation's replies;
+    None without a token)."""
+
+    limits: dict[str, Any]
+    providers: dict[str, Any]
+    telegram: Any = None
+
+    async def close(self) -> None:
+        from outreach.limits import close_limiters
+        from outreach.providers.base import close_provider
+
+        for provider in self.providers.values():
+            with contextlib.suppress(Exception):
+                await close_provider(provider)
+        await close_limiters(self.limits)
+
+
+def build_outbound(settings: Settings, engine: Any, clock: Any) -> Outbound:
+    from outreach.dispatcher import build_providers
+    from outreach.limits import build_limiters
+    from outreach.providers.telegram import TelegramProvider
+
+    limits = build_limiters(settings, clock)
+    providers = build_providers(settings, engine, limits)
+    telegram = providers.get("telegram")
+    return Outbound(limits, providers, telegram if isinstance(telegram, TelegramProvider) else None)
+
+
 def build_conversation_engine(engine: Any, settings: Settings, clock: Any) -> Any:
     from bot.engine import Engine
     from bot.qa import use_database
@@ -53,23 +86,24 @@ def build_conversation_engine(engine: Any, settings: Settings, clock: Any) -> An
 
 
 async def _main(settings: Settings, host: str, port: int) -> int:
-    from outreach.dispatcher import Dispatcher, build_providers
+    from outreach.dispatcher import Dispatcher
     from web.app import create_app
 
     clock = SystemClock()
     engine = make_engine(settings.effective_database_url)
     upgrade(engine)
     bot_engine = build_conversation_engine(engine, settings, clock)
-    providers = build_providers(settings, engine)
+    outbound = build_outbound(settings, engine, clock)
+    providers = outbound.providers
     stop = asyncio.Event()
     tasks: list[asyncio.Task[Any]] = []
 
     telegram_bot = telegram_dispatcher = None
-    if settings.telegram_enabled:
-        from bot.channels.telegram import create_bot, create_dispatcher
+    if outbound.telegram is not None:
+        from bot.channels.telegram import create_dispatcher
 
-        telegram_bot = create_bot(settings)
-        telegram_dispatcher = create_dispatcher(bot_engine)
+        telegram_bot = outbound.telegram.bot
+        telegram_dispatcher = create_dispatcher(bot_engine, reply_sender=outbound.telegram)
 
     app = create_app(settings, engine, clock=clock, bot_engine=bot_engine, providers=providers,
                      telegram_bot=telegram_bot, telegram_dispatcher=telegram_dispatcher)
@@ -80,7 +114,7 @@ async def _main(settings: Settings, host: str, port: int) -> int:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
 
-    dispatcher = Dispatcher(engine, providers, clock, settings)
+    dispatcher = Dispatcher(engine, providers, clock, settings, limits=outbound.limits)
     tasks.append(asyncio.create_task(dispatcher.run(stop), name="dispatcher"))
 
     from scheduler import start_scheduler
@@ -90,7 +124,8 @@ async def _main(settings: Settings, host: str, port: int) -> int:
 
     if telegram_bot is not None and settings.telegram_mode == "polling":
         tasks.append(asyncio.create_task(
-            telegram_dispatcher.start_polling(telegram_bot, handle_signals=False),  # type: ignore[union-attr]
+            telegram_dispatcher.start_polling(telegram_bot, handle_signals=False,  # type: ignore[union-attr]
+                                              close_bot_session=False),  # the dispatcher may still be sending
             name="telegram-polling"))
     elif telegram_bot is not None:
         from bot.channels.telegram import set_webhook
@@ -122,8 +157,7 @@ async def _main(settings: Settings, host: str, port: int) -> int:
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await scheduler_task
     await asyncio.wait(tasks, timeout=15)
-    if telegram_bot is not None:
-        await telegram_bot.session.close()
+    await outbound.close()
     bot_engine.close()
     engine.dispose()
     return 1 if failed else 0

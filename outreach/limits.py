@@ -48,7 +48,7 @@ from models.clock import Clock
 log = logging.getLogger("nuanxin.limits")
 
 HEADROOM = 0.98  # of each provider's figure
-BULK_HORIZON_S = 0.1  # how far ahead a bulk send may hold a slot
+BULK_HORIZON_S = 0.25  # how far ahead a bulk send may hold a slot (a reply waits at most this long behind bulk)
 KEY_LIFETIME_S = 60.0  # a Redis slot key outlives its slot by this much, then Redis forgets it
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
