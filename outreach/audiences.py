@@ -3,8 +3,8 @@ and its recipients in id order for batched enqueueing.
 
 The filter is data (stored as JSON on the Broadcast row), checked on the way in: an unknown
 field, kind, stage or an inverted age range is refused with a message saying which.
-The contact is chosen as for every proactive message (`sweeps.best_contact_id`, which
-follows `notices.choose_contact`).
+Who gets it and why the others do not is the one contact rule (`outreach/reach.py`) for bulk
+messages: the address is `reach.best_contact_id`, the reasons `reach.exclusion_reason`'s.
 """
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ from datetime import date
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from sqlalchemy import String, and_, case, exists, func, literal, or_, select, type_coerce
+from sqlalchemy import String, and_, case, exists, func, literal, not_, or_, select, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB, array
 from sqlmodel import Session
 
 from models.applications import Application, ApplicationType, Stage
 from models.people import BeneficiaryStatus, SchemeMembership
-from outreach.sweeps import SENDABLE_CHANNELS, B, C, add_years, best_contact_id, reachable
+from outreach import reach
+from outreach.sweeps import B, C, add_years, reachable
 
 Kind = Literal["veteran", "retiree", "union_member"]
 SendChannel = Literal["telegram", "sms"]
@@ -121,7 +122,8 @@ def filter_clauses(session: Session, f: AudienceFilter, today: date) -> list[Any
 
 
 def _contact_id(f: AudienceFilter) -> Any:
-    return best_contact_id(channels=(f.channel,) if f.channel else None)
+    """The address a broadcast to each person goes to: the contact rule's, for bulk messages."""
+    return reach.best_contact_id(B, BULK, (f.channel,) if f.channel else None)
 
 
 @dataclass
@@ -138,62 +140,63 @@ class AudienceSize:
                 "by_language_channel": {f"{k[0]}/{k[1]}": v for k, v in self.by_language_channel.items()}}
 
 
-# Each contact's standing for proactive messages, ordered so that a person's smallest rank
-# says both whether and how they are reached, as `best_contact_id` chooses: the person's own
-# usable address (Telegram before SMS); an own address that said stop shuts out the
-# relatives' (opted out before blocked); then a relative's usable address; then invalid.
+# A person's addresses folded into one number: the smallest rank over them says whether and how
+# they are reached, in the order of the contact rule (`reach.exclusion_reason`, `reach.best_contact_id`):
+# the person's own usable address (Telegram before SMS); else their own address that said stop
+# (opted out before blocked), which also shuts out the relatives' addresses; else a relative's
+# usable address; else an invalid address; else none.
 RANK_OWN_TELEGRAM, RANK_OWN_SMS, RANK_OPTED_OUT, RANK_BLOCKED = 1, 2, 3, 4
 RANK_FAMILY_TELEGRAM, RANK_FAMILY_SMS, RANK_INVALID, RANK_UNUSABLE = 5, 6, 7, 8
 _REASON_OF_RANK = {RANK_OWN_TELEGRAM: ("reachable", "telegram"), RANK_OWN_SMS: ("reachable", "sms"),
                    RANK_OPTED_OUT: ("opted_out", None), RANK_BLOCKED: ("blocked", None),
                    RANK_FAMILY_TELEGRAM: ("reachable", "telegram"), RANK_FAMILY_SMS: ("reachable", "sms"),
                    RANK_INVALID: ("invalid", None), RANK_UNUSABLE: ("no_contact", None)}
+BULK = reach.MessageClass.BULK
 
 
-def contact_rank(c: Any, channels: Sequence[str] | None = None) -> Any:
-    """SQL: the contact's rank (see above); unverified or another channel is unusable."""
+def contact_rank(c: Any, person: Any, channels: Sequence[str] | None = None) -> Any:
+    """SQL: one address's rank (above) for a broadcast, from the contact rule's own stops for
+    that address (all but "a relative's address when the person's own said stop", which the
+    ranks' order carries: it would cost a probe of the contact table per address)."""
     cc = c.c
     own = cc.family_member_id.is_(None)
-    stopped = or_(cc.opted_out_at.is_not(None), cc.blocked_at.is_not(None))
-    return case(
-        (or_(cc.verified.is_not(True), cc.channel.not_in(channels or SENDABLE_CHANNELS)), RANK_UNUSABLE),
-        (and_(own, cc.opted_out_at.is_not(None)), RANK_OPTED_OUT),
-        (and_(own, cc.blocked_at.is_not(None)), RANK_BLOCKED),
-        (stopped, RANK_UNUSABLE),  # a relative's address that said stop is theirs to stop
-        (cc.invalid_at.is_not(None), RANK_INVALID),
-        (and_(own, cc.channel == "telegram"), RANK_OWN_TELEGRAM),
-        (own, RANK_OWN_SMS),
-        (cc.channel == "telegram", RANK_FAMILY_TELEGRAM),
-        else_=RANK_FAMILY_SMS)
+    stops = [cond for cond, stop in reach.address_stops(BULK, cc, person, own) if stop is not reach.Stop.OWN_STOP]
+    usable = and_(cc.channel.in_(channels or reach.SENDABLE_CHANNELS), not_(or_(*stops)))
+    whens = [(and_(usable, own, cc.channel == "telegram"), RANK_OWN_TELEGRAM), (and_(usable, own), RANK_OWN_SMS)]
+    if reach.rule_for(BULK).opt_out_stops:
+        whens.append((and_(own, cc.opted_out_at.is_not(None)), RANK_OPTED_OUT))
+    whens += [(and_(own, cc.blocked_at.is_not(None)), RANK_BLOCKED),
+              (and_(usable, cc.channel == "telegram"), RANK_FAMILY_TELEGRAM), (usable, RANK_FAMILY_SMS),
+              (cc.invalid_at.is_not(None), RANK_INVALID)]
+    return case(*whens, else_=RANK_UNUSABLE)
 
 
 def audience_size(session: Session, f: AudienceFilter, today: date) -> AudienceSize:
     """How many a broadcast reaches, and why the others are left out: one query.
 
     Each matched person's contacts are joined once and folded into one number, the smallest
-    `contact_rank`, from which the reason and the channel follow; the outer count groups by
-    reason and language. That reads each contact once, instead of probing the contact table
-    per person and per reason."""
+    `contact_rank`; the person's own standing (deceased, moved, paused: `reach.person_stops`)
+    comes first. The outer count groups by reason and language. That reads each contact once,
+    instead of probing the contact table per person and per reason; a test checks the counts
+    against `reach.exclusion_reason` person by person."""
     c = C.alias("aud_c")
     channels = (f.channel,) if f.channel else None
-    best = func.min(contact_rank(c, channels))
-    status = case((B.c.status == BeneficiaryStatus.DECEASED.value, -1),
-                  (B.c.status != BeneficiaryStatus.ACTIVE.value, -2), else_=0)
+    best = func.min(contact_rank(c, B, channels))
+    person_stops = reach.person_stops(BULK, B)
+    standing = case(*[(cond, i + 1) for i, (cond, _) in enumerate(person_stops)], else_=0)
     per_person = (
-        select(status.label("status"), B.c.language.label("lang"), best.label("rank"))
+        select(standing.label("standing"), B.c.language.label("lang"), best.label("rank"))
         .select_from(B.outerjoin(c, c.c.beneficiary_id == B.c.id))
         .where(*filter_clauses(session, f, today))
-        .group_by(B.c.id, B.c.status, B.c.language)
+        .group_by(B.c.id, B.c.status, B.c.outreach_paused_at, B.c.language)
     ).subquery("per_person")
     p = per_person.c
     size = AudienceSize()
-    rows = session.execute(select(p.status, p.lang, p.rank, func.count()).group_by(p.status, p.lang, p.rank)).all()
-    for status_code, lang, rank, n in rows:
+    rows = session.execute(select(p.standing, p.lang, p.rank, func.count()).group_by(p.standing, p.lang, p.rank)).all()
+    for standing_code, lang, rank, n in rows:
         size.matched += n
-        if status_code == -1:
-            why, channel = "deceased", None
-        elif status_code == -2:
-            why, channel = "moved", None
+        if standing_code:
+            why, channel = person_stops[standing_code - 1][1].value, None
         else:
             why, channel = _REASON_OF_RANK.get(rank, ("no_contact", None))
         if channel is not None:

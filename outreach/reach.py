@@ -219,20 +219,35 @@ def person_clauses(message_class: str, person: Any = B) -> list[Any]:
     return out
 
 
+def person_stops(message_class: str, person: Any = B) -> list[tuple[Any, Stop]]:
+    """(condition, reason) on the person alone that stops every address, in the order
+    `exclusion_reason` reports them: deceased, moved, paused."""
+    rule = rule_for(message_class)
+    if not rule.about_a_person:
+        return []
+    out: list[tuple[Any, Stop]] = []
+    if not rule.reaches_relatives_of_deceased:
+        out.append((person.c.status == BeneficiaryStatus.DECEASED.value, Stop.DECEASED))
+    if rule.moved_stops:
+        out.append((person.c.status == BeneficiaryStatus.MOVED.value, Stop.MOVED))
+    if rule.pause_holds:
+        out.append((person.c.outreach_paused_at.is_not(None), Stop.PAUSED))
+    return out
+
+
+def address_stops(message_class: str, c: Any, person: Any, own: Any, *, choosing: bool = True
+                  ) -> list[tuple[Any, Stop]]:
+    """The rule's stops for address `c` (contact columns) of `person`, as (condition, reason):
+    for set-based queries that fold a person's addresses themselves (the composer's count)."""
+    return _stops(rule_for(message_class), c, person, own, choosing=choosing)
+
+
 def exclusion_reason(person: Any = B, message_class: str = MessageClass.BULK,
                      channels: Sequence[str] | None = None) -> Any:
     """SQL: "reachable", or why nobody of `person` gets a message of this class: deceased, moved,
     paused, opted_out, blocked, invalid, no_contact (what the broadcast composer counts)."""
     rule = rule_for(message_class)
-    whens: list[tuple[Any, str]] = []
-    status = person.c.status
-    if rule.about_a_person:
-        if not rule.reaches_relatives_of_deceased:
-            whens.append((status == BeneficiaryStatus.DECEASED.value, Stop.DECEASED.value))
-        if rule.moved_stops:
-            whens.append((status == BeneficiaryStatus.MOVED.value, Stop.MOVED.value))
-        if rule.pause_holds:
-            whens.append((person.c.outreach_paused_at.is_not(None), Stop.PAUSED.value))
+    whens: list[tuple[Any, str]] = [(cond, stop.value) for cond, stop in person_stops(message_class, person)]
     whens.append((best_contact_id(person, message_class, channels).is_not(None), "reachable"))
 
     def has(condition: Any) -> Any:
@@ -355,5 +370,5 @@ def open_unreachable_task(session: Session, *, beneficiary_id: int | None, kind:
 
 
 __all__ = ["B", "C", "ClassRule", "MessageClass", "OTHER_CHANNEL", "Owner", "RULES", "SENDABLE_CHANNELS", "Stop",
-           "best_contact_id", "choose_contact", "class_of", "exclusion_reason", "fallback_contact", "must_reach",
-           "open_unreachable_task", "own_said_stop", "person_clauses", "rule_for", "verdicts", "why_unreachable"]
+           "address_stops", "best_contact_id", "choose_contact", "class_of", "exclusion_reason", "fallback_contact", "must_reach",
+           "open_unreachable_task", "own_said_stop", "person_clauses", "person_stops", "rule_for", "verdicts", "why_unreachable"]

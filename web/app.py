@@ -41,6 +41,10 @@ ROUTE_MODULES = (
     "web.routes.tasks",
     "web.routes.audit",
     "web.routes.staff",
+    "web.routes.broadcasts",
+    "web.routes.outbox",
+    "web.routes.schedule",
+    "web.routes.knowledge",
     "web.routes.outreach",
 )
 

@@ -15,6 +15,8 @@ from tests.web.conftest import ROLES, Console, World
 
 ALL = frozenset(ROLES)
 CASE_READ = frozenset({"viewer", "caseworker"})
+OUTREACH_READ = frozenset({"viewer", "caseworker", "composer", "approver"})
+KNOWLEDGE_EDIT = frozenset({"caseworker", "composer", "approver"})
 # (method, path) -> the roles that may use it (administrators may use everything).
 # Written out here, not read from the code: the code must agree with this table.
 PERMISSIONS: dict[tuple[str, str], frozenset[str]] = {
@@ -37,13 +39,37 @@ PERMISSIONS: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/staff/{user_id}/roles"): frozenset(),
     ("POST", "/staff/{user_id}/active"): frozenset(),
     ("POST", "/staff/{user_id}/password"): frozenset(),
-    ("GET", "/broadcasts"): frozenset({"composer", "approver"}),
-    ("POST", "/broadcasts/{broadcast_id}/approve"): frozenset({"approver"}),
+    # Outreach: a viewer sees, a composer composes, an approver approves (issue #14).
+    ("GET", "/broadcasts"): OUTREACH_READ,
     ("GET", "/broadcasts/new"): frozenset({"composer"}),
-    ("GET", "/knowledge"): frozenset({"caseworker", "composer", "approver"}),
-    ("GET", "/outbox"): frozenset({"caseworker"}),
+    ("POST", "/broadcasts/new"): frozenset({"composer"}),
+    ("POST", "/broadcasts/preview"): frozenset({"composer"}),
+    ("GET", "/broadcasts/{broadcast_id}"): OUTREACH_READ,
+    ("GET", "/broadcasts/{broadcast_id}/progress"): OUTREACH_READ,
+    ("GET", "/broadcasts/{broadcast_id}/edit"): frozenset({"composer"}),
+    ("POST", "/broadcasts/{broadcast_id}/edit"): frozenset({"composer"}),
+    ("POST", "/broadcasts/{broadcast_id}/submit"): frozenset({"composer"}),
+    ("POST", "/broadcasts/{broadcast_id}/approve"): frozenset({"approver"}),
+    ("POST", "/broadcasts/{broadcast_id}/send-back"): frozenset({"approver"}),
+    ("POST", "/broadcasts/{broadcast_id}/send"): frozenset({"composer", "approver"}),
+    ("POST", "/broadcasts/{broadcast_id}/schedule"): frozenset({"composer", "approver"}),
+    ("POST", "/broadcasts/{broadcast_id}/cancel"): frozenset({"composer", "approver"}),
+    ("GET", "/knowledge"): OUTREACH_READ,
+    ("GET", "/knowledge/new"): KNOWLEDGE_EDIT,
+    ("POST", "/knowledge/new"): KNOWLEDGE_EDIT,
+    ("POST", "/knowledge/preview"): KNOWLEDGE_EDIT,
+    ("POST", "/knowledge/from-ticket/{ticket_id}"): KNOWLEDGE_EDIT,
+    ("GET", "/knowledge/{article_id}/{language}"): OUTREACH_READ,
+    ("POST", "/knowledge/{article_id}/{language}"): KNOWLEDGE_EDIT,
+    ("POST", "/knowledge/{article_id}/{language}/review"): frozenset({"approver"}),
+    ("POST", "/knowledge/{article_id}/{language}/retire"): frozenset({"approver"}),
+    ("GET", "/outbox"): OUTREACH_READ,
+    ("GET", "/outbox/{message_id}"): OUTREACH_READ,
+    ("POST", "/outbox/{message_id}/retry"): frozenset({"caseworker", "composer"}),
+    ("POST", "/outbox/{message_id}/cancel"): frozenset({"caseworker", "composer"}),
     ("GET", "/simulator"): frozenset({"caseworker", "composer"}),
-    ("GET", "/schedule"): frozenset({"composer", "approver"}),
+    ("GET", "/schedule"): OUTREACH_READ,
+    ("POST", "/schedule/occasions/{occasion}"): frozenset({"approver"}),
     ("POST", "/logout"): ALL,
 }
 PUBLIC = {("GET", "/healthz"), ("GET", "/login"), ("POST", "/login"), ("GET", "/login/language"),
@@ -72,7 +98,9 @@ def _declares_roles(route: APIRoute) -> bool:
 
 def _concrete(path: str, world: World, role: str) -> str:
     ids = {"app_id": world.application, "ticket_id": world.ticket, "task_id": world.task,
-           "user_id": world.staff["viewer"], "broadcast_id": world.broadcast, "token_id": 1}
+           "user_id": world.staff["viewer"], "broadcast_id": world.broadcast, "token_id": 1,
+           "message_id": world.message, "occasion": "mid_autumn",
+           "article_id": "mutual-cost", "language": "zh-Hans"}
     return re.sub(r"\{(\w+)\}", lambda m: str(ids[m.group(1)]), path)
 
 

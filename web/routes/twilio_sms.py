@@ -17,6 +17,7 @@ Twilio's own STOP handling may also answer and later fail sends with 21610 — e
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, Depends, Request, Response
 
@@ -56,4 +57,5 @@ async def inbound_sms(request: Request, fields: dict[str, str] = Depends(signed_
     except Exception:
         log.exception("sms from %s: the engine failed", mask_phone(inbound.address))
         return _twiml([_SORRY])
-    return _twiml(sms.render(replies))
+    office_day = (clock.now() if clock is not None else datetime.now(UTC)).astimezone(state.settings.tz).date()
+    return _twiml(sms.render(replies, today=office_day))

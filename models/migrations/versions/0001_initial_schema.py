@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-01 11:54:15.694893
+Create Date: 2026-12-01 12:36:13.117695
 """
 from alembic import op
 import sqlalchemy as sa
