@@ -14,7 +14,7 @@ import hmac
 import logging
 
 from aiogram.types import Update
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import ValidationError
 
 log = logging.getLogger(__name__)
@@ -25,18 +25,18 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 MAX_UPDATE_BYTES = 1024 * 1024
 
 
-def _secret_ok(expected: str, given: str | None) -> bool:
-    if not expected or given is None:
-        return False
-    return hmac.compare_digest(expected.encode(), given.encode())
+def from_telegram(request: Request) -> None:
+    """The dependency of the Telegram webhook: the secret token setWebhook was given, or 403."""
+    expected = request.app.state.settings.telegram_webhook_secret
+    given = request.headers.get(SECRET_HEADER)
+    if not expected or given is None or not hmac.compare_digest(expected.encode(), given.encode()):
+        log.warning("telegram webhook: missing or wrong secret token, refused")
+        raise HTTPException(403, "forbidden")
 
 
-@router.post(PATH)
+@router.post(PATH, dependencies=[Depends(from_telegram)])
 async def telegram_update(request: Request) -> Response:
     state = request.app.state
-    if not _secret_ok(state.settings.telegram_webhook_secret, request.headers.get(SECRET_HEADER)):
-        log.warning("telegram webhook: missing or wrong secret token, refused")
-        return Response("forbidden", status_code=403, media_type="text/plain")
     body = await request.body()
     if len(body) > MAX_UPDATE_BYTES:
         return Response("update too large", status_code=413, media_type="text/plain")
