@@ -93,8 +93,9 @@ def daily_preview(session: Any, start: date, days: int, tz: Any) -> list[dict[st
     """The daily sweep's certification reminders per day (who reaches 30/7/1 days before)."""
     from sqlalchemy import func, select
 
+    from outreach.reach import B, best_contact_id, class_of, person_clauses
     from outreach.schedule_rules import default_rules
-    from outreach.sweeps import B, best_contact_id, preimage
+    from outreach.sweeps import preimage
 
     rules = default_rules()
     out = []
@@ -103,9 +104,10 @@ def daily_preview(session: Any, start: date, days: int, tz: Any) -> list[dict[st
         for offset in rules.certification.reminder_days:
             due = day + timedelta(days=offset)
             first, last = preimage(due, due, 1)
+            kind = f"cert_reminder_{offset}"
             n = session.execute(select(func.count()).select_from(B).where(
-                B.c.status == "active", B.c.is_retiree.is_(True), B.c.last_certified_on.between(first, last),
-                best_contact_id().is_not(None))).scalar_one()
+                *person_clauses(class_of(kind)), B.c.is_retiree.is_(True), B.c.last_certified_on.between(first, last),
+                best_contact_id(B, class_of(kind)).is_not(None))).scalar_one()
             if n:
                 out.append({"kind": f"cert_reminder_{offset}", "occasion": "certification",
                             "occasion_date": due.isoformat(), "send_at": rules.send_at(day, tz).isoformat(),

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-01 12:36:13.117695
+Create Date: 2026-12-01 13:11:42.960867
 """
 from alembic import op
 import sqlalchemy as sa
