@@ -37,7 +37,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, case, func, literal, not_, null, or_, select, true
+from sqlalchemy import and_, case, exists, func, literal, not_, null, or_, select, true
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session
 
@@ -304,6 +304,33 @@ def standing(stop: str | None, rank: int | None, channels: Sequence[str] | None 
         other = next(c for c in SENDABLE_CHANNELS if c != first)
         return None, first if rank in (RANK_OWN, RANK_RELATIVE) else other
     return _RANK_STOP.get(rank or RANK_NONE, Stop.NO_CONTACT), None
+
+
+def exclusion_reason(person: Any = B, message_class: str = MessageClass.BULK,
+                     channels: Sequence[str] | None = None) -> Any:
+    """SQL: "reachable", or why nobody of `person` gets a message of this class: deceased, moved,
+    paused, opted_out, blocked, invalid, no_contact. Built from `best_contact_id` and the
+    contacts' own marks, not from `contact_rank`: an independent reading of the same rule that
+    tests compare the broadcast composer's counts with."""
+    rule = rule_for(message_class)
+    whens: list[tuple[Any, Any]] = []
+    stop = person_stop(person, message_class)
+    if stop is not None:
+        whens.append((stop.is_not(None), stop))
+    whens.append((best_contact_id(person, message_class, channels).is_not(None), "reachable"))
+
+    def has(condition: Any) -> Any:
+        c = C.alias("why_c")
+        return exists().where(c.c.beneficiary_id == person.c.id, condition(c.c)).correlate(person)
+
+    if rule.opt_out_stops:
+        whens.append((has(lambda c: c.family_member_id.is_(None) & c.opted_out_at.is_not(None)),
+                      Stop.OPTED_OUT.value))
+    whens.append((has(lambda c: c.family_member_id.is_(None) & c.blocked_at.is_not(None)), Stop.BLOCKED.value))
+    # an invalid address on a channel the message does not use is no reason: it has no address there
+    whens.append((has(lambda c: c.invalid_at.is_not(None) & c.channel.in_(channels or SENDABLE_CHANNELS)),
+                  Stop.INVALID.value))
+    return case(*whens, else_=Stop.NO_CONTACT.value)
 
 
 def _row_stop(classes: Iterable[MessageClass], c: Any, p: Any, own: Any) -> Any:

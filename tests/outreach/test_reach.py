@@ -21,8 +21,8 @@ from outreach.dispatcher import Dispatcher
 from outreach.notices import enqueue_notice, send_one_time_code
 from outreach.outbox_commands import retry_failed
 from outreach.providers.base import ContactStopped
-from outreach.providers.scripted import ScriptedProvider
 from outreach.templates import load_templates
+from tests.fakes.scripted import ScriptedProvider
 
 TS = load_templates()
 SHANGHAI = ZoneInfo("Asia/Shanghai")

@@ -31,9 +31,9 @@ from outreach.dispatcher import Dispatcher
 from outreach.notices import choose_contact
 from outreach.outbox import enqueue
 from outreach.providers.base import ContactStopped
-from outreach.providers.scripted import ScriptedProvider
 from outreach.reach import B
 from outreach.sweeps import due_recipients
+from tests.fakes.scripted import ScriptedProvider
 
 DAY = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
 NIGHT = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)  # 22:30 in Shanghai: SMS quiet hours
