@@ -13,8 +13,9 @@ Decisions (also in templates/messages/README.md):
   paused gets a reminder; notices about their own applications still reach them.
   A message that reaches a relative starts with "请转告张伯：" ("For Mr Zhang: ").
 - A kind that must reach the person and reaches nobody opens a staff task to phone them.
-- Each row also carries the SMS wording in `extra` (`sms_body`, `sms_segments`) when it goes
-  to Telegram, so the dispatcher can fall back to SMS without rendering anything.
+- A row for Telegram also carries its SMS copy as fields of its own (`sms_body` with the
+  office's signature and any opt-out line, `sms_segments` counted on it), so the dispatcher
+  falls back to SMS in the SMS wording without rendering anything.
 - One-time codes: urgent, SMS only, no fallback, no footer, expire with the code; nothing
   here logs, and the row says `extra["secret"] = True` so that nothing downstream logs its body.
 """
@@ -93,10 +94,11 @@ def choose_contact(session: Session, beneficiary_id: int, *, prefer: str | None 
     return reach.choose_contact(session, beneficiary_id, message_class=message_class, prefer=prefer)
 
 
-def _fallback_extra(templates: TemplateSet, kind: str, lang: str, context: Mapping[str, Any],
-                    relay_to: str | None) -> dict[str, Any]:
+def sms_copy(templates: TemplateSet, kind: str, lang: str, context: Mapping[str, Any],
+             relay_to: str | None) -> tuple[str, int]:
+    """The SMS wording of a message queued for another channel, and its segments."""
     sms = templates.render(kind, lang, context, "sms", relay_to=relay_to)
-    return {"sms_body": sms.text, "sms_segments": sms.sms.segments if sms.sms else 1}
+    return sms.text, sms.sms.segments if sms.sms else 1
 
 
 def enqueue_notice(
@@ -139,12 +141,12 @@ def enqueue_notice(
     ctx = {**beneficiary_context(beneficiary, lang, now, ts), **context}
     relay_to = str(ctx["salutation"]) if contact.family_member_id is not None else None
     rendered = ts.render(kind, lang, ctx, contact.channel, relay_to=relay_to)
-    extra = _fallback_extra(ts, kind, lang, ctx, relay_to) if contact.channel != "sms" else {}
+    sms_body, sms_segments = sms_copy(ts, kind, lang, ctx, relay_to) if contact.channel != "sms" else (None, None)
     return enqueue(
         session, key=key, kind=kind, message_class=message_class, channel=contact.channel, address=contact.address, body=rendered.text, now=now,
         beneficiary_id=beneficiary.id, contact_id=contact.id, occurrence=occurrence, language=lang,
         segments=rendered.sms.segments if rendered.sms else 1, urgent=urgent, broadcast_id=broadcast_id,
-        not_before=not_before, deadline_at=deadline_at, extra=extra,
+        not_before=not_before, deadline_at=deadline_at, sms_body=sms_body, sms_segments=sms_segments,
     )
 
 
@@ -250,19 +252,26 @@ def broadcast_rows(templates: TemplateSet, staff_text: StaffText, recipients: It
                    broadcast_id: int | None, occurrence: str, kind: str = "staff_broadcast",
                    not_before: datetime | None = None) -> Iterator[dict[str, Any]]:
     """Outbox rows for `outreach.outbox.enqueue_many`: one rendering function per (language,
-    channel), made once; per recipient only the render and the segment count."""
+    channel), made once; per recipient only the render and the segment count (and, for
+    Telegram, the SMS copy a fallback sends)."""
     renderers: dict[tuple[str, str], Any] = {}
+
+    def render(lang: str, channel: str, values: Mapping[str, Any]) -> Any:
+        render_one = renderers.get((lang, channel))
+        if render_one is None:
+            render_one = renderers[(lang, channel)] = templates.broadcast_renderer(staff_text, lang, channel)
+        return render_one(values)
+
     for r in recipients:
         lang = templates.language(r.lang)
-        render_one = renderers.get((lang, r.channel))
-        if render_one is None:
-            render_one = renderers[(lang, r.channel)] = templates.broadcast_renderer(staff_text, lang, r.channel)
-        rendered = render_one(r.values)
+        rendered = render(lang, r.channel, r.values)
+        sms = render(lang, "sms", r.values) if r.channel != "sms" else None
         yield {
             "idempotency_key": idempotency_key(kind, f"b{r.beneficiary_id}", occurrence),
             "kind": kind, "occurrence": occurrence, "beneficiary_id": r.beneficiary_id,
             "contact_id": r.contact_id, "channel": r.channel, "address": r.address, "language": lang,
             "body": rendered.text, "segments": rendered.sms.segments if rendered.sms else 1,
+            "sms_body": sms.text if sms else None, "sms_segments": sms.sms.segments if sms and sms.sms else None,
             "broadcast_id": broadcast_id, "next_attempt_at": not_before,
         }
 

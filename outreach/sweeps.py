@@ -177,13 +177,13 @@ def enqueue_recipients(session: Session, recipients: Iterable[Recipient], *, kin
                        per_person: Callable[[Recipient], dict[str, Any]] | None = None) -> int:
     """Render and enqueue in bulk. Texts are cached by everything they depend on (language,
     channel, salutation, context): a million people share a few thousand salutations, so a
-    sweep renders each distinct text once. Telegram rows carry the SMS wording in `extra`
-    for the dispatcher's fallback, as `notices.enqueue_notice` does."""
-    from outreach.notices import salutation_from
+    sweep renders each distinct text once. Telegram rows carry their SMS copy (`sms_body`,
+    `sms_segments`) for the dispatcher's fallback, as `notices.enqueue_notice` does."""
+    from outreach.notices import salutation_from, sms_copy
 
     ts = ctx.templates
     today = ctx.today
-    cache: dict[tuple[Any, ...], tuple[str, int, dict[str, Any]]] = {}
+    cache: dict[tuple[Any, ...], tuple[str, int, str | None, int | None]] = {}
     rows = []
     for r in recipients:
         lang = ts.language(r.language)
@@ -194,18 +194,15 @@ def enqueue_recipients(session: Session, recipients: Iterable[Recipient], *, kin
         hit = cache.get(ck)
         if hit is None:
             rendered = ts.render(kind, lang, values, r.channel, relay_to=relay)
-            extra: dict[str, Any] = {}
-            if r.channel != "sms":
-                sms = ts.render(kind, lang, values, "sms", relay_to=relay)
-                extra = {"sms_body": sms.text, "sms_segments": sms.sms.segments if sms.sms else 1}
-            hit = cache[ck] = (rendered.text, rendered.sms.segments if rendered.sms else 1, extra)
-        body, segments, extra = hit
+            copy = sms_copy(ts, kind, lang, values, relay) if r.channel != "sms" else (None, None)
+            hit = cache[ck] = (rendered.text, rendered.sms.segments if rendered.sms else 1, *copy)
+        body, segments, sms_body, sms_count = hit
         rows.append({
             "idempotency_key": idempotency_key(kind, f"b{r.beneficiary_id}", occurrence),
             "kind": kind, "occurrence": occurrence, "beneficiary_id": r.beneficiary_id,
             "contact_id": r.contact_id, "channel": r.channel, "address": r.address, "language": lang,
             "body": body, "segments": segments, "next_attempt_at": not_before or ctx.now,
-            "deadline_at": deadline_at, "extra": extra,
+            "deadline_at": deadline_at, "sms_body": sms_body, "sms_segments": sms_count,
         })
     if not rows:
         return 0
