@@ -243,7 +243,10 @@ class NuanxinScheduler:
         def broadcasts() -> Any:
             from outreach.broadcasts import run_due_broadcasts
 
+            from bot.staff_telegram import announce_handoffs
+
             self.replan_if_occasions_changed()
+            announce_handoffs(self.engine, clock=self.clock, settings=self.settings)  # new handoffs to the staff chat
             return run_due_broadcasts(self.engine, clock=self.clock, settings=self.settings)
 
         def staff_summary() -> Any:
