@@ -241,9 +241,8 @@ class NuanxinScheduler:
         from outreach import sweeps
 
         def broadcasts() -> Any:
-            from outreach.broadcasts import run_due_broadcasts
-
             from bot.staff_telegram import announce_handoffs
+            from outreach.broadcasts import run_due_broadcasts
 
             self.replan_if_occasions_changed()
             announce_handoffs(self.engine, clock=self.clock, settings=self.settings)  # new handoffs to the staff chat
