@@ -241,9 +241,11 @@ class NuanxinScheduler:
         from outreach import sweeps
 
         def broadcasts() -> Any:
+            from bot.staff_telegram import announce_handoffs
             from outreach.broadcasts import run_due_broadcasts
 
             self.replan_if_occasions_changed()
+            announce_handoffs(self.engine, clock=self.clock, settings=self.settings)  # new handoffs to the staff chat
             return run_due_broadcasts(self.engine, clock=self.clock, settings=self.settings)
 
         def staff_summary() -> Any:

@@ -29,6 +29,7 @@ from models.people import (
 )
 from models.scheduler import OccasionSetting, SchedulerJobRun, SchedulerLease
 from models.staff import AuditLog, Role, SignInAttempt, StaffSession, StaffToken, StaffUser
+from models.staff_telegram import StaffLinkCode
 
 __all__ = [
     "ArticleState", "KnowledgeArticle", "KnowledgeRevision", "KnowledgeVersion",
@@ -36,6 +37,6 @@ __all__ = [
     "Beneficiary", "BeneficiaryKind", "BeneficiaryStatus", "Broadcast", "BroadcastReview", "BroadcastStatus", "Channel",
     "Contact", "Conversation", "EarlyReceipt", "FamilyMember", "HandoffTicket", "Language", "MessageLog", "OneTimeCode",
     "OccasionSetting", "OutboxEvent", "OutboxMessage", "OutboxStatus", "ReviewStep", "Role", "SchemeMembership",
-    "SignInAttempt", "Stage", "StaffSession", "StaffToken", "StaffUser",
+    "SignInAttempt", "StaffLinkCode", "Stage", "StaffSession", "StaffToken", "StaffUser",
     "SchedulerJobRun", "SchedulerLease", "SurveyAnswer", "Task", "TaskKind", "UTCDateTime", "is_sqlite", "make_engine", "session_scope", "utcnow",
 ]

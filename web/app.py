@@ -46,6 +46,7 @@ ROUTE_MODULES = (
     "web.routes.schedule",
     "web.routes.knowledge",
     "web.routes.simulator",
+    "web.routes.staff_telegram",
 )
 
 # No inline script or style anywhere: the console's CSS and JavaScript are files under /static.

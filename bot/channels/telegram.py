@@ -350,7 +350,9 @@ def create_dispatcher(engine: ConversationEngine, settings: Any = None, *,
     serial = OneAtATimePerChat()
     dp.message.outer_middleware(serial)
     dp.callback_query.outer_middleware(serial)
-    dp.include_routers(*routers())
+    from bot.staff_telegram import router as staff_router
+
+    dp.include_routers(staff_router(), *routers())  # staff commands first: /inbox never reaches the engine
     dp.startup.register(on_polling_start)
     return dp
 

@@ -80,3 +80,23 @@ def test_an_approver_turns_an_occasion_off_and_the_schedule_says_so(console: Con
     page = console.get("/schedule").text
     row_html = page.split('id="occasion-mid_autumn"')[1].split("</tr>")[0]
     assert "不发" in row_html and "approver" in row_html
+
+
+def test_a_telegram_linking_code_is_shown_once_and_kept_only_as_a_hash(console: Console, world: World,
+                                                                        db_engine: Any) -> None:
+    """The page shows `/link CODE` once; the database holds the code's hash, not the code; a
+    second code makes the first unusable; the request is audited."""
+    import re
+
+    from models.staff_telegram import StaffLinkCode
+
+    console.sign_in("viewer")
+    first = re.search(r"/link (\d{8})", console.post("/account/telegram/code", {}, from_page="/account/telegram").text)
+    second = re.search(r"/link (\d{8})", console.post("/account/telegram/code", {}, from_page="/account/telegram").text)
+    assert first and second
+    assert "/link" not in console.get("/account/telegram").text
+    with Session(db_engine) as s:
+        rows = s.exec(select(StaffLinkCode)).all()
+        assert len(rows) == 2 and all(first.group(1) not in r.code_hash for r in rows)
+        assert [r.used_at is None for r in rows] == [False, True]
+        assert len(s.exec(select(AuditLog).where(AuditLog.action == "staff.telegram_code")).all()) == 2

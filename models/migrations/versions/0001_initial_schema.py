@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-01 13:11:42.960867
+Create Date: 2026-12-01 13:41:11.073364
 """
 from alembic import op
 import sqlalchemy as sa
@@ -275,6 +275,20 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('scheme_membership', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_scheme_membership_beneficiary_id'), ['beneficiary_id'], unique=False)
+
+    op.create_table('staff_link_code',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('staff_user_id', sa.Integer(), nullable=False),
+    sa.Column('code_hash', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('expires_at', models.base.UTCDateTime(), nullable=False),
+    sa.Column('used_at', models.base.UTCDateTime(), nullable=True),
+    sa.Column('created_at', models.base.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['staff_user_id'], ['staff_user.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('staff_link_code', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_staff_link_code_code_hash'), ['code_hash'], unique=False)
+        batch_op.create_index(batch_op.f('ix_staff_link_code_staff_user_id'), ['staff_user_id'], unique=False)
 
     op.create_table('staff_session',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
@@ -606,6 +620,11 @@ def downgrade() -> None:
         batch_op.drop_index('ix_staff_session_staff')
 
     op.drop_table('staff_session')
+    with op.batch_alter_table('staff_link_code', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_staff_link_code_staff_user_id'))
+        batch_op.drop_index(batch_op.f('ix_staff_link_code_code_hash'))
+
+    op.drop_table('staff_link_code')
     with op.batch_alter_table('scheme_membership', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_scheme_membership_beneficiary_id'))
 
