@@ -45,8 +45,8 @@ def claim(engine: Engine, channel: str, provider_id: str, *, owner: str, now: da
         inserted = session.execute(
             insert(RECEIPTS).values(channel=channel, provider_id=provider_id, state=InboundState.HANDLING.value,
                                     claimed_by=owner[:128], lease_until=now + lease, received_at=now)
-            .on_conflict_do_nothing(index_elements=["channel", "provider_id"])).rowcount
-        if inserted:
+            .on_conflict_do_nothing(index_elements=["channel", "provider_id"]).returning(c.id)).first()
+        if inserted is not None:
             return Claim.FIRST
         taken_over = session.execute(
             update(RECEIPTS).where(and_(c.channel == channel, c.provider_id == provider_id,
