@@ -113,6 +113,47 @@ class _WebServer:
                                      log_config=uvicorn_log_config(), timeout_graceful_shutdown=3))
 
 
+@dataclass
+class Outbound:
+    """What one process sends with: one limiter per provider (shared through Redis when REDIS_URL
+    is set), the providers, and the one Telegram sender (`telegram`: the Telegram provider, whose
+    Bot also polls or takes webhooks and whose limiter also paces the conversation's replies;
+    None without a token). With `metrics`, the limiters' waits and the providers' sends are
+    measured (outreach/metrics.py)."""
+
+    limits: dict[str, Any]
+    providers: dict[str, Any]
+    telegram: Any = None
+
+    async def close(self) -> None:
+        from outreach.limits import close_limiters
+        from outreach.providers.base import close_provider
+
+        for provider in self.providers.values():
+            with contextlib.suppress(Exception):
+                await close_provider(provider)
+        await close_limiters(self.limits)
+
+
+def build_outbound(settings: Settings, engine: Any, clock: Any, metrics: Any = None) -> Outbound:
+    from outreach.dispatcher import build_providers
+    from outreach.limits import build_limiters
+    from outreach.metrics import measured_limiters, measured_providers
+
+    limits = build_limiters(settings, clock)
+    if metrics is not None:
+        limits = measured_limiters(limits, metrics)
+    providers = build_providers(settings, engine, limits)
+    telegram = providers.get("telegram")
+    if metrics is not None:
+        providers = measured_providers(providers, metrics)
+    if settings.telegram_enabled:  # aiogram only where Telegram is configured
+        from outreach.providers.telegram import TelegramProvider
+
+        return Outbound(limits, providers, telegram if isinstance(telegram, TelegramProvider) else None)
+    return Outbound(limits, providers)
+
+
 def build_conversation_engine(engine: Any, settings: Settings, clock: Any, **kwargs: Any) -> Any:
     from bot.engine import Engine
     from bot.qa import use_database
@@ -191,7 +232,7 @@ def _polling_leadership(engine: Any, clock: Any, owner: str) -> Any:
 
 
 async def _main(role: Role, settings: Settings, host: str, port: int | None) -> int:
-    from outreach.metrics import Metrics, measured_limiters, measured_providers
+    from outreach.metrics import Metrics
 
     parts = PARTS[role]
     clock = SystemClock()
@@ -229,41 +270,29 @@ async def _main(role: Role, settings: Settings, host: str, port: int | None) -> 
         while not server.started and not web.done() and not stop.is_set():
             await asyncio.sleep(0.01)
 
-    limiters: dict[str, Any] = {}
-    providers: dict[str, Any] = {}
+    outbound: Outbound | None = None
     if parts.dispatcher or parts.conversation:
         # The providers' libraries (aiogram, twilio) take a while to import: off the event loop.
         await asyncio.to_thread(_import_providers, settings)
-        from outreach.dispatcher import build_providers
-        from outreach.limits import build_limiters, close_limiters
-        from outreach.providers.base import close_provider
-
         # One limiter per provider for the whole process: the dispatcher's broadcasts and the
         # conversation's replies take slots of the same one (and of every process's, with Redis).
-        limiters = measured_limiters(build_limiters(settings, clock), metrics)
-        providers = measured_providers(build_providers(settings, engine, limiters), metrics)
+        outbound = build_outbound(settings, engine, clock, metrics)
         if app is not None:
-            app.state.providers = providers
-
-        async def close_sending() -> None:
-            for provider in providers.values():
-                with contextlib.suppress(Exception):
-                    await close_provider(provider)
-            await close_limiters(limiters)
-
-        process.closers.append(close_sending)
+            app.state.providers = outbound.providers
+        process.closers.append(outbound.close)
 
     telegram = None
-    if app is not None and settings.telegram_enabled:
+    if app is not None and outbound is not None and outbound.telegram is not None:
         telegram = asyncio.create_task(_start_telegram(role, app, settings, engine, clock, owner, bot_engine,
-                                                       app.state.inbound_limits, metrics, process),
-                                       name="telegram-start")
+                                                       outbound.telegram, app.state.inbound_limits, metrics,
+                                                       process), name="telegram-start")
 
     dispatcher = None
     if parts.dispatcher:
         from outreach.dispatcher import Dispatcher
 
-        dispatcher = Dispatcher(engine, providers, clock, settings, owner=owner, limits=limiters)
+        assert outbound is not None
+        dispatcher = Dispatcher(engine, outbound.providers, clock, settings, owner=owner, limits=outbound.limits)
         process.tasks.append(asyncio.create_task(dispatcher.run(stop), name="dispatcher"))
 
     scheduler_task = None
@@ -353,23 +382,19 @@ def _code_limit(inbound_limits: Any) -> dict[str, Any]:
 
 
 async def _start_telegram(role: Role, app: Any, settings: Settings, engine: Any, clock: Any, owner: str,
-                          bot_engine: Any, inbound_limits: Any, metrics: Any, process: _Process) -> None:
-    """Telegram once the web is up: aiogram is imported in a thread (its models take seconds to
-    build), then polling starts under the polling lock, or (`nuanxin run` in webhook mode) the
-    webhook is set; until then a webhook update is answered 503 and Telegram delivers it again."""
+                          bot_engine: Any, sender: Any, inbound_limits: Any, metrics: Any, process: _Process) -> None:
+    """Telegram once the web is up: the process's one Telegram sender (`sender`, the provider)
+    lends its Bot to polling and webhooks and paces the replies; polling starts under the
+    polling lock, or (`nuanxin run` in webhook mode) the webhook is set. Until then a webhook
+    update is answered 503 and Telegram delivers it again."""
     await asyncio.to_thread(__import__, "bot.channels.telegram")
-    from bot.channels.telegram import create_bot, create_dispatcher, set_webhook
+    from bot.channels.telegram import create_dispatcher, set_webhook
     from bot.inbound_limits import TelegramInboundGate
 
-    bot = create_bot(settings)
-    dispatcher = create_dispatcher(bot_engine, settings)
+    bot = sender.bot
+    dispatcher = create_dispatcher(bot_engine, settings, reply_sender=sender)
     dispatcher.update.outer_middleware(TelegramInboundGate(inbound_limits, metrics))
     app.state.telegram_bot, app.state.telegram_dispatcher = bot, dispatcher
-
-    async def close_bot() -> None:
-        await bot.session.close()
-
-    process.closers.append(close_bot)
     if settings.telegram_mode == "polling":
         leadership = _polling_leadership(engine, clock, owner)
         process.tasks.append(asyncio.create_task(

@@ -229,6 +229,9 @@ class MeasuredLimiter(Limiter):
     async def pause(self, seconds: float) -> None:
         await self.inner.pause(seconds)
 
+    async def ready(self) -> bool:
+        return await self.inner.ready()
+
     async def close(self) -> None:
         await self.inner.close()
 

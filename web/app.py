@@ -45,7 +45,9 @@ ROUTE_MODULES = (
     "web.routes.staff",
     "web.routes.broadcasts",
     "web.routes.outbox",
-    "web.routes.outreach",
+    "web.routes.schedule",
+    "web.routes.knowledge",
+    "web.routes.simulator",
 )
 
 # No inline script or style anywhere: the console's CSS and JavaScript are files under /static.

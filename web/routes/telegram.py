@@ -25,7 +25,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 
 from bot import inbound
 from outreach.metrics import metrics_of
@@ -39,20 +39,20 @@ MAX_UPDATE_BYTES = 1024 * 1024
 RETRY_AFTER_S = 5
 
 
-def _secret_ok(expected: str, given: str | None) -> bool:
-    if not expected or given is None:
-        return False
-    return hmac.compare_digest(expected.encode(), given.encode())
+def from_telegram(request: Request) -> None:
+    """The dependency of the Telegram webhook: the secret token setWebhook was given, or 403."""
+    expected = request.app.state.settings.telegram_webhook_secret
+    given = request.headers.get(SECRET_HEADER)
+    if not expected or given is None or not hmac.compare_digest(expected.encode(), given.encode()):
+        log.warning("telegram webhook: missing or wrong secret token, refused")
+        metrics_of(request.app.state).messages_in.labels(channel="telegram", status="refused").inc()
+        raise HTTPException(403, "forbidden")
 
 
-@router.post(PATH)
+@router.post(PATH, dependencies=[Depends(from_telegram)])
 async def telegram_update(request: Request) -> Response:
     state = request.app.state
     counted = metrics_of(state).messages_in
-    if not _secret_ok(state.settings.telegram_webhook_secret, request.headers.get(SECRET_HEADER)):
-        log.warning("telegram webhook: missing or wrong secret token, refused")
-        counted.labels(channel="telegram", status="refused").inc()
-        return Response("forbidden", status_code=403, media_type="text/plain")
     body = await request.body()
     if len(body) > MAX_UPDATE_BYTES:
         return Response("update too large", status_code=413, media_type="text/plain")

@@ -1,4 +1,5 @@
-// Outreach pages: the composer's live count and preview, and progress that refreshes itself.
+// Outreach pages: live previews (the composer's count and message, a knowledge article's
+// answer), and progress that refreshes itself.
 // Everything works without JavaScript (the forms post and the page comes back); this only
 // saves the clicks. No inline script: the console's CSP allows files from /static only.
 (function () {
@@ -17,8 +18,8 @@
     });
   }
 
-  function setUpComposer(form) {
-    var target = document.getElementById("compose-result");
+  function setUpPreview(form) {
+    var target = document.getElementById(form.getAttribute("data-target") || "compose-result");
     var url = form.getAttribute("data-preview");
     var pending = null;
     var refresh = debounce(function () {
@@ -64,8 +65,9 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
-    var form = document.getElementById("compose");
-    if (form) { setUpComposer(form); }
+    document.querySelectorAll("form[data-preview]").forEach(setUpPreview);
     document.querySelectorAll("[data-refresh]").forEach(setUpRefresh);
+    // A conversation opens at its latest message.
+    document.querySelectorAll("[data-scroll-end]").forEach(function (el) { el.scrollTop = el.scrollHeight; });
   });
 }());

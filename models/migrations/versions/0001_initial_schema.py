@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-01 12:50:44.981397
+Create Date: 2026-12-01 13:23:50.432210
 """
 from alembic import op
 import sqlalchemy as sa
