@@ -79,6 +79,11 @@ T: dict[str, dict[str, str]] = {
         "zh-Hans": "您一直在接收通知，不用恢复。",
         "en": "You are already subscribed.",
     },
+    "too_many_messages": {
+        "zh-Hans": "您的消息我们都收到了。短时间内消息太多，先暂停一下：请{wait}再发。有急事请打{phone}。",
+        "en": "We have your messages. There were too many in a short time, so we are pausing: please write "
+              "again {wait}. For anything urgent, call {phone}.",
+    },
     "handoff_done": {
         "zh-Hans": "已转给工作人员（编号{ticket}），一般1个工作日内在这里回复您，最晚{reply_by}。",
         "en": "Passed to our staff (ticket {ticket}). They usually reply here within 1 working day, "

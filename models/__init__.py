@@ -15,6 +15,7 @@ from models.base import UTCDateTime, utcnow
 from models.broadcasts import BroadcastReview, ReviewStep
 from models.conversations import Conversation, MessageLog, OneTimeCode
 from models.db import is_sqlite, make_engine, session_scope
+from models.inbound import InboundReceipt, InboundState
 from models.knowledge import ArticleState, KnowledgeArticle, KnowledgeRevision, KnowledgeVersion
 from models.outbox import Broadcast, BroadcastStatus, EarlyReceipt, OutboxEvent, OutboxMessage, OutboxStatus
 from models.people import (
@@ -35,7 +36,7 @@ __all__ = [
     "ArticleState", "KnowledgeArticle", "KnowledgeRevision", "KnowledgeVersion",
     "Application", "ApplicationDocument", "ApplicationStageChange", "ApplicationType", "AuditLog",
     "Beneficiary", "BeneficiaryKind", "BeneficiaryStatus", "Broadcast", "BroadcastReview", "BroadcastStatus", "Channel",
-    "Contact", "Conversation", "EarlyReceipt", "FamilyMember", "HandoffTicket", "Language", "MessageLog", "OneTimeCode",
+    "Contact", "Conversation", "EarlyReceipt", "FamilyMember", "HandoffTicket", "InboundReceipt", "InboundState", "Language", "MessageLog", "OneTimeCode",
     "OccasionSetting", "OutboxEvent", "OutboxMessage", "OutboxStatus", "ReviewStep", "Role", "SchemeMembership",
     "SignInAttempt", "StaffLinkCode", "Stage", "StaffSession", "StaffToken", "StaffUser",
     "SchedulerJobRun", "SchedulerLease", "SurveyAnswer", "Task", "TaskKind", "UTCDateTime", "is_sqlite", "make_engine", "session_scope", "utcnow",

@@ -31,6 +31,8 @@ ROUTE_MODULES = (
     "web.routes.twilio_sms",
     "web.routes.twilio_status",
     "web.routes.telegram",
+    "web.routes.health",
+    "web.routes.metrics",
     "web.routes.login",
     "web.routes.account",
     "web.routes.dashboard",
