@@ -22,13 +22,13 @@ from models.staff import StaffUser
 from outreach import broadcasts as bc
 from outreach.dispatcher import Dispatcher
 from outreach.notices import enqueue_notice
-from outreach.providers.fake_telegram import FakeTelegram
-from outreach.providers.fake_twilio import FakeTwilio
 from outreach.providers.telegram import TelegramProvider
 from outreach.providers.twilio import TwilioProvider
 from outreach.sms_text import sms_length
 from outreach.templates import TemplateSet
 from settings import Settings
+from tests.fakes.fake_telegram import FakeTelegram
+from tests.fakes.fake_twilio import FakeTwilio
 
 TOKEN = "424242:FALLBACK"
 OFFICE = "白沙退役军人服务站"
