@@ -10,6 +10,7 @@ from models.applications import (
     SurveyAnswer,
     Task,
     TaskKind,
+    TaskNote,
 )
 from models.base import UTCDateTime, utcnow
 from models.conversations import Conversation, MessageLog, OneTimeCode
@@ -34,5 +35,5 @@ __all__ = [
     "Contact", "Conversation", "EarlyReceipt", "FamilyMember", "HandoffTicket", "Language", "MessageLog", "OneTimeCode",
     "OutboxEvent", "OutboxMessage", "OutboxStatus", "Role", "SchemeMembership", "SignInAttempt", "Stage",
     "StaffSession", "StaffToken", "StaffUser",
-    "SchedulerJobRun", "SchedulerLease", "SurveyAnswer", "Task", "TaskKind", "UTCDateTime", "is_sqlite", "make_engine", "session_scope", "utcnow",
+    "SchedulerJobRun", "SchedulerLease", "SurveyAnswer", "Task", "TaskKind", "TaskNote", "UTCDateTime", "is_sqlite", "make_engine", "session_scope", "utcnow",
 ]

@@ -65,6 +65,10 @@ class Beneficiary(SQLModel, table=True):
     deceased_on: date | None = None
     moved_on: date | None = None
     last_certified_on: date | None = None
+    # Set while a reported death, move or contact change awaits staff verification: no
+    # proactive outreach meanwhile (replies to what the person asked are still sent).
+    outreach_paused_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    outreach_paused_reason: str | None = Field(default=None, max_length=200)
     # Veterans' fields (seed 003).
     enlistment_date: date | None = None
     discharge_date: date | None = None

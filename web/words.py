@@ -63,6 +63,15 @@ STAFF_LABELS: dict[str, dict[str, tuple[str, str]]] = {
         "done": ("已完成", "Done"),
         "cancelled": ("已取消", "Cancelled"),
     },
+    "task_outcome": {
+        "done": ("已办好", "Done"),
+        "certified": ("已完成认证", "Certified"),
+        "not_certified": ("未能认证", "Not certified"),
+        "could_not_reach": ("联系不上", "Could not reach them"),
+        "not_needed": ("不需要办", "Not needed"),
+        "confirmed": ("核实属实", "Confirmed"),
+        "not_confirmed": ("核实不属实", "Not true"),
+    },
     "ticket_status": {
         "open": ("待回复", "Waiting for an answer"),
         "answered": ("已回复", "Answered"),

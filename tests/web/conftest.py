@@ -36,6 +36,7 @@ class World:
 
     staff: dict[str, int]
     person: int
+    contact: int
     application: int
     ticket: int
     task: int
@@ -51,7 +52,8 @@ def build_world(engine: Engine) -> World:
                              district="蓬江区", street="白沙街道", community="白沙社区", sex="M")
         s.add(person)
         s.flush()
-        s.add(Contact(beneficiary_id=person.id, channel="sms", address="+8613800138000", verified=True))
+        contact = Contact(beneficiary_id=person.id, channel="sms", address="+8613800138000", verified=True)
+        s.add(contact)
         app = Application(reference="NX-2026-000042", type="veteran_insurance", beneficiary_id=person.id,
                           stage="accepted", channel="sms")
         ticket = HandoffTicket(channel="sms", address="+8613800138000", beneficiary_id=person.id,
@@ -63,7 +65,7 @@ def build_world(engine: Engine) -> World:
                               created_by=users["composer"].id)
         s.add(broadcast)
         s.commit()
-        return World(staff={r: u.id for r, u in users.items()}, person=person.id,  # type: ignore[misc]
+        return World(staff={r: u.id for r, u in users.items()}, person=person.id, contact=contact.id,  # type: ignore[misc]
                      application=app.id, ticket=ticket.id, task=task.id, broadcast=broadcast.id)  # type: ignore[arg-type]
 
 

@@ -29,8 +29,25 @@ PERMISSIONS: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/applications/{app_id}/stage"): frozenset({"caseworker"}),
     ("GET", "/tickets"): CASE_READ,
     ("POST", "/tickets/{ticket_id}/reply"): frozenset({"caseworker"}),
+    ("GET", "/people"): CASE_READ,
+    ("GET", "/people/{person_id}"): CASE_READ,
+    ("POST", "/people/{person_id}/certification"): frozenset({"caseworker"}),
+    ("POST", "/people/{person_id}/move"): frozenset({"caseworker"}),
+    ("POST", "/people/{person_id}/death"): frozenset({"caseworker"}),
+    ("POST", "/people/{person_id}/contacts"): frozenset({"caseworker"}),
+    ("POST", "/people/{person_id}/contacts/{contact_id}"): frozenset({"caseworker"}),
     ("GET", "/tasks"): CASE_READ,
+    ("GET", "/tasks/{task_id}"): CASE_READ,
     ("POST", "/tasks/{task_id}/done"): frozenset({"caseworker"}),
+    ("POST", "/tasks/{task_id}/note"): frozenset({"caseworker"}),
+    ("POST", "/tasks/{task_id}/assign"): frozenset({"caseworker"}),
+    ("POST", "/tasks/{task_id}/confirm"): frozenset({"caseworker"}),
+    ("POST", "/tasks/{task_id}/reject"): frozenset({"caseworker"}),
+    ("GET", "/import"): frozenset(),
+    ("POST", "/import"): frozenset(),
+    ("GET", "/import/{token}"): frozenset(),
+    ("POST", "/import/{token}/confirm"): frozenset(),
+    ("GET", "/import/{token}/report.csv"): frozenset(),
     ("GET", "/audit"): frozenset({"approver"}),
     ("GET", "/staff"): frozenset(),
     ("POST", "/staff"): frozenset(),
@@ -72,7 +89,9 @@ def _declares_roles(route: APIRoute) -> bool:
 
 def _concrete(path: str, world: World, role: str) -> str:
     ids = {"app_id": world.application, "ticket_id": world.ticket, "task_id": world.task,
-           "user_id": world.staff["viewer"], "broadcast_id": world.broadcast, "token_id": 1}
+           "person_id": world.person, "contact_id": world.contact,
+           "user_id": world.staff["viewer"], "broadcast_id": world.broadcast, "token_id": 1,
+           "token": "no-such-upload-token"}
     return re.sub(r"\{(\w+)\}", lambda m: str(ids[m.group(1)]), path)
 
 
