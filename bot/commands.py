@@ -14,7 +14,6 @@ from bot.tickets import TicketError, draft_article, reply_to_ticket, ticket_summ
 tickets_app = typer.Typer(help="Questions the bot passed to staff: list, answer, turn into articles.",
                           no_args_is_help=True)
 
-DRAFTS_DIR = Path(__file__).resolve().parent.parent / "knowledge" / "drafts"
 
 
 def _settings() -> Any:
@@ -73,7 +72,9 @@ def chat(
         return
     typer.echo("暖心 nuanxin console. Ctrl-D to quit. / 按 Ctrl-D 退出。")
     if sys.stdin.isatty():
+        seen = _show_delivered(db, address, 0, show=False)  # from now on
         while True:
+            seen = _show_delivered(db, address, seen)
             try:
                 line = input("> ")
             except (EOFError, KeyboardInterrupt):
@@ -85,6 +86,23 @@ def chat(
     else:
         run_lines(engine.handle, sys.stdin, address, typer.echo, lang)
     _ = CHANNEL
+
+
+def _show_delivered(db: Any, address: str, after_id: int, *, show: bool = True) -> int:
+    """Print what was delivered to this console conversation through the outbox since `after_id`
+    (a staff member's answer, a notice); returns the last message id seen."""
+    from sqlmodel import Session, col, select
+
+    from models.conversations import MessageLog
+
+    with Session(db) as s:
+        rows = s.exec(select(MessageLog).where(MessageLog.channel == "console", MessageLog.address == address,
+                                               MessageLog.direction == "out", col(MessageLog.outbox_id).is_not(None),
+                                               col(MessageLog.id) > after_id).order_by(col(MessageLog.id))).all()
+        last = s.exec(select(MessageLog.id).order_by(col(MessageLog.id).desc())).first() or 0
+    for row in rows if show else ():
+        typer.echo(row.text + "\n")
+    return max(last, after_id)
 
 
 def link_console(db: Any, engine: Any, phone: str, session: str) -> str:
@@ -165,18 +183,22 @@ def tickets_reply(
 @tickets_app.command("draft-article")
 def tickets_draft_article(
     ticket_id: int = typer.Argument(..., help="An answered ticket."),
-    out_dir: Path = typer.Option(DRAFTS_DIR, "--out", help="Where drafts go (knowledge/drafts/)."),
+    username: str | None = typer.Option(None, "--as", help="Your staff username (your password is asked), "
+                                                          "or set NUANXIN_STAFF_TOKEN."),
 ) -> None:
-    """Turn a staff answer into a knowledge-article draft for review (not used until reviewed)."""
+    """Turn a staff answer into a knowledge-article draft in the database, for review (it
+    answers nothing until reviewed: `nuanxin knowledge review`)."""
+    from cli import authenticate_staff
     from models.clock import SystemClock
 
     db = _db(_settings())
+    username = authenticate_staff(username, engine=db)
     try:
-        path = draft_article(db, ticket_id, out_dir, SystemClock().now().date().isoformat())
+        record = draft_article(db, ticket_id, username, SystemClock().now())
     except TicketError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
-    typer.echo(str(path))
+    typer.echo(f"draft {record.article_id} ({record.language}) saved for review")
 
 
 def register(app: typer.Typer) -> None:

@@ -15,7 +15,7 @@ from sqlmodel import Session, col, select
 
 from models.applications import Application, ApplicationStageChange, Stage, Task
 from models.base import utcnow
-from models.outbox import OutboxEvent, OutboxMessage, OutboxStatus
+from models.outbox import OutboxMessage, OutboxStatus
 from models.people import Beneficiary, BeneficiaryStatus, Contact
 from models.phone import mask_phone
 
@@ -33,29 +33,26 @@ def masked_address(contact: Contact) -> str:
     return mask_phone(contact.address) if contact.channel == "sms" else contact.address
 
 
-def _suppress_queued(session: Session, where: Any, reason: str, now: datetime) -> int:
-    """Suppress queued (not yet claimed) outbox rows matching `where`; record each change."""
-    rows = session.exec(select(OutboxMessage).where(OutboxMessage.status == OutboxStatus.QUEUED.value, where)).all()
-    for row in rows:
-        assert row.id is not None  # a stored row
-        session.add(OutboxEvent(outbox_id=row.id, from_status=row.status,
-                                to_status=OutboxStatus.SUPPRESSED.value, reason=reason, at=now))
-        row.status = OutboxStatus.SUPPRESSED.value
-        row.error = reason
-        session.add(row)
-    return len(rows)
+def _suppress_stopped(session: Session, where: Any, now: datetime) -> None:
+    """Queued outbox rows matching `where` that the contact rule now stops are suppressed, each
+    change recorded (the outbox owns its states; outreach depends on models, not the reverse)."""
+    from outreach.outbox import suppress_stopped
+
+    session.flush()  # the rule reads the change just made
+    suppress_stopped(session, where, now)
 
 
 def opt_out(session: Session, contact: Contact, *, reason: str, actor: str, now: datetime | None = None) -> bool:
-    """Stop every proactive message to this address at once. Returns False if already opted out."""
+    """Stop proactive messages to this address at once (what the person asked for, and notices
+    about their own applications, still go: outreach/reach.py). Returns False if already opted out."""
     now = now or utcnow()
     if contact.opted_out_at is not None:
         return False
     contact.opted_out_at = now
     contact.opted_out_reason = reason[:200]
     session.add(contact)
-    _suppress_queued(session, (OutboxMessage.channel == contact.channel) & (OutboxMessage.address == contact.address),
-                     f"opted out: {reason}", now)
+    _suppress_stopped(session, (col(OutboxMessage.channel) == contact.channel)
+                      & (col(OutboxMessage.address) == contact.address), now)
     audit(session, actor, "contact.opt_out", "contact", contact.id,
           {"channel": contact.channel, "address": masked_address(contact), "reason": reason}, now)
     return True
@@ -121,7 +118,7 @@ def record_death(session: Session, beneficiary: Beneficiary, *, died_on: date, a
         beneficiary.deceased_on = died_on
         beneficiary.updated_at = now
         session.add(beneficiary)
-        _suppress_queued(session, OutboxMessage.beneficiary_id == beneficiary.id, "beneficiary deceased", now)
+        _suppress_stopped(session, col(OutboxMessage.beneficiary_id) == beneficiary.id, now)
         audit(session, actor, "beneficiary.deceased", "beneficiary", beneficiary.id,
               {"died_on": died_on.isoformat(), "reported_by": reported_by, "evidence": evidence[:200],
                "reason": reason[:500]}, now)
@@ -137,9 +134,12 @@ def record_certification(session: Session, beneficiary: Beneficiary, *, on: date
     beneficiary.last_certified_on = on
     beneficiary.updated_at = now
     session.add(beneficiary)
-    _suppress_queued(session, (col(OutboxMessage.beneficiary_id) == beneficiary.id)
-                     & col(OutboxMessage.kind).startswith("cert_reminder"),
-                     "certification recorded", now)
+    from outreach.outbox import move_where
+
+    move_where(session, (col(OutboxMessage.beneficiary_id) == beneficiary.id)
+               & col(OutboxMessage.kind).startswith("cert_reminder"), from_status=OutboxStatus.QUEUED,
+               to=OutboxStatus.SUPPRESSED, reason="certification recorded", at=now,
+               values={"error": "certification recorded"})
     session.execute(update(Task).where(col(Task.beneficiary_id) == beneficiary.id, col(Task.kind) == "home_visit",
                                        col(Task.status) == "open").values(status="done", closed_at=now))
     audit(session, actor, "beneficiary.certified", "beneficiary", beneficiary.id,
@@ -224,7 +224,7 @@ def invite_to_survey(session: Session, application: Application, *, now: datetim
     idle conversation at the survey's first question, so that a bare "5" in reply is a score
     (and not menu item 5). A person in the middle of another flow is left there: they can
     still rate from the menu. Returns True when the invitation was queued."""
-    from models.conversations import Conversation
+    from bot.conversations import offer_flow
     from outreach.notices import choose_contact, enqueue_notice
 
     beneficiary = session.get(Beneficiary, application.beneficiary_id)
@@ -240,21 +240,9 @@ def invite_to_survey(session: Session, application: Application, *, now: datetim
         return False
     if contact.family_member_id is not None:
         return True  # a relative's phone: they are asked to pass it on, not put into a flow
-    conversation = session.exec(select(Conversation).where(Conversation.channel == contact.channel,
-                                                           Conversation.address == contact.address)).first()
-    if conversation is None:
-        conversation = Conversation(channel=contact.channel, address=contact.address,
-                                    beneficiary_id=beneficiary.id, language=beneficiary.language, created_at=now)
-    elif conversation.flow is not None:
-        return True
-    data = dict(conversation.data or {})
-    data["start_args"] = {"application_id": application.id}
-    data["tmp"] = {"application_id": application.id}
-    conversation.flow, conversation.step, conversation.history = SURVEY_FLOW, SURVEY_FIRST_STEP, []
-    conversation.data = data
-    conversation.version += 1
-    conversation.updated_at = now
-    session.add(conversation)
+    offer_flow(session, channel=contact.channel, address=contact.address, flow=SURVEY_FLOW, step=SURVEY_FIRST_STEP,
+               beneficiary_id=beneficiary.id, language=beneficiary.language, now=now,  # type: ignore[arg-type]
+               args={"application_id": application.id}, subject_application_id=application.id)
     return True
 
 
@@ -405,7 +393,7 @@ def record_move(session: Session, beneficiary: Beneficiary, *, actor: str, reaso
         beneficiary.moved_on = moved_on or now.date()
         beneficiary.updated_at = now
         session.add(beneficiary)
-        _suppress_queued(session, OutboxMessage.beneficiary_id == beneficiary.id, "beneficiary moved away", now)
+        _suppress_stopped(session, col(OutboxMessage.beneficiary_id) == beneficiary.id, now)
         audit(session, actor, "beneficiary.moved", "beneficiary", beneficiary.id,
               {"moved_on": beneficiary.moved_on.isoformat(), "reason": reason[:500]}, now)
         return
@@ -530,3 +518,11 @@ def assign_ticket(session: Session, ticket: Any, staff_id: int | None, *, actor:
     ticket.assigned_staff_id = staff_id
     session.add(ticket)
     audit(session, actor, "ticket.assign", "handoff_ticket", ticket.id, {"to": staff_id}, now)
+
+
+def check_document(session: Session, document: Any, checked: bool, *, actor: str, now: datetime) -> None:
+    """Staff tick (or untick) one line of an application's document checklist: they have seen it."""
+    document.checked_by, document.checked_at = (actor, now) if checked else (None, None)
+    session.add(document)
+    audit(session, actor, "application.document_checked", "application", document.application_id,
+          {"document": document.code, "checked": checked}, now)

@@ -99,7 +99,7 @@ def register(app: typer.Typer) -> None:
                 b = create_broadcast(session, author=_user(session, who), title=title, audience=json.loads(audience),
                                      text=body, template_kind=template, template_context=json.loads(context),
                                      scheduled_for=_when(at, settings.tz), now=clock.now(),
-                                     templates=templates_for(settings))
+                                     templates=templates_for(settings), settings=settings)
                 bid = b.id
         except (BroadcastRefused, ValidationError, json.JSONDecodeError) as exc:
             _refused(exc)
@@ -162,7 +162,7 @@ def register(app: typer.Typer) -> None:
                     broadcast, user = _broadcast(session, broadcast_id), _user(session, who)
                     when = _when(at, settings.tz)
                     assert when is not None  # `at` is not empty: a time, or _when exited
-                    b = schedule_broadcast(session, broadcast, actor=user, at=when, now=clock.now())
+                    b = schedule_broadcast(session, broadcast, actor=user, at=when, now=clock.now(), settings=settings)
                     typer.echo(f"broadcast {broadcast_id} {b.status} for {when.astimezone(settings.tz)}")
                 return
             with session_scope(engine) as session:

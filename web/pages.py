@@ -147,6 +147,7 @@ def render(request: Request, name: str, staff: SignedIn | None, *, status_code: 
         current_path=request.url.path,
         time=lambda value, with_year=True: fmt_time(value, tz, with_year),
         money=fmt_money, query_with=lambda **kw: query_with(request, **kw),
+        age=lambda seconds: age_words(seconds, lang),
         today=request.app.state.clock.now().astimezone(tz).date(),
         L=lambda group, code: label(group, code, lang),
         options=lambda group: choices(group, lang),

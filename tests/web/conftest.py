@@ -12,7 +12,7 @@ from httpx import Response
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from models.applications import Application, HandoffTicket, Task
+from models.applications import Application, ApplicationDocument, HandoffTicket, Task
 from models.clock import FakeClock
 from models.outbox import Broadcast
 from models.people import Beneficiary, Contact
@@ -38,6 +38,7 @@ class World:
     person: int
     contact: int
     application: int
+    document: int
     ticket: int
     task: int
     broadcast: int
@@ -61,12 +62,15 @@ def build_world(engine: Engine) -> World:
         task = Task(kind="home_visit", beneficiary_id=person.id, priority=5)
         s.add_all([app, ticket, task])
         s.flush()
+        document = ApplicationDocument(application_id=app.id, code="discharge_form", received=True)
+        s.add(document)
+        s.flush()
         broadcast = Broadcast(title="重阳节活动通知", body={"zh-Hans": "重阳节社区有活动。"}, status="pending_approval",
                               created_by=users["composer"].id)
         s.add(broadcast)
         s.commit()
         return World(staff={r: u.id for r, u in users.items()}, person=person.id, contact=contact.id,  # type: ignore[misc]
-                     application=app.id, ticket=ticket.id, task=task.id, broadcast=broadcast.id)  # type: ignore[arg-type]
+                     application=app.id, document=document.id, ticket=ticket.id, task=task.id, broadcast=broadcast.id)  # type: ignore[arg-type]
 
 
 class Console:

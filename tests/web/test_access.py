@@ -27,8 +27,14 @@ PERMISSIONS: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/applications"): CASE_READ,
     ("GET", "/applications/{app_id}"): CASE_READ,
     ("POST", "/applications/{app_id}/stage"): frozenset({"caseworker"}),
+    ("POST", "/applications/{app_id}/documents/{doc_id}"): frozenset({"caseworker"}),
+    ("GET", "/applications/{app_id}/documents/{doc_id}/file"): CASE_READ,
     ("GET", "/tickets"): CASE_READ,
+    ("GET", "/tickets/{ticket_id}"): CASE_READ,
     ("POST", "/tickets/{ticket_id}/reply"): frozenset({"caseworker"}),
+    ("POST", "/tickets/{ticket_id}/close"): frozenset({"caseworker"}),
+    ("POST", "/tickets/{ticket_id}/assign"): frozenset({"caseworker"}),
+    ("POST", "/tickets/{ticket_id}/draft"): frozenset({"caseworker"}),
     ("GET", "/people"): CASE_READ,
     ("GET", "/people/{person_id}"): CASE_READ,
     ("POST", "/people/{person_id}/certification"): frozenset({"caseworker"}),
@@ -49,6 +55,7 @@ PERMISSIONS: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/import/{token}/confirm"): frozenset(),
     ("GET", "/import/{token}/report.csv"): frozenset(),
     ("GET", "/audit"): frozenset({"approver"}),
+    ("GET", "/audit.csv"): frozenset({"approver"}),
     ("GET", "/staff"): frozenset(),
     ("POST", "/staff"): frozenset(),
     ("POST", "/staff/{user_id}/roles"): frozenset(),
@@ -91,7 +98,8 @@ def _concrete(path: str, world: World, role: str) -> str:
     ids = {"app_id": world.application, "ticket_id": world.ticket, "task_id": world.task,
            "person_id": world.person, "contact_id": world.contact,
            "user_id": world.staff["viewer"], "broadcast_id": world.broadcast, "token_id": 1,
-           "token": "no-such-upload-token"}
+           "token": "no-such-upload-token",
+           "doc_id": world.document}
     return re.sub(r"\{(\w+)\}", lambda m: str(ids[m.group(1)]), path)
 
 

@@ -29,7 +29,7 @@ from models.staff import Role, StaffUser
 from web.pages import CASEWORK, paging, render, today_in_office
 from web.routes.login import safe_next
 from web.security import SignedIn, flash, require
-from web.words import N_, STAFF_LABELS, ui
+from web.words import N_, codes, ui
 
 router = APIRouter(include_in_schema=False)
 CASEWORKER = require(Role.CASEWORKER)
@@ -67,7 +67,7 @@ def tasks(request: Request, status: str = "open", kind: str = "", community: str
     return render(request, "tasks.html", staff, rows=rows, status=status, kind=kind, community=community,
                   assignee=assignee, pages=pages, communities=communities, staff_rows=staff_rows,
                   staff_names={u.id: u.shown_name for u in staff_rows},
-                  kinds=list(STAFF_LABELS["task_kind"]), verify_tasks=VERIFY_TASKS)
+                  kinds=list(codes("task_kind")), verify_tasks=VERIFY_TASKS)
 
 
 @router.get("/tasks/{task_id}")
