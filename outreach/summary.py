@@ -9,6 +9,7 @@ template with the extra lines below it.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -103,19 +104,25 @@ def summary_text(figures: dict[str, Any], templates: Any, lang: str = "zh-Hans")
         "day": date.fromisoformat(figures["day"]), **{k: figures[k] for k in (
             "new_tickets", "open_tickets", "overdue_tickets", "applications_waiting", "open_tasks", "sent",
             "failed")}}, "telegram").text
+    from bot.words import staff_label
+
+    def kinds(group: str, counts: dict[str, int]) -> str:
+        # Staff read words, not codes: "上门认证 208", not "home_visit 208".
+        # Outbox kinds may carry a step (cert_reminder_30, _7, _1): the words are the kind's.
+        return "，".join(f"{staff_label(group, re.sub(r'_[0-9]+$', '', k), lang)} {v}"
+                        for k, v in sorted(counts.items()))
+
     lines = [head,
              f"今日待发消息：{figures['due_today']}"
-             + (f"（{'，'.join(f'{k} {v}' for k, v in sorted(figures['due_today_by_kind'].items()))}）"
-                if figures["due_today_by_kind"] else ""),
+             + (f"（{kinds('message_kind', figures['due_today_by_kind'])}）" if figures["due_today_by_kind"] else ""),
              f"今日到期资格认证：{figures['certifications_due_today']}",
              f"昨日退订：{figures['opted_out']}",
              f"新开任务：{figures['tasks_opened']}"
-             + (f"（{'，'.join(f'{k} {v}' for k, v in sorted(figures['tasks_opened_by_kind'].items()))}）"
-                if figures["tasks_opened_by_kind"] else "")]
+             + (f"（{kinds('task_kind', figures['tasks_opened_by_kind'])}）" if figures["tasks_opened_by_kind"] else "")]
     if figures["failed_by_reason"]:
         lines.append("失败原因：" + "，".join(f"{k} {v}" for k, v in sorted(figures["failed_by_reason"].items())))
     for s in figures["stuck_applications"][:10]:
-        lines.append(f"· 超时申请 {s['reference']}（{s['stage']}）")
+        lines.append(f"· 超时申请 {s['reference']}（{staff_label('stage', s['stage'], lang)}）")
     if len(figures["stuck_applications"]) > 10:
         lines.append(f"· …另有 {len(figures['stuck_applications']) - 10} 件")
     return "\n".join(lines)
