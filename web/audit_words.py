@@ -100,6 +100,8 @@ def describe(row: AuditLog, names: Mapping[tuple[str, str], str], lang: str) -> 
     if "to" in d and row.action in ("task.assign", "ticket.assign"):
         to = d.pop("to")
         parts.append(ui("交给 {name}", lang, name=names.get(("staff_id", str(to)), ui("不指定", lang))))
+    if row.target_type == "task":
+        d.pop("kind", None)  # the task is named by its kind already
     for key, name, group in DETAIL_KEYS:
         if key in d and d[key] not in (None, "", [], {}):
             parts.append(f"{ui(name, lang)}：{_value(key, d[key], group, row, lang)}")
