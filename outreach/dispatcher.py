@@ -41,6 +41,7 @@ from models.conversations import MessageLog
 from models.db import session_scope
 from models.outbox import OutboxMessage, OutboxStatus
 from outreach import outbox, reach
+from outreach.limits import Blocked, Lane, Limiter, build_limiters
 from outreach.outbox import OutboxRow
 from outreach.providers.base import (
     ChannelMisconfigured,
@@ -52,7 +53,6 @@ from outreach.providers.base import (
     TemporaryFailure,
     Throttled,
 )
-from outreach.ratelimit import ProviderLimits, limits_for
 
 log = logging.getLogger("nuanxin.dispatcher")
 
@@ -115,7 +115,7 @@ class Dispatcher:
                  flush_max: int = 200, flush_interval_s: float = 0.05,
                  retry_base_s: float = 30.0, retry_max_s: float = 3600.0, send_timeout_s: float = 30.0,
                  max_hold_s: float = 2.0, idle_s: float = 0.5, second_look_after_s: float = 1.0,
-                 limits: Mapping[str, ProviderLimits] | None = None,
+                 limits: Mapping[str, Limiter] | None = None,
                  sleep: Callable[[float], Awaitable[None]] | None = None, seed: int | None = None) -> None:
         self.engine = engine
         self.providers = dict(providers)
@@ -139,12 +139,12 @@ class Dispatcher:
         self.tz = getattr(settings, "tz", None)
         self.quiet_start: time | None = getattr(settings, "quiet_hours_start", None)
         self.quiet_end: time | None = getattr(settings, "quiet_hours_end", None)
+        # The providers' limits: passed in (`nuanxin run` shares them with the conversation
+        # replies), else one per provider from settings (in Redis when REDIS_URL is set).
         if limits is None:
-            limits = {ch: limits_for(ch, self.clock,
-                                     telegram_rate=getattr(settings, "telegram_rate_per_s", 30.0),
-                                     telegram_per_chat=getattr(settings, "telegram_per_chat_per_s", 1.0),
-                                     sms_segments_per_s=getattr(settings, "twilio_segments_per_s", 1.0))
-                      for ch in self.providers}
+            from settings import load_settings
+
+            limits = build_limiters(settings if settings is not None else load_settings(), self.clock, self.providers)
         self.limits = dict(limits)
         self._inflight: dict[str, int] = {ch: 0 for ch in self.providers}
         self._last_quiet_check = 0.0
@@ -169,8 +169,8 @@ class Dispatcher:
         """A limited channel claims no more than it can send well within one lease."""
         cap = self.batch_size
         limit = self.limits.get(channel)
-        if limit is not None and limit.rate is not None:
-            cap = min(cap, max(1, int(limit.rate * self.lease_s / 4)))
+        if limit is not None and limit.rate_per_s is not None:
+            cap = min(cap, max(1, int(limit.rate_per_s * self.lease_s / 4)))
         return max(0, cap - self._inflight.get(channel, 0))
 
     # --- the database side (run in a thread: sends keep flowing meanwhile) ------------------
@@ -210,9 +210,10 @@ class Dispatcher:
             return reach.verdicts(session, [r.id for r in rows])
 
     # --- sending -----------------------------------------------------------------------
-    async def _acquire(self, row: Claimed, claimed_at: float) -> float:
-        """Wait for the rate limit; return >0 (seconds) when the row should rather go back to the
-        queue. Raises `_Stopped` when the second look finds the recipient stopped."""
+    async def _acquire(self, row: Claimed, claimed_at: float) -> tuple[float, str]:
+        """Wait for a slot of the provider's limit. Returns (defer_s, sender): defer_s > 0 when the
+        row should rather go back to the queue for that long; sender, the one the limit chose (SMS).
+        Raises `_Stopped` when the second look finds the recipient stopped."""
         checked = claimed_at  # when the recipient was last looked at (the claim re-checked it)
 
         async def look_again_if_due() -> None:
@@ -226,42 +227,56 @@ class Dispatcher:
                     raise _Stopped(reason)
                 checked = now
 
-        limits = self.limits.get(row.channel)
-        if limits is None or limits.unlimited():
+        limiter = self.limits.get(row.channel)
+        if limiter is None or (limiter.unlimited and limiter.paused_for() <= 0):
             await look_again_if_due()
-            return 0.0
+            return 0.0, ""
         cost = float(row.segments) if row.channel == "sms" else 1.0
+        lane = Lane.REPLY if row.urgent else Lane.BULK  # a one-time code goes ahead of a broadcast
         waited = 0.0
         while True:
-            # A chat that must wait longer than max_hold goes back to the queue rather than
-            # holding a sending slot (five reminders to one chat must not stall a broadcast).
-            key_wait = limits.key_wait(row.address)
-            if key_wait > self.max_hold_s:
-                return key_wait
-            if key_wait > 0:
-                await self.sleep(key_wait)
-                waited += key_wait
-                continue
-            # One sender at a time waits for the channel's pace: grants go out in turn, and
-            # each grant wakes one sender, not every sender that is waiting.
+            # One sender at a time asks for the channel's next slot: slots go out in turn, and a
+            # slot coming free wakes one sender, not every sender that is waiting.
             async with self._turns.setdefault(row.channel, asyncio.Lock()):
                 while True:
                     await look_again_if_due()
-                    wait = limits.try_acquire(row.address, cost)
-                    if wait <= 0:
-                        return 0.0
-                    if limits.key_wait(row.address) > 0:
-                        break  # another message to this chat went first: wait for the chat outside the turn
-                    if waited + wait > max(self.max_hold_s, self.lease_s / 2) and limits.paused_for() > 0:
-                        return wait  # a long pause after a 429: back to the queue
-                    await self.sleep(wait)
-                    waited += wait
+                    grant = await limiter.acquire(row.address, cost, lane)
+                    if grant.ok or grant.blocked is Blocked.KEY:
+                        break
+                    if grant.blocked is Blocked.PAUSE and waited + grant.wait_s > max(self.max_hold_s,
+                                                                                        self.lease_s / 2):
+                        return grant.wait_s, ""  # a long pause after a 429: back to the queue
+                    await self.sleep(grant.wait_s)
+                    waited += grant.wait_s
+            if grant.ok:
+                # The slot is held: wait for it outside the turn, so the next sender takes the next one.
+                until_slot = grant.at - self.clock.now().timestamp()
+                if until_slot > 0:
+                    await self.sleep(until_slot)
+                return 0.0, grant.sender
+            # Another message to this recipient went first. One that must wait longer than
+            # max_hold goes back to the queue rather than holding a sending slot (five reminders
+            # to one chat must not stall a broadcast).
+            if grant.wait_s > self.max_hold_s:
+                return grant.wait_s, ""
+            await self.sleep(grant.wait_s)
+            waited += grant.wait_s
+
+    async def _pause(self, channel: str, seconds: float) -> None:
+        """Pause the provider for every process that shares its limit."""
+        limiter = self.limits.get(channel)
+        if limiter is None:
+            return
+        try:
+            await limiter.pause(seconds)
+        except Exception:  # the limiter's store unreachable: the retry's own delay still holds
+            log.warning("pausing %s for %.1fs failed", channel, seconds, exc_info=True)
 
     async def _send_one(self, row: Claimed) -> Outcome:
         provider = self.providers[row.channel]
         claimed_at = self._waiting.get(row.id, (row, self.clock.now().timestamp()))[1]
         try:
-            defer = await self._acquire(row, claimed_at)
+            defer, sender = await self._acquire(row, claimed_at)
         except _Stopped as stopped:
             return Outcome(row, stopped=stopped.reason, at=self.clock.now())
         finally:
@@ -270,7 +285,7 @@ class Dispatcher:
             return Outcome(row, deferred_s=defer)
         message = OutgoingMessage(outbox_id=row.id, channel=row.channel, address=row.address, body=row.body,
                                   segments=row.segments, extra=row.extra, idempotency_key=row.idempotency_key,
-                                  beneficiary_id=row.beneficiary_id)
+                                  beneficiary_id=row.beneficiary_id, sender=sender)
         try:
             own_timeout = getattr(provider, "timeout_s", None)
             if own_timeout is not None and own_timeout <= self.send_timeout_s:
@@ -283,9 +298,9 @@ class Dispatcher:
             return Outcome(row, result=result, at=self.clock.now())
         except SendError as exc:
             if isinstance(exc, Throttled):
-                self.limits.get(row.channel, ProviderLimits(self.clock, None)).pause(exc.retry_after)
+                await self._pause(row.channel, exc.retry_after)
             elif isinstance(exc, ChannelMisconfigured):
-                self.limits.get(row.channel, ProviderLimits(self.clock, None)).pause(60.0)
+                await self._pause(row.channel, 60.0)
                 log.error("channel %s misconfigured: %s", row.channel, exc.detail[:200])
             return Outcome(row, error=exc, at=self.clock.now())
         except TimeoutError:
@@ -541,22 +556,25 @@ class Dispatcher:
             await self._stop_senders()
 
 
-def build_providers(settings: Any, engine: Engine | None) -> dict[str, Provider]:
-    """Telegram and Twilio when configured; the log sink for a channel that is not."""
+def build_providers(settings: Any, engine: Engine | None,
+                    limits: Mapping[str, Limiter] | None = None) -> dict[str, Provider]:
+    """Telegram and Twilio when configured; the log sink for a channel that is not. The Telegram
+    provider holds the Telegram limiter (`limits`) for the conversation's replies."""
     from outreach.providers.logsink import LogSinkProvider
 
     providers: dict[str, Provider] = {}
     if settings.telegram_enabled:
         from outreach.providers.telegram import TelegramProvider
 
-        providers["telegram"] = TelegramProvider(settings.telegram_bot_token, api_base=settings.telegram_api_base)
+        providers["telegram"] = TelegramProvider(settings.telegram_bot_token, api_base=settings.telegram_api_base,
+                                                 limiter=(limits or {}).get("telegram"))
     else:
         providers["telegram"] = LogSinkProvider("telegram", engine, settings.data_dir)
     if settings.twilio_enabled:
         from outreach.providers.twilio import TwilioProvider
 
         providers["sms"] = TwilioProvider(settings.twilio_account_sid, settings.twilio_auth_token,
-                                          settings.twilio_from_number, api_base=settings.twilio_api_base,
+                                          settings.sms_sender_rates[0][0], api_base=settings.twilio_api_base,
                                           public_base_url=settings.public_base_url)
     else:
         providers["sms"] = LogSinkProvider("sms", engine, settings.data_dir)

@@ -9,7 +9,6 @@ template with the extra lines below it.
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -98,27 +97,39 @@ def daily_summary(session: Session, day: date, tz: ZoneInfo, *, now: datetime | 
     return figures
 
 
+def _kind_words(group: str, code: str, lang: str) -> str:
+    """A message or task kind in the staff's words (cert_reminder_30: the reminder, 30 days ahead)."""
+    from bot.words import staff_label
+
+    base, _, days = code.rpartition("_")
+    if group == "message_kind" and days.isdigit() and base:
+        ahead = f"（提前{days}天）" if lang != "en" else f" ({days} days ahead)"
+        return staff_label(group, base, lang) + ahead
+    return staff_label(group, code, lang)
+
+
+def _listed(group: str, counts: dict[str, int], lang: str) -> str:
+    if not counts:
+        return ""
+    return "（" + "，".join(f"{_kind_words(group, k, lang)} {v}" for k, v in sorted(counts.items())) + "）"
+
+
 def summary_text(figures: dict[str, Any], templates: Any, lang: str = "zh-Hans") -> str:
-    """The template's lines, then what it does not hold: due today, opt-outs, tasks, stuck."""
+    """The template's lines, then what it does not hold: due today, opt-outs, tasks, stuck
+    (kinds and stages in the staff's words from the catalogue, never their codes)."""
+    from bot.words import staff_label
+
     head = templates.render("daily_staff_summary", lang, {
         "day": date.fromisoformat(figures["day"]), **{k: figures[k] for k in (
             "new_tickets", "open_tickets", "overdue_tickets", "applications_waiting", "open_tasks", "sent",
             "failed")}}, "telegram").text
-    from bot.words import staff_label
-
-    def kinds(group: str, counts: dict[str, int]) -> str:
-        # Staff read words, not codes: "上门认证 208", not "home_visit 208".
-        # Outbox kinds may carry a step (cert_reminder_30, _7, _1): the words are the kind's.
-        return "，".join(f"{staff_label(group, re.sub(r'_[0-9]+$', '', k), lang)} {v}"
-                        for k, v in sorted(counts.items()))
-
     lines = [head,
              f"今日待发消息：{figures['due_today']}"
-             + (f"（{kinds('message_kind', figures['due_today_by_kind'])}）" if figures["due_today_by_kind"] else ""),
+             + _listed("message_kind", figures["due_today_by_kind"], lang),
              f"今日到期资格认证：{figures['certifications_due_today']}",
              f"昨日退订：{figures['opted_out']}",
              f"新开任务：{figures['tasks_opened']}"
-             + (f"（{kinds('task_kind', figures['tasks_opened_by_kind'])}）" if figures["tasks_opened_by_kind"] else "")]
+             + _listed("task_kind", figures["tasks_opened_by_kind"], lang)]
     if figures["failed_by_reason"]:
         lines.append("失败原因：" + "，".join(f"{k} {v}" for k, v in sorted(figures["failed_by_reason"].items())))
     for s in figures["stuck_applications"][:10]:

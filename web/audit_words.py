@@ -13,32 +13,33 @@ from dataclasses import dataclass
 from typing import Any
 
 from models.staff import AuditLog
-from web.words import EN, N_, label, ui
+from web.words import EN, label, ui
 
 # Details worth showing, in order, with the group that names their values (None: shown as written).
-DETAIL_KEYS: tuple[tuple[str, str, str | None], ...] = (
-    ("reference", N_("编号"), None),
-    ("kind", N_("类型"), "task_kind"),
-    ("on", N_("日期"), None),
-    ("died_on", N_("去世日期"), None),
-    ("moved_on", N_("迁出日期"), None),
-    ("method", N_("方式"), "certification_method"),
-    ("channel", N_("渠道"), "channel"),
-    ("address", N_("号码"), None),
-    ("outcome", N_("结果"), "task_outcome"),
-    ("reported_by", N_("报告人"), None),
-    ("evidence", N_("依据"), None),
-    ("by", N_("报告人"), "relationship"),
-    ("document", N_("材料"), "document"),
-    ("language", N_("语言"), None),
-    ("username", N_("账号"), None),
-    ("imported", N_("新增"), None),
-    ("updated", N_("更新"), None),
-    ("rejected", N_("拒绝"), None),
-    ("path", N_("页面"), None),
-    ("ip", N_("登录地址"), None),
-    ("reason", N_("原因"), None),
-    ("note", N_("说明"), None),
+# The detail's own name is the catalogue's (group audit_detail).
+DETAIL_KEYS: tuple[tuple[str, str | None], ...] = (
+    ("reference", None),
+    ("kind", "task_kind"),
+    ("on", None),
+    ("died_on", None),
+    ("moved_on", None),
+    ("method", "certification_method"),
+    ("channel", "channel"),
+    ("address", None),
+    ("outcome", "task_outcome"),
+    ("reported_by", None),
+    ("evidence", None),
+    ("by", "relationship"),
+    ("document", "document"),
+    ("language", "language"),
+    ("username", None),
+    ("imported", None),
+    ("updated", None),
+    ("rejected", None),
+    ("path", None),
+    ("ip", None),
+    ("reason", None),
+    ("note", None),
 )
 _REASON_GROUPS = {"ticket.close": "close_reason", "ticket.open": "handoff_reason"}
 
@@ -102,8 +103,8 @@ def describe(row: AuditLog, names: Mapping[tuple[str, str], str], lang: str) -> 
         parts.append(ui("交给 {name}", lang, name=names.get(("staff_id", str(to)), ui("不指定", lang))))
     if row.target_type == "task":
         d.pop("kind", None)  # the task is named by its kind already
-    for key, name, group in DETAIL_KEYS:
+    for key, group in DETAIL_KEYS:
         if key in d and d[key] not in (None, "", [], {}):
-            parts.append(f"{ui(name, lang)}：{_value(key, d[key], group, row, lang)}")
+            parts.append(f"{label('audit_detail', key, lang)}：{_value(key, d[key], group, row, lang)}")
     sep = ", " if lang == EN else "，"
     return Sentence(actor, action, _target(row, names, lang), sep.join(parts))

@@ -28,7 +28,8 @@ ENGLISH_FILE = Path(__file__).resolve().parent.parent / "templates" / "web" / "e
 CONSOLE_GROUPS = ("application_type", "stage", "task_kind", "task_status", "task_outcome", "ticket_status",
                   "handoff_reason", "close_reason", "outbox_status", "message_kind", "broadcast_status", "channel",
                   "role", "beneficiary_kind", "beneficiary_status", "relationship", "document",
-                  "certification_method", "report_kind", "evidence", "audit_action", "actor", "target")
+                  "certification_method", "report_kind", "evidence", "audit_action", "audit_detail", "actor", "target",
+                  "language")
 
 
 def label(group: str, code: str | None, lang: str = ZH) -> str:

@@ -52,3 +52,13 @@ def test_no_code_is_shown_raw_on_a_chinese_page() -> None:
             assert zh and zh != code and not re.fullmatch(r"[a-z_.]+", zh), (group, code)
             assert label(group, code, "en"), (group, code)
     assert label("task_kind", "some_new_kind", "zh-Hans") == "其他"
+
+
+def test_every_audit_detail_shown_is_named_by_the_catalogue() -> None:
+    """The details an audit sentence shows (reason, date, evidence...) take their names from the
+    catalogue's audit_detail group, so a detail added to the sentence without its words fails here."""
+    from web.audit_words import DETAIL_KEYS
+
+    assert {key for key, _ in DETAIL_KEYS} <= set(codes("audit_detail"))
+    assert label("audit_detail", "reason", "zh-Hans") == "原因"
+    assert label("audit_detail", "reason", "en") == "Reason"
