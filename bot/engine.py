@@ -34,7 +34,7 @@ from sqlmodel import select as orm_select
 from bot.channels.base import Choice, Inbound, Reply
 from bot.conversations import LOG, Conflict, Conv, ConversationStore, log_row
 from bot.flowregistry import FlowCtx, Registry, builtin
-from bot.flowrunner import Flow, Out, Runner, clean_text, load_flows, word
+from bot.flowrunner import Flow, Out, Runner, clean_text, load_flows, typing_lines, word
 from bot.identity import LINK_FLOW, Identity, Notifier, OutboxNotifier
 from bot.language import detect_language
 from bot.texts import CHANNEL_NAMES, localise, t
@@ -198,7 +198,9 @@ class Engine:
                     outs = self._start(s, conv, start.flow, now, args=start.args)
                 else:
                     outs = self._process(s, conv, inbound, now)
-                replies = [self._reply(conv, o) for o in outs]
+                # The keyboard of what is asked now carries this prompt's token (bot/state.py).
+                token = conv.state.mark_prompt(self._prompt_key(conv))
+                replies = [self._reply(conv, o, token) for o in outs]
                 s.flush()
                 self.store.save(conn, conv, now)
                 rows = []
@@ -227,13 +229,28 @@ class Engine:
             return "[code]"
         return redact(_NO_CTRL.sub("", (inbound.text or "")[:2000]))
 
-    def _reply(self, conv: Conv, out: Out) -> Reply:
+    def _reply(self, conv: Conv, out: Out, token: str) -> Reply:
         lang = conv.lang
-        footer = t("footer_flow" if out.in_flow and conv.state.flow else "footer_menu", lang)
+        in_flow = out.in_flow and bool(conv.state.flow)
+        footer = t("footer_flow" if in_flow else "footer_menu", lang)
+        person = Choice(t("button_person", lang), "人工")
+        navigation = (Choice(t("button_back", lang), "返回"), person) if in_flow else (person,)
         return Reply(text=f"{out.text}\n{footer}", choices=tuple(Choice(label, value) for value, label in out.choices),
                      columns=1, expects=out.expects if out.in_flow or out.choices else "text",
                      metadata={"choices_in_text": "1", "lang": lang, "flow": conv.state.flow or "",
-                               "step": conv.state.step or ""})
+                               "step": conv.state.step or "", "prompt": token},
+                     navigation=navigation, button_text=_button_text(out, lang))
+
+    def _prompt_key(self, conv: Conv) -> str:
+        """Names the question now on screen: a new question gets a new token, the same one keeps it."""
+        st = conv.state
+        if st.pending is not None:
+            return f"{st.flow}:{st.step}:confirm"
+        if st.offer is not None:
+            return f"offer:{st.offer.flow}"
+        if st.flow:
+            return f"{st.flow}:{st.step}:{st.doc_index}"
+        return "menu"
 
     def _ctx(self, s: Tx, conv: Conv, now: datetime) -> FlowCtx:
         return FlowCtx(session_fn=lambda: s.session, settings=self.settings, now=now, lang=conv.lang, channel=conv.channel,
@@ -265,6 +282,11 @@ class Engine:
             conv.language = detect_language(text, inbound.language_hint)
         prefix: list[Out] = []
         st = conv.state
+        if (inbound.prompt_token is not None and inbound.prompt_token != st.prompt_token
+                and word(text) not in HUMAN_WORDS):
+            # A button of an older message (a double tap, a slow phone): never an answer to what is asked now.
+            cur = self._current_prompt(s, conv, now)
+            return [Out(t("stale_button", conv.lang) + "\n" + cur.text, cur.choices, cur.expects, cur.in_flow)]
         if conv.beneficiary_id is not None and st.flow is None:
             adopted = self.store.adopt(s.conn, conv)
             if adopted:
@@ -509,6 +531,25 @@ def _join(first: list[Out], second: list[Out]) -> list[Out]:
         return first
     a, b = first[-1], second[0]
     return first[:-1] + [Out(a.text + "\n" + b.text, b.choices, b.expects, b.in_flow)] + second[1:]
+
+
+_NUMBERED = re.compile(r"^\s*(\d+)[.、]\s*\S")
+
+
+def _button_text(out: Out, lang: str) -> str:
+    """The text as shown with buttons: the numbered list of the choices and the typing
+    instructions left out (the buttons say them), and no footer (back and a person are buttons)."""
+    if not out.choices:
+        return out.text
+    highest = max([len(out.choices)] + [int(v) for v, _ in out.choices if v.isdigit()])
+    drop = typing_lines(lang)
+    lines = []
+    for line in out.text.split("\n"):
+        numbered = _NUMBERED.match(line)
+        if line.strip() in drop or (numbered and 1 <= int(numbered.group(1)) <= highest):
+            continue
+        lines.append(t("menu_title_buttons", lang) if line == t("menu_title", lang) else line)
+    return "\n".join(lines).strip() or out.text
 
 
 def _attachment_log(inbound: Inbound) -> list[dict[str, Any]]:

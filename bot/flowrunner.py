@@ -18,7 +18,7 @@ from typing import Any
 from bot.flowregistry import FlowCtx, Registry, builtin
 from bot.flowspec import FLOW_DIR, STEP_TYPES, Flow, FlowError, Step, load_flows, parse_flow
 from bot.language import clean, normalise_command
-from bot.state import ConversationState
+from bot.state import ConversationState, PendingAnswer
 from bot.texts import localise
 
 __all__ = ["FLOW_DIR", "STEP_TYPES", "Flow", "FlowCtx", "FlowError", "Invalid", "Out", "Runner", "Step",
@@ -204,9 +204,18 @@ WORDS = {
     "reply_number": {"zh-Hans": "请回复数字：", "en": "Reply with a number:"},
     "confirm_head": {"zh-Hans": "请核对：", "en": "Please check:"},
     "confirm_tail": {"zh-Hans": "回复1提交，回复2不提交。", "en": "Reply 1 to submit, 2 not to submit."},
-    "doc_prompt": {"zh-Hans": "第{i}/{n}份：{label}。请拍照发来；没有就回复“跳过”；都以后带去窗口就回复“以后”。",
-                   "en": 'Document {i} of {n}: {label}. Send a photo or file; reply "skip" if you do not have it, '
-                         'or "later" to bring the rest to the service window.'},
+    "doc_prompt": {"zh-Hans": "第{i}/{n}份：{label}。请拍照发来。",
+                   "en": "Document {i} of {n}: {label}. Send a photo or file."},
+    "doc_how": {"zh-Hans": "没有就回复“跳过”；都以后带去窗口就回复“以后”。",
+                "en": 'Reply "skip" if you do not have it, or "later" to bring the rest to the service window.'},
+    "skip": {"zh-Hans": "跳过", "en": "Skip"},
+    "later": {"zh-Hans": "以后带去", "en": "Bring later"},
+    "confirm_choice": {"zh-Hans": "您选的是“{answer}”，确定吗？", "en": 'You chose "{answer}". Are you sure?'},
+    "confirm_cancel": {"zh-Hans": "确定不提交吗？这次填的内容不会保存。",
+                       "en": "Are you sure you do not want to submit? What you entered will not be kept."},
+    "sure": {"zh-Hans": "确定", "en": "Yes, that is right"},
+    "choose_again": {"zh-Hans": "重新选", "en": "Choose again"},
+    "sure_how": {"zh-Hans": "回复1确定，回复2重新选。", "en": "Reply 1 if so, or 2 to choose again."},
     "doc_got": {"zh-Hans": "收到：{label}。", "en": "Received: {label}."},
     "bring_list": {"zh-Hans": "要准备的材料（请带到服务窗口）：", "en": "Documents to prepare (bring them to the service window):"},
     "missing": {"zh-Hans": "还缺这些材料，请带到服务窗口：{items}。", "en": "Still missing, please bring to the service window: {items}."},
@@ -221,6 +230,14 @@ WORDS = {
 def w(key: str, lang: str, **kw: Any) -> str:
     text = localise(WORDS[key], lang)
     return text.format(**kw) if kw else text
+
+
+# Lines that only say how to type an answer: a channel with buttons leaves them out.
+TYPING_LINES = ("reply_yes_no", "confirm_tail", "doc_how", "sure_how", "reply_number")
+
+
+def typing_lines(lang: str) -> frozenset[str]:
+    return frozenset(w(key, lang) for key in TYPING_LINES)
 
 
 def display(step: Step, value: Any, lang: str) -> str:
@@ -258,8 +275,10 @@ class Runner:
 
     # -- prompts
     def prompt(self, flow: Flow, state: ConversationState, ctx: FlowCtx) -> Out:
-        step = flow.step(state.step or flow.steps[0].id)
         lang = ctx.lang
+        if state.pending is not None and flow.has_step(state.pending.step):
+            return self._pending_prompt(flow, state.pending, lang)
+        step = flow.step(state.step or flow.steps[0].id)
         text = localise(step.prompt, lang)
         if step.type == "yes_no":
             return Out(f"{text}\n{w('reply_yes_no', lang)}", (("1", w("yes", lang)), ("2", w("no", lang))), "choice")
@@ -271,12 +290,20 @@ class Runner:
             i = state.doc_index
             item = step.items[min(i, len(step.items) - 1)]
             head = f"{text}\n" if i == 0 else ""
-            return Out(head + w("doc_prompt", lang, i=i + 1, n=len(step.items), label=localise(item.label, lang)),
-                       expects="file")
+            return Out(head + w("doc_prompt", lang, i=i + 1, n=len(step.items), label=localise(item.label, lang))
+                       + "\n" + w("doc_how", lang), (("跳过", w("skip", lang)), ("以后", w("later", lang))), "file")
         if step.type == "confirm":
             return Out(self.summary(flow, state, lang, text), (("1", w("submit", lang)), ("2", w("dont_submit", lang))),
                        "choice")
         return Out(text, expects="code" if step.type == "otp" else "text")
+
+    def _pending_prompt(self, flow: Flow, pending: PendingAnswer, lang: str) -> Out:
+        """Before an answer that ends the flow is acted on: "您选的是'是'，确定吗？"."""
+        step = flow.step(pending.step)
+        head = (w("confirm_cancel", lang) if step.type == "confirm"
+                else w("confirm_choice", lang, answer=display(step, pending.value, lang)))
+        return Out(f"{head}\n{w('sure_how', lang)}", (("1", w("sure", lang)), ("2", w("choose_again", lang))),
+                   "choice")
 
     def summary(self, flow: Flow, state: ConversationState, lang: str, head: str) -> str:
         lines = [head or w("confirm_head", lang)]
@@ -370,7 +397,11 @@ class Runner:
         return Out(prefix + text, in_flow=False)
 
     def back(self, flow: Flow, state: ConversationState, ctx: FlowCtx) -> list[Out] | None:
-        """Go to the previous step; None when there is none (the engine shows the menu)."""
+        """Go to the previous step; None when there is none (the engine shows the menu).
+        While an answer waits to be confirmed, back is the question it answered."""
+        if state.pending is not None:
+            state.pending = None
+            return [self.prompt(flow, state, ctx)]
         while state.history:
             state.step = state.history.pop()
             step = flow.step(state.step)
@@ -384,6 +415,8 @@ class Runner:
                ctx: FlowCtx) -> list[Out]:
         step = flow.step(state.step or "")
         lang = ctx.lang
+        if state.pending is not None:
+            return self._answer_pending(flow, state, step, text, ctx)
         try:
             if step.type == "documents":
                 return self._document(flow, state, step, text, attachments, ctx)
@@ -395,13 +428,44 @@ class Runner:
             return [self._retry(flow, state, text, str(exc), ctx)]
         if step.type == "confirm":
             if value == "no":
-                state.clear_flow()
-                from bot.texts import t
-                return [Out(t("cancelled", lang), in_flow=False)]
+                state.pending = PendingAnswer(step=step.id, value="no", typed=clean_text(text)[:100])
+                return [self.prompt(flow, state, ctx)]
             return [self._complete(flow, state, ctx)]
+        if step.type in ("yes_no", "choice") and step.ends_flow(value):
+            # One mis-tap must not end the flow with no way back: the answer is confirmed first.
+            state.pending = PendingAnswer(step=step.id, value=value, typed=clean_text(text)[:100])
+            return [self.prompt(flow, state, ctx)]
+        return self._accept(flow, state, step, value, text, ctx)
+
+    def _accept(self, flow: Flow, state: ConversationState, step: Step, value: Any, text: str,
+                ctx: FlowCtx) -> list[Out]:
         state.values[step.id] = value
         state.last_answer = word(text)
         return self._advance(flow, state, step, value, ctx)
+
+    def _answer_pending(self, flow: Flow, state: ConversationState, step: Step, text: str,
+                        ctx: FlowCtx) -> list[Out]:
+        pending = state.pending
+        assert pending is not None
+        wd = word(text)
+        lang = ctx.lang
+        if wd in (word(w("sure", lang)), word(w("sure", "zh-Hans"))):
+            sure: str | None = "yes"
+        elif wd in (word(w("choose_again", lang)), word(w("choose_again", "zh-Hans"))):
+            sure = "no"
+        else:
+            try:
+                sure = parse_yes_no(text, lang)
+            except Invalid as exc:
+                return [self._retry(flow, state, text, str(exc), ctx)]
+        state.pending = None
+        if sure == "no":
+            return [self.prompt(flow, state, ctx)]
+        if step.type == "confirm":
+            state.clear_flow()
+            from bot.texts import t
+            return [Out(t("cancelled", lang), in_flow=False)]
+        return self._accept(flow, state, step, pending.value, pending.typed, ctx)
 
     def _parse(self, step: Step, text: str, state: ConversationState, ctx: FlowCtx) -> Any:
         lang = ctx.lang

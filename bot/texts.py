@@ -124,6 +124,17 @@ T: dict[str, dict[str, str]] = {
         "zh-Hans": "收到您的图片/文件。要交材料，请先在菜单里选要办的事。",
         "en": "Got your picture/file. To hand in documents, first pick a service from the menu.",
     },
+    # --- buttons ---
+    "stale_button": {
+        "zh-Hans": "您按的是前面一条消息的按钮，这次没有算数。现在的问题是：",
+        "en": "That button belonged to an earlier message, so it was not used. The question now is:",
+    },
+    "menu_title_buttons": {
+        "zh-Hans": "您好，这里是暖心服务。请选要办的事：",
+        "en": "Hello, this is the Nuanxin service. Please choose:",
+    },
+    "button_back": {"zh-Hans": "返回", "en": "Back"},
+    "button_person": {"zh-Hans": "找人工", "en": "Talk to a person"},
 }
 
 CHANNEL_NAMES = {

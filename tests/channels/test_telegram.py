@@ -371,8 +371,10 @@ async def test_start_command_shows_the_engine_menu_as_buttons(
     [sent] = sent_to(fake_tg, CHAT)
     rows = buttons(sent)
     assert all(len(row) == 1 for row in rows)
-    assert rows[0] == [("退役士兵社保接续", "1")]
-    assert ("绑定身份（办事前先做）", "9") in [row[0] for row in rows]
+    # Callback data carries the prompt's token before the value (~token~value).
+    decoded = [(label, data.rsplit("~", 1)[-1]) for row in rows for label, data in row]
+    assert decoded[0] == ("退役士兵社保接续", "1")
+    assert ("绑定身份（办事前先做）", "9") in decoded
     with Session(db_engine) as s:
         logged = s.exec(select(MessageLog).where(MessageLog.channel == "telegram")).all()
     assert [r.direction for r in logged] == ["in", "out"]
