@@ -228,6 +228,7 @@ class NuanxinScheduler:
         self.is_leader = False
         self.aps = AsyncIOScheduler(timezone=self.tz, job_defaults={
             "coalesce": True, "max_instances": 1, "misfire_grace_time": 3600})
+        self._occasions_version: tuple[int, Any] | None = None
         self.daily_jobs = [
             DailyJob("daily_sweep", self.rules.daily_sweep_time, timedelta(days=7)),
             DailyJob("payment_run", self.rules.payment_run_time, timedelta(days=7)),
@@ -242,6 +243,7 @@ class NuanxinScheduler:
         def broadcasts() -> Any:
             from outreach.broadcasts import run_due_broadcasts
 
+            self.replan_if_occasions_changed()
             return run_due_broadcasts(self.engine, clock=self.clock, settings=self.settings)
 
         def staff_summary() -> Any:
@@ -251,7 +253,7 @@ class NuanxinScheduler:
 
         def festivals() -> Any:
             return sweeps.run_festivals(self.engine, clock=self.clock, tz=self.tz, rules=self.rules,
-                                        templates=self.templates, occasion_rules=self.occasion_rules)
+                                        templates=self.templates, occasion_rules=self.current_occasion_rules())
 
         def daily_sweep() -> Any:
             self.plan_festivals()  # keep a rolling year of festival jobs
@@ -286,12 +288,40 @@ class NuanxinScheduler:
 
         now = self.clock.now()
         ids = []
-        for g in greetings_due(now - timedelta(hours=12), now + horizon, self.tz, self.occasion_rules):
+        for g in greetings_due(now - timedelta(hours=12), now + horizon, self.tz, self.current_occasion_rules()):
             job_id = f"festival:{g.occasion}:{g.festival.isoformat()}"
-            self.aps.add_job(self.run_job, DateTrigger(run_date=g.send_at, timezone=UTC), args=["festivals"],
-                             id=job_id, name=job_id, replace_existing=True, misfire_grace_time=12 * 3600)
+            trigger = DateTrigger(run_date=g.send_at, timezone=UTC)
+            planned = self.aps.get_job(job_id)
+            if planned is not None:  # planned before: it takes the time in force now
+                planned.reschedule(trigger)
+            else:
+                self.aps.add_job(self.run_job, trigger, args=["festivals"], id=job_id, name=job_id,
+                                 replace_existing=True, misfire_grace_time=12 * 3600)
             ids.append(job_id)
         return ids
+
+    def current_occasion_rules(self) -> dict[str, Any]:
+        """The occasions file with the office's changes from the console on top, read afresh
+        (rules given to the constructor win: a test's own)."""
+        if self.occasion_rules is not None:
+            return self.occasion_rules
+        from outreach.occasion_settings import occasion_rules
+
+        with session_scope(self.engine) as session:
+            return occasion_rules(session, self.settings)
+
+    def replan_if_occasions_changed(self) -> bool:
+        """An office switched an occasion off or moved it: plan the greetings again (a moved
+        greeting's job takes its new time; one switched off finds nothing due when it fires)."""
+        from outreach.occasion_settings import version
+
+        with session_scope(self.engine) as session:
+            now_version = version(session)
+        if now_version == self._occasions_version:
+            return False
+        self._occasions_version = now_version
+        self.plan_festivals()
+        return True
 
     # --- running ---------------------------------------------------------------------------
     def run_job(self, name: str) -> Any:

@@ -46,7 +46,9 @@ class _WebServer:
 
 def build_conversation_engine(engine: Any, settings: Settings, clock: Any) -> Any:
     from bot.engine import Engine
+    from bot.qa import use_database
 
+    use_database(engine)  # policy answers follow the knowledge staff review, without a restart
     return Engine(engine, settings, clock)
 
 

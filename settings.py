@@ -8,7 +8,8 @@ A bad value stops start-up with a message that names the variable.
 from __future__ import annotations
 
 import secrets
-from datetime import time
+from datetime import time, timedelta
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -49,6 +50,9 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8080, ge=1, le=65535)
     public_base_url: str = "http://127.0.0.1:8080"
+    # The console: a session unused this long ends; the payment-notice ceiling (yuan).
+    console_idle_minutes: int = Field(default=60, ge=5, le=24 * 60)
+    payment_notice_max_yuan: int = Field(default=200_000, gt=0)
 
     telegram_bot_token: str = Field(default="", validation_alias=_env("TELEGRAM_BOT_TOKEN"))
     telegram_api_base: str = Field(default="", validation_alias=_env("TELEGRAM_API_BASE"))
@@ -60,12 +64,26 @@ class Settings(BaseSettings):
     twilio_auth_token: str = Field(default="", validation_alias=_env("TWILIO_AUTH_TOKEN"))
     twilio_from_number: str = Field(default="", validation_alias=_env("TWILIO_FROM_NUMBER"))
     twilio_api_base: str = Field(default="", validation_alias=_env("TWILIO_API_BASE"))
+    twilio_messaging_service_sid: str = Field(default="", validation_alias=_env("TWILIO_MESSAGING_SERVICE_SID"))
+    # Several senders, each with its own rate: "+8613900000000=1, +8613900000001=1, MG…=10"
+    # (segments a second; a sender without "=" gets twilio_segments_per_s). Empty: the one
+    # sender TWILIO_MESSAGING_SERVICE_SID or TWILIO_FROM_NUMBER.
+    twilio_senders: str = ""
+    # Key names the signing keys of webhooks signed with a shared key instead of the auth token
+    # ("KEY_ID=SECRET, ..."), named by Twilio's X-Twilio-Webhooks-Signature-Settings header.
+    twilio_webhook_keys: str = Field(default="", validation_alias=_env("TWILIO_WEBHOOK_KEYS"))
+
+    # With REDIS_URL set, provider limits are kept in Redis and shared by every process.
+    redis_url: str = Field(default="", validation_alias=_env("REDIS_URL"))
+    redis_prefix: str = "nuanxin:limits"
 
     quiet_hours_start: time = time(21, 0)
     quiet_hours_end: time = time(8, 0)
     telegram_rate_per_s: float = Field(default=30.0, gt=0)
     telegram_per_chat_per_s: float = Field(default=1.0, gt=0)
     twilio_segments_per_s: float = Field(default=1.0, gt=0)
+    # What one SMS segment costs the office, in yuan (the composer shows the cost of a broadcast).
+    sms_price_per_segment: Decimal = Field(default=Decimal("0.05"), ge=0, le=100)
 
     @field_validator("office_timezone")
     @classmethod
@@ -92,6 +110,31 @@ class Settings(BaseSettings):
             value = "postgresql+psycopg://" + value.split("://", 1)[1]
         return value
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis(cls, value: str) -> str:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("use a redis://, rediss:// or unix:// URL")
+        return value
+
+    @field_validator("twilio_senders", "twilio_webhook_keys")
+    @classmethod
+    def _pairs(cls, value: str) -> str:
+        _pairs_of(value)
+        return value
+
+    @field_validator("twilio_senders")
+    @classmethod
+    def _rates(cls, value: str) -> str:
+        for name, rate in _pairs_of(value):
+            if rate:
+                try:
+                    if float(rate) <= 0:
+                        raise ValueError
+                except ValueError:
+                    raise ValueError(f"{name}={rate}: the rate is a positive number of segments a second") from None
+        return value
+
     @field_validator("telegram_mode")
     @classmethod
     def _mode(cls, value: str) -> str:
@@ -111,12 +154,30 @@ class Settings(BaseSettings):
         return f"sqlite:///{self.data_dir / 'nuanxin.db'}"
 
     @property
+    def console_idle_timeout(self) -> timedelta:
+        return timedelta(minutes=self.console_idle_minutes)
+
+    @property
     def telegram_enabled(self) -> bool:
         return bool(self.telegram_bot_token)
 
     @property
     def twilio_enabled(self) -> bool:
-        return bool(self.twilio_account_sid and self.twilio_auth_token and self.twilio_from_number)
+        return bool(self.twilio_account_sid and self.twilio_auth_token
+                    and (self.twilio_senders or self.twilio_messaging_service_sid or self.twilio_from_number))
+
+    @property
+    def sms_sender_rates(self) -> tuple[tuple[str, float], ...]:
+        """Each SMS sender (a From number or a Messaging Service SID) with its segments a second
+        ("sms" when none is configured: the log sink's)."""
+        if self.twilio_senders:
+            return tuple((name, float(rate) if rate else self.twilio_segments_per_s)
+                         for name, rate in _pairs_of(self.twilio_senders))
+        return ((self.twilio_messaging_service_sid or self.twilio_from_number or "sms", self.twilio_segments_per_s),)
+
+    @property
+    def webhook_keys(self) -> dict[str, str]:
+        return dict(_pairs_of(self.twilio_webhook_keys))
 
     def secret_from_file(self, name: str) -> str:
         """Return a secret kept in data_dir, creating it on first use (embedded mode)."""
@@ -138,8 +199,21 @@ class Settings(BaseSettings):
         return self.session_secret or self.secret_from_file("session")
 
 
+def _pairs_of(text: str) -> list[tuple[str, str]]:
+    """"A=1, B, C=x" → [("A", "1"), ("B", ""), ("C", "x")]; ValueError on an empty name."""
+    pairs = []
+    for entry in (part.strip() for part in text.split(",")):
+        if entry:
+            name, _, value = entry.partition("=")
+            if not name.strip():
+                raise ValueError(f"{entry!r}: the name before '=' is missing")
+            pairs.append((name.strip(), value.strip()))
+    return pairs
+
+
 _ALIASED = {"database_url", "telegram_bot_token", "telegram_api_base", "telegram_webhook_secret",
-            "twilio_account_sid", "twilio_auth_token", "twilio_from_number", "twilio_api_base"}
+            "twilio_account_sid", "twilio_auth_token", "twilio_from_number", "twilio_api_base",
+            "twilio_messaging_service_sid", "twilio_webhook_keys", "redis_url"}
 
 
 def env_name(field: str) -> str:

@@ -38,7 +38,7 @@ CONCURRENCY = 256
 
 _SERVE = """
 import asyncio, json, sys, threading, time
-from outreach.providers.fake_telegram import FakeTelegram
+from tests.fakes.fake_telegram import FakeTelegram
 class _Arrivals(list):
     # Keep memory flat in long runs: only the arrival time of each delivered message, and
     # only between 'start' and 'dump' on stdin (the rate-limited run).
@@ -128,15 +128,15 @@ async def _dispatch(engine: Any, base: str, n: int, limit: float | None,
     from models.db import session_scope
     from models.outbox import OutboxMessage
     from outreach.dispatcher import Dispatcher
+    from outreach.limits import LocalLimiter, ProviderLimit
     from outreach.providers.telegram import TelegramProvider
-    from outreach.ratelimit import ProviderLimits
     from settings import load_settings
 
     clock = SystemClock()
     provider = TelegramProvider(TOKEN, api_base=base, connections=CONCURRENCY)
     timed = _Timed(provider) if send_times is not None else None
     d = Dispatcher(engine, {"telegram": timed or provider}, clock, load_settings(), batch_size=1000, concurrency=CONCURRENCY,
-                   max_inflight=2000, flush_max=500, limits={"telegram": ProviderLimits(clock, limit)},
+                   max_inflight=2000, flush_max=500, limits={"telegram": LocalLimiter(ProviderLimit.one_sender("telegram", limit), clock)},
                    idle_s=0.02)
     stop = asyncio.Event()
     t0 = time.perf_counter()
@@ -163,7 +163,7 @@ def run() -> dict[str, Any]:
 
     import models  # noqa: F401
     from models.db import make_engine
-    from outreach.ratelimit import window_violations
+    from tests.fakes.windows import window_violations
 
     fake, base = _start_fake()
     tmp = tempfile.mkdtemp(prefix="nuanxin-bench-dispatch-")

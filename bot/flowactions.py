@@ -19,6 +19,7 @@ from bot.flowrunner import display
 from bot.flowspec import Flow
 from bot.state import ConversationState
 from bot.texts import localise, to_hant
+from bot.words import catalogue, label
 from models.actions import audit, create_task, record_death
 from models.applications import (
     Application,
@@ -188,57 +189,6 @@ def completed_service(ctx: FlowCtx, state: ConversationState, flow: Flow) -> str
 
 # --------------------------------------------------------------------------- reports
 
-STAGE_WORDS: dict[str, dict[str, str]] = {
-    "staged": {"zh-Hans": "已收到，等工作人员受理", "en": "received, waiting for staff to accept it"},
-    "accepted": {"zh-Hans": "已受理，正在排队审核", "en": "accepted, waiting for review"},
-    "preliminary_review": {"zh-Hans": "工作人员正在初审材料", "en": "staff are checking your papers"},
-    "verification": {"zh-Hans": "社保、医保等部门正在核查", "en": "the pension and medical offices are checking"},
-    "payment_notice": {"zh-Hans": "需要缴费", "en": "a payment is due"},
-    "paid": {"zh-Hans": "已缴费，等最后办结", "en": "paid, being finished"},
-    "completed": {"zh-Hans": "已办结", "en": "completed"},
-    "returned": {"zh-Hans": "退回补材料", "en": "returned: documents needed"},
-    "rejected": {"zh-Hans": "不予受理", "en": "not accepted"},
-    "withdrawn": {"zh-Hans": "已撤回", "en": "withdrawn"},
-}
-NEXT_WORDS: dict[str, dict[str, str]] = {
-    "staged": {"zh-Hans": "下一步：工作人员受理后会通知您。", "en": "Next: we will tell you when staff accept it."},
-    "accepted": {"zh-Hans": "下一步：初审，您不用做什么。", "en": "Next: review. Nothing for you to do."},
-    "preliminary_review": {"zh-Hans": "下一步：转有关部门核查，您不用做什么。",
-                           "en": "Next: the other offices check it. Nothing for you to do."},
-    "verification": {"zh-Hans": "下一步：核查完会发缴费通知给您。", "en": "Next: we send you a payment notice."},
-    "payment_notice": {"zh-Hans": "请在{deadline}前缴费{amount}元，账户{account}。",
-                       "en": "Please pay {amount} yuan to account {account} by {deadline}."},
-    "paid": {"zh-Hans": "下一步：办结后会通知您。", "en": "Next: we tell you when it is finished."},
-    "completed": {"zh-Hans": "已经办完了。", "en": "It is finished."},
-    "returned": {"zh-Hans": "原因：{reason}。请补好材料带到服务窗口。", "en": "Reason: {reason}. Please bring the papers to the window."},
-    "rejected": {"zh-Hans": "原因：{reason}。有疑问请回复“人工”。", "en": "Reason: {reason}. Questions? Reply \"human\"."},
-    "withdrawn": {"zh-Hans": "", "en": ""},
-}
-TYPE_WORDS: dict[str, dict[str, str]] = {
-    "veteran_insurance": {"zh-Hans": "退役士兵社保接续", "en": "Veterans' insurance continuation"},
-    "mutual_aid_claim": {"zh-Hans": "医疗互助报销", "en": "Medical mutual-aid claim"},
-    "hardship": {"zh-Hans": "困难帮扶", "en": "Hardship help"},
-    "hospital_stay": {"zh-Hans": "住院探视", "en": "Hospital visit"},
-    "death_report": {"zh-Hans": "去世报告", "en": "Death report"},
-    "certification": {"zh-Hans": "资格认证", "en": "Certification"},
-}
-DOC_WORDS: dict[str, dict[str, str]] = {
-    "enlistment_papers": {"zh-Hans": "入伍材料", "en": "enlistment papers"},
-    "discharge_form": {"zh-Hans": "退出现役登记表", "en": "discharge registration form"},
-    "id_card": {"zh-Hans": "身份证", "en": "ID card"},
-    "payment_records": {"zh-Hans": "缴费记录", "en": "payment records"},
-    "placement_letter": {"zh-Hans": "安置介绍信", "en": "placement letter"},
-    "contract_termination": {"zh-Hans": "解除劳动合同书", "en": "labour-contract termination"},
-    "discharge_summary": {"zh-Hans": "出院小结", "en": "discharge summary"},
-    "invoices": {"zh-Hans": "住院发票", "en": "hospital invoices"},
-    "income_proof": {"zh-Hans": "收入证明", "en": "proof of income"},
-}
-
-
-def _loc(d: dict[str, str], lang: str) -> str:
-    return localise(d, lang) if d.get("zh-Hans") else ""
-
-
 @REGISTRY.report("my_applications")
 def my_applications(ctx: FlowCtx, state: ConversationState) -> str:
     lang = ctx.lang
@@ -251,12 +201,12 @@ def my_applications(ctx: FlowCtx, state: ConversationState) -> str:
     for d in ctx.session.exec(select(ApplicationDocument).where(
             ApplicationDocument.application_id.in_(ids),  # type: ignore[attr-defined]
             ApplicationDocument.required.is_(True), ApplicationDocument.received.is_(False))).all():  # type: ignore[attr-defined]
-        missing.setdefault(d.application_id, []).append(_loc(DOC_WORDS.get(d.code, {"zh-Hans": d.code, "en": d.code}), lang))
+        missing.setdefault(d.application_id, []).append(label("document", d.code, lang))
     lines = [localise({"zh-Hans": "您的申请：", "en": "Your applications:"}, lang)]
     for a in apps:
-        kind = _loc(TYPE_WORDS.get(a.type, {"zh-Hans": a.type, "en": a.type}), lang)
-        stage = _loc(STAGE_WORDS.get(a.stage, {"zh-Hans": a.stage, "en": a.stage}), lang)
-        nxt = _loc(NEXT_WORDS.get(a.stage, {"zh-Hans": "", "en": ""}), lang).format(
+        kind = label("application_type", a.type, lang)
+        stage = label("stage", a.stage, lang)
+        nxt = (label("stage_next", a.stage, lang) if a.stage in catalogue().codes("stage_next") else "").format(
             deadline=a.payment_deadline or "", amount=f"{(a.payment_amount_fen or 0) / 100:.2f}",
             account=a.payment_account or "", reason=a.return_reason or a.rejection_reason or "")
         line = f"{a.reference} {kind}：{stage}。{nxt}" if lang != "en" else f"{a.reference} {kind}: {stage}. {nxt}"

@@ -132,7 +132,8 @@ def language_of_hint(hint: str | None) -> str | None:
 def _script_counts(chinese: str) -> tuple[int, int]:
     """(characters written only in Traditional, characters written only in Simplified)."""
     simplified = _converter("t2s").convert(chinese)
-    traditional = _converter("s2t").convert(chinese)  # for telling scripts apart only, never shown
+    # Taiwan's standard characters, without phrase changes: s2t would count 核 in 核查 (覈查) as Simplified.
+    traditional = _converter("s2tw").convert(chinese)
     traditional_only = sum(a != b for a, b in zip(chinese, simplified, strict=False))
     simplified_only = sum(a != b for a, b in zip(chinese, traditional, strict=False))
     return traditional_only, simplified_only

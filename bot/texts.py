@@ -7,10 +7,12 @@ and plain: many readers are over 80 and read on an old phone.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from bot.language import LANGUAGES, localise
 from bot.language import to_traditional as to_hant
+from bot.words import catalogue
 
 __all__ = ["LANGUAGES", "T", "CHANNEL_NAMES", "localise", "t", "to_hant"]
 
@@ -137,11 +139,23 @@ T: dict[str, dict[str, str]] = {
     "button_person": {"zh-Hans": "找人工", "en": "Talk to a person"},
 }
 
-CHANNEL_NAMES = {
-    "telegram": {"zh-Hans": "Telegram", "en": "Telegram"},
-    "sms": {"zh-Hans": "短信", "en": "SMS"},
-    "console": {"zh-Hans": "终端", "en": "the console"},
-}
+class _ChannelNames(Mapping[str, Mapping[str, str]]):
+    """Channel names as beneficiaries read them ({language: text}), from the catalogue of words."""
+
+    def __getitem__(self, channel: str) -> Mapping[str, str]:
+        texts = catalogue().texts("channel", channel)
+        if texts is None:
+            raise KeyError(channel)
+        return texts
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(catalogue().codes("channel"))
+
+    def __len__(self) -> int:
+        return len(catalogue().codes("channel"))
+
+
+CHANNEL_NAMES: Mapping[str, Mapping[str, str]] = _ChannelNames()
 
 
 def t(key: str, lang: str, **kw: Any) -> str:

@@ -12,8 +12,10 @@ from models.applications import (
     TaskKind,
 )
 from models.base import UTCDateTime, utcnow
+from models.broadcasts import BroadcastReview, ReviewStep
 from models.conversations import Conversation, MessageLog, OneTimeCode
 from models.db import is_sqlite, make_engine, session_scope
+from models.knowledge import ArticleState, KnowledgeArticle, KnowledgeRevision, KnowledgeVersion
 from models.outbox import Broadcast, BroadcastStatus, EarlyReceipt, OutboxEvent, OutboxMessage, OutboxStatus
 from models.people import (
     Beneficiary,
@@ -25,13 +27,15 @@ from models.people import (
     Language,
     SchemeMembership,
 )
-from models.scheduler import SchedulerJobRun, SchedulerLease
-from models.staff import AuditLog, Role, StaffUser
+from models.scheduler import OccasionSetting, SchedulerJobRun, SchedulerLease
+from models.staff import AuditLog, Role, SignInAttempt, StaffSession, StaffToken, StaffUser
 
 __all__ = [
+    "ArticleState", "KnowledgeArticle", "KnowledgeRevision", "KnowledgeVersion",
     "Application", "ApplicationDocument", "ApplicationStageChange", "ApplicationType", "AuditLog",
-    "Beneficiary", "BeneficiaryKind", "BeneficiaryStatus", "Broadcast", "BroadcastStatus", "Channel",
+    "Beneficiary", "BeneficiaryKind", "BeneficiaryStatus", "Broadcast", "BroadcastReview", "BroadcastStatus", "Channel",
     "Contact", "Conversation", "EarlyReceipt", "FamilyMember", "HandoffTicket", "Language", "MessageLog", "OneTimeCode",
-    "OutboxEvent", "OutboxMessage", "OutboxStatus", "Role", "SchemeMembership", "Stage", "StaffUser",
+    "OccasionSetting", "OutboxEvent", "OutboxMessage", "OutboxStatus", "ReviewStep", "Role", "SchemeMembership",
+    "SignInAttempt", "Stage", "StaffSession", "StaffToken", "StaffUser",
     "SchedulerJobRun", "SchedulerLease", "SurveyAnswer", "Task", "TaskKind", "UTCDateTime", "is_sqlite", "make_engine", "session_scope", "utcnow",
 ]

@@ -135,6 +135,6 @@ def send_daily_summary(engine: Engine, *, clock: Clock, settings: Any, templates
         if chat:
             enqueue(session, key=idempotency_key(SUMMARY_KIND, "staff", day.isoformat()), kind=SUMMARY_KIND,
                     channel="telegram", address=str(chat), body=summary_text(figures, ts), now=now,
-                    occurrence=day.isoformat(), allow_fallback=False)
+                    occurrence=day.isoformat(), allow_fallback=False, message_class="staff")
     figures["queued"] = bool(chat)
     return figures

@@ -32,13 +32,17 @@ from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
 from bot.language import to_traditional
+from bot.words import Catalogue, catalogue
 from outreach.sms_text import MessageTooLong, SmsLength, sms_length
 
 MESSAGES_DIR = Path(__file__).resolve().parent.parent / "templates" / "messages"
 LANGUAGES: tuple[str, ...] = ("zh-Hans", "zh-Hant", "en")
 DEFAULT_LANGUAGE = "zh-Hans"
 # Filled in by the renderer for every kind (callers may override office_* and today).
-AUTOMATIC_VARIABLES = frozenset({"lang", "channel", "office_name", "office_phone", "today"})
+# `audience` (beneficiary or staff, from kinds.yaml) picks the words `label()` looks up.
+AUTOMATIC_VARIABLES = frozenset({"lang", "channel", "audience", "office_name", "office_phone", "today"})
+# The classes of outreach/reach.py (kept as plain names here: templates do not depend on outreach's rule).
+MESSAGE_CLASSES = ("requested", "own_case", "proactive", "bulk", "staff")
 
 # What staff may write in a broadcast, with what each one means (shown in the console).
 STAFF_VARIABLES: dict[str, str] = {
@@ -116,6 +120,9 @@ class KindSpec:
     choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     footer: bool = False
     audience: str = "beneficiary"
+    # How the contact rule treats it (outreach/reach.py): requested, own_case, proactive, bulk, staff.
+    message_class: str = "proactive"
+    unreachable: str = "drop"  # "task": when it cannot reach the person, staff are asked to phone
 
     @property
     def allowed(self) -> frozenset[str]:
@@ -151,32 +158,56 @@ def format_day(value: Any, lang: str) -> str:
     return date_en(value) if lang == "en" else date_zh(value)
 
 
-def _load_labels(root: Path, variant: str | None) -> dict[str, dict[str, dict[str, str]]]:
-    raw = yaml.safe_load((root / "labels.yaml").read_text(encoding="utf-8")) or {}
-    labels = {lang: raw.get(lang) or {} for lang in LANGUAGES}
-    if not raw.get("zh-Hant"):
-        labels["zh-Hant"] = {group: {code: to_traditional(str(word), variant) for code, word in words.items()}
-                             for group, words in labels["zh-Hans"].items()}
-    return labels
-
-
 def _load_kinds(root: Path) -> dict[str, KindSpec]:
     raw = yaml.safe_load((root / "kinds.yaml").read_text(encoding="utf-8")) or {}
     kinds = {}
     for name, spec in raw.items():
         spec = spec or {}
-        unknown = set(spec) - {"description", "variables", "optional", "choices", "footer", "audience"}
+        unknown = set(spec) - {"description", "variables", "optional", "choices", "footer", "audience", "class",
+                               "unreachable"}
         if unknown:
             raise TemplateProblem(f"kinds.yaml: {name}: unknown field(s) {', '.join(sorted(unknown))}")
+        audience = str(spec.get("audience", "beneficiary"))
+        message_class = str(spec.get("class", "staff" if audience == "staff" else "proactive"))
+        if message_class not in MESSAGE_CLASSES:
+            raise TemplateProblem(f"kinds.yaml: {name}: class {message_class!r} is not one of {', '.join(MESSAGE_CLASSES)}")
+        unreachable = str(spec.get("unreachable", "drop"))
+        if unreachable not in ("drop", "task"):
+            raise TemplateProblem(f"kinds.yaml: {name}: unreachable is 'drop' or 'task', not {unreachable!r}")
         kinds[name] = KindSpec(
             name=name, description=str(spec.get("description", "")),
             variables=tuple(spec.get("variables") or ()), optional=tuple(spec.get("optional") or ()),
             choices={k: tuple(v) for k, v in (spec.get("choices") or {}).items()},
-            footer=bool(spec.get("footer", False)), audience=str(spec.get("audience", "beneficiary")),
+            footer=bool(spec.get("footer", False)), audience=audience, message_class=message_class,
+            unreachable=unreachable,
         )
+    for spec in kinds.values():
+        if spec.audience not in ("beneficiary", "staff"):
+            raise TemplateProblem(f"kinds.yaml: {spec.name}: audience must be beneficiary or staff")
     if "otp" in kinds and kinds["otp"].footer:
         raise TemplateProblem("kinds.yaml: otp: one-time codes never carry an opt-out footer")
     return kinds
+
+
+@lru_cache(maxsize=4)
+def load_kinds(root: str = str(MESSAGES_DIR)) -> dict[str, KindSpec]:
+    """kinds.yaml alone, read once (what the outbox and the contact rule need of a kind)."""
+    return _load_kinds(Path(root))
+
+
+def template_kind(kinds: Mapping[str, KindSpec], kind: str) -> str | None:
+    """The template kind for an outbox kind (`cert_reminder_30` uses `cert_reminder`), or None."""
+    if kind in kinds:
+        return kind
+    base, _, suffix = kind.rpartition("_")
+    return base if suffix.isdigit() and base in kinds else None
+
+
+def kind_spec(kind: str) -> KindSpec | None:
+    """The declared spec of an outbox kind, from templates/messages/kinds.yaml (None: undeclared)."""
+    kinds = load_kinds()
+    name = template_kind(kinds, kind)
+    return kinds[name] if name is not None else None
 
 
 def _names_with_lines(ast: nodes.Template, names: set[str]) -> list[tuple[str, int]]:
@@ -217,6 +248,7 @@ class MessageTemplate:
         values.update(context)
         values["lang"] = self.lang
         values["channel"] = channel or ""
+        values["audience"] = self.spec.audience
         return values
 
     def text(self, context: Mapping[str, Any], channel: str | None = None, *, relay_to: str | None = None) -> str:
@@ -397,7 +429,7 @@ class TemplateSet:
         names.setdefault("en", "Nuanxin Service Centre" if base == "暖心服务中心" else base)
         self.office_name = names
         self.office_phone = office_phone
-        self.labels = _load_labels(self.root, variant)
+        self.words: Catalogue = catalogue(variant)
         self.kinds = _load_kinds(self.root)
         self.env = Environment(undefined=StrictUndefined, autoescape=False, trim_blocks=True,
                                lstrip_blocks=True, keep_trailing_newline=False)
@@ -410,12 +442,13 @@ class TemplateSet:
 
     # --- loading -------------------------------------------------------------------------
     def _label_global(self) -> Callable[..., str]:
-        labels = self.labels
+        words = self.words
 
         @pass_context
         def label(context: Context, group: str, code: str) -> str:
+            """label(group, code): the catalogue's words in the message's language, for its audience."""
             lang = context.get("lang") or DEFAULT_LANGUAGE
-            return str(labels.get(lang, {}).get(group, {}).get(code, code))
+            return words.label(group, str(code), lang, context.get("audience") or "beneficiary")
 
         return label
 
@@ -454,26 +487,24 @@ class TemplateSet:
 
     def kind_for(self, kind: str) -> str:
         """The template kind for an outbox kind: `cert_reminder_30` uses `cert_reminder`."""
-        if kind in self.kinds:
-            return kind
-        base, _, suffix = kind.rpartition("_")
-        if suffix.isdigit() and base in self.kinds:
-            return base
+        name = template_kind(self.kinds, kind)
+        if name is not None:
+            return name
         raise UnknownKind(f"unknown message kind {kind!r} (known: {', '.join(sorted(self.kinds))})")
 
     def get(self, kind: str, lang: str | None) -> MessageTemplate:
         return self._templates[(self.kind_for(kind), self.language(lang))]
 
-    def label(self, lang: str, group: str, code: str) -> str:
-        return str(self.labels.get(self.language(lang), {}).get(group, {}).get(code, code))
+    def label(self, lang: str, group: str, code: str, audience: str = "beneficiary") -> str:
+        return self.words.label(group, code, self.language(lang), audience)
 
     def automatic(self, lang: str, channel: str | None) -> dict[str, Any]:
         return {"office_name": self.office_name.get(lang, self.office_name["zh-Hans"]),
                 "office_phone": self.office_phone, "today": datetime.now(self.tz).date(),
-                "lang": lang, "channel": channel or ""}
+                "lang": lang, "channel": channel or "", "audience": "beneficiary"}
 
     def footer(self, lang: str) -> str:
-        return self.label(lang, "ui", "sms_footer")
+        return self.label(lang, "message_part", "sms_footer")
 
     def with_footer(self, text: str, lang: str) -> str:
         return f"{text} {self.footer(lang)}" if lang == "en" else f"{text}{self.footer(lang)}"
@@ -481,7 +512,7 @@ class TemplateSet:
     def relay_prefix(self, text: str, lang: str, name: str) -> str:
         """A message for the beneficiary that reaches a family member's phone says so first
         (after the 【signature】, which Chinese SMS keep at the very start)."""
-        prefix = self.label(lang, "ui", "for_family").format(name=name)
+        prefix = self.label(lang, "message_part", "for_family").format(name=name)
         if text.startswith("【") and "】" in text:
             cut = text.index("】") + 1
             return text[:cut] + prefix + text[cut:]

@@ -1,6 +1,6 @@
 """A protocol-faithful fake of Twilio's Messages API and its status callbacks.
 
-    from outreach.providers.fake_twilio import FakeTwilio
+    from tests.fakes.fake_twilio import FakeTwilio
     from outreach.providers.twilio import TwilioProvider
 
     async with FakeTwilio(account_sid="AC" + "0" * 32, auth_token="secret") as tw:
@@ -36,8 +36,8 @@ import aiohttp
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 
-from outreach.providers._fakeserver import Faults, LoopbackServer, client_gone
 from outreach.sms_text import sms_length
+from tests.fakes.loopback import Faults, LoopbackServer, client_gone
 
 __all__ = ["FakeTwilio", "Faults", "Callback"]
 
