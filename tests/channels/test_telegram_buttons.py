@@ -8,7 +8,7 @@ import pytest
 from aiogram import Bot
 
 from bot.channels import telegram
-from outreach.providers.fake_telegram import FakeTelegram
+from tests.fakes.fake_telegram import FakeTelegram
 
 from .e2e import CodeNotifier, TelegramDriver, seed_roll
 

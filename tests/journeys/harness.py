@@ -39,7 +39,7 @@ from models.clock import FakeClock
 from models.db import make_engine
 from models.outbox import OutboxMessage
 from models.people import Beneficiary, Contact
-from outreach.providers.fake_telegram import FakeTelegram
+from tests.fakes.fake_telegram import FakeTelegram
 from outreach.sms_text import sms_length
 
 TOKEN = "123456:JOURNEY-TOKEN"
