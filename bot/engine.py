@@ -31,15 +31,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 from sqlmodel import select as orm_select
 
+from bot import answers
 from bot.channels.base import Choice, Inbound, Reply
 from bot.conversations import LOG, Conflict, Conv, ConversationStore, log_row
 from bot.flowregistry import FlowCtx, Registry, builtin
 from bot.flowrunner import Flow, Out, Runner, clean_text, load_flows, typing_lines, word
 from bot.identity import LINK_FLOW, Identity, Notifier, OutboxNotifier
 from bot.language import detect_language
+from bot.state import ServiceOffer
 from bot.texts import CHANNEL_NAMES, localise, t
-from models.actions import audit, opt_in, opt_out
-from models.applications import HandoffTicket
+from bot.tickets import Handoff, entry, hand_off
+from models.actions import opt_in, opt_out
 from models.db import is_sqlite
 from models.people import Beneficiary, Contact
 from models.phone import mask_phone
@@ -122,6 +124,7 @@ class Engine:
         self.runner = Runner(self.flows, self.registry)
         self.identity = Identity(settings, self.notifier)
         self.menu_flows = sorted((f for f in self.flows.values() if f.menu), key=lambda f: f.menu or 0)
+        self.recognisable = sorted((f for f in self.flows.values() if f.recognise), key=lambda f: f.recognise_rank)
         self.store = ConversationStore()
         # SQLite has one writer at a time: this process's writers queue on a lock rather than in
         # SQLite's busy loop, which sleeps in steps and would make the slowest replies slow.
@@ -387,6 +390,10 @@ class Engine:
         lang = conv.lang
         linked = conv.beneficiary_id is not None
         w = word(text) if len(text) <= 40 else ""
+        if conv.state.offer is not None:
+            taken = self._answer_offer(s, conv, text, now)
+            if taken is not None:
+                return taken
         if inbound.attachments and not clean_text(text):
             return [Out(t("photo_at_menu", lang) + "\n" + self._menu(lang, linked).text, in_flow=False)]
         if w:
@@ -402,7 +409,59 @@ class Engine:
         if len(_WORDY.findall(text)) < 2:
             return [Out(t("not_understood_menu", lang) + "\n" + self._menu(lang, linked).text,
                         self._menu(lang, linked).choices, "choice", in_flow=False)]
-        return [self._question(s, conv, clean_text(text)[:500], now)]
+        return self._free_text(s, conv, clean_text(text)[:500], now)
+
+    # ------------------------------------------------------------------ services before articles
+    def _service_for(self, text: str) -> Flow | None:
+        """The service this text asks for ("我要报告住院", "我爸爸昨天晚上走了"), if any."""
+        normal = word(text)
+        for flow in self.recognisable:
+            if any(p.search(normal) for p in flow.patterns):
+                return flow
+        return None
+
+    def _free_text(self, s: Tx, conv: Conv, text: str, now: datetime) -> list[Out]:
+        """What a person writes at the menu: a service first, a policy article when they ask about policy,
+        a person (a ticket) only when neither fits."""
+        service = self._service_for(text)
+        if service is not None and not _ASKS_POLICY.search(word(text)):
+            return self._offer(s, conv, service, text, now)
+        answer = self._ask_qa(conv, text)
+        if answer is not None and not answer.handoff:
+            return [Out(answer.sms if conv.channel == "sms" and answer.sms else answer.answer, in_flow=False)]
+        if service is not None:
+            return self._offer(s, conv, service, text, now)
+        return [self._question_to_staff(s, conv, text, answer, now)]
+
+    def _offer(self, s: Tx, conv: Conv, service: Flow, text: str, now: datetime) -> list[Out]:
+        if service.report is not None:  # reading one's own records asks nothing: just show them
+            return self._start(s, conv, service.id, now)
+        conv.state.offer = ServiceOffer(flow=service.id, question=redact(text)[:200])
+        return [self._offer_prompt(conv)]
+
+    def _offer_prompt(self, conv: Conv) -> Out:
+        lang = conv.lang
+        offer = conv.state.offer
+        assert offer is not None
+        flow = self.flows[offer.flow]
+        question = localise(flow.offer or flow.title, lang)
+        return Out(f"{question}\n{t('offer_how', lang)}", (("1", t("offer_yes", lang)), ("2", t("offer_no", lang))),
+                   "choice", in_flow=False)
+
+    def _answer_offer(self, s: Tx, conv: Conv, text: str, now: datetime) -> list[Out] | None:
+        """Yes starts the service, no goes back to the menu; anything else is read as new text (None)."""
+        offer = conv.state.offer
+        assert offer is not None
+        conv.state.offer = None
+        if offer.flow not in self.flows:
+            return None
+        reply = answers.yes_no(text)
+        if reply == "yes":
+            return self._start(s, conv, offer.flow, now)
+        if reply == "no":
+            menu = self._menu(conv.lang, conv.beneficiary_id is not None)
+            return [Out(t("offer_declined", conv.lang) + "\n" + menu.text, menu.choices, "choice", in_flow=False)]
+        return None
 
     def _start(self, s: Tx, conv: Conv, flow_id: str, now: datetime, args: dict[str, Any] | None = None) -> list[Out]:
         flow = self.flows[flow_id]
@@ -432,6 +491,8 @@ class Engine:
             return self.identity.prompt(st, ctx)
         if st.flow in self.flows:
             return self.runner.prompt(self.flows[st.flow], st, ctx)
+        if st.offer is not None and st.offer.flow in self.flows:
+            return self._offer_prompt(conv)
         return self._menu(conv.lang, conv.beneficiary_id is not None)
 
     def _title(self, flow_id: str, lang: str) -> str:
@@ -454,40 +515,27 @@ class Engine:
         return Out("\n".join(lines), tuple(choices), "choice", in_flow=False)
 
     # ------------------------------------------------------------------ people
-    def _transcript(self, s: Tx, conv: Conv) -> list[dict[str, str]]:
+    def _transcript(self, s: Tx, conv: Conv) -> list[dict[str, Any]]:
         rows = s.conn.execute(select(LOG.c.direction, LOG.c.text, LOG.c.created_at).where(
             LOG.c.channel == conv.channel, LOG.c.address == conv.address)
             .order_by(LOG.c.created_at.desc(), LOG.c.id.desc()).limit(20)).all()
-        return [{"dir": r.direction, "text": r.text, "at": r.created_at.isoformat() if r.created_at else ""}
-                for r in reversed(rows)]
-
-    def _open_ticket(self, s: Tx, conv: Conv, reason: str, question: str, now: datetime) -> HandoffTicket:
+        lines = [entry(r.direction, r.text, r.created_at) for r in reversed(rows)]
         st = conv.state
-        transcript = self._transcript(s, conv)
-        if question:
-            transcript.append({"dir": "in", "text": redact(question), "at": now.isoformat()})
         if st.flow:
-            transcript.append({"dir": "note", "text": f"was in flow {st.flow} at step {st.step}",
-                               "at": now.isoformat()})
-        ticket = HandoffTicket(channel=conv.channel, address=conv.address, beneficiary_id=conv.beneficiary_id,
-                               language=conv.lang, question=redact(question) or "(asked for a person)",
-                               reason=reason[:32], transcript=transcript, created_at=now)
-        s.session.add(ticket)
-        s.session.flush()
-        audit(s.session, "bot", "ticket.open", "handoff_ticket", ticket.id, {"reason": reason, "channel": conv.channel},
-              now)
-        return ticket
+            lines.append(entry("note", f"was in flow {st.flow} at step {st.step}", self.clock.now()))
+        return lines
+
+    def _hand_off(self, s: Tx, conv: Conv, reason: str, question: str, now: datetime,
+                  attachment: dict[str, Any] | None = None) -> Handoff:
+        """A ticket for staff, bounded per sender (bot/tickets.py): repeated messages join the open one."""
+        return hand_off(s.session, channel=conv.channel, address=conv.address, beneficiary_id=conv.beneficiary_id,
+                        language=conv.lang, reason=reason, question=question, context=self._transcript(s, conv),
+                        now=now, office_tz=self.settings.tz, attachment=attachment)
 
     def _handoff(self, s: Tx, conv: Conv, reason: str, question: str, now: datetime) -> Out:
         lang = conv.lang
-        existing = s.session.exec(orm_select(HandoffTicket).where(
-            HandoffTicket.channel == conv.channel, HandoffTicket.address == conv.address,
-            HandoffTicket.status == "open", HandoffTicket.reason == "asked_for_person")).first()
-        if existing is not None:
-            text = t("handoff_already", lang, ticket=existing.id)
-        else:
-            ticket = self._open_ticket(s, conv, reason, question, now)
-            text = t("handoff_done", lang, ticket=ticket.id)
+        done = self._hand_off(s, conv, reason, question, now)
+        text = t("handoff_already" if done.appended else "handoff_done", lang, ticket=done.ticket.id)
         if conv.state.flow:
             text += "\n" + t("handoff_saved", lang)
         return Out(text, in_flow=bool(conv.state.flow))
@@ -502,24 +550,27 @@ class Engine:
                 self._qa_failed = True
         return self._qa
 
-    def _question(self, s: Tx, conv: Conv, question: str, now: datetime) -> Out:
-        lang = conv.lang
+    def _ask_qa(self, conv: Conv, question: str) -> Any:
         qa = self._get_qa()
-        answer = None
-        if qa is not None:
-            try:
-                answer = qa.answer(question, lang)
-            except Exception:
-                log.exception("policy Q&A failed; handing off")
-        if answer is not None and not answer.handoff:
-            body = answer.sms if conv.channel == "sms" and answer.sms else answer.answer
-            return Out(body, in_flow=False)
+        if qa is None:
+            return None
+        try:
+            return qa.answer(question, conv.lang)
+        except Exception:
+            log.exception("policy Q&A failed; handing off")
+            return None
+
+    def _question_to_staff(self, s: Tx, conv: Conv, question: str, answer: Any, now: datetime) -> Out:
+        lang = conv.lang
         reason = answer.reason if answer is not None else "out_of_scope"
-        ticket = self._open_ticket(s, conv, reason, question, now)
+        done = self._hand_off(s, conv, reason, question, now)
+        if done.appended:
+            return Out(t("ticket_added", lang, ticket=done.ticket.id), in_flow=False)
         if answer is not None and answer.answer:
-            text = answer.answer + localise({"zh-Hans": f"（编号{ticket.id}）", "en": f" (ticket {ticket.id})"}, lang)
+            text = answer.answer + localise({"zh-Hans": f"（编号{done.ticket.id}）", "en": f" (ticket {done.ticket.id})"},
+                                            lang)
         else:
-            text = t("qa_passed_on", lang, ticket=ticket.id)
+            text = t("qa_passed_on", lang, ticket=done.ticket.id)
         return Out(text, in_flow=False)
 
 
@@ -533,6 +584,12 @@ def _join(first: list[Out], second: list[Out]) -> list[Out]:
     return first[:-1] + [Out(a.text + "\n" + b.text, b.choices, b.expects, b.in_flow)] + second[1:]
 
 
+# A question about policy (how much, who can, which documents...): the article answers it even when
+# it names a service ("住院能报销多少？" is a question about the claim, not a claim).
+_ASKS_POLICY = re.compile(
+    r"多少|几多|比例|标准|条件|资格|规定|政策|如何|怎么(办理|申请|报销|算|交|领|计算)|需要(什么|哪些)|要(带)?(什么|哪些)|"
+    r"能不能|可不可以|可以.{0,8}吗|有没有.{0,6}(补贴|补助|待遇)|什么(时候|材料|条件)|哪些|几时|几点|"
+    r"\bhow (much|many|do|can|long)\b|\bwhat (documents|papers|is|are)\b|\bwho can\b|\beligible|\bcan i\b")
 _NUMBERED = re.compile(r"^\s*(\d+)[.、]\s*\S")
 
 

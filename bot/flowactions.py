@@ -19,13 +19,13 @@ from bot.flowrunner import display
 from bot.flowspec import Flow
 from bot.state import ConversationState
 from bot.texts import localise, to_hant
+from bot.tickets import hand_off
 from bot.words import catalogue, label
 from models.actions import audit, create_task, record_death
 from models.applications import (
     Application,
     ApplicationDocument,
     ApplicationStageChange,
-    HandoffTicket,
     Stage,
     SurveyAnswer,
 )
@@ -136,11 +136,10 @@ def record_death_action(ctx: FlowCtx, state: ConversationState, flow: Flow, para
     s = ctx.session
     b = s.exec(select(Beneficiary).where(Beneficiary.id_hash == ident.get("hash", ""))).first()
     if b is None:
-        s.add(HandoffTicket(channel=ctx.channel, address=ctx.address, beneficiary_id=ctx.beneficiary_id,
-                            language=ctx.lang, reason="flow",
-                            question=f"death report for a person not on the roll: {ident.get('masked')}, "
-                                     f"died {died_on.isoformat()}, reported by {relationship}",
-                            transcript=[], created_at=ctx.now))
+        hand_off(s, channel=ctx.channel, address=ctx.address, beneficiary_id=ctx.beneficiary_id, language=ctx.lang,
+                 reason="flow", question=f"death report for a person not on the roll: {ident.get('masked')}, "
+                                         f"died {died_on.isoformat()}, reported by {relationship}",
+                 context=[], now=ctx.now, office_tz=ctx.settings.tz)
         return {"on_roll": ""}
     record_death(s, b, died_on=died_on, actor="bot", reported_by=f"{relationship} via {ctx.channel}", now=ctx.now)
     return {"on_roll": "yes"}

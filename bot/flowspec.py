@@ -211,7 +211,24 @@ class Flow(_Spec):
     on_complete: tuple[ActionCall, ...] = ()
     done: Texts = Field(default_factory=lambda: {"zh-Hans": "", "en": ""})
     report: str | None = None  # a read-only flow: one named report, no steps
+    # What people write when they want this service, as regular expressions over the text in
+    # Simplified Chinese and lower case ("我爸爸昨天晚上走了" -> death_report), and the offer made
+    # then ("要报告家人去世吗？"). Services are matched before policy articles.
+    recognise: tuple[str, ...] = ()
+    recognise_rank: int = 50  # when several services match, the lowest rank is offered
+    offer: Texts | None = None
     path: str = ""  # the file it came from (set by the loader)
+
+    @field_validator("recognise")
+    @classmethod
+    def _patterns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for i, pattern in enumerate(value):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise PydanticCustomError("pattern", "recognise[{i}]: not a valid pattern: {why}",
+                                          {"i": i, "why": str(exc)}) from None
+        return value
 
     @field_validator("menu", mode="before")
     @classmethod
@@ -259,6 +276,8 @@ class Flow(_Spec):
                                      f"(it takes: {sorted(known.params)})")
                 if name.endswith("_field") and value not in index:
                     raise ValueError(f"on_complete[{i}].{name}: {value!r} is not a step")
+        if self.recognise and self.offer is None and self.report is None:
+            raise ValueError("offer: a flow that recognises what people write needs the offer to make")
         if self.steps and self.report is None and self.steps[-1].type != "confirm" and self.on_complete:
             raise ValueError("steps: a flow that creates something must end with a confirm step")
         return self
@@ -269,6 +288,10 @@ class Flow(_Spec):
         for i, s in enumerate(self.steps):
             found.setdefault(s.id, i)
         return found
+
+    @cached_property
+    def patterns(self) -> tuple[re.Pattern[str], ...]:
+        return tuple(re.compile(p) for p in self.recognise)
 
     def step(self, step_id: str) -> Step:
         return self.steps[self.index[step_id]]

@@ -136,6 +136,19 @@ T: dict[str, dict[str, str]] = {
         "en": "Hello, this is the Nuanxin service. Please choose:",
     },
     "button_back": {"zh-Hans": "返回", "en": "Back"},
+    # --- services before articles ---
+    "offer_how": {"zh-Hans": "回复1（要），回复2（不是）。", "en": "Reply 1 for yes, 2 for no."},
+    "offer_yes": {"zh-Hans": "要", "en": "Yes"},
+    "offer_no": {"zh-Hans": "不是", "en": "No"},
+    "offer_declined": {
+        "zh-Hans": "好的。请选菜单里要办的事，或者把您的问题说详细一点。",
+        "en": "All right. Pick a service from the menu, or tell me a little more.",
+    },
+    "ticket_added": {
+        "zh-Hans": "这条也转给了工作人员，和您之前的问题（编号{ticket}）放在一起，一般1个工作日内在这里回复您。",
+        "en": "This too is with our staff, together with your earlier question (ticket {ticket}). "
+              "They usually reply here within 1 working day.",
+    },
     "button_person": {"zh-Hans": "找人工", "en": "Talk to a person"},
 }
 

@@ -39,8 +39,8 @@ from models.clock import FakeClock
 from models.db import make_engine
 from models.outbox import OutboxMessage
 from models.people import Beneficiary, Contact
-from tests.fakes.fake_telegram import FakeTelegram
 from outreach.sms_text import sms_length
+from tests.fakes.fake_telegram import FakeTelegram
 
 TOKEN = "123456:JOURNEY-TOKEN"
 AUTH_TOKEN = "journey-twilio-auth-token"
