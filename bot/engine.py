@@ -35,7 +35,7 @@ from bot import answers
 from bot.channels.base import Choice, Inbound, Reply
 from bot.conversations import LOG, Conflict, Conv, ConversationStore, log_row
 from bot.flowregistry import FlowCtx, Registry, builtin
-from bot.flowrunner import Flow, Out, Runner, clean_text, load_flows, typing_lines, word
+from bot.flowrunner import DOCUMENT_KINDS, Flow, Out, Runner, clean_text, load_flows, typing_lines, word
 from bot.identity import LINK_FLOW, Identity, Notifier, OutboxNotifier
 from bot.language import detect_language
 from bot.state import ServiceOffer
@@ -290,6 +290,8 @@ class Engine:
             # A button of an older message (a double tap, a slow phone): never an answer to what is asked now.
             cur = self._current_prompt(s, conv, now)
             return [Out(t("stale_button", conv.lang) + "\n" + cur.text, cur.choices, cur.expects, cur.in_flow)]
+        if inbound.edited or any(a.kind not in DOCUMENT_KINDS for a in inbound.attachments):
+            return [self._media(s, conv, inbound, now)]
         if conv.beneficiary_id is not None and st.flow is None:
             adopted = self.store.adopt(s.conn, conv)
             if adopted:
@@ -410,6 +412,34 @@ class Engine:
             return [Out(t("not_understood_menu", lang) + "\n" + self._menu(lang, linked).text,
                         self._menu(lang, linked).choices, "choice", in_flow=False)]
         return self._free_text(s, conv, clean_text(text)[:500], now)
+
+    # ------------------------------------------------------------------ media that are not documents
+    def _media(self, s: Tx, conv: Conv, inbound: Inbound, now: datetime) -> Out:
+        """A voice note goes to staff with its audio; a sticker, a location, a contact card, a video or an
+        edited message gets a short reply. None of them is an answer: the current question follows."""
+        lang = conv.lang
+        kinds = {a.kind for a in inbound.attachments}
+        if inbound.edited:
+            head = t("edited_reply", lang)
+        elif kinds & {"voice", "audio"}:
+            audio = next(a for a in inbound.attachments if a.kind in ("voice", "audio"))
+            done = self._hand_off(s, conv, "voice", "[语音留言 voice message]", now, attachment={
+                "kind": audio.kind, "audio": audio.local_path, "file_id": audio.file_id, "mime": audio.mime_type})
+            head = t("voice_to_staff", lang, ticket=done.ticket.id)
+            if conv.state.flow:
+                head += "\n" + t("handoff_saved", lang)
+        elif "location" in kinds:
+            head = t("location_reply", lang)
+        elif "contact" in kinds:
+            head = t("contact_reply", lang)
+        elif "sticker" in kinds:
+            head = t("sticker_reply", lang)
+        else:
+            head = t("video_reply", lang)
+        if not conv.state.flow and conv.state.offer is None:
+            return Out(head, in_flow=False)
+        cur = self._current_prompt(s, conv, now)
+        return Out(head + "\n" + cur.text, cur.choices, cur.expects, cur.in_flow)
 
     # ------------------------------------------------------------------ services before articles
     def _service_for(self, text: str) -> Flow | None:

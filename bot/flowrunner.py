@@ -252,6 +252,8 @@ def w(key: str, lang: str, **kw: Any) -> str:
     return text.format(**kw) if kw else text
 
 
+DOCUMENT_KINDS = frozenset({"photo", "document"})  # what counts as a document handed in
+
 # Lines that only say how to type an answer: a channel with buttons leaves them out.
 TYPING_LINES = ("reply_yes_no", "confirm_tail", "doc_how", "sure_how", "reply_number")
 
@@ -529,35 +531,41 @@ class Runner:
 
     def _document(self, flow: Flow, state: ConversationState, step: Step, text: str, attachments: tuple[Any, ...],
                   ctx: FlowCtx) -> list[Out]:
+        """One checklist item per photo or file, in order, unless the caption names another item
+        ("呢張係收據" is the receipt). Only photos and files are documents (the engine answers other media)."""
         docs = state.values.setdefault(step.id, {})
-        i = state.doc_index
         lang = ctx.lang
+        files = [a for a in attachments if a.kind in DOCUMENT_KINDS]
         got: list[str] = []
-        if attachments:
-            for att in attachments:
-                if i >= len(step.items):
+        if files:
+            caption = word(text)
+            named = next((item for item in step.items if caption and item.named_in(caption)
+                          and not docs.get(item.code, {}).get("received")), None)
+            for att in files:
+                item = named or next((it for it in step.items[state.doc_index:] if it.code not in docs), None)
+                named = None
+                if item is None:
                     break
-                item = step.items[i]
                 docs[item.code] = {"received": True, "file_id": att.file_id, "mime": att.mime_type,
                                    "name": att.file_name, "path": att.local_path, "kind": att.kind}
                 got.append(w("doc_got", lang, label=localise(item.label, lang)))
-                i += 1
+        elif attachments:
+            return [self._retry(flow, state, text, localise(ERR["file_or_skip"], lang), ctx)]
         else:
             wd = word(text)
-            if wd in SKIP:
-                docs[step.items[i].code] = {"received": False}
-                i += 1
+            current = next((it for it in step.items[state.doc_index:] if it.code not in docs), None)
+            if wd in SKIP and current is not None:
+                docs[current.code] = {"received": False}
             elif wd in LATER:
-                for item in step.items[i:]:
+                for item in step.items:
                     docs.setdefault(item.code, {"received": False})
-                i = len(step.items)
             else:
-                raise_text = localise(ERR["file_or_skip"], lang)
-                return [self._retry(flow, state, text, raise_text, ctx)]
-        state.doc_index = i
+                return [self._retry(flow, state, text, localise(ERR["file_or_skip"], lang), ctx)]
+        # The next item to ask for: the first one neither received nor skipped.
+        state.doc_index = next((n for n, it in enumerate(step.items) if it.code not in docs), len(step.items))
         state.misses = 0
         prefix = "".join(g + "\n" for g in got)
-        if i >= len(step.items):
+        if state.doc_index >= len(step.items):
             state.doc_index = 0
             return self._advance(flow, state, step, None, ctx, prefix)
         out = self.prompt(flow, state, ctx)

@@ -106,6 +106,13 @@ class DocItem(_Spec):
     code: str
     label: Texts
     required: bool = True
+    # Words in a photo's caption that name this document (呢張係收據 -> the receipt, in Simplified).
+    aliases: tuple[str, ...] = ()
+
+    def named_in(self, caption: str) -> bool:
+        """The caption (normalised: Simplified, lower case) names this document."""
+        words = (self.label["zh-Hans"], self.label["en"].lower(), *(a.lower() for a in self.aliases))
+        return any(w and w in caption for w in words)
 
 
 class Step(_Spec):

@@ -136,6 +136,30 @@ T: dict[str, dict[str, str]] = {
         "en": "Hello, this is the Nuanxin service. Please choose:",
     },
     "button_back": {"zh-Hans": "返回", "en": "Back"},
+    # --- media that are not documents ---
+    "voice_to_staff": {
+        "zh-Hans": "收到您的语音。我这里听不了语音，已转给工作人员听（编号{ticket}），一般1个工作日内在这里回复您。",
+        "en": "Got your voice message. I cannot listen to it, so it is with our staff (ticket {ticket}); "
+              "they usually reply here within 1 working day.",
+    },
+    "sticker_reply": {"zh-Hans": "收到您的表情，谢谢！", "en": "Thank you for the sticker!"},
+    "location_reply": {
+        "zh-Hans": "收到您的位置。办事不需要发位置。",
+        "en": "Got your location. No location is needed for our services.",
+    },
+    "contact_reply": {
+        "zh-Hans": "收到一张名片。要替家人办事，请先“绑定身份”，选“家属代办”。",
+        "en": 'Got a contact card. To act for a family member, first "link" your record as a family member.',
+    },
+    "video_reply": {
+        "zh-Hans": "收到您的视频。视频我这里看不了；材料请拍照片发来，有事请打字或回复“人工”。",
+        "en": 'Got your video. I cannot watch videos: send documents as photos, and type your question or reply "human".',
+    },
+    "edited_reply": {
+        "zh-Hans": "看到您改了之前的消息。已经记下的回答不会跟着改；要改，请回复“返回”再填一次。",
+        "en": 'I see you edited an earlier message. Answers already taken do not change with it; '
+              'to change one, reply "back" and answer again.',
+    },
     # --- services before articles ---
     "offer_how": {"zh-Hans": "回复1（要），回复2（不是）。", "en": "Reply 1 for yes, 2 for no."},
     "offer_yes": {"zh-Hans": "要", "en": "Yes"},

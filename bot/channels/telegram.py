@@ -3,7 +3,9 @@
 Handlers only translate; every decision is the engine's. One Router per concern:
 `commands` (/start /menu /help /lang /stop → the engine's global words), `callbacks`
 (a button press → `Inbound.choice`, answered so the button stops spinning), `messages`
-(text, photos, documents; files are downloaded to `<data_dir>/uploads/<chat>/`).
+(text, photos, documents and voice notes, downloaded to `<data_dir>/uploads/<chat>/`;
+stickers, locations, contact cards and videos named so the engine can answer them; an
+edited message as `Inbound.edited`).
 
 `create_dispatcher(engine, settings)` builds the Dispatcher; the engine and the upload
 folder are given to it once and arrive in handlers as keyword arguments. Polling
@@ -50,6 +52,7 @@ from aiogram.types import (
 )
 
 from bot.channels.base import Attachment, Inbound, Reply
+from models.phone import mask_phone
 
 log = logging.getLogger(__name__)
 
@@ -236,17 +239,25 @@ async def attachments_of(message: Message, bot: Bot, uploads: Path) -> tuple[Att
                                name, d.file_size)
         out.append(Attachment(kind="document", file_id=d.file_id, mime_type=d.mime_type or "",
                               file_name=name, size=d.file_size or 0, local_path=path))
-    if message.voice:
-        out.append(Attachment(kind="voice", file_id=message.voice.file_id,
-                              mime_type=message.voice.mime_type or "", size=message.voice.file_size or 0))
+    for kind, audio in (("voice", message.voice), ("audio", message.audio)):
+        if audio is not None:
+            # Staff listen to it from the ticket: the file is kept like a document.
+            name = getattr(audio, "file_name", None) or ("voice.ogg" if kind == "voice" else "audio")
+            path = await _download(bot, uploads, chat, message.message_id, audio.file_id, audio.file_unique_id,
+                                   name, audio.file_size)
+            out.append(Attachment(kind=kind, file_id=audio.file_id, mime_type=audio.mime_type or "",
+                                  file_name=name, size=audio.file_size or 0, local_path=path))
     if message.sticker:
         out.append(Attachment(kind="sticker", file_id=message.sticker.file_id))
     if message.location:
         out.append(Attachment(kind="location",
                               file_name=f"{message.location.latitude},{message.location.longitude}"))
-    for other in (message.video, message.audio, message.video_note, message.animation):
+    if message.contact:
+        # A shared contact card: only its masked number is kept.
+        out.append(Attachment(kind="contact", file_name=mask_phone(message.contact.phone_number or "")))
+    for other in (message.video, message.video_note, message.animation):
         if other is not None:
-            out.append(Attachment(kind="other", file_id=other.file_id, size=other.file_size or 0))
+            out.append(Attachment(kind="video", file_id=other.file_id, size=other.file_size or 0))
     return tuple(out)
 
 
@@ -322,6 +333,15 @@ async def on_message(message: Message, bot: Bot, engine: ConversationEngine, upl
     await send_replies(bot, message.chat.id, replies, keyboards)
 
 
+async def on_edited(message: Message, bot: Bot, engine: ConversationEngine, keyboards: Keyboards) -> None:
+    """An edited message: the engine says that answers already taken do not change with it."""
+    inbound = Inbound(channel=CHANNEL, address=str(message.chat.id), text=message.text or message.caption or "",
+                      language_hint=_language(message), received_at=message.date,
+                      provider_message_id=f"edit:{message.message_id}:{message.edit_date or 0}", edited=True)
+    replies = await engine.ahandle(inbound)
+    await send_replies(bot, message.chat.id, replies, keyboards)
+
+
 async def on_error(event: ErrorEvent, bot: Bot) -> bool:
     """Log (without personal data) and tell the person to try again rather than go silent."""
     update = event.update
@@ -330,6 +350,8 @@ async def on_error(event: ErrorEvent, bot: Bot) -> bool:
         chat_id = update.message.chat.id
     elif update.callback_query is not None and update.callback_query.message is not None:
         chat_id = update.callback_query.message.chat.id
+    elif update.edited_message is not None:
+        chat_id = update.edited_message.chat.id
     log.error("telegram update %s failed: %s", update.update_id, type(event.exception).__name__,
               exc_info=event.exception)
     if chat_id is not None:
@@ -371,6 +393,7 @@ def routers() -> list[Router]:
     callbacks.callback_query.register(on_button, F.data)
     messages = Router(name="messages")
     messages.message.register(on_message, private)
+    messages.edited_message.register(on_edited, private)
     errors = Router(name="errors")
     errors.errors.register(on_error)
     return [commands, callbacks, messages, errors]
@@ -427,7 +450,7 @@ async def set_webhook(bot: Bot, settings: Any, dp: Dispatcher | None = None) -> 
     if not settings.telegram_webhook_secret:
         raise ValueError("TELEGRAM_WEBHOOK_SECRET must be set for webhook mode")
     url = webhook_url(settings)
-    allowed = dp.resolve_used_update_types() if dp is not None else ["message", "callback_query"]
+    allowed = dp.resolve_used_update_types() if dp is not None else ["message", "edited_message", "callback_query"]
     await bot.set_webhook(url, secret_token=settings.telegram_webhook_secret, allowed_updates=allowed)
     await set_commands(bot)
     return url

@@ -259,7 +259,8 @@ async def test_set_webhook_registers_the_public_url_with_the_secret(
     assert fake_tg.webhook_url == url
     [call] = [r for r in fake_tg.requests if r.method == "setWebhook"]
     assert call.params["secret_token"] == channel_settings.telegram_webhook_secret
-    assert sorted(call.params["allowed_updates"]) == ["callback_query", "message"]
+    # Edited messages are answered too (they used to get no reply at all).
+    assert sorted(call.params["allowed_updates"]) == ["callback_query", "edited_message", "message"]
 
 
 # --- webhook mode ------------------------------------------------------------------------
