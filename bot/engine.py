@@ -498,6 +498,9 @@ class Engine:
         st = conv.state
         if flow.requires_link and conv.beneficiary_id is None:
             return self._start_link(s, conv, now, flow_id)
+        if flow.requires_link and conv.acting_as is None and self._deceased(s, conv):
+            # The phone of someone who has died cannot act as them; a relative links as family.
+            return [Out(t("deceased_self", conv.lang), in_flow=False)]
         ctx = self._ctx(s, conv, now)
         if not args and st.resume(flow_id) and flow.has_step(st.step):
             cur = self.runner.prompt(flow, st, ctx)
@@ -513,6 +516,10 @@ class Engine:
             st.after_link = after
             outs = [Out(t("needs_link", conv.lang) + "\n" + outs[0].text, outs[0].choices, outs[0].expects)]
         return outs
+
+    def _deceased(self, s: Tx, conv: Conv) -> bool:
+        person = s.session.get(Beneficiary, conv.beneficiary_id) if conv.beneficiary_id else None
+        return person is not None and person.status == "deceased"
 
     def _current_prompt(self, s: Tx, conv: Conv, now: datetime) -> Out:
         st = conv.state

@@ -15,7 +15,7 @@ from datetime import date
 from typing import Any
 
 from bot import answers
-from bot.flowregistry import FlowCtx, Registry, builtin
+from bot.flowregistry import FlowCtx, Refused, Registry, builtin
 from bot.flowspec import FLOW_DIR, STEP_TYPES, Flow, FlowError, Step, load_flows, parse_flow
 from bot.language import clean, normalise_command
 from bot.state import ConversationState, PendingAnswer
@@ -236,6 +236,15 @@ WORDS = {
     "sure": {"zh-Hans": "确定", "en": "Yes, that is right"},
     "choose_again": {"zh-Hans": "重新选", "en": "Choose again"},
     "sure_how": {"zh-Hans": "回复1确定，回复2重新选。", "en": "Reply 1 if so, or 2 to choose again."},
+    "known_head": {"zh-Hans": "我们登记的是：{facts}。对吗？", "en": "Our record says: {facts}. Is that right?"},
+    "known_how": {"zh-Hans": "对就回复1；不对就直接回答上面的问题。",
+                  "en": "Reply 1 if so; if not, just answer the question above."},
+    "right": {"zh-Hans": "对", "en": "Yes, that is right"},
+    "not_right": {"zh-Hans": "不对", "en": "No"},
+    "id_not_linked": {"zh-Hans": "这个身份证号和绑定的{name}（{masked}）对不上，请再看看。",
+                      "en": "That ID number does not match {name} ({masked}), the person linked here. Please check."},
+    "id_is_own": {"zh-Hans": "这是您本人的身份证号。请发去世的人的身份证号。",
+                  "en": "That is your own ID number. Please send the ID number of the person who died."},
     "doc_got": {"zh-Hans": "收到：{label}。", "en": "Received: {label}."},
     "bring_list": {"zh-Hans": "要准备的材料（请带到服务窗口）：", "en": "Documents to prepare (bring them to the service window):"},
     "missing": {"zh-Hans": "还缺这些材料，请带到服务窗口：{items}。", "en": "Still missing, please bring to the service window: {items}."},
@@ -255,11 +264,15 @@ def w(key: str, lang: str, **kw: Any) -> str:
 DOCUMENT_KINDS = frozenset({"photo", "document"})  # what counts as a document handed in
 
 # Lines that only say how to type an answer: a channel with buttons leaves them out.
-TYPING_LINES = ("reply_yes_no", "confirm_tail", "doc_how", "sure_how", "reply_number")
+TYPING_LINES = ("reply_yes_no", "confirm_tail", "doc_how", "sure_how", "reply_number", "known_how")
 
 
 def typing_lines(lang: str) -> frozenset[str]:
     return frozenset(w(key, lang) for key in TYPING_LINES)
+
+
+def err_w(key: str, lang: str, **kw: Any) -> Invalid:
+    return Invalid(w(key, lang, **kw))
 
 
 def display(step: Step, value: Any, lang: str) -> str:
@@ -320,12 +333,88 @@ class Runner:
         return Out(text, expects="code" if step.type == "otp" else "text")
 
     def _pending_prompt(self, flow: Flow, pending: PendingAnswer, lang: str) -> Out:
-        """Before an answer that ends the flow is acted on: "您选的是'是'，确定吗？"."""
+        """Before an answer that ends the flow is acted on: "您选的是'是'，确定吗？"; or what the record
+        says, to confirm instead of typing it."""
         step = flow.step(pending.step)
+        if pending.known:
+            facts = "，".join(self._known_fact(flow.step(sid), value, lang) for sid, value in pending.value.items())
+            if pending.also:
+                facts += "，" + pending.also
+            return Out(f"{localise(step.prompt, lang)}\n{w('known_head', lang, facts=facts)}\n{w('known_how', lang)}",
+                       (("1", w("right", lang)), ("2", w("not_right", lang))), "choice")
         head = (w("confirm_cancel", lang) if step.type == "confirm"
                 else w("confirm_choice", lang, answer=display(step, pending.value, lang)))
         return Out(f"{head}\n{w('sure_how', lang)}", (("1", w("sure", lang)), ("2", w("choose_again", lang))),
                    "choice")
+
+    # -- what the record already says
+    @staticmethod
+    def _known_fact(step: Step, value: Any, lang: str) -> str:
+        if step.known == "deceased":
+            return f"{localise(step.label, lang)}：{value.get('name', '')}（{value.get('masked', '')}）"
+        return f"{localise(step.label, lang)}：{display(step, value, lang)}"
+
+    def _known_value(self, flow: Flow, step: Step, state: ConversationState, ctx: FlowCtx) -> Any:
+        """What the linked record says for this step, or None (nothing known, or not for this person)."""
+        person = ctx.person() if step.known else None
+        if person is None:
+            return None
+        card = {"masked": person.id_masked, "hash": person.id_hash,
+                "birth_date": person.birth_date.isoformat() if person.birth_date else ""}
+        if step.known == "name":
+            return person.name if ctx.acting_as is None and person.name else None
+        if step.known == "id_card":
+            return card if ctx.acting_as is None else None
+        if step.known == "deceased":
+            # A relative linked for this person reports a death: most often it is theirs.
+            return {**card, "name": person.name} if ctx.acting_as is not None else None
+        if step.known == "relationship" and ctx.acting_as in {o.value for o in step.options}:
+            deceased = next((s for s in flow.steps if s.known == "deceased"), None)
+            if deceased is not None and (state.values.get(deceased.id) or {}).get("hash") != person.id_hash:
+                return None  # the report is about someone else: how they were related is asked
+            return ctx.acting_as
+        return None
+
+    def _offer_known(self, flow: Flow, state: ConversationState, step: Step, ctx: FlowCtx) -> bool:
+        """At a step the record can answer: fill it (the person already said the record is right) or
+        offer it, with the steps right after it that the record also answers, to confirm in one reply."""
+        if not step.known or state.known_declined:
+            return False
+        value = self._known_value(flow, step, state, ctx)
+        if value is None:
+            return False
+        if state.known_confirmed:
+            state.pending = PendingAnswer(step=step.id, value={step.id: value}, known=True)
+            return True
+        if step.type == "choice":
+            return False  # its options are the question: it is asked as it is unless the record was confirmed
+        group = {step.id: value}
+        also = ""
+        relation = next((s for s in flow.steps if s.known == "relationship"), None)
+        if step.known == "deceased" and relation is not None and ctx.acting_as in {o.value for o in relation.options}:
+            # Confirming who died confirms how the reporter is related to them: it is not asked again.
+            also = f"{localise(relation.label, ctx.lang)}：{display(relation, ctx.acting_as, ctx.lang)}"
+        for nxt in flow.steps[flow.index[step.id] + 1:]:
+            more = self._known_value(flow, nxt, state, ctx) if not nxt.when else None
+            if more is None:
+                break
+            group[nxt.id] = more
+        state.pending = PendingAnswer(step=step.id, value=group, known=True, also=also)
+        return True
+
+    def _take_known(self, flow: Flow, state: ConversationState, ctx: FlowCtx, prefix: str = "") -> list[Out]:
+        pending = state.pending
+        assert pending is not None and pending.known
+        state.pending = None
+        state.known_confirmed = True
+        ids = list(pending.value)
+        for sid in ids:
+            state.values[sid] = pending.value[sid]
+            if sid != ids[-1]:
+                state.history.append(sid)
+        state.step = ids[-1]
+        last = flow.step(ids[-1])
+        return self._advance(flow, state, last, pending.value[ids[-1]], ctx, prefix)
 
     def summary(self, flow: Flow, state: ConversationState, lang: str, head: str) -> str:
         lines = [head or w("confirm_head", lang)]
@@ -340,10 +429,13 @@ class Runner:
     def enter(self, flow: Flow, state: ConversationState, ctx: FlowCtx, args: dict[str, Any] | None = None) -> list[Out]:
         state.clear_flow()
         state.flow_args = dict(args or {})
-        if flow.precheck:
-            ending = self.registry.prechecks[flow.precheck](ctx, state, flow)
-            if ending is not None:
-                return [self._end(flow, state, ending, ctx)]
+        for name in flow.precheck:
+            verdict = self.registry.prechecks[name](ctx, state, flow)
+            if isinstance(verdict, Refused):
+                state.clear_flow()
+                return [Out(verdict.text, in_flow=False)]
+            if verdict is not None:
+                return [self._end(flow, state, verdict, ctx)]
         if flow.report:
             text = self.registry.reports[flow.report](ctx, state)
             state.clear_flow()
@@ -378,6 +470,8 @@ class Runner:
         if step.type == "documents":
             state.doc_index = 0
             state.values.setdefault(step.id, {})
+        if self._offer_known(flow, state, step, ctx) and state.known_confirmed:
+            return self._take_known(flow, state, ctx, prefix)
         out = self.prompt(flow, state, ctx)
         if prefix:
             out = Out(prefix + out.text, out.choices, out.expects, out.in_flow)
@@ -421,9 +515,10 @@ class Runner:
     def back(self, flow: Flow, state: ConversationState, ctx: FlowCtx) -> list[Out] | None:
         """Go to the previous step; None when there is none (the engine shows the menu).
         While an answer waits to be confirmed, back is the question it answered."""
-        if state.pending is not None:
+        if state.pending is not None and not state.pending.known:
             state.pending = None
             return [self.prompt(flow, state, ctx)]
+        state.pending = None
         while state.history:
             state.step = state.history.pop()
             step = flow.step(state.step)
@@ -471,6 +566,21 @@ class Runner:
         assert pending is not None
         wd = word(text)
         lang = ctx.lang
+        if pending.known:
+            if wd in (word(w("right", lang)), "1"):
+                verdict: str | None = "yes"
+            elif wd in (word(w("not_right", lang)), "2"):
+                verdict = "no"
+            else:  # a short yes or no; anything longer is an answer to the question itself
+                verdict = answers.yes_no(text) if len(clean_text(text)) <= 12 else None
+            if verdict == "yes":
+                return self._take_known(flow, state, ctx)
+            state.pending = None
+            if verdict == "no":
+                state.known_declined = True
+                return [self.prompt(flow, state, ctx)]
+            # Anything else is the answer to the question itself (they typed their name).
+            return self.answer(flow, state, text, (), ctx)
         if wd in (word(w("sure", lang)), word(w("sure", "zh-Hans"))):
             sure: str | None = "yes"
         elif wd in (word(w("choose_again", lang)), word(w("choose_again", "zh-Hans"))):
@@ -525,8 +635,13 @@ class Runner:
             except InvalidIdCard as exc:
                 msg = str(exc)
                 raise Invalid(msg.split(" (")[0] if lang != "en" else msg[msg.find("(") + 1:].rstrip(")")) from None
-            return {"masked": card.masked, "hash": card.hashed(ctx.settings.id_key),
-                    "birth_date": card.birth_date.isoformat()}
+            hashed = card.hashed(ctx.settings.id_key)
+            person = ctx.person() if step.known in ("id_card", "deceased") else None
+            if person is not None and step.known == "id_card" and ctx.acting_as is None and hashed != person.id_hash:
+                raise err_w("id_not_linked", lang, name=person.name, masked=person.id_masked)
+            if person is not None and step.known == "deceased" and ctx.acting_as is None and hashed == person.id_hash:
+                raise err_w("id_is_own", lang)
+            return {"masked": card.masked, "hash": hashed, "birth_date": card.birth_date.isoformat()}
         raise err("text_empty", lang)
 
     def _document(self, flow: Flow, state: ConversationState, step: Step, text: str, attachments: tuple[Any, ...],

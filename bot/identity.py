@@ -27,6 +27,7 @@ from sqlmodel import Session, select
 
 from bot.flowregistry import FlowCtx
 from bot.flowrunner import Out, clean_text, word
+from bot.flowspec import relationship_options
 from bot.state import ConversationState
 from bot.texts import localise
 from models.actions import audit
@@ -42,13 +43,8 @@ MAX_LOOKUPS = 6  # failed roll lookups in one linking attempt before we offer a 
 
 LINK_FLOW = "link"
 
-RELATIONSHIPS = (
-    ("child", {"zh-Hans": "子女", "en": "Son or daughter"}),
-    ("spouse", {"zh-Hans": "配偶", "en": "Husband or wife"}),
-    ("sibling", {"zh-Hans": "兄弟姐妹", "en": "Brother or sister"}),
-    ("carer", {"zh-Hans": "护工/照顾的人", "en": "Carer"}),
-    ("other", {"zh-Hans": "其他亲友", "en": "Other relative or friend"}),
-)
+# The one list of relationships (the catalogue's), numbered the same here and in every flow that asks.
+RELATIONSHIPS = tuple((o["value"], o["label"]) for o in relationship_options())
 
 M: dict[str, dict[str, str]] = {
     "who": {"zh-Hans": "请问是谁要办事？\n1. 我本人\n2. 我是家属，替老人办",
@@ -80,6 +76,9 @@ M: dict[str, dict[str, str]] = {
                      "en": 'That code has expired or was used. Reply "resend" for a new one.'},
     "code_locked": {"zh-Hans": "错的次数太多，这个验证码作废了。回复“重发”再发一个。",
                     "en": 'Too many wrong tries; that code no longer works. Reply "resend" for a new one.'},
+    "deceased_self": {"zh-Hans": "我们的记录里，这位登记的人已经去世了，不能以本人身份绑定。家属要办事，请回复“返回”，选“家属代办”。",
+                      "en": 'Our record says this person has died, so the record cannot be linked as themselves. '
+                            'A family member can reply "back" and choose "Family member".'},
     "linked": {"zh-Hans": "绑定成功：{name}（{masked}）。", "en": "Linked: {name} ({masked})."},
     "linked_proxy": {"zh-Hans": "绑定成功：您以{rel}身份代{name}（{masked}）办事。",
                      "en": "Linked: you act for {name} ({masked}) as {rel}."},
@@ -261,6 +260,10 @@ class Identity:
         s = ctx.session
         bid = state.link.beneficiary_id
         assert bid is not None
+        person = s.get(Beneficiary, bid)
+        if person is not None and person.status == "deceased" and not state.link.relationship:
+            state.step = "key"
+            return [Out(m("deceased_self", lang))]
         phone = self._roll_phone(s, bid, state.link.phone)
         if phone is None:
             state.step = "key"

@@ -136,6 +136,11 @@ T: dict[str, dict[str, str]] = {
         "en": "Hello, this is the Nuanxin service. Please choose:",
     },
     "button_back": {"zh-Hans": "返回", "en": "Back"},
+    "deceased_self": {
+        "zh-Hans": "我们的记录里，这个号码登记的人已经去世了，不能再以他本人的身份办事。家属要办事，请回复“绑定”，选“家属代办”。",
+        "en": 'Our record says the person registered with this number has died, so nothing can be done as them. '
+              'A family member can reply "link" and choose "Family member".',
+    },
     # --- media that are not documents ---
     "voice_to_staff": {
         "zh-Hans": "收到您的语音。我这里听不了语音，已转给工作人员听（编号{ticket}），一般1个工作日内在这里回复您。",
