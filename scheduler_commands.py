@@ -48,8 +48,9 @@ def payment_preview(session: Any, start: date, days: int, tz: Any) -> list[dict[
     from sqlalchemy import func, select
 
     from models.people import SchemeMembership
+    from outreach import reach
     from outreach.schedule_rules import default_rules
-    from outreach.sweeps import PAYMENT_KIND, B, _payment_days_for, best_contact_id
+    from outreach.sweeps import PAYMENT_KIND, B, _payment_days_for
 
     rules = default_rules()
     m = SchemeMembership.__table__  # type: ignore[attr-defined]
@@ -62,7 +63,8 @@ def payment_preview(session: Any, start: date, days: int, tz: Any) -> list[dict[
             n = session.execute(select(func.count()).select_from(m.join(B, B.c.id == m.c.beneficiary_id)).where(
                 m.c.scheme == scheme, m.c.period == day.year, m.c.amount_fen.is_not(None),
                 func.coalesce(m.c.payment_day, rule.payment_day).in_(_payment_days_for(day)),
-                B.c.status == "active", best_contact_id().is_not(None))).scalar_one()
+                *reach.person_clauses(reach.class_of(PAYMENT_KIND)),
+                reach.best_contact_id(B, reach.class_of(PAYMENT_KIND)).is_not(None))).scalar_one()
             if n:
                 out.append({"kind": PAYMENT_KIND, "occasion": scheme, "occasion_date": day.isoformat(),
                             "send_at": datetime.combine(day, rules.send_time, tz).isoformat(), "audience": int(n)})
@@ -93,8 +95,9 @@ def daily_preview(session: Any, start: date, days: int, tz: Any) -> list[dict[st
     """The daily sweep's certification reminders per day (who reaches 30/7/1 days before)."""
     from sqlalchemy import func, select
 
+    from outreach.reach import B, best_contact_id, class_of, person_clauses
     from outreach.schedule_rules import default_rules
-    from outreach.sweeps import B, best_contact_id, preimage
+    from outreach.sweeps import preimage
 
     rules = default_rules()
     out = []
@@ -103,9 +106,10 @@ def daily_preview(session: Any, start: date, days: int, tz: Any) -> list[dict[st
         for offset in rules.certification.reminder_days:
             due = day + timedelta(days=offset)
             first, last = preimage(due, due, 1)
+            kind = f"cert_reminder_{offset}"
             n = session.execute(select(func.count()).select_from(B).where(
-                B.c.status == "active", B.c.is_retiree.is_(True), B.c.last_certified_on.between(first, last),
-                best_contact_id().is_not(None))).scalar_one()
+                *person_clauses(class_of(kind)), B.c.is_retiree.is_(True), B.c.last_certified_on.between(first, last),
+                best_contact_id(B, class_of(kind)).is_not(None))).scalar_one()
             if n:
                 out.append({"kind": f"cert_reminder_{offset}", "occasion": "certification",
                             "occasion_date": due.isoformat(), "send_at": rules.send_at(day, tz).isoformat(),

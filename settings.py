@@ -77,6 +77,17 @@ class Settings(BaseSettings):
     redis_url: str = Field(default="", validation_alias=_env("REDIS_URL"))
     redis_prefix: str = "nuanxin:limits"
 
+    # Inbound abuse limits per address (bot/inbound_limits.py), in the `limits` notation; "" turns one off.
+    inbound_limits: str = "20/minute;100/hour;300/day"
+    code_limits_per_phone: str = "3/hour;5/day"
+    code_limits_total: str = "500/hour"
+
+    # Observability: /metrics answers only `Authorization: Bearer <token>` (no token: /metrics is off);
+    # logs as JSON lines ("json"), as text ("text"), or JSON unless standard error is a terminal ("auto").
+    metrics_token: str = ""
+    log_format: str = "auto"
+    log_level: str = "INFO"
+
     quiet_hours_start: time = time(21, 0)
     quiet_hours_end: time = time(8, 0)
     telegram_rate_per_s: float = Field(default=30.0, gt=0)
@@ -134,6 +145,32 @@ class Settings(BaseSettings):
                 except ValueError:
                     raise ValueError(f"{name}={rate}: the rate is a positive number of segments a second") from None
         return value
+
+    @field_validator("inbound_limits", "code_limits_per_phone", "code_limits_total")
+    @classmethod
+    def _windows(cls, value: str) -> str:
+        if value.strip():
+            from limits import parse_many
+
+            try:
+                parse_many(value)
+            except ValueError:
+                raise ValueError("write windows as 10/minute;60/hour;200/day") from None
+        return value
+
+    @field_validator("log_format")
+    @classmethod
+    def _log_format(cls, value: str) -> str:
+        if value not in ("auto", "json", "text"):
+            raise ValueError("must be 'auto', 'json' or 'text'")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        if value.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return value.upper()
 
     @field_validator("telegram_mode")
     @classmethod

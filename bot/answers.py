@@ -50,8 +50,8 @@ Interruption = Cancel | Question
 
 _CANCEL_WORDS = frozenset({
     "取消", "取消办理", "取消申请", "我要取消", "不办了", "不办", "不要办了", "不想办了", "先不办了", "不申请了",
-    "不弄了", "不搞了", "不提交", "不提交了", "算了", "算了吧", "那算了", "放弃", "不填了", "不要了", "退出办理",
-    "唔办了", "唔搞了", "唔使办了", "唔申请了", "唔提交", "唔要了",
+    "不弄了", "不搞了", "不提交", "不提交了", "算了", "算了吧", "那算了", "放弃", "不填了", "退出办理",
+    "唔办了", "唔搞了", "唔使办了", "唔申请了", "唔提交",
     "cancel", "never mind", "nevermind", "forget it", "do not submit", "don't submit", "dont submit",
     "i changed my mind", "stop this", "quit this",
 })
@@ -112,6 +112,9 @@ _EN_NO = frozenset({
 })
 
 
+_COURTESY = re.compile(r"[，,。.!！]*(谢谢您|谢谢你|谢谢|多谢|唔该|麻烦你了|麻烦了|辛苦了)[。.!！~]*$")
+
+
 def _strip_particles(w: str) -> str:
     w = re.sub(r"[，,。.!！~～…、]+", "", w)
     changed = True
@@ -150,7 +153,7 @@ def yes_no(text: str) -> Literal["yes", "no"] | None:
         if first in ("yes", "yeah", "yep", "sure", "correct"):
             return "yes"
         return None
-    core = _strip_particles(w.replace(" ", ""))
+    core = _strip_particles(_COURTESY.sub("", w.replace(" ", "")) or w)
     for candidate in (core, core.rstrip("的"), _collapse_repeats(core.rstrip("的"))):
         if candidate in _YES_CORE:
             return "yes"
@@ -224,7 +227,7 @@ def amount(text: str) -> Amount | None:
         approximate, t = True, _APPROX.sub("", t)
     if _APPROX_TAIL.search(t):
         approximate, t = True, _APPROX_TAIL.sub("", t)
-    t = _LEAD_WORDS.sub("", t)
+    t = _LEAD_WORDS.sub("", t).rstrip("吧啊呀啦哦喔了")
     t = t.removesuffix("的").removesuffix("左右")
     jiao = _JIAO_FEN.match(t)
     if jiao and jiao.group("yuan"):

@@ -39,7 +39,7 @@ from bot.flowrunner import DOCUMENT_KINDS, Flow, Out, Runner, clean_text, load_f
 from bot.identity import LINK_FLOW, Identity, Notifier, OutboxNotifier
 from bot.language import detect_language
 from bot.state import ServiceOffer
-from bot.texts import CHANNEL_NAMES, localise, t
+from bot.texts import CHANNEL_NAMES, localise, reply_by, t
 from bot.tickets import Handoff, entry, hand_off
 from models.actions import opt_in, opt_out
 from models.db import is_sqlite
@@ -241,7 +241,9 @@ class Engine:
         return Reply(text=f"{out.text}\n{footer}", choices=tuple(Choice(label, value) for value, label in out.choices),
                      columns=1, expects=out.expects if out.in_flow or out.choices else "text",
                      metadata={"choices_in_text": "1", "lang": lang, "flow": conv.state.flow or "",
-                               "step": conv.state.step or "", "prompt": token},
+                               "step": conv.state.step or "", "prompt": token, "footer": footer,
+                               # SMS shows the footer on the first reply and after a misunderstanding only
+                               "repair": "1" if conv.version == 0 or conv.state.misses else "0"},
                      navigation=navigation, button_text=_button_text(out, lang))
 
     def _prompt_key(self, conv: Conv) -> str:
@@ -572,7 +574,8 @@ class Engine:
     def _handoff(self, s: Tx, conv: Conv, reason: str, question: str, now: datetime) -> Out:
         lang = conv.lang
         done = self._hand_off(s, conv, reason, question, now)
-        text = t("handoff_already" if done.appended else "handoff_done", lang, ticket=done.ticket.id)
+        text = (t("handoff_already", lang, ticket=done.ticket.id) if done.appended
+                else t("handoff_done", lang, ticket=done.ticket.id, reply_by=reply_by(now, self.settings.tz, lang)))
         if conv.state.flow:
             text += "\n" + t("handoff_saved", lang)
         return Out(text, in_flow=bool(conv.state.flow))
@@ -607,7 +610,7 @@ class Engine:
             text = answer.answer + localise({"zh-Hans": f"（编号{done.ticket.id}）", "en": f" (ticket {done.ticket.id})"},
                                             lang)
         else:
-            text = t("qa_passed_on", lang, ticket=done.ticket.id)
+            text = t("qa_passed_on", lang, ticket=done.ticket.id, reply_by=reply_by(now, self.settings.tz, lang))
         return Out(text, in_flow=False)
 
 

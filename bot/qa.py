@@ -57,10 +57,10 @@ BM25_HALF = {"zh-Hans": 20.0, "en": 6.0}
 # development questions (`nuanxin eval-qa --sweep` prints a new fit). Features, in order:
 # similarity, similarity minus the best other article's, similarity minus the median,
 # log(1 + bm25), tanh(bm25 lead over the best other / 10), coverage, bm25 / best bm25.
-CONFIDENCE_MEAN = (0.9435, 0.0163, 0.0796, 3.1779, 0.4419, 0.6404, 0.9466)
-CONFIDENCE_SCALE = (0.0346, 0.03, 0.0312, 0.8275, 0.5292, 0.2842, 0.16)
-CONFIDENCE_WEIGHTS = (0.866, 0.328, 0.352, 0.299, 0.923, 0.371, 0.08)
-CONFIDENCE_BIAS = 3.224
+CONFIDENCE_MEAN = (0.9477, 0.0193, 0.084, 3.2448, 0.4839, 0.6648, 0.9556)
+CONFIDENCE_SCALE = (0.0331, 0.0281, 0.03, 0.8364, 0.5212, 0.2806, 0.1474)
+CONFIDENCE_WEIGHTS = (0.72, 0.234, 0.569, 0.25, 0.844, 0.156, 0.377)
+CONFIDENCE_BIAS = 2.779
 CANDIDATES = 6  # how many of the best-ranked articles the answerability check looks at
 
 _MEANINGFUL = re.compile(r"[\u3400-\u9fffA-Za-z0-9]")

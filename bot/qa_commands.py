@@ -18,7 +18,11 @@ if TYPE_CHECKING:
     from bot.qa import Answer
 
 DEFAULT_EVAL_FILE = Path(__file__).resolve().parent.parent / "tests" / "qa" / "eval.yaml"
-PASS_ACCURACY = 0.90
+# eval-qa fails below this accuracy or above this wrong-answer rate: since the handoff threshold
+# keeps wrong answers at most 1% on the development questions, a drop in accuracy means more
+# handoffs, a rise in wrong answers means the method or the knowledge broke.
+PASS_ACCURACY = 0.80
+MAX_WRONG_ANSWER_RATE = 0.02
 
 
 knowledge_app = typer.Typer(help="The knowledge base: list, validate, draft, review, retire, preview, coverage.")
@@ -473,7 +477,8 @@ def eval_qa(
     sweep: bool = typer.Option(False, "--sweep", help="Suggest thresholds from the development files instead."),
 ) -> None:
     """Run an evaluation set: accuracy, wrong answers, handoff precision/recall, by language and
-    pattern, and the coverage-versus-wrong-answers curve; exit non-zero below 90% accuracy."""
+    pattern, and the coverage-versus-wrong-answers curve; exit non-zero below 80% accuracy or
+    above 2% wrong answers."""
     from bot.qa import get_qa
 
     qa = get_qa()
@@ -506,7 +511,7 @@ def eval_qa(
         for failure in overall.failures:
             mark = "FAIL (wrong answer)" if failure["wrong_answer"] else "FAIL"
             typer.echo(f"{mark} [{failure['pattern']}] {failure['question']}\n     {failure['problem']}")
-    if overall.accuracy < PASS_ACCURACY:
+    if overall.accuracy < PASS_ACCURACY or overall.wrong_answer_rate > MAX_WRONG_ANSWER_RATE:
         raise typer.Exit(code=1)
 
 

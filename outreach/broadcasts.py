@@ -20,7 +20,7 @@ batches ends the loop.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -385,10 +385,12 @@ def enqueue_broadcast(engine: Engine, broadcast_id: int, *, now: datetime, setti
             occ = occurrence(broadcast_id)
             for r in chunk:
                 text, segments = render(r)
+                sms_body, sms_segments = render(replace(r, channel="sms")) if r.channel != "sms" else (None, None)
                 rows.append({"idempotency_key": idempotency_key(BROADCAST_KIND, f"b{r.beneficiary_id}", occ),
                              "kind": BROADCAST_KIND, "occurrence": occ, "beneficiary_id": r.beneficiary_id,
                              "contact_id": r.contact_id, "channel": r.channel, "address": r.address,
                              "language": ts.language(r.lang), "body": text, "segments": segments,
+                             "sms_body": sms_body, "sms_segments": sms_segments,
                              "broadcast_id": broadcast_id, "next_attempt_at": now,
                              "extra": buttons.get(r.lang) if r.channel == "telegram" else {}})
             n = enqueue_many(session, rows, now=now)

@@ -48,7 +48,7 @@ from models.clock import Clock
 log = logging.getLogger("nuanxin.limits")
 
 HEADROOM = 0.98  # of each provider's figure
-BULK_HORIZON_S = 0.1  # how far ahead a bulk send may hold a slot
+BULK_HORIZON_S = 0.25  # how far ahead a bulk send may hold a slot (a reply waits at most this long behind bulk)
 KEY_LIFETIME_S = 60.0  # a Redis slot key outlives its slot by this much, then Redis forgets it
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -219,6 +219,10 @@ class Limiter:
     async def pause(self, seconds: float) -> None:
         raise NotImplementedError
 
+    async def ready(self) -> bool:
+        """Whether the limiter can answer (for readiness checks): its store is reachable."""
+        return True
+
     async def close(self) -> None:
         return None
 
@@ -285,6 +289,12 @@ class RedisLimiter(Limiter):
         lifetime_ms = int((max(0.0, seconds) + KEY_LIFETIME_S) * 1000)
         self._paused_until = max(self._paused_until, int(await self._pause(keys=[f"{self._base}:pause"],
                                                                            args=[until, lifetime_ms])))
+
+    async def ready(self) -> bool:
+        try:
+            return bool(await self.redis.ping())
+        except Exception:  # unreachable, refused, timed out: not ready, whatever the reason
+            return False
 
     async def close(self) -> None:
         if self._owns_client:

@@ -2,9 +2,11 @@
 address, in which order.
 
 Every path asks here: the sweeps and broadcasts (set-based SQL, `best_contact_id`), notices
-(`choose_contact`), the broadcast composer's counts (`exclusion_reason`), the dispatcher's
+(`choose_contact`), the broadcast composer's counts (`contact_rank` folded per person, read by
+`standing`), the dispatcher's
 re-checks before sending (`verdicts`), and the fallback to the other channel
-(`fallback_contact`). They share one SQL expression built from `RULES`; a property test
+(`fallback_contact`). They share one SQL expression built from `RULES` (`contact_rank`, and
+for a row already addressed `verdicts`); a property test
 (tests/outreach/test_reach_property.py) shows they pick the same address or none.
 
 What a message may do depends on its class, declared per kind in templates/messages/kinds.yaml
@@ -35,7 +37,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, case, exists, func, literal, not_, or_, select
+from sqlalchemy import and_, case, exists, func, literal, not_, null, or_, select, true
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session
 
@@ -147,28 +149,74 @@ def own_said_stop(person: Any) -> ColumnElement[bool]:
             .correlate(person).exists())
 
 
-def _stops(rule: ClassRule, c: Any, person: Any, own: Any, *, choosing: bool) -> list[tuple[Any, Stop]]:
-    """(condition, reason) pairs, in the order reported, for address `c` (contact columns; NULL
-    when the address is no known contact) of `person` (a beneficiary table or alias; NULL when
-    nobody is known). `own`: the address is the person's own, not a relative's. `choosing`:
-    picking an address (only verified ones are picked), not re-checking one already addressed."""
+def _contact_stops(rule: ClassRule, c: Any, *, choosing: bool) -> list[tuple[Any, Stop]]:
+    """(condition, reason) on the address alone (contact columns `c`; NULL when the address is
+    no known contact). `choosing`: picking among the person's contacts, where only verified
+    ones are picked; a row already addressed is not refused for that."""
     out: list[tuple[Any, Stop]] = []
     if rule.opt_out_stops:
         out.append((c.opted_out_at.is_not(None), Stop.OPTED_OUT))
     out += [(c.blocked_at.is_not(None), Stop.BLOCKED), (c.invalid_at.is_not(None), Stop.INVALID)]
+    if choosing and rule.about_a_person and rule.verified_only:
+        out.append((c.verified.is_not(True), Stop.UNVERIFIED))
+    return out
+
+
+def _person_stops(rule: ClassRule, person: Any, own: Any) -> list[tuple[Any, Stop]]:
+    """(condition, reason) on the person (a beneficiary table or alias), for an address that is
+    the person's own (`own`) or a relative's."""
     if not rule.about_a_person:
-        return out
+        return []
     deceased = person.c.status == BeneficiaryStatus.DECEASED.value
-    out.append((and_(deceased, own) if rule.reaches_relatives_of_deceased else deceased, Stop.DECEASED))
+    out = [(and_(deceased, own) if rule.reaches_relatives_of_deceased else deceased, Stop.DECEASED)]
     if rule.moved_stops:
         out.append((person.c.status == BeneficiaryStatus.MOVED.value, Stop.MOVED))
     if rule.pause_holds:
         out.append((person.c.outreach_paused_at.is_not(None), Stop.PAUSED))
-    if rule.verified_only and choosing:
-        out.append((c.verified.is_not(True), Stop.UNVERIFIED))
-    if rule.own_stop_bars_relatives:
-        out.append((and_(not_(own), own_said_stop(person)), Stop.OWN_STOP))
     return out
+
+
+# A contact's rank for one class of message; a person's smallest rank says whether, where and
+# why not. Usable own addresses come first, then the person's own stops (which therefore shut
+# out every relative's address), then usable relatives' addresses, then invalid ones.
+RANK_OWN, RANK_OWN_OTHER, RANK_OPTED_OUT, RANK_BLOCKED = 1, 2, 3, 4
+RANK_RELATIVE, RANK_RELATIVE_OTHER, RANK_INVALID, RANK_NONE = 5, 6, 7, 8
+REACHABLE_RANKS = (RANK_OWN, RANK_OWN_OTHER, RANK_RELATIVE, RANK_RELATIVE_OTHER)
+_RANK_STOP = {RANK_OPTED_OUT: Stop.OPTED_OUT, RANK_BLOCKED: Stop.BLOCKED, RANK_INVALID: Stop.INVALID,
+              RANK_NONE: Stop.NO_CONTACT}
+
+
+def _rank(c: Any, rule: ClassRule, channels: Sequence[str] | None, prefer: str | None, *,
+          own_unusable: bool) -> Any:
+    """SQL on the contact's own columns: its rank. `own_unusable`: the person died, and only a
+    relative may still be written to (the class allows it)."""
+    cc = c.c
+    own = cc.family_member_id.is_(None)
+    on_channel = cc.channel.in_(channels or SENDABLE_CHANNELS)
+    usable = and_(on_channel, not_(or_(*[cond for cond, _ in _contact_stops(rule, cc, choosing=True)])))
+    first = cc.channel == (prefer or "telegram")
+    whens: list[tuple[Any, int]] = []
+    if not own_unusable:
+        whens += [(and_(usable, own, first), RANK_OWN), (and_(usable, own), RANK_OWN_OTHER)]
+    if rule.own_stop_bars_relatives:
+        whens += [(and_(own, cc.opted_out_at.is_not(None)), RANK_OPTED_OUT),
+                  (and_(own, cc.blocked_at.is_not(None)), RANK_BLOCKED)]
+    relative = not_(own) if own_unusable else true()
+    whens += [(and_(usable, relative, first), RANK_RELATIVE), (and_(usable, relative), RANK_RELATIVE_OTHER),
+              (and_(on_channel, cc.invalid_at.is_not(None)), RANK_INVALID)]
+    return case(*whens, else_=RANK_NONE)
+
+
+def contact_rank(c: Any, person: Any, message_class: str = DEFAULT_CLASS, channels: Sequence[str] | None = None,
+                 prefer: str | None = None) -> Any:
+    """SQL: the rank of contact `c` (a contact table or alias joined to `person`) for this class;
+    with `person_stop`, what a fold over a person's contacts (`min`) needs (`standing`)."""
+    rule = rule_for(message_class)
+    normal = _rank(c, rule, channels, prefer, own_unusable=False)
+    if not (rule.about_a_person and rule.reaches_relatives_of_deceased):
+        return normal
+    return case((person.c.status == BeneficiaryStatus.DECEASED.value,
+                 _rank(c, rule, channels, prefer, own_unusable=True)), else_=normal)
 
 
 class Owner:
@@ -180,27 +228,36 @@ class Owner:
 
 def best_contact_id(person: Any = B, message_class: str = DEFAULT_CLASS, channels: Sequence[str] | None = None,
                     *, prefer: str | None = None, owner: str | int | None = None) -> Any:
-    """Correlated subquery: the contact a message of this class to `person` goes to, or NULL.
+    """SQL (correlated to `person`): the contact a message of this class goes to, or NULL.
 
-    Eligible: not stopped for the class (see `_stops`); among them the person's own address
-    before a relative's, `prefer` (else Telegram) before the other channel, the most recently
-    active address first, then the oldest contact.
-    """
+    Nobody when `person_stop` says so; else the person's contact of smallest `contact_rank`
+    (own usable address before a relative's; `prefer`, else Telegram, before the other
+    channel), the most recently active first, then the oldest; NULL when that contact is one
+    of the person's own stops or nothing is usable. `owner`: only the person's own addresses,
+    or one relative's (still shut out by the person's own stop)."""
     rule = rule_for(message_class)
-    c = C.alias("best_c")
-    own = c.c.family_member_id.is_(None)
-    stops = _stops(rule, c.c, person, own, choosing=True)
-    conds = [c.c.beneficiary_id == person.c.id, c.c.channel.in_(channels or SENDABLE_CHANNELS),
-             not_(or_(*[cond for cond, _ in stops]))]
-    if owner == Owner.OWN:
-        conds.append(own)
-    elif owner is not None:
-        conds.append(c.c.family_member_id == owner)
-    first = prefer or "telegram"
-    return (select(c.c.id).where(*conds)
-            .order_by(c.c.family_member_id.is_not(None), c.c.channel != first,
-                      c.c.last_inbound_at.desc().nulls_last(), c.c.id)
-            .limit(1).correlate(person).scalar_subquery())
+
+    def pick(own_unusable: bool) -> Any:
+        c = C.alias("best_c")
+        rank = _rank(c, rule, channels, prefer, own_unusable=own_unusable)
+        conds = [c.c.beneficiary_id == person.c.id]
+        if owner == Owner.OWN:
+            conds.append(c.c.family_member_id.is_(None))
+        elif owner is not None:
+            conds.append(c.c.family_member_id == owner)
+            if rule.own_stop_bars_relatives:
+                conds.append(not_(own_said_stop(person)))
+        return (select(case((rank.in_(REACHABLE_RANKS), c.c.id), else_=None)).where(*conds)
+                .order_by(rank, c.c.last_inbound_at.desc().nulls_last(), c.c.id)
+                .limit(1).correlate(person).scalar_subquery())
+
+    whens: list[tuple[Any, Any]] = []
+    stop = person_stop(person, message_class)
+    if stop is not None:
+        whens.append((stop.is_not(None), null()))
+    if rule.about_a_person and rule.reaches_relatives_of_deceased:
+        whens.append((person.c.status == BeneficiaryStatus.DECEASED.value, pick(own_unusable=True)))
+    return case(*whens, else_=pick(own_unusable=False)) if whens else pick(own_unusable=False)
 
 
 def person_clauses(message_class: str, person: Any = B) -> list[Any]:
@@ -210,47 +267,79 @@ def person_clauses(message_class: str, person: Any = B) -> list[Any]:
     if not rule.about_a_person:
         return []
     out = []
-    if not rule.reaches_relatives_of_deceased:
+    if not rule.reaches_relatives_of_deceased and rule.moved_stops:
+        out.append(person.c.status == BeneficiaryStatus.ACTIVE.value)  # an equality the status indexes serve
+    elif not rule.reaches_relatives_of_deceased:
         out.append(person.c.status != BeneficiaryStatus.DECEASED.value)
-    if rule.moved_stops:
+    elif rule.moved_stops:
         out.append(person.c.status != BeneficiaryStatus.MOVED.value)
     if rule.pause_holds:
         out.append(person.c.outreach_paused_at.is_(None))
     return out
 
 
+def person_stop(person: Any = B, message_class: str = DEFAULT_CLASS) -> Any:
+    """SQL: why nobody of `person` gets this class whatever their addresses (deceased, moved,
+    paused), or NULL; None (no SQL) when the class has no such rule."""
+    rule = rule_for(message_class)
+    whens: list[tuple[Any, str]] = []
+    if rule.about_a_person:
+        if not rule.reaches_relatives_of_deceased:
+            whens.append((person.c.status == BeneficiaryStatus.DECEASED.value, Stop.DECEASED.value))
+        if rule.moved_stops:
+            whens.append((person.c.status == BeneficiaryStatus.MOVED.value, Stop.MOVED.value))
+        if rule.pause_holds:
+            whens.append((person.c.outreach_paused_at.is_not(None), Stop.PAUSED.value))
+    return case(*whens, else_=None) if whens else None
+
+
+def standing(stop: str | None, rank: int | None, channels: Sequence[str] | None = None,
+             prefer: str | None = None) -> tuple[Stop | None, str | None]:
+    """From `person_stop` and the person's smallest `contact_rank`: (why not, None), or
+    (None, the channel the message goes on)."""
+    if stop is not None:
+        return Stop(stop), None
+    if rank in REACHABLE_RANKS:
+        first = prefer or "telegram"
+        other = next(c for c in SENDABLE_CHANNELS if c != first)
+        return None, first if rank in (RANK_OWN, RANK_RELATIVE) else other
+    return _RANK_STOP.get(rank or RANK_NONE, Stop.NO_CONTACT), None
+
+
 def exclusion_reason(person: Any = B, message_class: str = MessageClass.BULK,
                      channels: Sequence[str] | None = None) -> Any:
     """SQL: "reachable", or why nobody of `person` gets a message of this class: deceased, moved,
-    paused, opted_out, blocked, invalid, no_contact (what the broadcast composer counts)."""
+    paused, opted_out, blocked, invalid, no_contact. Built from `best_contact_id` and the
+    contacts' own marks, not from `contact_rank`: an independent reading of the same rule that
+    tests compare the broadcast composer's counts with."""
     rule = rule_for(message_class)
-    whens: list[tuple[Any, str]] = []
-    status = person.c.status
-    if rule.about_a_person:
-        if not rule.reaches_relatives_of_deceased:
-            whens.append((status == BeneficiaryStatus.DECEASED.value, Stop.DECEASED.value))
-        if rule.moved_stops:
-            whens.append((status == BeneficiaryStatus.MOVED.value, Stop.MOVED.value))
-        if rule.pause_holds:
-            whens.append((person.c.outreach_paused_at.is_not(None), Stop.PAUSED.value))
+    whens: list[tuple[Any, Any]] = []
+    stop = person_stop(person, message_class)
+    if stop is not None:
+        whens.append((stop.is_not(None), stop))
     whens.append((best_contact_id(person, message_class, channels).is_not(None), "reachable"))
 
     def has(condition: Any) -> Any:
         c = C.alias("why_c")
         return exists().where(c.c.beneficiary_id == person.c.id, condition(c.c)).correlate(person)
 
-    own = lambda c: c.family_member_id.is_(None)  # noqa: E731
     if rule.opt_out_stops:
-        whens.append((has(lambda c: own(c) & c.opted_out_at.is_not(None)), Stop.OPTED_OUT.value))
-    whens.append((has(lambda c: own(c) & c.blocked_at.is_not(None)), Stop.BLOCKED.value))
-    whens.append((has(lambda c: c.invalid_at.is_not(None)), Stop.INVALID.value))
+        whens.append((has(lambda c: c.family_member_id.is_(None) & c.opted_out_at.is_not(None)),
+                      Stop.OPTED_OUT.value))
+    whens.append((has(lambda c: c.family_member_id.is_(None) & c.blocked_at.is_not(None)), Stop.BLOCKED.value))
+    # an invalid address on a channel the message does not use is no reason: it has no address there
+    whens.append((has(lambda c: c.invalid_at.is_not(None) & c.channel.in_(channels or SENDABLE_CHANNELS)),
+                  Stop.INVALID.value))
     return case(*whens, else_=Stop.NO_CONTACT.value)
 
 
 def _row_stop(classes: Iterable[MessageClass], c: Any, p: Any, own: Any) -> Any:
     """SQL: why the outbox row must not go to its address now (a Stop value), or NULL."""
     def for_class(rule: ClassRule) -> Any:
-        return case(*[(cond, stop.value) for cond, stop in _stops(rule, c.c, p, own, choosing=False)], else_=None)
+        stops = _contact_stops(rule, c.c, choosing=False) + _person_stops(rule, p, own)
+        if rule.about_a_person and rule.own_stop_bars_relatives:
+            stops.append((and_(not_(own), own_said_stop(p)), Stop.OWN_STOP))
+        return case(*[(cond, stop.value) for cond, stop in stops], else_=None)
 
     return case(*[(O.c.message_class == k.value, for_class(RULES[k])) for k in classes],
                 else_=for_class(RULES[DEFAULT_CLASS]))
@@ -291,9 +380,15 @@ def choose_contact(session: Session, beneficiary_id: int, *, message_class: str 
 def why_unreachable(session: Session, beneficiary_id: int, *, message_class: str = DEFAULT_CLASS,
                     channels: Sequence[str] | None = None) -> Stop | None:
     """Why nobody of this person gets a message of this class (None when someone does)."""
-    why = session.execute(select(exclusion_reason(B, message_class, channels)).where(B.c.id == beneficiary_id)
-                          ).scalar()
-    return None if why in (None, "reachable") else Stop(why)
+    c = C.alias("why_c")
+    stop = person_stop(B, message_class)
+    row = session.execute(select(stop if stop is not None else literal(None),
+                                 func.min(contact_rank(c, B, message_class, channels)))
+                          .select_from(B.outerjoin(c, c.c.beneficiary_id == B.c.id))
+                          .where(B.c.id == beneficiary_id).group_by(B.c.id, B.c.status, B.c.outreach_paused_at)).first()
+    if row is None:
+        return Stop.NO_CONTACT
+    return standing(row[0], row[1], channels)[0]
 
 
 def fallback_contact(session: Session, *, beneficiary_id: int | None, channel: str, address: str,
@@ -355,5 +450,6 @@ def open_unreachable_task(session: Session, *, beneficiary_id: int | None, kind:
 
 
 __all__ = ["B", "C", "ClassRule", "MessageClass", "OTHER_CHANNEL", "Owner", "RULES", "SENDABLE_CHANNELS", "Stop",
-           "best_contact_id", "choose_contact", "class_of", "exclusion_reason", "fallback_contact", "must_reach",
-           "open_unreachable_task", "own_said_stop", "person_clauses", "rule_for", "verdicts", "why_unreachable"]
+           "best_contact_id", "choose_contact", "class_of", "contact_rank", "fallback_contact", "must_reach",
+           "open_unreachable_task", "own_said_stop", "person_clauses", "person_stop", "rule_for", "standing", "verdicts",
+           "why_unreachable"]

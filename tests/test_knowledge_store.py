@@ -173,7 +173,7 @@ def test_a_ticket_answer_becomes_a_draft_and_handed_off_questions_are_grouped(st
     db = staff
     now = clock.now()
     with session_scope(db) as s:
-        for q in ("老兵的取暖补贴一年多少", "老兵冬天取暖补贴怎么领", "转人工"):
+        for q in ("老兵的取暖补贴一年多少", "老兵的取暖补贴一年多少钱", "转人工"):
             s.add(HandoffTicket(channel="sms", address="+8613800000000", question=q,
                                 reason="asked_for_person" if q == "转人工" else "out_of_scope", created_at=now))
         s.add(HandoffTicket(channel="sms", address="+8613800000001", question="很久以前的问题", reason="out_of_scope",

@@ -206,6 +206,23 @@ async def test_limiters_are_kept_in_redis_when_redis_url_is_set(settings, clock,
             await limiter.close()
 
 
+async def test_a_redis_limiter_says_whether_its_store_answers(clock, redis_url):
+    """`ready()` is true while Redis answers and false, not an error, once it cannot be reached."""
+    from tests.fakes.loopback import free_port
+
+    up = RedisLimiter(ProviderLimit.one_sender("telegram", 30), clock, aioredis.Redis.from_url(redis_url), owns_client=True)
+    down = RedisLimiter(ProviderLimit.one_sender("telegram", 30), clock,
+                        aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=1),
+                        owns_client=True)
+    try:
+        assert await up.ready() is True
+        assert await down.ready() is False
+        assert await LocalLimiter(ProviderLimit("sms"), clock).ready() is True
+    finally:
+        await up.close()
+        await down.close()
+
+
 _PROCESS = """
 import asyncio, json, sys, time
 from models.clock import SystemClock

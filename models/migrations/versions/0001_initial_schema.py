@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-01 11:54:15.694893
+Create Date: 2026-12-01 13:41:23.587877
 """
 from alembic import op
 import sqlalchemy as sa
@@ -87,6 +87,21 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('early_receipt', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_early_receipt_provider_message_id'), ['provider_message_id'], unique=False)
+
+    op.create_table('inbound_receipt',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('channel', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('provider_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('state', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('claimed_by', sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
+    sa.Column('lease_until', models.base.UTCDateTime(), nullable=False),
+    sa.Column('received_at', models.base.UTCDateTime(), nullable=False),
+    sa.Column('done_at', models.base.UTCDateTime(), nullable=True),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('channel', 'provider_id', name='uq_inbound_receipt_channel_provider_id')
+    )
+    with op.batch_alter_table('inbound_receipt', schema=None) as batch_op:
+        batch_op.create_index('ix_inbound_receipt_received_at', ['received_at'], unique=False)
 
     op.create_table('knowledge_version',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -275,6 +290,20 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('scheme_membership', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_scheme_membership_beneficiary_id'), ['beneficiary_id'], unique=False)
+
+    op.create_table('staff_link_code',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('staff_user_id', sa.Integer(), nullable=False),
+    sa.Column('code_hash', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('expires_at', models.base.UTCDateTime(), nullable=False),
+    sa.Column('used_at', models.base.UTCDateTime(), nullable=True),
+    sa.Column('created_at', models.base.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['staff_user_id'], ['staff_user.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('staff_link_code', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_staff_link_code_code_hash'), ['code_hash'], unique=False)
+        batch_op.create_index(batch_op.f('ix_staff_link_code_staff_user_id'), ['staff_user_id'], unique=False)
 
     op.create_table('staff_session',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
@@ -606,6 +635,11 @@ def downgrade() -> None:
         batch_op.drop_index('ix_staff_session_staff')
 
     op.drop_table('staff_session')
+    with op.batch_alter_table('staff_link_code', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_staff_link_code_staff_user_id'))
+        batch_op.drop_index(batch_op.f('ix_staff_link_code_code_hash'))
+
+    op.drop_table('staff_link_code')
     with op.batch_alter_table('scheme_membership', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_scheme_membership_beneficiary_id'))
 
@@ -646,6 +680,10 @@ def downgrade() -> None:
 
     op.drop_table('message_log')
     op.drop_table('knowledge_version')
+    with op.batch_alter_table('inbound_receipt', schema=None) as batch_op:
+        batch_op.drop_index('ix_inbound_receipt_received_at')
+
+    op.drop_table('inbound_receipt')
     with op.batch_alter_table('early_receipt', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_early_receipt_provider_message_id'))
 
