@@ -36,7 +36,7 @@ from bot.channels.base import Choice, Inbound, Reply
 from bot.conversations import LOG, Conflict, Conv, ConversationStore, log_row
 from bot.flowregistry import FlowCtx, Registry, builtin
 from bot.flowrunner import DOCUMENT_KINDS, Flow, Out, Runner, clean_text, load_flows, typing_lines, word
-from bot.identity import LINK_FLOW, Identity, Notifier, OutboxNotifier
+from bot.identity import LINK_FLOW, Identity, Notifier, OutboxNotifier, language_after_link
 from bot.language import detect_language
 from bot.state import ServiceOffer
 from bot.texts import CHANNEL_NAMES, localise, reply_by, t
@@ -377,8 +377,7 @@ class Engine:
             conv.beneficiary_id = linked.beneficiary_id
             conv.acting_as = linked.relationship
             conv.contact_id = None
-            if not st.language_chosen:
-                conv.language = linked.language
+            conv.language = language_after_link(conv.lang, linked.language, chosen=st.language_chosen)
             after, st.after_link = st.after_link, None
             if after and after in self.flows:
                 return _join(outs, self._start(s, conv, after, now))

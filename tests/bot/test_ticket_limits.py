@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlmodel import Session, select
 
 from models.applications import HandoffTicket
@@ -79,3 +80,14 @@ def test_a_ticket_transcript_stays_bounded_however_much_is_sent(engine, roll, db
     assert all(len(e["text"]) <= 500 for e in ticket.transcript)
     assert any("第99条" in e["text"] for e in ticket.transcript)
     assert len(str(ticket.transcript)) < 30_000
+
+
+@pytest.mark.parametrize("words", ["我要搵真人", "轉人工"])
+def test_a_handoff_in_traditional_is_answered_in_traditional_throughout(engine, roll, words):
+    """Someone writing in Traditional Chinese who asks for a person reads the ticket line in
+    Traditional: 編號, not the Simplified 编号, and the due day in the same script."""
+    chat = Chat(engine, "telegram", "hant1")
+    chat("你好，我想問問")
+    text = chat(words)
+    assert "編號" in text and "编号" not in text
+    assert "工作人員" in text
