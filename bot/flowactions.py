@@ -21,7 +21,7 @@ from bot.state import ConversationState
 from bot.texts import localise, to_hant
 from bot.tickets import hand_off
 from bot.words import catalogue, label
-from models.actions import audit, create_task, record_death
+from models.actions import audit, create_task
 from models.applications import (
     Application,
     ApplicationDocument,
@@ -128,7 +128,8 @@ def certification(ctx: FlowCtx, state: ConversationState, flow: Flow, params: di
 
 @REGISTRY.action("record_death", required=("id_field", "date_field"), optional=("relationship_field",))
 def record_death_action(ctx: FlowCtx, state: ConversationState, flow: Flow, params: dict[str, Any]) -> dict[str, Any]:
-    """Mark the person deceased at once (queued messages suppressed) and open a condolence visit.
+    """A reported death becomes a task for staff to verify (models.actions.report_change); the
+    record changes only when a caseworker confirms, and outreach to the person pauses meanwhile.
     A person not on our roll still gets a person: the report goes to staff as a ticket."""
     ident = _v(state, params["id_field"]) or {}
     died_on = date.fromisoformat(_v(state, params["date_field"]))
@@ -141,7 +142,14 @@ def record_death_action(ctx: FlowCtx, state: ConversationState, flow: Flow, para
                                          f"died {died_on.isoformat()}, reported by {relationship}",
                  context=[], now=ctx.now, office_tz=ctx.settings.tz)
         return {"on_roll": ""}
-    record_death(s, b, died_on=died_on, actor="bot", reported_by=f"{relationship} via {ctx.channel}", now=ctx.now)
+    from models.actions import report_change
+    from models.phone import mask_phone
+    from models.reports import DeathReport, Reporter
+
+    reporter = Reporter(relationship=relationship, channel=ctx.channel, contact_id=ctx.contact_id,
+                        beneficiary_id=ctx.beneficiary_id,
+                        address_masked=mask_phone(ctx.address) if ctx.channel == "sms" else ctx.address)
+    report_change(s, b, DeathReport(died_on=died_on), reporter, now=ctx.now)
     return {"on_roll": "yes"}
 
 

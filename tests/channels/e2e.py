@@ -300,10 +300,11 @@ async def death_report_by_family(d: Any, db: DbEngine, roll: Roll, notifier: Cod
     await d.pick("子女")
     done = await d.pick("提交")
     assert "请节哀" in done
+    # The record waits for staff: a verification task, and outreach paused meanwhile.
     with Session(db) as s:
         zhao = s.get(Beneficiary, roll.zhao)
-        assert zhao is not None and zhao.status == "deceased"
-    _one(db, Task, Task.kind == "condolence_visit", Task.beneficiary_id == roll.zhao)
+        assert zhao is not None and zhao.status == "active" and zhao.outreach_paused_at is not None
+    _one(db, Task, Task.kind == "verify_death", Task.beneficiary_id == roll.zhao)
 
 
 async def certification(d: Any, db: DbEngine, roll: Roll, notifier: CodeNotifier) -> None:
