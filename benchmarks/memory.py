@@ -40,6 +40,7 @@ SETTLE_S = 3.0
 
 def _sweep_finished(url: str) -> bool:
     from sqlalchemy import select
+    from sqlalchemy.exc import OperationalError
 
     from models.db import make_engine
     from models.scheduler import SchedulerJobRun
@@ -50,6 +51,8 @@ def _sweep_finished(url: str) -> bool:
             finished = conn.execute(select(SchedulerJobRun.last_finished_at).where(
                 SchedulerJobRun.job == "daily_sweep")).scalar()
         return finished is not None
+    except OperationalError:  # SQLite: the sweep holds the write lock; ask again
+        return False
     finally:
         engine.dispose()
 
