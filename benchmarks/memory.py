@@ -74,7 +74,7 @@ def _embedded(tmp: Path, tg: Any, seed_db: Path) -> dict[str, Any]:
     try:
         started = time.monotonic()
         node = cluster.start("run")
-        cluster.wait_healthy(node, seconds=300)
+        cluster.wait_healthy(node, seconds=1200)
         start_s = time.monotonic() - started
         url = f"sqlite:///{data / 'nuanxin.db'}"
         cluster.wait_until(lambda: _sweep_finished(url), "the first day's sweep", 600, every=1.0)
@@ -117,7 +117,7 @@ def _roles(tmp: Path, tg: Any) -> dict[str, Any]:
             for role in ("scheduler", "web", "dispatch"):
                 launched[role] = time.monotonic()
                 node = cluster.start(role)
-                cluster.wait_healthy(node, seconds=300)
+                cluster.wait_healthy(node, seconds=1200)
                 out[f"start_s_{role}"] = round(time.monotonic() - launched[role], 1)
             scheduler, web, dispatch = cluster.nodes
             cluster.wait_until(lambda: _sweep_finished(url), "the scheduler's daily sweep", 600, every=1.0)
