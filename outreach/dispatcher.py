@@ -608,4 +608,7 @@ def build_providers(settings: Any, engine: Engine | None,
                                           public_base_url=settings.public_base_url)
     else:
         providers["sms"] = LogSinkProvider("sms", engine, settings.data_dir)
+    # A console conversation (`nuanxin chat`) is on this machine: a staff answer to it is
+    # "delivered" into its message log, where the chat shows it at the next prompt.
+    providers["console"] = LogSinkProvider("console", engine, settings.data_dir)
     return providers
