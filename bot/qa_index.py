@@ -4,13 +4,18 @@ typos and homophones, synonyms) and BM25 over the articles of one written langua
 from __future__ import annotations
 
 import math
+import os
 import re
 from functools import lru_cache
 
-import bm25s
-import numpy as np
-import rjieba
-from pypinyin import Style, lazy_pinyin
+# Homophone tokens need each character's reading only; pypinyin's phrase dictionary (half a
+# second to import, and memory) is skipped, with the library's own switch.
+os.environ.setdefault("PYPINYIN_NO_PHRASES", "1")
+
+import bm25s  # noqa: E402
+import numpy as np  # noqa: E402
+import rjieba  # noqa: E402
+from pypinyin import Style, lazy_pinyin  # noqa: E402
 
 from bot.knowledge import Article
 from bot.qa_text import simplified
@@ -119,12 +124,15 @@ class Tokenizer:
         return out
 
 
-
-
 @lru_cache(maxsize=20000)
+def _reading(character: str) -> str:
+    """One character's usual toneless reading (the same on both sides of a match)."""
+    return "".join(lazy_pinyin(character, style=Style.NORMAL))
+
+
 def _pinyin_bigram(pair: str) -> str:
     """Two characters as toneless pinyin: 互住 and 互助, 任证 and 认证 share one token."""
-    return "py:" + "".join(lazy_pinyin(pair, style=Style.NORMAL))
+    return "py:" + "".join(_reading(c) for c in pair)
 
 
 def index_tokens(article: Article, tokenizer: Tokenizer) -> list[str]:

@@ -122,9 +122,31 @@ def record_death(session: Session, beneficiary: Beneficiary, *, died_on: date, a
         audit(session, actor, "beneficiary.deceased", "beneficiary", beneficiary.id,
               {"died_on": died_on.isoformat(), "reported_by": reported_by, "evidence": evidence[:200],
                "reason": reason[:500]}, now)
+        close_tasks_of_the_deceased(session, beneficiary, actor=actor, now=now)
     return create_task(session, kind="condolence_visit", actor=actor, key=f"condolence_visit:{beneficiary.id}",
                        beneficiary_id=beneficiary.id, priority=10, due_on=died_on,
                        note=f"reported by {reported_by}" if reported_by else "", now=now)
+
+
+# Work for a living person that has no point once they have died (the condolence visit and the
+# verification of the report itself stay).
+TASKS_ENDED_BY_DEATH = ("hospital_visit", "home_visit", "certification_booking", "hardship_visit", "over_80_insurance",
+                        "callback")
+
+
+def close_tasks_of_the_deceased(session: Session, beneficiary: Beneficiary, *, actor: str, now: datetime) -> int:
+    """Close the person's open visits and bookings, each with the reason, each audited. Returns how many."""
+    reason = f"closed: {beneficiary.name} died" + (f" on {beneficiary.deceased_on.isoformat()}"
+                                                    if beneficiary.deceased_on else "")
+    tasks = session.exec(select(Task).where(col(Task.beneficiary_id) == beneficiary.id, col(Task.status) == "open",
+                                            col(Task.kind).in_(TASKS_ENDED_BY_DEATH))).all()
+    for task in tasks:
+        task.status = "cancelled"
+        task.closed_at = now
+        task.note = f"{task.note}\n{reason}".strip()
+        session.add(task)
+        audit(session, actor, "task.cancel", "task", task.id, {"kind": task.kind, "reason": "deceased"}, now)
+    return len(tasks)
 
 
 def record_certification(session: Session, beneficiary: Beneficiary, *, on: date, actor: str,

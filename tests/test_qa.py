@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import typer
 from hypothesis import HealthCheck, given, settings
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from bot.knowledge import load_knowledge
-from bot.qa import QA, Answer, detect_language, get_qa, to_simplified
+from bot.qa import QA, Answer, detect_language, get_qa, to_simplified, warm_up_in_background
 from bot.qa_commands import (
     DEFAULT_EVAL_FILE,
     FROZEN_FILE,
@@ -22,6 +23,7 @@ from bot.qa_commands import (
     register,
     run_eval,
 )
+from bot.qa_embed import Embedder, shared_embedder
 
 HANDOFF_REASONS = {"out_of_scope", "personal_case", "complaint", "asked_for_person"}
 
@@ -429,3 +431,55 @@ def test_a_broken_article_is_skipped_and_reported_and_the_rest_answer(tmp_path: 
     assert [a.id for a in small.knowledge.articles] == ["good"]
     assert any("bad.md" in p for p in small.knowledge.problems)
     assert small.answer_with("医疗互助的互助金每年交多少钱", min_confidence=0.0).article_id == "good"
+
+
+class _CountingEmbedder:
+    """The real embedder, counting the passes of the model that questions cost."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner = inner
+        self.questions_embedded = 0
+
+    def query(self, text: str) -> np.ndarray:
+        self.questions_embedded += 1
+        return self.inner.query(text)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+def test_a_two_part_question_whose_parts_the_whole_finds_goes_through_the_model_once(qa: QA) -> None:
+    """Speed: both parts are ranked with the whole question's one embedding when it finds each
+    part's article confidently; the answer is the same two-article answer as before."""
+    counting = _CountingEmbedder(shared_embedder())
+    counted = QA(qa.knowledge, counting)  # type: ignore[arg-type]
+    a = counted.answer("医疗互助一年交多少钱，住院了去哪里报")
+    assert set(a.article_ids) == {"mutual-cost", "mutual-where-claim"}
+    assert counting.questions_embedded == 1
+
+
+def test_a_part_the_whole_question_cannot_place_gets_its_own_look(qa: QA) -> None:
+    """A part the whole question's vector ranks below the threshold is embedded on its own
+    (with the question around it), so "去哪里交" after a documents question still finds where
+    to apply rather than handing the question off."""
+    a = qa.answer("补缴社保要带哪些材料，去哪里交")
+    assert not a.handoff
+    assert set(a.article_ids) == {"vsi-documents", "vsi-where-apply"}
+    # The calibration pass (no threshold) sees the choices the bot makes.
+    assert qa.answer_with("补缴社保要带哪些材料，去哪里交", min_confidence=0.0).article_ids == a.article_ids
+
+
+def test_warm_up_builds_the_shared_qa_and_loads_the_model_before_any_question(monkeypatch: pytest.MonkeyPatch,
+                                                                            qa: QA) -> None:
+    """A process warms the Q&A in a daemon thread after its port opens: once that thread is
+    done, the first question finds the index built and the model loaded (no build of its own)."""
+    import bot.qa as qa_module
+
+    built: list[QA] = []
+    monkeypatch.setattr(qa_module, "_shared", None)
+    monkeypatch.setattr(qa_module, "_shared_factory", lambda: built.append(qa) or qa)
+    thread = warm_up_in_background()
+    assert thread.daemon
+    thread.join(timeout=120)
+    assert built == [qa] and get_qa() is qa and len(built) == 1
+    assert qa.embedder is not None and qa.embedder.loaded

@@ -80,7 +80,8 @@ def test_veterans_insurance_end_to_end_with_uploaded_documents(engine, roll, db_
 def test_veterans_insurance_exclusions_say_why_and_offer_a_person(engine, roll, db_engine, answers, why):
     """Not arranged by the government, expelled, or after placement sentenced/dismissed/struck off/left:
     the reason is said plainly, a person is offered, and nothing is created."""
-    out = console(engine, db_engine, ZHANG_PHONE, "1\n" + "\n".join(answers))
+    # The answer that ends the flow is confirmed first ("1": yes, that is right).
+    out = console(engine, db_engine, ZHANG_PHONE, "1\n" + "\n".join(answers) + "\n1")
     last = out.split("> ")[-1]
     assert why in last and "人工" in last and "不能办" in last or "办不了" in last
     with Session(db_engine) as s:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-01 13:52:45.893634
+Create Date: 2026-12-01 15:06:51.870221
 """
 from alembic import op
 import sqlalchemy as sa
@@ -454,24 +454,24 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('idempotency_key', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
     sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(length=48), nullable=False),
-    sa.Column('occurrence', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('occurrence', sqlmodel.sql.sqltypes.AutoString(length=64), server_default='', nullable=False),
     sa.Column('beneficiary_id', sa.Integer(), nullable=True),
     sa.Column('contact_id', sa.Integer(), nullable=True),
     sa.Column('channel', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
     sa.Column('address', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-    sa.Column('language', sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False),
+    sa.Column('language', sqlmodel.sql.sqltypes.AutoString(length=8), server_default='zh-Hans', nullable=False),
     sa.Column('body', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-    sa.Column('segments', sa.Integer(), nullable=False),
+    sa.Column('segments', sa.Integer(), server_default='1', nullable=False),
     sa.Column('sms_body', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('sms_segments', sa.Integer(), nullable=True),
-    sa.Column('extra', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
-    sa.Column('message_class', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
-    sa.Column('priority', sa.Integer(), nullable=False),
-    sa.Column('urgent', sa.Boolean(), nullable=False),
-    sa.Column('allow_fallback', sa.Boolean(), nullable=False),
+    sa.Column('extra', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), server_default=sa.text("'{}'"), nullable=False),
+    sa.Column('message_class', sqlmodel.sql.sqltypes.AutoString(length=16), server_default='proactive', nullable=False),
+    sa.Column('priority', sa.Integer(), server_default='2', nullable=False),
+    sa.Column('urgent', sa.Boolean(), server_default=sa.text('(false)'), nullable=False),
+    sa.Column('allow_fallback', sa.Boolean(), server_default=sa.text('(true)'), nullable=False),
     sa.Column('broadcast_id', sa.Integer(), nullable=True),
-    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
-    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=16), server_default='queued', nullable=False),
+    sa.Column('attempts', sa.Integer(), server_default='0', nullable=False),
     sa.Column('next_attempt_at', models.base.UTCDateTime(), nullable=False),
     sa.Column('deadline_at', models.base.UTCDateTime(), nullable=True),
     sa.Column('lease_owner', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
