@@ -109,3 +109,25 @@ def test_an_entry_about_a_task_or_an_application_names_the_person_it_is_about(co
         assert task is not None and task.beneficiary_id == world.person
     assert f"{label('task_kind', task.kind)}（黄伯）" in rows
     assert "NX-2026-000042（黄伯）" in rows
+
+
+def test_visits_closed_by_a_recorded_death_read_as_sentences_with_the_reason(console: Console, db_engine: Any,
+                                                                            world: World, clock: Any) -> None:
+    """Recording a death cancels the person's open home visit; the audit log says so in words (取消任务,
+    the visit and the person, 原因：本人已去世), never the recorded code "deceased"."""
+    from models.actions import record_death
+    from models.people import Beneficiary
+
+    with session_scope(db_engine) as s:
+        person = s.get(Beneficiary, world.person)
+        assert person is not None
+        record_death(s, person, died_on=clock.now().date(), actor="caseworker", reported_by="女儿",
+                     evidence="死亡证明", reason="家属来电", now=clock.now())
+    with Session(db_engine) as s:
+        task = s.get(Task, world.task)
+        assert task is not None and task.status == "cancelled"
+    console.sign_in("admin")
+    page = console.get("/audit", params={"action": "task.cancel"}).text
+    rows = page[page.index('id="audit-rows"'):]
+    assert label("audit_action", "task.cancel") in rows and f"{label('task_kind', 'home_visit')}（黄伯）" in rows
+    assert "原因：本人已去世" in rows and "deceased" not in rows
