@@ -39,7 +39,7 @@ import numpy as np
 from bot.knowledge import Article, KnowledgeBase, load_knowledge
 from bot.language import detect_language
 from bot.qa_embed import Embedder, shared_embedder
-from bot.qa_index import Tokenizer, WordIndex
+from bot.qa_index import SoundAlikes, Tokenizer, WordIndex
 from bot.qa_question import GENERAL_KINDS, Asked, PlaceFinder, read_question
 from bot.qa_rules import rule_handoff
 from bot.qa_text import simplified, to_simplified, to_traditional, without_fillers
@@ -48,8 +48,10 @@ __all__ = ["QA", "Answer", "LiveQA", "detect_language", "get_qa", "to_simplified
 
 # Minimum confidence (a probability that the chosen article is right) per written language,
 # chosen with `nuanxin eval-qa --sweep` on the development questions only so that wrong
-# answers stay at most 1% of them; the frozen test part checks it.
-THRESHOLDS: dict[str, float] = {"zh-Hans": 0.88, "en": 0.88}
+# answers stay at most 1% of them; the frozen test part checks it. English rose to 0.90 when
+# the sweep after the second round's example questions found 2 of 159 English development
+# questions wrong at 0.88 (0.80 would have done for Chinese; 0.88 is kept, the safer side).
+THRESHOLDS: dict[str, float] = {"zh-Hans": 0.88, "en": 0.90}
 # Candidates are ranked by embedding similarity + RANK_BM25 * bm25 / (bm25 + BM25_HALF).
 RANK_BM25 = 0.25
 BM25_HALF = {"zh-Hans": 20.0, "en": 6.0}
@@ -242,6 +244,7 @@ class QA:
         names = [*knowledge.place_names, "全国"]
         self.places = PlaceFinder(names, {k: list(v) for k, v in knowledge.place_aliases.items()})
         self._indexes: dict[str, _LanguageIndex] = {}
+        self._sound_alikes: SoundAlikes | None = None
         self._article_text: dict[tuple[str, str], str] = {}
         for lang in ("zh-Hans", "en"):
             articles = knowledge.in_language(lang)
@@ -254,6 +257,11 @@ class QA:
             for a in articles:
                 text = "\n".join([a.title, *a.questions, *a.keywords, a.body])
                 self._article_text[(lang, a.id)] = text.lower() if lang == "en" else simplified(text)
+            if lang == "zh-Hans":
+                groups = tuple(tuple(simplified(w) for w in g) for g in knowledge.synonyms.get(lang, ()))
+                self._sound_alikes = SoundAlikes(
+                    {simplified(w) for w in dictionary},
+                    "\n".join(t for (text_lang, _), t in self._article_text.items() if text_lang == lang), groups)
         if embedder is not None:
             embedder.save()
 
@@ -347,7 +355,8 @@ class QA:
     def _search_text(self, question: str, base: str) -> str:
         if base == "en":
             return question.lower().replace("’", "'")
-        return without_fillers(simplified(question))
+        text = without_fillers(simplified(question))
+        return self._sound_alikes.fix(text) if self._sound_alikes is not None else text
 
     def _choose(self, search_text: str, asked: Asked, index: _LanguageIndex, base: str,
                 vector: np.ndarray | None = None) -> _Choice:

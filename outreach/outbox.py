@@ -374,7 +374,10 @@ def claim(session: Session, *, owner: str, now: datetime, lease_s: float, limit:
                        "reason": f"lease of {reclaimed} expired; claimed by {owner}" if reclaimed
                        else f"claimed by {owner}"})
     session.execute(insert(EVENTS), events)
-    claimed.sort(key=lambda c: c.id)
+    # In the order picked (RETURNING keeps none): the dispatcher sends them in this order, so a
+    # code claimed with a batch of reminders goes first, not after them.
+    order = {r.id: i for i, r in enumerate(picked)}
+    claimed.sort(key=lambda c: order[c.id])
     return claimed
 
 

@@ -24,6 +24,8 @@ from bot.qa_commands import (
     run_eval,
 )
 from bot.qa_embed import Embedder, shared_embedder
+from bot.qa_index import SoundAlikes
+from bot.qa_question import read_question
 
 HANDOFF_REASONS = {"out_of_scope", "personal_case", "complaint", "asked_for_person"}
 
@@ -483,3 +485,39 @@ def test_warm_up_builds_the_shared_qa_and_loads_the_model_before_any_question(mo
     thread.join(timeout=120)
     assert built == [qa] and get_qa() is qa and len(built) == 1
     assert qa.embedder is not None and qa.embedder.loaded
+
+
+def test_a_typed_homophone_of_a_knowledge_term_is_searched_as_the_term() -> None:
+    """Pinyin and voice input write a term by its sound: a stretch the knowledge never writes
+    that sounds like one of its terms is searched as that term; what the knowledge writes itself,
+    and a sound two terms share, are left as typed."""
+    text = "职工医疗互助金每年100元。生存认证每年一次。失业保险金按月领取。"
+    alikes = SoundAlikes({"互助金", "认证", "失业"}, text)
+    assert alikes.fix("互住金一年交多少") == "互助金一年交多少"
+    assert alikes.fix("生存任证怎么做") == "生存认证怎么做"
+    assert alikes.fix("互助金和认证") == "互助金和认证"
+    # 事业 and 失业 differ only by tone: two characters must match with their tones.
+    assert alikes.fix("事业单位的人") == "事业单位的人"
+    # Two terms that sound alike: neither is guessed.
+    both = SoundAlikes({"互助", "互住"}, "互助 互住")
+    assert both.fix("互注金") == "互注金"
+
+
+def test_a_typo_of_a_term_reaches_the_article_of_the_term(qa: QA) -> None:
+    """The search text of a question with a sound-alike typo is the one of the question
+    written correctly, so both find the same article."""
+    typed, written = qa.answer_with("养老经认证怎么做", min_confidence=0.0), qa.answer_with("养老金认证怎么做",
+                                                                                         min_confidence=0.0)
+    assert typed.article_id == written.article_id and typed.score == written.score
+
+
+@pytest.mark.parametrize(("question", "groups"), [
+    ("my dad died last week, he was a retired factory worker, does anyone from the community come",
+     {"retiree", "worker"}),
+    ("my mother is retired and cannot walk, how does she do the pension check", {"retiree"}),
+    ("how much is the retired soldier social insurance back pay", {"veteran"}),
+])
+def test_retired_in_english_says_retiree_except_of_soldiers(question: str, groups: set[str]) -> None:
+    """"A retired factory worker" is a retiree (retiree articles may answer); "a retired
+    soldier" is a veteran (the usual English for 退役士兵), not a retiree."""
+    assert set(read_question(question, "en").groups) == groups
