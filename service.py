@@ -269,6 +269,9 @@ async def _main(role: Role, settings: Settings, host: str, port: int | None) -> 
         # The port first: everything else starts once the web answers (webhooks, /healthz).
         while not server.started and not web.done() and not stop.is_set():
             await asyncio.sleep(0.01)
+        from bot.qa import warm_up_in_background
+
+        warm_up_in_background()  # the policy Q&A's index and model, off the event loop
 
     outbound: Outbound | None = None
     if parts.dispatcher or parts.conversation:
