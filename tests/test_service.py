@@ -112,7 +112,11 @@ def test_nuanxin_run_with_telegram_and_twilio_answers_and_delivers(tmp_path: Pat
                 tg.push_update(tg.text_update(chat_id=777001, text="/start"))
                 menu = _wait_for(lambda: [m for m in tg.sent if m["chat"]["id"] == 777001], "the bot's menu",
                                  proc, log_path)
-                assert any("人工" in (m.get("text") or "") for m in menu)
+                # The menu offers a person: in its words or, on Telegram, as a button of its own.
+                offered = [m.get("text") or "" for m in menu] + [
+                    button["text"] for m in menu
+                    for row in (m.get("reply_markup") or {}).get("inline_keyboard", []) for button in row]
+                assert any("人工" in text for text in offered)
 
                 with session_scope(db) as s:
                     queued = enqueue(s, key="service-test:1", kind="test_notice", channel="sms",
