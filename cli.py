@@ -133,7 +133,7 @@ def staff_add(
     actor: str | None = typer.Option(None, "--as", help="Who is adding this account (audit log)."),
 ) -> None:
     """Create a staff account."""
-    from sqlmodel import Session, select
+    from sqlmodel import select
 
     from models.actions import audit
     from models.staff import Role, StaffUser, hash_password
@@ -143,7 +143,9 @@ def staff_add(
     if bad:
         typer.echo(f"unknown role(s): {', '.join(bad)} (choose from {', '.join(sorted(known))})", err=True)
         raise typer.Exit(2)
-    with Session(_engine()) as session:
+    from models.db import write_scope
+
+    with write_scope(_engine()) as session:
         if session.exec(select(StaffUser).where(StaffUser.username == username)).first():
             typer.echo(f"staff user {username} already exists", err=True)
             raise typer.Exit(2)
@@ -152,7 +154,6 @@ def staff_add(
         session.add(user)
         session.flush()
         audit(session, _actor(actor), "staff.create", "staff_user", user.id, {"username": username, "roles": role})
-        session.commit()
     typer.echo(f"staff user {username} created")
 
 

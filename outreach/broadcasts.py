@@ -26,7 +26,7 @@ from sqlmodel import Session, col
 
 from models.actions import audit
 from models.clock import Clock
-from models.db import session_scope
+from models.db import read_scope, session_scope
 from models.outbox import Broadcast, BroadcastStatus, OutboxEvent, OutboxMessage, OutboxStatus
 from models.people import Contact
 from models.phone import mask_phone
@@ -72,9 +72,10 @@ def create_broadcast(session: Session, *, author: StaffUser, title: str, audienc
     body: dict[str, str]
     if text is not None:
         try:
-            compile_staff_text(text)
+            staff_text = compile_staff_text(text)
         except StaffTextError as exc:
             raise BroadcastRefused("; ".join(exc.problems)) from None
+        _refuse_too_long_sms(staff_text, templates or default_templates())
         body = {"zh-Hans": text} if isinstance(text, str) else dict(text)
     else:
         assert template_kind is not None  # exactly one of text and template kind, checked above
@@ -94,6 +95,19 @@ def create_broadcast(session: Session, *, author: StaffUser, title: str, audienc
     audit(session, author.username, "broadcast.create", "broadcast", b.id,
           {"title": b.title, "audience": b.audience, "template_kind": template_kind}, now)
     return b
+
+
+def _refuse_too_long_sms(staff_text: Any, templates: Any) -> None:
+    """Before approval: the SMS of every language, framed and with its footer, for a typical
+    recipient, must fit the segment cap (a person on Telegram may get it by SMS as a fallback)."""
+    from outreach.sms_text import MessageTooLong
+
+    sample = {"name": "张建国", "salutation": "张伯", "district": "", "street": "", "community": ""}
+    for lang in sorted({"zh-Hans", *staff_text.languages}):
+        try:
+            templates.render_staff(staff_text, lang, sample, "sms")
+        except MessageTooLong as exc:
+            raise BroadcastRefused(f"refused: [{lang}] {exc}") from None
 
 
 def _renderer(b: Broadcast, templates: Any) -> Any:
@@ -235,27 +249,23 @@ def enqueue_broadcast(engine: Engine, broadcast_id: int, *, now: datetime, setti
     ts = templates or default_templates()
     created = 0
     batches = 0
+    today = now.astimezone(settings.tz).date()
+    occ = occurrence(broadcast_id)
     while max_batches is None or batches < max_batches:
         batches += 1
-        with session_scope(engine, immediate=True) as session:
+        # Who is next is read in a read-only snapshot, the texts are rendered with no
+        # transaction open, and the write lock is held only to insert them: rendering 5,000
+        # recipients never holds up a webhook's write.
+        with read_scope(engine) as session:
             b = session.get(Broadcast, broadcast_id)
             if b is None or b.status != BroadcastStatus.SENDING.value or (b.stats or {}).get("enqueue_done"):
                 return created
-            f = AudienceFilter.model_validate(b.audience)
-            today = now.astimezone(settings.tz).date()
             after = int((b.stats or {}).get("after_id", 0))
-            chunk = audience_recipients(session, f, today, after_id=after, limit=batch)
-            stats = dict(b.stats or {})
-            if not chunk:
-                b.status = BroadcastStatus.SENT.value
-                b.finished_at = now
-                stats["enqueue_done"] = True
-                b.stats = stats
-                session.add(b)
-                return created
+            chunk = audience_recipients(session, AudienceFilter.model_validate(b.audience), today,
+                                        after_id=after, limit=batch)
+        rows = []
+        if chunk:
             render = _renderer(b, ts)
-            rows = []
-            occ = occurrence(broadcast_id)
             for r in chunk:
                 text, segments = render(r)
                 rows.append({"idempotency_key": idempotency_key(BROADCAST_KIND, f"b{r.beneficiary_id}", occ),
@@ -263,6 +273,20 @@ def enqueue_broadcast(engine: Engine, broadcast_id: int, *, now: datetime, setti
                              "contact_id": r.contact_id, "channel": r.channel, "address": r.address,
                              "language": ts.language(r.lang), "body": text, "segments": segments,
                              "broadcast_id": broadcast_id, "next_attempt_at": now})
+        with session_scope(engine, immediate=True) as session:
+            b = session.get(Broadcast, broadcast_id)
+            if b is None or b.status != BroadcastStatus.SENDING.value or (b.stats or {}).get("enqueue_done"):
+                return created  # stopped (or finished elsewhere) while this batch was rendered
+            stats = dict(b.stats or {})
+            if int(stats.get("after_id", 0)) != after:
+                continue  # another process queued this batch meanwhile: read again from where it stopped
+            if not chunk:
+                b.status = BroadcastStatus.SENT.value
+                b.finished_at = now
+                stats["enqueue_done"] = True
+                b.stats = stats
+                session.add(b)
+                return created
             n = enqueue_many(session, rows, now=now)
             created += n
             stats["queued"] = int(stats.get("queued", 0)) + n
@@ -275,7 +299,7 @@ def enqueue_broadcast(engine: Engine, broadcast_id: int, *, now: datetime, setti
 def send_broadcast(engine: Engine, broadcast_id: int, *, actor: StaffUser, now: datetime, settings: Any,
                    templates: Any = None) -> int:
     """Send now (approved or scheduled): enqueue everyone; returns how many were queued."""
-    with session_scope(engine) as session:
+    with session_scope(engine, immediate=True) as session:
         b = session.get(Broadcast, broadcast_id)
         if b is None:
             raise BroadcastRefused(f"no broadcast {broadcast_id}")
@@ -290,7 +314,7 @@ def run_due_broadcasts(engine: Engine, *, clock: Clock, settings: Any, templates
     """The scheduler's minute poll: start scheduled broadcasts that are due, and resume any
     whose enqueueing was interrupted (a crash mid-send)."""
     now = clock.now()
-    with session_scope(engine) as session:
+    with session_scope(engine, immediate=True) as session:
         due = session.execute(select(Broadcast).where(
             col(Broadcast.status) == BroadcastStatus.SCHEDULED.value,
             col(Broadcast.scheduled_for) <= now)).scalars().all()

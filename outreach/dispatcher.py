@@ -39,7 +39,7 @@ from models.actions import mark_blocked, mark_invalid, opt_out
 from models.bulk import Driver
 from models.clock import Clock, SystemClock
 from models.conversations import MessageLog
-from models.db import session_scope
+from models.db import read_scope, session_scope
 from models.outbox import OutboxMessage, OutboxStatus
 from models.people import Beneficiary, BeneficiaryStatus, Contact
 from models.phone import mask_phone
@@ -310,7 +310,7 @@ class Dispatcher:
         for r in rows:
             by_channel.setdefault(r.channel, []).append(r)
         reasons: dict[int, str] = {}
-        with Session(self.engine) as session:
+        with read_scope(self.engine) as session:
             for channel_rows in by_channel.values():
                 for i in range(0, len(channel_rows), 500):
                     reasons.update(self._stop_reasons(session, channel_rows[i:i + 500]))
@@ -484,7 +484,7 @@ class Dispatcher:
                     self.stats["retried"] += 1
             else:
                 permanent.append(o)
-        with session_scope(self.engine) as session:
+        with session_scope(self.engine, immediate=True) as session:
             apply_changes(session, changes, now)
             Driver(session).insert_many(_MESSAGE_LOG, logs)
             for o in permanent:
@@ -660,7 +660,7 @@ class Dispatcher:
                     log.exception("lease renewal failed")
 
     def _renew_sync(self) -> None:
-        with session_scope(self.engine) as session:
+        with session_scope(self.engine, immediate=True) as session:
             renew_leases(session, owner=self.owner, now=self.clock.now(), lease_s=self.lease_s)
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -59,7 +59,7 @@ def retry_failed(engine: Any, *, actor: str, kind: str | None = None, now: Any =
     from outreach.outbox import transition
 
     now = now or utcnow()
-    with session_scope(engine) as s:
+    with session_scope(engine, immediate=True) as s:
         q = select(OutboxMessage).where(OutboxMessage.status == OutboxStatus.FAILED.value)
         if kind:
             q = q.where(OutboxMessage.kind == kind)

@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 
 from models.actions import StageChangeRefused, advance_application, audit
 from models.applications import Application, ApplicationStageChange, HandoffTicket, Stage, Task
+from models.db import writer
 from models.outbox import OutboxMessage
 from models.people import Beneficiary, Contact
 from models.staff import AuditLog, StaffUser, check_password
@@ -43,7 +44,10 @@ class NotSignedIn(Exception):
 
 
 def _session(request: Request) -> Session:
-    return Session(request.app.state.engine, expire_on_commit=False)
+    # A page (GET) reads a snapshot and never waits for a writer; a form post takes the write
+    # lock when it begins, so its reads and writes cannot be overtaken (models/db.py).
+    engine = request.app.state.engine
+    return Session(engine if request.method in ("GET", "HEAD") else writer(engine), expire_on_commit=False)
 
 
 def current_staff(request: Request, db: Session) -> StaffUser:
