@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Column
 from sqlmodel import Field, SQLModel
 
-from models.base import JSONType, UTCDateTime, utcnow
+from models.base import JSONType, RedactedJSON, UTCDateTime, utcnow
 
 
 class Role(StrEnum):
@@ -50,7 +50,7 @@ class AuditLog(SQLModel, table=True):
     action: str = Field(max_length=64, index=True)
     target_type: str = Field(default="", max_length=32)
     target_id: str = Field(default="", max_length=64)
-    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(RedactedJSON, nullable=False))
 
 
 def hash_password(password: str, *, salt: bytes | None = None) -> str:
