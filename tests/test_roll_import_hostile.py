@@ -262,3 +262,21 @@ def test_an_import_interrupted_by_a_crash_is_undone_before_the_next(sqlite_engin
     assert report.imported == 5
     assert _count(sqlite_engine, Beneficiary) == 5 and _count(sqlite_engine, Contact) == 5
     assert not list((tmp_path / "imports").glob("roll-import-*.db"))
+
+
+def test_formula_values_are_stored_as_typed_and_escaped_when_exported(sqlite_engine: Engine, tmp_path: Path) -> None:
+    """A roll name like `=HYPERLINK(…)` or `+cmd|…` is kept as text; a CSV export writes it so
+    that a spreadsheet shows it instead of running it."""
+    from models.exports import csv_text
+
+    rows = roll_rows(4, seed=43)
+    hostile = ['=HYPERLINK("http://evil","点我")', "+cmd|' /C calc'!A0", "-2+3", "@SUM(1+1)"]
+    for r, name in zip(rows, hostile, strict=True):
+        r["姓名"] = name
+    report = import_roll(sqlite_engine, write_roll_csv(tmp_path / "f.csv", rows), id_key=KEY)
+    assert report.imported == 4
+    with Session(sqlite_engine) as s:
+        stored = sorted(s.exec(select(Beneficiary.name)).all())
+    assert stored == sorted(hostile)
+    exported = list(csv.reader(io.StringIO(csv_text(["name"], [[n] for n in stored]).lstrip("\ufeff"))))
+    assert [cell for (cell,) in exported[1:]] == ["'" + n for n in stored]

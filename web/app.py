@@ -18,6 +18,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from models.clock import Clock, SystemClock
 from settings import Settings
+from web.body_limits import BodyLimitMiddleware
 
 # Routers that live in their own modules under web/routes/, included when present.
 ROUTE_MODULES = (
@@ -48,6 +49,8 @@ def create_app(
     app.state.telegram_dispatcher = telegram_dispatcher
     app.add_middleware(SessionMiddleware, secret_key=settings.web_session_secret, session_cookie="nuanxin_session",
                        same_site="lax", https_only=settings.public_base_url.startswith("https"), max_age=8 * 3600)
+    # Outermost: a body over its route's limit is refused before anything reads it.
+    app.add_middleware(BodyLimitMiddleware)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz(request: Request) -> JSONResponse:
