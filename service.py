@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 from typing import Any
@@ -43,26 +42,6 @@ class _WebServer:
                                        "(is the port in use? set NUANXIN_WEB_PORT or --port)") from exc
 
         return Server(uvicorn.Config(app, host=host, port=port, log_level="info", lifespan="on"))
-
-
-# Young objects are collected every this many allocations (Python's default: 700).
-GC_YOUNG_THRESHOLD = 10_000
-
-
-def tune_garbage_collector(young: int = GC_YOUNG_THRESHOLD) -> None:
-    """Once everything is loaded: keep what was loaded out of the collector, and collect young
-    objects less often.
-
-    The dispatcher allocates a few dozen short-lived objects per message; at thousands a
-    second, Python's defaults ran a young collection every few messages and a full one (every
-    object of aiogram, pydantic, SQLAlchemy...) every couple of thousand, a third of the
-    dispatcher's time. Frozen objects are never collected, which is right for modules, classes
-    and schemas, which live as long as the process.
-    """
-    gc.collect()
-    gc.freeze()
-    _, middle, old = gc.get_threshold()
-    gc.set_threshold(young, middle, old)
 
 
 def build_conversation_engine(engine: Any, settings: Settings, clock: Any) -> Any:
@@ -100,7 +79,6 @@ async def _main(settings: Settings, host: str, port: int) -> int:
             loop.add_signal_handler(sig, stop.set)
 
     dispatcher = Dispatcher(engine, providers, clock, settings)
-    tune_garbage_collector()
     tasks.append(asyncio.create_task(dispatcher.run(stop), name="dispatcher"))
 
     from scheduler import start_scheduler

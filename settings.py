@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import secrets
-from datetime import time
+from datetime import time, timedelta
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -40,6 +41,8 @@ class Settings(BaseSettings):
     office_name: str = "暖心服务中心"
     office_name_en: str = ""  # empty: "Nuanxin Service Centre" with the default name, else office_name
     office_phone: str = "12345"
+    # How zh-Hant is written (bot/language.py): s2hk (Hong Kong / Macau) or s2twp (Taiwan).
+    traditional_variant: str = "s2hk"
     # Optional YAML replacing outreach/occasions.yaml (who is greeted on which festival, when).
     occasions_file: Path | None = None
     # Key for the keyed hash of ID-card numbers. Empty: a key is generated once and kept in data_dir.
@@ -48,6 +51,9 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8080, ge=1, le=65535)
     public_base_url: str = "http://127.0.0.1:8080"
+    # The console: a session unused this long ends; the payment-notice ceiling (yuan).
+    console_idle_minutes: int = Field(default=60, ge=5, le=24 * 60)
+    payment_notice_max_yuan: int = Field(default=200_000, gt=0)
 
     telegram_bot_token: str = Field(default="", validation_alias=_env("TELEGRAM_BOT_TOKEN"))
     telegram_api_base: str = Field(default="", validation_alias=_env("TELEGRAM_API_BASE"))
@@ -65,6 +71,8 @@ class Settings(BaseSettings):
     telegram_rate_per_s: float = Field(default=30.0, gt=0)
     telegram_per_chat_per_s: float = Field(default=1.0, gt=0)
     twilio_segments_per_s: float = Field(default=1.0, gt=0)
+    # What one SMS segment costs the office, in yuan (the composer shows the cost of a broadcast).
+    sms_price_per_segment: Decimal = Field(default=Decimal("0.05"), ge=0, le=100)
 
     @field_validator("office_timezone")
     @classmethod
@@ -73,6 +81,13 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r} (use a name such as Asia/Shanghai)") from exc
+        return value
+
+    @field_validator("traditional_variant")
+    @classmethod
+    def _known_variant(cls, value: str) -> str:
+        if value not in ("s2hk", "s2twp"):
+            raise ValueError("must be 's2hk' (Hong Kong) or 's2twp' (Taiwan)")
         return value
 
     @field_validator("database_url")
@@ -101,6 +116,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.data_dir / 'nuanxin.db'}"
+
+    @property
+    def console_idle_timeout(self) -> timedelta:
+        return timedelta(minutes=self.console_idle_minutes)
 
     @property
     def telegram_enabled(self) -> bool:

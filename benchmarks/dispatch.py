@@ -2,8 +2,7 @@
 
 Figures (one run, same fake server process for all):
 - raw_per_s: the fake's capacity: plain concurrent HTTP POSTs of sendMessage with no database
-  and no aiogram, the higher of two clients (aiohttp with a form, as `raw_aiohttp_per_s`; the
-  provider's own keep-alive pool with JSON, as `raw_pool_per_s`);
+  and no aiogram (aiohttp posting a form, as aiogram's session does);
 - msgs_per_s: outbox rows (SQLite file, the embedded default) sent by one Dispatcher with no
   rate limit, from start until every outcome is written;
 - ratio = msgs_per_s / raw_per_s;
@@ -13,8 +12,6 @@ Figures (one run, same fake server process for all):
   the dispatcher handed each message to the provider (what the rate limit decides; arrivals
   add the loopback's and the fake's own jitter).
 The fake runs in its own process so that it does not share the dispatcher's interpreter.
-The dispatcher's process has its garbage collector set as `nuanxin run` sets it
-(`service.tune_garbage_collector`, once everything is imported).
 """
 
 from __future__ import annotations
@@ -92,25 +89,6 @@ async def _raw(base: str, n: int) -> float:
         return n / (time.perf_counter() - t0)
 
 
-async def _raw_pool(base: str, n: int) -> float:
-    from outreach.providers.http1 import HTTP1Pool
-
-    pool = HTTP1Pool(base, limit=CONCURRENCY)
-    path = f"/bot{TOKEN}/sendMessage"
-    todo = iter(range(n))
-
-    async def worker() -> None:
-        for i in todo:
-            answer = await pool.request("POST", path, json.dumps({"chat_id": 1000 + i, "text": f"raw {i}"}).encode())
-            assert answer.status == 200
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-    rate = n / (time.perf_counter() - t0)
-    await pool.close()
-    return rate
-
-
 def _fill(engine: Any, n: int, tag: str) -> None:
     from models.clock import SystemClock
     from models.db import session_scope
@@ -185,18 +163,12 @@ def run() -> dict[str, Any]:
 
     import models  # noqa: F401
     from models.db import make_engine
-    from outreach.dispatcher import Dispatcher  # noqa: F401 - loaded before the collector is tuned
-    from outreach.providers.telegram import TelegramProvider  # noqa: F401
     from outreach.ratelimit import window_violations
-    from service import tune_garbage_collector
 
-    tune_garbage_collector()
     fake, base = _start_fake()
     tmp = tempfile.mkdtemp(prefix="nuanxin-bench-dispatch-")
     try:
-        raw_aiohttp = asyncio.run(_raw(base, N))
-        raw_pool = asyncio.run(_raw_pool(base, N))
-        raw = max(raw_aiohttp, raw_pool)
+        raw = asyncio.run(_raw(base, N))
         engine = make_engine(f"sqlite:///{tmp}/bench.db")
         SQLModel.metadata.create_all(engine)
         _fill(engine, N, "free")
@@ -228,7 +200,7 @@ def run() -> dict[str, Any]:
         fake.terminate()
         fake.wait(10)
     return {"msgs_per_s": round(msgs, 1), "raw_per_s": round(raw, 1),
-            "raw_aiohttp_per_s": round(raw_aiohttp, 1), "raw_pool_per_s": round(raw_pool, 1), "ratio": round(msgs / raw, 3),
+            "ratio": round(msgs / raw, 3),
             "limit_per_s": LIMIT, "limited_rate_ratio": round(limited_rate / LIMIT, 3),
             "limited_window_violations": violations, "limited_busiest_window": _busiest(arrivals),
             "limited_send_window_violations": send_violations, "limited_send_busiest_window": _busiest(send_times),

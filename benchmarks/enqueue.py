@@ -156,12 +156,6 @@ def run(recipients: int = RECIPIENTS) -> dict[str, Any]:
         shutil.copyfile(Path(tmp) / "bench.db", raw_path)
         # Loaded once per process at start-up (like the web app and the scheduler do), not per broadcast.
         templates = TemplateSet(office_name="白沙街道退役军人服务站", office_phone="0750-1234567")
-        # Broadcasts are queued by the `nuanxin run` process (console, scheduler): its collector
-        # settings (`service.tune_garbage_collector`), set once everything is loaded.
-        from service import tune_garbage_collector
-
-        tune_garbage_collector()
-
         captured: list[dict[str, Any]] = []
         started = time.perf_counter()
         created = _queue_broadcast(engine, broadcast_id, captured, templates)

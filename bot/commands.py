@@ -145,12 +145,15 @@ def tickets_list(
 def tickets_reply(
     ticket_id: int = typer.Argument(..., help="Ticket number."),
     text: str = typer.Argument(..., help="The answer, as the person will read it."),
-    username: str = typer.Option(..., "--as", help="Your staff username (recorded in the audit log)."),
+    username: str | None = typer.Option(None, "--as", help="Your staff username (your password is asked), "
+                                                          "or set NUANXIN_STAFF_TOKEN."),
 ) -> None:
     """Answer a ticket; the person gets it on the channel they used (through the outbox)."""
+    from cli import authenticate_staff
     from models.clock import SystemClock
 
     db = _db(_settings())
+    username = authenticate_staff(username, engine=db)
     try:
         reply_to_ticket(db, ticket_id, text, username, SystemClock().now())
     except TicketError as exc:

@@ -14,8 +14,12 @@ from typing import Any
 
 from sqlmodel import select
 
-from bot.flowrunner import Flow, FlowCtx, State, action, precheck, report
+from bot.flowregistry import REGISTRY, FlowCtx
+from bot.flowrunner import display
+from bot.flowspec import Flow
+from bot.state import ConversationState
 from bot.texts import localise, to_hant
+from bot.words import catalogue, label
 from models.actions import audit, create_task, record_death
 from models.applications import (
     Application,
@@ -28,11 +32,11 @@ from models.applications import (
 from models.people import Beneficiary, SchemeMembership
 
 
-def _v(state: State, key: str | None) -> Any:
+def _v(state: ConversationState, key: str | None) -> Any:
     return state.values.get(key) if key else None
 
 
-def _public_values(flow: Flow, state: State) -> dict[str, Any]:
+def _public_values(flow: Flow, state: ConversationState) -> dict[str, Any]:
     """What the application keeps: answers, with ID numbers only as hash and masked form."""
     out: dict[str, Any] = {}
     for s in flow.steps:
@@ -49,8 +53,8 @@ def priority_for(b: Beneficiary | None, today: date) -> int:
     return (5 if age >= 80 else 0) + (3 if b.living_alone else 0) + (3 if b.disabled else 0)
 
 
-@action("create_application", "type")
-def create_application(ctx: FlowCtx, state: State, flow: Flow, params: dict[str, Any]) -> dict[str, Any]:
+@REGISTRY.action("create_application", required=("type",), optional=("stage", "task"))
+def create_application(ctx: FlowCtx, state: ConversationState, flow: Flow, params: dict[str, Any]) -> dict[str, Any]:
     s = ctx.session
     assert ctx.beneficiary_id is not None, "flows that create applications require a link"
     stage = params.get("stage", Stage.STAGED.value)
@@ -85,13 +89,12 @@ def create_application(ctx: FlowCtx, state: State, flow: Flow, params: dict[str,
     return {"reference": app.reference}
 
 
-@action("create_task", "kind")
-def create_task_action(ctx: FlowCtx, state: State, flow: Flow, params: dict[str, Any]) -> dict[str, Any]:
+@REGISTRY.action("create_task", required=("kind",), optional=("priority",))
+def create_task_action(ctx: FlowCtx, state: ConversationState, flow: Flow, params: dict[str, Any]) -> dict[str, Any]:
     b = ctx.session.get(Beneficiary, ctx.beneficiary_id) if ctx.beneficiary_id else None
     note_parts = []
     for s in flow.steps:
         if s.id in state.values and s.type not in ("confirm", "documents", "id_card"):
-            from bot.flowrunner import display
             note_parts.append(f"{localise(s.label, 'zh-Hans')}: {display(s, state.values[s.id], 'zh-Hans')}")
     if ctx.acting_as:
         note_parts.append(f"reported by: {ctx.acting_as}")
@@ -101,8 +104,8 @@ def create_task_action(ctx: FlowCtx, state: State, flow: Flow, params: dict[str,
     return {"task": task.id if task else ""}
 
 
-@action("certification", "choice_field")
-def certification(ctx: FlowCtx, state: State, flow: Flow, params: dict[str, Any]) -> dict[str, Any]:
+@REGISTRY.action("certification", required=("choice_field",), optional=("date_field", "reason_field"))
+def certification(ctx: FlowCtx, state: ConversationState, flow: Flow, params: dict[str, Any]) -> dict[str, Any]:
     """Book a window visit, or ask for a home visit (priority for the very old, alone, disabled)."""
     choice = _v(state, params["choice_field"])
     b = ctx.session.get(Beneficiary, ctx.beneficiary_id) if ctx.beneficiary_id else None
@@ -123,8 +126,8 @@ def certification(ctx: FlowCtx, state: State, flow: Flow, params: dict[str, Any]
     return {"task": task.id if task else "", "date": when or ""}
 
 
-@action("record_death", "id_field", "date_field")
-def record_death_action(ctx: FlowCtx, state: State, flow: Flow, params: dict[str, Any]) -> dict[str, Any]:
+@REGISTRY.action("record_death", required=("id_field", "date_field"), optional=("relationship_field",))
+def record_death_action(ctx: FlowCtx, state: ConversationState, flow: Flow, params: dict[str, Any]) -> dict[str, Any]:
     """Mark the person deceased at once (queued messages suppressed) and open a condolence visit.
     A person not on our roll still gets a person: the report goes to staff as a ticket."""
     ident = _v(state, params["id_field"]) or {}
@@ -143,11 +146,11 @@ def record_death_action(ctx: FlowCtx, state: State, flow: Flow, params: dict[str
     return {"on_roll": "yes"}
 
 
-@action("save_survey", "score_field")
-def save_survey(ctx: FlowCtx, state: State, flow: Flow, params: dict[str, Any]) -> dict[str, Any]:
+@REGISTRY.action("save_survey", required=("score_field",), optional=("comment_field",))
+def save_survey(ctx: FlowCtx, state: ConversationState, flow: Flow, params: dict[str, Any]) -> dict[str, Any]:
     score = int(_v(state, params["score_field"]))
     comment = _v(state, params.get("comment_field")) or ""
-    app_id = state.data.get("tmp", {}).get("application_id")
+    app_id = state.subject_application_id
     ctx.session.add(SurveyAnswer(application_id=app_id, beneficiary_id=ctx.beneficiary_id, score=score,
                                  comment=comment[:1000], channel=ctx.channel, created_at=ctx.now))
     return {}
@@ -156,8 +159,8 @@ def save_survey(ctx: FlowCtx, state: State, flow: Flow, params: dict[str, Any]) 
 # --------------------------------------------------------------------------- prechecks
 
 
-@precheck("mutual_aid_member")
-def mutual_aid_member(ctx: FlowCtx, state: State) -> str | None:
+@REGISTRY.precheck("mutual_aid_member")
+def mutual_aid_member(ctx: FlowCtx, state: ConversationState, flow: Flow) -> str | None:
     """Only members who paid for the current period (100 yuan a year, seed 004) can claim."""
     year = ctx.today.year
     row = ctx.session.exec(select(SchemeMembership.id).where(
@@ -166,13 +169,12 @@ def mutual_aid_member(ctx: FlowCtx, state: State) -> str | None:
     return None if row is not None else "not_member"
 
 
-@precheck("completed_service")
-def completed_service(ctx: FlowCtx, state: State) -> str | None:
+@REGISTRY.precheck("completed_service")
+def completed_service(ctx: FlowCtx, state: ConversationState, flow: Flow) -> str | None:
     """The survey is about a completed service: the latest one not yet rated (or one given by the caller)."""
-    tmp = state.data.setdefault("tmp", {})
-    preset = state.data.get("start_args", {}).get("application_id")
+    preset = state.flow_args.get("application_id")
     if preset:
-        tmp["application_id"] = preset
+        state.subject_application_id = int(preset)
         return None
     rated = select(SurveyAnswer.application_id).where(SurveyAnswer.application_id.is_not(None))  # type: ignore[union-attr]
     app = ctx.session.exec(select(Application).where(
@@ -181,65 +183,14 @@ def completed_service(ctx: FlowCtx, state: State) -> str | None:
         .order_by(Application.completed_at.desc())).first()  # type: ignore[union-attr]
     if app is None:
         return "nothing_to_rate"
-    tmp["application_id"] = app.id
+    state.subject_application_id = app.id
     return None
 
 
 # --------------------------------------------------------------------------- reports
 
-STAGE_WORDS: dict[str, dict[str, str]] = {
-    "staged": {"zh-Hans": "已收到，等工作人员受理", "en": "received, waiting for staff to accept it"},
-    "accepted": {"zh-Hans": "已受理，正在排队审核", "en": "accepted, waiting for review"},
-    "preliminary_review": {"zh-Hans": "工作人员正在初审材料", "en": "staff are checking your papers"},
-    "verification": {"zh-Hans": "社保、医保等部门正在核查", "en": "the pension and medical offices are checking"},
-    "payment_notice": {"zh-Hans": "需要缴费", "en": "a payment is due"},
-    "paid": {"zh-Hans": "已缴费，等最后办结", "en": "paid, being finished"},
-    "completed": {"zh-Hans": "已办结", "en": "completed"},
-    "returned": {"zh-Hans": "退回补材料", "en": "returned: documents needed"},
-    "rejected": {"zh-Hans": "不予受理", "en": "not accepted"},
-    "withdrawn": {"zh-Hans": "已撤回", "en": "withdrawn"},
-}
-NEXT_WORDS: dict[str, dict[str, str]] = {
-    "staged": {"zh-Hans": "下一步：工作人员受理后会通知您。", "en": "Next: we will tell you when staff accept it."},
-    "accepted": {"zh-Hans": "下一步：初审，您不用做什么。", "en": "Next: review. Nothing for you to do."},
-    "preliminary_review": {"zh-Hans": "下一步：转有关部门核查，您不用做什么。",
-                           "en": "Next: the other offices check it. Nothing for you to do."},
-    "verification": {"zh-Hans": "下一步：核查完会发缴费通知给您。", "en": "Next: we send you a payment notice."},
-    "payment_notice": {"zh-Hans": "请在{deadline}前缴费{amount}元，账户{account}。",
-                       "en": "Please pay {amount} yuan to account {account} by {deadline}."},
-    "paid": {"zh-Hans": "下一步：办结后会通知您。", "en": "Next: we tell you when it is finished."},
-    "completed": {"zh-Hans": "已经办完了。", "en": "It is finished."},
-    "returned": {"zh-Hans": "原因：{reason}。请补好材料带到服务窗口。", "en": "Reason: {reason}. Please bring the papers to the window."},
-    "rejected": {"zh-Hans": "原因：{reason}。有疑问请回复“人工”。", "en": "Reason: {reason}. Questions? Reply \"human\"."},
-    "withdrawn": {"zh-Hans": "", "en": ""},
-}
-TYPE_WORDS: dict[str, dict[str, str]] = {
-    "veteran_insurance": {"zh-Hans": "退役士兵社保接续", "en": "Veterans' insurance continuation"},
-    "mutual_aid_claim": {"zh-Hans": "医疗互助报销", "en": "Medical mutual-aid claim"},
-    "hardship": {"zh-Hans": "困难帮扶", "en": "Hardship help"},
-    "hospital_stay": {"zh-Hans": "住院探视", "en": "Hospital visit"},
-    "death_report": {"zh-Hans": "去世报告", "en": "Death report"},
-    "certification": {"zh-Hans": "资格认证", "en": "Certification"},
-}
-DOC_WORDS: dict[str, dict[str, str]] = {
-    "enlistment_papers": {"zh-Hans": "入伍材料", "en": "enlistment papers"},
-    "discharge_form": {"zh-Hans": "退出现役登记表", "en": "discharge registration form"},
-    "id_card": {"zh-Hans": "身份证", "en": "ID card"},
-    "payment_records": {"zh-Hans": "缴费记录", "en": "payment records"},
-    "placement_letter": {"zh-Hans": "安置介绍信", "en": "placement letter"},
-    "contract_termination": {"zh-Hans": "解除劳动合同书", "en": "labour-contract termination"},
-    "discharge_summary": {"zh-Hans": "出院小结", "en": "discharge summary"},
-    "invoices": {"zh-Hans": "住院发票", "en": "hospital invoices"},
-    "income_proof": {"zh-Hans": "收入证明", "en": "proof of income"},
-}
-
-
-def _loc(d: dict[str, str], lang: str) -> str:
-    return localise(d, lang) if d.get("zh-Hans") else ""
-
-
-@report("my_applications")
-def my_applications(ctx: FlowCtx, state: State) -> str:
+@REGISTRY.report("my_applications")
+def my_applications(ctx: FlowCtx, state: ConversationState) -> str:
     lang = ctx.lang
     apps = ctx.session.exec(select(Application).where(Application.beneficiary_id == ctx.beneficiary_id)
                             .order_by(Application.created_at.desc()).limit(5)).all()  # type: ignore[attr-defined]
@@ -250,12 +201,12 @@ def my_applications(ctx: FlowCtx, state: State) -> str:
     for d in ctx.session.exec(select(ApplicationDocument).where(
             ApplicationDocument.application_id.in_(ids),  # type: ignore[attr-defined]
             ApplicationDocument.required.is_(True), ApplicationDocument.received.is_(False))).all():  # type: ignore[attr-defined]
-        missing.setdefault(d.application_id, []).append(_loc(DOC_WORDS.get(d.code, {"zh-Hans": d.code, "en": d.code}), lang))
+        missing.setdefault(d.application_id, []).append(label("document", d.code, lang))
     lines = [localise({"zh-Hans": "您的申请：", "en": "Your applications:"}, lang)]
     for a in apps:
-        kind = _loc(TYPE_WORDS.get(a.type, {"zh-Hans": a.type, "en": a.type}), lang)
-        stage = _loc(STAGE_WORDS.get(a.stage, {"zh-Hans": a.stage, "en": a.stage}), lang)
-        nxt = _loc(NEXT_WORDS.get(a.stage, {"zh-Hans": "", "en": ""}), lang).format(
+        kind = label("application_type", a.type, lang)
+        stage = label("stage", a.stage, lang)
+        nxt = (label("stage_next", a.stage, lang) if a.stage in catalogue().codes("stage_next") else "").format(
             deadline=a.payment_deadline or "", amount=f"{(a.payment_amount_fen or 0) / 100:.2f}",
             account=a.payment_account or "", reason=a.return_reason or a.rejection_reason or "")
         line = f"{a.reference} {kind}：{stage}。{nxt}" if lang != "en" else f"{a.reference} {kind}: {stage}. {nxt}"

@@ -1,293 +1,37 @@
-"""Flows as data: load and validate `bot/flows/*.yaml`, and step a conversation through one.
+"""Step a conversation through a flow (`bot/flows/*.yaml`, validated by `bot/flowspec.py`).
 
 A flow is a list of steps (a field to collect, with its prompt in each language and a
 validator), optional branching on an answer to an ending or another step, a document
-checklist, and what it creates when confirmed (`on_complete` actions, by name). The
-engine only knows "the current step of the current flow"; adding a flow is adding a file
-(see bot/flows/README.md). A broken file stops start-up with the file and field named.
+checklist, and what it creates when confirmed (`on_complete` actions, looked up by name in
+the registry of `bot/flowregistry.py`). The engine only knows "the current step of the
+current flow"; adding a flow is adding a file (see bot/flows/README.md).
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
-from pathlib import Path
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 
-import yaml
-from sqlmodel import Session
-
+from bot.flowregistry import FlowCtx, Registry, builtin
+from bot.flowspec import FLOW_DIR, STEP_TYPES, Flow, FlowError, Step, load_flows, parse_flow
+from bot.language import clean, normalise_command
+from bot.state import ConversationState
 from bot.texts import localise
 
-FLOW_DIR = Path(__file__).resolve().parent / "flows"
-
-STEP_TYPES = {"text", "id_card", "phone", "date", "date_range", "money", "yes_no", "choice", "otp",
-              "documents", "confirm"}
-REQUIRED_LANGS = ("zh-Hans", "en")
-
-
-class FlowError(ValueError):
-    """A flow file is broken; the message names the file and the field."""
+__all__ = ["FLOW_DIR", "STEP_TYPES", "Flow", "FlowCtx", "FlowError", "Invalid", "Out", "Runner", "Step",
+           "clean_text", "display", "load_flows", "parse_flow", "word"]
 
 
 class Invalid(ValueError):
     """An answer does not fit the step; the message (already localised) says what is needed."""
 
 
-# --------------------------------------------------------------------------- the data
-
-
-@dataclass(frozen=True)
-class Option:
-    value: str
-    label: dict[str, str]
-
-
-@dataclass(frozen=True)
-class DocItem:
-    code: str
-    label: dict[str, str]
-    required: bool = True
-
-
-@dataclass(frozen=True)
-class Step:
-    id: str
-    type: str
-    prompt: dict[str, str]
-    label: dict[str, str]
-    options: tuple[Option, ...] = ()
-    items: tuple[DocItem, ...] = ()
-    branch: dict[str, str] = field(default_factory=dict)  # answer value -> step id or "end:<ending>"
-    next: str | None = None
-    when: dict[str, list[str]] = field(default_factory=dict)  # ask only if an earlier answer is one of
-    min_len: int = 1
-    max_len: int = 200
-    optional: bool = False
-    past: bool = False  # dates: not in the future
-    future: bool = False  # dates: today or later
-    after: str | None = None  # dates: not before the answer to this step
-    month_ok: bool = False  # dates: "1998年12月" is enough
-    min_fen: int = 0
-    max_fen: int = 100_000_000_00
-
-
-@dataclass(frozen=True)
-class Ending:
-    id: str
-    text: dict[str, str]
-    offer_person: bool = False
-
-
-@dataclass(frozen=True)
-class Flow:
-    id: str
-    path: str
-    title: dict[str, str]
-    menu: int | None
-    requires_link: bool
-    intro: dict[str, str] | None
-    precheck: str | None
-    steps: tuple[Step, ...]
-    endings: dict[str, Ending]
-    on_complete: tuple[dict[str, Any], ...]
-    done: dict[str, str]
-    report: str | None = None  # a read-only flow: one named report, no steps
-    index: dict[str, int] = field(default_factory=dict)
-
-    def step(self, step_id: str) -> Step:
-        return self.steps[self.index[step_id]]
-
-
-# --------------------------------------------------------------------------- loading
-
-
-def _texts(value: Any, where: str) -> dict[str, str]:
-    if isinstance(value, str):
-        raise FlowError(f"{where}: needs a text per language (zh-Hans and en), got one string")
-    if not isinstance(value, dict):
-        raise FlowError(f"{where}: needs a mapping of language -> text")
-    for lang in REQUIRED_LANGS:
-        if not isinstance(value.get(lang), str) or not value[lang].strip():
-            raise FlowError(f"{where}.{lang}: missing text")
-    for lang in value:
-        if lang not in ("zh-Hans", "zh-Hant", "en"):
-            raise FlowError(f"{where}.{lang}: unknown language (use zh-Hans, zh-Hant, en)")
-    return {k: str(v).strip() for k, v in value.items()}
-
-
-def _yaml_key(key: Any) -> str:
-    # YAML 1.1 reads yes/no as booleans; flow authors mean the answer words.
-    if key is True:
-        return "yes"
-    if key is False:
-        return "no"
-    return str(key)
-
-
-def _parse_step(raw: Any, where: str) -> Step:
-    if not isinstance(raw, dict):
-        raise FlowError(f"{where}: a step must be a mapping")
-    known = {"id", "type", "prompt", "label", "options", "items", "branch", "next", "when", "min_len", "max_len",
-             "optional", "past", "future", "after", "month_ok", "min_yuan", "max_yuan"}
-    for key in raw:
-        if key not in known:
-            raise FlowError(f"{where}.{key}: unknown field")
-    sid = raw.get("id")
-    if not isinstance(sid, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", sid):
-        raise FlowError(f"{where}.id: needs a lower_case name")
-    where = f"{where}({sid})"
-    stype = raw.get("type")
-    if stype not in STEP_TYPES:
-        raise FlowError(f"{where}.type: {stype!r} is not one of {sorted(STEP_TYPES)}")
-    prompt = _texts(raw.get("prompt"), f"{where}.prompt")
-    label = _texts(raw["label"], f"{where}.label") if "label" in raw else prompt
-    options: list[Option] = []
-    if stype == "choice":
-        if not isinstance(raw.get("options"), list) or not raw["options"]:
-            raise FlowError(f"{where}.options: a choice needs a list of options")
-        for i, opt in enumerate(raw["options"]):
-            if not isinstance(opt, dict) or "value" not in opt:
-                raise FlowError(f"{where}.options[{i}]: needs value and label")
-            options.append(Option(_yaml_key(opt["value"]), _texts(opt.get("label"), f"{where}.options[{i}].label")))
-        if len({o.value for o in options}) != len(options):
-            raise FlowError(f"{where}.options: values must be different")
-    items: list[DocItem] = []
-    if stype == "documents":
-        if not isinstance(raw.get("items"), list) or not raw["items"]:
-            raise FlowError(f"{where}.items: a document checklist needs items")
-        for i, item in enumerate(raw["items"]):
-            if not isinstance(item, dict) or not isinstance(item.get("code"), str):
-                raise FlowError(f"{where}.items[{i}]: needs code and label")
-            items.append(DocItem(item["code"], _texts(item.get("label"), f"{where}.items[{i}].label"),
-                                 bool(item.get("required", True))))
-    branch = {_yaml_key(k): str(v) for k, v in (raw.get("branch") or {}).items()}
-    when = {}
-    for k, v in (raw.get("when") or {}).items():
-        when[str(k)] = [_yaml_key(x) for x in (v if isinstance(v, list) else [v])]
-    try:
-        min_fen = int(Decimal(str(raw.get("min_yuan", 0))) * 100)
-        max_fen = int(Decimal(str(raw.get("max_yuan", 100_000_000))) * 100)
-        min_len = int(raw.get("min_len", 0 if raw.get("optional") else 1))
-        max_len = int(raw.get("max_len", 200))
-    except (InvalidOperation, ValueError, TypeError):
-        raise FlowError(f"{where}: min_len/max_len/min_yuan/max_yuan must be numbers") from None
-    return Step(id=sid, type=stype, prompt=prompt, label=label, options=tuple(options), items=tuple(items),
-                branch=branch, next=raw.get("next"), when=when, min_len=min_len, max_len=max_len,
-                optional=bool(raw.get("optional", False)), past=bool(raw.get("past", False)),
-                future=bool(raw.get("future", False)), after=raw.get("after"),
-                month_ok=bool(raw.get("month_ok", False)), min_fen=min_fen, max_fen=max_fen)
-
-
-def parse_flow(data: Any, path: str) -> Flow:
-    if not isinstance(data, dict):
-        raise FlowError(f"{path}: the file must be a mapping")
-    known = {"id", "title", "menu", "requires_link", "intro", "precheck", "steps", "endings", "on_complete",
-             "done", "report", "description"}
-    for key in data:
-        if key not in known:
-            raise FlowError(f"{path}: {key}: unknown field")
-    fid = data.get("id")
-    if not isinstance(fid, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", fid):
-        raise FlowError(f"{path}: id: needs a lower_case name")
-    title = _texts(data.get("title"), f"{path}: title")
-    menu = data.get("menu")
-    if menu is not None and (not isinstance(menu, int) or not 1 <= menu <= 9):
-        raise FlowError(f"{path}: menu: a number from 1 to 9")
-    report = data.get("report")
-    if report is not None and report not in REPORTS:
-        raise FlowError(f"{path}: report: unknown report {report!r} (known: {sorted(REPORTS)})")
-    precheck = data.get("precheck")
-    if precheck is not None and precheck not in PRECHECKS:
-        raise FlowError(f"{path}: precheck: unknown check {precheck!r} (known: {sorted(PRECHECKS)})")
-    raw_steps = data.get("steps") or []
-    if not isinstance(raw_steps, list) or (not raw_steps and report is None):
-        raise FlowError(f"{path}: steps: a flow needs a list of steps (or a report)")
-    steps = tuple(_parse_step(s, f"{path}: steps[{i}]") for i, s in enumerate(raw_steps))
-    index: dict[str, int] = {}
-    for i, s in enumerate(steps):
-        if s.id in index:
-            raise FlowError(f"{path}: steps[{i}].id: {s.id!r} is used twice")
-        index[s.id] = i
-    endings: dict[str, Ending] = {}
-    for eid, raw in (data.get("endings") or {}).items():
-        if not isinstance(raw, dict):
-            raise FlowError(f"{path}: endings.{eid}: must be a mapping with text")
-        endings[str(eid)] = Ending(str(eid), _texts(raw.get("text"), f"{path}: endings.{eid}.text"),
-                                   bool(raw.get("offer_person", False)))
-    for s in steps:
-        targets = list(s.branch.values()) + ([s.next] if s.next else [])
-        for tgt in targets:
-            if tgt.startswith("end:"):
-                if tgt[4:] not in endings:
-                    raise FlowError(f"{path}: steps({s.id}).branch: unknown ending {tgt[4:]!r}")
-            elif tgt not in index:
-                raise FlowError(f"{path}: steps({s.id}).branch: unknown step {tgt!r}")
-        if s.branch and s.type not in ("yes_no", "choice"):
-            raise FlowError(f"{path}: steps({s.id}).branch: only yes_no and choice steps can branch")
-        if s.type == "choice":
-            for key in s.branch:
-                if key not in {o.value for o in s.options}:
-                    raise FlowError(f"{path}: steps({s.id}).branch.{key}: not one of the options")
-        if s.type == "yes_no":
-            for key in s.branch:
-                if key not in ("yes", "no"):
-                    raise FlowError(f"{path}: steps({s.id}).branch.{key}: use yes or no")
-        for ref in list(s.when) + ([s.after] if s.after else []):
-            if ref not in index or index[ref] >= index[s.id]:
-                raise FlowError(f"{path}: steps({s.id}): refers to {ref!r}, which is not an earlier step")
-    actions = data.get("on_complete") or []
-    if not isinstance(actions, list):
-        raise FlowError(f"{path}: on_complete: a list of actions")
-    for i, act in enumerate(actions):
-        if not isinstance(act, dict) or act.get("action") not in ACTIONS:
-            raise FlowError(f"{path}: on_complete[{i}].action: unknown action "
-                            f"{act.get('action') if isinstance(act, dict) else act!r} (known: {sorted(ACTIONS)})")
-        for req in ACTION_PARAMS[act["action"]]:
-            if req not in act:
-                raise FlowError(f"{path}: on_complete[{i}].{req}: required by {act['action']}")
-            if req.endswith("_field") and act[req] not in index:
-                raise FlowError(f"{path}: on_complete[{i}].{req}: {act[req]!r} is not a step")
-    done = _texts(data["done"], f"{path}: done") if report is None else {"zh-Hans": "", "en": ""}
-    intro = _texts(data["intro"], f"{path}: intro") if data.get("intro") else None
-    if steps and report is None and steps[-1].type != "confirm" and actions:
-        raise FlowError(f"{path}: steps: a flow that creates something must end with a confirm step")
-    return Flow(id=fid, path=path, title=title, menu=menu, requires_link=bool(data.get("requires_link", False)),
-                intro=intro, precheck=precheck, steps=steps, endings=endings, on_complete=tuple(actions),
-                done=done, report=report, index=index)
-
-
-def load_flows(directory: Path | None = None) -> dict[str, Flow]:
-    """Load and validate every flow file; raise FlowError naming the file and field."""
-    directory = directory or FLOW_DIR
-    flows: dict[str, Flow] = {}
-    menus: dict[int, str] = {}
-    for path in sorted(directory.glob("*.yaml")):
-        name = path.name
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise FlowError(f"{name}: not valid YAML: {str(exc).splitlines()[0]}") from None
-        flow = parse_flow(data, name)
-        if flow.id in flows:
-            raise FlowError(f"{name}: id: {flow.id!r} already used by {flows[flow.id].path}")
-        if flow.menu is not None:
-            if flow.menu in menus:
-                raise FlowError(f"{name}: menu: number {flow.menu} already used by {menus[flow.menu]}")
-            menus[flow.menu] = name
-        flows[flow.id] = flow
-    return flows
-
-
 # --------------------------------------------------------------------------- validators
 
-_CTRL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\ufeff]")
 _WORDY = re.compile(r"[^\W\d_]")  # a letter of any script: digits alone are not a name
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 YES = frozenset(["是", "是的", "对", "对的", "好", "好的", "有", "嗯", "要", "需要", "确认", "提交", "同意", "可以", "行", "y", "yes", "yep", "yeah", "ok", "okay", "sure", "1", "对了"])
 NO = frozenset(["否", "不", "不是", "没有", "没", "无", "不要", "不对", "不用", "不需要", "n", "no", "nope", "not", "2", "没有的"])
@@ -326,14 +70,13 @@ def err(key: str, lang: str, **kw: Any) -> Invalid:
 
 def clean_text(raw: str) -> str:
     """NFKC, no control or invisible characters, single spaces."""
-    text = unicodedata.normalize("NFKC", raw or "")
-    text = _CTRL.sub("", _ANSI.sub("", text))
-    return " ".join(text.split())
+    return clean(raw)
 
 
 def word(raw: str) -> str:
-    """A reply reduced for matching against command words and options."""
-    return clean_text(raw).lower().strip(" .。!！~～,，、;；")
+    """A reply reduced for matching against command words and options: lower case, and
+    Traditional written as Simplified (bot/language.py), so 跳過 is 跳过 and 選單 is 菜单."""
+    return normalise_command(raw)
 
 
 _DATE_RE = re.compile(
@@ -440,86 +183,8 @@ def parse_text(step: Step, text: str, lang: str) -> str:
     return t
 
 
-# --------------------------------------------------------------------------- registries
-
-# Named hooks that flow files refer to. A flow author picks from these; a developer adds one
-# here (with its required parameters) when a new kind of outcome is needed.
-ActionFn = Callable[..., dict[str, Any]]
-ACTIONS: dict[str, ActionFn] = {}
-ACTION_PARAMS: dict[str, tuple[str, ...]] = {}
-PRECHECKS: dict[str, Callable[..., str | None]] = {}
-REPORTS: dict[str, Callable[..., str]] = {}
-
-
-def action(name: str, *params: str) -> Callable[[ActionFn], ActionFn]:
-    def deco(fn: ActionFn) -> ActionFn:
-        ACTIONS[name] = fn
-        ACTION_PARAMS[name] = params
-        return fn
-    return deco
-
-
-def precheck(name: str) -> Callable[[Callable[..., str | None]], Callable[..., str | None]]:
-    def deco(fn: Callable[..., str | None]) -> Callable[..., str | None]:
-        PRECHECKS[name] = fn
-        return fn
-    return deco
-
-
-def report(name: str) -> Callable[[Callable[..., str]], Callable[..., str]]:
-    def deco(fn: Callable[..., str]) -> Callable[..., str]:
-        REPORTS[name] = fn
-        return fn
-    return deco
-
-
-@dataclass
-class FlowCtx:
-    """What a flow step may see and use; built by the engine per message."""
-
-    session: Session
-    settings: Any
-    now: datetime
-    lang: str
-    channel: str
-    address: str
-    beneficiary_id: int | None
-    acting_as: str | None
-    contact_fn: Callable[[], int | None]  # looked up only when something needs it (keeps the hot path lean)
-    accepts_files: bool
-
-    @property
-    def contact_id(self) -> int | None:
-        return self.contact_fn()
-
-    @property
-    def today(self) -> date:
-        return self.now.astimezone(self.settings.tz).date()
-
-
 
 # --------------------------------------------------------------------------- stepping
-
-
-@dataclass
-class State:
-    """The part of a Conversation a flow reads and changes."""
-
-    flow: str | None
-    step: str | None
-    data: dict[str, Any]
-    history: list[Any]
-
-    @property
-    def values(self) -> dict[str, Any]:
-        return self.data.setdefault("v", {})
-
-    def clear_flow(self) -> None:
-        self.flow = None
-        self.step = None
-        self.history = []
-        for key in ("v", "doc_i", "miss", "last", "tmp"):
-            self.data.pop(key, None)
 
 
 @dataclass
@@ -587,11 +252,12 @@ def display(step: Step, value: Any, lang: str) -> str:
 class Runner:
     """Steps a conversation through a flow. Knows nothing about channels or storage."""
 
-    def __init__(self, flows: dict[str, Flow]) -> None:
+    def __init__(self, flows: dict[str, Flow], registry: Registry | None = None) -> None:
         self.flows = flows
+        self.registry = registry or builtin()
 
     # -- prompts
-    def prompt(self, flow: Flow, state: State, ctx: FlowCtx) -> Out:
+    def prompt(self, flow: Flow, state: ConversationState, ctx: FlowCtx) -> Out:
         step = flow.step(state.step or flow.steps[0].id)
         lang = ctx.lang
         text = localise(step.prompt, lang)
@@ -602,7 +268,7 @@ class Runner:
             return Out("\n".join(lines), tuple((str(i), localise(o.label, lang))
                                                for i, o in enumerate(step.options, 1)), "choice")
         if step.type == "documents":
-            i = int(state.data.get("doc_i", 0))
+            i = state.doc_index
             item = step.items[min(i, len(step.items) - 1)]
             head = f"{text}\n" if i == 0 else ""
             return Out(head + w("doc_prompt", lang, i=i + 1, n=len(step.items), label=localise(item.label, lang)),
@@ -612,7 +278,7 @@ class Runner:
                        "choice")
         return Out(text, expects="code" if step.type == "otp" else "text")
 
-    def summary(self, flow: Flow, state: State, lang: str, head: str) -> str:
+    def summary(self, flow: Flow, state: ConversationState, lang: str, head: str) -> str:
         lines = [head or w("confirm_head", lang)]
         for s in flow.steps:
             if s.type == "confirm" or s.id not in state.values:
@@ -622,14 +288,16 @@ class Runner:
         return "\n".join(lines)
 
     # -- moving
-    def enter(self, flow: Flow, state: State, ctx: FlowCtx) -> list[Out]:
+    def enter(self, flow: Flow, state: ConversationState, ctx: FlowCtx, args: dict[str, Any] | None = None) -> list[Out]:
         state.clear_flow()
+        state.flow_args = dict(args or {})
         if flow.precheck:
-            ending = PRECHECKS[flow.precheck](ctx, state)
+            ending = self.registry.prechecks[flow.precheck](ctx, state, flow)
             if ending is not None:
                 return [self._end(flow, state, ending, ctx)]
         if flow.report:
-            text = REPORTS[flow.report](ctx, state)
+            text = self.registry.reports[flow.report](ctx, state)
+            state.clear_flow()
             return [Out(text, in_flow=False)]
         state.flow = flow.id
         first = self._applicable(flow, 0, state)
@@ -642,31 +310,32 @@ class Runner:
                           outs[0].in_flow)
         return outs
 
-    def _applicable(self, flow: Flow, start: int, state: State) -> int | None:
+    def _applicable(self, flow: Flow, start: int, state: ConversationState) -> int | None:
         for i in range(start, len(flow.steps)):
             s = flow.steps[i]
             if all(state.values.get(k) in allowed for k, allowed in s.when.items()):
                 return i
         return None
 
-    def _arrive(self, flow: Flow, state: State, ctx: FlowCtx, prefix: str = "") -> list[Out]:
+    def _arrive(self, flow: Flow, state: ConversationState, ctx: FlowCtx, prefix: str = "") -> list[Out]:
         """Show the current step; a document step on a channel without files lists what to bring."""
         step = flow.step(state.step or "")
-        state.data["miss"] = 0
+        state.misses = 0
         if step.type == "documents" and not ctx.accepts_files:
             state.values[step.id] = {i.code: {"received": False} for i in step.items}
             lines = [w("bring_list", ctx.lang)] + [f"{n}. {localise(i.label, ctx.lang)}"
                                                   for n, i in enumerate(step.items, 1)]
             return self._advance(flow, state, step, None, ctx, prefix + "\n".join(lines) + "\n")
         if step.type == "documents":
-            state.data["doc_i"] = 0
+            state.doc_index = 0
             state.values.setdefault(step.id, {})
         out = self.prompt(flow, state, ctx)
         if prefix:
             out = Out(prefix + out.text, out.choices, out.expects, out.in_flow)
         return [out]
 
-    def _advance(self, flow: Flow, state: State, step: Step, value: Any, ctx: FlowCtx, prefix: str = "") -> list[Out]:
+    def _advance(self, flow: Flow, state: ConversationState, step: Step, value: Any, ctx: FlowCtx,
+                 prefix: str = "") -> list[Out]:
         target = step.branch.get(str(value)) if value is not None else None
         target = target or step.next
         if target and target.startswith("end:"):
@@ -679,16 +348,16 @@ class Runner:
         state.step = flow.steps[nxt].id
         return self._arrive(flow, state, ctx, prefix)
 
-    def _end(self, flow: Flow, state: State, ending_id: str, ctx: FlowCtx, prefix: str = "") -> Out:
+    def _end(self, flow: Flow, state: ConversationState, ending_id: str, ctx: FlowCtx, prefix: str = "") -> Out:
         ending = flow.endings.get(ending_id)
         text = localise(ending.text, ctx.lang) if ending else ending_id
         state.clear_flow()
         return Out(prefix + text, in_flow=False)
 
-    def _complete(self, flow: Flow, state: State, ctx: FlowCtx, prefix: str = "") -> Out:
+    def _complete(self, flow: Flow, state: ConversationState, ctx: FlowCtx, prefix: str = "") -> Out:
         result: dict[str, Any] = {}
-        for act in flow.on_complete:
-            result.update(ACTIONS[act["action"]](ctx, state, flow, act) or {})
+        for call in flow.on_complete:
+            result.update(self.registry.actions[call.action].fn(ctx, state, flow, call.params) or {})
         missing = []
         for s in flow.steps:
             if s.type == "documents" and s.id in state.values:
@@ -700,7 +369,7 @@ class Runner:
         state.clear_flow()
         return Out(prefix + text, in_flow=False)
 
-    def back(self, flow: Flow, state: State, ctx: FlowCtx) -> list[Out] | None:
+    def back(self, flow: Flow, state: ConversationState, ctx: FlowCtx) -> list[Out] | None:
         """Go to the previous step; None when there is none (the engine shows the menu)."""
         while state.history:
             state.step = state.history.pop()
@@ -711,7 +380,8 @@ class Runner:
             return self._arrive(flow, state, ctx)
         return None
 
-    def answer(self, flow: Flow, state: State, text: str, attachments: tuple[Any, ...], ctx: FlowCtx) -> list[Out]:
+    def answer(self, flow: Flow, state: ConversationState, text: str, attachments: tuple[Any, ...],
+               ctx: FlowCtx) -> list[Out]:
         step = flow.step(state.step or "")
         lang = ctx.lang
         try:
@@ -730,10 +400,10 @@ class Runner:
                 return [Out(t("cancelled", lang), in_flow=False)]
             return [self._complete(flow, state, ctx)]
         state.values[step.id] = value
-        state.data["last"] = word(text)
+        state.last_answer = word(text)
         return self._advance(flow, state, step, value, ctx)
 
-    def _parse(self, step: Step, text: str, state: State, ctx: FlowCtx) -> Any:
+    def _parse(self, step: Step, text: str, state: ConversationState, ctx: FlowCtx) -> Any:
         lang = ctx.lang
         if not clean_text(text) and not (step.type == "text" and step.optional):
             raise err("text_empty", lang)
@@ -773,10 +443,10 @@ class Runner:
                     "birth_date": card.birth_date.isoformat()}
         raise err("text_empty", lang)
 
-    def _document(self, flow: Flow, state: State, step: Step, text: str, attachments: tuple[Any, ...],
+    def _document(self, flow: Flow, state: ConversationState, step: Step, text: str, attachments: tuple[Any, ...],
                   ctx: FlowCtx) -> list[Out]:
         docs = state.values.setdefault(step.id, {})
-        i = int(state.data.get("doc_i", 0))
+        i = state.doc_index
         lang = ctx.lang
         got: list[str] = []
         if attachments:
@@ -800,26 +470,25 @@ class Runner:
             else:
                 raise_text = localise(ERR["file_or_skip"], lang)
                 return [self._retry(flow, state, text, raise_text, ctx)]
-        state.data["doc_i"] = i
-        state.data["miss"] = 0
+        state.doc_index = i
+        state.misses = 0
         prefix = "".join(g + "\n" for g in got)
         if i >= len(step.items):
-            state.data.pop("doc_i", None)
+            state.doc_index = 0
             return self._advance(flow, state, step, None, ctx, prefix)
         out = self.prompt(flow, state, ctx)
         return [Out(prefix + out.text, out.choices, out.expects)]
 
-    def _retry(self, flow: Flow, state: State, text: str, problem: str, ctx: FlowCtx) -> Out:
+    def _retry(self, flow: Flow, state: ConversationState, text: str, problem: str, ctx: FlowCtx) -> Out:
         from bot.texts import t
-        misses = int(state.data.get("miss", 0)) + 1
-        state.data["miss"] = misses
+        state.misses += 1
         lines = []
-        if state.data.get("last") and word(text) == state.data["last"]:
+        if state.last_answer and word(text) == state.last_answer:
             lines.append(t("previous_answer", ctx.lang))
         lines.append(problem)
         out = self.prompt(flow, state, ctx)
         lines.append(out.text)
-        if misses >= 2:
+        if state.misses >= 2:
             lines.append(t("too_many_tries", ctx.lang))
         return Out("\n".join(lines), out.choices, out.expects)
 
@@ -832,7 +501,3 @@ def _files_not_here(lang: str) -> str:
 class _Blank(dict):  # type: ignore[type-arg]
     def __missing__(self, key: str) -> str:
         return ""
-
-
-# Registers the built-in actions, prechecks and reports.
-import bot.flowactions  # noqa: E402,F401

@@ -25,7 +25,9 @@ from typing import Any, Protocol
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from bot.flowrunner import FlowCtx, Out, State, clean_text, word
+from bot.flowregistry import FlowCtx
+from bot.flowrunner import Out, clean_text, word
+from bot.state import ConversationState
 from bot.texts import localise
 from models.actions import audit
 from models.conversations import OneTimeCode
@@ -119,12 +121,12 @@ class Identity:
         self.notifier = notifier
 
     # -- the linking dialogue -----------------------------------------------------------
-    def enter(self, state: State, ctx: FlowCtx) -> list[Out]:
+    def enter(self, state: ConversationState, ctx: FlowCtx) -> list[Out]:
         state.clear_flow()
         state.flow, state.step = LINK_FLOW, "who"
         return [self._prompt(state, ctx.lang)]
 
-    def _prompt(self, state: State, lang: str) -> Out:
+    def _prompt(self, state: ConversationState, lang: str) -> Out:
         step = state.step
         if step == "who":
             return Out(m("who", lang), (("1", localise({"zh-Hans": "我本人", "en": "Myself"}, lang)),
@@ -136,18 +138,18 @@ class Identity:
             return Out("\n".join(lines), tuple((str(i), localise(lbl, lang))
                                                for i, (_, lbl) in enumerate(RELATIONSHIPS, 1)), "choice")
         if step == "key":
-            return Out(m("key" if state.values.get("relationship") else "key_self", lang))
+            return Out(m("key" if state.link.relationship else "key_self", lang))
         if step == "phone":
             return Out(m("ask_phone", lang))
         if step == "last6":
             return Out(m("ask_last6", lang))
-        return Out(m("sent", lang, phone=state.values.get("masked_phone", "")), expects="code")
+        return Out(m("sent", lang, phone=state.link.masked_phone), expects="code")
 
-    def prompt(self, state: State, ctx: FlowCtx) -> Out:
+    def prompt(self, state: ConversationState, ctx: FlowCtx) -> Out:
         return self._prompt(state, ctx.lang)
 
-    def back(self, state: State, ctx: FlowCtx) -> list[Out] | None:
-        order = {"relationship": "who", "key": "relationship" if state.values.get("relationship") else "who",
+    def back(self, state: ConversationState, ctx: FlowCtx) -> list[Out] | None:
+        order = {"relationship": "who", "key": "relationship" if state.link.relationship else "who",
                  "phone": "key", "last6": "key", "code": "key"}
         prev = order.get(state.step or "")
         if prev is None:
@@ -155,13 +157,13 @@ class Identity:
         state.step = prev
         return [self._prompt(state, ctx.lang)]
 
-    def answer(self, state: State, text: str, ctx: FlowCtx) -> tuple[list[Out], Linked | None]:
+    def answer(self, state: ConversationState, text: str, ctx: FlowCtx) -> tuple[list[Out], Linked | None]:
         lang = ctx.lang
         wd = word(text)
         step = state.step
         if step == "who":
             if wd in ("1", "本人", "我本人", "myself", "me", "self"):
-                state.values.pop("relationship", None)
+                state.link.relationship = None
                 state.step = "key"
             elif wd in ("2", "家属", "家属代办", "family", "family member"):
                 state.step = "relationship"
@@ -171,7 +173,7 @@ class Identity:
         if step == "relationship":
             for i, (value, lbl) in enumerate(RELATIONSHIPS, 1):
                 if wd == str(i) or wd in (word(x) for x in lbl.values()) or wd == value:
-                    state.values["relationship"] = value
+                    state.link.relationship = value
                     state.step = "key"
                     return [self._prompt(state, lang)], None
             return [self._again(state, lang)], None
@@ -187,13 +189,13 @@ class Identity:
                                  lang), expects="code")], None
         return self._verify(state, code, ctx)
 
-    def _again(self, state: State, lang: str) -> Out:
+    def _again(self, state: ConversationState, lang: str) -> Out:
         out = self._prompt(state, lang)
         head = localise({"zh-Hans": "请回复数字。", "en": "Please reply with a number."}, lang)
         return Out(head + "\n" + out.text, out.choices, out.expects)
 
     # -- looking people up ---------------------------------------------------------------
-    def _key(self, state: State, text: str, ctx: FlowCtx) -> list[Out]:
+    def _key(self, state: ConversationState, text: str, ctx: FlowCtx) -> list[Out]:
         lang = ctx.lang
         raw = re.sub(r"[\s\-]", "", clean_text(text)).upper()
         phone: str | None = None
@@ -208,26 +210,26 @@ class Identity:
         if state.step == "phone" and phone is None or state.step == "last6" and last6 is None:
             return [Out(m("key_bad", lang) + "\n" + self._prompt(state, lang).text)]
         if phone:
-            state.values["phone"] = phone
+            state.link.phone = phone
         if last6:
-            state.values["last6_hash"] = hash_last6(last6, self.settings.id_key)
-        candidates = self._candidates(ctx.session, state.values.get("phone"), state.values.get("last6_hash"))
+            state.link.last6_hash = hash_last6(last6, self.settings.id_key)
+        candidates = self._candidates(ctx.session, state.link.phone, state.link.last6_hash)
         if not candidates:
-            state.values.pop("phone", None)
-            state.values.pop("last6_hash", None)
+            state.link.phone = None
+            state.link.last6_hash = None
             state.step = "key"
-            misses = int(state.data.get("lookups", 0)) + 1
-            state.data["lookups"] = misses
+            state.lookups.failures += 1
+            misses = state.lookups.failures
             return [Out(m("too_many_lookups" if misses >= MAX_LOOKUPS else "not_found", lang))]
         if len(candidates) > 1:
-            if "phone" not in state.values:
+            if state.link.phone is None:
                 state.step = "phone"
-            elif "last6_hash" not in state.values:
+            elif state.link.last6_hash is None:
                 state.step = "last6"
             else:
                 return [Out(m("too_many_lookups", lang))]
             return [self._prompt(state, lang)]
-        state.values["beneficiary_id"] = candidates[0]
+        state.link.beneficiary_id = candidates[0]
         return self._send(state, ctx)
 
     def _candidates(self, session: Session, phone: str | None, last6_hash: str | None) -> list[int]:
@@ -254,11 +256,12 @@ class Identity:
         return phones[0] if phones else None
 
     # -- codes -------------------------------------------------------------------------
-    def _send(self, state: State, ctx: FlowCtx) -> list[Out]:
+    def _send(self, state: ConversationState, ctx: FlowCtx) -> list[Out]:
         lang = ctx.lang
         s = ctx.session
-        bid = int(state.values["beneficiary_id"])
-        phone = self._roll_phone(s, bid, state.values.get("phone"))
+        bid = state.link.beneficiary_id
+        assert bid is not None
+        phone = self._roll_phone(s, bid, state.link.phone)
         if phone is None:
             state.step = "key"
             return [Out(m("no_phone", lang))]
@@ -279,15 +282,15 @@ class Identity:
             old.expires_at = min(old.expires_at, ctx.now)
             s.add(old)
         s.add(OneTimeCode(channel=ctx.channel, address=ctx.address, beneficiary_id=bid, phone=phone,
-                          relationship=state.values.get("relationship"),
+                          relationship=state.link.relationship,
                           code_hash=code_hash(self.settings.id_key, ctx.channel, ctx.address, code),
                           expires_at=ctx.now + CODE_TTL, created_at=ctx.now))
         self.notifier.send_one_time_code(s, phone_e164=phone, code=code, lang=lang, now=ctx.now, beneficiary_id=bid)
-        state.values["masked_phone"] = mask_phone(phone)
+        state.link.masked_phone = mask_phone(phone)
         state.step = "code"
         return [self._prompt(state, lang)]
 
-    def _verify(self, state: State, code: str, ctx: FlowCtx) -> tuple[list[Out], Linked | None]:
+    def _verify(self, state: ConversationState, code: str, ctx: FlowCtx) -> tuple[list[Out], Linked | None]:
         lang = ctx.lang
         s = ctx.session
         row = s.exec(select(OneTimeCode).where(OneTimeCode.channel == ctx.channel, OneTimeCode.address == ctx.address)
@@ -306,14 +309,14 @@ class Identity:
         linked = self.link(s, channel=ctx.channel, address=ctx.address, beneficiary_id=row.beneficiary_id,
                            relationship=row.relationship, phone=row.phone, now=ctx.now)
         masked = s.get(Beneficiary, linked.beneficiary_id)
-        if not state.data.get("lang_set"):
+        if not state.language_chosen:
             lang = linked.language  # from now on the person's own language
         text = (m("linked_proxy", lang, rel=_rel_label(linked.relationship, lang), name=linked.name,
                   masked=masked.id_masked if masked else "")
                 if linked.relationship else
                 m("linked", lang, name=linked.name, masked=masked.id_masked if masked else ""))
         state.clear_flow()
-        state.data.pop("lookups", None)
+        state.lookups = type(state.lookups)()
         return [Out(text, in_flow=False)], linked
 
     # -- the link itself ---------------------------------------------------------------

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 
@@ -23,7 +23,13 @@ import yaml
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "knowledge"
 LANGUAGES = ("zh-Hans", "en")
 REQUIRED_FIELDS = ("id", "title", "language", "seed", "questions", "keywords", "reviewed_by", "reviewed_on")
-OPTIONAL_FIELDS = ("sms",)
+OPTIONAL_FIELDS = ("sms", "answers", "for", "places")
+# What an article may declare it answers (see bot/qa_question.py) and for whom.
+ANSWER_KINDS = ("why", "when", "cost", "amount", "count", "who", "where", "how", "may_i", "what")
+GROUPS = ("veteran", "retiree", "worker", "anyone")
+# An article that declares nothing answers only the general kinds of question, for anyone,
+# and no question that names a place: the safe side when a draft forgets its front matter.
+DEFAULT_ANSWERS = ("what", "may_i", "how", "who", "where")
 SMS_MARKER = "<!-- sms -->"
 # One SMS: about 130 Chinese characters leaves room for the source line within two UCS-2 parts.
 SMS_LIMIT = {"zh-Hans": 140, "en": 320}
@@ -53,6 +59,9 @@ class Article:
     body: str
     sms: str
     path: Path
+    answers: tuple[str, ...] = DEFAULT_ANSWERS  # the kinds of question it answers
+    groups: tuple[str, ...] = ("anyone",)  # whom its facts are about (front matter `for`)
+    places: tuple[str, ...] = ()  # the places its facts are about (front matter `places`)
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,17 @@ class KnowledgeBase:
     synonyms: dict[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
     # language -> topic -> phrases that mark a question the articles do not answer
     not_covered: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
+    # what was refused when the base was loaded leniently (each names the article and the reason)
+    problems: tuple[str, ...] = ()
+    # places.yaml: the place names questions are read for, and their other spellings
+    place_names: tuple[str, ...] = ()
+    place_aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def with_articles(self, articles: Iterable[Article], problems: Iterable[str] = ()) -> KnowledgeBase:
+        """The same seeds, synonyms and places with another set of articles."""
+        return KnowledgeBase(articles=tuple(articles), seeds=self.seeds, synonyms=self.synonyms,
+                             not_covered=self.not_covered, problems=tuple(problems),
+                             place_names=self.place_names, place_aliases=self.place_aliases)
 
     def in_language(self, language: str) -> list[Article]:
         return [a for a in self.articles if a.language == language]
@@ -86,8 +106,14 @@ class KnowledgeBase:
         ]
 
 
-def load_knowledge(directory: Path | None = None) -> KnowledgeBase:
-    """Read and validate the whole knowledge base; raise KnowledgeError listing every problem."""
+def load_knowledge(directory: Path | None = None, strict: bool = True) -> KnowledgeBase:
+    """Read and validate the whole knowledge base.
+
+    strict: raise KnowledgeError listing every problem (what `nuanxin knowledge validate`
+    and the tests want). Not strict: an article that fails validation is left out and its
+    problem kept in `KnowledgeBase.problems`, so the bot keeps answering from the rest.
+    The shared files (seeds, synonyms, not covered, places) must be sound either way.
+    """
     root = Path(directory) if directory is not None else DEFAULT_DIR
     problems: list[str] = []
     if not root.is_dir():
@@ -95,6 +121,9 @@ def load_knowledge(directory: Path | None = None) -> KnowledgeBase:
     seeds = _load_seeds(root / "seeds.yaml", problems)
     synonyms = _load_synonyms(root / "synonyms.yaml", problems)
     not_covered = _load_not_covered(root / "not_covered.yaml", problems)
+    place_names, place_aliases = _load_places(root / "places.yaml", problems)
+    if problems and not strict:
+        raise KnowledgeError(problems)
     articles: list[Article] = []
     seen: dict[tuple[str, str], Path] = {}
     for path in sorted(root.glob("*/*.md")):
@@ -110,9 +139,37 @@ def load_knowledge(directory: Path | None = None) -> KnowledgeBase:
         articles.append(article)
     if not articles and not problems:
         problems.append(f"{root}: no articles found (expected knowledge/<language>/*.md)")
-    if problems:
+    if problems and strict:
         raise KnowledgeError(problems)
-    return KnowledgeBase(articles=tuple(articles), seeds=seeds, synonyms=synonyms, not_covered=not_covered)
+    return KnowledgeBase(articles=tuple(articles), seeds=seeds, synonyms=synonyms, not_covered=not_covered,
+                         problems=tuple(problems), place_names=place_names, place_aliases=place_aliases)
+
+
+def _load_places(path: Path, problems: list[str]) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
+    if not path.exists():
+        return (), {}
+    data = _read_yaml(path, problems)
+    if not isinstance(data, dict):
+        problems.append(f"{path}: must hold provinces, cities and aliases")
+        return (), {}
+    names: list[str] = []
+    for key in ("provinces", "cities"):
+        value = data.get(key) or []
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            problems.append(f"{path}: {key} must be a list of names")
+            continue
+        names.extend(v.strip() for v in value)
+    aliases_raw = data.get("aliases") or {}
+    aliases: dict[str, tuple[str, ...]] = {}
+    if not isinstance(aliases_raw, dict):
+        problems.append(f"{path}: aliases must map a name to its other spellings")
+    else:
+        for canonical, forms in aliases_raw.items():
+            if not isinstance(forms, list) or not all(isinstance(f, str) and f.strip() for f in forms):
+                problems.append(f"{path}: aliases of {canonical!r} must be a list")
+                continue
+            aliases[str(canonical)] = tuple(f.strip() for f in forms)
+    return tuple(names), aliases
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -220,6 +277,17 @@ def _parse_article(path: Path, root: Path, seeds: dict[str, dict[str, str]],
     except UnicodeDecodeError:
         problems.append(f"{name}: not UTF-8 text")
         return None
+    article = parse_article(text, name, seeds, problems, folder=path.parent.name)
+    return None if article is None else replace(article, path=path)
+
+
+def parse_article(text: str, name: str, seeds: dict[str, dict[str, str]], problems: list[str],
+                  folder: str | None = None) -> Article | None:
+    """One article from its Markdown text, or None with the reasons appended to `problems`.
+
+    `name` is how problems refer to it (a file name, or "article <id> (<language>)" for one
+    held in the database); `folder` is the language folder a file sits in, when it does."""
+    path = Path(name)
     parts = _split_front_matter(text)
     if parts is None:
         problems.append(f"{name}: broken front matter (the file must start with '---', "
@@ -253,8 +321,8 @@ def _parse_article(path: Path, root: Path, seeds: dict[str, dict[str, str]],
     if language not in LANGUAGES:
         problems.append(f"{name}: bad language {language!r} (use one of {', '.join(LANGUAGES)}; "
                         "zh-Hant is made from zh-Hans automatically)")
-    elif path.parent.name in LANGUAGES and path.parent.name != language:
-        problems.append(f"{name}: language {language!r} does not match its folder {path.parent.name!r}")
+    elif folder in LANGUAGES and folder != language:
+        problems.append(f"{name}: language {language!r} does not match its folder {folder!r}")
     seed = _seed_id(meta["seed"])
     if seed not in seeds:
         problems.append(f"{name}: unknown seed {meta['seed']!r} (known: {', '.join(sorted(seeds)) or 'none'})")
@@ -266,6 +334,10 @@ def _parse_article(path: Path, root: Path, seeds: dict[str, dict[str, str]],
             reviewed_on = date.fromisoformat(str(reviewed_on))
         except ValueError:
             problems.append(f"{name}: reviewed_on {meta['reviewed_on']!r} is not a date (YYYY-MM-DD)")
+
+    answers = _choices(meta.get("answers"), "answers", ANSWER_KINDS, name, problems) or DEFAULT_ANSWERS
+    groups = _choices(meta.get("for"), "for", GROUPS, name, problems) or ("anyone",)
+    places = tuple(_string_list(meta["places"], "places", name, problems)) if meta.get("places") else ()
 
     answer, sms = _split_sms(body)
     if meta.get("sms"):
@@ -282,7 +354,20 @@ def _parse_article(path: Path, root: Path, seeds: dict[str, dict[str, str]],
         id=article_id, title=str(meta["title"]).strip(), language=language, seed=seed,
         questions=tuple(questions), keywords=tuple(keywords), reviewed_by=str(meta["reviewed_by"]),
         reviewed_on=reviewed_on, body=answer, sms=sms, path=path,
+        answers=answers, groups=groups, places=places,
     )
+
+
+def _choices(value: object, field_name: str, allowed: tuple[str, ...], name: str,
+             problems: list[str]) -> tuple[str, ...]:
+    if value in (None, "", []):
+        return ()
+    items = _string_list(value, field_name, name, problems)
+    unknown = [i for i in items if i not in allowed]
+    if unknown:
+        problems.append(f"{name}: {field_name}: unknown value(s) {', '.join(unknown)} "
+                        f"(allowed: {', '.join(allowed)})")
+    return tuple(i for i in items if i in allowed)
 
 
 def _seed_id(value: object) -> str:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 if TYPE_CHECKING:
-    from bot.qa import QA, Answer
+    from bot.qa import Answer
 
 DEFAULT_EVAL_FILE = Path(__file__).resolve().parent.parent / "tests" / "qa" / "eval.yaml"
 PASS_ACCURACY = 0.90
@@ -57,6 +57,7 @@ class EvalCase:
     must: tuple[str, ...] = ()
     handoff: str | None = None  # expected handoff reason, None when an answer is expected
     lang: str | None = None
+    pattern: str = "plain"  # how it is asked (voice, typo, cantonese, other_place, ...), for the report
 
     @property
     def split(self) -> str:
@@ -67,15 +68,26 @@ class EvalCase:
 class EvalResult:
     total: int = 0
     correct: int = 0
+    wrong_answers: int = 0  # answered, and the answer was not right: the costly mistake
+    in_scope: int = 0
+    in_scope_right: int = 0
+    out_of_scope: int = 0
+    out_of_scope_handed_off: int = 0
     # handoff as the positive class: did the bot hand off exactly when it should?
     true_handoffs: int = 0
     false_handoffs: int = 0
     missed_handoffs: int = 0
     failures: list[dict[str, Any]] = field(default_factory=list)
+    by_language: dict[str, list[int]] = field(default_factory=dict)  # lang -> [questions, right, wrong answers]
+    by_pattern: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def accuracy(self) -> float:
         return self.correct / self.total if self.total else 0.0
+
+    @property
+    def wrong_answer_rate(self) -> float:
+        return self.wrong_answers / self.total if self.total else 0.0
 
     @property
     def handoff_precision(self) -> float:
@@ -88,9 +100,18 @@ class EvalResult:
         return self.true_handoffs / actual if actual else 1.0
 
     def summary(self) -> dict[str, Any]:
+        def table(rows: dict[str, list[int]]) -> dict[str, dict[str, Any]]:
+            return {k: {"questions": q, "right": r, "wrong_answers": w, "accuracy": round(r / q, 4) if q else 0.0}
+                    for k, (q, r, w) in sorted(rows.items())}
+
         return {"questions": self.total, "accuracy": round(self.accuracy, 4),
+                "wrong_answer_rate": round(self.wrong_answer_rate, 4), "wrong_answers": self.wrong_answers,
+                "in_scope_accuracy": round(self.in_scope_right / self.in_scope, 4) if self.in_scope else 1.0,
+                "out_of_scope_handed_off": round(self.out_of_scope_handed_off / self.out_of_scope, 4)
+                if self.out_of_scope else 1.0,
                 "handoff_precision": round(self.handoff_precision, 4),
-                "handoff_recall": round(self.handoff_recall, 4), "failures": len(self.failures)}
+                "handoff_recall": round(self.handoff_recall, 4), "failures": len(self.failures),
+                "by_language": table(self.by_language), "by_pattern": table(self.by_pattern)}
 
 
 def split_of(question: str) -> str:
@@ -105,11 +126,13 @@ def load_eval_cases(path: Path = DEFAULT_EVAL_FILE) -> list[EvalCase]:
     for number, item in enumerate(yaml.safe_load(path.read_text(encoding="utf-8")) or [], start=1):
         if not isinstance(item, dict) or not item.get("q"):
             raise ValueError(f"{path}: case {number} has no question 'q'")
-        if not item.get("handoff") and not item.get("expect"):
-            raise ValueError(f"{path}: case {number} needs 'expect' (article ids) or 'handoff' (a reason)")
+        if not item.get("handoff") and not item.get("expect") and not item.get("must"):
+            raise ValueError(f"{path}: case {number} needs 'expect' (article ids), 'must' (facts) "
+                             "or 'handoff' (a reason)")
         cases.append(EvalCase(question=str(item["q"]), expect=tuple(item.get("expect") or ()),
                               must=tuple(str(m) for m in item.get("must") or ()),
-                              handoff=item.get("handoff"), lang=item.get("lang")))
+                              handoff=item.get("handoff"), lang=item.get("lang"),
+                              pattern=str(item.get("pattern") or "plain")))
     return cases
 
 
@@ -126,8 +149,8 @@ def judge(case: EvalCase, answer: Answer) -> str | None:
             return f"handed off as {answer.reason}, expected {case.handoff}"
         return None
     if answer.handoff:
-        return f"handed off ({answer.reason}), expected {', '.join(case.expect)}"
-    if case.expect and answer.article_id not in case.expect:
+        return f"handed off ({answer.reason}: {answer.detail}), expected {', '.join(case.expect) or case.must}"
+    if case.expect and not set(answer.article_ids or (answer.article_id,)) & set(case.expect):
         return f"answered with {answer.article_id}, expected {', '.join(case.expect)}"
     text = to_simplified(answer.answer).lower()
     missing = [m for m in case.must if to_simplified(m).lower() not in text]
@@ -138,92 +161,156 @@ def judge(case: EvalCase, answer: Answer) -> str | None:
     return None
 
 
-def run_eval(qa: QA, cases: list[EvalCase]) -> EvalResult:
+def _below(answer: Answer, threshold: float | None) -> Answer:
+    """The answer the bot gives when its confidence threshold is `threshold`."""
+    from dataclasses import replace
+
+    if threshold is None or answer.handoff or answer.score >= threshold:
+        return answer
+    return replace(answer, handoff=True, reason="out_of_scope", detail="low_confidence", article_id=None,
+                   article_ids=(), sources=[])
+
+
+def answers_for(qa: Any, cases: list[EvalCase]) -> list[Answer]:
+    """Each case's answer with no confidence threshold (thresholds are applied afterwards)."""
+    return [qa.answer_with(c.question, min_confidence=0.0) for c in cases]
+
+
+def run_eval(qa: Any, cases: list[EvalCase], threshold: float | dict[str, float] | None = None,
+             answers: list[Answer] | None = None) -> EvalResult:
+    """Score `cases`. threshold None: the bot as configured; a number (or one per language):
+    what it would do with that confidence threshold (from answers computed without one)."""
+    from bot.qa import THRESHOLDS
+
+    if answers is None:
+        answers = answers_for(qa, cases) if threshold is not None else [qa.answer(c.question) for c in cases]
     result = EvalResult()
-    for case in cases:
-        answer = qa.answer(case.question)
+    for case, raw in zip(cases, answers, strict=True):
+        if threshold is None:
+            answer = raw
+        else:
+            limits = threshold if isinstance(threshold, dict) else {"zh-Hans": threshold, "en": threshold}
+            answer = _below(raw, limits.get("en" if raw.lang == "en" else "zh-Hans", THRESHOLDS["zh-Hans"]))
         problem = judge(case, answer)
+        right = problem is None
+        wrong = not right and not answer.handoff
         result.total += 1
-        result.correct += problem is None
+        result.correct += right
+        result.wrong_answers += wrong
+        if case.handoff:
+            result.out_of_scope += 1
+            result.out_of_scope_handed_off += answer.handoff
+        else:
+            result.in_scope += 1
+            result.in_scope_right += right
         if answer.handoff and case.handoff:
             result.true_handoffs += 1
         elif answer.handoff:
             result.false_handoffs += 1
         elif case.handoff:
             result.missed_handoffs += 1
+        for table, key in ((result.by_language, answer.lang), (result.by_pattern, case.pattern)):
+            row = table.setdefault(key, [0, 0, 0])
+            row[0] += 1
+            row[1] += right
+            row[2] += wrong
         if problem:
-            result.failures.append({"question": case.question, "split": case.split, "problem": problem,
-                                    "score": answer.score})
+            result.failures.append({"question": case.question, "split": case.split, "pattern": case.pattern,
+                                    "problem": problem, "score": answer.score, "wrong_answer": wrong})
     return result
 
 
-def calibrate(qa: QA, cases: list[EvalCase]) -> dict[str, dict[str, float]]:
-    """Best (min_score, min_coverage) per language on the given cases, by accuracy.
+CURVE_THRESHOLDS = tuple(round(0.5 + 0.025 * i, 3) for i in range(25))
 
-    Rule-based handoffs do not depend on the thresholds and are left out. Ties go to the
-    lowest thresholds that reach the best accuracy, so the bot answers whenever it can.
-    """
+
+def coverage_curve(qa: Any, cases: list[EvalCase], answers: list[Answer] | None = None) -> list[dict[str, float]]:
+    """For each confidence threshold: the share of questions answered and the share answered wrongly."""
+    answers = answers if answers is not None else answers_for(qa, cases)
+    curve = []
+    for t in CURVE_THRESHOLDS:
+        r = run_eval(qa, cases, t, answers)
+        answered = sum(1 for a in answers if not _below(a, t).handoff)
+        curve.append({"threshold": t, "answered": round(answered / len(cases), 4) if cases else 0.0,
+                      "wrong_answer_rate": round(r.wrong_answer_rate, 4), "accuracy": round(r.accuracy, 4)})
+    return curve
+
+
+def calibrate(qa: Any, cases: list[EvalCase], max_wrong: float = 0.01) -> dict[str, dict[str, float]]:
+    """Per language, the lowest confidence threshold whose wrong-answer rate on `cases` is at
+    most `max_wrong`, with the accuracy it gives. Only development cases may be given."""
     from bot.qa import detect_language
 
-    observed: dict[str, list[tuple[float, float, bool, bool]]] = {"zh-Hans": [], "en": []}
-    for case in cases:
-        figures = qa.explain(case.question)
-        if figures["rule"]:
-            continue
-        base = "en" if detect_language(case.question) == "en" else "zh-Hans"
-        right_article = not case.handoff and figures["article_id"] in case.expect
-        score, coverage = figures["score"], figures["coverage"]
-        assert isinstance(score, float) and isinstance(coverage, float)  # what explain() puts there
-        observed[base].append((score, coverage, bool(case.handoff), right_article))
     best: dict[str, dict[str, float]] = {}
-    for lang, rows in observed.items():
-        if not rows:
+    for lang in ("zh-Hans", "en"):
+        subset = [c for c in cases if ("en" if detect_language(c.question) == "en" else "zh-Hans") == lang]
+        if not subset:
             continue
-        top: tuple[float, float, float] | None = None
-        for min_score in [x / 2 for x in range(0, 41)]:
-            for min_coverage in [x / 20 for x in range(0, 19)]:
-                right = sum(
-                    (score < min_score or coverage < min_coverage) if should_handoff
-                    else (score >= min_score and coverage >= min_coverage and right_article)
-                    for score, coverage, should_handoff, right_article in rows
-                )
-                accuracy = right / len(rows)
-                if top is None or accuracy > top[0]:
-                    top = (accuracy, min_score, min_coverage)
-        assert top is not None
-        best[lang] = {"accuracy": round(top[0], 4), "min_score": top[1], "min_coverage": top[2],
-                      "questions": len(rows)}
+        answers = answers_for(qa, subset)
+        chosen: dict[str, float] | None = None
+        for t in CURVE_THRESHOLDS:
+            r = run_eval(qa, subset, t, answers)
+            if r.wrong_answer_rate <= max_wrong and (chosen is None or r.accuracy > chosen["accuracy"]):
+                chosen = {"threshold": t, "accuracy": round(r.accuracy, 4),
+                          "wrong_answer_rate": round(r.wrong_answer_rate, 4), "questions": len(subset)}
+        best[lang] = chosen or {"threshold": CURVE_THRESHOLDS[-1], "accuracy": 0.0, "questions": len(subset)}
     return best
+
+
+QA_DIR = DEFAULT_EVAL_FILE.parent
+FROZEN_FILE = QA_DIR / "frozen" / "test.yaml"
+
+
+def development_files() -> list[Path]:
+    """Every evaluation file tuning may look at: all of tests/qa/ except frozen/."""
+    return sorted(p for p in QA_DIR.glob("*.yaml"))
 
 
 def eval_qa(
     file: Path = typer.Option(DEFAULT_EVAL_FILE, "--file", help="Evaluation set (YAML)."),
+    dev: bool = typer.Option(False, "--dev", help="All development files of tests/qa/ together."),
+    frozen: bool = typer.Option(False, "--frozen", help="The frozen test part (tests/qa/frozen/test.yaml)."),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as one JSON object."),
-    sweep: bool = typer.Option(False, "--sweep", help="Suggest thresholds from the dev split instead."),
+    sweep: bool = typer.Option(False, "--sweep", help="Suggest thresholds from the development files instead."),
 ) -> None:
-    """Run the evaluation set; exit non-zero below 90% accuracy."""
+    """Run an evaluation set: accuracy, wrong answers, handoff precision/recall, by language and
+    pattern, and the coverage-versus-wrong-answers curve; exit non-zero below 90% accuracy."""
     from bot.qa import get_qa
 
     qa = get_qa()
-    cases = load_eval_cases(file)
     if sweep:
-        suggestion = calibrate(qa, [c for c in cases if c.split == "dev"])
-        typer.echo(json.dumps(suggestion, ensure_ascii=False, indent=2))
+        cases = [c for path in development_files() for c in load_eval_cases(path)]
+        typer.echo(json.dumps(calibrate(qa, cases), ensure_ascii=False, indent=2))
         return
-    overall = run_eval(qa, cases)
-    by_split = {name: run_eval(qa, [c for c in cases if c.split == name]).summary() for name in ("dev", "holdout")}
+    if frozen:
+        cases = load_eval_cases(FROZEN_FILE)
+    elif dev:
+        cases = [c for path in development_files() for c in load_eval_cases(path)]
+    else:
+        cases = load_eval_cases(file)
+    raw = answers_for(qa, cases)
+    overall = run_eval(qa, cases, answers=[_below(a, _threshold_for(a)) for a in raw])
+    curve = coverage_curve(qa, cases, raw)
     if as_json:
-        typer.echo(json.dumps({**overall.summary(), "splits": by_split, "failure_list": overall.failures},
+        typer.echo(json.dumps({**overall.summary(), "coverage_curve": curve, "failure_list": overall.failures},
                               ensure_ascii=False))
     else:
         s = overall.summary()
-        typer.echo(f"questions {s['questions']}  accuracy {s['accuracy']:.1%}  "
+        typer.echo(f"questions {s['questions']}  accuracy {s['accuracy']:.1%}  wrong answers "
+                   f"{s['wrong_answers']} ({s['wrong_answer_rate']:.1%})  in scope right {s['in_scope_accuracy']:.1%}  "
+                   f"out of scope handed off {s['out_of_scope_handed_off']:.1%}  "
                    f"handoff precision {s['handoff_precision']:.1%}  recall {s['handoff_recall']:.1%}")
-        for name, figures in by_split.items():
-            typer.echo(f"  {name:8} {figures['questions']:4} questions  accuracy {figures['accuracy']:.1%}  "
-                       f"handoff precision {figures['handoff_precision']:.1%}  "
-                       f"recall {figures['handoff_recall']:.1%}")
+        for title in ("by_language", "by_pattern"):
+            typer.echo(f"  {title.replace('_', ' ')}: " + ", ".join(
+                f"{k} {v['right']}/{v['questions']}" + (f" ({v['wrong_answers']} wrong)" if v["wrong_answers"] else "")
+                for k, v in s[title].items()))
         for failure in overall.failures:
-            typer.echo(f"FAIL [{failure['split']}] {failure['question']}\n     {failure['problem']}")
+            mark = "FAIL (wrong answer)" if failure["wrong_answer"] else "FAIL"
+            typer.echo(f"{mark} [{failure['pattern']}] {failure['question']}\n     {failure['problem']}")
     if overall.accuracy < PASS_ACCURACY:
         raise typer.Exit(code=1)
+
+
+def _threshold_for(answer: Answer) -> float:
+    from bot.qa import THRESHOLDS
+
+    return THRESHOLDS["en" if answer.lang == "en" else "zh-Hans"]

@@ -1,34 +1,20 @@
 """The engine's own words (menus, help, errors), in zh-Hans and English.
 
-zh-Hant is made from zh-Hans with OpenCC (s2t), cached. Flow prompts live in the flow
-files; these are the words every flow shares. Keep each one short and plain: many
-readers are over 80 and read on an old phone.
+zh-Hant is made from zh-Hans by bot/language.py in the configured regional variant. Flow
+prompts live in the flow files; these are the words every flow shares. Keep each one short
+and plain: many readers are over 80 and read on an old phone.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-import opencc
+from bot.language import LANGUAGES, localise
+from bot.language import to_traditional as to_hant
+from bot.words import catalogue
 
-_s2t = opencc.OpenCC("s2t")
-
-LANGS = ("zh-Hans", "zh-Hant", "en")
-
-
-@lru_cache(maxsize=8192)
-def to_hant(text: str) -> str:
-    return _s2t.convert(text)
-
-
-def localise(pair: dict[str, str], lang: str) -> str:
-    """Pick a language from {"zh-Hans": ..., "en": ..., optional "zh-Hant": ...}."""
-    if lang == "en":
-        return pair.get("en") or pair["zh-Hans"]
-    if lang == "zh-Hant":
-        return pair.get("zh-Hant") or to_hant(pair["zh-Hans"])
-    return pair["zh-Hans"]
+__all__ = ["LANGUAGES", "T", "CHANNEL_NAMES", "localise", "t", "to_hant"]
 
 
 T: dict[str, dict[str, str]] = {
@@ -142,11 +128,23 @@ T: dict[str, dict[str, str]] = {
     },
 }
 
-CHANNEL_NAMES = {
-    "telegram": {"zh-Hans": "Telegram", "en": "Telegram"},
-    "sms": {"zh-Hans": "短信", "en": "SMS"},
-    "console": {"zh-Hans": "终端", "en": "the console"},
-}
+class _ChannelNames(Mapping[str, Mapping[str, str]]):
+    """Channel names as beneficiaries read them ({language: text}), from the catalogue of words."""
+
+    def __getitem__(self, channel: str) -> Mapping[str, str]:
+        texts = catalogue().texts("channel", channel)
+        if texts is None:
+            raise KeyError(channel)
+        return texts
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(catalogue().codes("channel"))
+
+    def __len__(self) -> int:
+        return len(catalogue().codes("channel"))
+
+
+CHANNEL_NAMES: Mapping[str, Mapping[str, str]] = _ChannelNames()
 
 
 def t(key: str, lang: str, **kw: Any) -> str:

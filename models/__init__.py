@@ -12,6 +12,7 @@ from models.applications import (
     TaskKind,
 )
 from models.base import UTCDateTime, utcnow
+from models.broadcasts import BroadcastReview, ReviewStep
 from models.conversations import Conversation, MessageLog, OneTimeCode
 from models.db import is_sqlite, make_engine, session_scope
 from models.outbox import Broadcast, BroadcastStatus, EarlyReceipt, OutboxEvent, OutboxMessage, OutboxStatus
@@ -26,12 +27,13 @@ from models.people import (
     SchemeMembership,
 )
 from models.scheduler import SchedulerJobRun, SchedulerLease
-from models.staff import AuditLog, Role, StaffUser
+from models.staff import AuditLog, Role, SignInAttempt, StaffSession, StaffToken, StaffUser
 
 __all__ = [
     "Application", "ApplicationDocument", "ApplicationStageChange", "ApplicationType", "AuditLog",
-    "Beneficiary", "BeneficiaryKind", "BeneficiaryStatus", "Broadcast", "BroadcastStatus", "Channel",
+    "Beneficiary", "BeneficiaryKind", "BeneficiaryStatus", "Broadcast", "BroadcastReview", "BroadcastStatus", "Channel",
     "Contact", "Conversation", "EarlyReceipt", "FamilyMember", "HandoffTicket", "Language", "MessageLog", "OneTimeCode",
-    "OutboxEvent", "OutboxMessage", "OutboxStatus", "Role", "SchemeMembership", "Stage", "StaffUser",
+    "OutboxEvent", "OutboxMessage", "OutboxStatus", "ReviewStep", "Role", "SchemeMembership", "SignInAttempt", "Stage",
+    "StaffSession", "StaffToken", "StaffUser",
     "SchedulerJobRun", "SchedulerLease", "SurveyAnswer", "Task", "TaskKind", "UTCDateTime", "is_sqlite", "make_engine", "session_scope", "utcnow",
 ]

@@ -223,7 +223,7 @@ def invite_to_survey(session: Session, application: Application, *, now: datetim
     idle conversation at the survey's first question, so that a bare "5" in reply is a score
     (and not menu item 5). A person in the middle of another flow is left there: they can
     still rate from the menu. Returns True when the invitation was queued."""
-    from models.conversations import Conversation
+    from bot.conversations import offer_flow
     from outreach.notices import choose_contact, enqueue_notice
 
     beneficiary = session.get(Beneficiary, application.beneficiary_id)
@@ -239,19 +239,7 @@ def invite_to_survey(session: Session, application: Application, *, now: datetim
         return False
     if contact.family_member_id is not None:
         return True  # a relative's phone: they are asked to pass it on, not put into a flow
-    conversation = session.exec(select(Conversation).where(Conversation.channel == contact.channel,
-                                                           Conversation.address == contact.address)).first()
-    if conversation is None:
-        conversation = Conversation(channel=contact.channel, address=contact.address,
-                                    beneficiary_id=beneficiary.id, language=beneficiary.language, created_at=now)
-    elif conversation.flow is not None:
-        return True
-    data = dict(conversation.data or {})
-    data["start_args"] = {"application_id": application.id}
-    data["tmp"] = {"application_id": application.id}
-    conversation.flow, conversation.step, conversation.history = SURVEY_FLOW, SURVEY_FIRST_STEP, []
-    conversation.data = data
-    conversation.version += 1
-    conversation.updated_at = now
-    session.add(conversation)
+    offer_flow(session, channel=contact.channel, address=contact.address, flow=SURVEY_FLOW, step=SURVEY_FIRST_STEP,
+               beneficiary_id=beneficiary.id, language=beneficiary.language, now=now,  # type: ignore[arg-type]
+               args={"application_id": application.id}, subject_application_id=application.id)
     return True

@@ -102,6 +102,12 @@ class TaskKind(StrEnum):
     CALLBACK = "callback"
 
 
+class TaskStatus(StrEnum):
+    OPEN = "open"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
 class Task(SQLModel, table=True):
     """Work for community or office staff, created by the bot, the scheduler or staff."""
 
@@ -122,6 +128,22 @@ class Task(SQLModel, table=True):
     note: str = ""
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class TicketStatus(StrEnum):
+    OPEN = "open"
+    ANSWERED = "answered"
+    CLOSED = "closed"
+
+
+class HandoffReason(StrEnum):
+    """Why a question went to staff (the words are in templates/words/handoff_reason.yaml)."""
+
+    OUT_OF_SCOPE = "out_of_scope"  # no reviewed article answers it
+    PERSONAL_CASE = "personal_case"  # about the asker's own case
+    COMPLAINT = "complaint"
+    ASKED_FOR_PERSON = "asked_for_person"
+    FLOW = "flow"  # a service passed it on (e.g. a death report for someone not on the roll)
 
 
 class HandoffTicket(SQLModel, table=True):

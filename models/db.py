@@ -10,6 +10,8 @@ Transactions, the way WAL mode wants them:
   write lock at BEGIN, so a transaction that reads and then writes waits its turn (busy timeout)
   instead of failing on a stale snapshot. Keep it short: check templates, render, parse files and
   call providers *before* opening it, never inside.
+- `writes_expected()`: inside it (a web form post, see web/body_limits.py), transactions that
+  did not say otherwise begin IMMEDIATE, as a request that changes something will write.
 - `session_scope(engine)`: deferred; commits on success. Fine for a transaction whose first
   statement writes (SQLite then takes the lock and waits for it). A transaction that reads and
   then writes in a deferred scope is logged (once per place) as a mistake: under concurrent
@@ -20,6 +22,7 @@ WAL checkpoints: `journal_size_limit` truncates the WAL after each checkpoint th
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import re
@@ -43,6 +46,18 @@ WAL_SIZE_LIMIT = 64 * 1024 * 1024
 _WRITE = re.compile(r"^\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
 _READ = re.compile(r"^\s*(SELECT|WITH)\b", re.IGNORECASE)
 _warned_sites: set[str] = set()
+_writes_expected: contextvars.ContextVar[bool] = contextvars.ContextVar("writes_expected", default=False)
+
+
+@contextmanager
+def writes_expected() -> Iterator[None]:
+    """Transactions opened in this context (this request, this task) without a begin of their own
+    take SQLite's write lock at BEGIN."""
+    token = _writes_expected.set(True)
+    try:
+        yield
+    finally:
+        _writes_expected.reset(token)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -116,7 +131,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Any) -> None:
-            begin = conn.get_execution_options().get("sqlite_begin", "BEGIN")
+            begin = conn.get_execution_options().get("sqlite_begin") or (
+                "BEGIN IMMEDIATE" if _writes_expected.get() else "BEGIN")
             conn.info["nx_tx"] = "writing" if begin != "BEGIN" else "fresh"
             conn.exec_driver_sql(begin)
 
@@ -187,6 +203,7 @@ def read_scope(engine: Engine) -> Iterator[Session]:
     `query_only`; PostgreSQL: `READ ONLY`). A write inside it fails at once."""
     with engine.connect() as conn:
         if is_sqlite(engine):
+            conn = conn.execution_options(sqlite_begin="BEGIN")
             conn.exec_driver_sql("PRAGMA query_only=1")
         else:
             conn = conn.execution_options(postgresql_readonly=True)

@@ -9,22 +9,25 @@ follows `notices.choose_contact`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from sqlalchemy import String, case, exists, func, literal, or_, select, type_coerce
+from sqlalchemy import String, and_, case, exists, func, literal, or_, select, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB, array
 from sqlmodel import Session
 
 from models.applications import Application, ApplicationType, Stage
-from models.people import BeneficiaryStatus
-from outreach.sweeps import B, C, add_years, best_contact_id, reachable
+from models.people import BeneficiaryStatus, SchemeMembership
+from outreach.sweeps import SENDABLE_CHANNELS, B, C, add_years, best_contact_id, reachable
 
 Kind = Literal["veteran", "retiree", "union_member"]
 SendChannel = Literal["telegram", "sms"]
+# Schemes a person can be a member of for a year (models.people.SchemeMembership.scheme).
+Scheme = Literal["pension", "medical_mutual_aid", "subsistence", "veteran_insurance", "over80_insurance",
+                 "hardship", "preferential_care"]
 
 
 class AudienceFilter(BaseModel):
@@ -45,6 +48,8 @@ class AudienceFilter(BaseModel):
     application_type: str | None = None
     application_stage: str | None = None
     tags: list[str] = Field(default_factory=list)
+    # Members of any of these schemes for the current year (office time).
+    schemes: list[Scheme] = Field(default_factory=list)
 
     @field_validator("application_type")
     @classmethod
@@ -109,6 +114,9 @@ def filter_clauses(session: Session, f: AudienceFilter, today: date) -> list[Any
         out.append(exists().where(*conds))
     if f.tags:
         out.append(_tags_clause(session, f.tags))
+    if f.schemes:
+        m = SchemeMembership.__table__.alias("aud_scheme")  # type: ignore[attr-defined]
+        out.append(exists().where(m.c.beneficiary_id == b.id, m.c.scheme.in_(f.schemes), m.c.period == today.year))
     return out
 
 
@@ -130,32 +138,65 @@ class AudienceSize:
                 "by_language_channel": {f"{k[0]}/{k[1]}": v for k, v in self.by_language_channel.items()}}
 
 
-def _has(condition: Any) -> Any:
-    c = C.alias("why_c")
-    return exists().where(c.c.beneficiary_id == B.c.id, condition(c))
+# Each contact's standing for proactive messages, ordered so that a person's smallest rank
+# says both whether and how they are reached, as `best_contact_id` chooses: the person's own
+# usable address (Telegram before SMS); an own address that said stop shuts out the
+# relatives' (opted out before blocked); then a relative's usable address; then invalid.
+RANK_OWN_TELEGRAM, RANK_OWN_SMS, RANK_OPTED_OUT, RANK_BLOCKED = 1, 2, 3, 4
+RANK_FAMILY_TELEGRAM, RANK_FAMILY_SMS, RANK_INVALID, RANK_UNUSABLE = 5, 6, 7, 8
+_REASON_OF_RANK = {RANK_OWN_TELEGRAM: ("reachable", "telegram"), RANK_OWN_SMS: ("reachable", "sms"),
+                   RANK_OPTED_OUT: ("opted_out", None), RANK_BLOCKED: ("blocked", None),
+                   RANK_FAMILY_TELEGRAM: ("reachable", "telegram"), RANK_FAMILY_SMS: ("reachable", "sms"),
+                   RANK_INVALID: ("invalid", None), RANK_UNUSABLE: ("no_contact", None)}
+
+
+def contact_rank(c: Any, channels: Sequence[str] | None = None) -> Any:
+    """SQL: the contact's rank (see above); unverified or another channel is unusable."""
+    cc = c.c
+    own = cc.family_member_id.is_(None)
+    stopped = or_(cc.opted_out_at.is_not(None), cc.blocked_at.is_not(None))
+    return case(
+        (or_(cc.verified.is_not(True), cc.channel.not_in(channels or SENDABLE_CHANNELS)), RANK_UNUSABLE),
+        (and_(own, cc.opted_out_at.is_not(None)), RANK_OPTED_OUT),
+        (and_(own, cc.blocked_at.is_not(None)), RANK_BLOCKED),
+        (stopped, RANK_UNUSABLE),  # a relative's address that said stop is theirs to stop
+        (cc.invalid_at.is_not(None), RANK_INVALID),
+        (and_(own, cc.channel == "telegram"), RANK_OWN_TELEGRAM),
+        (own, RANK_OWN_SMS),
+        (cc.channel == "telegram", RANK_FAMILY_TELEGRAM),
+        else_=RANK_FAMILY_SMS)
 
 
 def audience_size(session: Session, f: AudienceFilter, today: date) -> AudienceSize:
-    """How many a broadcast reaches, and why the others are left out (one query)."""
-    cid = _contact_id(f)
-    own = lambda c: c.c.family_member_id.is_(None)  # noqa: E731
-    reason = case(
-        (B.c.status == BeneficiaryStatus.DECEASED.value, "deceased"),
-        (B.c.status != BeneficiaryStatus.ACTIVE.value, "moved"),
-        (cid.is_not(None), "reachable"),
-        (_has(lambda c: own(c) & c.c.opted_out_at.is_not(None)), "opted_out"),
-        (_has(lambda c: own(c) & c.c.blocked_at.is_not(None)), "blocked"),
-        (_has(lambda c: c.c.invalid_at.is_not(None)), "invalid"),
-        else_="no_contact")
-    inner = select(reason.label("reason"), B.c.language.label("lang"), cid.label("cid")).where(
-        *filter_clauses(session, f, today)).subquery()
+    """How many a broadcast reaches, and why the others are left out: one query.
+
+    Each matched person's contacts are joined once and folded into one number, the smallest
+    `contact_rank`, from which the reason and the channel follow; the outer count groups by
+    reason and language. That reads each contact once, instead of probing the contact table
+    per person and per reason."""
+    c = C.alias("aud_c")
+    channels = (f.channel,) if f.channel else None
+    best = func.min(contact_rank(c, channels))
+    status = case((B.c.status == BeneficiaryStatus.DECEASED.value, -1),
+                  (B.c.status != BeneficiaryStatus.ACTIVE.value, -2), else_=0)
+    per_person = (
+        select(status.label("status"), B.c.language.label("lang"), best.label("rank"))
+        .select_from(B.outerjoin(c, c.c.beneficiary_id == B.c.id))
+        .where(*filter_clauses(session, f, today))
+        .group_by(B.c.id, B.c.status, B.c.language)
+    ).subquery("per_person")
+    p = per_person.c
     size = AudienceSize()
-    rows = session.execute(select(inner.c.reason, inner.c.lang, C.c.channel, func.count())
-                           .select_from(inner.outerjoin(C, C.c.id == inner.c.cid))
-                           .group_by(inner.c.reason, inner.c.lang, C.c.channel)).all()
-    for why, lang, channel, n in rows:
+    rows = session.execute(select(p.status, p.lang, p.rank, func.count()).group_by(p.status, p.lang, p.rank)).all()
+    for status_code, lang, rank, n in rows:
         size.matched += n
-        if why == "reachable":
+        if status_code == -1:
+            why, channel = "deceased", None
+        elif status_code == -2:
+            why, channel = "moved", None
+        else:
+            why, channel = _REASON_OF_RANK.get(rank, ("no_contact", None))
+        if channel is not None:
             size.reachable += n
             size.by_channel[channel] = size.by_channel.get(channel, 0) + n
             key = (lang or "zh-Hans", channel)

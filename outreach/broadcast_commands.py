@@ -1,4 +1,9 @@
-"""`nuanxin broadcast create|preview|approve|send|cancel|status` (`--as USERNAME` names the staff member)."""
+"""`nuanxin broadcast create|preview|approve|send|cancel|status`.
+
+Each command acts as a staff member proven first (`cli.authenticate_staff`): `--as USERNAME` and
+that member's password, or a personal token from the console in $NUANXIN_STAFF_TOKEN. So the
+four-eyes rule holds on the command line too: approving as someone else needs their password.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +16,16 @@ import typer
 broadcast_app = typer.Typer(help="Broadcasts: compose, preview, approve (a second person), send, cancel, status.",
                             no_args_is_help=True)
 
-AS = typer.Option(..., "--as", help="Your staff username (StaffUser).")
+AS = typer.Option(None, "--as", help="Your staff username (your password is asked), or set NUANXIN_STAFF_TOKEN.")
 
 
-def _ctx() -> tuple[Any, Any, Any]:
-    from cli import _engine, _settings
+def _ctx(as_: str | None) -> tuple[Any, Any, Any, str]:
+    """Engine, settings, clock, and the proven staff username."""
+    from cli import _engine, _settings, authenticate_staff
     from models.clock import SystemClock
 
-    return _engine(), _settings(), SystemClock()
+    engine = _engine()
+    return engine, _settings(), SystemClock(), authenticate_staff(as_, engine=engine)
 
 
 def _user(session: Any, username: str) -> Any:
@@ -64,7 +71,7 @@ def register(app: typer.Typer) -> None:
 
     @broadcast_app.command("create")
     def create(
-        as_: str = AS,
+        as_: str | None = AS,
         title: str = typer.Option(..., help="A title staff will recognise."),
         text: str = typer.Option(None, help="The message (zh-Hans); may use {{ salutation }}, {{ name }}, ..."),
         text_en: str = typer.Option(None, "--text-en", help="English wording (optional)."),
@@ -83,12 +90,12 @@ def register(app: typer.Typer) -> None:
         from outreach.broadcasts import BroadcastRefused, create_broadcast
         from outreach.templates import StaffTextError, compile_staff_text, templates_for
 
-        engine, settings, clock = _ctx()
+        engine, settings, clock, who = _ctx(as_)
         body: Any = None
         if text:
             body = {"zh-Hans": text, **({"en": text_en} if text_en else {}), **({"zh-Hant": text_hant} if text_hant else {})}
         with read_scope(engine) as session:
-            author = _user(session, as_)
+            author = _user(session, who)
         try:
             if body is not None:
                 # Checked (a bounded render in a worker) before the write transaction opens.
@@ -97,7 +104,7 @@ def register(app: typer.Typer) -> None:
                 b = create_broadcast(session, author=author, title=title, audience=json.loads(audience),
                                      text=body, template_kind=template, template_context=json.loads(context),
                                      scheduled_for=_when(at, settings.tz), now=clock.now(),
-                                     templates=templates_for(settings))
+                                     templates=templates_for(settings), settings=settings)
                 bid = b.id
         except StaffTextError as exc:
             _refused(BroadcastRefused("; ".join(exc.problems)))
@@ -106,16 +113,16 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"broadcast {bid} created; waiting for approval (nuanxin broadcast preview {bid})")
 
     @broadcast_app.command("preview")
-    def preview(broadcast_id: int, as_: str = AS,
+    def preview(broadcast_id: int, as_: str | None = AS,
                 as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
         """Audience size (and who is left out), the text for real recipients, SMS length, cost and time."""
         from models.db import read_scope
         from outreach.broadcasts import preview_broadcast
         from outreach.templates import templates_for
 
-        engine, settings, clock = _ctx()
+        engine, settings, clock, who = _ctx(as_)
         with read_scope(engine) as session:
-            _user(session, as_)
+            _user(session, who)
             p = preview_broadcast(session, _broadcast(session, broadcast_id), settings=settings, now=clock.now(),
                                   templates=templates_for(settings)).as_dict()
         if as_json:
@@ -132,15 +139,15 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"--- {s['language']} {s['channel']} {s['address']}\n{s['text']}")
 
     @broadcast_app.command("approve")
-    def approve(broadcast_id: int, as_: str = AS) -> None:
+    def approve(broadcast_id: int, as_: str | None = AS) -> None:
         """Approve (approver role; not the author)."""
         from models.db import session_scope
         from outreach.broadcasts import BroadcastRefused, approve_broadcast
 
-        engine, _, clock = _ctx()
+        engine, _, clock, who = _ctx(as_)
         try:
             with session_scope(engine, immediate=True) as session:
-                b = approve_broadcast(session, _broadcast(session, broadcast_id), approver=_user(session, as_),
+                b = approve_broadcast(session, _broadcast(session, broadcast_id), approver=_user(session, who),
                                       now=clock.now())
                 status = b.status
         except BroadcastRefused as exc:
@@ -148,25 +155,25 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"broadcast {broadcast_id} {status}")
 
     @broadcast_app.command("send")
-    def send(broadcast_id: int, as_: str = AS,
+    def send(broadcast_id: int, as_: str | None = AS,
              at: str = typer.Option(None, help="Schedule for this office time instead of sending now.")) -> None:
         """Send now (queue every recipient), or schedule with --at."""
         from models.db import read_scope, session_scope
         from outreach.broadcasts import BroadcastRefused, schedule_broadcast, send_broadcast
         from outreach.templates import templates_for
 
-        engine, settings, clock = _ctx()
+        engine, settings, clock, who = _ctx(as_)
         try:
             if at:
                 with session_scope(engine, immediate=True) as session:
-                    broadcast, user = _broadcast(session, broadcast_id), _user(session, as_)
+                    broadcast, user = _broadcast(session, broadcast_id), _user(session, who)
                     when = _when(at, settings.tz)
                     assert when is not None  # `at` is not empty: a time, or _when exited
-                    b = schedule_broadcast(session, broadcast, actor=user, at=when, now=clock.now())
+                    b = schedule_broadcast(session, broadcast, actor=user, at=when, now=clock.now(), settings=settings)
                     typer.echo(f"broadcast {broadcast_id} {b.status} for {when.astimezone(settings.tz)}")
                 return
             with read_scope(engine) as session:
-                user = _user(session, as_)
+                user = _user(session, who)
             n = send_broadcast(engine, broadcast_id, actor=user, now=clock.now(), settings=settings,
                                templates=templates_for(settings))
         except BroadcastRefused as exc:
@@ -174,31 +181,31 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"broadcast {broadcast_id}: {n} queued")
 
     @broadcast_app.command("cancel")
-    def cancel(broadcast_id: int, as_: str = AS) -> None:
+    def cancel(broadcast_id: int, as_: str | None = AS) -> None:
         """Cancel before it starts, or stop it while sending (unsent messages are cancelled)."""
         from models.db import session_scope
         from outreach.broadcasts import BroadcastRefused, cancel_broadcast
 
-        engine, _, clock = _ctx()
+        engine, _, clock, who = _ctx(as_)
         try:
             with session_scope(engine, immediate=True) as session:
                 b = _broadcast(session, broadcast_id)
-                n = cancel_broadcast(session, b, actor=_user(session, as_), now=clock.now())
+                n = cancel_broadcast(session, b, actor=_user(session, who), now=clock.now())
                 status = b.status
         except BroadcastRefused as exc:
             _refused(exc)
         typer.echo(f"broadcast {broadcast_id} {status}" + (f"; {n} unsent messages cancelled" if n else ""))
 
     @broadcast_app.command("status")
-    def status(broadcast_id: int, as_: str = AS,
+    def status(broadcast_id: int, as_: str | None = AS,
                as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
         """Progress and results: queued, sent, delivered, failed by reason, opted out after it."""
         from models.db import read_scope
         from outreach.broadcasts import broadcast_status
 
-        engine, _, _ = _ctx()
+        engine, _, _, who = _ctx(as_)
         with read_scope(engine) as session:
-            _user(session, as_)
+            _user(session, who)
             st = broadcast_status(session, _broadcast(session, broadcast_id))
         if as_json:
             typer.echo(json.dumps(st, ensure_ascii=False))

@@ -1,14 +1,17 @@
 """Broadcasts: compose, preview, approve (four eyes), schedule or send, cancel or stop, follow.
 
 Lifecycle (models.outbox.BroadcastStatus):
-  create ─► pending_approval ─approve (a different approver)─► approved ─send─► sending ─► sent
+  create ─► draft ─submit─► pending_approval ─approve (a different approver)─► approved ─send─► sending ─► sent
+            ▲                      │
+            └── send back (an approver, with a comment; the author edits and submits again)
                                               └─ scheduled_for set ─► scheduled ─(due: the scheduler's
                                                  minute poll)─► sending
   cancel: before sending (pending/approved/scheduled) ─► cancelled
   stop:   while sending or after (queued rows not yet claimed ─► cancelled) ─► stopped
 "sent" means every recipient is in the outbox; `broadcast_status` follows the delivery.
 
-Every staff action writes an audit row. Enqueueing is in batches (5,000 by default), each
+Every staff action writes an audit row; submissions, approvals and send-backs also a
+`models.broadcasts.BroadcastReview` row (the comment the author reads). Enqueueing is in batches (5,000 by default), each
 committed, each keyed per broadcast and recipient: a crash mid-way is resumed by the
 scheduler's poll (status sending, not finished) and queues nobody twice; a stop between two
 batches ends the loop.
@@ -18,13 +21,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, func, select, update
 from sqlmodel import Session, col
 
 from models.actions import audit
+from models.broadcasts import BroadcastReview, ReviewStep
 from models.clock import Clock
 from models.db import read_scope, session_scope
 from models.outbox import Broadcast, BroadcastStatus, OutboxEvent, OutboxMessage, OutboxStatus
@@ -56,45 +60,44 @@ def occurrence(broadcast_id: int) -> str:
     return f"broadcast-{broadcast_id}"
 
 
-# --- compose -----------------------------------------------------------------------------
+# What a broadcast offers on Telegram: the global words the engine knows, one tap each
+# (the SMS version ends with 回复TD退订 instead).
+_BUTTONS: dict[str, tuple[tuple[str, str], ...]] = {
+    "zh-Hans": (("主菜单", "菜单"), ("不再接收通知", "退订")),
+    "zh-Hant": (("主選單", "菜单"), ("不再接收通知", "退订")),
+    "en": (("Main menu", "menu"), ("Stop notifications", "stop")),
+}
 
-def create_broadcast(session: Session, *, author: StaffUser, title: str, audience: AudienceFilter | dict[str, Any],
-                     text: str | dict[str, str] | None = None, template_kind: str | None = None,
-                     template_context: dict[str, Any] | None = None, scheduled_for: datetime | None = None,
-                     now: datetime, templates: Any = None) -> Broadcast:
-    """A composer writes text (checked in the sandbox) or picks a template kind; it waits for approval."""
-    from outreach.templates import StaffTextError, compile_staff_text, default_templates
 
-    _need(author, Role.COMPOSER.value)
-    audience = audience if isinstance(audience, AudienceFilter) else AudienceFilter.model_validate(audience)
-    if (text is None) == (template_kind is None):
-        raise BroadcastRefused("give either the text or a template kind")
-    body: dict[str, str]
-    if text is not None:
-        try:
-            staff_text = compile_staff_text(text)
-        except StaffTextError as exc:
-            raise BroadcastRefused("; ".join(exc.problems)) from None
-        _refuse_too_long_sms(staff_text, templates or default_templates())
-        body = {"zh-Hans": text} if isinstance(text, str) else dict(text)
-    else:
-        assert template_kind is not None  # exactly one of text and template kind, checked above
-        ts = templates or default_templates()
-        spec = ts.kinds.get(template_kind)
-        if spec is None or spec.audience != "beneficiary" or template_kind == "otp":
-            raise BroadcastRefused(f"{template_kind!r} is not a message kind that can be broadcast")
-        missing = set(spec.variables) - {"salutation"} - set(template_context or {})
-        if missing:
-            raise BroadcastRefused(f"{template_kind} needs {', '.join(sorted(missing))}")
-        body = {TEMPLATE_CONTEXT: json.dumps(template_context or {}, ensure_ascii=False, default=str)}
-    b = Broadcast(title=title[:200], template_kind=template_kind, body=body,
-                  audience=audience.model_dump(exclude_defaults=True), status=BroadcastStatus.PENDING_APPROVAL.value,
-                  created_by=author.id, scheduled_for=scheduled_for, created_at=now, stats={})
-    session.add(b)
-    session.flush()
-    audit(session, author.username, "broadcast.create", "broadcast", b.id,
-          {"title": b.title, "audience": b.audience, "template_kind": template_kind}, now)
-    return b
+def telegram_buttons(lang: str) -> list[list[dict[str, str]]]:
+    """The buttons under a broadcast on Telegram, one per row (`extra["buttons"]`)."""
+    return [[{"text": text, "data": data}] for text, data in _BUTTONS.get(lang, _BUTTONS["zh-Hans"])]
+
+
+def check_send_time(at: datetime | None, *, now: datetime, settings: Any = None) -> None:
+    """A scheduled time must be in the future, within a year, and (in office time) outside the
+    SMS quiet hours, when nobody should be woken by a notice."""
+    if at is None:
+        return
+    if at.tzinfo is None:
+        raise BroadcastRefused("the sending time needs a time zone (office time)")
+    if at <= now:
+        raise BroadcastRefused("发送时间已过 / the sending time has passed")
+    if at - now > timedelta(days=366):
+        raise BroadcastRefused("发送时间太远，最多一年内 / the sending time is more than a year ahead")
+    if settings is not None:
+        local = at.astimezone(settings.tz).time()
+        start, end = settings.quiet_hours_start, settings.quiet_hours_end
+        quiet = (start <= local or local < end) if start > end else (start <= local < end)
+        if quiet:
+            raise BroadcastRefused(f"{local:%H:%M} 在免打扰时段（{start:%H:%M}–{end:%H:%M}）内 / "
+                                   f"{local:%H:%M} is within quiet hours ({start:%H:%M}–{end:%H:%M})")
+
+
+def _review(session: Session, b: Broadcast, user: StaffUser, step: ReviewStep, now: datetime,
+            comment: str = "") -> None:
+    assert b.id is not None  # flushed before any review is written
+    session.add(BroadcastReview(broadcast_id=b.id, staff_user_id=user.id, step=step.value, comment=comment, at=now))
 
 
 def _refuse_too_long_sms(staff_text: Any, templates: Any) -> None:
@@ -108,6 +111,123 @@ def _refuse_too_long_sms(staff_text: Any, templates: Any) -> None:
             templates.render_staff(staff_text, lang, sample, "sms")
         except MessageTooLong as exc:
             raise BroadcastRefused(f"refused: [{lang}] {exc}") from None
+
+
+def _body(text: str | dict[str, str] | None, template_kind: str | None, template_context: dict[str, Any] | None,
+          templates: Any) -> dict[str, str]:
+    """The stored body: staff text per language (checked in the sandbox), or a template kind's values."""
+    from outreach.templates import StaffTextError, compile_staff_text, default_templates
+
+    if (text is None) == (template_kind is None):
+        raise BroadcastRefused("give either the text or a template kind")
+    if text is not None:
+        try:
+            staff_text = compile_staff_text(text)
+        except StaffTextError as exc:
+            raise BroadcastRefused("; ".join(exc.problems)) from None
+        _refuse_too_long_sms(staff_text, templates or default_templates())
+        return {"zh-Hans": text} if isinstance(text, str) else {k: v for k, v in text.items() if v and v.strip()}
+    assert template_kind is not None  # exactly one of text and template kind, checked above
+    ts = templates or default_templates()
+    spec = ts.kinds.get(template_kind)
+    if spec is None or spec.audience != "beneficiary" or template_kind in ("otp", BROADCAST_KIND):
+        raise BroadcastRefused(f"{template_kind!r} is not a message kind that can be broadcast")
+    missing = set(spec.variables) - {"salutation"} - set(template_context or {})
+    if missing:
+        raise BroadcastRefused(f"{template_kind} needs {', '.join(sorted(missing))}")
+    return {TEMPLATE_CONTEXT: json.dumps(template_context or {}, ensure_ascii=False, default=str)}
+
+
+# --- compose -----------------------------------------------------------------------------
+
+def create_broadcast(session: Session, *, author: StaffUser, title: str, audience: AudienceFilter | dict[str, Any],
+                     text: str | dict[str, str] | None = None, template_kind: str | None = None,
+                     template_context: dict[str, Any] | None = None, scheduled_for: datetime | None = None,
+                     now: datetime, templates: Any = None, settings: Any = None, submit: bool = True) -> Broadcast:
+    """A composer writes text (checked in the sandbox) or picks a template kind. Submitted, it
+    waits for approval; otherwise it stays a draft its author can edit and submit later."""
+    _need(author, Role.COMPOSER.value)
+    audience = audience if isinstance(audience, AudienceFilter) else AudienceFilter.model_validate(audience)
+    if not title.strip():
+        raise BroadcastRefused("请写一个标题 / give the broadcast a title")
+    body = _body(text, template_kind, template_context, templates)
+    check_send_time(scheduled_for, now=now, settings=settings)
+    status = BroadcastStatus.PENDING_APPROVAL if submit else BroadcastStatus.DRAFT
+    b = Broadcast(title=title.strip()[:200], template_kind=template_kind, body=body,
+                  audience=audience.model_dump(exclude_defaults=True), status=status.value,
+                  created_by=author.id, scheduled_for=scheduled_for, created_at=now, stats={})
+    session.add(b)
+    session.flush()
+    audit(session, author.username, "broadcast.create", "broadcast", b.id,
+          {"title": b.title, "audience": b.audience, "template_kind": template_kind, "status": b.status}, now)
+    if submit:
+        _review(session, b, author, ReviewStep.SUBMITTED, now)
+    return b
+
+
+def update_broadcast(session: Session, b: Broadcast, *, actor: StaffUser, title: str,
+                     audience: AudienceFilter | dict[str, Any], text: str | dict[str, str] | None = None,
+                     template_kind: str | None = None, template_context: dict[str, Any] | None = None,
+                     scheduled_for: datetime | None = None, now: datetime, templates: Any = None,
+                     settings: Any = None) -> Broadcast:
+    """Change a broadcast before it is approved (a draft, one sent back, or one waiting).
+    Once approved it is what the approver saw: cancel it and write a new one instead."""
+    _need(actor, Role.COMPOSER.value)
+    _state(b, BroadcastStatus.DRAFT, BroadcastStatus.PENDING_APPROVAL)
+    audience = audience if isinstance(audience, AudienceFilter) else AudienceFilter.model_validate(audience)
+    if not title.strip():
+        raise BroadcastRefused("请写一个标题 / give the broadcast a title")
+    body = _body(text, template_kind, template_context, templates)
+    check_send_time(scheduled_for, now=now, settings=settings)
+    changed = sorted(k for k, old, new in (
+        ("title", b.title, title.strip()[:200]), ("audience", b.audience, audience.model_dump(exclude_defaults=True)),
+        ("body", b.body, body), ("template_kind", b.template_kind, template_kind),
+        ("scheduled_for", b.scheduled_for, scheduled_for)) if old != new)
+    b.title = title.strip()[:200]
+    b.audience = audience.model_dump(exclude_defaults=True)
+    b.body = body
+    b.template_kind = template_kind
+    b.scheduled_for = scheduled_for
+    session.add(b)
+    audit(session, actor.username, "broadcast.edit", "broadcast", b.id, {"changed": changed}, now)
+    _review(session, b, actor, ReviewStep.EDITED, now, "、".join(changed))
+    return b
+
+
+def submit_broadcast(session: Session, b: Broadcast, *, actor: StaffUser, now: datetime,
+                     settings: Any = None) -> Broadcast:
+    """Ask for approval (a draft, or one that was sent back and edited)."""
+    _need(actor, Role.COMPOSER.value)
+    _state(b, BroadcastStatus.DRAFT)
+    check_send_time(b.scheduled_for, now=now, settings=settings)
+    b.status = BroadcastStatus.PENDING_APPROVAL.value
+    session.add(b)
+    audit(session, actor.username, "broadcast.submit", "broadcast", b.id, {}, now)
+    _review(session, b, actor, ReviewStep.SUBMITTED, now)
+    return b
+
+
+def send_back_broadcast(session: Session, b: Broadcast, *, approver: StaffUser, comment: str,
+                        now: datetime) -> Broadcast:
+    """An approver returns it to its author with a comment saying what to change."""
+    _need(approver, Role.APPROVER.value)
+    _state(b, BroadcastStatus.PENDING_APPROVAL)
+    if not comment.strip():
+        raise BroadcastRefused("退回时请写明原因 / say what should change when sending it back")
+    if approver.id == b.created_by:
+        raise BroadcastRefused("four eyes: the author cannot review their own broadcast")
+    b.status = BroadcastStatus.DRAFT.value
+    session.add(b)
+    audit(session, approver.username, "broadcast.send_back", "broadcast", b.id, {"comment": comment.strip()[:500]},
+          now)
+    _review(session, b, approver, ReviewStep.SENT_BACK, now, comment.strip()[:2000])
+    return b
+
+
+def reviews(session: Session, broadcast_id: int) -> list[BroadcastReview]:
+    """The broadcast's review trail, oldest first."""
+    return list(session.execute(select(BroadcastReview).where(col(BroadcastReview.broadcast_id) == broadcast_id)
+                                .order_by(col(BroadcastReview.at), col(BroadcastReview.id))).scalars())
 
 
 def _renderer(b: Broadcast, templates: Any) -> Any:
@@ -204,23 +324,29 @@ def preview_broadcast(session: Session, b: Broadcast, *, settings: Any, now: dat
 def approve_broadcast(session: Session, b: Broadcast, *, approver: StaffUser, now: datetime) -> Broadcast:
     """Four eyes: an approver who did not write it."""
     _need(approver, Role.APPROVER.value)
-    _state(b, BroadcastStatus.PENDING_APPROVAL, BroadcastStatus.DRAFT)
+    _state(b, BroadcastStatus.PENDING_APPROVAL)
     if approver.id == b.created_by:
         audit(session, approver.username, "broadcast.approve_refused", "broadcast", b.id,
               {"reason": "four eyes: the author cannot approve"}, now)
         raise BroadcastRefused("four eyes: a broadcast must be approved by someone other than its author")
+    if b.scheduled_for is not None and b.scheduled_for <= now:
+        raise BroadcastRefused("设定的发送时间已过，请改时间或立即发送 / the time set has passed: "
+                               "choose a new time, or clear it to send now")
     b.approved_by = approver.id
     b.approved_at = now
     b.status = (BroadcastStatus.SCHEDULED if b.scheduled_for else BroadcastStatus.APPROVED).value
     session.add(b)
     audit(session, approver.username, "broadcast.approve", "broadcast", b.id,
           {"scheduled_for": b.scheduled_for.isoformat() if b.scheduled_for else None}, now)
+    _review(session, b, approver, ReviewStep.APPROVED, now)
     return b
 
 
-def schedule_broadcast(session: Session, b: Broadcast, *, actor: StaffUser, at: datetime, now: datetime) -> Broadcast:
+def schedule_broadcast(session: Session, b: Broadcast, *, actor: StaffUser, at: datetime, now: datetime,
+                       settings: Any = None) -> Broadcast:
     _need(actor, Role.COMPOSER.value, Role.APPROVER.value)
     _state(b, BroadcastStatus.PENDING_APPROVAL, BroadcastStatus.APPROVED, BroadcastStatus.SCHEDULED)
+    check_send_time(at, now=now, settings=settings)
     b.scheduled_for = at
     if b.status != BroadcastStatus.PENDING_APPROVAL.value:
         b.status = BroadcastStatus.SCHEDULED.value
@@ -266,13 +392,15 @@ def enqueue_broadcast(engine: Engine, broadcast_id: int, *, now: datetime, setti
         rows = []
         if chunk:
             render = _renderer(b, ts)
+            buttons = {lang: {"buttons": telegram_buttons(ts.language(lang))} for lang in {r.lang for r in chunk}}
             for r in chunk:
                 text, segments = render(r)
                 rows.append({"idempotency_key": idempotency_key(BROADCAST_KIND, f"b{r.beneficiary_id}", occ),
                              "kind": BROADCAST_KIND, "occurrence": occ, "beneficiary_id": r.beneficiary_id,
                              "contact_id": r.contact_id, "channel": r.channel, "address": r.address,
                              "language": ts.language(r.lang), "body": text, "segments": segments,
-                             "broadcast_id": broadcast_id, "next_attempt_at": now})
+                             "broadcast_id": broadcast_id, "next_attempt_at": now,
+                             "extra": buttons.get(r.lang) if r.channel == "telegram" else {}})
         with session_scope(engine, immediate=True) as session:
             b = session.get(Broadcast, broadcast_id)
             if b is None or b.status != BroadcastStatus.SENDING.value or (b.stats or {}).get("enqueue_done"):
@@ -339,6 +467,7 @@ def cancel_broadcast(session: Session, b: Broadcast, *, actor: StaffUser, now: d
     b.status = BroadcastStatus.CANCELLED.value
     session.add(b)
     audit(session, actor.username, "broadcast.cancel", "broadcast", b.id, {}, now)
+    _review(session, b, actor, ReviewStep.CANCELLED, now)
     return 0
 
 
@@ -394,6 +523,9 @@ def broadcast_status(session: Session, b: Broadcast) -> dict[str, Any]:
     }
 
 
-__all__ = ["BroadcastRefused", "create_broadcast", "preview_broadcast", "approve_broadcast", "schedule_broadcast",
+message_renderer = _renderer  # (broadcast, templates) -> (recipient -> (text, segments)), as enqueueing renders
+
+__all__ = ["BroadcastRefused", "create_broadcast", "update_broadcast", "submit_broadcast", "send_back_broadcast",
+           "reviews", "telegram_buttons", "check_send_time", "message_renderer", "preview_broadcast", "approve_broadcast", "schedule_broadcast",
            "send_broadcast", "enqueue_broadcast", "run_due_broadcasts", "cancel_broadcast", "stop_broadcast",
            "broadcast_status", "Preview"]

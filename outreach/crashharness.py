@@ -151,7 +151,6 @@ async def _work(url: str, api: str, owner: str, rate: float, lease_s: float) -> 
     from outreach.dispatcher import Dispatcher
     from outreach.providers.telegram import TelegramProvider
     from outreach.ratelimit import ProviderLimits
-    from service import tune_garbage_collector
     from settings import load_settings
 
     clock = SystemClock()
@@ -161,7 +160,6 @@ async def _work(url: str, api: str, owner: str, rate: float, lease_s: float) -> 
     d = Dispatcher(engine, {"telegram": provider}, clock, settings, owner=owner, lease_s=lease_s,
                    batch_size=200, concurrency=100, limits={"telegram": ProviderLimits(clock, rate)},
                    idle_s=0.2, retry_base_s=1.0)
-    tune_garbage_collector()  # as `nuanxin run` does
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)

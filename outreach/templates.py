@@ -7,7 +7,8 @@ Layout and rules are in `templates/messages/README.md`. In short:
 - Everything is loaded, checked and compiled once when a `TemplateSet` is made: a template
   that uses a variable its kind does not declare stops start-up with the file and the name.
 - Rendering without a declared variable is an error naming it (`MissingVariables`).
-- zh-Hant is generated from the zh-Hans source with OpenCC (s2t) when no zh-Hant file exists.
+- zh-Hant is generated from the zh-Hans source by bot/language.py (the configured regional
+  variant, s2hk or s2twp) when no zh-Hant file exists.
 - Staff-written text (broadcasts) runs in Jinja2's sandbox with only `STAFF_VARIABLES`, under
   the bounds of `outreach/sandbox.py` (time, size, loops, arithmetic); `validate_staff_text` says
   what is wrong (which variable, which line, what was refused) before anything is queued, after a
@@ -31,6 +32,8 @@ import yaml
 from jinja2 import Environment, StrictUndefined, Template, TemplateSyntaxError, meta, nodes, pass_context
 from jinja2.runtime import Context
 
+from bot.language import to_traditional
+from bot.words import Catalogue, catalogue
 from outreach.sandbox import LIMITS, BoundedSandbox, Refused, bounded, check_in_worker, render_bounded
 from outreach.sms_text import MessageTooLong, SmsLength, sms_length
 
@@ -38,7 +41,8 @@ MESSAGES_DIR = Path(__file__).resolve().parent.parent / "templates" / "messages"
 LANGUAGES: tuple[str, ...] = ("zh-Hans", "zh-Hant", "en")
 DEFAULT_LANGUAGE = "zh-Hans"
 # Filled in by the renderer for every kind (callers may override office_* and today).
-AUTOMATIC_VARIABLES = frozenset({"lang", "channel", "office_name", "office_phone", "today"})
+# `audience` (beneficiary or staff, from kinds.yaml) picks the words `label()` looks up.
+AUTOMATIC_VARIABLES = frozenset({"lang", "channel", "audience", "office_name", "office_phone", "today"})
 
 # What staff may write in a broadcast, with what each one means (shown in the console).
 STAFF_VARIABLES: dict[str, str] = {
@@ -151,28 +155,6 @@ def format_day(value: Any, lang: str) -> str:
     return date_en(value) if lang == "en" else date_zh(value)
 
 
-_opencc: Any = None
-
-
-def to_traditional(text: str) -> str:
-    """Simplified → Traditional Chinese (OpenCC s2t); ASCII (variable names, codes) is untouched."""
-    global _opencc
-    if _opencc is None:
-        import opencc
-
-        _opencc = opencc.OpenCC("s2t")
-    return str(_opencc.convert(text))
-
-
-def _load_labels(root: Path) -> dict[str, dict[str, dict[str, str]]]:
-    raw = yaml.safe_load((root / "labels.yaml").read_text(encoding="utf-8")) or {}
-    labels = {lang: raw.get(lang) or {} for lang in LANGUAGES}
-    if not raw.get("zh-Hant"):
-        labels["zh-Hant"] = {group: {code: to_traditional(str(word)) for code, word in words.items()}
-                             for group, words in labels["zh-Hans"].items()}
-    return labels
-
-
 def _load_kinds(root: Path) -> dict[str, KindSpec]:
     raw = yaml.safe_load((root / "kinds.yaml").read_text(encoding="utf-8")) or {}
     kinds = {}
@@ -187,6 +169,9 @@ def _load_kinds(root: Path) -> dict[str, KindSpec]:
             choices={k: tuple(v) for k, v in (spec.get("choices") or {}).items()},
             footer=bool(spec.get("footer", False)), audience=str(spec.get("audience", "beneficiary")),
         )
+    for spec in kinds.values():
+        if spec.audience not in ("beneficiary", "staff"):
+            raise TemplateProblem(f"kinds.yaml: {spec.name}: audience must be beneficiary or staff")
     if "otp" in kinds and kinds["otp"].footer:
         raise TemplateProblem("kinds.yaml: otp: one-time codes never carry an opt-out footer")
     return kinds
@@ -212,7 +197,7 @@ class MessageTemplate:
         self.template = template
         self.source_name = source_name
         self.placeholders = placeholders  # every variable the file reads
-        self.generated = generated  # zh-Hant converted from zh-Hans by OpenCC
+        self.generated = generated  # zh-Hant converted from zh-Hans (bot/language.py)
         self._body = template.blocks["body"]
         self._sms = template.blocks["sms"]
 
@@ -230,6 +215,7 @@ class MessageTemplate:
         values.update(context)
         values["lang"] = self.lang
         values["channel"] = channel or ""
+        values["audience"] = self.spec.audience
         return values
 
     def text(self, context: Mapping[str, Any], channel: str | None = None, *, relay_to: str | None = None) -> str:
@@ -408,17 +394,18 @@ class TemplateSet:
     """Every message kind in every language, loaded, checked and compiled once."""
 
     def __init__(self, root: Path | str = MESSAGES_DIR, *, office_name: str | Mapping[str, str] = "暖心服务中心",
-                 office_phone: str = "12345", tz: ZoneInfo | None = None) -> None:
+                 office_phone: str = "12345", tz: ZoneInfo | None = None, variant: str | None = None) -> None:
         self.root = Path(root)
+        self.variant = variant  # how zh-Hant is written (bot/language.py); None: the setting
         self.tz = tz or ZoneInfo("Asia/Shanghai")
         names = {"zh-Hans": office_name} if isinstance(office_name, str) else dict(office_name)
         base = names.get("zh-Hans") or next(iter(names.values()))
         names.setdefault("zh-Hans", base)
-        names.setdefault("zh-Hant", to_traditional(names["zh-Hans"]))
+        names.setdefault("zh-Hant", to_traditional(names["zh-Hans"], variant))
         names.setdefault("en", "Nuanxin Service Centre" if base == "暖心服务中心" else base)
         self.office_name = names
         self.office_phone = office_phone
-        self.labels = _load_labels(self.root)
+        self.words: Catalogue = catalogue(variant)
         self.kinds = _load_kinds(self.root)
         self.env = Environment(undefined=StrictUndefined, autoescape=False, trim_blocks=True,
                                lstrip_blocks=True, keep_trailing_newline=False)
@@ -431,12 +418,13 @@ class TemplateSet:
 
     # --- loading -------------------------------------------------------------------------
     def _label_global(self) -> Callable[..., str]:
-        labels = self.labels
+        words = self.words
 
         @pass_context
         def label(context: Context, group: str, code: str) -> str:
+            """label(group, code): the catalogue's words in the message's language, for its audience."""
             lang = context.get("lang") or DEFAULT_LANGUAGE
-            return str(labels.get(lang, {}).get(group, {}).get(code, code))
+            return words.label(group, str(code), lang, context.get("audience") or "beneficiary")
 
         return label
 
@@ -449,11 +437,11 @@ class TemplateSet:
         elif lang == "zh-Hant" and (self.root / kind / "zh-Hans.j2").exists():
             # Decided: convert the zh-Hans *source* (wording), never the rendered text, so
             # names, reasons and accounts that staff typed are sent exactly as typed.
-            source = to_traditional((self.root / kind / "zh-Hans.j2").read_text(encoding="utf-8"))
+            source = to_traditional((self.root / kind / "zh-Hans.j2").read_text(encoding="utf-8"), self.variant)
             generated = True
         else:
             raise TemplateProblem(f"{kind}: no template {path.relative_to(self.root)}")
-        name = f"{kind}/{lang}.j2" + (" (from zh-Hans via OpenCC)" if generated else "")
+        name = f"{kind}/{lang}.j2" + (" (from zh-Hans)" if generated else "")
         try:
             ast = self.env.parse(source, name=name)
             template = self.env.from_string(source)
@@ -485,16 +473,16 @@ class TemplateSet:
     def get(self, kind: str, lang: str | None) -> MessageTemplate:
         return self._templates[(self.kind_for(kind), self.language(lang))]
 
-    def label(self, lang: str, group: str, code: str) -> str:
-        return str(self.labels.get(self.language(lang), {}).get(group, {}).get(code, code))
+    def label(self, lang: str, group: str, code: str, audience: str = "beneficiary") -> str:
+        return self.words.label(group, code, self.language(lang), audience)
 
     def automatic(self, lang: str, channel: str | None) -> dict[str, Any]:
         return {"office_name": self.office_name.get(lang, self.office_name["zh-Hans"]),
                 "office_phone": self.office_phone, "today": datetime.now(self.tz).date(),
-                "lang": lang, "channel": channel or ""}
+                "lang": lang, "channel": channel or "", "audience": "beneficiary"}
 
     def footer(self, lang: str) -> str:
-        return self.label(lang, "ui", "sms_footer")
+        return self.label(lang, "message_part", "sms_footer")
 
     def with_footer(self, text: str, lang: str) -> str:
         return f"{text} {self.footer(lang)}" if lang == "en" else f"{text}{self.footer(lang)}"
@@ -502,7 +490,7 @@ class TemplateSet:
     def relay_prefix(self, text: str, lang: str, name: str) -> str:
         """A message for the beneficiary that reaches a family member's phone says so first
         (after the 【signature】, which Chinese SMS keep at the very start)."""
-        prefix = self.label(lang, "ui", "for_family").format(name=name)
+        prefix = self.label(lang, "message_part", "for_family").format(name=name)
         if text.startswith("【") and "】" in text:
             cut = text.index("】") + 1
             return text[:cut] + prefix + text[cut:]
@@ -612,10 +600,11 @@ class TemplateSet:
 
 @lru_cache(maxsize=8)
 def load_templates(root: str = str(MESSAGES_DIR), office_name: tuple[tuple[str, str], ...] = (),
-                   office_phone: str = "12345", tz_name: str = "Asia/Shanghai") -> TemplateSet:
+                   office_phone: str = "12345", tz_name: str = "Asia/Shanghai",
+                   variant: str | None = None) -> TemplateSet:
     """A TemplateSet, loaded once per configuration and then shared."""
     names: str | dict[str, str] = dict(office_name) if office_name else "暖心服务中心"
-    return TemplateSet(root, office_name=names, office_phone=office_phone, tz=ZoneInfo(tz_name))
+    return TemplateSet(root, office_name=names, office_phone=office_phone, tz=ZoneInfo(tz_name), variant=variant)
 
 
 def templates_for(settings: Any) -> TemplateSet:
@@ -625,7 +614,8 @@ def templates_for(settings: Any) -> TemplateSet:
         names["en"] = settings.office_name_en
     return load_templates(str(MESSAGES_DIR), tuple(sorted(names.items())),
                           getattr(settings, "office_phone", "") or "12345",
-                          getattr(settings, "office_timezone", "Asia/Shanghai"))
+                          getattr(settings, "office_timezone", "Asia/Shanghai"),
+                          getattr(settings, "traditional_variant", None))
 
 
 def default_templates() -> TemplateSet:

@@ -25,6 +25,19 @@ from settings import Settings, load_settings
 _db_counter = itertools.count()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def cheap_password_hashes() -> Iterator[None]:
+    """argon2id at production cost takes about a second per check on a busy test machine; the
+    suite hashes with argon2-cffi's CHEAPEST profile (same algorithm, same code path)."""
+    from argon2 import profiles
+
+    from models.staff import HASH_PROFILE, use_hash_profile
+
+    use_hash_profile(profiles.CHEAPEST)
+    yield
+    use_hash_profile(HASH_PROFILE)
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PostgresServer]:
     server = PostgresServer().start()

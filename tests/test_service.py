@@ -147,23 +147,3 @@ def test_nuanxin_run_on_a_busy_port_says_so_and_exits_non_zero(tmp_path: Path) -
     assert result.returncode == 1, result.stderr[-3000:]
     assert "could not start" in result.stderr and "port in use" in result.stderr
     assert "Traceback" not in result.stderr
-
-
-def test_tuned_collector_freezes_what_is_loaded_and_collects_young_objects_less_often() -> None:
-    import gc
-
-    from service import GC_YOUNG_THRESHOLD, tune_garbage_collector
-
-    before = gc.get_threshold()
-    try:
-        tune_garbage_collector()
-        assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, before[1], before[2])
-        assert gc.get_freeze_count() > 10_000  # the modules loaded so far: out of every collection
-        # Garbage made afterwards is still collected.
-        cycle: list[object] = []
-        cycle.append(cycle)
-        del cycle
-        assert gc.collect() >= 1
-    finally:
-        gc.unfreeze()
-        gc.set_threshold(*before)

@@ -1,4 +1,5 @@
-"""Request bodies bounded before they are read: a pure ASGI middleware.
+"""Request bodies bounded before they are read: a pure ASGI middleware (and the write intent of
+a form post, from the same place, because it is the one that sees every request first).
 
 Each route has a limit (webhooks small, the roll upload larger, everything else in between). A
 request that declares a longer body (`Content-Length`) is answered 413 before the application
@@ -16,8 +17,11 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from models.db import writes_expected
+
 KB = 1024
 MB = 1024 * KB
+_READING_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,13 @@ class BodyLimitMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, counted_receive, watched_send)
+            if scope.get("method", "GET") in _READING_METHODS:
+                await self.app(scope, counted_receive, watched_send)
+            else:
+                # A post changes something: its transactions take SQLite's write lock at BEGIN,
+                # so a read-then-write waits its turn instead of failing (models/db.py).
+                with writes_expected():
+                    await self.app(scope, counted_receive, watched_send)
         except BodyTooLarge:
             if not started:
                 await _refuse(send, limit)

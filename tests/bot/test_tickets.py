@@ -17,13 +17,16 @@ from models.applications import HandoffTicket
 from models.db import make_engine, session_scope
 from models.migrate import upgrade
 from models.outbox import OutboxMessage
-from models.staff import AuditLog, StaffUser
+from models.staff import AuditLog, StaffUser, hash_password
 from tests.bot.conftest import Chat
+
+WANG_PASSWORD = "wang-staff-password"
 
 
 def _staff(db) -> None:
     with session_scope(db) as s:
-        s.add(StaffUser(username="wang", display_name="王老师", roles=["caseworker"]))
+        s.add(StaffUser(username="wang", display_name="王老师", roles=["caseworker"],
+                        password_hash=hash_password(WANG_PASSWORD)))
 
 
 def test_staff_answer_reaches_the_person_on_their_channel_through_the_outbox(engine, db_engine, clock):
@@ -92,7 +95,8 @@ def test_tickets_commands_list_reply_and_draft(tmp_path: Path, monkeypatch: pyte
     assert listed.exit_code == 0, listed.output
     tickets = json.loads(listed.output)["tickets"]
     assert [t["question"] for t in tickets] == ["重阳节有什么活动"]
-    replied = runner.invoke(app, ["tickets", "reply", str(tickets[0]["id"]), "社区有登高和聚餐。", "--as", "wang"])
+    replied = runner.invoke(app, ["tickets", "reply", str(tickets[0]["id"]), "社区有登高和聚餐。", "--as", "wang"],
+                            input=WANG_PASSWORD + "\n")
     assert replied.exit_code == 0, replied.output
     assert json.loads(runner.invoke(app, ["tickets", "list", "--json"]).output)["tickets"] == []
     answered = json.loads(runner.invoke(app, ["tickets", "list", "--status", "answered", "--json"]).output)
@@ -100,5 +104,5 @@ def test_tickets_commands_list_reply_and_draft(tmp_path: Path, monkeypatch: pyte
     drafted = runner.invoke(app, ["tickets", "draft-article", str(tickets[0]["id"]), "--out", str(tmp_path / "d")])
     assert drafted.exit_code == 0, drafted.output
     assert (tmp_path / "d" / f"ticket-{tickets[0]['id']}.md").exists()
-    refused = runner.invoke(app, ["tickets", "reply", "999", "x", "--as", "wang"])
+    refused = runner.invoke(app, ["tickets", "reply", "999", "x", "--as", "wang"], input=WANG_PASSWORD + "\n")
     assert refused.exit_code == 2 and "no ticket #999" in refused.output

@@ -22,7 +22,7 @@ from outreach.providers.base import (
 )
 from outreach.providers.fake_telegram import FakeTelegram, Faults
 from outreach.providers.fake_twilio import FakeTwilio
-from outreach.providers.telegram import InlineKeyboardButton, InlineKeyboardMarkup, TelegramProvider
+from outreach.providers.telegram import TelegramProvider
 from outreach.providers.twilio import TwilioProvider
 from outreach.ratelimit import ProviderLimits
 
@@ -189,22 +189,6 @@ async def test_faulty_provider_every_message_delivered_and_duplicates_only_from_
     assert d.stats["retried"] >= 0.15 * n  # the faults really happened
 
 
-async def test_telegram_calls_without_files_go_as_one_json_body_with_nested_objects_as_objects():
-    """The session posts JSON (the Bot API takes it for every call but uploads): chat_id stays a
-    number and the keyboard an object, exactly as aiogram's own form would have encoded them."""
-    async with FakeTelegram(TOKEN) as tg:
-        p = TelegramProvider(TOKEN, api_base=tg.base_url)
-        try:
-            await p.send(msg("42", body="缴费通知", extra={"buttons": [[{"text": "好", "data": "ok"}]]}))
-        finally:
-            await p.close()
-    sent = tg.requests[-1]
-    assert (sent.method, sent.content_type) == ("sendMessage", "application/json")
-    assert sent.params["chat_id"] == 42 and sent.params["text"] == "缴费通知"
-    assert sent.params["reply_markup"] == {"inline_keyboard": [[{"text": "好", "callback_data": "ok"}]]}
-    assert "parse_mode" not in sent.params  # unset defaults are left out, as aiogram's form does
-
-
 async def test_telegram_a_call_with_a_file_still_goes_as_aiograms_multipart_form():
     from aiogram.types import BufferedInputFile
 
@@ -234,37 +218,6 @@ async def test_telegram_request_middleware_registered_on_the_session_still_runs(
         finally:
             await p.close()
     assert seen == ["sendMessage"] and len(tg.sent) == 1
-
-
-async def test_telegram_json_body_holds_what_aiograms_own_encoding_holds_with_bot_defaults_and_nested_lists():
-    """The session walks the method's fields instead of dumping it first: the body must still
-    equal aiogram's encoding, bot defaults (parse_mode) filled in, lists of objects and
-    objects inside objects dumped, unset defaults left out."""
-    from aiogram.client.default import DefaultBotProperties
-    from aiogram.methods import SendMessage
-    from aiogram.types import LinkPreviewOptions, MessageEntity, ReplyParameters
-
-    async with FakeTelegram(TOKEN) as tg:
-        p = TelegramProvider(TOKEN, api_base=tg.base_url)
-        p.bot.default = DefaultBotProperties(parse_mode="HTML")
-        method = SendMessage(chat_id=42, text="<b>通知</b> 请查收", entities=[MessageEntity(type="bold", offset=0, length=2)],
-                             link_preview_options=LinkPreviewOptions(is_disabled=True),
-                             reply_parameters=ReplyParameters(message_id=7, allow_sending_without_reply=True),
-                             reply_markup=InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(text="好", callback_data="ok")]]))
-        try:
-            sent = await p.bot(method)
-            expected = {}
-            for key, value in method.model_dump(warnings=False, exclude_none=True).items():
-                prepared = p.bot.session.prepare_value(value, bot=p.bot, files={}, _dumps_json=False)
-                if prepared is not None and prepared != "":
-                    expected[key] = prepared
-        finally:
-            await p.close()
-    assert tg.requests[-1].params == expected
-    assert expected["parse_mode"] == "HTML" and expected["entities"] == [{"type": "bold", "offset": 0, "length": 2}]
-    assert expected["reply_parameters"] == {"message_id": 7, "allow_sending_without_reply": True,
-                                            "quote_parse_mode": "HTML"}  # a nested default, filled in too
-    assert sent.chat.id == 42  # a plain SendMessage still answers with aiogram's whole Message
 
 
 async def test_telegram_provider_reads_the_message_id_alone_and_a_malformed_success_is_a_temporary_failure():

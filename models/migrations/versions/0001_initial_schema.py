@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 06:21:21.710582
+Create Date: 2026-12-01 11:42:29.306992
 """
 from alembic import op
 import sqlalchemy as sa
@@ -120,6 +120,19 @@ def upgrade() -> None:
     sa.Column('expires_at', models.base.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('name')
     )
+    op.create_table('sign_in_attempt',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('username', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('address', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('outcome', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('at', models.base.UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('sign_in_attempt', schema=None) as batch_op:
+        batch_op.create_index('ix_sign_in_attempt_address', ['address', 'at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_sign_in_attempt_at'), ['at'], unique=False)
+        batch_op.create_index('ix_sign_in_attempt_name', ['username', 'at'], unique=False)
+
     op.create_table('staff_user',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('username', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
@@ -128,7 +141,10 @@ def upgrade() -> None:
     sa.Column('roles', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
     sa.Column('telegram_chat_id', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
     sa.Column('district', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+    sa.Column('language', sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False),
     sa.Column('active', sa.Boolean(), nullable=False),
+    sa.Column('password_changed_at', models.base.UTCDateTime(), nullable=True),
+    sa.Column('last_sign_in_at', models.base.UTCDateTime(), nullable=True),
     sa.Column('created_at', models.base.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('username')
@@ -242,6 +258,54 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('scheme_membership', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_scheme_membership_beneficiary_id'), ['beneficiary_id'], unique=False)
+
+    op.create_table('staff_session',
+    sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('staff_id', sa.Integer(), nullable=False),
+    sa.Column('csrf_token', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('created_at', models.base.UTCDateTime(), nullable=False),
+    sa.Column('last_seen_at', models.base.UTCDateTime(), nullable=False),
+    sa.Column('revoked_at', models.base.UTCDateTime(), nullable=True),
+    sa.Column('revoked_reason', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
+    sa.Column('address', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('user_agent', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('flash', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
+    sa.ForeignKeyConstraint(['staff_id'], ['staff_user.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('staff_session', schema=None) as batch_op:
+        batch_op.create_index('ix_staff_session_staff', ['staff_id', 'revoked_at'], unique=False)
+
+    op.create_table('staff_token',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('staff_id', sa.Integer(), nullable=False),
+    sa.Column('label', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+    sa.Column('token_hash', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('hint', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('created_at', models.base.UTCDateTime(), nullable=False),
+    sa.Column('expires_at', models.base.UTCDateTime(), nullable=False),
+    sa.Column('last_used_at', models.base.UTCDateTime(), nullable=True),
+    sa.Column('revoked_at', models.base.UTCDateTime(), nullable=True),
+    sa.ForeignKeyConstraint(['staff_id'], ['staff_user.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('token_hash')
+    )
+    with op.batch_alter_table('staff_token', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_staff_token_staff_id'), ['staff_id'], unique=False)
+
+    op.create_table('broadcast_review',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('broadcast_id', sa.Integer(), nullable=False),
+    sa.Column('staff_user_id', sa.Integer(), nullable=True),
+    sa.Column('step', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('comment', sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=False),
+    sa.Column('at', models.base.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['broadcast_id'], ['broadcast.id'], ),
+    sa.ForeignKeyConstraint(['staff_user_id'], ['staff_user.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('broadcast_review', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_broadcast_review_broadcast_id'), ['broadcast_id'], unique=False)
 
     op.create_table('contact',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -464,6 +528,18 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_contact_beneficiary_id'))
 
     op.drop_table('contact')
+    with op.batch_alter_table('broadcast_review', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_broadcast_review_broadcast_id'))
+
+    op.drop_table('broadcast_review')
+    with op.batch_alter_table('staff_token', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_staff_token_staff_id'))
+
+    op.drop_table('staff_token')
+    with op.batch_alter_table('staff_session', schema=None) as batch_op:
+        batch_op.drop_index('ix_staff_session_staff')
+
+    op.drop_table('staff_session')
     with op.batch_alter_table('scheme_membership', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_scheme_membership_beneficiary_id'))
 
@@ -488,6 +564,12 @@ def downgrade() -> None:
     op.drop_table('conversation')
     op.drop_table('broadcast')
     op.drop_table('staff_user')
+    with op.batch_alter_table('sign_in_attempt', schema=None) as batch_op:
+        batch_op.drop_index('ix_sign_in_attempt_name')
+        batch_op.drop_index(batch_op.f('ix_sign_in_attempt_at'))
+        batch_op.drop_index('ix_sign_in_attempt_address')
+
+    op.drop_table('sign_in_attempt')
     op.drop_table('scheduler_lease')
     op.drop_table('scheduler_job_run')
     with op.batch_alter_table('message_log', schema=None) as batch_op:

@@ -1,0 +1,169 @@
+"""Which language a message is written in, and Traditional <-> Simplified Chinese.
+
+The one place that builds OpenCC converters. Three languages are spoken: zh-Hans (the
+default), zh-Hant and en.
+
+- `to_traditional(text)` writes zh-Hant with a regional variant, a setting
+  (`NUANXIN_TRADITIONAL_VARIANT`): `s2hk` (Hong Kong / Macau characters, the default: the
+  offices serve Guangdong, where Traditional readers are mostly from Hong Kong, Macau and
+  abroad) or `s2twp` (Taiwan characters and phrases). Never plain `s2t`, which writes
+  forms nobody uses (爲, 回複).
+- `to_simplified(text)` converts characters only (names and typed text keep their words).
+- `normalise_command(text)` reduces a reply for matching command words and answers: NFKC,
+  no control characters, lower case, outer punctuation off, and Traditional characters and
+  Taiwan/Hong Kong phrases turned into Simplified (選單 -> 菜单, 確認 -> 确认, 係 -> 系), so
+  every word list is written once, in Simplified.
+- `detect_language(text, hint)`: the script of the text decides; the hint (what we already
+  know: the person's language, or the Telegram client's setting) decides what the text
+  cannot: digits, a code, "ok", a command word, a short Latin reply from a Chinese reader.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping
+from functools import cache, lru_cache
+from typing import Final
+
+import opencc
+
+LANGUAGES: Final = ("zh-Hans", "zh-Hant", "en")
+DEFAULT_LANGUAGE: Final = "zh-Hans"
+VARIANTS: Final = ("s2hk", "s2twp")
+DEFAULT_VARIANT: Final = "s2hk"
+
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
+_CTRL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+_OUTER_PUNCTUATION = " .。!！~～,，、;；"
+# A Latin reply of fewer words than this, from someone we know reads Chinese, is not a
+# switch to English ("ok", "ok thanks", "12345X", "TD").
+_ENGLISH_MIN_WORDS_FOR_CHINESE_READER = 3
+# Words that say nothing about the language they are typed in: acknowledgements and the
+# command words every reader may use (STOP and TD are the carriers' opt-out words).
+_NEUTRAL_WORDS: Final = frozenset({
+    "ok", "okay", "k", "td", "stop", "stopall", "unsubscribe", "unstop", "start", "menu", "main", "home",
+    "help", "human", "agent", "staff", "operator", "person", "yes", "no", "y", "n", "back", "skip",
+    "cancel", "end", "quit", "revoke", "optout"})
+
+
+class UnknownVariant(ValueError):
+    """A Traditional Chinese variant other than s2hk or s2twp was asked for."""
+
+
+@cache
+def _converter(config: str) -> opencc.OpenCC:
+    return opencc.OpenCC(config)
+
+
+def _check_variant(variant: str) -> str:
+    if variant not in VARIANTS:
+        raise UnknownVariant(f"unknown Traditional Chinese variant {variant!r} (use {' or '.join(VARIANTS)})")
+    return variant
+
+
+@lru_cache(maxsize=1)
+def configured_variant() -> str:
+    """The variant from the settings (read once per process)."""
+    from settings import get_settings
+
+    return _check_variant(get_settings().traditional_variant)
+
+
+@lru_cache(maxsize=16384)
+def _to_traditional(text: str, variant: str) -> str:
+    return str(_converter(variant).convert(text))
+
+
+def to_traditional(text: str, variant: str | None = None) -> str:
+    """Simplified -> Traditional in the configured regional variant (or the one given).
+    ASCII (template variables, codes) is left untouched."""
+    if not text or not _CJK.search(text):
+        return text
+    return _to_traditional(text, _check_variant(variant) if variant else configured_variant())
+
+
+@lru_cache(maxsize=16384)
+def to_simplified(text: str) -> str:
+    """Traditional -> Simplified, character by character (words are kept as written)."""
+    if not text or not _CJK.search(text):
+        return text
+    return str(_converter("t2s").convert(text))
+
+
+@lru_cache(maxsize=16384)
+def _phrases_to_simplified(text: str) -> str:
+    # tw2sp: Traditional characters and Taiwan phrases (選單, 軟體) to mainland ones; it covers
+    # the Hong Kong character forms too (裏, 着).
+    return str(_converter("tw2sp").convert(text))
+
+
+def clean(raw: str) -> str:
+    """NFKC, no control or invisible characters, single spaces."""
+    text = unicodedata.normalize("NFKC", raw or "")
+    text = _CTRL.sub("", _ANSI.sub("", text))
+    return " ".join(text.split())
+
+
+def normalise_command(text: str) -> str:
+    """A reply reduced for matching against command words and answers (see the module doc)."""
+    reduced = clean(text).lower().strip(_OUTER_PUNCTUATION)
+    if _CJK.search(reduced):
+        reduced = _phrases_to_simplified(reduced)
+    return reduced
+
+
+def language_of_hint(hint: str | None) -> str | None:
+    """A language from a hint: ours (zh-Hant) or a client's locale (en-US, zh-TW, zh-hans)."""
+    h = (hint or "").strip().lower().replace("_", "-")
+    if not h:
+        return None
+    if h.startswith("en"):
+        return "en"
+    if h.startswith(("zh-hant", "zh-tw", "zh-hk", "zh-mo")):
+        return "zh-Hant"
+    if h.startswith("zh"):
+        return "zh-Hans"
+    return None
+
+
+def _script_counts(chinese: str) -> tuple[int, int]:
+    """(characters written only in Traditional, characters written only in Simplified)."""
+    simplified = _converter("t2s").convert(chinese)
+    # Taiwan's standard characters, without phrase changes: s2t would count 核 in 核查 (覈查) as Simplified.
+    traditional = _converter("s2tw").convert(chinese)
+    traditional_only = sum(a != b for a, b in zip(chinese, simplified, strict=False))
+    simplified_only = sum(a != b for a, b in zip(chinese, traditional, strict=False))
+    return traditional_only, simplified_only
+
+
+@lru_cache(maxsize=8192)
+def detect_language(text: str, hint: str | None = None) -> str:
+    """zh-Hant, zh-Hans or en: from the text where it can tell, else from the hint, else zh-Hans."""
+    known = language_of_hint(hint)
+    chinese = "".join(_CJK.findall(text or ""))
+    if chinese:
+        traditional_only, simplified_only = _script_counts(chinese)
+        if traditional_only > simplified_only:
+            return "zh-Hant"
+        if simplified_only > traditional_only:
+            return "zh-Hans"
+        # Written the same in both scripts (您好, 冇): a Traditional reader stays Traditional.
+        return "zh-Hant" if known == "zh-Hant" else "zh-Hans"
+    words = _LATIN_WORD.findall(text or "")
+    neutral = len(words) == 1 and normalise_command(text).lstrip("/") in _NEUTRAL_WORDS
+    if words and not neutral and (known in (None, "en") or len(words) >= _ENGLISH_MIN_WORDS_FOR_CHINESE_READER):
+        return "en"
+    return known or DEFAULT_LANGUAGE
+
+
+def localise(texts: Mapping[str, str], lang: str) -> str:
+    """Pick a language from {"zh-Hans": ..., "en": ..., optional "zh-Hant": ...}: zh-Hant is
+    converted from zh-Hans when not given; a missing English text falls back to zh-Hans."""
+    if lang == "en":
+        return texts.get("en") or texts["zh-Hans"]
+    if lang == "zh-Hant":
+        return texts.get("zh-Hant") or to_traditional(texts["zh-Hans"])
+    return texts["zh-Hans"]

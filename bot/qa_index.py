@@ -1,0 +1,185 @@
+"""Word-level search for policy Q&A: tokens (words, character bigrams, pinyin bigrams for
+typos and homophones, synonyms) and BM25 over the articles of one written language."""
+
+from __future__ import annotations
+
+import math
+import re
+from functools import lru_cache
+
+import bm25s
+import numpy as np
+import rjieba
+from pypinyin import Style, lazy_pinyin
+
+from bot.knowledge import Article
+from bot.qa_text import simplified
+
+# How many copies of each field go into an article's indexed text: the phrasings people
+# use (questions, keywords, title) matter more than the wording of the answer itself.
+FIELD_WEIGHTS = {"questions": 3, "keywords": 3, "title": 3, "body": 1}
+
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_CJK_RUN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]{2,}")
+_LATIN_WORD = re.compile(r"[a-z0-9]+")
+_ZH_TOKEN_OK = re.compile(r"[\u3400-\u9fffa-z0-9]")
+# Ages of 80 and over, written as digits or words, share one token: the over-80 insurance
+# articles say "80岁以上" while families write "今年82了" or "she is 91".
+_AGE_80_PLUS = re.compile(r"(?<![\d.,])(8\d|9\d|10\d)(?![\d,])(?!\.\d)(?!\s*(元|块|万|yuan|%|人|个|家|项|年))|"
+                          r"八十|九十|eighty|ninety")
+AGE_TOKEN = "age80plus"
+
+# Words that carry no topic; kept as text so staff can read and extend the lists.
+_ZH_STOPWORD_TEXT = (
+    "的 了 吗 呢 吧 啊 呀 哦 嘛 么 哈 啦 喔 哎 唉 嗯 是 我 你 您 他 她 它 我们 你们 他们 她们 咱 咱们 俺 "
+    "这 那 这个 那个 这些 那些 个 就 都 也 还 和 跟 与 及 或 或者 请问 请 一下 问 问问 想 想问 知道 "
+    "听说 说 一个 有没有 没有 有 吧 呗 着 过 得 地 把 被 让 给 在 又 再 才 很 太 挺 好 谢谢 麻烦 "
+    "能 能不能 可以 可不可以 会 会不会 是不是 要 需要 该 应该 怎么 怎么样 怎样 如何 什么 啥 哪些 哪 "
+    "多少 几 吗 么 啊 呢 现在 今年 一直 已经 听 人家 老人家 老人 家里 家人 就是 然后 嗯 呃"
+)
+_EN_STOPWORD_TEXT = (
+    "a an the and or but of to in on at for from by with about as is are was were be been being am "
+    "do does did doing have has had i me my mine we our us you your he him his she her they them their "
+    "it its this that these those there here what which who whom whose when where why how can could "
+    "would should will shall may might must please hi hello dear thanks thank tell know want wants "
+    "wanted need get got any some if so than then just also too very really still now yes "
+    "t s im ive id is there much many"
+)
+ZH_STOPWORDS = frozenset(_ZH_STOPWORD_TEXT.split())
+EN_STOPWORDS = frozenset(_EN_STOPWORD_TEXT.split())
+
+
+def _stem(word: str) -> str:
+    """Very light English stemming: enough to match plurals and -ing/-ed forms."""
+    if len(word) <= 3:
+        return word
+    for suffix, replacement, min_len in (("ance", "", 7), ("ies", "y", 5), ("sses", "ss", 5), ("ches", "ch", 5),
+                                         ("shes", "sh", 5), ("xes", "x", 4), ("ing", "", 6),
+                                         ("ied", "y", 5), ("ed", "", 5), ("ly", "", 6)):
+        if word.endswith(suffix) and len(word) >= min_len:
+            return word[: -len(suffix)] + replacement
+    if word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+class Tokenizer:
+    """Turns text into index tokens for one language, with synonyms mapped to one form."""
+
+    def __init__(self, language: str, synonym_groups: tuple[tuple[str, ...], ...] = (),
+                 dictionary_words: set[str] | None = None) -> None:
+        self.language = language
+        self.canonical: dict[str, str] = {}
+        if language == "zh-Hans" and dictionary_words:
+            # rjieba's dictionary is process-wide: words added for one knowledge base stay
+            # for the next, which only ever adds segmentation choices.
+            # Teach the segmenter the knowledge base's own phrases (社保补缴, 生存认证, …)
+            # so they come out as one token as well as their parts (cut_for_search).
+            for word in sorted(dictionary_words):
+                if _CJK.search(word) and 2 <= len(word) <= 8:
+                    rjieba.add_word(word, None, None)
+        for group in synonym_groups:
+            forms = [self._plain_words(w) for w in group]
+            canonical = " ".join(forms[0])
+            for form in forms:
+                self.canonical[" ".join(form)] = canonical
+
+    def _plain_words(self, text: str) -> list[str]:
+        text = simplified(text)
+        if self.language == "en":
+            return [_stem(w) for w in _LATIN_WORD.findall(text) if w not in EN_STOPWORDS]
+        return [text.strip()]
+
+    def words(self, text: str) -> list[str]:
+        """Meaningful words (no bigrams): used for coverage."""
+        text = simplified(text)
+        ages = [AGE_TOKEN] if _AGE_80_PLUS.search(text) else []
+        if self.language == "en":
+            stems = [_stem(w) for w in _LATIN_WORD.findall(text) if w not in EN_STOPWORDS]
+            return self._with_synonyms(stems, phrase_len=4) + ages
+        words = [w for w in rjieba.cut_for_search(text) if _ZH_TOKEN_OK.search(w) and w not in ZH_STOPWORDS]
+        return self._with_synonyms(words, phrase_len=1) + ages
+
+    def tokens(self, text: str) -> list[str]:
+        """Index tokens: words plus, for Chinese, character bigrams that survive typos and odd cuts."""
+        words = self.words(text)
+        if self.language == "en":
+            return words
+        runs = _CJK_RUN.findall(simplified(text))
+        bigrams = ["~" + run[i: i + 2] for run in runs for i in range(len(run) - 1)]
+        return words + bigrams + [_pinyin_bigram(b[1:]) for b in bigrams]
+
+    def _with_synonyms(self, words: list[str], phrase_len: int) -> list[str]:
+        out = list(words)
+        for n in range(1, phrase_len + 1):
+            for i in range(len(words) - n + 1):
+                canonical = self.canonical.get(" ".join(words[i: i + n]))
+                if canonical is not None:
+                    out.extend(canonical.split())
+        return out
+
+
+
+
+@lru_cache(maxsize=20000)
+def _pinyin_bigram(pair: str) -> str:
+    """Two characters as toneless pinyin: 互住 and 互助, 任证 and 认证 share one token."""
+    return "py:" + "".join(lazy_pinyin(pair, style=Style.NORMAL))
+
+
+def index_tokens(article: Article, tokenizer: Tokenizer) -> list[str]:
+    """Whole-article tokens with field weights; each field tokenised once."""
+    questions = tokenizer.tokens("\n".join(article.questions))
+    title = tokenizer.tokens(article.title)
+    keywords = tokenizer.tokens("\n".join(article.keywords))
+    body = tokenizer.tokens(article.body)
+    return (questions * FIELD_WEIGHTS["questions"] + keywords * FIELD_WEIGHTS["keywords"]
+            + title * FIELD_WEIGHTS["title"] + body * FIELD_WEIGHTS["body"])
+
+
+class WordIndex:
+    """BM25 over the articles of one written language, and the IDF-weighted share of a
+    question's words an article holds (its coverage)."""
+
+    def __init__(self, articles: list[Article], tokenizer: Tokenizer) -> None:
+        self.articles = articles
+        self.tokenizer = tokenizer
+        corpus = [index_tokens(a, tokenizer) for a in articles]
+        self.vocab = [set(tokens) for tokens in corpus]
+        self.bm25 = bm25s.BM25(k1=1.2, b=0.75)
+        self.bm25.index(corpus, show_progress=False)
+        n = len(corpus)
+        df: dict[str, int] = {}
+        for tokens in self.vocab:
+            for token in tokens:
+                df[token] = df.get(token, 0) + 1
+        self.idf = {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}
+        # A word no article has is as informative as the rarest word there is.
+        self.unknown_idf = math.log(1 + (n + 0.5) / 0.5)
+
+    def scores(self, question: str) -> np.ndarray:
+        tokens = self.tokenizer.tokens(question)
+        if not tokens or len(self.articles) == 0:
+            return np.zeros(len(self.articles), dtype=np.float32)
+        return np.asarray(self.bm25.get_scores(tokens), dtype=np.float32)
+
+    def coverage(self, question: str, doc: int) -> float:
+        words = set(self.tokenizer.words(question))
+        if not words:
+            return 0.0
+        weights = {w: self.idf.get(w, self.unknown_idf) for w in words}
+        if self.tokenizer.language != "en":
+            # A Chinese word the segmenter cut differently still counts when its bigrams are there.
+            found = sum(weights[w] * _bigram_share(w, self.vocab[doc]) for w in words)
+        else:
+            found = sum(weights[w] for w in words if w in self.vocab[doc])
+        return found / sum(weights.values())
+
+
+def _bigram_share(word: str, vocab: set[str]) -> float:
+    if word in vocab:
+        return 1.0
+    if len(word) < 3 or not _CJK.search(word):
+        return 0.0
+    grams = [word[i: i + 2] for i in range(len(word) - 1)]
+    return sum(("~" + g) in vocab for g in grams) / len(grams)

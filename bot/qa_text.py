@@ -1,0 +1,59 @@
+"""Text forms for searching questions: Simplified Chinese with dialect words in standard form.
+
+OpenCC is used here until bot/language.py (the project's one language module) provides
+`to_simplified` / `to_traditional`; then these delegate to it.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+
+import opencc
+import yaml
+
+_t2s = opencc.OpenCC("t2s")
+DIALECT_FILE = Path(__file__).resolve().parent.parent / "knowledge" / "dialect.yaml"
+
+
+@lru_cache(maxsize=1)
+def _s2t() -> opencc.OpenCC:
+    return opencc.OpenCC("s2t")  # built on first use (about 0.2 s)
+
+
+def to_simplified(text: str) -> str:
+    return _t2s.convert(text)
+
+
+def to_traditional(text: str) -> str:
+    return _s2t().convert(text)
+
+
+@lru_cache(maxsize=1)
+def _dialect() -> tuple[re.Pattern[str] | None, dict[str, str]]:
+    try:
+        data = yaml.safe_load(DIALECT_FILE.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        return None, {}
+    forms = {str(k): str(v or "") for k, v in (data.get("forms") or {}).items()}
+    if not forms:
+        return None, {}
+    return re.compile("|".join(map(re.escape, sorted(forms, key=len, reverse=True)))), forms
+
+
+@lru_cache(maxsize=8192)
+def simplified(text: str) -> str:
+    """Lower-case Simplified Chinese with Cantonese and colloquial forms in standard Mandarin."""
+    pattern, forms = _dialect()
+    if pattern is not None:
+        text = pattern.sub(lambda m: forms[m.group(0)], text)
+    return _t2s.convert(text.lower())
+
+
+# Voice input and chat fillers that carry nothing a search could use.
+_FILLERS = re.compile(r"嗯+|呃+|额+|哎+|唉+|啊+|呀+|哦+|噢+|就是说|然后呢|然后|那个那个|对吧|你知道吧|怎么说呢|这么说吧")
+
+
+def without_fillers(text: str) -> str:
+    return _FILLERS.sub(" ", text)

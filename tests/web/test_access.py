@@ -1,0 +1,154 @@
+"""Who may open which page and take which action: every route, every role, and strangers."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi.routing import APIRoute
+from sqlmodel import Session, select
+
+from models.applications import Application, HandoffTicket, Task
+from models.outbox import Broadcast
+from models.staff import AuditLog
+from tests.web.conftest import ROLES, Console, World
+
+ALL = frozenset(ROLES)
+CASE_READ = frozenset({"viewer", "caseworker"})
+# (method, path) -> the roles that may use it (administrators may use everything).
+# Written out here, not read from the code: the code must agree with this table.
+PERMISSIONS: dict[tuple[str, str], frozenset[str]] = {
+    ("GET", "/"): ALL,
+    ("GET", "/account"): ALL,
+    ("POST", "/account/language"): ALL,
+    ("POST", "/account/password"): ALL,
+    ("POST", "/account/tokens"): ALL,
+    ("POST", "/account/tokens/{token_id}/revoke"): ALL,
+    ("GET", "/applications"): CASE_READ,
+    ("GET", "/applications/{app_id}"): CASE_READ,
+    ("POST", "/applications/{app_id}/stage"): frozenset({"caseworker"}),
+    ("GET", "/tickets"): CASE_READ,
+    ("POST", "/tickets/{ticket_id}/reply"): frozenset({"caseworker"}),
+    ("GET", "/tasks"): CASE_READ,
+    ("POST", "/tasks/{task_id}/done"): frozenset({"caseworker"}),
+    ("GET", "/audit"): frozenset({"approver"}),
+    ("GET", "/staff"): frozenset(),
+    ("POST", "/staff"): frozenset(),
+    ("POST", "/staff/{user_id}/roles"): frozenset(),
+    ("POST", "/staff/{user_id}/active"): frozenset(),
+    ("POST", "/staff/{user_id}/password"): frozenset(),
+    ("GET", "/broadcasts"): frozenset({"composer", "approver"}),
+    ("POST", "/broadcasts/{broadcast_id}/approve"): frozenset({"approver"}),
+    ("GET", "/broadcasts/new"): frozenset({"composer"}),
+    ("GET", "/knowledge"): frozenset({"caseworker", "composer", "approver"}),
+    ("GET", "/outbox"): frozenset({"caseworker"}),
+    ("GET", "/simulator"): frozenset({"caseworker", "composer"}),
+    ("GET", "/schedule"): frozenset({"composer", "approver"}),
+    ("POST", "/logout"): ALL,
+}
+PUBLIC = {("GET", "/healthz"), ("GET", "/login"), ("POST", "/login"), ("GET", "/login/language"),
+          ("POST", "/webhooks/twilio/sms"), ("POST", "/webhooks/twilio/status"), ("POST", "/webhooks/telegram")}
+# Routes that end the session come last in a walk.
+LAST = {("POST", "/logout")}
+
+
+def _api_routes(routes: list[Any]) -> list[APIRoute]:
+    out: list[APIRoute] = []
+    for route in routes:
+        if isinstance(route, APIRoute):
+            out.append(route)
+        elif hasattr(route, "original_router"):  # an included router
+            out.extend(_api_routes(route.original_router.routes))
+    return out
+
+
+def _routes(app: Any) -> set[tuple[str, str]]:
+    return {(method, route.path) for route in _api_routes(app.routes) for method in route.methods - {"HEAD"}}
+
+
+def _declares_roles(route: APIRoute) -> bool:
+    return any(hasattr(dep.call, "roles") for dep in route.dependant.dependencies)
+
+
+def _concrete(path: str, world: World, role: str) -> str:
+    ids = {"app_id": world.application, "ticket_id": world.ticket, "task_id": world.task,
+           "user_id": world.staff["viewer"], "broadcast_id": world.broadcast, "token_id": 1}
+    return re.sub(r"\{(\w+)\}", lambda m: str(ids[m.group(1)]), path)
+
+
+def _walk_order() -> list[tuple[str, str]]:
+    return sorted(PERMISSIONS, key=lambda r: (r in LAST, r[0] == "POST", r[1]))
+
+
+def test_every_route_is_in_the_permission_table(app: Any) -> None:
+    """A route added without saying who may use it fails here: the table and the app agree exactly,
+    and every console route declares its roles through the one dependency."""
+    assert _routes(app) == set(PERMISSIONS) | PUBLIC
+    for route in _api_routes(app.routes):
+        for method in route.methods - {"HEAD"}:
+            if (method, route.path) in PERMISSIONS:
+                assert _declares_roles(route), route.path
+
+
+def test_a_stranger_is_sent_to_sign_in_from_every_console_route(console: Console, world: World) -> None:
+    """Pages redirect to /login (coming back afterwards); actions are refused with a page, not run."""
+    for method, path in _walk_order():
+        url = _concrete(path, world, "stranger")
+        if method == "GET":
+            response = console.get(url)
+            assert response.status_code == 303, (method, path)
+            assert response.headers["location"].startswith("/login?next="), (method, path)
+        else:
+            response = console.client.post(url, data={"csrf": "x", "answer": "想改点东西"}, follow_redirects=False)
+            assert response.status_code == 401, (method, path)
+            assert "请先登录" in response.text and "<html" in response.text
+    assert console.get("/healthz").status_code == 200
+    assert console.get("/login").status_code == 200
+
+
+def test_each_role_is_refused_every_page_and_action_it_may_not_use(new_console: Any, world: World,
+                                                                  db_engine: Any) -> None:
+    """For every role and every route: refused ones answer 403 with a page and are audited; allowed
+    ones are not refused. A viewer and a composer, walked first, change nothing at all."""
+    def state() -> tuple[Any, ...]:
+        with Session(db_engine) as s:
+            return (s.get(Application, world.application).stage, s.get(HandoffTicket, world.ticket).status,  # type: ignore[union-attr]
+                    s.get(Task, world.task).status, s.get(Broadcast, world.broadcast).status)  # type: ignore[union-attr]
+
+    before = state()
+    for role in ("viewer", "composer", "caseworker", "approver", "admin"):
+        console = new_console()
+        assert console.sign_in(role).status_code == 303
+        for method, path in _walk_order():
+            allowed = role == "admin" or role in PERMISSIONS[(method, path)]
+            url = _concrete(path, world, role)
+            if method == "GET":
+                response = console.get(url)
+            else:
+                response = console.post(url, {"answer": ""}, from_page="/account")
+            if allowed:
+                assert response.status_code not in (401, 403), (role, method, path, response.status_code)
+            else:
+                assert response.status_code == 403, (role, method, path, response.status_code)
+                assert "没有权限" in response.text
+        if role in ("viewer", "composer"):
+            assert state() == before, f"a {role} changed something"
+    with Session(db_engine) as s:
+        refused = s.exec(select(AuditLog).where(AuditLog.action == "staff.refused")).all()
+    assert {a.actor for a in refused} == {"viewer", "composer", "caseworker", "approver"}
+    assert any(a.details["path"] == f"/applications/{world.application}/stage" and a.actor == "viewer"
+               for a in refused)
+
+
+def test_pages_show_only_the_menu_entries_a_role_may_open(new_console: Any, world: World) -> None:
+    """The composer's menu has no casework, no audit, no staff; the viewer's has casework only."""
+    composer = new_console()
+    composer.sign_in("composer")
+    page = composer.get("/").text
+    assert 'href="/broadcasts"' in page
+    assert all(f'href="{p}"' not in page for p in ("/people", "/applications", "/audit", "/staff", "/import"))
+    viewer = new_console()
+    viewer.sign_in("viewer")
+    page = viewer.get(f"/applications/{world.application}").text
+    assert 'href="/applications"' in page and 'href="/broadcasts"' not in page
+    assert 'action="/applications/' not in page  # no action form for a viewer
