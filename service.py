@@ -3,6 +3,12 @@ outbox dispatcher, the scheduler, and Telegram long polling when a token is set.
 
 Each part is optional in the sense that it starts only when its module and settings are
 there; none of them is a global: they are built here and passed to each other.
+
+Start: the port opens first (migrations are checked, not rerun, when the schema is current);
+the knowledge base loads in a thread beside it, and Telegram (aiogram's hundreds of pydantic
+models take seconds to build) is set up in the background once the web is serving. Stop:
+sends already handed to a provider finish, every other claimed row goes back to the queue with
+its lease released, and the process exits within `STOP_BUDGET_S`.
 """
 
 from __future__ import annotations
@@ -11,15 +17,21 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from typing import Any
 
 from models.clock import SystemClock
-from models.db import make_engine
-from models.migrate import upgrade
-from models.privacy import configure_logging
+from models.db import checkpoint, is_sqlite, make_engine
+from models.migrate import upgrade_if_needed
+from models.privacy import configure_logging, uvicorn_log_config
 from settings import Settings
 
 log = logging.getLogger("nuanxin.service")
+
+# SIGTERM to exit, at most (a supervisor's usual grace period is 10 s).
+STOP_BUDGET_S = 8.0
+# How often the SQLite WAL is copied back into the database (and cut back when it grew).
+CHECKPOINT_EVERY_S = 30.0
 
 
 class _WebServer:
@@ -41,7 +53,10 @@ class _WebServer:
                     raise RuntimeError(f"the web server could not start on {host}:{port} "
                                        "(is the port in use? set NUANXIN_WEB_PORT or --port)") from exc
 
-        return Server(uvicorn.Config(app, host=host, port=port, log_level="info", lifespan="on"))
+        # uvicorn's own loggers (errors, access lines with paths and queries) format through the
+        # redacting formatter too.
+        return Server(uvicorn.Config(app, host=host, port=port, log_level="info", lifespan="on",
+                                     log_config=uvicorn_log_config("info"), timeout_graceful_shutdown=3))
 
 
 def build_conversation_engine(engine: Any, settings: Settings, clock: Any) -> Any:
@@ -50,27 +65,64 @@ def build_conversation_engine(engine: Any, settings: Settings, clock: Any) -> An
     return Engine(engine, settings, clock)
 
 
+def load_knowledge(app: Any) -> None:
+    """The policy answers loaded and their models warmed (a first question answers at full
+    speed); `/healthz` says "loaded" from then on."""
+    started = time.monotonic()
+    try:
+        from bot.qa import get_qa
+
+        get_qa().answer("你好", "zh-Hans")
+        app.state.knowledge = "loaded"
+        log.info("knowledge loaded in %.1f s", time.monotonic() - started)
+    except Exception:  # the engine hands questions to staff when the knowledge cannot load
+        app.state.knowledge = "failed"
+        log.exception("knowledge could not be loaded: questions go to staff")
+
+
+async def start_telegram(app: Any, settings: Settings, bot_engine: Any, tasks: list[asyncio.Task[Any]]) -> None:
+    """Telegram once the web is serving: aiogram is imported in a thread, then polling starts
+    (or the webhook is set); until then a webhook update is answered 503 and Telegram retries."""
+    await asyncio.to_thread(__import__, "bot.channels.telegram")
+    from bot.channels.telegram import create_bot, create_dispatcher
+
+    bot = create_bot(settings)
+    dispatcher = create_dispatcher(bot_engine)
+    app.state.telegram_bot, app.state.telegram_dispatcher = bot, dispatcher
+    if settings.telegram_mode == "polling":
+        tasks.append(asyncio.create_task(dispatcher.start_polling(bot, handle_signals=False), name="telegram-polling"))
+    else:
+        from bot.channels.telegram import set_webhook
+
+        await set_webhook(bot, settings)
+    log.info("telegram %s", settings.telegram_mode)
+
+
+async def keep_wal_bounded(engine: Any, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), CHECKPOINT_EVERY_S)
+        try:
+            await asyncio.to_thread(checkpoint, engine)
+        except Exception:  # busy or closing: the next round tries again
+            log.debug("WAL checkpoint skipped", exc_info=True)
+
+
 async def _main(settings: Settings, host: str, port: int) -> int:
     from outreach.dispatcher import Dispatcher, build_providers
     from web.app import create_app
 
     clock = SystemClock()
+    settings.ensure_data_dir()
     engine = make_engine(settings.effective_database_url)
-    upgrade(engine)
+    upgrade_if_needed(engine)
     bot_engine = build_conversation_engine(engine, settings, clock)
     providers = build_providers(settings, engine)
     stop = asyncio.Event()
     tasks: list[asyncio.Task[Any]] = []
 
-    telegram_bot = telegram_dispatcher = None
-    if settings.telegram_enabled:
-        from bot.channels.telegram import create_bot, create_dispatcher
-
-        telegram_bot = create_bot(settings)
-        telegram_dispatcher = create_dispatcher(bot_engine)
-
-    app = create_app(settings, engine, clock=clock, bot_engine=bot_engine, providers=providers,
-                     telegram_bot=telegram_bot, telegram_dispatcher=telegram_dispatcher)
+    app = create_app(settings, engine, clock=clock, bot_engine=bot_engine, providers=providers)
+    app.state.knowledge = "loading"
     server = _WebServer.create(app, host, port)
 
     loop = asyncio.get_running_loop()
@@ -78,26 +130,26 @@ async def _main(settings: Settings, host: str, port: int) -> int:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
 
+    web = asyncio.create_task(server.serve(), name="web")
+    tasks.append(web)
+    # The port first: everything else starts once the web answers (webhooks, /healthz).
+    while not server.started and not web.done() and not stop.is_set():
+        await asyncio.sleep(0.01)
+    log.info("web serving on http://%s:%d", host, port)
+    knowledge = asyncio.create_task(asyncio.to_thread(load_knowledge, app), name="knowledge")
     dispatcher = Dispatcher(engine, providers, clock, settings)
     tasks.append(asyncio.create_task(dispatcher.run(stop), name="dispatcher"))
+    if is_sqlite(engine):
+        tasks.append(asyncio.create_task(keep_wal_bounded(engine, stop), name="wal-checkpoints"))
 
     from scheduler import start_scheduler
 
     # Runs until cancelled; only the process holding the scheduler lock runs jobs.
     scheduler_task = asyncio.create_task(start_scheduler(engine, settings, clock), name="scheduler")
-
-    if telegram_bot is not None and settings.telegram_mode == "polling":
-        tasks.append(asyncio.create_task(
-            telegram_dispatcher.start_polling(telegram_bot, handle_signals=False),  # type: ignore[union-attr]
-            name="telegram-polling"))
-    elif telegram_bot is not None:
-        from bot.channels.telegram import set_webhook
-
-        await set_webhook(telegram_bot, settings)
-
-    tasks.append(asyncio.create_task(server.serve(), name="web"))
+    telegram = (asyncio.create_task(start_telegram(app, settings, bot_engine, tasks), name="telegram-start")
+                if settings.telegram_enabled else None)
     channels = [f"web console http://{host}:{port:d}", "dispatcher",
-                "telegram " + (settings.telegram_mode if telegram_bot else "off (no TELEGRAM_BOT_TOKEN)"),
+                "telegram " + (settings.telegram_mode if settings.telegram_enabled else "off (no TELEGRAM_BOT_TOKEN)"),
                 "sms via Twilio" if settings.twilio_enabled else "sms off: messages go to the log sink"]
     log.info("nuanxin running: %s", "; ".join(channels))
 
@@ -105,29 +157,51 @@ async def _main(settings: Settings, host: str, port: int) -> int:
     # and exit non-zero, so that a supervisor restarts the whole process rather than leaving
     # it half alive (say, serving the console with no dispatcher).
     stop_waiter = asyncio.create_task(stop.wait(), name="stop")
-    done, _ = await asyncio.wait([stop_waiter, scheduler_task, *tasks], return_when=asyncio.FIRST_COMPLETED)
-    failed = [t for t in done if t is not stop_waiter]
+    failed: list[asyncio.Task[Any]] = []
+    while not failed and not stop.is_set():
+        starting = [telegram] if telegram is not None and not telegram.done() else []
+        done, _ = await asyncio.wait([stop_waiter, scheduler_task, *tasks, *starting],
+                                     return_when=asyncio.FIRST_COMPLETED)
+        # Telegram's set-up finishing is not a part ending (its polling task is watched from then on).
+        failed = [t for t in done if t is not stop_waiter
+                  and not (t is telegram and not t.cancelled() and t.exception() is None)]
     for task in failed:
         error = task.exception() if not task.cancelled() else None
         log.error("%s ended unexpectedly: %r; stopping", task.get_name(), error)
     stop.set()
+    stopping = time.monotonic()
     log.info("stopping")
     server.should_exit = True
+    if telegram is not None and not telegram.done():
+        telegram.cancel()
+    telegram_dispatcher = getattr(app.state, "telegram_dispatcher", None)
     if telegram_dispatcher is not None and settings.telegram_mode == "polling":
         with contextlib.suppress(Exception):
             await telegram_dispatcher.stop_polling()
     scheduler_task.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await scheduler_task
-    await asyncio.wait(tasks, timeout=15)
+    _, late = await asyncio.wait(tasks, timeout=max(0.5, STOP_BUDGET_S - (time.monotonic() - stopping)))
+    for task in late:
+        log.warning("%s did not stop in time; cancelled (its claimed rows keep their leases)", task.get_name())
+        task.cancel()
+    telegram_bot = getattr(app.state, "telegram_bot", None)
     if telegram_bot is not None:
         await telegram_bot.session.close()
+    if not knowledge.done():
+        knowledge.cancel()
     bot_engine.close()
+    if is_sqlite(engine):
+        with contextlib.suppress(Exception):
+            checkpoint(engine, truncate_above=0)
     engine.dispose()
+    log.info("stopped in %.1f s", time.monotonic() - stopping)
     return 1 if failed else 0
 
 
 def serve(settings: Settings, *, host: str, port: int) -> int:
     """Run until SIGINT/SIGTERM (exit status 0) or until a part fails (1)."""
     configure_logging()
-    return asyncio.run(_main(settings, host, port))
+    code = asyncio.run(_main(settings, host, port))
+    log.info("exiting")
+    return code

@@ -97,7 +97,12 @@ class Outcome:
     error: SendError | None = None
     deferred_s: float = 0.0  # rate limit: not sent, back in the queue for this long
     suppressed: str | None = None  # the second look found the recipient stopped: not sent, why
+    given_back: bool = False  # the dispatcher is stopping: not sent, back in the queue at once
     at: datetime | None = None
+
+
+class _GiveBack(Exception):
+    """The dispatcher is stopping: a row not yet sent goes back to the queue, lease released."""
 
 
 class _Stopped(Exception):
@@ -215,6 +220,7 @@ class Dispatcher:
         self._last_quiet_check = 0.0
         # Claimed rows wait here for one of `concurrency` sender tasks (made per run, in its loop).
         self._queue: asyncio.Queue[Claimed] | None = None
+        self._stopping = False
         self._senders: list[asyncio.Task[None]] = []
         self._unsent = 0  # rows handed to the senders whose outcome is not yet in `_pending`
         self._turns: dict[str, asyncio.Lock] = {}  # per channel: whose turn it is to wait for the pace
@@ -226,7 +232,8 @@ class Dispatcher:
         self._looking: _Look | None = None
         self._flush_now = asyncio.Event()
         self._room_event = asyncio.Event()
-        self.stats = {"sent": 0, "retried": 0, "failed": 0, "suppressed": 0, "deferred": 0, "fallbacks": 0}
+        self.stats = {"sent": 0, "retried": 0, "failed": 0, "suppressed": 0, "deferred": 0, "fallbacks": 0,
+                      "given_back": 0}
 
     # --- how many to claim ---------------------------------------------------------------
     def _claim_cap(self, channel: str) -> int:
@@ -333,6 +340,8 @@ class Dispatcher:
                     raise _Stopped(reason)
                 checked = now
 
+        if self._stopping:
+            raise _GiveBack
         limits = self.limits.get(row.channel)
         if limits is None or limits.unlimited():
             await look_again_if_due()
@@ -353,6 +362,8 @@ class Dispatcher:
             # each grant wakes one sender, not every sender that is waiting.
             async with self._turns.setdefault(row.channel, asyncio.Lock()):
                 while True:
+                    if self._stopping:
+                        raise _GiveBack
                     await look_again_if_due()
                     wait = limits.try_acquire(row.address, cost)
                     if wait <= 0:
@@ -371,6 +382,8 @@ class Dispatcher:
             defer = await self._acquire(row, claimed_at)
         except _Stopped as stopped:
             return Outcome(row, suppressed=stopped.reason, at=self.clock.now())
+        except _GiveBack:
+            return Outcome(row, given_back=True, at=self.clock.now())
         finally:
             self._waiting.pop(row.id, None)
         if defer > 0:
@@ -460,6 +473,10 @@ class Dispatcher:
             elif o.suppressed is not None:
                 changes.append(_suppression(r.id, o.suppressed))
                 self.stats["suppressed"] += 1
+            elif o.given_back:
+                changes.append(Change(r.id, sending, OutboxStatus.QUEUED.value, "given back: the dispatcher stopped",
+                                      {**release, "attempts": max(0, r.attempts - 1)}))
+                self.stats["given_back"] += 1
             elif o.deferred_s > 0:
                 changes.append(Change(r.id, sending, OutboxStatus.QUEUED.value,
                                       f"deferred: rate limit ({o.deferred_s:.1f}s)",
@@ -664,11 +681,15 @@ class Dispatcher:
             renew_leases(session, owner=self.owner, now=self.clock.now(), lease_s=self.lease_s)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Send until `stop` is set; then finish what is in flight, write it, and return."""
+        """Send until `stop` is set; then finish the sends already handed to a provider, give
+        every other claimed row back to the queue (lease released, due at once, for the next
+        process), write it all, and return: stopping takes about one rate-limit wait, not the
+        time to send every claimed row."""
         flusher = asyncio.create_task(self._flusher(stop))
         renew = asyncio.create_task(self._renew(stop))
         try:
             await self._launcher(stop)
+            self._stopping = True
             if self._queue is not None:
                 await self._queue.join()
             self._flush_now.set()

@@ -123,6 +123,7 @@ def create_app(
             return JSONResponse({"status": "error", "database": db.dialect.name, "error": type(exc).__name__},
                                 status_code=503)
         return JSONResponse({"status": "ok", "database": db.dialect.name, "outbox_queued": queued,
+                             "knowledge": getattr(request.app.state, "knowledge", "not loaded here"),
                              "telegram": settings.telegram_enabled, "sms": settings.twilio_enabled})
 
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hmac
 import logging
 
-from aiogram.types import Update
 from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 
@@ -44,6 +43,8 @@ async def telegram_update(request: Request) -> Response:
     dp = getattr(state, "telegram_dispatcher", None)
     if bot is None or dp is None:  # webhook mode not started in this process
         return Response("telegram is not running here", status_code=503, media_type="text/plain")
+    from aiogram.types import Update  # here, not at import: aiogram takes seconds to load
+
     try:
         update = Update.model_validate_json(body, context={"bot": bot})
     except ValidationError:
