@@ -74,7 +74,8 @@ def load_knowledge(app: Any) -> None:
 
         get_qa().answer("你好", "zh-Hans")
         app.state.knowledge = "loaded"
-        log.info("knowledge loaded in %.1f s", time.monotonic() - started)
+        log.info("knowledge loaded in %.1f s (%.1f s of CPU since the process began)", time.monotonic() - started,
+                 time.process_time())
     except Exception:  # the engine hands questions to staff when the knowledge cannot load
         app.state.knowledge = "failed"
         log.exception("knowledge could not be loaded: questions go to staff")
@@ -135,7 +136,7 @@ async def _main(settings: Settings, host: str, port: int) -> int:
     # The port first: everything else starts once the web answers (webhooks, /healthz).
     while not server.started and not web.done() and not stop.is_set():
         await asyncio.sleep(0.01)
-    log.info("web serving on http://%s:%d", host, port)
+    log.info("web serving on http://%s:%d (%.1f s of CPU since the process began)", host, port, time.process_time())
     knowledge = asyncio.create_task(asyncio.to_thread(load_knowledge, app), name="knowledge")
     dispatcher = Dispatcher(engine, providers, clock, settings)
     tasks.append(asyncio.create_task(dispatcher.run(stop), name="dispatcher"))
@@ -144,8 +145,14 @@ async def _main(settings: Settings, host: str, port: int) -> int:
 
     from scheduler import start_scheduler
 
-    # Runs until cancelled; only the process holding the scheduler lock runs jobs.
-    scheduler_task = asyncio.create_task(start_scheduler(engine, settings, clock), name="scheduler")
+    async def scheduler_after_knowledge() -> None:
+        # The scheduler's catch-up (a missed daily sweep...) waits for the knowledge, so that
+        # the first questions are answered soon after start; it runs until cancelled, and only
+        # the process holding the scheduler lock runs jobs.
+        await asyncio.wait([knowledge], timeout=10)
+        await start_scheduler(engine, settings, clock)
+
+    scheduler_task = asyncio.create_task(scheduler_after_knowledge(), name="scheduler")
     telegram = (asyncio.create_task(start_telegram(app, settings, bot_engine, tasks), name="telegram-start")
                 if settings.telegram_enabled else None)
     channels = [f"web console http://{host}:{port:d}", "dispatcher",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import re
 import threading
@@ -49,6 +50,18 @@ log = logging.getLogger("nuanxin.bot.engine")
 
 FILE_CHANNELS = frozenset({"telegram", "console"})
 MAX_RETRIES = 6
+# Policy answers found for the message being handled, outside its transaction (see _AnswerFirst).
+_ANSWERS: contextvars.ContextVar[dict[tuple[str, str], Any] | None] = contextvars.ContextVar("answers", default=None)
+
+
+class _AnswerFirst(Exception):
+    """The message needs a policy answer. Searching the knowledge can take a while: it is not
+    done inside the write transaction (which would hold SQLite's write lock meanwhile); the
+    transaction is rolled back, the answer found with none open, and the message handled again."""
+
+    def __init__(self, question: str, lang: str) -> None:
+        super().__init__(question)
+        self.key = (question, lang)
 
 # Global words, matched after NFKC, lower case and trimming (see flowrunner.word).
 MENU_WORDS = frozenset(["菜单", "0", "主菜单", "menu", "main", "menu", "/menu", "/start", "首页", "home"]) | {"main menu"}
@@ -131,11 +144,24 @@ class Engine:
     # ------------------------------------------------------------------ public API
     def handle(self, inbound: Inbound) -> list[Reply]:
         """Answer one inbound message. Never raises: on any failure the user is told to resend."""
-        for _attempt in range(MAX_RETRIES):
+        answers: dict[tuple[str, str], Any] = {}
+        token = _ANSWERS.set(answers)
+        try:
+            return self._handle(inbound, answers)
+        finally:
+            _ANSWERS.reset(token)
+
+    def _handle(self, inbound: Inbound, answers: dict[tuple[str, str], Any]) -> list[Reply]:
+        attempt = 0
+        while attempt < MAX_RETRIES:
             try:
                 return self._transaction(inbound, None)
+            except _AnswerFirst as need:
+                if need.key in answers:  # found already: cannot be asked for again
+                    break
+                answers[need.key] = self._answer(*need.key)
             except (Conflict, IntegrityError):
-                continue
+                attempt += 1
             except Exception:
                 log.exception("engine failed for %s:%s", inbound.channel, _mask(inbound.channel, inbound.address))
                 break
@@ -480,15 +506,25 @@ class Engine:
                 self._qa_failed = True
         return self._qa
 
+    def _answer(self, question: str, lang: str) -> Any:
+        qa = self._get_qa()
+        if qa is None:
+            return None
+        try:
+            return qa.answer(question, lang)
+        except Exception:
+            log.exception("policy Q&A failed; handing off")
+            return None
+
     def _question(self, s: Tx, conv: Conv, question: str, now: datetime) -> Out:
         lang = conv.lang
-        qa = self._get_qa()
-        answer = None
-        if qa is not None:
-            try:
-                answer = qa.answer(question, lang)
-            except Exception:
-                log.exception("policy Q&A failed; handing off")
+        answers = _ANSWERS.get()
+        if answers is None:  # not through handle(): answered here
+            answer = self._answer(question, lang)
+        elif (question, lang) in answers:
+            answer = answers[(question, lang)]
+        else:
+            raise _AnswerFirst(question, lang)
         if answer is not None and not answer.handoff:
             body = answer.sms if conv.channel == "sms" and answer.sms else answer.answer
             return Out(body, in_flow=False)
