@@ -160,6 +160,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
+    # The same discipline as SQLite's busy timeout: a transaction waits at most this long for a
+    # row lock (then fails with a clear error instead of hanging), and one left open idle is ended.
+    kwargs.setdefault("connect_args", {"options": f"-c lock_timeout={BUSY_TIMEOUT_MS} "
+                                                  "-c idle_in_transaction_session_timeout=300000"})
     return create_engine(url, **kwargs)
 
 
