@@ -50,6 +50,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy import event as sa_event
+from sqlalchemy.orm import configure_mappers
 from sqlmodel import Session
 
 from models.actions import audit
@@ -111,11 +112,12 @@ class RollLimits:
     rejected: int = 10_000  # past this many bad rows the file is refused: its columns are likely wrong
     xlsx_uncompressed_bytes: int = 2 * 1024 * 1024 * 1024
     xlsx_shared_strings_bytes: int = 256 * 1024 * 1024
-    batch: int = 1_000
-    # SQLite: the write lock is let go this long between two batches. A webhook waiting for it
-    # polls (SQLite's busy handler) at most every 100 ms, so it gets in at the next pause instead
-    # of waiting for the whole import.
-    pause_s: float = 0.12
+    # SQLite: rows per write transaction (about 100 ms of holding the write lock on a 2-core
+    # machine), and how long the lock is let go between two. A webhook waiting for it polls
+    # (SQLite's busy handler) at most every 100 ms, so it gets in at the next pause instead of
+    # waiting for the whole import.
+    batch: int = 500
+    pause_s: float = 0.1
 
 
 LIMITS = RollLimits()
@@ -684,34 +686,49 @@ def _write(engine: Engine, stage: _Stage, report: ImportReport, *, actor: str, f
     updated_ids: set[int] = set()
     imported = 0
 
-    def write_batch(session: Session, batch: list[Any]) -> None:
-        nonlocal imported
+    @dataclass
+    class Prepared:
+        """One batch's statements' parameters, built before its transaction opens."""
+
+        new: list[dict[str, Any]]
+        changes: list[dict[str, Any]]
+        phones: dict[str, str]
+        known: set[int]
+
+    def prepare(batch: list[Any]) -> Prepared:
         values = {r.row: {c: getattr(r, c) for c in ("id_hash", "id_masked", "id_last6_hash", *_COMPARED)}
                   for r in batch}
-        new = [{**values[r.row], "status": "active", "tags": [], "source": "import", "created_at": now,
-                "updated_at": now} for r in batch if r.action == "new"]
-        changes = [{"b_id": r.live_id, **{c: values[r.row][c] for c in _COMPARED}, "updated_at": now}
-                   for r in batch if r.action == "update"]
-        if new:
-            session.execute(insert(table), new)
-        if changes:
-            session.connection().execute(update(table).where(table.c.id == bindparam("b_id"))
-                                         .values({c: bindparam(c) for c in (*_COMPARED, "updated_at")}), changes)
-        phones = {r.id_hash: r.phone for r in batch if r.action in ("new", "update", "unchanged")}
-        given = _upsert_phones(session, table, contacts, phones, now)
-        known = {r.live_id for r in batch if r.live_id is not None}
-        updated_ids.update(u["b_id"] for u in changes)
-        updated_ids.update(given & known)
-        imported += len(new)
+        return Prepared(
+            new=[{**values[r.row], "status": "active", "tags": [], "source": "import", "created_at": now,
+                  "updated_at": now} for r in batch if r.action == "new"],
+            changes=[{"b_id": r.live_id, **{c: values[r.row][c] for c in _COMPARED}, "updated_at": now}
+                     for r in batch if r.action == "update"],
+            phones={r.id_hash: r.phone for r in batch},
+            known={r.live_id for r in batch if r.live_id is not None})
 
+    def write_batch(session: Session, batch: Prepared) -> None:
+        nonlocal imported
+        if batch.new:
+            session.execute(insert(table), batch.new)
+        if batch.changes:
+            session.connection().execute(update(table).where(table.c.id == bindparam("b_id"))
+                                         .values({c: bindparam(c) for c in (*_COMPARED, "updated_at")}),
+                                         batch.changes)
+        given = _upsert_phones(session, table, contacts, batch.phones, now)
+        updated_ids.update(u["b_id"] for u in batch.changes)
+        updated_ids.update(given & batch.known)
+        imported += len(batch.new)
+
+    configure_mappers()  # once, now: not inside the first write transaction (the audit row's class)
     batches = list(_batch_bounds(stage, limits.batch))
     try:
         if batched:
             for index, (low, high) in enumerate(batches):
+                prepared = prepare(_staged_between(stage, low, high))
                 if index:
                     time.sleep(limits.pause_s)
                 with session_scope(engine, immediate=True) as session:
-                    write_batch(session, _staged_between(stage, low, high))
+                    write_batch(session, prepared)
                     if index == len(batches) - 1:
                         _audit_import(session, actor, file_name, stage, imported, len(updated_ids), report, now)
             if not batches:
@@ -720,7 +737,7 @@ def _write(engine: Engine, stage: _Stage, report: ImportReport, *, actor: str, f
         else:
             with session_scope(engine) as session:
                 for low, high in batches:
-                    write_batch(session, _staged_between(stage, low, high))
+                    write_batch(session, prepare(_staged_between(stage, low, high)))
                 _audit_import(session, actor, file_name, stage, imported, len(updated_ids), report, now)
     except BaseException:
         if batched:
