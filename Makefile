@@ -41,7 +41,7 @@ bench: install system-deps
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/mypy bot outreach models web cli.py settings.py scheduler.py scheduler_commands.py service.py
+	$(BIN)/mypy bot outreach models web cli.py settings.py scheduler.py scheduler_commands.py service.py service_commands.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "outreach.outbox_commands",
     "outreach.broadcast_commands",
     "scheduler_commands",
+    "service_commands",
 )
 
 

@@ -8,15 +8,20 @@ Few coarse jobs, never one per person (RapidPro's habit: the database is the sch
 | broadcasts        | every minute                         | staff-scheduled broadcasts that are due       |
 | escalations       | hourly                               | stuck applications, unanswered tickets        |
 | staff_summary     | daily at rules.staff_summary_time    | the morning figures to the staff Telegram chat |
+| housekeeping      | hourly (at :35)                      | forget inbound receipts older than a week (bot/inbound.py) |
 
 Only one process runs jobs at a time:
 - PostgreSQL: a session-level advisory lock held on a dedicated connection. Another process
   retries every few seconds; if the leader dies its connection drops, the lock frees, and
-  the next try takes over.
+  the next try takes over (a SIGKILLed leader: within `poll_seconds`). The lock's connection
+  asks the server for TCP keepalives of a few seconds, so a leader whose host vanished (no
+  FIN ever comes) is noticed within about 20 s instead of the kernel's two hours.
 - SQLite: a lease row (`scheduler_lease`) renewed every `ttl/3`; a dead leader stops renewing
   and the lease is taken once it expires.
 A job also checks leadership just before it runs, so a leader that lost its lock while a job
-was queued does not run it.
+was queued does not run it. Two leaders overlapping for a moment (one that lost its lock
+mid-sweep) still enqueue each reminder once: every outbox row has a unique idempotency key
+(what, whom, which occurrence), and a second insert of it is a no-op.
 
 After downtime each daily job runs once at start if its last scheduled time was missed
 (recorded in `scheduler_job_run`; coalesced: one run, however many days were missed). The
@@ -31,6 +36,7 @@ import asyncio
 import logging
 import os
 import socket
+import time as _time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,6 +60,8 @@ log = logging.getLogger(__name__)
 # pg_try_advisory_lock key: any constant the rest of nuanxin does not use ("nuanxin" in hex-ish).
 ADVISORY_LOCK_KEY = 0x6E75616E78696E
 LEASE_NAME = "scheduler"
+# The lock connection's server-side keepalives: idle 5 s, then a probe every 5 s, dead after 3 missed.
+LOCK_KEEPALIVES = {"tcp_keepalives_idle": 5, "tcp_keepalives_interval": 5, "tcp_keepalives_count": 3}
 
 
 def process_owner() -> str:
@@ -91,6 +99,8 @@ class PgAdvisoryLeadership:
             return self.renew()
         conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         try:
+            for name, value in LOCK_KEEPALIVES.items():
+                conn.execute(text("SELECT set_config(:name, :value, false)"), {"name": name, "value": str(value)})
             got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self.key}).scalar())
         except Exception:
             conn.close()
@@ -211,7 +221,7 @@ class NuanxinScheduler:
     def __init__(self, engine: Engine, settings: Any, clock: Clock | None = None, *,
                  leadership: Leadership | None = None, rules: ScheduleRules | None = None,
                  templates: Any | None = None, occasion_rules: dict[str, Any] | None = None,
-                 poll_seconds: float = 5.0) -> None:
+                 poll_seconds: float = 5.0, metrics: Any = None) -> None:
         self.engine = engine
         self.settings = settings
         self.clock = clock or SystemClock()
@@ -225,9 +235,11 @@ class NuanxinScheduler:
         self.occasion_rules = occasion_rules
         self.leadership = leadership or make_leadership(engine, self.clock)
         self.poll_seconds = poll_seconds
+        self.metrics = metrics  # outreach.metrics.Metrics, or None
         self.is_leader = False
         self.aps = AsyncIOScheduler(timezone=self.tz, job_defaults={
             "coalesce": True, "max_instances": 1, "misfire_grace_time": 3600})
+        self._occasions_version: tuple[int, Any] | None = None
         self.daily_jobs = [
             DailyJob("daily_sweep", self.rules.daily_sweep_time, timedelta(days=7)),
             DailyJob("payment_run", self.rules.payment_run_time, timedelta(days=7)),
@@ -240,8 +252,11 @@ class NuanxinScheduler:
         from outreach import sweeps
 
         def broadcasts() -> Any:
+            from bot.staff_telegram import announce_handoffs
             from outreach.broadcasts import run_due_broadcasts
 
+            self.replan_if_occasions_changed()
+            announce_handoffs(self.engine, clock=self.clock, settings=self.settings)  # new handoffs to the staff chat
             return run_due_broadcasts(self.engine, clock=self.clock, settings=self.settings)
 
         def staff_summary() -> Any:
@@ -251,7 +266,12 @@ class NuanxinScheduler:
 
         def festivals() -> Any:
             return sweeps.run_festivals(self.engine, clock=self.clock, tz=self.tz, rules=self.rules,
-                                        templates=self.templates, occasion_rules=self.occasion_rules)
+                                        templates=self.templates, occasion_rules=self.current_occasion_rules())
+
+        def housekeeping() -> Any:
+            from bot.inbound import forget_before
+
+            return {"inbound_receipts_forgotten": forget_before(self.engine, self.clock.now())}
 
         def daily_sweep() -> Any:
             self.plan_festivals()  # keep a rolling year of festival jobs
@@ -267,6 +287,7 @@ class NuanxinScheduler:
             "escalations": lambda: sweeps.run_escalations(self.engine, clock=self.clock, tz=self.tz,
                                                           rules=self.rules),
             "staff_summary": staff_summary,
+            "housekeeping": housekeeping,
         }
 
     def _add_jobs(self) -> None:
@@ -277,6 +298,8 @@ class NuanxinScheduler:
                          id="broadcasts", name="broadcasts", replace_existing=True, misfire_grace_time=50)
         self.aps.add_job(self.run_job, CronTrigger(minute=5, timezone=self.tz), args=["escalations"],
                          id="escalations", name="escalations", replace_existing=True)
+        self.aps.add_job(self.run_job, CronTrigger(minute=35, timezone=self.tz), args=["housekeeping"],
+                         id="housekeeping", name="housekeeping", replace_existing=True)
         self.plan_festivals()
 
     def plan_festivals(self, horizon: timedelta = timedelta(days=400)) -> list[str]:
@@ -286,27 +309,69 @@ class NuanxinScheduler:
 
         now = self.clock.now()
         ids = []
-        for g in greetings_due(now - timedelta(hours=12), now + horizon, self.tz, self.occasion_rules):
+        for g in greetings_due(now - timedelta(hours=12), now + horizon, self.tz, self.current_occasion_rules()):
             job_id = f"festival:{g.occasion}:{g.festival.isoformat()}"
-            self.aps.add_job(self.run_job, DateTrigger(run_date=g.send_at, timezone=UTC), args=["festivals"],
-                             id=job_id, name=job_id, replace_existing=True, misfire_grace_time=12 * 3600)
+            trigger = DateTrigger(run_date=g.send_at, timezone=UTC)
+            planned = self.aps.get_job(job_id)
+            if planned is not None:  # planned before: it takes the time in force now
+                planned.reschedule(trigger)
+            else:
+                self.aps.add_job(self.run_job, trigger, args=["festivals"], id=job_id, name=job_id,
+                                 replace_existing=True, misfire_grace_time=12 * 3600)
             ids.append(job_id)
         return ids
+
+    def current_occasion_rules(self) -> dict[str, Any]:
+        """The occasions file with the office's changes from the console on top, read afresh
+        (rules given to the constructor win: a test's own)."""
+        if self.occasion_rules is not None:
+            return self.occasion_rules
+        from outreach.occasion_settings import occasion_rules
+
+        with session_scope(self.engine) as session:
+            return occasion_rules(session, self.settings)
+
+    def replan_if_occasions_changed(self) -> bool:
+        """An office switched an occasion off or moved it: plan the greetings again (a moved
+        greeting's job takes its new time; one switched off finds nothing due when it fires)."""
+        from outreach.occasion_settings import version
+
+        with session_scope(self.engine) as session:
+            now_version = version(session)
+        if now_version == self._occasions_version:
+            return False
+        self._occasions_version = now_version
+        self.plan_festivals()
+        return True
 
     # --- running ---------------------------------------------------------------------------
     def run_job(self, name: str) -> Any:
         """Run one job now if this process leads (checked again right before running)."""
         if not (self.is_leader and self.leadership.renew()):
             self.is_leader = False
+            self._measure(name, "skipped")
             log.info("job %s skipped: this process does not lead the scheduler", name)
             return None
         started = self.clock.now()
+        timer = _time.perf_counter()
         self._record(name, started=started)
-        result = self.job_functions()[name]()
+        try:
+            result = self.job_functions()[name]()
+        except Exception:
+            self._measure(name, "failed", _time.perf_counter() - timer)
+            raise
         summary = result.as_dict() if hasattr(result, "as_dict") else result
         self._record(name, finished=self.clock.now(), result=str(summary)[:500])
+        self._measure(name, "ok", _time.perf_counter() - timer)
         log.info("job %s done: %s", name, summary)
         return result
+
+    def _measure(self, name: str, outcome: str, seconds: float | None = None) -> None:
+        if self.metrics is None:
+            return
+        self.metrics.scheduler_runs.labels(job=name, outcome=outcome).inc()
+        if seconds is not None:
+            self.metrics.scheduler_seconds.labels(job=name).observe(seconds)
 
     def _record(self, name: str, *, started: datetime | None = None, finished: datetime | None = None,
                 result: str = "") -> None:
@@ -364,6 +429,8 @@ class NuanxinScheduler:
             self.is_leader = True
             self.catch_up()
             self._resume()
+        if self.metrics is not None:
+            self.metrics.scheduler_leader.set(1 if self.is_leader else 0)
         return self.is_leader
 
     def _pause(self) -> None:

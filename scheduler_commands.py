@@ -11,16 +11,18 @@ import typer
 schedule_app = typer.Typer(help="The scheduler: what it sends when.", no_args_is_help=True)
 
 
-def festival_preview(session: Any, start: date, days: int, tz: Any, occasion_rules: dict[str, Any] | None = None
-                     ) -> list[dict[str, Any]]:
+def festival_preview(session: Any, start: date, days: int, tz: Any, occasion_rules: dict[str, Any] | None = None,
+                     today: date | None = None) -> list[dict[str, Any]]:
     """One entry per festival occasion in [start, start + days): its date, when the greeting goes
     (office time), and how many would get it today (reachable, active, in its audience).
-    Occasions switched off (empty audience, e.g. lantern) are listed with audience 0."""
+    Occasions switched off (empty audience, e.g. lantern) are listed with audience 0.
+    `occasion_rules`: the rules in force (the file with the office's changes, see
+    outreach/occasion_settings.py); the file's alone when not given."""
     from outreach.audiences import AudienceFilter, audience_size
     from outreach.occasions import load_occasion_rules, occasions_between
 
     rules = occasion_rules or load_occasion_rules()
-    today = datetime.now(tz).date()
+    today = today or datetime.now(tz).date()
     sizes: dict[frozenset[str], int] = {}
     out = []
     end = start + timedelta(days=days - 1)
@@ -40,12 +42,62 @@ def festival_preview(session: Any, start: date, days: int, tz: Any, occasion_rul
     return sorted(out, key=lambda e: (e["send_at"], e["occasion"]))
 
 
+def payment_preview(session: Any, start: date, days: int, tz: Any) -> list[dict[str, Any]]:
+    """The daily payment run's notices per day: per scheme that notifies, the members it pays
+    that day (their own payment day, else the scheme's) who can be reached."""
+    from sqlalchemy import func, select
+
+    from models.people import SchemeMembership
+    from outreach import reach
+    from outreach.schedule_rules import default_rules
+    from outreach.sweeps import PAYMENT_KIND, B, _payment_days_for
+
+    rules = default_rules()
+    m = SchemeMembership.__table__  # type: ignore[attr-defined]
+    out = []
+    for i in range(days):
+        day = start + timedelta(days=i)
+        for scheme, rule in rules.payments.schemes.items():
+            if not rule.notify:
+                continue
+            n = session.execute(select(func.count()).select_from(m.join(B, B.c.id == m.c.beneficiary_id)).where(
+                m.c.scheme == scheme, m.c.period == day.year, m.c.amount_fen.is_not(None),
+                func.coalesce(m.c.payment_day, rule.payment_day).in_(_payment_days_for(day)),
+                *reach.person_clauses(reach.class_of(PAYMENT_KIND)),
+                reach.best_contact_id(B, reach.class_of(PAYMENT_KIND)).is_not(None))).scalar_one()
+            if n:
+                out.append({"kind": PAYMENT_KIND, "occasion": scheme, "occasion_date": day.isoformat(),
+                            "send_at": datetime.combine(day, rules.send_time, tz).isoformat(), "audience": int(n)})
+    return out
+
+
+def upcoming(session: Any, start: date, days: int, tz: Any, *, occasion_rules: dict[str, Any] | None = None,
+             everything: bool = True, today: date | None = None) -> list[dict[str, Any]]:
+    """Everything the scheduler will send in [start, start + days), in sending order: festivals,
+    and with `everything` the certification reminders, payment notices and scheduled broadcasts."""
+    entries = festival_preview(session, start, days, tz, occasion_rules, today=today)
+    if everything:
+        entries += (daily_preview(session, start, days, tz) + payment_preview(session, start, days, tz)
+                    + scheduled_broadcasts(session, start, days, tz, today=today))
+    return sorted(entries, key=lambda e: (e["send_at"], e["kind"], e["occasion"]))
+
+
+def per_day(entries: list[dict[str, Any]], tz: Any) -> list[tuple[date, int, list[dict[str, Any]]]]:
+    """Entries grouped by the office day they are sent on, with how many messages that day."""
+    days: dict[date, list[dict[str, Any]]] = {}
+    for e in entries:
+        days.setdefault(datetime.fromisoformat(e["send_at"]).astimezone(tz).date(), []).append(e)
+    return [(day, sum(int(e["audience"]) for e in items if e.get("enabled", True)), items)
+            for day, items in sorted(days.items())]
+
+
 def daily_preview(session: Any, start: date, days: int, tz: Any) -> list[dict[str, Any]]:
     """The daily sweep's certification reminders per day (who reaches 30/7/1 days before)."""
     from sqlalchemy import func, select
 
+    from outreach.reach import B, best_contact_id, class_of, person_clauses
     from outreach.schedule_rules import default_rules
-    from outreach.sweeps import B, best_contact_id, preimage
+    from outreach.sweeps import preimage
 
     rules = default_rules()
     out = []
@@ -54,9 +106,10 @@ def daily_preview(session: Any, start: date, days: int, tz: Any) -> list[dict[st
         for offset in rules.certification.reminder_days:
             due = day + timedelta(days=offset)
             first, last = preimage(due, due, 1)
+            kind = f"cert_reminder_{offset}"
             n = session.execute(select(func.count()).select_from(B).where(
-                B.c.status == "active", B.c.is_retiree.is_(True), B.c.last_certified_on.between(first, last),
-                best_contact_id().is_not(None))).scalar_one()
+                *person_clauses(class_of(kind)), B.c.is_retiree.is_(True), B.c.last_certified_on.between(first, last),
+                best_contact_id(B, class_of(kind)).is_not(None))).scalar_one()
             if n:
                 out.append({"kind": f"cert_reminder_{offset}", "occasion": "certification",
                             "occasion_date": due.isoformat(), "send_at": rules.send_at(day, tz).isoformat(),
@@ -64,14 +117,15 @@ def daily_preview(session: Any, start: date, days: int, tz: Any) -> list[dict[st
     return out
 
 
-def scheduled_broadcasts(session: Any, start: date, days: int, tz: Any) -> list[dict[str, Any]]:
+def scheduled_broadcasts(session: Any, start: date, days: int, tz: Any, today: date | None = None
+                         ) -> list[dict[str, Any]]:
     from sqlalchemy import select
 
     from models.outbox import Broadcast
     from outreach.audiences import AudienceFilter, audience_size
 
     out = []
-    today = datetime.now(tz).date()
+    today = today or datetime.now(tz).date()
     for b in session.execute(select(Broadcast).where(Broadcast.status.in_(("scheduled", "approved",  # type: ignore[attr-defined]
                                                                           "pending_approval")))).scalars():
         if b.scheduled_for is None:
@@ -92,8 +146,8 @@ def register(app: typer.Typer) -> None:
         from_: str = typer.Option(None, "--from", help="First day (YYYY-MM-DD, office time); default today."),
         days: int = typer.Option(366, "--days", min=1, max=3700, help="How many days to look ahead."),
         as_json: bool = typer.Option(False, "--json", help="Print a JSON list of entries."),
-        everything: bool = typer.Option(False, "--all", help="Also the daily certification reminders and "
-                                                             "scheduled broadcasts, not only festivals."),
+        everything: bool = typer.Option(False, "--all", help="Also the daily certification reminders, payment "
+                                                             "notices and scheduled broadcasts, not only festivals."),
     ) -> None:
         """What would be sent when, without sending: one entry per occasion and kind, with its
         date, send time (office time) and audience size."""
@@ -107,11 +161,11 @@ def register(app: typer.Typer) -> None:
         except ValueError:
             typer.echo(f"--from: {from_!r} is not a date like 2026-03-02", err=True)
             raise typer.Exit(2) from None
+        from outreach.occasion_settings import occasion_rules
+
         with session_scope(_engine()) as session:
-            entries = festival_preview(session, start, days, tz)
-            if everything:
-                entries += daily_preview(session, start, days, tz) + scheduled_broadcasts(session, start, days, tz)
-                entries.sort(key=lambda e: (e["send_at"], e["kind"]))
+            entries = upcoming(session, start, days, tz, occasion_rules=occasion_rules(session, settings),
+                               everything=everything)
         if as_json:
             typer.echo(json.dumps(entries, ensure_ascii=False))
             return

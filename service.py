@@ -1,14 +1,34 @@
-"""One process runs everything (`nuanxin run`): the web console and webhooks, the
-outbox dispatcher, the scheduler, and Telegram long polling when a token is set.
+"""The process roles, from one code base.
 
-Each part is optional in the sense that it starts only when its module and settings are
-there; none of them is a global: they are built here and passed to each other.
+| role                         | runs                                                       | several? |
+| `nuanxin run`                | everything below in one process (the embedded default)     | one      |
+| `nuanxin web`                | console, webhooks, the conversation engine and its Q&A     | yes, behind a proxy |
+| `nuanxin worker dispatch`    | the outbox dispatcher                                      | yes (SKIP LOCKED, shared limits in Redis) |
+| `nuanxin worker scheduler`   | the scheduler                                              | one leads, the others stand by |
 
-Start: the port opens first (migrations are checked, not rerun, when the schema is current);
-the knowledge base loads in a thread beside it, and Telegram (aiogram's hundreds of pydantic
-models take seconds to build) is set up in the background once the web is serving. Stop:
-sends already handed to a provider finish, every other claimed row goes back to the queue with
-its lease released, and the process exits within `STOP_BUDGET_S`.
+Each part is built here and passed to the others; none is a global. A worker serves `/healthz`,
+`/readyz` and `/metrics` on its own `--port` (a small app, not the console): every process exports
+its own metrics (outreach/metrics.py says why). A dispatcher loads no Q&A and no console.
+
+Schema: `nuanxin run` migrates the database at start; the other roles only check it (several
+processes starting at once must not race Alembic) and refuse to start on a schema older than
+their code: run `nuanxin migrate` first (deploy/README.md, "Upgrading").
+
+Telegram: polling, the default, runs in one process at a time (`nuanxin run`, or whichever web
+replica holds the polling lock; the others stand by). In webhook mode every web replica takes
+updates and `set_webhook` is called once, by `nuanxin run` at start or `nuanxin telegram
+set-webhook`, never by each replica.
+
+Start: the port opens first (a current schema is only compared, not migrated again); the
+knowledge (articles and their embeddings) loads in a thread beside it, and `/healthz` says
+"loaded" once a question would be answered at full speed; the scheduler's first run waits for
+that (at most `KNOWLEDGE_WAIT_S`), Telegram is set up in the background.
+
+Stop (SIGTERM or SIGINT): the web finishes the requests under way, the dispatcher finishes the
+sends already handed to a provider and the rest of its claimed rows go back to the queue, the
+scheduler lets go of its lock so a standby takes over at once; all within `STOP_BUDGET_S`. A part
+still busy then (a long sweep in its thread) is abandoned: its transaction rolls back when the
+process exits, and the next leader runs the job again (sweeps are idempotent).
 """
 
 from __future__ import annotations
@@ -16,22 +36,65 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import threading
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from models.clock import SystemClock
 from models.db import checkpoint, is_sqlite, make_engine
-from models.migrate import upgrade_if_needed
-from models.privacy import configure_logging, uvicorn_log_config
 from settings import Settings
 
 log = logging.getLogger("nuanxin.service")
 
-# SIGTERM to exit, at most (a supervisor's usual grace period is 10 s).
+# SIGTERM to exit, at most (a supervisor's usual grace period is 10 s; systemd's default is 90 s).
 STOP_BUDGET_S = 8.0
 # How often the SQLite WAL is copied back into the database (and cut back when it grew).
 CHECKPOINT_EVERY_S = 30.0
+# How long the scheduler's first run waits for the knowledge to load (questions first).
+KNOWLEDGE_WAIT_S = 10.0
+# How often a standby web replica asks for the Telegram polling lock.
+POLLING_LEADERSHIP_POLL_S = 5.0
+POLLING_LOCK_KEY = 0x6E75616E7467  # pg advisory lock of Telegram polling ("nuantg"); the scheduler's differs
+POLLING_LEASE = "telegram-polling"
+
+
+class Role(StrEnum):
+    RUN = "run"
+    WEB = "web"
+    DISPATCH = "dispatch"
+    SCHEDULER = "scheduler"
+
+
+@dataclass(frozen=True)
+class Parts:
+    web: bool  # the FastAPI app: console, webhooks, /healthz /readyz /metrics
+    conversation: bool  # the conversation engine with policy Q&A (answers webhooks and polling)
+    dispatcher: bool
+    scheduler: bool
+    migrates: bool  # runs the migrations at start (else only checks the schema)
+
+
+PARTS: dict[Role, Parts] = {
+    Role.RUN: Parts(web=True, conversation=True, dispatcher=True, scheduler=True, migrates=True),
+    Role.WEB: Parts(web=True, conversation=True, dispatcher=False, scheduler=False, migrates=False),
+    Role.DISPATCH: Parts(web=False, conversation=False, dispatcher=True, scheduler=False, migrates=False),
+    Role.SCHEDULER: Parts(web=False, conversation=False, dispatcher=False, scheduler=True, migrates=False),
+}
+
+
+class SchemaNotReady(RuntimeError):
+    """The database's schema is older than this code (or missing): run `nuanxin migrate`."""
+
+
+def process_owner(role: Role) -> str:
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}:{role.value}"
 
 
 class _WebServer:
@@ -53,16 +116,77 @@ class _WebServer:
                     raise RuntimeError(f"the web server could not start on {host}:{port} "
                                        "(is the port in use? set NUANXIN_WEB_PORT or --port)") from exc
 
-        # uvicorn's own loggers (errors, access lines with paths and queries) format through the
-        # redacting formatter too.
+        from models.logs import uvicorn_log_config
+
         return Server(uvicorn.Config(app, host=host, port=port, log_level="info", lifespan="on",
-                                     log_config=uvicorn_log_config("info"), timeout_graceful_shutdown=3))
+                                     log_config=uvicorn_log_config(), timeout_graceful_shutdown=3))
 
 
-def build_conversation_engine(engine: Any, settings: Settings, clock: Any) -> Any:
+@dataclass
+class Outbound:
+    """What one process sends with: one limiter per provider (shared through Redis when REDIS_URL
+    is set), the providers, and the one Telegram sender (`telegram`: the Telegram provider, whose
+    Bot also polls or takes webhooks and whose limiter also paces the conversation's replies;
+    None without a token). With `metrics`, the limiters' waits and the providers' sends are
+    measured (outreach/metrics.py)."""
+
+    limits: dict[str, Any]
+    providers: dict[str, Any]
+    telegram: Any = None
+
+    async def close(self) -> None:
+        from outreach.limits import close_limiters
+        from outreach.providers.base import close_provider
+
+        for provider in self.providers.values():
+            with contextlib.suppress(Exception):
+                await close_provider(provider)
+        await close_limiters(self.limits)
+
+
+def build_outbound(settings: Settings, engine: Any, clock: Any, metrics: Any = None) -> Outbound:
+    from outreach.dispatcher import build_providers
+    from outreach.limits import build_limiters
+    from outreach.metrics import measured_limiters, measured_providers
+
+    limits = build_limiters(settings, clock)
+    if metrics is not None:
+        limits = measured_limiters(limits, metrics)
+    providers = build_providers(settings, engine, limits)
+    telegram = providers.get("telegram")
+    if metrics is not None:
+        providers = measured_providers(providers, metrics)
+    if settings.telegram_enabled:  # aiogram only where Telegram is configured
+        from outreach.providers.telegram import TelegramProvider
+
+        return Outbound(limits, providers, telegram if isinstance(telegram, TelegramProvider) else None)
+    return Outbound(limits, providers)
+
+
+def build_conversation_engine(engine: Any, settings: Settings, clock: Any, **kwargs: Any) -> Any:
     from bot.engine import Engine
+    from bot.qa import use_database
 
-    return Engine(engine, settings, clock)
+    use_database(engine)  # policy answers follow the knowledge staff review, without a restart
+    return Engine(engine, settings, clock, **kwargs)
+
+
+def check_schema(engine: Any, *, migrate: bool) -> None:
+    """Migrate (`nuanxin run`), or make sure the schema is not behind this code (every other role)."""
+    from web.routes.health import schema_state
+
+    if migrate:
+        from models.migrate import upgrade_if_needed
+
+        upgrade_if_needed(engine)
+        return
+    state = schema_state(engine)
+    if state in ("behind", "empty"):
+        raise SchemaNotReady(f"the database schema is {state}: run `nuanxin migrate` (once, from one place) "
+                             "before starting this process")
+    if state == "ahead":
+        log.warning("the database schema is newer than this code: running on (expand-then-contract upgrades "
+                    "keep the old code working); upgrade this process soon")
 
 
 def load_knowledge(app: Any) -> None:
@@ -81,25 +205,8 @@ def load_knowledge(app: Any) -> None:
         log.exception("knowledge could not be loaded: questions go to staff")
 
 
-async def start_telegram(app: Any, settings: Settings, bot_engine: Any, tasks: list[asyncio.Task[Any]]) -> None:
-    """Telegram once the web is serving: aiogram is imported in a thread, then polling starts
-    (or the webhook is set); until then a webhook update is answered 503 and Telegram retries."""
-    await asyncio.to_thread(__import__, "bot.channels.telegram")
-    from bot.channels.telegram import create_bot, create_dispatcher
-
-    bot = create_bot(settings)
-    dispatcher = create_dispatcher(bot_engine)
-    app.state.telegram_bot, app.state.telegram_dispatcher = bot, dispatcher
-    if settings.telegram_mode == "polling":
-        tasks.append(asyncio.create_task(dispatcher.start_polling(bot, handle_signals=False), name="telegram-polling"))
-    else:
-        from bot.channels.telegram import set_webhook
-
-        await set_webhook(bot, settings)
-    log.info("telegram %s", settings.telegram_mode)
-
-
 async def keep_wal_bounded(engine: Any, stop: asyncio.Event) -> None:
+    """SQLite: checkpoint the WAL now and then, so that it stays small under a long import."""
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), CHECKPOINT_EVERY_S)
@@ -109,66 +216,170 @@ async def keep_wal_bounded(engine: Any, stop: asyncio.Event) -> None:
             log.debug("WAL checkpoint skipped", exc_info=True)
 
 
-async def _main(settings: Settings, host: str, port: int) -> int:
-    from outreach.dispatcher import Dispatcher, build_providers
-    from web.app import create_app
+@dataclass
+class _Process:
+    """What one process built, and how to take it down again."""
 
+    role: Role
+    settings: Settings
+    stop: asyncio.Event
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    status: dict[str, Any] = field(default_factory=dict)  # what the worker's /healthz shows
+
+
+async def _run_telegram_polling(dispatcher: Any, bot: Any, leadership: Any, stop: asyncio.Event,
+                                process: _Process) -> None:
+    """Poll Telegram while this process holds the polling lock; stand by otherwise."""
+    polling: asyncio.Task[Any] | None = None
+    try:
+        while not stop.is_set():
+            leading = await asyncio.to_thread(leadership.renew if polling else leadership.acquire)
+            if leading and polling is None:
+                log.info("telegram polling started by this process")
+                polling = asyncio.create_task(dispatcher.start_polling(bot, handle_signals=False,
+                                                                       close_bot_session=False))
+            elif not leading and polling is not None:
+                log.warning("telegram polling lock lost: standing by")
+                with contextlib.suppress(Exception):
+                    await dispatcher.stop_polling()
+                await asyncio.wait([polling], timeout=5)
+                polling = None
+            process.status["telegram_polling"] = polling is not None
+            if polling is not None and polling.done():
+                raise RuntimeError(f"telegram polling ended: {polling.exception()!r}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), POLLING_LEADERSHIP_POLL_S)
+    finally:
+        if polling is not None:
+            with contextlib.suppress(Exception):
+                await dispatcher.stop_polling()
+            await asyncio.wait([polling], timeout=3)
+        await asyncio.to_thread(leadership.release)
+
+
+def _polling_leadership(engine: Any, clock: Any, owner: str) -> Any:
+    from scheduler import LeaseLeadership, PgAdvisoryLeadership
+
+    if is_sqlite(engine):
+        return LeaseLeadership(engine, clock=clock, owner=owner, name=POLLING_LEASE)
+    return PgAdvisoryLeadership(engine, key=POLLING_LOCK_KEY, owner=owner)
+
+
+async def _main(role: Role, settings: Settings, host: str, port: int | None) -> int:
+    from outreach.metrics import Metrics
+
+    parts = PARTS[role]
     clock = SystemClock()
-    settings.ensure_data_dir()
+    settings.ensure_data_dir()  # 0700: the database, keys and uploads are this user's alone
+    # A dispatcher's sends and a web replica's webhooks each hold a connection only briefly;
+    # the pool per process stays small so that many processes fit PostgreSQL's max_connections.
     engine = make_engine(settings.effective_database_url)
-    upgrade_if_needed(engine)
-    bot_engine = build_conversation_engine(engine, settings, clock)
-    providers = build_providers(settings, engine)
+    check_schema(engine, migrate=parts.migrates)
+    metrics = Metrics(role.value)
     stop = asyncio.Event()
-    tasks: list[asyncio.Task[Any]] = []
-
-    app = create_app(settings, engine, clock=clock, bot_engine=bot_engine, providers=providers)
-    app.state.knowledge = "loading"
-    server = _WebServer.create(app, host, port)
-
+    process = _Process(role, settings, stop)
+    owner = process_owner(role)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
 
-    web = asyncio.create_task(server.serve(), name="web")
-    tasks.append(web)
-    # The port first: everything else starts once the web answers (webhooks, /healthz).
-    while not server.started and not web.done() and not stop.is_set():
-        await asyncio.sleep(0.01)
-    log.info("web serving on http://%s:%d (%.1f s of CPU since the process began)", host, port, time.process_time())
-    knowledge = asyncio.create_task(asyncio.to_thread(load_knowledge, app), name="knowledge")
-    dispatcher = Dispatcher(engine, providers, clock, settings)
-    tasks.append(asyncio.create_task(dispatcher.run(stop), name="dispatcher"))
+    server = app = bot_engine = None
+    if parts.web:
+        from bot.inbound_limits import InboundLimits
+        from outreach.metrics import MeasuredEngine
+        from web.app import create_app
+
+        inbound_limits = InboundLimits.from_settings(settings)
+        bot_engine = MeasuredEngine(build_conversation_engine(engine, settings, clock,
+                                                              **_code_limit(inbound_limits)), metrics)
+        app = create_app(settings, engine, clock=clock, bot_engine=bot_engine)
+        app.state.metrics = metrics
+        app.state.inbound_limits = inbound_limits
+        app.state.process_owner = owner
+        metrics.track_database(engine, clock)
+        app.state.knowledge = "loading"
+        server = _WebServer.create(app, host, port or settings.web_port)
+        web = asyncio.create_task(server.serve(), name="web")
+        process.tasks.append(web)
+        # The port first: everything else starts once the web answers (webhooks, /healthz).
+        while not server.started and not web.done() and not stop.is_set():
+            await asyncio.sleep(0.01)
+        log.info("web serving on http://%s:%d (%.1f s of CPU since the process began)", host,
+                 port or settings.web_port, time.process_time())
+    knowledge = (asyncio.create_task(asyncio.to_thread(load_knowledge, app), name="knowledge")
+                 if app is not None and parts.conversation else None)
     if is_sqlite(engine):
-        tasks.append(asyncio.create_task(keep_wal_bounded(engine, stop), name="wal-checkpoints"))
+        process.tasks.append(asyncio.create_task(keep_wal_bounded(engine, stop), name="wal-checkpoints"))
 
-    from scheduler import start_scheduler
+    outbound: Outbound | None = None
+    if parts.dispatcher or parts.conversation:
+        # The providers' libraries (aiogram, twilio) take a while to import: off the event loop.
+        await asyncio.to_thread(_import_providers, settings)
+        # One limiter per provider for the whole process: the dispatcher's broadcasts and the
+        # conversation's replies take slots of the same one (and of every process's, with Redis).
+        outbound = build_outbound(settings, engine, clock, metrics)
+        if app is not None:
+            app.state.providers = outbound.providers
+        process.closers.append(outbound.close)
 
-    async def scheduler_after_knowledge() -> None:
-        # The scheduler's catch-up (a missed daily sweep...) waits for the knowledge, so that
-        # the first questions are answered soon after start; it runs until cancelled, and only
-        # the process holding the scheduler lock runs jobs.
-        await asyncio.wait([knowledge], timeout=10)
-        await start_scheduler(engine, settings, clock)
+    telegram = None
+    if app is not None and outbound is not None and outbound.telegram is not None:
+        telegram = asyncio.create_task(_start_telegram(role, app, settings, engine, clock, owner, bot_engine,
+                                                       outbound.telegram, app.state.inbound_limits, metrics,
+                                                       process), name="telegram-start")
 
-    scheduler_task = asyncio.create_task(scheduler_after_knowledge(), name="scheduler")
-    telegram = (asyncio.create_task(start_telegram(app, settings, bot_engine, tasks), name="telegram-start")
-                if settings.telegram_enabled else None)
-    channels = [f"web console http://{host}:{port:d}", "dispatcher",
-                "telegram " + (settings.telegram_mode if settings.telegram_enabled else "off (no TELEGRAM_BOT_TOKEN)"),
-                "sms via Twilio" if settings.twilio_enabled else "sms off: messages go to the log sink"]
-    log.info("nuanxin running: %s", "; ".join(channels))
+    dispatcher = None
+    if parts.dispatcher:
+        from outreach.dispatcher import Dispatcher
 
-    # Run until asked to stop, or until a part ends on its own (a crash): then stop everything
-    # and exit non-zero, so that a supervisor restarts the whole process rather than leaving
-    # it half alive (say, serving the console with no dispatcher).
+        assert outbound is not None
+        dispatcher = Dispatcher(engine, outbound.providers, clock, settings, owner=owner, limits=outbound.limits)
+        process.tasks.append(asyncio.create_task(dispatcher.run(stop), name="dispatcher"))
+
+    scheduler_task = None
+    sched = None
+    if parts.scheduler:
+        from scheduler import build_scheduler
+
+        sched = build_scheduler(engine, settings, clock, metrics=metrics)
+
+        async def scheduler_after_knowledge() -> None:
+            # The scheduler's catch-up (a missed daily sweep...) waits for the knowledge, so that
+            # the first questions after a start are answered soon.
+            if knowledge is not None:
+                await asyncio.wait([knowledge], timeout=KNOWLEDGE_WAIT_S)
+            await sched.run_forever()
+
+        scheduler_task = asyncio.create_task(scheduler_after_knowledge(), name="scheduler")
+
+    if not parts.web and port:
+        from web.ops import create_ops_app
+
+        def worker_status() -> dict[str, Any]:
+            status: dict[str, Any] = {"role": role.value, "owner": owner}
+            if dispatcher is not None:
+                status["dispatcher"] = dict(dispatcher.stats)
+            if sched is not None:
+                status["scheduler_leader"] = sched.is_leader
+            return status
+
+        ops = create_ops_app(settings, engine, metrics=metrics, status=worker_status)
+        server = _WebServer.create(ops, host, port)
+        process.tasks.append(asyncio.create_task(server.serve(), name="ops"))
+
+    log.info("nuanxin running as %s: %s", role.value, "; ".join(_describe(role, parts, settings, host, port)))
+
+    # Run until asked to stop, or until a part ends on its own (a crash): then stop everything and
+    # exit non-zero, so that a supervisor restarts the whole process rather than leaving it half
+    # alive (say, serving the console with no dispatcher).
     stop_waiter = asyncio.create_task(stop.wait(), name="stop")
+    watched = [stop_waiter] + ([scheduler_task] if scheduler_task else [])
     failed: list[asyncio.Task[Any]] = []
     while not failed and not stop.is_set():
         starting = [telegram] if telegram is not None and not telegram.done() else []
-        done, _ = await asyncio.wait([stop_waiter, scheduler_task, *tasks, *starting],
-                                     return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait([*watched, *process.tasks, *starting], return_when=asyncio.FIRST_COMPLETED)
         # Telegram's set-up finishing is not a part ending (its polling task is watched from then on).
         failed = [t for t in done if t is not stop_waiter
                   and not (t is telegram and not t.cancelled() and t.exception() is None)]
@@ -178,26 +389,26 @@ async def _main(settings: Settings, host: str, port: int) -> int:
     stop.set()
     stopping = time.monotonic()
     log.info("stopping")
-    server.should_exit = True
+    if server is not None:
+        server.should_exit = True
     if telegram is not None and not telegram.done():
         telegram.cancel()
-    telegram_dispatcher = getattr(app.state, "telegram_dispatcher", None)
-    if telegram_dispatcher is not None and settings.telegram_mode == "polling":
-        with contextlib.suppress(Exception):
-            await telegram_dispatcher.stop_polling()
-    scheduler_task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await scheduler_task
-    _, late = await asyncio.wait(tasks, timeout=max(0.5, STOP_BUDGET_S - (time.monotonic() - stopping)))
+    if scheduler_task is not None:
+        scheduler_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await scheduler_task
+    remaining = max(0.5, STOP_BUDGET_S - (time.monotonic() - stopping))
+    _, late = await asyncio.wait(process.tasks, timeout=remaining) if process.tasks else (set(), set())
     for task in late:
         log.warning("%s did not stop in time; cancelled (its claimed rows keep their leases)", task.get_name())
         task.cancel()
-    telegram_bot = getattr(app.state, "telegram_bot", None)
-    if telegram_bot is not None:
-        await telegram_bot.session.close()
-    if not knowledge.done():
+    for close in reversed(process.closers):
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(close(), 2)
+    if knowledge is not None and not knowledge.done():
         knowledge.cancel()
-    bot_engine.close()
+    if bot_engine is not None:
+        bot_engine.close()
     if is_sqlite(engine):
         with contextlib.suppress(Exception):
             checkpoint(engine, truncate_above=0)
@@ -206,9 +417,92 @@ async def _main(settings: Settings, host: str, port: int) -> int:
     return 1 if failed else 0
 
 
-def serve(settings: Settings, *, host: str, port: int) -> int:
-    """Run until SIGINT/SIGTERM (exit status 0) or until a part fails (1)."""
-    configure_logging()
-    code = asyncio.run(_main(settings, host, port))
-    log.info("exiting")
+def _import_providers(settings: Settings) -> None:
+    import outreach.dispatcher  # noqa: F401
+
+    if settings.telegram_enabled:
+        import outreach.providers.telegram  # noqa: F401
+    if settings.twilio_enabled:
+        import outreach.providers.twilio  # noqa: F401
+
+
+def _code_limit(inbound_limits: Any) -> dict[str, Any]:
+    """The engine's notifier, asking the inbound limits before each one-time code."""
+    from bot.identity import OutboxNotifier
+
+    class LimitedNotifier(OutboxNotifier):
+        def may_send_code(self, phone_e164: str) -> bool:
+            return bool(inbound_limits.may_send_code(phone_e164))
+
+    return {"notifier": LimitedNotifier()}
+
+
+async def _start_telegram(role: Role, app: Any, settings: Settings, engine: Any, clock: Any, owner: str,
+                          bot_engine: Any, sender: Any, inbound_limits: Any, metrics: Any, process: _Process) -> None:
+    """Telegram once the web is up: the process's one Telegram sender (`sender`, the provider)
+    lends its Bot to polling and webhooks and paces the replies; polling starts under the
+    polling lock, or (`nuanxin run` in webhook mode) the webhook is set. Until then a webhook
+    update is answered 503 and Telegram delivers it again."""
+    await asyncio.to_thread(__import__, "bot.channels.telegram")
+    from bot.channels.telegram import create_dispatcher, set_webhook
+    from bot.inbound_limits import TelegramInboundGate
+
+    bot = sender.bot
+    dispatcher = create_dispatcher(bot_engine, settings, reply_sender=sender)
+    dispatcher.update.outer_middleware(TelegramInboundGate(inbound_limits, metrics))
+    app.state.telegram_bot, app.state.telegram_dispatcher = bot, dispatcher
+    if settings.telegram_mode == "polling":
+        leadership = _polling_leadership(engine, clock, owner)
+        process.tasks.append(asyncio.create_task(
+            _run_telegram_polling(dispatcher, bot, leadership, process.stop, process), name="telegram-polling"))
+    elif role is Role.RUN:
+        url = await set_webhook(bot, settings, dispatcher)
+        log.info("telegram webhook set to %s", url)
+
+
+def _describe(role: Role, parts: Parts, settings: Settings, host: str, port: int | None) -> list[str]:
+    out = []
+    if parts.web:
+        out.append(f"web console http://{host}:{port or settings.web_port:d}")
+    elif port:
+        out.append(f"health and metrics http://{host}:{port:d}")
+    if parts.dispatcher:
+        out.append("dispatcher")
+        out.append("sms via Twilio" if settings.twilio_enabled else "sms off: messages go to the log sink")
+    if parts.scheduler:
+        out.append("scheduler (leads when it holds the lock)")
+    if parts.conversation:
+        out.append("telegram " + (settings.telegram_mode if settings.telegram_enabled
+                                  else "off (no TELEGRAM_BOT_TOKEN)"))
+    out.append("limits in Redis" if settings.redis_url else "limits in this process")
+    return out
+
+
+def serve(settings: Settings, *, role: Role = Role.RUN, host: str, port: int | None) -> int:
+    """Run one role until SIGINT/SIGTERM (exit status 0) or until a part fails (1); 2 when the
+    schema is not ready. Exits within STOP_BUDGET_S (+ a second) of the signal, whatever a part does."""
+    from models.logs import configure_logging
+
+    configure_logging(settings, role=role.value)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    code = 1
+    try:
+        code = loop.run_until_complete(_main(role, settings, host, port))
+    except SchemaNotReady as exc:
+        log.error("%s", exc)
+        code = 2
+    finally:
+        # Threads still working (a job, a query) get what is left of the budget, then the process
+        # exits without them: their transactions roll back, nothing half-written stays.
+        with contextlib.suppress(Exception):
+            loop.run_until_complete(asyncio.wait_for(loop.shutdown_default_executor(), 1.0))
+        busy = [t.name for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon
+                and t.is_alive()]
+        if busy:
+            log.warning("exiting with work still under way in %s (rolled back; the next run repeats it)",
+                        ", ".join(busy))
+            logging.shutdown()
+            os._exit(code)
+        loop.close()
     return code

@@ -65,6 +65,29 @@ class Settings(BaseSettings):
     twilio_auth_token: str = Field(default="", validation_alias=_env("TWILIO_AUTH_TOKEN"))
     twilio_from_number: str = Field(default="", validation_alias=_env("TWILIO_FROM_NUMBER"))
     twilio_api_base: str = Field(default="", validation_alias=_env("TWILIO_API_BASE"))
+    twilio_messaging_service_sid: str = Field(default="", validation_alias=_env("TWILIO_MESSAGING_SERVICE_SID"))
+    # Several senders, each with its own rate: "+8613900000000=1, +8613900000001=1, MG…=10"
+    # (segments a second; a sender without "=" gets twilio_segments_per_s). Empty: the one
+    # sender TWILIO_MESSAGING_SERVICE_SID or TWILIO_FROM_NUMBER.
+    twilio_senders: str = ""
+    # Key names the signing keys of webhooks signed with a shared key instead of the auth token
+    # ("KEY_ID=SECRET, ..."), named by Twilio's X-Twilio-Webhooks-Signature-Settings header.
+    twilio_webhook_keys: str = Field(default="", validation_alias=_env("TWILIO_WEBHOOK_KEYS"))
+
+    # With REDIS_URL set, provider limits are kept in Redis and shared by every process.
+    redis_url: str = Field(default="", validation_alias=_env("REDIS_URL"))
+    redis_prefix: str = "nuanxin:limits"
+
+    # Inbound abuse limits per address (bot/inbound_limits.py), in the `limits` notation; "" turns one off.
+    inbound_limits: str = "20/minute;100/hour;300/day"
+    code_limits_per_phone: str = "3/hour;5/day"
+    code_limits_total: str = "500/hour"
+
+    # Observability: /metrics answers only `Authorization: Bearer <token>` (no token: /metrics is off);
+    # logs as JSON lines ("json"), as text ("text"), or JSON unless standard error is a terminal ("auto").
+    metrics_token: str = ""
+    log_format: str = "auto"
+    log_level: str = "INFO"
 
     quiet_hours_start: time = time(21, 0)
     quiet_hours_end: time = time(8, 0)
@@ -99,6 +122,57 @@ class Settings(BaseSettings):
             value = "postgresql+psycopg://" + value.split("://", 1)[1]
         return value
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis(cls, value: str) -> str:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("use a redis://, rediss:// or unix:// URL")
+        return value
+
+    @field_validator("twilio_senders", "twilio_webhook_keys")
+    @classmethod
+    def _pairs(cls, value: str) -> str:
+        _pairs_of(value)
+        return value
+
+    @field_validator("twilio_senders")
+    @classmethod
+    def _rates(cls, value: str) -> str:
+        for name, rate in _pairs_of(value):
+            if rate:
+                try:
+                    if float(rate) <= 0:
+                        raise ValueError
+                except ValueError:
+                    raise ValueError(f"{name}={rate}: the rate is a positive number of segments a second") from None
+        return value
+
+    @field_validator("inbound_limits", "code_limits_per_phone", "code_limits_total")
+    @classmethod
+    def _windows(cls, value: str) -> str:
+        if value.strip():
+            from limits import parse_many
+
+            try:
+                parse_many(value)
+            except ValueError:
+                raise ValueError("write windows as 10/minute;60/hour;200/day") from None
+        return value
+
+    @field_validator("log_format")
+    @classmethod
+    def _log_format(cls, value: str) -> str:
+        if value not in ("auto", "json", "text"):
+            raise ValueError("must be 'auto', 'json' or 'text'")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        if value.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return value.upper()
+
     @field_validator("telegram_mode")
     @classmethod
     def _mode(cls, value: str) -> str:
@@ -127,7 +201,21 @@ class Settings(BaseSettings):
 
     @property
     def twilio_enabled(self) -> bool:
-        return bool(self.twilio_account_sid and self.twilio_auth_token and self.twilio_from_number)
+        return bool(self.twilio_account_sid and self.twilio_auth_token
+                    and (self.twilio_senders or self.twilio_messaging_service_sid or self.twilio_from_number))
+
+    @property
+    def sms_sender_rates(self) -> tuple[tuple[str, float], ...]:
+        """Each SMS sender (a From number or a Messaging Service SID) with its segments a second
+        ("sms" when none is configured: the log sink's)."""
+        if self.twilio_senders:
+            return tuple((name, float(rate) if rate else self.twilio_segments_per_s)
+                         for name, rate in _pairs_of(self.twilio_senders))
+        return ((self.twilio_messaging_service_sid or self.twilio_from_number or "sms", self.twilio_segments_per_s),)
+
+    @property
+    def webhook_keys(self) -> dict[str, str]:
+        return dict(_pairs_of(self.twilio_webhook_keys))
 
     def ensure_data_dir(self) -> Path:
         """The data folder, for this user alone (0700: it holds the database, keys and uploads)."""
@@ -157,8 +245,21 @@ class Settings(BaseSettings):
         return self.session_secret or self.secret_from_file("session")
 
 
+def _pairs_of(text: str) -> list[tuple[str, str]]:
+    """"A=1, B, C=x" → [("A", "1"), ("B", ""), ("C", "x")]; ValueError on an empty name."""
+    pairs = []
+    for entry in (part.strip() for part in text.split(",")):
+        if entry:
+            name, _, value = entry.partition("=")
+            if not name.strip():
+                raise ValueError(f"{entry!r}: the name before '=' is missing")
+            pairs.append((name.strip(), value.strip()))
+    return pairs
+
+
 _ALIASED = {"database_url", "telegram_bot_token", "telegram_api_base", "telegram_webhook_secret",
-            "twilio_account_sid", "twilio_auth_token", "twilio_from_number", "twilio_api_base"}
+            "twilio_account_sid", "twilio_auth_token", "twilio_from_number", "twilio_api_base",
+            "twilio_messaging_service_sid", "twilio_webhook_keys", "redis_url"}
 
 
 def env_name(field: str) -> str:

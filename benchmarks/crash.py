@@ -1,7 +1,7 @@
 """Crash benchmark: 10,000 messages, two dispatcher processes on PostgreSQL, 20 SIGKILLs.
 
 Keys: messages, kills, lost (must be 0), duplicates, in_flight_max (most rows a killed
-process had in flight), plus in_flight_total and seconds. See outreach/crashharness.py.
+process had in flight), plus in_flight_total and seconds. See tests/fakes/crashharness.py.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ if str(ROOT) not in sys.path:
 
 def run() -> dict[str, Any]:
     from models.pgserver import PostgresServer
-    from outreach.crashharness import run_crash
+    from tests.fakes.crashharness import run_crash
 
     n = int(os.environ.get("NUANXIN_BENCH_CRASH_N", "10000"))
     with PostgresServer() as pg:

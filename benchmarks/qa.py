@@ -1,6 +1,8 @@
 """Q&A benchmark: answer latency over the evaluation set, and cold start in a fresh process.
 
-`run()` returns {"p50_ms", "p99_ms", "cold_start_s", "questions", "accuracy", ...}.
+`run()` returns {"p50_ms", "p99_ms", "cold_start_s", "rss_mb", "model_rss_mb", "questions", "accuracy", ...}.
+`rss_mb` is the resident memory of this process with everything loaded (the knowledge, both
+indexes and the embedding model); `model_rss_mb` what loading the model and the index added.
 Cold start is measured in a new interpreter (imports, loading and indexing the knowledge
 base, and answering one question), since that is what a restarted bot pays.
 """
@@ -45,13 +47,22 @@ def cold_start_seconds() -> float:
     return min(timings)
 
 
+def _rss_mb() -> float:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def run() -> dict[str, float | int]:
     sys.path.insert(0, str(ROOT))
     from bot.qa import QA
-    from bot.qa_commands import load_eval_cases, run_eval
+    from bot.qa_commands import development_files, load_eval_cases, run_eval
 
+    before = _rss_mb()
     qa = QA.load()
-    cases = load_eval_cases()
+    cases = [c for path in development_files() for c in load_eval_cases(path)]
     questions = [c.question for c in cases]
     for question in questions[:20]:  # warm caches so the figures describe a running bot
         qa.answer(question)
@@ -61,15 +72,19 @@ def run() -> dict[str, float | int]:
             start = time.perf_counter()
             qa.answer(question)
             latencies_ms.append((time.perf_counter() - start) * 1000)
-    accuracy = run_eval(qa, cases).accuracy
+    result = run_eval(qa, cases)
+    rss = _rss_mb()
     return {
+        "rss_mb": round(rss, 1),
+        "model_rss_mb": round(rss - before, 1),
+        "wrong_answer_rate": round(result.wrong_answer_rate, 4),
         "p50_ms": round(statistics.median(latencies_ms), 3),
         "p99_ms": round(_percentile(latencies_ms, 0.99), 3),
         "max_ms": round(max(latencies_ms), 3),
         "cold_start_s": round(cold_start_seconds(), 3),
         "questions": len(questions),
         "answers_timed": len(latencies_ms),
-        "accuracy": round(accuracy, 4),
+        "accuracy": round(result.accuracy, 4),
     }
 
 

@@ -14,7 +14,6 @@ from bot.tickets import TicketError, draft_article, reply_to_ticket, ticket_summ
 tickets_app = typer.Typer(help="Questions the bot passed to staff: list, answer, turn into articles.",
                           no_args_is_help=True)
 
-DRAFTS_DIR = Path(__file__).resolve().parent.parent / "knowledge" / "drafts"
 
 
 def _settings() -> Any:
@@ -165,18 +164,22 @@ def tickets_reply(
 @tickets_app.command("draft-article")
 def tickets_draft_article(
     ticket_id: int = typer.Argument(..., help="An answered ticket."),
-    out_dir: Path = typer.Option(DRAFTS_DIR, "--out", help="Where drafts go (knowledge/drafts/)."),
+    username: str | None = typer.Option(None, "--as", help="Your staff username (your password is asked), "
+                                                          "or set NUANXIN_STAFF_TOKEN."),
 ) -> None:
-    """Turn a staff answer into a knowledge-article draft for review (not used until reviewed)."""
+    """Turn a staff answer into a knowledge-article draft in the database, for review (it
+    answers nothing until reviewed: `nuanxin knowledge review`)."""
+    from cli import authenticate_staff
     from models.clock import SystemClock
 
     db = _db(_settings())
+    username = authenticate_staff(username, engine=db)
     try:
-        path = draft_article(db, ticket_id, out_dir, SystemClock().now().date().isoformat())
+        record = draft_article(db, ticket_id, username, SystemClock().now())
     except TicketError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
-    typer.echo(str(path))
+    typer.echo(f"draft {record.article_id} ({record.language}) saved for review")
 
 
 def register(app: typer.Typer) -> None:

@@ -38,7 +38,7 @@ from bot.flowregistry import FlowCtx, Registry, builtin
 from bot.flowrunner import Flow, Out, Runner, clean_text, load_flows, word
 from bot.identity import LINK_FLOW, Identity, Notifier, OutboxNotifier
 from bot.language import detect_language
-from bot.texts import CHANNEL_NAMES, localise, t
+from bot.texts import CHANNEL_NAMES, localise, reply_by, t
 from models.actions import audit, opt_in, opt_out
 from models.applications import HandoffTicket
 from models.db import is_sqlite, writer
@@ -259,7 +259,9 @@ class Engine:
         return Reply(text=f"{out.text}\n{footer}", choices=tuple(Choice(label, value) for value, label in out.choices),
                      columns=1, expects=out.expects if out.in_flow or out.choices else "text",
                      metadata={"choices_in_text": "1", "lang": lang, "flow": conv.state.flow or "",
-                               "step": conv.state.step or ""})
+                               "step": conv.state.step or "", "footer": footer,
+                               # SMS shows the footer on the first reply and after a misunderstanding only
+                               "repair": "1" if conv.version == 0 or conv.state.misses else "0"})
 
     def _ctx(self, s: Tx, conv: Conv, now: datetime) -> FlowCtx:
         return FlowCtx(session_fn=lambda: s.session, settings=self.settings, now=now, lang=conv.lang, channel=conv.channel,
@@ -491,7 +493,7 @@ class Engine:
             text = t("handoff_already", lang, ticket=existing.id)
         else:
             ticket = self._open_ticket(s, conv, reason, question, now)
-            text = t("handoff_done", lang, ticket=ticket.id)
+            text = t("handoff_done", lang, ticket=ticket.id, reply_by=reply_by(now, self.settings.tz, lang))
         if conv.state.flow:
             text += "\n" + t("handoff_saved", lang)
         return Out(text, in_flow=bool(conv.state.flow))
@@ -533,7 +535,7 @@ class Engine:
         if answer is not None and answer.answer:
             text = answer.answer + localise({"zh-Hans": f"（编号{ticket.id}）", "en": f" (ticket {ticket.id})"}, lang)
         else:
-            text = t("qa_passed_on", lang, ticket=ticket.id)
+            text = t("qa_passed_on", lang, ticket=ticket.id, reply_by=reply_by(now, self.settings.tz, lang))
         return Out(text, in_flow=False)
 
 

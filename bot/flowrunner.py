@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, timedelta
-from decimal import Decimal
+from datetime import date
 from typing import Any
 
+from bot import answers
 from bot.flowregistry import FlowCtx, Registry, builtin
 from bot.flowspec import FLOW_DIR, STEP_TYPES, Flow, FlowError, Step, load_flows, parse_flow
 from bot.language import clean, normalise_command
@@ -22,20 +22,27 @@ from bot.state import ConversationState
 from bot.texts import localise
 
 __all__ = ["FLOW_DIR", "STEP_TYPES", "Flow", "FlowCtx", "FlowError", "Invalid", "Out", "Runner", "Step",
-           "clean_text", "display", "load_flows", "parse_flow", "word"]
+           "Interrupted", "clean_text", "display", "load_flows", "parse_flow", "word"]
 
 
 class Invalid(ValueError):
     """An answer does not fit the step; the message (already localised) says what is needed."""
 
 
+class Interrupted(Invalid):
+    """The reply is not an answer but a cancel word or a question (`interruption`: answers.Cancel or
+    answers.Question): act on it (end the flow unsaved, answer the question) rather than retry."""
+
+    def __init__(self, interruption: answers.Interruption, message: str) -> None:
+        super().__init__(message)
+        self.interruption = interruption
+
+
 # --------------------------------------------------------------------------- validators
 
 _WORDY = re.compile(r"[^\W\d_]")  # a letter of any script: digits alone are not a name
 
-YES = frozenset(["是", "是的", "对", "对的", "好", "好的", "有", "嗯", "要", "需要", "确认", "提交", "同意", "可以", "行", "y", "yes", "yep", "yeah", "ok", "okay", "sure", "1", "对了"])
-NO = frozenset(["否", "不", "不是", "没有", "没", "无", "不要", "不对", "不用", "不需要", "n", "no", "nope", "not", "2", "没有的"])
-SKIP = frozenset(["跳过", "没有", "无", "不用", "没", "算了", "skip", "none", "no", "nothing", "-", "略"])
+SKIP = frozenset(["跳过", "没有", "无", "不用", "没", "skip", "none", "no", "nothing", "-", "略"])  # 算了 cancels
 LATER = frozenset(["以后", "以后带", "以后再说", "完成", "好了", "发完了", "带去窗口", "done", "later", "finished"])
 
 ERR = {
@@ -46,6 +53,16 @@ ERR = {
              "en": "I could not read that date. Please write it like 2026-03-02."},
     "date_month": {"zh-Hans": "没看懂这个日期。请这样写：1998年12月 或 1998-12。",
                    "en": "I could not read that date. Please write it like 1998-12."},
+    "date_need_day": {"zh-Hans": "您说的是{when}，请再告诉我是哪一天，例如：3月5日。",
+                      "en": "You said {when}; which day was it? For example: 5 March."},
+    "date_need_month": {"zh-Hans": "您说的是{when}，请再告诉我是几月，例如：1998年12月。",
+                        "en": "You said {when}; which month was it? For example: December 1998."},
+    "cancel_word": {"zh-Hans": "好的，这次可以不办。回复0回主菜单，填过的会先保存；要接着办，请回答：",
+                    "en": "All right, you can stop here. Reply 0 for the menu (what you entered is kept); to go on, answer:"},
+    "asked": {"zh-Hans": "这一步要填的是：{label}。有问题请回复“人工”，工作人员帮您。",
+              "en": 'This step asks for: {label}. For a question, reply "human" and a person will help.'},
+    "asked_here": {"zh-Hans": "请先回答下面这个问题；有别的问题请回复“人工”，工作人员帮您。",
+                   "en": 'Please answer the question below first; for anything else, reply "human" and a person will help.'},
     "date_future": {"zh-Hans": "这个日期还没到，请再看看。", "en": "That date is in the future; please check."},
     "date_past": {"zh-Hans": "这个日期已经过了，请选今天或以后的日子。", "en": "That date has passed; please pick today or later."},
     "date_after": {"zh-Hans": "这个日期应该在{other}之后，请再看看。", "en": "This date should be after {other}; please check."},
@@ -79,42 +96,42 @@ def word(raw: str) -> str:
     return normalise_command(raw)
 
 
-_DATE_RE = re.compile(
-    r"(?<!\d)(\d{4})\s*(?:年|[./\-])\s*(\d{1,2})(?:\s*(?:月|[./\-])\s*(\d{1,2})\s*[日号]?|\s*月)?"
-    r"|(?<!\d)(\d{4})(\d{2})(\d{2})(?!\d)"
-)
+def _interrupted(text: str, lang: str, *, free_text: bool = False, label: str = "") -> None:
+    """Raise `Interrupted` when the reply is a cancel word or a question, not an answer."""
+    found = answers.interruption(text, free_text=free_text)
+    if isinstance(found, answers.Cancel):
+        raise Interrupted(found, localise(ERR["cancel_word"], lang))
+    if isinstance(found, answers.Question):
+        message = localise(ERR["asked"], lang).format(label=label) if label else localise(ERR["asked_here"], lang)
+        raise Interrupted(found, message)
 
 
-def _dates_in(text: str, month_ok: bool) -> list[date | None]:
-    out: list[date | None] = []
-    for m in _DATE_RE.finditer(text):
-        try:
-            if m.group(4):
-                out.append(date(int(m.group(4)), int(m.group(5)), int(m.group(6))))
-            elif m.group(3):
-                out.append(date(int(m.group(1)), int(m.group(2)), int(m.group(3))))
-            elif month_ok:
-                out.append(date(int(m.group(1)), int(m.group(2)), 1))
-            else:
-                out.append(None)
-        except ValueError:
-            out.append(None)
-    return out
+def _date_value(step: Step, found: answers.DateAnswer | None, today: date, lang: str) -> date:
+    """The day to store, or an error that asks for what is missing (never a day made up)."""
+    if found is None or not 1900 <= found.start.year <= today.year + 5:
+        raise err("date_month" if step.month_ok else "date", lang)
+    if found.precision == "month" and step.month_ok:
+        return found.start  # a month stays a month: stored as its first day, shown as the month
+    if found.precision != "day":
+        key = "date_need_month" if step.month_ok or found.precision == "year" else "date_need_day"
+        raise err(key, lang, when=_when(found, lang))
+    return found.start
 
 
-_RELATIVE_DAYS = {"今天": 0, "today": 0, "昨天": -1, "yesterday": -1, "前天": -2, "明天": 1, "tomorrow": 1}
+def _when(found: answers.DateAnswer, lang: str) -> str:
+    if lang == "en":
+        return {"year": f"{found.start.year}", "month": f"{found.start:%B %Y}",
+                "week": f"the week of {found.start.day} {found.start:%b}"}.get(found.precision, "")
+    return {"year": f"{found.start.year}年", "month": f"{found.start.year}年{found.start.month}月",
+            "week": f"{found.start.month}月{found.start.day}日那一周"}.get(found.precision, "")
 
 
 def parse_date(step: Step, text: str, today: date, lang: str, values: dict[str, Any]) -> str:
-    w = word(text)
-    if w in _RELATIVE_DAYS:
-        found: list[date | None] = [today + timedelta(days=_RELATIVE_DAYS[w])]
-    else:
-        found = _dates_in(clean_text(text), step.month_ok)
-    if len(found) != 1 or found[0] is None or not 1900 <= found[0].year <= today.year + 5:
-        raise err("date_month" if step.month_ok else "date", lang)
-    day = found[0]
-    if step.past and day > today:
+    _interrupted(text, lang)
+    found = answers.date_answer(text, today, "future" if step.future else "past")
+    day = _date_value(step, found, today, lang)
+    month_only = step.month_ok and found is not None and found.precision == "month"
+    if step.past and (day > today if not month_only else (day.year, day.month) > (today.year, today.month)):
         raise err("date_future", lang)
     if step.future and day < today:
         raise err("date_past", lang)
@@ -124,11 +141,14 @@ def parse_date(step: Step, text: str, today: date, lang: str, values: dict[str, 
 
 
 def parse_date_range(step: Step, text: str, today: date, lang: str) -> dict[str, str]:
-    found = _dates_in(clean_text(text), step.month_ok)
-    if len(found) != 2 or None in found:
+    _interrupted(text, lang)
+    found = answers.dates_in(text, today, "future" if step.future else "past")
+    if found is None:
         raise err("date_range", lang)
-    start, end = found[0], found[1]
-    assert start is not None and end is not None
+    try:
+        start, end = (_date_value(step, d, today, lang) for d in found)
+    except Invalid:
+        raise err("date_range", lang) from None
     if end < start:
         raise err("date_range_order", lang)
     if step.past and start > today:
@@ -137,36 +157,34 @@ def parse_date_range(step: Step, text: str, today: date, lang: str) -> dict[str,
 
 
 def parse_money(step: Step, text: str, lang: str) -> int:
-    t = clean_text(text).lower().replace(",", "").replace("，", "").replace(" ", "")
-    for junk in ("人民币", "rmb", "yuan", "cny", "元", "块钱", "块", "¥", "￥"):
-        t = t.replace(junk, "")
-    scale = Decimal(1)
-    if t.endswith("万"):
-        scale, t = Decimal(10000), t[:-1]
-    if not re.fullmatch(r"\d{1,12}(\.\d{1,2})?", t):
+    _interrupted(text, lang)
+    found = answers.amount(text)
+    if found is None:
         raise err("money", lang)
-    fen = int(Decimal(t) * scale * 100)
-    if not step.min_fen <= fen <= step.max_fen:
+    if not step.min_fen <= found.fen <= step.max_fen:
         raise err("money_range", lang)
-    return fen
+    return found.fen
 
 
 def parse_yes_no(text: str, lang: str) -> str:
-    w = word(text)
-    if w in YES:
-        return "yes"
-    if w in NO:
-        return "no"
-    raise err("yes_no", lang)
+    _interrupted(text, lang)
+    found = answers.yes_no(text)
+    if found is None:
+        raise err("yes_no", lang)
+    return found
 
 
 def parse_choice(step: Step, text: str, lang: str) -> str:
+    _interrupted(text, lang)
     w = word(text)
     if w.isdigit() and 1 <= int(w) <= len(step.options):
         return step.options[int(w) - 1].value
     for opt in step.options:
         if w == opt.value.lower() or any(w == word(lbl) for lbl in opt.label.values()):
             return opt.value
+    ordinal = answers.number(re.sub(r"^(第|选|选择)|(个|项|号|条)$", "", w)) if w else None
+    if ordinal is not None and ordinal == int(ordinal) and 1 <= ordinal <= len(step.options):
+        return step.options[int(ordinal) - 1].value  # 第一个, 一, 选2
     raise err("choice", lang)
 
 
@@ -174,6 +192,7 @@ def parse_text(step: Step, text: str, lang: str) -> str:
     t = clean_text(text)
     if step.optional and word(t) in SKIP:
         return ""
+    _interrupted(t, lang, free_text=True, label=localise(step.label, lang))
     if len(t) > step.max_len:
         raise err("text_long", lang, n=step.max_len)
     if len(t) < step.min_len:
@@ -181,6 +200,7 @@ def parse_text(step: Step, text: str, lang: str) -> str:
     if t and not _WORDY.search(t):
         raise err("text_empty", lang)
     return t
+
 
 
 

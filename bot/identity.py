@@ -271,7 +271,11 @@ class Identity:
             OneTimeCode.created_at >= since)).one()
         per_person = s.exec(select(func.count()).select_from(OneTimeCode).where(
             OneTimeCode.beneficiary_id == bid, OneTimeCode.created_at >= since)).one()
-        if per_address >= MAX_CODES_PER_HOUR or per_person >= MAX_CODES_PER_HOUR:
+        # The notifier may also keep limits of its own per destination phone and for the whole
+        # office (bot/inbound_limits.py, shared by every process through Redis).
+        may_send = getattr(self.notifier, "may_send_code", None)
+        if (per_address >= MAX_CODES_PER_HOUR or per_person >= MAX_CODES_PER_HOUR
+                or (may_send is not None and not may_send(phone))):
             state.step = "code" if state.step == "code" else state.step
             return [Out(m("rate_limited", lang))]
         code = f"{secrets.randbelow(1_000_000):06d}"

@@ -41,12 +41,15 @@ _OUTER_PUNCTUATION = " .。!！~～,，、;；"
 # A Latin reply of fewer words than this, from someone we know reads Chinese, is not a
 # switch to English ("ok", "ok thanks", "12345X", "TD").
 _ENGLISH_MIN_WORDS_FOR_CHINESE_READER = 3
-# Words that say nothing about the language they are typed in: acknowledgements and the
-# command words every reader may use (STOP and TD are the carriers' opt-out words).
+# Words that say nothing about the reader's language: acknowledgements and the command words
+# every reader may use (STOP and TD are the carriers' opt-out words; a Telegram client sends
+# /start as 菜单, whatever its language). Matched as typed: 菜單 in Traditional does say zh-Hant.
 _NEUTRAL_WORDS: Final = frozenset({
     "ok", "okay", "k", "td", "stop", "stopall", "unsubscribe", "unstop", "start", "menu", "main", "home",
     "help", "human", "agent", "staff", "operator", "person", "yes", "no", "y", "n", "back", "skip",
-    "cancel", "end", "quit", "revoke", "optout"})
+    "cancel", "end", "quit", "revoke", "optout",
+    "菜单", "主菜单", "首页", "帮助", "说明", "怎么用", "语言", "切换语言", "退订", "取消订阅", "订阅", "恢复订阅",
+    "人工", "转人工", "返回", "上一步", "继续"})
 
 
 class UnknownVariant(ValueError):
@@ -143,6 +146,8 @@ def _script_counts(chinese: str) -> tuple[int, int]:
 def detect_language(text: str, hint: str | None = None) -> str:
     """zh-Hant, zh-Hans or en: from the text where it can tell, else from the hint, else zh-Hans."""
     known = language_of_hint(hint)
+    if clean(text).lower().strip(_OUTER_PUNCTUATION).lstrip("/") in _NEUTRAL_WORDS:
+        return known or DEFAULT_LANGUAGE
     chinese = "".join(_CJK.findall(text or ""))
     if chinese:
         traditional_only, simplified_only = _script_counts(chinese)
@@ -153,8 +158,7 @@ def detect_language(text: str, hint: str | None = None) -> str:
         # Written the same in both scripts (您好, 冇): a Traditional reader stays Traditional.
         return "zh-Hant" if known == "zh-Hant" else "zh-Hans"
     words = _LATIN_WORD.findall(text or "")
-    neutral = len(words) == 1 and normalise_command(text).lstrip("/") in _NEUTRAL_WORDS
-    if words and not neutral and (known in (None, "en") or len(words) >= _ENGLISH_MIN_WORDS_FOR_CHINESE_READER):
+    if words and (known in (None, "en") or len(words) >= _ENGLISH_MIN_WORDS_FOR_CHINESE_READER):
         return "en"
     return known or DEFAULT_LANGUAGE
 

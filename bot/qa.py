@@ -32,10 +32,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from bot.knowledge import Article, KnowledgeBase, load_knowledge
+from bot.language import detect_language
 from bot.qa_embed import Embedder, shared_embedder
 from bot.qa_index import Tokenizer, WordIndex
 from bot.qa_question import GENERAL_KINDS, Asked, PlaceFinder, read_question
@@ -55,13 +57,12 @@ BM25_HALF = {"zh-Hans": 20.0, "en": 6.0}
 # development questions (`nuanxin eval-qa --sweep` prints a new fit). Features, in order:
 # similarity, similarity minus the best other article's, similarity minus the median,
 # log(1 + bm25), tanh(bm25 lead over the best other / 10), coverage, bm25 / best bm25.
-CONFIDENCE_MEAN = (0.9435, 0.0163, 0.0796, 3.1779, 0.4419, 0.6404, 0.9466)
-CONFIDENCE_SCALE = (0.0346, 0.03, 0.0312, 0.8275, 0.5292, 0.2842, 0.16)
-CONFIDENCE_WEIGHTS = (0.866, 0.328, 0.352, 0.299, 0.923, 0.371, 0.08)
-CONFIDENCE_BIAS = 3.224
+CONFIDENCE_MEAN = (0.9477, 0.0193, 0.084, 3.2448, 0.4839, 0.6648, 0.9556)
+CONFIDENCE_SCALE = (0.0331, 0.0281, 0.03, 0.8364, 0.5212, 0.2806, 0.1474)
+CONFIDENCE_WEIGHTS = (0.72, 0.234, 0.569, 0.25, 0.844, 0.156, 0.377)
+CONFIDENCE_BIAS = 2.779
 CANDIDATES = 6  # how many of the best-ranked articles the answerability check looks at
 
-_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _MEANINGFUL = re.compile(r"[\u3400-\u9fffA-Za-z0-9]")
 
 
@@ -82,25 +83,6 @@ class Answer:
 
 
 # --------------------------------------------------------------------------- language
-
-
-def detect_language(text: str, hint: str | None = None) -> str:
-    """zh-Hant, zh-Hans or en, from the text itself; the hint decides only what the text cannot."""
-    cjk = _CJK.findall(text)
-    if cjk:
-        chinese = "".join(cjk)
-        traditional_only = sum(a != b for a, b in zip(chinese, to_simplified(chinese), strict=False))
-        simplified_only = sum(a != b for a, b in zip(chinese, to_traditional(chinese), strict=False))
-        if traditional_only == 0:
-            return "zh-Hant" if hint == "zh-Hant" and simplified_only == 0 else "zh-Hans"
-        if traditional_only > simplified_only:
-            return "zh-Hant"
-        if simplified_only > traditional_only:
-            return "zh-Hans"
-        return "zh-Hant" if hint == "zh-Hant" else "zh-Hans"
-    if re.search(r"[A-Za-z]{2,}", text):
-        return "en"
-    return hint if hint in ("zh-Hans", "zh-Hant", "en") else "zh-Hans"
 
 
 @lru_cache(maxsize=4096)
@@ -544,21 +526,34 @@ class LiveQA:
 
 
 _shared: QA | LiveQA | None = None
+_shared_factory: Callable[[], QA | LiveQA] | None = None
 _shared_lock = threading.Lock()
 
 
 def get_qa() -> QA | LiveQA:
-    """The process-wide QA: the database's knowledge when `use_database` was called, else the files."""
+    """The process-wide QA, built on first use: over the database's reviewed knowledge after
+    `use_database`, else over the shipped files alone."""
     global _shared
     if _shared is None:
         with _shared_lock:
             if _shared is None:
-                _shared = QA.load()
+                _shared = _shared_factory() if _shared_factory is not None else QA.load()
     return _shared
 
 
+def use_database(db: Any) -> None:
+    """Answer from the knowledge staff keep in `db` (files overlaid by reviewed rows), following
+    their reviews without a restart. Called once at start-up by the processes that answer."""
+    global _shared, _shared_factory
+    from bot.knowledge_store import live_qa
+
+    with _shared_lock:
+        _shared_factory = lambda: live_qa(db)  # noqa: E731 - kept for the first question
+        _shared = None
+
+
 def set_shared_qa(qa: QA | LiveQA) -> None:
-    """Make `qa` the process-wide one (start-up calls this with the database-backed LiveQA)."""
+    """Make `qa` the process-wide one."""
     global _shared
     with _shared_lock:
         _shared = qa

@@ -18,13 +18,200 @@ if TYPE_CHECKING:
     from bot.qa import Answer
 
 DEFAULT_EVAL_FILE = Path(__file__).resolve().parent.parent / "tests" / "qa" / "eval.yaml"
-PASS_ACCURACY = 0.90
+# eval-qa fails below this accuracy or above this wrong-answer rate: since the handoff threshold
+# keeps wrong answers at most 1% on the development questions, a drop in accuracy means more
+# handoffs, a rise in wrong answers means the method or the knowledge broke.
+PASS_ACCURACY = 0.80
+MAX_WRONG_ANSWER_RATE = 0.02
+
+
+knowledge_app = typer.Typer(help="The knowledge base: list, validate, draft, review, retire, preview, coverage.")
 
 
 def register(app: typer.Typer) -> None:
-    """Add the `ask` and `eval-qa` commands to the main CLI."""
+    """Add `ask`, `eval-qa` and the `knowledge` commands to the main CLI."""
     app.command("ask")(ask)
     app.command("eval-qa")(eval_qa)
+    app.add_typer(knowledge_app, name="knowledge")
+
+
+def _db() -> Any:
+    from models.db import make_engine
+    from models.migrate import upgrade
+    from settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    engine = make_engine(settings.effective_database_url)
+    upgrade(engine)
+    return engine
+
+
+def _echo_json(value: Any) -> None:
+    from dataclasses import asdict, is_dataclass
+
+    def plain(v: Any) -> Any:
+        if is_dataclass(v) and not isinstance(v, type):
+            return plain(asdict(v))
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [plain(x) for x in v]
+        if hasattr(v, "isoformat"):
+            return v.isoformat()
+        return v
+
+    typer.echo(json.dumps(plain(value), ensure_ascii=False))
+
+
+def _staff_name(username: str | None, db: Any) -> str:
+    """The staff member acting, authenticated as every acting CLI command does."""
+    from cli import authenticate_staff
+
+    return str(authenticate_staff(username, engine=db))
+
+
+def _refused(exc: Exception) -> None:
+    for problem in getattr(exc, "problems", [str(exc)]):
+        typer.echo(f"refused: {problem}", err=True)
+    raise typer.Exit(2)
+
+
+@knowledge_app.command("list")
+def knowledge_list(state: str | None = typer.Option(None, "--state", help="reviewed, draft, retired or shipped."),
+                   language: str | None = typer.Option(None, "--lang", help="zh-Hans or en.")) -> None:
+    """Every article: shipped files and the rows staff keep, with their state (JSON lines)."""
+    from bot.knowledge_store import list_articles
+
+    for item in list_articles(_db(), state=state, language=language):
+        _echo_json(item)
+
+
+@knowledge_app.command("show")
+def knowledge_show(article_id: str, language: str = typer.Option("zh-Hans", "--lang")) -> None:
+    """One article: what answers now, the pending draft, its problems and its history (JSON)."""
+    from bot.knowledge_store import KnowledgeRefused, get_article
+
+    try:
+        _echo_json(get_article(_db(), article_id, language))
+    except KnowledgeRefused as exc:
+        _refused(exc)
+
+
+@knowledge_app.command("validate")
+def knowledge_validate(file: Path | None = typer.Argument(None, help="One article file; none: the whole base.")) -> None:
+    """Check an article (or the whole shipped base); exit 1 listing every problem."""
+    from bot.knowledge import KnowledgeError, load_knowledge
+    from bot.knowledge_store import validate
+
+    if file is None:
+        try:
+            kb = load_knowledge()
+        except KnowledgeError as exc:
+            for problem in exc.problems:
+                typer.echo(problem)
+            raise typer.Exit(1) from None
+        typer.echo(f"{len(kb.articles)} articles, no problems")
+        return
+    problems = validate(None, file.read_text(encoding="utf-8"))
+    for problem in problems:
+        typer.echo(f"{file.name}: {problem}")
+    if problems:
+        raise typer.Exit(1)
+    typer.echo(f"{file.name}: no problems")
+
+
+@knowledge_app.command("draft")
+def knowledge_draft(file: Path = typer.Argument(..., exists=True, dir_okay=False),
+                    username: str | None = typer.Option(None, "--as", help="Your staff username (password asked).")) -> None:
+    """Save an article file as a draft in the database (it answers nothing until reviewed)."""
+    from bot.knowledge_store import KnowledgeRefused, _front, save_draft
+    from models.clock import SystemClock
+
+    text = file.read_text(encoding="utf-8")
+    front = _front(text) or {}
+    db = _db()
+    try:
+        record = save_draft(db, str(front.get("id") or file.stem), str(front.get("language") or "zh-Hans"),
+                            text, _staff_name(username, db), SystemClock().now())
+    except KnowledgeRefused as exc:
+        _refused(exc)
+        return
+    typer.echo(f"draft of {record.article_id} ({record.language}) saved"
+               + (f"; before review fix: {'; '.join(record.problems)}" if record.problems else "; ready for review"))
+
+
+@knowledge_app.command("review")
+def knowledge_review(article_id: str, language: str = typer.Option("zh-Hans", "--lang"),
+                     username: str | None = typer.Option(None, "--as", help="Approver or admin (password asked).")) -> None:
+    """Approve an article's draft: the bot answers from it from the next question on."""
+    from bot.knowledge_store import KnowledgeRefused, review
+    from models.clock import SystemClock
+
+    db = _db()
+    try:
+        review(db, article_id, language, _staff_name(username, db), SystemClock().now())
+    except KnowledgeRefused as exc:
+        _refused(exc)
+    typer.echo(f"{article_id} ({language}) reviewed; answering now")
+
+
+@knowledge_app.command("retire")
+def knowledge_retire(article_id: str, language: str = typer.Option("zh-Hans", "--lang"),
+                     username: str | None = typer.Option(None, "--as", help="Approver or admin (password asked)."),
+                     note: str = typer.Option("", "--note")) -> None:
+    """Stop an article answering (a shipped file of the same id too)."""
+    from bot.knowledge_store import KnowledgeRefused, retire
+    from models.clock import SystemClock
+
+    db = _db()
+    try:
+        retire(db, article_id, language, _staff_name(username, db), SystemClock().now(), note)
+    except KnowledgeRefused as exc:
+        _refused(exc)
+    typer.echo(f"{article_id} ({language}) retired")
+
+
+@knowledge_app.command("preview")
+def knowledge_preview(file: Path = typer.Argument(..., exists=True, dir_okay=False),
+                      question: str | None = typer.Option(None, "--question", "-q")) -> None:
+    """The reply and the SMS the bot would send from an article file (JSON)."""
+    from bot.knowledge_store import preview
+
+    _echo_json(preview(None, file.read_text(encoding="utf-8"), question))
+
+
+@knowledge_app.command("handed-off")
+def knowledge_handed_off(days: int = typer.Option(30, "--days")) -> None:
+    """The most handed-off questions of the last N days, grouped by nearest article and reason (JSON lines)."""
+    from bot.knowledge_store import most_handed_off
+    from models.clock import SystemClock
+
+    for group in most_handed_off(_db(), SystemClock().now(), days=days):
+        _echo_json(group)
+
+
+@knowledge_app.command("coverage")
+def knowledge_coverage(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Seed sentences with numbers, dates or quoted names that no article contains."""
+    from bot.knowledge import load_knowledge
+    from bot.knowledge_coverage import coverage_gaps, find_seeds_dir
+
+    seeds = find_seeds_dir()
+    if seeds is None:
+        typer.echo("shared/seeds not found beside the checkout", err=True)
+        raise typer.Exit(2)
+    gaps = coverage_gaps(load_knowledge(strict=False), seeds)
+    for gap in gaps:
+        if as_json:
+            _echo_json(gap)
+        else:
+            typer.echo(f"[seed {gap.seed}] missing {', '.join(gap.missing)}: {gap.sentence[:160]}")
+    if not as_json:
+        typer.echo(f"{len(gaps)} sentences with facts no article holds")
 
 
 def ask(
@@ -34,9 +221,7 @@ def ask(
     sms: bool = typer.Option(False, "--sms", help="Print the short SMS variant instead of the full answer."),
 ) -> None:
     """Answer a policy question from the knowledge base, or say it would go to staff."""
-    from bot.qa import get_qa
-
-    result = get_qa().answer(question, lang_hint=lang)
+    result = _cli_qa().answer(question, lang_hint=lang)
     text = result.sms if sms else result.answer
     if as_json:
         payload = {"handoff": result.handoff, "answer": text, "sources": result.sources, "lang": result.lang}
@@ -45,6 +230,25 @@ def ask(
     if result.handoff:
         typer.echo(f"[handed to staff: {result.reason}]")
     typer.echo(text)
+
+
+def _cli_qa() -> Any:
+    """The knowledge the running bot answers from: the database's when it has any rows, else the files."""
+    from bot.qa import get_qa
+
+    try:
+        from sqlalchemy import inspect
+
+        from bot.knowledge_store import live_qa
+        from models.db import make_engine
+        from settings import load_settings
+
+        engine = make_engine(load_settings().effective_database_url)
+        if "knowledge_article" in inspect(engine).get_table_names():
+            return live_qa(engine)
+    except Exception:  # no database here: the shipped files answer
+        pass
+    return get_qa()
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -273,7 +477,8 @@ def eval_qa(
     sweep: bool = typer.Option(False, "--sweep", help="Suggest thresholds from the development files instead."),
 ) -> None:
     """Run an evaluation set: accuracy, wrong answers, handoff precision/recall, by language and
-    pattern, and the coverage-versus-wrong-answers curve; exit non-zero below 90% accuracy."""
+    pattern, and the coverage-versus-wrong-answers curve; exit non-zero below 80% accuracy or
+    above 2% wrong answers."""
     from bot.qa import get_qa
 
     qa = get_qa()
@@ -306,7 +511,7 @@ def eval_qa(
         for failure in overall.failures:
             mark = "FAIL (wrong answer)" if failure["wrong_answer"] else "FAIL"
             typer.echo(f"{mark} [{failure['pattern']}] {failure['question']}\n     {failure['problem']}")
-    if overall.accuracy < PASS_ACCURACY:
+    if overall.accuracy < PASS_ACCURACY or overall.wrong_answer_rate > MAX_WRONG_ANSWER_RATE:
         raise typer.Exit(code=1)
 
 

@@ -1,7 +1,7 @@
 """Text forms for searching questions: Simplified Chinese with dialect words in standard form.
 
-OpenCC is used here until bot/language.py (the project's one language module) provides
-`to_simplified` / `to_traditional`; then these delegate to it.
+Script conversion is bot/language.py's (the project's one OpenCC place); this module adds
+what only searching needs: Cantonese and colloquial forms, voice-input fillers.
 """
 
 from __future__ import annotations
@@ -10,24 +10,12 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-import opencc
 import yaml
 
-_t2s = opencc.OpenCC("t2s")
+from bot.language import to_simplified, to_traditional
+
+__all__ = ["simplified", "to_simplified", "to_traditional", "without_fillers"]
 DIALECT_FILE = Path(__file__).resolve().parent.parent / "knowledge" / "dialect.yaml"
-
-
-@lru_cache(maxsize=1)
-def _s2t() -> opencc.OpenCC:
-    return opencc.OpenCC("s2t")  # built on first use (about 0.2 s)
-
-
-def to_simplified(text: str) -> str:
-    return _t2s.convert(text)
-
-
-def to_traditional(text: str) -> str:
-    return _s2t().convert(text)
 
 
 @lru_cache(maxsize=1)
@@ -48,7 +36,7 @@ def simplified(text: str) -> str:
     pattern, forms = _dialect()
     if pattern is not None:
         text = pattern.sub(lambda m: forms[m.group(0)], text)
-    return _t2s.convert(text.lower())
+    return to_simplified(text.lower())
 
 
 # Voice input and chat fillers that carry nothing a search could use.

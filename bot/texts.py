@@ -8,13 +8,16 @@ and plain: many readers are over 80 and read on an old phone.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from bot.language import LANGUAGES, localise
 from bot.language import to_traditional as to_hant
 from bot.words import catalogue
+from models.workdays import reply_due
 
-__all__ = ["LANGUAGES", "T", "CHANNEL_NAMES", "localise", "t", "to_hant"]
+__all__ = ["LANGUAGES", "T", "CHANNEL_NAMES", "localise", "reply_by", "short_date", "short_month", "t", "to_hant"]
 
 
 T: dict[str, dict[str, str]] = {
@@ -53,14 +56,20 @@ T: dict[str, dict[str, str]] = {
     },
     "language_set": {"zh-Hans": "好的，以后用简体中文。", "en": "OK, English from now on."},
     "language_set_hant": {"zh-Hans": "好的，以后用繁体中文。", "en": "OK, Traditional Chinese from now on."},
+    # What an opt-out stops and what goes on is the contact rule's (outreach/reach.py): on this
+    # channel, no broadcasts, greetings or reminders; replies to what the person asks and news of
+    # their own applications still come.
     "opted_out": {
-        "zh-Hans": "已退订：我们不再主动给您发通知。您仍可随时来问。想恢复，回复“订阅”或START。",
-        "en": "Unsubscribed: we will not send you notices any more. You can still write to us. "
-              "Reply START to subscribe again.",
+        "zh-Hans": "已退订：以后不在这里给您发群发、节日问候和提醒。您问的事的答复、您自己申请的进展照常发。"
+                   "要全部停止，回复“人工”。想恢复，回复“订阅”。",
+        "en": "Unsubscribed: no more broadcasts, greetings or reminders here. Answers to what you ask and news "
+              "of your own applications still come. To stop everything, reply HUMAN. To undo, reply START.",
     },
     "opted_out_already": {
-        "zh-Hans": "您已经退订了，不会再收到通知。想恢复，回复“订阅”或START。",
-        "en": "You are already unsubscribed. Reply START to subscribe again.",
+        "zh-Hans": "您已经退订了这里的群发、问候和提醒；您问的事的答复和申请进展照常发。要全部停止，回复“人工”。"
+                   "想恢复，回复“订阅”。",
+        "en": "You are already unsubscribed from broadcasts, greetings and reminders here; answers and news of "
+              "your applications still come. To stop everything, reply HUMAN. To undo, reply START.",
     },
     "opted_in": {
         "zh-Hans": "已恢复订阅，以后会给您发通知。回复“退订”可再次停止。",
@@ -70,9 +79,15 @@ T: dict[str, dict[str, str]] = {
         "zh-Hans": "您一直在接收通知，不用恢复。",
         "en": "You are already subscribed.",
     },
+    "too_many_messages": {
+        "zh-Hans": "您的消息我们都收到了。短时间内消息太多，先暂停一下：请{wait}再发。有急事请打{phone}。",
+        "en": "We have your messages. There were too many in a short time, so we are pausing: please write "
+              "again {wait}. For anything urgent, call {phone}.",
+    },
     "handoff_done": {
-        "zh-Hans": "已转给工作人员（编号{ticket}），一般1个工作日内在这里回复您。",
-        "en": "Passed to our staff (ticket {ticket}). They usually reply here within 1 working day.",
+        "zh-Hans": "已转给工作人员（编号{ticket}），一般1个工作日内在这里回复您，最晚{reply_by}。",
+        "en": "Passed to our staff (ticket {ticket}). They usually reply here within 1 working day, "
+              "by {reply_by} at the latest.",
     },
     "handoff_already": {
         "zh-Hans": "您的问题已经在工作人员那里（编号{ticket}），请耐心等回复。",
@@ -83,8 +98,9 @@ T: dict[str, dict[str, str]] = {
         "en": "What you entered is saved; reply any time to continue.",
     },
     "qa_passed_on": {
-        "zh-Hans": "这个问题我转给了工作人员（编号{ticket}），一般1个工作日内在这里回复您。",
-        "en": "I passed your question to our staff (ticket {ticket}). They usually reply here within 1 working day.",
+        "zh-Hans": "这个问题我转给了工作人员（编号{ticket}），一般1个工作日内在这里回复您，最晚{reply_by}。",
+        "en": "I passed your question to our staff (ticket {ticket}). They usually reply here within 1 working "
+              "day, by {reply_by} at the latest.",
     },
     "need_text": {
         "zh-Hans": "这一步需要您打字回复。",
@@ -145,6 +161,36 @@ class _ChannelNames(Mapping[str, Mapping[str, str]]):
 
 
 CHANNEL_NAMES: Mapping[str, Mapping[str, str]] = _ChannelNames()
+
+
+_WEEKDAYS_ZH = "一二三四五六日"
+_WEEKDAYS_EN = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def short_date(day: date, lang: str, today: date | None = None, *, weekday: bool = False) -> str:
+    """A date as people write it in a short message: 11月30日 / 30 Nov, with the year only when
+    it is not this year's (or `today` is unknown), and the weekday when asked (11月30日（周一）)."""
+    with_year = today is None or day.year != today.year
+    if lang == "en":
+        text = f"{day.day} {_MONTHS_EN[day.month - 1]}" + (f" {day.year}" if with_year else "")
+        return f"{_WEEKDAYS_EN[day.weekday()]} {text}" if weekday else text
+    text = (f"{day.year}年" if with_year else "") + f"{day.month}月{day.day}日"
+    text = f"{text}（周{_WEEKDAYS_ZH[day.weekday()]}）" if weekday else text
+    return to_hant(text) if lang == "zh-Hant" else text
+
+
+def short_month(year: int, month: int, lang: str) -> str:
+    """A month: 1998年12月 / Dec 1998."""
+    if lang == "en":
+        return f"{_MONTHS_EN[month - 1]} {year}"
+    return f"{year}年{month}月"
+
+
+def reply_by(now: datetime, tz: ZoneInfo, lang: str, workdays: int = 1) -> str:
+    """The day a "within N working days" promise falls on, counted in China's working days
+    (public holidays and make-up days included) from the office's date: 3月3日（周二）/ Tue 3 Mar."""
+    return short_date(reply_due(now, tz, workdays), lang, now.astimezone(tz).date(), weekday=True)
 
 
 def t(key: str, lang: str, **kw: Any) -> str:

@@ -4,7 +4,6 @@ can become a knowledge-article draft. Called by the CLI and the web console alik
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 
@@ -54,27 +53,12 @@ def reply_to_ticket(db: Any, ticket_id: int, text: str, username: str, now: date
         return ticket_summary(ticket)
 
 
-def draft_article(db: Any, ticket_id: int, drafts_dir: Path, today: str) -> Path:
-    """Write a knowledge-article draft from a staff answer, for review (reviewed_by left empty)."""
-    import yaml
+def draft_article(db: Any, ticket_id: int, staff: str, now: datetime) -> Any:
+    """A knowledge-article draft in the database from a staff answer, for review: it answers
+    nothing until a reviewer approves it (bot/knowledge_store.py). Returns the ArticleRecord."""
+    from bot.knowledge_store import KnowledgeRefused, draft_from_ticket
 
-    from models.applications import HandoffTicket
-    from models.db import session_scope
-
-    with session_scope(db) as s:
-        ticket = s.get(HandoffTicket, ticket_id)
-        if ticket is None:
-            raise TicketError(f"no ticket #{ticket_id}")
-        if not ticket.answer:
-            raise TicketError(f"ticket #{ticket_id} has no staff answer yet")
-        lang = "en" if ticket.language == "en" else "zh-Hans"
-        front = {"id": f"ticket-{ticket.id}", "title": ticket.question[:40], "language": lang, "seed": "",
-                 "questions": [ticket.question], "keywords": [], "reviewed_by": "", "reviewed_on": "",
-                 "drafted_from": f"handoff_ticket {ticket.id}", "drafted_on": today,
-                 "answered_by": ticket.answered_by or ""}
-        body = ticket.answer
-    drafts_dir.mkdir(parents=True, exist_ok=True)
-    path = drafts_dir / f"ticket-{ticket_id}.md"
-    path.write_text("---\n" + yaml.safe_dump(front, allow_unicode=True, sort_keys=False) + "---\n" + body + "\n",
-                    encoding="utf-8")
-    return path
+    try:
+        return draft_from_ticket(db, ticket_id, staff, now)
+    except KnowledgeRefused as exc:
+        raise TicketError(str(exc)) from None

@@ -42,6 +42,7 @@ from models.applications import (
 from models.outbox import BroadcastStatus, OutboxStatus
 from models.people import BeneficiaryKind, BeneficiaryStatus, Channel, Language
 from models.staff import Role
+from outreach.reach import Stop
 
 WORDS_DIR: Final = Path(__file__).resolve().parent.parent / "templates" / "words"
 AUDIENCES: Final = ("beneficiary", "staff")
@@ -58,6 +59,7 @@ GROUP_CODES: Final[Mapping[str, type[StrEnum]]] = {
     "ticket_status": TicketStatus,
     "task_kind": TaskKind,
     "handoff_reason": HandoffReason,
+    "suppression_reason": Stop,
     "role": Role,
     "channel": Channel,
     "language": Language,

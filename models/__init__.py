@@ -15,6 +15,8 @@ from models.base import UTCDateTime, utcnow
 from models.broadcasts import BroadcastReview, ReviewStep
 from models.conversations import Conversation, MessageLog, OneTimeCode
 from models.db import is_sqlite, make_engine, session_scope
+from models.inbound import InboundReceipt, InboundState
+from models.knowledge import ArticleState, KnowledgeArticle, KnowledgeRevision, KnowledgeVersion
 from models.outbox import Broadcast, BroadcastStatus, EarlyReceipt, OutboxEvent, OutboxMessage, OutboxStatus
 from models.people import (
     Beneficiary,
@@ -26,14 +28,16 @@ from models.people import (
     Language,
     SchemeMembership,
 )
-from models.scheduler import SchedulerJobRun, SchedulerLease
+from models.scheduler import OccasionSetting, SchedulerJobRun, SchedulerLease
 from models.staff import AuditLog, Role, SignInAttempt, StaffSession, StaffToken, StaffUser
+from models.staff_telegram import StaffLinkCode
 
 __all__ = [
+    "ArticleState", "KnowledgeArticle", "KnowledgeRevision", "KnowledgeVersion",
     "Application", "ApplicationDocument", "ApplicationStageChange", "ApplicationType", "AuditLog",
     "Beneficiary", "BeneficiaryKind", "BeneficiaryStatus", "Broadcast", "BroadcastReview", "BroadcastStatus", "Channel",
-    "Contact", "Conversation", "EarlyReceipt", "FamilyMember", "HandoffTicket", "Language", "MessageLog", "OneTimeCode",
-    "OutboxEvent", "OutboxMessage", "OutboxStatus", "ReviewStep", "Role", "SchemeMembership", "SignInAttempt", "Stage",
-    "StaffSession", "StaffToken", "StaffUser",
+    "Contact", "Conversation", "EarlyReceipt", "FamilyMember", "HandoffTicket", "InboundReceipt", "InboundState", "Language", "MessageLog", "OneTimeCode",
+    "OccasionSetting", "OutboxEvent", "OutboxMessage", "OutboxStatus", "ReviewStep", "Role", "SchemeMembership",
+    "SignInAttempt", "StaffLinkCode", "Stage", "StaffSession", "StaffToken", "StaffUser",
     "SchedulerJobRun", "SchedulerLease", "SurveyAnswer", "Task", "TaskKind", "UTCDateTime", "is_sqlite", "make_engine", "session_scope", "utcnow",
 ]

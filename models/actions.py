@@ -15,7 +15,7 @@ from sqlmodel import Session, col, select
 
 from models.applications import Application, ApplicationStageChange, Stage, Task
 from models.base import utcnow
-from models.outbox import OutboxEvent, OutboxMessage, OutboxStatus
+from models.outbox import OutboxMessage, OutboxStatus
 from models.people import Beneficiary, BeneficiaryStatus, Contact
 from models.phone import mask_phone
 
@@ -35,29 +35,26 @@ def masked_address(contact: Contact) -> str:
     return mask_phone(contact.address) if contact.channel == "sms" else contact.address
 
 
-def _suppress_queued(session: Session, where: Any, reason: str, now: datetime) -> int:
-    """Suppress queued (not yet claimed) outbox rows matching `where`; record each change."""
-    rows = session.exec(select(OutboxMessage).where(OutboxMessage.status == OutboxStatus.QUEUED.value, where)).all()
-    for row in rows:
-        assert row.id is not None  # a stored row
-        session.add(OutboxEvent(outbox_id=row.id, from_status=row.status,
-                                to_status=OutboxStatus.SUPPRESSED.value, reason=reason, at=now))
-        row.status = OutboxStatus.SUPPRESSED.value
-        row.error = reason
-        session.add(row)
-    return len(rows)
+def _suppress_stopped(session: Session, where: Any, now: datetime) -> None:
+    """Queued outbox rows matching `where` that the contact rule now stops are suppressed, each
+    change recorded (the outbox owns its states; outreach depends on models, not the reverse)."""
+    from outreach.outbox import suppress_stopped
+
+    session.flush()  # the rule reads the change just made
+    suppress_stopped(session, where, now)
 
 
 def opt_out(session: Session, contact: Contact, *, reason: str, actor: str, now: datetime | None = None) -> bool:
-    """Stop every proactive message to this address at once. Returns False if already opted out."""
+    """Stop proactive messages to this address at once (what the person asked for, and notices
+    about their own applications, still go: outreach/reach.py). Returns False if already opted out."""
     now = now or utcnow()
     if contact.opted_out_at is not None:
         return False
     contact.opted_out_at = now
     contact.opted_out_reason = reason[:200]
     session.add(contact)
-    _suppress_queued(session, (OutboxMessage.channel == contact.channel) & (OutboxMessage.address == contact.address),
-                     f"opted out: {reason}", now)
+    _suppress_stopped(session, (col(OutboxMessage.channel) == contact.channel)
+                      & (col(OutboxMessage.address) == contact.address), now)
     audit(session, actor, "contact.opt_out", "contact", contact.id,
           {"channel": contact.channel, "address": masked_address(contact), "reason": reason}, now)
     return True
@@ -121,7 +118,7 @@ def record_death(session: Session, beneficiary: Beneficiary, *, died_on: date, a
         beneficiary.deceased_on = died_on
         beneficiary.updated_at = now
         session.add(beneficiary)
-        _suppress_queued(session, OutboxMessage.beneficiary_id == beneficiary.id, "beneficiary deceased", now)
+        _suppress_stopped(session, col(OutboxMessage.beneficiary_id) == beneficiary.id, now)
         audit(session, actor, "beneficiary.deceased", "beneficiary", beneficiary.id,
               {"died_on": died_on.isoformat(), "reported_by": reported_by}, now)
     return create_task(session, kind="condolence_visit", actor=actor, key=f"condolence_visit:{beneficiary.id}",
@@ -136,9 +133,12 @@ def record_certification(session: Session, beneficiary: Beneficiary, *, on: date
     beneficiary.last_certified_on = on
     beneficiary.updated_at = now
     session.add(beneficiary)
-    _suppress_queued(session, (col(OutboxMessage.beneficiary_id) == beneficiary.id)
-                     & col(OutboxMessage.kind).startswith("cert_reminder"),
-                     "certification recorded", now)
+    from outreach.outbox import move_where
+
+    move_where(session, (col(OutboxMessage.beneficiary_id) == beneficiary.id)
+               & col(OutboxMessage.kind).startswith("cert_reminder"), from_status=OutboxStatus.QUEUED,
+               to=OutboxStatus.SUPPRESSED, reason="certification recorded", at=now,
+               values={"error": "certification recorded"})
     session.execute(update(Task).where(col(Task.beneficiary_id) == beneficiary.id, col(Task.kind) == "home_visit",
                                        col(Task.status) == "open").values(status="done", closed_at=now))
     audit(session, actor, "beneficiary.certified", "beneficiary", beneficiary.id,

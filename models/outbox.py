@@ -25,7 +25,7 @@ class OutboxStatus(StrEnum):
 class OutboxMessage(SQLModel, table=True):
     __tablename__ = "outbox_message"
     __table_args__ = (
-        Index("ix_outbox_claim", "status", "next_attempt_at"),
+        Index("ix_outbox_claim", "status", "priority", "next_attempt_at"),
         Index("ix_outbox_broadcast_status", "broadcast_id", "status"),
     )
 
@@ -39,10 +39,17 @@ class OutboxMessage(SQLModel, table=True):
     channel: str = Field(max_length=16)
     address: str = Field(max_length=64)
     language: str = Field(default="zh-Hans", max_length=8)
-    body: str
+    body: str  # as it is sent on `channel` (on SMS: with the office's signature and any opt-out line)
+    segments: int = 1  # SMS segments of `body` (1 on Telegram)
+    # The SMS copy of a message queued for another channel: what a fallback to SMS sends.
+    sms_body: str | None = None
+    sms_segments: int | None = None
     # What the message offers on Telegram (buttons), if anything.
     extra: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
-    segments: int = 1
+    # How the contact rule treats it (outreach/reach.py: requested, own_case, proactive, bulk,
+    # staff), and the claim order that follows from it (lower first).
+    message_class: str = Field(default="proactive", max_length=16)
+    priority: int = 2
     urgent: bool = False  # one-time codes: ignore quiet hours
     allow_fallback: bool = True
     broadcast_id: int | None = Field(default=None, foreign_key="broadcast.id")

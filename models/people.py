@@ -64,6 +64,10 @@ class Beneficiary(SQLModel, table=True):
     status: str = Field(default=BeneficiaryStatus.ACTIVE.value, max_length=16)
     deceased_on: date | None = None
     moved_on: date | None = None
+    # Set while a reported death, move or contact change awaits staff verification: no
+    # proactive outreach until then (replies to what the person asked still go).
+    outreach_paused_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    outreach_paused_reason: str | None = Field(default=None, max_length=200)
     last_certified_on: date | None = None
     # Veterans' fields (seed 003).
     enlistment_date: date | None = None

@@ -1,4 +1,5 @@
-"""The scheduler's own small tables: who leads (SQLite lease), and when each job last ran.
+"""The scheduler's own small tables: who leads (SQLite lease), when each job last ran, and an
+office's changes to festival occasions.
 
 PostgreSQL leadership uses a session-level advisory lock instead of the lease row; the
 job-run table is used on both databases, so that a restart catches a missed run up once.
@@ -8,9 +9,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import Column
 from sqlmodel import Field, SQLModel
 
-from models.base import UTCDateTime, utcnow
+from models.base import JSONType, UTCDateTime, utcnow
 
 
 class SchedulerLease(SQLModel, table=True):
@@ -40,3 +42,18 @@ class SchedulerJobRun(SQLModel, table=True):
     last_finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     last_result: str = Field(default="", max_length=500)
     last_owner: str = Field(default="", max_length=128)
+
+
+class OccasionSetting(SQLModel, table=True):
+    """An office's change to a festival occasion (outreach/occasions.yaml holds the defaults):
+    switched off or on, sent at another time, or to other kinds of people. Read by the
+    scheduler whenever it plans or sends a greeting; every change is audited."""
+
+    __tablename__ = "occasion_setting"
+
+    occasion: str = Field(primary_key=True, max_length=32)
+    enabled: bool = True
+    send_time: str | None = Field(default=None, max_length=5)  # "HH:MM" office time; None: the file's
+    audience: list[str] | None = Field(default=None, sa_column=Column(JSONType, nullable=True))  # None: the file's
+    updated_by: str = Field(default="", max_length=64)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

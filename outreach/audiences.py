@@ -3,28 +3,31 @@ and its recipients in id order for batched enqueueing.
 
 The filter is data (stored as JSON on the Broadcast row), checked on the way in: an unknown
 field, kind, stage or an inverted age range is refused with a message saying which.
-The contact is chosen as for every proactive message (`sweeps.best_contact_id`, which
-follows `notices.choose_contact`).
+Who is reached, on which address, and why the others are not, is the one contact rule
+(`outreach.reach`) for a bulk message.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from sqlalchemy import String, and_, case, exists, func, literal, or_, select, type_coerce
+from sqlalchemy import String, exists, func, literal, or_, select, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB, array
 from sqlmodel import Session
 
 from models.applications import Application, ApplicationType, Stage
-from models.people import BeneficiaryStatus, SchemeMembership
-from outreach.sweeps import SENDABLE_CHANNELS, B, C, add_years, best_contact_id, reachable
+from models.people import SchemeMembership
+from outreach import reach
+from outreach.reach import B, C
+from outreach.sweeps import add_years
 
 Kind = Literal["veteran", "retiree", "union_member"]
 SendChannel = Literal["telegram", "sms"]
+BROADCAST_CLASS = reach.MessageClass.BULK
 # Schemes a person can be a member of for a year (models.people.SchemeMembership.scheme).
 Scheme = Literal["pension", "medical_mutual_aid", "subsistence", "veteran_insurance", "over80_insurance",
                  "hardship", "preferential_care"]
@@ -121,14 +124,15 @@ def filter_clauses(session: Session, f: AudienceFilter, today: date) -> list[Any
 
 
 def _contact_id(f: AudienceFilter) -> Any:
-    return best_contact_id(channels=(f.channel,) if f.channel else None)
+    return reach.best_contact_id(B, BROADCAST_CLASS, (f.channel,) if f.channel else None)
 
 
 @dataclass
 class AudienceSize:
     matched: int = 0  # everyone the filter matches, whatever their status
     reachable: int = 0  # those a message will be queued for
-    excluded: dict[str, int] = field(default_factory=dict)  # deceased, moved, opted_out, blocked, invalid, no_contact
+    # why the others are left out (reach.Stop): deceased, moved, paused, opted_out, blocked, invalid, no_contact
+    excluded: dict[str, int] = field(default_factory=dict)
     by_channel: dict[str, int] = field(default_factory=dict)
     by_language_channel: dict[tuple[str, str], int] = field(default_factory=dict)
 
@@ -138,71 +142,37 @@ class AudienceSize:
                 "by_language_channel": {f"{k[0]}/{k[1]}": v for k, v in self.by_language_channel.items()}}
 
 
-# Each contact's standing for proactive messages, ordered so that a person's smallest rank
-# says both whether and how they are reached, as `best_contact_id` chooses: the person's own
-# usable address (Telegram before SMS); an own address that said stop shuts out the
-# relatives' (opted out before blocked); then a relative's usable address; then invalid.
-RANK_OWN_TELEGRAM, RANK_OWN_SMS, RANK_OPTED_OUT, RANK_BLOCKED = 1, 2, 3, 4
-RANK_FAMILY_TELEGRAM, RANK_FAMILY_SMS, RANK_INVALID, RANK_UNUSABLE = 5, 6, 7, 8
-_REASON_OF_RANK = {RANK_OWN_TELEGRAM: ("reachable", "telegram"), RANK_OWN_SMS: ("reachable", "sms"),
-                   RANK_OPTED_OUT: ("opted_out", None), RANK_BLOCKED: ("blocked", None),
-                   RANK_FAMILY_TELEGRAM: ("reachable", "telegram"), RANK_FAMILY_SMS: ("reachable", "sms"),
-                   RANK_INVALID: ("invalid", None), RANK_UNUSABLE: ("no_contact", None)}
-
-
-def contact_rank(c: Any, channels: Sequence[str] | None = None) -> Any:
-    """SQL: the contact's rank (see above); unverified or another channel is unusable."""
-    cc = c.c
-    own = cc.family_member_id.is_(None)
-    stopped = or_(cc.opted_out_at.is_not(None), cc.blocked_at.is_not(None))
-    return case(
-        (or_(cc.verified.is_not(True), cc.channel.not_in(channels or SENDABLE_CHANNELS)), RANK_UNUSABLE),
-        (and_(own, cc.opted_out_at.is_not(None)), RANK_OPTED_OUT),
-        (and_(own, cc.blocked_at.is_not(None)), RANK_BLOCKED),
-        (stopped, RANK_UNUSABLE),  # a relative's address that said stop is theirs to stop
-        (cc.invalid_at.is_not(None), RANK_INVALID),
-        (and_(own, cc.channel == "telegram"), RANK_OWN_TELEGRAM),
-        (own, RANK_OWN_SMS),
-        (cc.channel == "telegram", RANK_FAMILY_TELEGRAM),
-        else_=RANK_FAMILY_SMS)
-
-
 def audience_size(session: Session, f: AudienceFilter, today: date) -> AudienceSize:
     """How many a broadcast reaches, and why the others are left out: one query.
 
-    Each matched person's contacts are joined once and folded into one number, the smallest
-    `contact_rank`, from which the reason and the channel follow; the outer count groups by
-    reason and language. That reads each contact once, instead of probing the contact table
-    per person and per reason."""
+    Each matched person's contacts are joined once and folded into the smallest
+    `reach.contact_rank` for a bulk message, which says (with `reach.person_stop`) whether and
+    on which channel they are reached, or why not (`reach.standing`): the contact rule itself,
+    read once per contact instead of probing the contact table per person and per reason."""
     c = C.alias("aud_c")
     channels = (f.channel,) if f.channel else None
-    best = func.min(contact_rank(c, channels))
-    status = case((B.c.status == BeneficiaryStatus.DECEASED.value, -1),
-                  (B.c.status != BeneficiaryStatus.ACTIVE.value, -2), else_=0)
+    stop = reach.person_stop(B, BROADCAST_CLASS).label("stop")
     per_person = (
-        select(status.label("status"), B.c.language.label("lang"), best.label("rank"))
+        select(stop, B.c.language.label("lang"), func.min(reach.contact_rank(c, B, BROADCAST_CLASS, channels))
+               .label("rank"))
         .select_from(B.outerjoin(c, c.c.beneficiary_id == B.c.id))
         .where(*filter_clauses(session, f, today))
-        .group_by(B.c.id, B.c.status, B.c.language)
+        .group_by(B.c.id, B.c.status, B.c.outreach_paused_at, B.c.language)
     ).subquery("per_person")
     p = per_person.c
     size = AudienceSize()
-    rows = session.execute(select(p.status, p.lang, p.rank, func.count()).group_by(p.status, p.lang, p.rank)).all()
-    for status_code, lang, rank, n in rows:
+    rows = session.execute(select(p.stop, p.lang, p.rank, func.count()).group_by(p.stop, p.lang, p.rank)).all()
+    for why_person, lang, rank, n in rows:
         size.matched += n
-        if status_code == -1:
-            why, channel = "deceased", None
-        elif status_code == -2:
-            why, channel = "moved", None
-        else:
-            why, channel = _REASON_OF_RANK.get(rank, ("no_contact", None))
+        why, channel = reach.standing(why_person, rank, channels)
         if channel is not None:
             size.reachable += n
             size.by_channel[channel] = size.by_channel.get(channel, 0) + n
             key = (lang or "zh-Hans", channel)
             size.by_language_channel[key] = size.by_language_channel.get(key, 0) + n
         else:
-            size.excluded[why] = size.excluded.get(why, 0) + n
+            assert why is not None
+            size.excluded[why.value] = size.excluded.get(why.value, 0) + n
     return size
 
 
@@ -215,7 +185,7 @@ def audience_recipients(session: Session, f: AudienceFilter, today: date, *, aft
     cid = _contact_id(f)
     inner = select(B.c.id, B.c.name, B.c.sex, B.c.birth_date, B.c.language, B.c.district, B.c.street,
                    B.c.community, cid.label("cid")).where(
-        B.c.status == BeneficiaryStatus.ACTIVE.value, B.c.id > after_id, *filter_clauses(session, f, today)
+        *reach.person_clauses(BROADCAST_CLASS), B.c.id > after_id, *filter_clauses(session, f, today)
     ).subquery()
     stmt = select(inner, C.c.channel, C.c.address).join(C, C.c.id == inner.c.cid).order_by(inner.c.id)
     # A preview looks at the first few thousand only: enough for samples in every language present.
@@ -246,4 +216,4 @@ def iter_recipients(session: Session, f: AudienceFilter, today: date, batch: int
 
 
 __all__ = ["AudienceFilter", "AudienceSize", "audience_size", "audience_recipients", "iter_recipients",
-           "filter_clauses", "reachable"]
+           "filter_clauses"]

@@ -20,23 +20,23 @@ batches ends the loop.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, select
 from sqlmodel import Session, col
 
 from models.actions import audit
 from models.broadcasts import BroadcastReview, ReviewStep
 from models.clock import Clock
 from models.db import read_scope, session_scope
-from models.outbox import Broadcast, BroadcastStatus, OutboxEvent, OutboxMessage, OutboxStatus
+from models.outbox import Broadcast, BroadcastStatus, OutboxMessage, OutboxStatus
 from models.people import Contact
 from models.phone import mask_phone
 from models.staff import Role, StaffUser
 from outreach.audiences import AudienceFilter, audience_recipients, audience_size
-from outreach.outbox import enqueue_many, idempotency_key
+from outreach.outbox import enqueue_many, idempotency_key, move_where
 
 BROADCAST_KIND = "staff_broadcast"
 TEMPLATE_CONTEXT = "_context"  # body key holding a template broadcast's fixed values (JSON)
@@ -395,10 +395,12 @@ def enqueue_broadcast(engine: Engine, broadcast_id: int, *, now: datetime, setti
             buttons = {lang: {"buttons": telegram_buttons(ts.language(lang))} for lang in {r.lang for r in chunk}}
             for r in chunk:
                 text, segments = render(r)
+                sms_body, sms_segments = render(replace(r, channel="sms")) if r.channel != "sms" else (None, None)
                 rows.append({"idempotency_key": idempotency_key(BROADCAST_KIND, f"b{r.beneficiary_id}", occ),
                              "kind": BROADCAST_KIND, "occurrence": occ, "beneficiary_id": r.beneficiary_id,
                              "contact_id": r.contact_id, "channel": r.channel, "address": r.address,
                              "language": ts.language(r.lang), "body": text, "segments": segments,
+                             "sms_body": sms_body, "sms_segments": sms_segments,
                              "broadcast_id": broadcast_id, "next_attempt_at": now,
                              "extra": buttons.get(r.lang) if r.channel == "telegram" else {}})
         with session_scope(engine, immediate=True) as session:
@@ -477,13 +479,8 @@ def stop_broadcast(session: Session, b: Broadcast, *, actor: StaffUser, now: dat
     _need(actor, Role.COMPOSER.value, Role.APPROVER.value)
     _state(b, BroadcastStatus.SENDING, BroadcastStatus.SENT)
     o = OutboxMessage.__table__  # type: ignore[attr-defined]
-    ids = [r[0] for r in session.execute(
-        update(o).where(o.c.broadcast_id == b.id, o.c.status == OutboxStatus.QUEUED.value)
-        .values(status=OutboxStatus.CANCELLED.value, error="broadcast stopped").returning(o.c.id)).all()]
-    if ids:
-        session.execute(OutboxEvent.__table__.insert(), [  # type: ignore[attr-defined]
-            {"outbox_id": i, "from_status": OutboxStatus.QUEUED.value, "to_status": OutboxStatus.CANCELLED.value,
-             "reason": f"broadcast stopped by {actor.username}", "at": now} for i in ids])
+    ids = move_where(session, o.c.broadcast_id == b.id, from_status=OutboxStatus.QUEUED, to=OutboxStatus.CANCELLED,
+                     reason=f"broadcast stopped by {actor.username}", at=now, values={"error": "broadcast stopped"})
     b.status = BroadcastStatus.STOPPED.value
     b.finished_at = now
     b.stats = {**(b.stats or {}), "cancelled": len(ids)}

@@ -295,8 +295,22 @@ def preview(session: Session, b: Broadcast, *, settings: Any, templates: Templat
 # --- placeholders, sending time, template kinds ---------------------------------------------
 
 def placeholders() -> list[tuple[str, str]]:
-    """What staff may write in a broadcast, `{{ name }}` and what it becomes."""
-    return [("{{ " + name + " }}", meaning) for name, meaning in STAFF_VARIABLES.items()]
+    """What staff may write in a broadcast: (`{{ name }}`, the variable's code for its words)."""
+    return [("{{ " + name + " }}", name) for name in STAFF_VARIABLES]
+
+
+def text_problems(text: dict[str, str]) -> list[Problem]:
+    """What is wrong with each language staff wrote, on that language's field (a text the
+    office did not write, such as zh-Hant converted from zh-Hans, is not theirs to fix)."""
+    from outreach.templates import validate_staff_text
+
+    fields = {"zh-Hans": "text_zh", "zh-Hant": "text_hant", "en": "text_en"}
+    out = []
+    for lang, source in text.items():
+        for problem in validate_staff_text(source):
+            zh, _, en = problem.partition(" / ")
+            out.append(Problem(fields.get(lang, "text_zh"), zh, en or zh))
+    return out
 
 
 def sending_time(when: str, day: str, clock_time: str, *, settings: Any, now: datetime) -> datetime | None:

@@ -7,10 +7,11 @@ provider's rate limits (a row that waited over `second_look_after_s` for its tur
 at again right before its grant), then write every outcome in one transaction:
 - success → sent (+ provider id, a `MessageLog` "out" row);
 - retryable error → queued again with exponential backoff and jitter, until the row's
-  deadline (default 24 h after it was queued), then failed; a 429 also pauses the provider;
-- permanent error → failed; a stopped/invalid contact is marked (models.actions) and, when
-  the row allows it, the message falls back to the beneficiary's other verified, reachable
-  contact on the other channel (a new row, derived idempotency key).
+  deadline (set at enqueue), then failed; a 429 also pauses the provider;
+- permanent error → `outbox.fail_permanently`: failed, the stopped/invalid contact marked,
+  the fallback to the same person on the other channel, or a staff task to phone them.
+Every status change goes through `outreach.outbox`; who may be reached is `outreach.reach`'s
+rule (the re-checks ask `reach.verdicts`).
 SMS that is not urgent waits out the office's quiet hours (status stays queued, event
 "deferred: quiet hours"); one-time codes (urgent) go at once.
 
@@ -32,32 +33,18 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select
-from sqlmodel import Session, col
+from sqlalchemy import Engine, insert
 
-from models.actions import mark_blocked, mark_invalid, opt_out
-from models.bulk import Driver
 from models.clock import Clock, SystemClock
 from models.conversations import MessageLog
 from models.db import read_scope, session_scope
 from models.outbox import OutboxMessage, OutboxStatus
-from models.people import Beneficiary, BeneficiaryStatus, Contact
-from models.phone import mask_phone
-from outreach.outbox import (
-    Change,
-    Claimed,
-    apply_changes,
-    claim,
-    defer_due,
-    derived_key,
-    enqueue,
-    renew_leases,
-)
+from outreach import outbox, reach
+from outreach.limits import Blocked, Lane, Limiter, build_limiters
+from outreach.outbox import OutboxRow
 from outreach.providers.base import (
-    AddressInvalid,
     ChannelMisconfigured,
     ConnectionFailed,
-    ContactStopped,
     OutgoingMessage,
     Provider,
     SendError,
@@ -65,11 +52,10 @@ from outreach.providers.base import (
     TemporaryFailure,
     Throttled,
 )
-from outreach.ratelimit import ProviderLimits, limits_for
 
 log = logging.getLogger("nuanxin.dispatcher")
 
-OTHER_CHANNEL = {"telegram": "sms", "sms": "telegram"}
+Claimed = OutboxRow
 _MESSAGE_LOG = MessageLog.__table__  # type: ignore[attr-defined]
 
 
@@ -96,7 +82,7 @@ class Outcome:
     result: SendResult | None = None
     error: SendError | None = None
     deferred_s: float = 0.0  # rate limit: not sent, back in the queue for this long
-    suppressed: str | None = None  # the second look found the recipient stopped: not sent, why
+    stopped: reach.Stop | None = None  # the second look found the recipient stopped (or held): not sent, why
     given_back: bool = False  # the dispatcher is stopping: not sent, back in the queue at once
     at: datetime | None = None
 
@@ -106,9 +92,9 @@ class _GiveBack(Exception):
 
 
 class _Stopped(Exception):
-    """The second look found that the row's recipient must not get it."""
+    """The second look found that the row's recipient must not get it (now)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: reach.Stop) -> None:
         super().__init__(reason)
         self.reason = reason
 
@@ -119,61 +105,11 @@ class _Look:
 
     started: float  # the clock's seconds
     rows: set[int]
-    reasons: dict[int, str]  # row id → why it must not go
-    query: asyncio.Future[dict[int, str]] | None = None  # the query behind `reasons`, while it runs
+    reasons: dict[int, reach.Stop]  # row id → why it must not go
+    query: asyncio.Future[dict[int, reach.Stop]] | None = None  # the query behind `reasons`, while it runs
 
     def covers(self, row_id: int, checked: float, now: float, max_age: float) -> bool:
         return row_id in self.rows and self.started > checked and now - self.started <= max_age
-
-
-def _suppression(row_id: int, reason: str) -> Change:
-    """A claimed row that is not sent because of its recipient: suppressed, lease released."""
-    return Change(row_id, OutboxStatus.SENDING.value, OutboxStatus.SUPPRESSED.value, reason,
-                  {"lease_owner": None, "lease_expires_at": None, "error": reason})
-
-
-def queue_fallback(session: Session, r: Claimed | OutboxMessage, contact: Contact | None,
-                   now: datetime) -> int | None:
-    """Queue the message again on the beneficiary's other channel, to a verified, reachable
-    contact (their own before a family member's). Returns the new row's id, or None."""
-    beneficiary_id = r.beneficiary_id or (contact.beneficiary_id if contact else None)
-    other = OTHER_CHANNEL.get(r.channel)
-    if beneficiary_id is None or other is None:
-        return None
-    beneficiary = session.get(Beneficiary, beneficiary_id)
-    if beneficiary is None or beneficiary.status == BeneficiaryStatus.DECEASED.value:
-        return None
-    candidates = session.execute(select(Contact).where(
-        col(Contact.beneficiary_id) == beneficiary_id, col(Contact.channel) == other,
-        col(Contact.verified) == True)).scalars().all()  # noqa: E712
-    target = next((c for c in candidates if c.reachable and c.family_member_id is None), None) or next(
-        (c for c in candidates if c.reachable), None)
-    if target is None:
-        return None
-    extra_in = dict(r.extra or {})
-    body = str(extra_in.get("fallback_body") or r.body)
-    drop = ("buttons", "fallback_body") if other == "sms" else ("fallback_body",)
-    extra = {k: v for k, v in extra_in.items() if k not in drop}
-    done = enqueue(session, key=derived_key(r.idempotency_key, f"fallback:{other}"), kind=r.kind,
-                   channel=other, address=target.address, body=body, now=now, beneficiary_id=beneficiary_id,
-                   contact_id=target.id, occurrence=r.occurrence, language=r.language,
-                   segments=_sms_segments(body) if other == "sms" else 1, urgent=r.urgent,
-                   allow_fallback=False, broadcast_id=r.broadcast_id, deadline_at=r.deadline_at, extra=extra)
-    if not done.created:
-        return None
-    shown = mask_phone(target.address) if other == "sms" else target.address
-    log.info("outbox %s: fallback to %s %s as outbox %s", r.id, other, shown, done.message_id)
-    return done.message_id
-
-
-def _sms_segments(text: str) -> int:
-    try:
-        from outreach.sms_text import sms_length
-
-        return sms_length(text).segments
-    except ImportError:  # pragma: no cover
-        per = 160 if text.isascii() else 70
-        return max(1, -(-len(text) // per))
 
 
 class Dispatcher:
@@ -181,10 +117,9 @@ class Dispatcher:
                  settings: Any = None, *, owner: str | None = None, batch_size: int = 500,
                  concurrency: int = 256, max_inflight: int | None = None, lease_s: float = 60.0,
                  flush_max: int = 200, flush_interval_s: float = 0.05,
-                 retry_base_s: float = 30.0, retry_max_s: float = 3600.0,
-                 default_deadline: timedelta = timedelta(hours=24), send_timeout_s: float = 30.0,
+                 retry_base_s: float = 30.0, retry_max_s: float = 3600.0, send_timeout_s: float = 30.0,
                  max_hold_s: float = 2.0, idle_s: float = 0.5, second_look_after_s: float = 1.0,
-                 limits: Mapping[str, ProviderLimits] | None = None,
+                 limits: Mapping[str, Limiter] | None = None,
                  sleep: Callable[[float], Awaitable[None]] | None = None, seed: int | None = None) -> None:
         self.engine = engine
         self.providers = dict(providers)
@@ -199,7 +134,6 @@ class Dispatcher:
         self.lease_s = lease_s
         self.retry_base_s = retry_base_s
         self.retry_max_s = retry_max_s
-        self.default_deadline = default_deadline
         self.send_timeout_s = send_timeout_s
         self.max_hold_s = max_hold_s
         self.idle_s = idle_s
@@ -209,12 +143,12 @@ class Dispatcher:
         self.tz = getattr(settings, "tz", None)
         self.quiet_start: time | None = getattr(settings, "quiet_hours_start", None)
         self.quiet_end: time | None = getattr(settings, "quiet_hours_end", None)
+        # The providers' limits: passed in (`nuanxin run` shares them with the conversation
+        # replies), else one per provider from settings (in Redis when REDIS_URL is set).
         if limits is None:
-            limits = {ch: limits_for(ch, self.clock,
-                                     telegram_rate=getattr(settings, "telegram_rate_per_s", 30.0),
-                                     telegram_per_chat=getattr(settings, "telegram_per_chat_per_s", 1.0),
-                                     sms_segments_per_s=getattr(settings, "twilio_segments_per_s", 1.0))
-                      for ch in self.providers}
+            from settings import load_settings
+
+            limits = build_limiters(settings if settings is not None else load_settings(), self.clock, self.providers)
         self.limits = dict(limits)
         self._inflight: dict[str, int] = {ch: 0 for ch in self.providers}
         self._last_quiet_check = 0.0
@@ -232,16 +166,16 @@ class Dispatcher:
         self._looking: _Look | None = None
         self._flush_now = asyncio.Event()
         self._room_event = asyncio.Event()
-        self.stats = {"sent": 0, "retried": 0, "failed": 0, "suppressed": 0, "deferred": 0, "fallbacks": 0,
-                      "given_back": 0}
+        self.stats = {"sent": 0, "retried": 0, "failed": 0, "suppressed": 0, "held": 0, "deferred": 0, "fallbacks": 0,
+                      "tasks": 0, "given_back": 0}
 
     # --- how many to claim ---------------------------------------------------------------
     def _claim_cap(self, channel: str) -> int:
         """A limited channel claims no more than it can send well within one lease."""
         cap = self.batch_size
         limit = self.limits.get(channel)
-        if limit is not None and limit.rate is not None:
-            cap = min(cap, max(1, int(limit.rate * self.lease_s / 4)))
+        if limit is not None and limit.rate_per_s is not None:
+            cap = min(cap, max(1, int(limit.rate_per_s * self.lease_s / 4)))
         return max(0, cap - self._inflight.get(channel, 0))
 
     # --- the database side (run in a thread: sends keep flowing meanwhile) ------------------
@@ -254,7 +188,7 @@ class Dispatcher:
         morning = quiet_hours_end(now, self.tz, self.quiet_end)
         t = OutboxMessage.__table__.c  # type: ignore[attr-defined]
         with session_scope(self.engine, immediate=True) as session:
-            n = defer_due(session, (t.channel == "sms") & (t.urgent == False), morning,  # noqa: E712
+            n = outbox.defer_due(session, (t.channel == "sms") & (t.urgent == False), morning,  # noqa: E712
                           "deferred: quiet hours", now)
         self.stats["deferred"] += n
         return n
@@ -262,71 +196,30 @@ class Dispatcher:
     def _claim(self, channel: str, limit: int) -> list[Claimed]:
         now = self.clock.now()
         with session_scope(self.engine, immediate=True) as session:
-            rows = claim(session, owner=self.owner, now=now, lease_s=self.lease_s, limit=limit, channel=channel)
+            rows = outbox.claim(session, owner=self.owner, now=now, lease_s=self.lease_s, limit=limit,
+                                channel=channel)
             if not rows:
                 return []
-            stopped = self._recheck(session, rows, now)
-        return [r for r in rows if r.id not in stopped]
+            stops = reach.verdicts(session, [r.id for r in rows])
+            self._count(outbox.stop_or_hold(session, rows, stops, now, from_status=OutboxStatus.SENDING))
+        return [r for r in rows if r.id not in stops]
 
-    def _recheck(self, session: Session, rows: list[Claimed], now: datetime) -> set[int]:
-        """Right before sending: suppress rows whose recipient cannot or must not get them."""
-        reasons = self._stop_reasons(session, rows)
-        changes = [_suppression(row_id, reason) for row_id, reason in reasons.items()]
-        apply_changes(session, changes, now)
-        self.stats["suppressed"] += len(changes)
-        return set(reasons)
+    def _count(self, result: outbox.StopResult) -> None:
+        self.stats["suppressed"] += result.suppressed
+        self.stats["held"] += result.held
+        self.stats["tasks"] += result.tasks
 
-    def _stop_reasons(self, session: Session, rows: list[Claimed]) -> dict[int, str]:
-        """Rows (of one channel) whose recipient opted out, blocked the bot, has an invalid
-        address or died: row id → why. Runs for every batch, so through the driver (`models.bulk`)."""
-        if not rows:
-            return {}
-        db = Driver(session)
-        channel = rows[0].channel
-        addresses = sorted({r.address for r in rows})
-        # address -> (opted_out_at, blocked_at, invalid_at, beneficiary_id)
-        contacts = {row[0]: row[1:] for row in db.execute(
-            "SELECT address, opted_out_at, blocked_at, invalid_at, beneficiary_id FROM contact "
-            f"WHERE channel = ? AND address IN ({db.marks(addresses)})", [channel, *addresses])}
-        ben_ids = sorted({r.beneficiary_id for r in rows if r.beneficiary_id} | {
-            c[3] for c in contacts.values() if c[3]})
-        deceased = set()
-        if ben_ids:
-            deceased = {row[0] for row in db.execute(
-                f"SELECT id FROM beneficiary WHERE id IN ({db.marks(ben_ids)}) AND status = ?",
-                [*ben_ids, BeneficiaryStatus.DECEASED.value])}
-        reasons: dict[int, str] = {}
-        for r in rows:
-            opted_out_at, blocked_at, invalid_at, contact_beneficiary = contacts.get(r.address, (None,) * 4)
-            reason = None
-            if opted_out_at is not None:
-                reason = "suppressed: opted out"
-            elif blocked_at is not None:
-                reason = "suppressed: contact blocked the bot"
-            elif invalid_at is not None:
-                reason = "suppressed: address invalid"
-            elif (r.beneficiary_id or contact_beneficiary) in deceased:
-                reason = "suppressed: beneficiary deceased"
-            if reason:
-                reasons[r.id] = reason
-        return reasons
-
-    def _look_at(self, rows: list[Claimed]) -> dict[int, str]:
-        """The second look's query: `_stop_reasons` for rows of any channels."""
-        by_channel: dict[str, list[Claimed]] = {}
-        for r in rows:
-            by_channel.setdefault(r.channel, []).append(r)
-        reasons: dict[int, str] = {}
+    def _look_at(self, rows: list[Claimed]) -> dict[int, reach.Stop]:
+        """The second look's query: the contact rule's verdict on rows waiting to be sent, read in
+        a snapshot that never waits for a writer."""
         with read_scope(self.engine) as session:
-            for channel_rows in by_channel.values():
-                for i in range(0, len(channel_rows), 500):
-                    reasons.update(self._stop_reasons(session, channel_rows[i:i + 500]))
-        return reasons
+            return reach.verdicts(session, [r.id for r in rows])
 
     # --- sending -----------------------------------------------------------------------
-    async def _acquire(self, row: Claimed, claimed_at: float) -> float:
-        """Wait for the rate limit; return >0 (seconds) when the row should rather go back to the
-        queue. Raises `_Stopped` when the second look finds the recipient stopped."""
+    async def _acquire(self, row: Claimed, claimed_at: float) -> tuple[float, str]:
+        """Wait for a slot of the provider's limit. Returns (defer_s, sender): defer_s > 0 when the
+        row should rather go back to the queue for that long; sender, the one the limit chose (SMS).
+        Raises `_Stopped` when the second look finds the recipient stopped."""
         checked = claimed_at  # when the recipient was last looked at (the claim re-checked it)
 
         async def look_again_if_due() -> None:
@@ -342,46 +235,60 @@ class Dispatcher:
 
         if self._stopping:
             raise _GiveBack
-        limits = self.limits.get(row.channel)
-        if limits is None or limits.unlimited():
+        limiter = self.limits.get(row.channel)
+        if limiter is None or (limiter.unlimited and limiter.paused_for() <= 0):
             await look_again_if_due()
-            return 0.0
+            return 0.0, ""
         cost = float(row.segments) if row.channel == "sms" else 1.0
+        lane = Lane.REPLY if row.urgent else Lane.BULK  # a one-time code goes ahead of a broadcast
         waited = 0.0
         while True:
-            # A chat that must wait longer than max_hold goes back to the queue rather than
-            # holding a sending slot (five reminders to one chat must not stall a broadcast).
-            key_wait = limits.key_wait(row.address)
-            if key_wait > self.max_hold_s:
-                return key_wait
-            if key_wait > 0:
-                await self.sleep(key_wait)
-                waited += key_wait
-                continue
-            # One sender at a time waits for the channel's pace: grants go out in turn, and
-            # each grant wakes one sender, not every sender that is waiting.
+            # One sender at a time asks for the channel's next slot: slots go out in turn, and a
+            # slot coming free wakes one sender, not every sender that is waiting.
             async with self._turns.setdefault(row.channel, asyncio.Lock()):
                 while True:
                     if self._stopping:
                         raise _GiveBack
                     await look_again_if_due()
-                    wait = limits.try_acquire(row.address, cost)
-                    if wait <= 0:
-                        return 0.0
-                    if limits.key_wait(row.address) > 0:
-                        break  # another message to this chat went first: wait for the chat outside the turn
-                    if waited + wait > max(self.max_hold_s, self.lease_s / 2) and limits.paused_for() > 0:
-                        return wait  # a long pause after a 429: back to the queue
-                    await self.sleep(wait)
-                    waited += wait
+                    grant = await limiter.acquire(row.address, cost, lane)
+                    if grant.ok or grant.blocked is Blocked.KEY:
+                        break
+                    if grant.blocked is Blocked.PAUSE and waited + grant.wait_s > max(self.max_hold_s,
+                                                                                        self.lease_s / 2):
+                        return grant.wait_s, ""  # a long pause after a 429: back to the queue
+                    await self.sleep(grant.wait_s)
+                    waited += grant.wait_s
+            if grant.ok:
+                # The slot is held: wait for it outside the turn, so the next sender takes the next one.
+                until_slot = grant.at - self.clock.now().timestamp()
+                if until_slot > 0:
+                    await self.sleep(until_slot)
+                return 0.0, grant.sender
+            # Another message to this recipient went first. One that must wait longer than
+            # max_hold goes back to the queue rather than holding a sending slot (five reminders
+            # to one chat must not stall a broadcast).
+            if grant.wait_s > self.max_hold_s:
+                return grant.wait_s, ""
+            await self.sleep(grant.wait_s)
+            waited += grant.wait_s
+
+    async def _pause(self, channel: str, seconds: float) -> None:
+        """Pause the provider for every process that shares its limit."""
+        limiter = self.limits.get(channel)
+        if limiter is None:
+            return
+        try:
+            await limiter.pause(seconds)
+        except Exception:  # the limiter's store unreachable: the retry's own delay still holds
+            log.warning("pausing %s for %.1fs failed", channel, seconds, exc_info=True)
 
     async def _send_one(self, row: Claimed) -> Outcome:
         provider = self.providers[row.channel]
         claimed_at = self._waiting.get(row.id, (row, self.clock.now().timestamp()))[1]
         try:
-            defer = await self._acquire(row, claimed_at)
+            defer, sender = await self._acquire(row, claimed_at)
         except _Stopped as stopped:
-            return Outcome(row, suppressed=stopped.reason, at=self.clock.now())
+            return Outcome(row, stopped=stopped.reason, at=self.clock.now())
         except _GiveBack:
             return Outcome(row, given_back=True, at=self.clock.now())
         finally:
@@ -390,7 +297,7 @@ class Dispatcher:
             return Outcome(row, deferred_s=defer)
         message = OutgoingMessage(outbox_id=row.id, channel=row.channel, address=row.address, body=row.body,
                                   segments=row.segments, extra=row.extra, idempotency_key=row.idempotency_key,
-                                  beneficiary_id=row.beneficiary_id)
+                                  beneficiary_id=row.beneficiary_id, sender=sender)
         try:
             own_timeout = getattr(provider, "timeout_s", None)
             if own_timeout is not None and own_timeout <= self.send_timeout_s:
@@ -403,9 +310,9 @@ class Dispatcher:
             return Outcome(row, result=result, at=self.clock.now())
         except SendError as exc:
             if isinstance(exc, Throttled):
-                self.limits.get(row.channel, ProviderLimits(self.clock, None)).pause(exc.retry_after)
+                await self._pause(row.channel, exc.retry_after)
             elif isinstance(exc, ChannelMisconfigured):
-                self.limits.get(row.channel, ProviderLimits(self.clock, None)).pause(60.0)
+                await self._pause(row.channel, 60.0)
                 log.error("channel %s misconfigured: %s", row.channel, exc.detail[:200])
             return Outcome(row, error=exc, at=self.clock.now())
         except TimeoutError:
@@ -423,7 +330,7 @@ class Dispatcher:
     # before its grant. One look covers every row waiting at that moment, in one query, and
     # is shared: the rows after it find their answer there until it is that old itself. A
     # query per row would cost a thread hop per message and hold up the channel's turn.
-    async def _second_look(self, row: Claimed, checked: float) -> str | None:
+    async def _second_look(self, row: Claimed, checked: float) -> reach.Stop | None:
         """Why the row must not go, from a look that started after `checked` (when the row was
         last looked at) and is at most `second_look_after_s` old; None when it may go."""
         now = self.clock.now().timestamp()
@@ -451,95 +358,65 @@ class Dispatcher:
         return base * self.rng.uniform(0.5, 1.5)
 
     def _record(self, outcomes: list[Outcome]) -> None:
+        """Write a batch of outcomes in one transaction, every change through `outreach.outbox`."""
         now = self.clock.now()
-        changes: list[Change] = []
+        moves: list[outbox.Move] = []
         logs: list[dict[str, Any]] = []
+        stopped: dict[int, reach.Stop] = {}
         permanent: list[Outcome] = []
-        sending = OutboxStatus.SENDING.value
-        release = {"lease_owner": None, "lease_expires_at": None}
         for o in outcomes:
             r = o.row
             if o.result is not None:
-                changes.append(Change(r.id, sending, OutboxStatus.SENT.value,
-                                      f"sent via {self.providers[r.channel].name}",
-                                      {**release, "provider_message_id": o.result.provider_message_id[:64],
-                                       "sent_at": o.at or now, "error_code": None, "error": None}))
+                moves.append(outbox.sent(r, provider=self.providers[r.channel].name,
+                                         provider_message_id=o.result.provider_message_id, at=o.at or now))
                 if not getattr(self.providers[r.channel], "writes_message_log", False):
                     logs.append({"channel": r.channel, "address": r.address, "direction": "out", "text": r.body,
                                  "attachments": [], "beneficiary_id": r.beneficiary_id, "outbox_id": r.id,
                                  "provider_message_id": o.result.provider_message_id[:64],
                                  "created_at": o.at or now})
                 self.stats["sent"] += 1
-            elif o.suppressed is not None:
-                changes.append(_suppression(r.id, o.suppressed))
-                self.stats["suppressed"] += 1
+            elif o.stopped is not None:
+                stopped[r.id] = o.stopped
             elif o.given_back:
-                changes.append(Change(r.id, sending, OutboxStatus.QUEUED.value, "given back: the dispatcher stopped",
-                                      {**release, "attempts": max(0, r.attempts - 1)}))
+                # Not sent and not tried: due again at once, for whichever process claims next.
+                moves.append(outbox.deferred(r, delay_s=0.0, now=now, why="given back: the dispatcher stopped"))
                 self.stats["given_back"] += 1
             elif o.deferred_s > 0:
-                changes.append(Change(r.id, sending, OutboxStatus.QUEUED.value,
-                                      f"deferred: rate limit ({o.deferred_s:.1f}s)",
-                                      {**release, "next_attempt_at": now + timedelta(seconds=o.deferred_s),
-                                       "attempts": max(0, r.attempts - 1)}))
+                moves.append(outbox.deferred(r, delay_s=o.deferred_s, now=now,
+                                             why=f"deferred: rate limit ({o.deferred_s:.1f}s)"))
                 self.stats["deferred"] += 1
             elif o.error is not None and o.error.retryable:
                 err = o.error
                 delay = err.retry_after if isinstance(err, Throttled) else self._backoff(r.attempts)
-                deadline = r.deadline_at or (r.created_at + self.default_deadline)
-                values = {**release, "error_code": str(err.code or type(err).__name__)[:32],
-                          "error": f"{type(err).__name__}: {err.detail}"[:500]}
-                if now + timedelta(seconds=delay) > deadline:
-                    changes.append(Change(r.id, sending, OutboxStatus.FAILED.value,
-                                          f"deadline passed after {r.attempts} attempts: {type(err).__name__}",
-                                          values))
-                    self.stats["failed"] += 1
-                else:
-                    changes.append(Change(r.id, sending, OutboxStatus.QUEUED.value,
-                                          f"retry in {delay:.1f}s: {type(err).__name__} {err.code}".strip(),
-                                          {**values, "next_attempt_at": now + timedelta(seconds=delay)}))
-                    self.stats["retried"] += 1
+                m = outbox.retry_or_fail(r, delay_s=delay, now=now, error_code=str(err.code or type(err).__name__),
+                                         error=f"{type(err).__name__}: {err.detail}",
+                                         why=f"{type(err).__name__} {err.code}".strip())
+                moves.append(m)
+                self.stats["failed" if m.to == OutboxStatus.FAILED else "retried"] += 1
             else:
                 permanent.append(o)
+        # Immediate: `outbox.move` reads the rows' states before it writes them.
         with session_scope(self.engine, immediate=True) as session:
-            apply_changes(session, changes, now)
-            Driver(session).insert_many(_MESSAGE_LOG, logs)
+            outbox.move(session, moves, now)
+            if logs:
+                session.execute(insert(_MESSAGE_LOG), logs)
+            if stopped:
+                self._count(outbox.stop_or_hold(session, [o.row for o in outcomes if o.row.id in stopped], stopped,
+                                                now, from_status=OutboxStatus.SENDING))
             for o in permanent:
-                self._permanent(session, o, now)
+                assert o.error is not None
+                err = o.error
+                done = outbox.fail_permanently(session, o.row, err, now,
+                                               reason=f"permanent: {type(err).__name__} {err.code}".strip(),
+                                               fallback_channels=self.providers)
+                self.stats["failed"] += done.failed
+                self.stats["fallbacks"] += done.fallback_id is not None
+                self.stats["tasks"] += done.task
         sms_sids = [o.result.provider_message_id for o in outcomes if o.result is not None and o.row.channel == "sms"]
         if sms_sids:
             from outreach.receipts import apply_early_receipts
 
             apply_early_receipts(self.engine, sms_sids, now)
-
-    def _permanent(self, session: Session, o: Outcome, now: datetime) -> None:
-        """Fail the row, mark the contact, fall back to the other channel when allowed."""
-        r, err = o.row, o.error
-        assert err is not None
-        kind = type(err).__name__
-        values = {"lease_owner": None, "lease_expires_at": None, "error_code": str(err.code or kind)[:32],
-                  "error": f"{kind}: {err.detail}"[:500]}
-        contact = session.execute(select(Contact).where(col(Contact.channel) == r.channel,
-                                                        col(Contact.address) == r.address)).scalar_one_or_none()
-        if contact is not None:
-            if isinstance(err, ContactStopped) and err.reason == "opted_out":
-                opt_out(session, contact, reason=f"provider: {err.detail or err.code}"[:200], actor="dispatcher",
-                        now=now)
-            elif isinstance(err, ContactStopped):
-                mark_blocked(session, contact, reason=err.detail[:200] or "blocked", now=now)
-            elif isinstance(err, AddressInvalid):
-                mark_invalid(session, contact, reason=f"{err.code} {err.detail}"[:200], now=now)
-        apply_changes(session, [Change(r.id, OutboxStatus.SENDING.value, OutboxStatus.FAILED.value,
-                                       f"permanent: {kind} {err.code}".strip(), values)], now)
-        self.stats["failed"] += 1
-        if isinstance(err, ContactStopped | AddressInvalid) and r.allow_fallback:
-            self._fallback(session, r, contact, now)
-
-    def _fallback(self, session: Session, r: Claimed, contact: Contact | None, now: datetime) -> None:
-        if OTHER_CHANNEL.get(r.channel) not in self.providers:
-            return
-        if queue_fallback(session, r, contact, now) is not None:
-            self.stats["fallbacks"] += 1
 
     # --- the loop ------------------------------------------------------------------------
     # Claimed rows go to a queue served by `concurrency` sender tasks (a fixed pool: a task and
@@ -678,7 +555,7 @@ class Dispatcher:
 
     def _renew_sync(self) -> None:
         with session_scope(self.engine, immediate=True) as session:
-            renew_leases(session, owner=self.owner, now=self.clock.now(), lease_s=self.lease_s)
+            outbox.renew_leases(session, owner=self.owner, now=self.clock.now(), lease_s=self.lease_s)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Send until `stop` is set; then finish the sends already handed to a provider, give
@@ -700,22 +577,25 @@ class Dispatcher:
             await self._stop_senders()
 
 
-def build_providers(settings: Any, engine: Engine | None) -> dict[str, Provider]:
-    """Telegram and Twilio when configured; the log sink for a channel that is not."""
+def build_providers(settings: Any, engine: Engine | None,
+                    limits: Mapping[str, Limiter] | None = None) -> dict[str, Provider]:
+    """Telegram and Twilio when configured; the log sink for a channel that is not. The Telegram
+    provider holds the Telegram limiter (`limits`) for the conversation's replies."""
     from outreach.providers.logsink import LogSinkProvider
 
     providers: dict[str, Provider] = {}
     if settings.telegram_enabled:
         from outreach.providers.telegram import TelegramProvider
 
-        providers["telegram"] = TelegramProvider(settings.telegram_bot_token, api_base=settings.telegram_api_base)
+        providers["telegram"] = TelegramProvider(settings.telegram_bot_token, api_base=settings.telegram_api_base,
+                                                 limiter=(limits or {}).get("telegram"))
     else:
         providers["telegram"] = LogSinkProvider("telegram", engine, settings.data_dir)
     if settings.twilio_enabled:
         from outreach.providers.twilio import TwilioProvider
 
         providers["sms"] = TwilioProvider(settings.twilio_account_sid, settings.twilio_auth_token,
-                                          settings.twilio_from_number, api_base=settings.twilio_api_base,
+                                          settings.sms_sender_rates[0][0], api_base=settings.twilio_api_base,
                                           public_base_url=settings.public_base_url)
     else:
         providers["sms"] = LogSinkProvider("sms", engine, settings.data_dir)

@@ -6,15 +6,16 @@ contact and the language, renders the template for that channel, counts SMS segm
 queues one outbox row with an idempotency key, inside the caller's transaction.
 
 Decisions (also in templates/messages/README.md):
-- Contact: verified and reachable (not opted out, blocked or invalid); Telegram first unless
-  told otherwise; the most recently active address within a channel.
-- Family members' contacts (Contact.family_member_id set) are used only when the beneficiary
-  has no reachable contact of their own, and never when the beneficiary's own address was
-  opted out or blocked (that was their choice: we do not go round it through a relative).
+- Contact: the one contact rule (`outreach.reach`) for the kind's class (kinds.yaml): a
+  verified address not stopped for that class; the person's own before a relative's (and a
+  relative's never when the person's own address said stop); Telegram first unless told
+  otherwise; the most recently active address within a channel. Nobody deceased, moved or
+  paused gets a reminder; notices about their own applications still reach them.
   A message that reaches a relative starts with "请转告张伯：" ("For Mr Zhang: ").
-- Nothing is queued for a beneficiary who is not active (deceased, moved).
-- Each row also carries the SMS wording in `extra` (`sms_body`, `sms_segments`) when it goes
-  to Telegram, so the dispatcher can fall back to SMS without rendering anything.
+- A kind that must reach the person and reaches nobody opens a staff task to phone them.
+- A row for Telegram also carries its SMS copy as fields of its own (`sms_body` with the
+  office's signature and any opt-out line, `sms_segments` counted on it), so the dispatcher
+  falls back to SMS in the SMS wording without rendering anything.
 - One-time codes: urgent, SMS only, no fallback, no footer, expire with the code; nothing
   here logs, and the row says `extra["secret"] = True` so that nothing downstream logs its body.
 """
@@ -33,11 +34,11 @@ from sqlmodel import Session, select
 
 from models.applications import Application, ApplicationStageChange
 from models.people import Beneficiary, Contact
+from outreach import reach
 from outreach.outbox import Enqueued, enqueue, idempotency_key
 from outreach.sms_text import check_sms_length, sms_length
 from outreach.templates import StaffText, TemplateSet, default_templates
 
-CHANNEL_ORDER = ("telegram", "sms")
 OTP_VALID_MINUTES = 10
 
 # Two-character surnames: the salutation needs the whole surname (欧阳伯, not 欧伯).
@@ -87,38 +88,17 @@ def beneficiary_context(beneficiary: Beneficiary, lang: str, now: datetime, temp
     }
 
 
-def _channel_rank(prefer: str | None) -> dict[str, int]:
-    order = ([prefer] if prefer else []) + [c for c in CHANNEL_ORDER if c != prefer]
-    return {c: i for i, c in enumerate(order)}
+def choose_contact(session: Session, beneficiary_id: int, *, prefer: str | None = None,
+                   message_class: str = reach.MessageClass.PROACTIVE) -> Contact | None:
+    """The contact a message of this class goes to (see the module note), or None."""
+    return reach.choose_contact(session, beneficiary_id, message_class=message_class, prefer=prefer)
 
 
-def choose_contact(session: Session, beneficiary_id: int, *, prefer: str | None = None) -> Contact | None:
-    """The beneficiary's verified, reachable contact (see the module note), or None."""
-    contacts = session.exec(
-        select(Contact).where(Contact.beneficiary_id == beneficiary_id, Contact.verified == True)  # noqa: E712
-    ).all()
-    rank = _channel_rank(prefer)
-    contacts = [c for c in contacts if c.channel in rank]
-    own = [c for c in contacts if c.family_member_id is None]
-    pool = [c for c in own if c.reachable]
-    if not pool:
-        if any(c.opted_out_at is not None or c.blocked_at is not None for c in own):
-            return None  # the beneficiary said stop: a relative's phone is no way round it
-        pool = [c for c in contacts if c.family_member_id is not None and c.reachable]
-    if not pool:
-        return None
-
-    def key(c: Contact) -> tuple[Any, ...]:
-        last = c.last_inbound_at.timestamp() if c.last_inbound_at else float("-inf")
-        return (rank[c.channel], -last, c.id or 0)
-
-    return min(pool, key=key)
-
-
-def _fallback_extra(templates: TemplateSet, kind: str, lang: str, context: Mapping[str, Any],
-                    relay_to: str | None) -> dict[str, Any]:
+def sms_copy(templates: TemplateSet, kind: str, lang: str, context: Mapping[str, Any],
+             relay_to: str | None) -> tuple[str, int]:
+    """The SMS wording of a message queued for another channel, and its segments."""
     sms = templates.render(kind, lang, context, "sms", relay_to=relay_to)
-    return {"sms_body": sms.text, "sms_segments": sms.sms.segments if sms.sms else 1}
+    return sms.text, sms.sms.segments if sms.sms else 1
 
 
 def enqueue_notice(
@@ -136,30 +116,37 @@ def enqueue_notice(
     broadcast_id: int | None = None,
     templates: TemplateSet | None = None,
 ) -> Enqueued | None:
-    """Queue message `kind` for this beneficiary; None when they are not active or cannot be reached.
+    """Queue message `kind` for this beneficiary; None when the contact rule lets it reach nobody
+    (then, for a kind that must reach them, a staff task to phone them opens).
 
-    `channel` set: that channel only (None if they have no reachable contact there).
+    `channel` set: that channel only (None if their contact for it is on another channel).
     `kind` may carry a number suffix naming the occurrence type (`cert_reminder_30`): it
     renders the `cert_reminder` template and stays distinct in the idempotency key.
     Raises MissingVariables naming what `context` lacks; MessageTooLong for an SMS over 10 segments.
     """
-    if not beneficiary.is_active or beneficiary.id is None:
-        return None
-    contact = choose_contact(session, beneficiary.id, prefer=channel)
-    if contact is None or (channel is not None and contact.channel != channel):
+    if beneficiary.id is None:
         return None
     ts = templates or default_templates()
+    message_class = ts.kinds[ts.kind_for(kind)].message_class
+    key = idempotency_key(kind, f"b{beneficiary.id}", occurrence)
+    contact = choose_contact(session, beneficiary.id, prefer=channel, message_class=message_class)
+    if contact is None and channel is None and reach.must_reach(kind, message_class):
+        why = reach.why_unreachable(session, beneficiary.id, message_class=message_class)
+        if why is not None and not why.person_gone and not why.holds:
+            reach.open_unreachable_task(session, beneficiary_id=beneficiary.id, kind=kind, message_key=key,
+                                        why=why.text, now=now, actor="system")
+    if contact is None or (channel is not None and contact.channel != channel):
+        return None
     lang = ts.language(beneficiary.language)
     ctx = {**beneficiary_context(beneficiary, lang, now, ts), **context}
     relay_to = str(ctx["salutation"]) if contact.family_member_id is not None else None
     rendered = ts.render(kind, lang, ctx, contact.channel, relay_to=relay_to)
-    extra = _fallback_extra(ts, kind, lang, ctx, relay_to) if contact.channel != "sms" else {}
+    sms_body, sms_segments = sms_copy(ts, kind, lang, ctx, relay_to) if contact.channel != "sms" else (None, None)
     return enqueue(
-        session, key=idempotency_key(kind, f"b{beneficiary.id}", occurrence), kind=kind,
-        channel=contact.channel, address=contact.address, body=rendered.text, now=now,
+        session, key=key, kind=kind, message_class=message_class, channel=contact.channel, address=contact.address, body=rendered.text, now=now,
         beneficiary_id=beneficiary.id, contact_id=contact.id, occurrence=occurrence, language=lang,
         segments=rendered.sms.segments if rendered.sms else 1, urgent=urgent, broadcast_id=broadcast_id,
-        not_before=not_before, deadline_at=deadline_at, extra=extra,
+        not_before=not_before, deadline_at=deadline_at, sms_body=sms_body, sms_segments=sms_segments,
     )
 
 
@@ -223,7 +210,8 @@ def send_one_time_code(session: Session, *, phone_e164: str, code: str, lang: st
 def send_direct(session: Session, *, channel: str, address: str, text: str, kind: str, occurrence: str,
                 now: datetime, lang: str, beneficiary_id: int | None = None,
                 context: Mapping[str, Any] | None = None, templates: TemplateSet | None = None) -> Enqueued:
-    """Queue a reply on the channel and address the person used (no fallback).
+    """Queue a reply on the channel and address the person used (no fallback): what the person
+    asked for, so an opt-out does not stop it (outreach.reach: requested).
 
     When `kind` is a template kind (e.g. `handoff_answer`), `text` fills its `answer`/`text`
     variable and `context` the rest (question, staff_name, salutation); otherwise `text` is
@@ -244,7 +232,7 @@ def send_direct(session: Session, *, channel: str, address: str, text: str, kind
         session, key=idempotency_key(kind, _recipient_tag(beneficiary_id, channel, address), occurrence),
         kind=kind, channel=channel, address=address, body=body, now=now, beneficiary_id=beneficiary_id,
         contact_id=contact.id if contact else None, occurrence=occurrence, language=lang, segments=segments,
-        allow_fallback=False,
+        allow_fallback=False, message_class=reach.MessageClass.REQUESTED,
     )
 
 
@@ -264,19 +252,26 @@ def broadcast_rows(templates: TemplateSet, staff_text: StaffText, recipients: It
                    broadcast_id: int | None, occurrence: str, kind: str = "staff_broadcast",
                    not_before: datetime | None = None) -> Iterator[dict[str, Any]]:
     """Outbox rows for `outreach.outbox.enqueue_many`: one rendering function per (language,
-    channel), made once; per recipient only the render and the segment count."""
+    channel), made once; per recipient only the render and the segment count (and, for
+    Telegram, the SMS copy a fallback sends)."""
     renderers: dict[tuple[str, str], Any] = {}
+
+    def render(lang: str, channel: str, values: Mapping[str, Any]) -> Any:
+        render_one = renderers.get((lang, channel))
+        if render_one is None:
+            render_one = renderers[(lang, channel)] = templates.broadcast_renderer(staff_text, lang, channel)
+        return render_one(values)
+
     for r in recipients:
         lang = templates.language(r.lang)
-        render_one = renderers.get((lang, r.channel))
-        if render_one is None:
-            render_one = renderers[(lang, r.channel)] = templates.broadcast_renderer(staff_text, lang, r.channel)
-        rendered = render_one(r.values)
+        rendered = render(lang, r.channel, r.values)
+        sms = render(lang, "sms", r.values) if r.channel != "sms" else None
         yield {
             "idempotency_key": idempotency_key(kind, f"b{r.beneficiary_id}", occurrence),
             "kind": kind, "occurrence": occurrence, "beneficiary_id": r.beneficiary_id,
             "contact_id": r.contact_id, "channel": r.channel, "address": r.address, "language": lang,
             "body": rendered.text, "segments": rendered.sms.segments if rendered.sms else 1,
+            "sms_body": sms.text if sms else None, "sms_segments": sms.sms.segments if sms and sms.sms else None,
             "broadcast_id": broadcast_id, "next_attempt_at": not_before,
         }
 

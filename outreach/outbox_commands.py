@@ -11,6 +11,7 @@ import os
 from typing import Any
 
 import typer
+from sqlalchemy import and_
 
 outbox_app = typer.Typer(help="The outbox: status, retry failed messages, cancel unsent ones.", no_args_is_help=True)
 
@@ -47,57 +48,43 @@ def counts(engine: Any) -> dict[str, dict[str, int]]:
 
 
 def retry_failed(engine: Any, *, actor: str, kind: str | None = None, now: Any = None) -> int:
-    """Failed rows back to queued, due now, with a fresh 24 h deadline. Returns how many."""
-    from datetime import timedelta
-
-    from sqlmodel import select
-
+    """Failed rows back to queued, due now, with a fresh deadline. Returns how many."""
     from models.actions import audit
     from models.base import utcnow
     from models.db import session_scope
     from models.outbox import OutboxMessage, OutboxStatus
-    from outreach.outbox import transition
+    from outreach.outbox import DEFAULT_DEADLINE, move_where
 
     now = now or utcnow()
+    t = OutboxMessage.__table__  # type: ignore[attr-defined]
     with session_scope(engine, immediate=True) as s:
-        q = select(OutboxMessage).where(OutboxMessage.status == OutboxStatus.FAILED.value)
-        if kind:
-            q = q.where(OutboxMessage.kind == kind)
-        rows = s.exec(q).all()
-        for row in rows:
-            row.next_attempt_at = now
-            row.deadline_at = now + timedelta(hours=24)
-            row.attempts = 0
-            transition(s, row, OutboxStatus.QUEUED.value, f"requeued by {actor}", now)
-        audit(s, actor, "outbox.retry_failed", "outbox", kind or "*", {"kind": kind, "rows": len(rows)}, now)
-    return len(rows)
+        ids = move_where(s, t.c.kind == kind if kind else t.c.id.is_not(None), from_status=OutboxStatus.FAILED,
+                         to=OutboxStatus.QUEUED, reason=f"requeued by {actor}", at=now,
+                         values={"next_attempt_at": now, "deadline_at": now + DEFAULT_DEADLINE, "attempts": 0})
+        audit(s, actor, "outbox.retry_failed", "outbox", kind or "*", {"kind": kind, "rows": len(ids)}, now)
+    return len(ids)
 
 
 def cancel(engine: Any, *, actor: str, broadcast: int | None = None, kind: str | None = None, now: Any = None) -> int:
     """Unsent (queued) rows of a broadcast or a kind → cancelled. Rows being sent are left alone."""
-    from sqlmodel import select
-
     from models.actions import audit
     from models.base import utcnow
     from models.db import session_scope
     from models.outbox import OutboxMessage, OutboxStatus
-    from outreach.outbox import transition
+    from outreach.outbox import move_where
 
     if broadcast is None and not kind:
         raise ValueError("give a broadcast id or a kind")
     now = now or utcnow()
+    t = OutboxMessage.__table__  # type: ignore[attr-defined]
+    where = [t.c.broadcast_id == broadcast] if broadcast is not None else []
+    where += [t.c.kind == kind] if kind else []
     with session_scope(engine, immediate=True) as s:
-        q = select(OutboxMessage).where(OutboxMessage.status == OutboxStatus.QUEUED.value)
-        if broadcast is not None:
-            q = q.where(OutboxMessage.broadcast_id == broadcast)
-        if kind:
-            q = q.where(OutboxMessage.kind == kind)
-        rows = s.exec(q).all()
-        for row in rows:
-            transition(s, row, OutboxStatus.CANCELLED.value, f"cancelled by {actor}", now)
+        ids = move_where(s, and_(*where), from_status=OutboxStatus.QUEUED, to=OutboxStatus.CANCELLED,
+                         reason=f"cancelled by {actor}", at=now, values={"error": f"cancelled by {actor}"})
         audit(s, actor, "outbox.cancel", "broadcast" if broadcast is not None else "outbox",
-              broadcast if broadcast is not None else kind, {"kind": kind, "rows": len(rows)}, now)
-    return len(rows)
+              broadcast if broadcast is not None else kind, {"kind": kind, "rows": len(ids)}, now)
+    return len(ids)
 
 
 @outbox_app.command("status")

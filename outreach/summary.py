@@ -97,25 +97,43 @@ def daily_summary(session: Session, day: date, tz: ZoneInfo, *, now: datetime | 
     return figures
 
 
+def _kind_words(group: str, code: str, lang: str) -> str:
+    """A message or task kind in the staff's words (cert_reminder_30: the reminder, 30 days ahead)."""
+    from bot.words import staff_label
+
+    base, _, days = code.rpartition("_")
+    if group == "message_kind" and days.isdigit() and base:
+        ahead = f"（提前{days}天）" if lang != "en" else f" ({days} days ahead)"
+        return staff_label(group, base, lang) + ahead
+    return staff_label(group, code, lang)
+
+
+def _listed(group: str, counts: dict[str, int], lang: str) -> str:
+    if not counts:
+        return ""
+    return "（" + "，".join(f"{_kind_words(group, k, lang)} {v}" for k, v in sorted(counts.items())) + "）"
+
+
 def summary_text(figures: dict[str, Any], templates: Any, lang: str = "zh-Hans") -> str:
-    """The template's lines, then what it does not hold: due today, opt-outs, tasks, stuck."""
+    """The template's lines, then what it does not hold: due today, opt-outs, tasks, stuck
+    (kinds and stages in the staff's words from the catalogue, never their codes)."""
+    from bot.words import staff_label
+
     head = templates.render("daily_staff_summary", lang, {
         "day": date.fromisoformat(figures["day"]), **{k: figures[k] for k in (
             "new_tickets", "open_tickets", "overdue_tickets", "applications_waiting", "open_tasks", "sent",
             "failed")}}, "telegram").text
     lines = [head,
              f"今日待发消息：{figures['due_today']}"
-             + (f"（{'，'.join(f'{k} {v}' for k, v in sorted(figures['due_today_by_kind'].items()))}）"
-                if figures["due_today_by_kind"] else ""),
+             + _listed("message_kind", figures["due_today_by_kind"], lang),
              f"今日到期资格认证：{figures['certifications_due_today']}",
              f"昨日退订：{figures['opted_out']}",
              f"新开任务：{figures['tasks_opened']}"
-             + (f"（{'，'.join(f'{k} {v}' for k, v in sorted(figures['tasks_opened_by_kind'].items()))}）"
-                if figures["tasks_opened_by_kind"] else "")]
+             + _listed("task_kind", figures["tasks_opened_by_kind"], lang)]
     if figures["failed_by_reason"]:
         lines.append("失败原因：" + "，".join(f"{k} {v}" for k, v in sorted(figures["failed_by_reason"].items())))
     for s in figures["stuck_applications"][:10]:
-        lines.append(f"· 超时申请 {s['reference']}（{s['stage']}）")
+        lines.append(f"· 超时申请 {s['reference']}（{staff_label('stage', s['stage'], lang)}）")
     if len(figures["stuck_applications"]) > 10:
         lines.append(f"· …另有 {len(figures['stuck_applications']) - 10} 件")
     return "\n".join(lines)
@@ -135,6 +153,6 @@ def send_daily_summary(engine: Engine, *, clock: Clock, settings: Any, templates
         if chat:
             enqueue(session, key=idempotency_key(SUMMARY_KIND, "staff", day.isoformat()), kind=SUMMARY_KIND,
                     channel="telegram", address=str(chat), body=summary_text(figures, ts), now=now,
-                    occurrence=day.isoformat(), allow_fallback=False)
+                    occurrence=day.isoformat(), allow_fallback=False, message_class="staff")
     figures["queued"] = bool(chat)
     return figures

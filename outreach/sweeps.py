@@ -23,9 +23,10 @@ Catch-up rules (how late is too late):
 Texts come from templates/messages (outreach/templates.py) and are cached by everything they
 depend on (language, channel, salutation, values): a million people share a few thousand
 salutations (张伯, 王阿姨...), so a sweep renders each distinct text once.
-Nobody deceased or moved (status) gets anything; the contact is chosen as
-`notices.choose_contact` chooses it (verified, not opted out, blocked or invalid; never a
-relative's phone when the person's own address said stop).
+Who gets a message, on which address, is the one contact rule (`outreach.reach`) for the
+kind's class: nobody deceased, moved or paused gets a reminder; never a relative's phone when
+the person's own address said stop. A kind that must reach the person (`unreachable: task`:
+a payment with an amount and a deadline) opens a staff task to phone whoever it cannot reach.
 """
 
 from __future__ import annotations
@@ -46,16 +47,17 @@ from models.applications import Application, ApplicationType, HandoffTicket, Sta
 from models.clock import Clock
 from models.db import session_scope
 from models.outbox import OutboxMessage
-from models.people import Beneficiary, BeneficiaryStatus, Contact, SchemeMembership
+from models.people import BeneficiaryStatus, SchemeMembership
 from models.staff import AuditLog
+from outreach import reach
 from outreach.outbox import enqueue_many, idempotency_key
+from outreach.reach import B, C
 from outreach.schedule_rules import ScheduleRules, default_rules
 from outreach.templates import TemplateSet
 
 log = logging.getLogger(__name__)
 
 ACTOR = "scheduler"
-SENDABLE_CHANNELS = ("telegram", "sms")
 
 
 # --- dates -------------------------------------------------------------------------------
@@ -100,47 +102,10 @@ def sms_segments(text: str) -> int:
     return sms_length(text).segments
 
 
-# --- who can be reached ------------------------------------------------------------------
+# --- who can be reached: the contact rule (outreach.reach) --------------------------------
 # Core tables, not ORM aliases: statement construction stays cheap (a sweep builds dozens).
-B = Beneficiary.__table__  # type: ignore[attr-defined]
-C = Contact.__table__  # type: ignore[attr-defined]
 OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
 T = Task.__table__  # type: ignore[attr-defined]
-
-
-def reachable(c: Any, channels: Sequence[str] | None = None) -> list[Any]:
-    return [c.c.verified.is_(True), c.c.channel.in_(channels or SENDABLE_CHANNELS), c.c.opted_out_at.is_(None),
-            c.c.blocked_at.is_(None), c.c.invalid_at.is_(None)]
-
-
-def own_said_stop(person: Any = B) -> Any:
-    """The person's own address was opted out or blocked: that was their choice, so a
-    relative's phone is no way round it (the rule of notices.choose_contact)."""
-    c = C.alias("own_stop")
-    return (select(literal(1)).select_from(c)
-            .where(c.c.beneficiary_id == person.c.id, c.c.family_member_id.is_(None),
-                   or_(c.c.opted_out_at.is_not(None), c.c.blocked_at.is_not(None)))
-            .correlate(person).exists())
-
-
-def best_contact_id(person: Any = B, channels: Sequence[str] | None = None) -> Any:
-    """Correlated subquery: the contact a proactive message to `person` goes to, chosen as
-    `outreach.notices.choose_contact` chooses (set-based here, for sweeps and broadcasts):
-    verified and reachable; the person's own before a family member's (and a family member's
-    never when the person's own address said stop); Telegram before SMS; the most recently
-    active address first.
-    """
-    c = C.alias("best_c")
-    return (
-        select(c.c.id)
-        .where(c.c.beneficiary_id == person.c.id, *reachable(c, channels),
-               or_(c.c.family_member_id.is_(None), ~own_said_stop(person)))
-        .order_by(c.c.family_member_id.is_not(None), c.c.channel != "telegram",
-                  c.c.last_inbound_at.desc().nulls_last(), c.c.id)
-        .limit(1)
-        .correlate(person)
-        .scalar_subquery()
-    )
 
 
 def key_expr(kind: str, person_id: Any) -> Any:
@@ -174,14 +139,16 @@ _BASE_COLUMNS = ("bid", "lang", "cid", "name", "sex", "birth_date", "channel", "
 
 def recipients_statement(where: Sequence[Any], kind: str, extra_columns: Sequence[Any] = (),
                          joins: Sequence[tuple[Any, Any]] = ()) -> Any:
-    """Active people matching `where`, with the contact to use, not yet sent `(kind, :occ_suffix)`.
-    Built once per sweep part and executed per occurrence with bound parameters."""
-    inner = select(B.c.id.label("bid"), B.c.language.label("lang"), best_contact_id().label("cid"),
+    """People matching `where` whom the contact rule lets a message of `kind` reach, with the
+    contact to use, not yet sent `(kind, :occ_suffix)`. Built once per sweep part and executed
+    per occurrence with bound parameters."""
+    message_class = reach.class_of(kind)
+    inner = select(B.c.id.label("bid"), B.c.language.label("lang"),
+                   reach.best_contact_id(B, message_class).label("cid"),
                    B.c.name, B.c.sex, B.c.birth_date, *extra_columns).select_from(B)
     for target, on in joins:
         inner = inner.join(target, on)
-    people = inner.where(B.c.status == BeneficiaryStatus.ACTIVE.value, *where,
-                         ~already_queued(kind, B.c.id)).subquery()
+    people = inner.where(*reach.person_clauses(message_class), *where, ~already_queued(kind, B.c.id)).subquery()
     return (select(people, C.c.channel, C.c.address, C.c.family_member_id)
             .join(C, C.c.id == people.c.cid))
 
@@ -210,13 +177,13 @@ def enqueue_recipients(session: Session, recipients: Iterable[Recipient], *, kin
                        per_person: Callable[[Recipient], dict[str, Any]] | None = None) -> int:
     """Render and enqueue in bulk. Texts are cached by everything they depend on (language,
     channel, salutation, context): a million people share a few thousand salutations, so a
-    sweep renders each distinct text once. Telegram rows carry the SMS wording in `extra`
-    for the dispatcher's fallback, as `notices.enqueue_notice` does."""
-    from outreach.notices import salutation_from
+    sweep renders each distinct text once. Telegram rows carry their SMS copy (`sms_body`,
+    `sms_segments`) for the dispatcher's fallback, as `notices.enqueue_notice` does."""
+    from outreach.notices import salutation_from, sms_copy
 
     ts = ctx.templates
     today = ctx.today
-    cache: dict[tuple[Any, ...], tuple[str, int, dict[str, Any]]] = {}
+    cache: dict[tuple[Any, ...], tuple[str, int, str | None, int | None]] = {}
     rows = []
     for r in recipients:
         lang = ts.language(r.language)
@@ -227,22 +194,35 @@ def enqueue_recipients(session: Session, recipients: Iterable[Recipient], *, kin
         hit = cache.get(ck)
         if hit is None:
             rendered = ts.render(kind, lang, values, r.channel, relay_to=relay)
-            extra: dict[str, Any] = {}
-            if r.channel != "sms":
-                sms = ts.render(kind, lang, values, "sms", relay_to=relay)
-                extra = {"sms_body": sms.text, "sms_segments": sms.sms.segments if sms.sms else 1}
-            hit = cache[ck] = (rendered.text, rendered.sms.segments if rendered.sms else 1, extra)
-        body, segments, extra = hit
+            copy = sms_copy(ts, kind, lang, values, relay) if r.channel != "sms" else (None, None)
+            hit = cache[ck] = (rendered.text, rendered.sms.segments if rendered.sms else 1, *copy)
+        body, segments, sms_body, sms_count = hit
         rows.append({
             "idempotency_key": idempotency_key(kind, f"b{r.beneficiary_id}", occurrence),
             "kind": kind, "occurrence": occurrence, "beneficiary_id": r.beneficiary_id,
             "contact_id": r.contact_id, "channel": r.channel, "address": r.address, "language": lang,
             "body": body, "segments": segments, "next_attempt_at": not_before or ctx.now,
-            "deadline_at": deadline_at, "extra": extra,
+            "deadline_at": deadline_at, "sms_body": sms_body, "sms_segments": sms_count,
         })
     if not rows:
         return 0
     return enqueue_many(session, rows, now=ctx.now)
+
+
+def unreachable_task(session: Session, beneficiary_id: int, kind: str, occurrence: str, ctx: SweepContext) -> bool:
+    """A message that must reach the person (`reach.must_reach`) and reaches nobody: a staff
+    task to phone them, once per message; nothing for someone who died, moved or is paused,
+    or who already has the message queued."""
+    message_class = reach.class_of(kind)
+    key = idempotency_key(kind, f"b{beneficiary_id}", occurrence)
+    if not reach.must_reach(kind, message_class) or session.execute(
+            select(OUTBOX.c.id).where(OUTBOX.c.idempotency_key == key)).first() is not None:
+        return False
+    why = reach.why_unreachable(session, beneficiary_id, message_class=message_class)
+    if why is None or why.person_gone or why.holds:
+        return False
+    return reach.open_unreachable_task(session, beneficiary_id=beneficiary_id, kind=kind, message_key=key,
+                                       why=why.text, now=ctx.now, actor=ACTOR)
 
 
 # --- tasks in bulk -----------------------------------------------------------------------
@@ -448,6 +428,8 @@ def sweep_payment_deadlines(session: Session, ctx: SweepContext) -> int:
     for bid, reference, deadline, amount_fen, account in rows:
         occurrence = f"{reference}:{deadline.isoformat()}"
         recipients = due_recipients(session, [B.c.id == bid], DEADLINE_KIND, occurrence)
+        if not recipients:
+            unreachable_task(session, bid, DEADLINE_KIND, occurrence, ctx)
         made += enqueue_recipients(
             session, recipients, kind=DEADLINE_KIND, occurrence=occurrence,
             context={"scheme": "veteran_insurance", "reference": reference, "deadline": deadline,

@@ -43,6 +43,8 @@ DEFAULT_LANGUAGE = "zh-Hans"
 # Filled in by the renderer for every kind (callers may override office_* and today).
 # `audience` (beneficiary or staff, from kinds.yaml) picks the words `label()` looks up.
 AUTOMATIC_VARIABLES = frozenset({"lang", "channel", "audience", "office_name", "office_phone", "today"})
+# The classes of outreach/reach.py (kept as plain names here: templates do not depend on outreach's rule).
+MESSAGE_CLASSES = ("requested", "own_case", "proactive", "bulk", "staff")
 
 # What staff may write in a broadcast, with what each one means (shown in the console).
 STAFF_VARIABLES: dict[str, str] = {
@@ -120,6 +122,9 @@ class KindSpec:
     choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     footer: bool = False
     audience: str = "beneficiary"
+    # How the contact rule treats it (outreach/reach.py): requested, own_case, proactive, bulk, staff.
+    message_class: str = "proactive"
+    unreachable: str = "drop"  # "task": when it cannot reach the person, staff are asked to phone
 
     @property
     def allowed(self) -> frozenset[str]:
@@ -160,14 +165,23 @@ def _load_kinds(root: Path) -> dict[str, KindSpec]:
     kinds = {}
     for name, spec in raw.items():
         spec = spec or {}
-        unknown = set(spec) - {"description", "variables", "optional", "choices", "footer", "audience"}
+        unknown = set(spec) - {"description", "variables", "optional", "choices", "footer", "audience", "class",
+                               "unreachable"}
         if unknown:
             raise TemplateProblem(f"kinds.yaml: {name}: unknown field(s) {', '.join(sorted(unknown))}")
+        audience = str(spec.get("audience", "beneficiary"))
+        message_class = str(spec.get("class", "staff" if audience == "staff" else "proactive"))
+        if message_class not in MESSAGE_CLASSES:
+            raise TemplateProblem(f"kinds.yaml: {name}: class {message_class!r} is not one of {', '.join(MESSAGE_CLASSES)}")
+        unreachable = str(spec.get("unreachable", "drop"))
+        if unreachable not in ("drop", "task"):
+            raise TemplateProblem(f"kinds.yaml: {name}: unreachable is 'drop' or 'task', not {unreachable!r}")
         kinds[name] = KindSpec(
             name=name, description=str(spec.get("description", "")),
             variables=tuple(spec.get("variables") or ()), optional=tuple(spec.get("optional") or ()),
             choices={k: tuple(v) for k, v in (spec.get("choices") or {}).items()},
-            footer=bool(spec.get("footer", False)), audience=str(spec.get("audience", "beneficiary")),
+            footer=bool(spec.get("footer", False)), audience=audience, message_class=message_class,
+            unreachable=unreachable,
         )
     for spec in kinds.values():
         if spec.audience not in ("beneficiary", "staff"):
@@ -175,6 +189,27 @@ def _load_kinds(root: Path) -> dict[str, KindSpec]:
     if "otp" in kinds and kinds["otp"].footer:
         raise TemplateProblem("kinds.yaml: otp: one-time codes never carry an opt-out footer")
     return kinds
+
+
+@lru_cache(maxsize=4)
+def load_kinds(root: str = str(MESSAGES_DIR)) -> dict[str, KindSpec]:
+    """kinds.yaml alone, read once (what the outbox and the contact rule need of a kind)."""
+    return _load_kinds(Path(root))
+
+
+def template_kind(kinds: Mapping[str, KindSpec], kind: str) -> str | None:
+    """The template kind for an outbox kind (`cert_reminder_30` uses `cert_reminder`), or None."""
+    if kind in kinds:
+        return kind
+    base, _, suffix = kind.rpartition("_")
+    return base if suffix.isdigit() and base in kinds else None
+
+
+def kind_spec(kind: str) -> KindSpec | None:
+    """The declared spec of an outbox kind, from templates/messages/kinds.yaml (None: undeclared)."""
+    kinds = load_kinds()
+    name = template_kind(kinds, kind)
+    return kinds[name] if name is not None else None
 
 
 def _names_with_lines(ast: nodes.Template, names: set[str]) -> list[tuple[str, int]]:
@@ -463,11 +498,9 @@ class TemplateSet:
 
     def kind_for(self, kind: str) -> str:
         """The template kind for an outbox kind: `cert_reminder_30` uses `cert_reminder`."""
-        if kind in self.kinds:
-            return kind
-        base, _, suffix = kind.rpartition("_")
-        if suffix.isdigit() and base in self.kinds:
-            return base
+        name = template_kind(self.kinds, kind)
+        if name is not None:
+            return name
         raise UnknownKind(f"unknown message kind {kind!r} (known: {', '.join(sorted(self.kinds))})")
 
     def get(self, kind: str, lang: str | None) -> MessageTemplate:

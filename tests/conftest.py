@@ -1,8 +1,9 @@
-"""Shared fixtures: a real SQLite file per test and a real PostgreSQL server for the session.
+"""Shared fixtures: a real SQLite file per test, a real PostgreSQL and a real Redis server for the session.
 
 `db_engine` is parametrised over both databases, so every test that takes it runs on
-SQLite and on PostgreSQL. The PostgreSQL server is started on 127.0.0.1 once per run;
-if it cannot start the tests fail (they are never skipped).
+SQLite and on PostgreSQL. The PostgreSQL server and the Redis server (`redis_url`: a fresh,
+empty database of it per test) are started on 127.0.0.1 once per run, when a test first
+needs them, and stopped at the end; if one cannot start the tests fail (they are never skipped).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from models.clock import FakeClock
 from models.db import make_engine
 from models.pgserver import PostgresServer
 from settings import Settings, load_settings
+from tests.redisserver import RedisServer
 
 _db_counter = itertools.count()
 
@@ -56,6 +58,26 @@ def pg_schema_url(pg_server: PostgresServer) -> str:
     return url
 
 
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> Iterator[str]:
+    """A Redis database emptied before the test."""
+    import redis
+
+    url = redis_server.url(0)
+    with redis.Redis.from_url(url) as client:
+        client.flushdb()
+    yield url
+
+
 def _truncate_all(engine: Engine) -> None:
     names = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
     with engine.begin() as conn:
@@ -87,7 +109,9 @@ def db_engine(request: pytest.FixtureRequest) -> Engine:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return load_settings(data_dir=tmp_path / "var", id_hash_key="test-id-key", session_secret="test-session")
+    # Limits in this process unless a test asks for Redis (whatever REDIS_URL the shell has).
+    return load_settings(data_dir=tmp_path / "var", id_hash_key="test-id-key", session_secret="test-session",
+                         redis_url="")
 
 
 @pytest.fixture

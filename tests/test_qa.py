@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,14 @@ from typer.testing import CliRunner
 
 from bot.knowledge import load_knowledge
 from bot.qa import QA, Answer, detect_language, get_qa, to_simplified
-from bot.qa_commands import DEFAULT_EVAL_FILE, load_eval_cases, register, run_eval
+from bot.qa_commands import (
+    DEFAULT_EVAL_FILE,
+    FROZEN_FILE,
+    development_files,
+    load_eval_cases,
+    register,
+    run_eval,
+)
 
 HANDOFF_REASONS = {"out_of_scope", "personal_case", "complaint", "asked_for_person"}
 
@@ -251,22 +259,54 @@ def test_evaluation_questions_are_not_copied_from_article_questions() -> None:
     assert copied == []
 
 
-def test_evaluation_set_accuracy_is_at_least_90_percent(qa: QA) -> None:
-    result = run_eval(qa, load_eval_cases())
-    assert result.accuracy >= 0.90, result.failures
-    assert result.handoff_precision >= 0.90 and result.handoff_recall >= 0.90
+def test_development_questions_get_at_most_1_percent_wrong_answers_at_the_calibrated_threshold(qa: QA) -> None:
+    """The handoff threshold was chosen on the development files so that wrong answers stay at
+    most 1% of them; out-of-scope questions are handed off and most in-scope ones answered."""
+    cases = [c for path in development_files() for c in load_eval_cases(path)]
+    result = run_eval(qa, cases)
+    summary = result.summary()
+    assert result.wrong_answer_rate <= 0.01, [f for f in result.failures if f["wrong_answer"]]
+    assert summary["out_of_scope_handed_off"] >= 0.98 and summary["in_scope_accuracy"] >= 0.70
+    assert result.accuracy >= 0.80
 
 
-@pytest.mark.parametrize("name", ["unseen.yaml", "unseen2.yaml", "unseen3.yaml", "unseen4.yaml", "regressions.yaml"])
-def test_questions_written_after_calibration_reach_90_percent(qa: QA, name: str) -> None:
+@pytest.mark.parametrize("name", ["eval.yaml", "unseen.yaml", "unseen2.yaml", "unseen3.yaml", "unseen4.yaml",
+                                  "regressions.yaml", "people_dev.yaml"])
+def test_each_development_file_keeps_wrong_answers_rare_and_most_answers(qa: QA, name: str) -> None:
+    """No file of questions written after an earlier calibration gets more than 5% wrong answers
+    or falls under 70% right."""
     result = run_eval(qa, load_eval_cases(DEFAULT_EVAL_FILE.parent / name))
-    assert result.accuracy >= 0.90, result.failures
+    assert result.wrong_answer_rate <= 0.05 and result.accuracy >= 0.70, result.failures
 
 
-def test_held_out_questions_reach_90_percent_too(qa: QA) -> None:
+def test_held_out_questions_get_no_more_wrong_answers_than_the_rest(qa: QA) -> None:
+    """eval.yaml's hash-chosen hold-out part keeps wrong answers at most 2%."""
     held_out = [c for c in load_eval_cases() if c.split == "holdout"]
     assert len(held_out) >= 30
-    assert run_eval(qa, held_out).accuracy >= 0.90
+    result = run_eval(qa, held_out)
+    assert result.wrong_answer_rate <= 0.02 and result.accuracy >= 0.75
+
+
+def test_the_people_set_has_the_size_and_mix_the_evaluation_needs() -> None:
+    """At least 400 questions as people type them; at least a quarter colloquial, typo, voice,
+    dialect or English; at least a fifth out of scope; the frozen part is separate and sizeable."""
+    dev = [c for path in development_files() for c in load_eval_cases(path)]
+    frozen = load_eval_cases(FROZEN_FILE)
+    everything = dev + frozen
+    assert len(everything) >= 400 and len(frozen) >= 100
+    people = load_eval_cases(DEFAULT_EVAL_FILE.parent / "people_dev.yaml") + frozen
+    informal = {"colloquial", "typo", "voice", "cantonese", "taiwan", "english", "family"}
+    assert sum(c.pattern in informal for c in people) >= 0.25 * len(people)
+    assert sum(bool(c.handoff) for c in people) >= 0.20 * len(people)
+    assert {detect_language(c.question) for c in frozen} == {"zh-Hans", "zh-Hant", "en"}
+    assert not {c.question for c in frozen} & {c.question for c in dev}
+
+
+def test_no_evaluation_question_is_copied_from_an_article() -> None:
+    """Neither part, frozen included, repeats an article's own example question."""
+    phrasings = {to_simplified(q).strip("？?。. ").lower() for a in load_knowledge().articles for q in a.questions}
+    cases = [c for path in [*development_files(), FROZEN_FILE] for c in load_eval_cases(path)]
+    assert [c.question for c in cases if to_simplified(c.question).strip("？?。. ").lower() in phrasings] == []
 
 
 # ------------------------------------------------------------------ commands
@@ -291,10 +331,17 @@ def test_ask_sms_prints_the_short_variant(cli: typer.Typer) -> None:
     assert "100元" in short and len(short) < len(full)
 
 
-def test_eval_qa_passes_on_the_shipped_set(cli: typer.Typer) -> None:
+def test_eval_qa_json_reports_the_figures_and_the_coverage_curve(cli: typer.Typer) -> None:
+    """accuracy, wrong-answer rate, handoff precision and recall, by language and pattern, and
+    the curve of answered share against wrong answers as the threshold rises."""
     result = CliRunner().invoke(cli, ["eval-qa", "--json"])
-    assert result.exit_code == 0
-    assert json.loads(result.output)["accuracy"] >= 0.90
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output)
+    assert figures["accuracy"] >= 0.80 and figures["wrong_answer_rate"] <= 0.02
+    assert {"handoff_precision", "handoff_recall", "by_language", "by_pattern"} <= set(figures)
+    curve = figures["coverage_curve"]
+    assert [p["answered"] for p in curve] == sorted((p["answered"] for p in curve), reverse=True)
+    assert curve[-1]["wrong_answer_rate"] <= curve[0]["wrong_answer_rate"]
 
 
 def test_eval_qa_exits_non_zero_below_90_percent(cli: typer.Typer, tmp_path: Path) -> None:
@@ -307,3 +354,78 @@ def test_eval_qa_exits_non_zero_below_90_percent(cli: typer.Typer, tmp_path: Pat
 
 def test_default_eval_file_is_the_shipped_one() -> None:
     assert DEFAULT_EVAL_FILE.name == "eval.yaml" and DEFAULT_EVAL_FILE.exists()
+
+
+# ------------------------------------------------------------------ the answerability check
+
+
+@pytest.mark.parametrize(("question", "place"), [("深圳的职工医疗互助一年交多少钱", "深圳"),
+                                                 ("北京的退休老人养老金认证怎么弄", "北京"),
+                                                 ("how much is the dibao in Guangzhou", "Guangzhou")])
+def test_another_citys_policy_is_handed_off_naming_whose_rule_the_article_is(qa: QA, question: str,
+                                                                              place: str) -> None:
+    """The office's rule is never given as if it applied elsewhere: handed off, saying which place asked."""
+    a = qa.answer(question)
+    assert a.handoff and a.reason == "out_of_scope" and a.detail == "other_place" and place in a.answer
+
+
+@pytest.mark.parametrize("question", ["陈振贤的手机号多少", "卢主席的电话号码能发我吗",
+                                      "what is the mobile number of the head of the Baisha veterans station"])
+def test_a_staff_members_personal_contact_is_never_given_but_the_public_channel_is(qa: QA, question: str) -> None:
+    a = qa.answer(question)
+    assert a.handoff and a.detail == "staff_contact" and not re.search(r"\d{5,}", a.answer)
+    assert "留言" in a.answer or "write here" in a.answer
+
+
+@pytest.mark.parametrize("question", ["张建国的补缴社保办好了没有", "王德发大爷的住院补助批下来了吗",
+                                      "has Mr Huang Zhiqiang's mutual aid claim been paid"])
+def test_a_persons_case_asked_by_name_goes_to_staff(qa: QA, question: str) -> None:
+    assert qa.answer(question).reason == "personal_case"
+
+
+@pytest.mark.parametrize("question", ["老兵的冬季取暖补贴一年发多少", "退役军人的购房补贴去哪申请",
+                                      "how do veterans apply for the free car allowance"])
+def test_a_benefit_no_article_names_is_handed_off_not_matched_to_the_nearest(qa: QA, question: str) -> None:
+    a = qa.answer(question)
+    assert a.handoff and a.article_id is None
+
+
+@pytest.mark.parametrize("question", ["老兵保险意外身故能赔多少", "大病补助最多能拿多少",
+                                      "how much will I get from the mutual aid if I have cancer"])
+def test_an_amount_the_documents_never_state_is_handed_off(qa: QA, question: str) -> None:
+    a = qa.answer(question)
+    assert a.handoff and a.reason == "out_of_scope"
+
+
+def test_a_two_part_question_gets_both_parts_answered_with_both_sources(qa: QA) -> None:
+    a = qa.answer("医疗互助一年交多少钱，住院了去哪里报")
+    assert not a.handoff and "100元" in a.answer and "职工服务中心" in a.answer
+    assert set(a.article_ids) == {"mutual-cost", "mutual-where-claim"} and len(a.sources) == 2
+
+
+def test_a_wrong_premise_is_corrected_first_from_the_article(qa: QA) -> None:
+    """Asked how much a free insurance costs, the article chosen leads with "nothing to pay"
+    (whatever the confidence threshold decides about sending it)."""
+    a = qa.answer_with("老兵过了八十岁那个保险是不是要每年交个几百块", min_confidence=0.0)
+    assert not a.handoff and a.answer.startswith("不用交钱")
+
+
+def test_cantonese_and_voice_input_reach_the_article(qa: QA) -> None:
+    assert qa.answer("補繳社保嘅錢我一次過俾唔起點算").article_id == "vsi-cannot-afford"
+    assert qa.answer("嗯那个就是退伍的社保接续啊要去哪个窗口交材料呀").article_id == "vsi-where-apply"
+
+
+def test_a_broken_article_is_skipped_and_reported_and_the_rest_answer(tmp_path: Path) -> None:
+    """One bad file no longer stops the bot: it is left out with its reason."""
+    root = tmp_path / "kb"
+    (root / "zh-Hans").mkdir(parents=True)
+    (root / "seeds.yaml").write_text('"004": {zh-Hans: 互助报道, en: mutual aid report}\n', encoding="utf-8")
+    (root / "zh-Hans" / "good.md").write_text(
+        "---\nid: good\ntitle: 互助金标准\nlanguage: zh-Hans\nseed: '004'\nanswers: [cost]\nfor: [worker]\n"
+        "questions: [互助金交多少]\nkeywords: [互助金, 医疗互助]\nreviewed_by: 张三\nreviewed_on: 2026-01-01\n---\n"
+        "每年100元。\n", encoding="utf-8")
+    (root / "zh-Hans" / "bad.md").write_text("no front matter", encoding="utf-8")
+    small = QA.load(root)
+    assert [a.id for a in small.knowledge.articles] == ["good"]
+    assert any("bad.md" in p for p in small.knowledge.problems)
+    assert small.answer_with("医疗互助的互助金每年交多少钱", min_confidence=0.0).article_id == "good"

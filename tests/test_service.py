@@ -81,8 +81,8 @@ def test_nuanxin_run_with_telegram_and_twilio_answers_and_delivers(tmp_path: Pat
     from models.outbox import OutboxMessage
     from models.people import Contact
     from outreach.outbox import enqueue
-    from outreach.providers.fake_telegram import FakeTelegram
-    from outreach.providers.fake_twilio import FakeTwilio
+    from tests.fakes.fake_telegram import FakeTelegram
+    from tests.fakes.fake_twilio import FakeTwilio
 
     port = _free_port()
     with FakeTelegram(TOKEN) as tg, FakeTwilio(auto_callbacks=True) as tw:

@@ -32,6 +32,8 @@ ROUTE_MODULES = (
     "web.routes.twilio_sms",
     "web.routes.twilio_status",
     "web.routes.telegram",
+    "web.routes.health",
+    "web.routes.metrics",
     "web.routes.login",
     "web.routes.account",
     "web.routes.dashboard",
@@ -42,7 +44,12 @@ ROUTE_MODULES = (
     "web.routes.tasks",
     "web.routes.audit",
     "web.routes.staff",
-    "web.routes.outreach",
+    "web.routes.broadcasts",
+    "web.routes.outbox",
+    "web.routes.schedule",
+    "web.routes.knowledge",
+    "web.routes.simulator",
+    "web.routes.staff_telegram",
 )
 
 # No inline script or style anywhere: the console's CSS and JavaScript are files under /static.

@@ -44,13 +44,18 @@ class NavItem:
 
 # The console's pages in the order staff use them; each shown only to the roles its route admits.
 CASEWORK = (Role.VIEWER, Role.CASEWORKER)
+OUTREACH = (Role.VIEWER, Role.CASEWORKER, Role.COMPOSER, Role.APPROVER)  # see the outreach pages
 NAV: tuple[NavItem, ...] = (
     NavItem("/", N_("首页"), ()),
     NavItem("/people", N_("服务对象"), CASEWORK),
     NavItem("/applications", N_("申请"), CASEWORK),
     NavItem("/tickets", N_("转人工"), CASEWORK),
     NavItem("/tasks", N_("任务"), CASEWORK),
-    NavItem("/broadcasts", N_("群发通知"), (Role.COMPOSER, Role.APPROVER)),
+    NavItem("/broadcasts", N_("群发通知"), OUTREACH),
+    NavItem("/outbox", N_("发送记录"), OUTREACH),
+    NavItem("/schedule", N_("发送日程"), OUTREACH),
+    NavItem("/knowledge", N_("知识库"), OUTREACH),
+    NavItem("/simulator", N_("机器人试用"), (Role.CASEWORKER, Role.COMPOSER, Role.APPROVER)),
     NavItem("/import", N_("导入名册"), (Role.ADMIN,)),
     NavItem("/audit", N_("操作记录"), (Role.ADMIN, Role.APPROVER)),
     NavItem("/staff", N_("工作人员"), (Role.ADMIN,)),

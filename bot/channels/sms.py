@@ -22,9 +22,10 @@ import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from bot.channels.base import Attachment, Choice, Inbound, Reply
+from bot.texts import short_date, short_month
 from outreach.sms_text import sms_length
 
 CHANNEL = "sms"
@@ -79,16 +80,91 @@ def choices_in_text(text: str, choices: Sequence[Choice]) -> bool:
     return True
 
 
-def reply_text(reply: Reply) -> str:
+# Full-width punctuation an English text may have picked up (a summary line, a pasted word): any one
+# of them makes the whole SMS UCS-2, 70 characters a segment instead of 160.
+_ASCII_PUNCTUATION = str.maketrans({"：": ": ", "，": ", ", "。": ". ", "；": "; ", "！": "! ", "？": "? ",
+                                    "（": " (", "）": ") ", "“": '"', "”": '"', "‘": "'", "’": "'", "、": ", ",
+                                    "—": "-", "–": "-", "…": "...", "·": "-", "【": "[", "】": "] ", "　": " "})
+_ISO_DAY = re.compile(r"(?<![0-9A-Za-z-])((?:19|20)\d\d)-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])(?![0-9A-Za-z-])")
+_ISO_MONTH = re.compile(r"(?<![0-9A-Za-z-])((?:19|20)\d\d)-(0[1-9]|1[0-2])(?![0-9A-Za-z-])")
+_NUMBERED_LINE = re.compile(r"^(\s*)(\d{1,2})[.、．)]\s*(.+)$")
+
+
+def short_dates(text: str, lang: str, today: date | None = None) -> str:
+    """ISO dates the engine writes (2026-11-30, 1998-12) as people write them: 11月30日 / 30 Nov,
+    1998年12月 / Dec 1998; the year only when it is not this year's."""
+    def day(m: re.Match[str]) -> str:
+        try:
+            return short_date(date(int(m.group(1)), int(m.group(2)), int(m.group(3))), lang, today)
+        except ValueError:
+            return m.group(0)
+
+    text = _ISO_DAY.sub(day, text)
+    return _ISO_MONTH.sub(lambda m: short_month(int(m.group(1)), int(m.group(2)), lang), text)
+
+
+def _unnumber_other_lists(text: str, choices: Sequence[Choice]) -> str:
+    """Where a message asks for a number, only its choices are numbered: another numbered list
+    (the documents to bring, above "1 提交 2 不提交") becomes a list of dashes, so that "1" can
+    only mean the first choice. Kept: lines that name a choice by its number, and the run of lines
+    numbered 1..n, n the number of choices (the one naming the choices when two could be, else the
+    last)."""
+    if not choices:
+        return text
+    lines = text.split("\n")
+    runs: list[list[int]] = []  # line indexes of each run numbered 1, 2, 3 ...
+    for i, line in enumerate(lines):
+        m = _NUMBERED_LINE.match(line)
+        if m is None:
+            continue
+        n = int(m.group(2))
+        if runs and runs[-1][-1] == i - 1 and n == len(runs[-1]) + 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    if not runs:
+        return text
+    labels = [c.label.strip() for c in choices]
+
+    def naming(run: list[int]) -> int:
+        return sum(_NUMBERED_LINE.match(lines[i]).group(3).strip() == labels[k]  # type: ignore[union-attr]
+                   for k, i in enumerate(run) if k < len(labels))
+
+    fitting = [r for r in runs if len(r) == len(choices)]
+    best = max(reversed(fitting), key=naming) if fitting else None
+    for run in runs:
+        if run is best or naming(run):  # the choice list, or lines naming choices by their numbers
+            continue
+        for i in run:
+            m = _NUMBERED_LINE.match(lines[i])
+            assert m is not None
+            lines[i] = f"{m.group(1)}- {m.group(3)}"
+    return "\n".join(lines)
+
+
+def reply_text(reply: Reply, today: date | None = None) -> str:
     """One reply as plain SMS text (before splitting).
 
     A reply may carry a shorter SMS wording in `metadata["sms"]`; choices follow, one per
-    line, numbered, unless the text already lists them with their numbers. Markdown-ish emphasis and repeated blank lines are dropped: SMS shows
-    them literally and every character costs.
+    line, numbered, unless the text already lists them with their numbers. Markdown-ish
+    emphasis and repeated blank lines are dropped: SMS shows them literally and every
+    character costs. The repair footer (`metadata["footer"]`: how to go back or reach a person)
+    is kept only where the engine marks the reply `metadata["repair"] = "1"` (its first reply,
+    and after a misunderstanding). Dates are written short (11月30日 / 30 Nov), an English reply
+    keeps to ASCII punctuation (GSM-7), and only the choices are numbered.
     """
     text = reply.metadata.get("sms") or reply.text
+    footer = reply.metadata.get("footer", "")
+    if footer and reply.metadata.get("repair") == "0" and text.rstrip().endswith(footer):
+        text = text.rstrip()[: -len(footer)].rstrip()
     text = re.sub(r"[*_`]{1,3}([^*_`\n]+)[*_`]{1,3}", r"\1", text)
     text = re.sub(r"\n{3,}", "\n\n", text).strip()
+    lang = reply.metadata.get("lang", "")
+    if lang:
+        text = short_dates(text, lang, today)
+    if lang == "en":
+        text = "\n".join(" ".join(line.translate(_ASCII_PUNCTUATION).split()) for line in text.split("\n"))
+    text = _unnumber_other_lists(text, reply.choices)
     lines = [text] if text else []
     # The engine marks replies whose text already numbers the choices ("choices_in_text").
     if reply.metadata.get("choices_in_text") != "1" and not choices_in_text(text, reply.choices):
@@ -161,13 +237,14 @@ def split(text: str, max_segments: int = MAX_SEGMENTS) -> list[str]:
     return [m.strip("\n") for m in _pack(lines, max_segments, sep="\n") if m.strip()]
 
 
-def render(replies: Sequence[Reply], max_segments: int = MAX_SEGMENTS) -> list[str]:
+def render(replies: Sequence[Reply], max_segments: int = MAX_SEGMENTS, *, today: date | None = None) -> list[str]:
     """The SMS messages to send for the engine's replies, in order.
 
     Replies are joined into as few messages as fit (each message costs the person a
-    notification and us segments), without cutting a reply's choice list apart.
+    notification and us segments), without cutting a reply's choice list apart. `today` (the
+    office's date) lets dates of this year drop the year.
     """
-    blocks = [t for t in (reply_text(r) for r in replies) if t]
+    blocks = [t for t in (reply_text(r, today) for r in replies) if t]
     messages: list[str] = []
     for block in blocks:
         for part in split(block, max_segments):

@@ -5,8 +5,11 @@ Handlers only translate; every decision is the engine's. One Router per concern:
 (a button press → `Inbound.choice`, answered so the button stops spinning), `messages`
 (text, photos, documents; files are downloaded to `<data_dir>/uploads/<chat>/`).
 
-`create_dispatcher(engine, settings)` builds the Dispatcher; the engine and the upload
-folder are given to it once and arrive in handlers as keyword arguments. Polling
+`create_dispatcher(engine, settings, reply_sender=...)` builds the Dispatcher; the engine, the
+upload folder and the process's one Telegram sender (`outreach.providers.telegram.TelegramProvider`:
+the same Bot and limiter as the outbox, replies ahead of broadcasts, 1 a second per chat) are
+given to it once and arrive in handlers as keyword arguments. Without a sender (the adapter's
+own tests) replies go straight through the handler's Bot. Polling
 (`run_polling`) is the default; webhook mode feeds the same dispatcher from
 `web/routes/telegram.py`, after `set_webhook` told Telegram where to post.
 
@@ -28,9 +31,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from aiogram import BaseMiddleware, Bot, Dispatcher, F, Router
-from aiogram.client.default import DefaultBotProperties
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command
 from aiogram.types import (
@@ -57,6 +57,17 @@ _SORRY = "系统暂时繁忙，请稍后再试。Sorry, something went wrong; pl
 
 class ConversationEngine(Protocol):
     async def ahandle(self, inbound: Inbound) -> list[Reply]: ...
+
+
+class ReplySender(Protocol):
+    async def reply(self, chat_id: int | str, text: str, reply_markup: Any = None) -> Any: ...
+
+
+SendText = Callable[..., Awaitable[Any]]  # (chat_id, text, reply_markup=None)
+
+
+def _send(bot: Bot, reply_sender: ReplySender | None) -> SendText:
+    return reply_sender.reply if reply_sender is not None else bot.send_message
 
 
 # --- commands --------------------------------------------------------------------------
@@ -126,7 +137,7 @@ def _chunks(text: str) -> list[str]:
     return out
 
 
-async def send_replies(bot: Bot, chat_id: int | str, replies: Sequence[Reply]) -> None:
+async def send_replies(send: SendText, chat_id: int | str, replies: Sequence[Reply]) -> None:
     """Send the engine's replies in order; the keyboard rides on the last piece of its reply."""
     for reply in replies:
         text = reply.text.strip()
@@ -136,7 +147,7 @@ async def send_replies(bot: Bot, chat_id: int | str, replies: Sequence[Reply]) -
         pieces = _chunks(text or "请选择 / Please choose:")
         for i, piece in enumerate(pieces):
             last = i == len(pieces) - 1
-            await bot.send_message(chat_id, piece, reply_markup=markup if last else None)
+            await send(chat_id, piece, reply_markup=markup if last else None)
 
 
 # --- inbound ---------------------------------------------------------------------------
@@ -221,13 +232,15 @@ def choice_of(query: CallbackQuery) -> tuple[str | None, str]:
 
 
 # --- handlers (registered on fresh routers by `routers()`) --------------------------------
-async def on_command(message: Message, bot: Bot, engine: ConversationEngine) -> None:
+async def on_command(message: Message, bot: Bot, engine: ConversationEngine,
+                     reply_sender: ReplySender | None = None) -> None:
     name = (message.text or "/").split()[0][1:].split("@")[0].lower()
     replies = await engine.ahandle(message_inbound(message, COMMAND_WORDS[name]))
-    await send_replies(bot, message.chat.id, replies)
+    await send_replies(_send(bot, reply_sender), message.chat.id, replies)
 
 
-async def on_button(query: CallbackQuery, bot: Bot, engine: ConversationEngine) -> None:
+async def on_button(query: CallbackQuery, bot: Bot, engine: ConversationEngine,
+                    reply_sender: ReplySender | None = None) -> None:
     await query.answer()  # stop the spinner first: old phones show it for a long time
     if query.message is None:  # too old for Telegram to tell us the chat
         return
@@ -242,19 +255,20 @@ async def on_button(query: CallbackQuery, bot: Bot, engine: ConversationEngine) 
     inbound = Inbound(channel=CHANNEL, address=str(chat_id), text=label if value is None else "",
                       language_hint=_language(query), choice=value, provider_message_id=f"cb:{query.id}")
     replies = await engine.ahandle(inbound)
-    await send_replies(bot, chat_id, replies)
+    await send_replies(_send(bot, reply_sender), chat_id, replies)
 
 
-async def on_message(message: Message, bot: Bot, engine: ConversationEngine, uploads_dir: Path) -> None:
+async def on_message(message: Message, bot: Bot, engine: ConversationEngine, uploads_dir: Path,
+                     reply_sender: ReplySender | None = None) -> None:
     attachments = await attachments_of(message, bot, uploads_dir)
     text = message.text or message.caption or ""
     if not text and not attachments:
         return
     replies = await engine.ahandle(message_inbound(message, text, attachments))
-    await send_replies(bot, message.chat.id, replies)
+    await send_replies(_send(bot, reply_sender), message.chat.id, replies)
 
 
-async def on_error(event: ErrorEvent, bot: Bot) -> bool:
+async def on_error(event: ErrorEvent, bot: Bot, reply_sender: ReplySender | None = None) -> bool:
     """Log (without personal data) and tell the person to try again rather than go silent."""
     update = event.update
     chat_id = None
@@ -266,7 +280,7 @@ async def on_error(event: ErrorEvent, bot: Bot) -> bool:
               exc_info=event.exception)
     if chat_id is not None:
         with contextlib.suppress(TelegramAPIError):
-            await bot.send_message(chat_id, _SORRY)
+            await _send(bot, reply_sender)(chat_id, _SORRY)
     return True
 
 
@@ -322,7 +336,7 @@ async def on_polling_start(bot: Bot) -> None:
 
 
 def create_dispatcher(engine: ConversationEngine, settings: Any = None, *,
-                      uploads_dir: Path | None = None) -> Dispatcher:
+                      uploads_dir: Path | None = None, reply_sender: ReplySender | None = None) -> Dispatcher:
     """A Dispatcher whose handlers reach `engine` and store files under `<data_dir>/uploads`.
 
     `data_dir` comes from `settings`, else from the engine's own settings.
@@ -332,22 +346,24 @@ def create_dispatcher(engine: ConversationEngine, settings: Any = None, *,
         if settings is None:
             raise ValueError("give settings (for data_dir) or uploads_dir")
         uploads_dir = Path(settings.data_dir) / "uploads"
-    dp = Dispatcher(engine=engine, uploads_dir=Path(uploads_dir))
+    dp = Dispatcher(engine=engine, uploads_dir=Path(uploads_dir), reply_sender=reply_sender)
     serial = OneAtATimePerChat()
     dp.message.outer_middleware(serial)
     dp.callback_query.outer_middleware(serial)
-    dp.include_routers(*routers())
+    from bot.staff_telegram import router as staff_router
+
+    dp.include_routers(staff_router(), *routers())  # staff commands first: /inbox never reaches the engine
     dp.startup.register(on_polling_start)
     return dp
 
 
 def create_bot(settings: Any) -> Bot:
-    """The Bot, talking to `settings.telegram_api_base` (a local Bot API server) when set."""
-    session = None
-    if getattr(settings, "telegram_api_base", ""):
-        session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_base.rstrip("/"),
-                                                                 is_local=True))
-    return Bot(settings.telegram_bot_token, session=session, default=DefaultBotProperties(parse_mode=None))
+    """A Bot as the provider makes it (`outreach.providers.telegram.make_bot`), talking to
+    `settings.telegram_api_base` (a local Bot API server) when set. `nuanxin run` uses the
+    provider's own Bot instead, so that a process has one."""
+    from outreach.providers.telegram import make_bot
+
+    return make_bot(settings.telegram_bot_token, api_base=getattr(settings, "telegram_api_base", ""))
 
 
 def webhook_url(settings: Any) -> str:

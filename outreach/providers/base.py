@@ -24,6 +24,7 @@ class OutgoingMessage:
     extra: dict[str, Any] = field(default_factory=dict)  # {"buttons": [[{"text":..., "data":...}]]}
     idempotency_key: str = ""
     beneficiary_id: int | None = None
+    sender: str = ""  # which of the provider's senders (an SMS From number...); "" for its default
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,18 @@
 """Telegram through aiogram's `Bot` on aiogram's own `AiohttpSession`, its errors mapped onto our closed set.
 
-`make_bot` builds the one `Bot` of a process; `telegram_api_base` (a local Bot API server, or
-the fake in tests) replaces api.telegram.org. `extra["buttons"]` (rows of {"text", "data"} or
-{"text", "url"}) become an inline keyboard.
+`TelegramProvider` is the one Telegram sender of a process: one `Bot` (`make_bot`; a local Bot API
+server or the fake in tests replaces api.telegram.org when `telegram_api_base` is set) and one
+limiter. The dispatcher sends the outbox through `send` after taking a bulk slot of that limiter;
+the conversation's replies go through `reply`, which takes a reply slot of the same limiter (ahead
+of any broadcast, within the chat's own 1 message a second). `extra["buttons"]` (rows of
+{"text", "data"} or {"text", "url"}) become an inline keyboard.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import Bot
@@ -28,8 +34,10 @@ from aiogram.exceptions import (
     TelegramServerError,
     TelegramUnauthorizedError,
 )
-from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.methods.base import Response
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
 
+from outreach.limits import Lane, Limiter, wait_for_slot
 from outreach.providers.base import (
     AddressInvalid,
     ChannelMisconfigured,
@@ -43,8 +51,17 @@ from outreach.providers.base import (
     Throttled,
 )
 
+log = logging.getLogger("nuanxin.telegram")
 
-def make_bot(token: str, *, api_base: str = "", timeout: float = 10.0, connections: int = 100) -> Bot:
+REPLY_ATTEMPTS = 3  # a reply refused with 429 is sent again after retry_after, this many times in all
+
+# aiogram reads each answer as `Response[<the method's result type>]`, and pydantic keeps such
+# generic classes only weakly: under a steady load the collector drops `Response[Message]` and the
+# next answer builds it again (tens of milliseconds of CPU each time). Held here, it is built once.
+ANSWER_MODELS = (Response[Message], Response[bool])
+
+
+def make_bot(token: str, *, api_base: str = "", timeout: float = 10.0, connections: int = 256) -> Bot:
     """A `Bot` on aiogram's `AiohttpSession`: plain text by default (no parse mode, so nothing we
     send can break markup), `connections` concurrent requests at most."""
     kwargs: dict[str, Any] = {"limit": connections, "timeout": timeout}
@@ -113,9 +130,12 @@ class TelegramProvider:
     channel = "telegram"
     name = "telegram"
 
-    def __init__(self, token: str, *, api_base: str = "", timeout: float = 10.0, connections: int = 100,
-                 bot: Bot | None = None) -> None:
+    def __init__(self, token: str, *, api_base: str = "", timeout: float = 10.0, connections: int = 256,
+                 bot: Bot | None = None, limiter: Limiter | None = None,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.bot = bot or make_bot(token, api_base=api_base, timeout=timeout, connections=connections)
+        self.limiter = limiter  # shared with the dispatcher; None: replies are not limited here
+        self.sleep = sleep
         # Every send ends within the session's timeout: the dispatcher adds no timer of its own.
         self.timeout_s = float(self.bot.session.timeout)
 
@@ -127,6 +147,30 @@ class TelegramProvider:
         except Exception as exc:  # noqa: BLE001 - mapped onto the closed set
             raise map_telegram_error(exc) from exc
         return SendResult(f"{chat_id}:{sent.message_id}")
+
+    async def reply(self, chat_id: int | str, text: str, reply_markup: Any = None) -> Message:
+        """Answer someone who just wrote: ahead of bulk sends, keeping the chat's own limit. A 429
+        pauses Telegram for every process sharing the limit, and the reply goes after it."""
+        for attempt in range(1, REPLY_ATTEMPTS + 1):
+            await self._reply_slot(str(chat_id))
+            try:
+                return await self.bot.send_message(chat_id, text, reply_markup=reply_markup)
+            except TelegramRetryAfter as exc:
+                if self.limiter is not None:
+                    await self.limiter.pause(exc.retry_after)
+                if attempt == REPLY_ATTEMPTS:
+                    raise
+                if self.limiter is None:
+                    await self.sleep(exc.retry_after)
+        raise AssertionError("unreachable")
+
+    async def _reply_slot(self, key: str) -> None:
+        if self.limiter is None:
+            return
+        try:
+            await wait_for_slot(self.limiter, key, lane=Lane.REPLY, sleep=self.sleep)
+        except Exception:  # the shared store unreachable: a reply is not lost to it (Telegram's 429 still holds us back)
+            log.warning("telegram reply: the rate limiter is unavailable; sending without it", exc_info=True)
 
     async def close(self) -> None:
         await self.bot.session.close()

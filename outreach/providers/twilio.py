@@ -118,6 +118,9 @@ class RewritingHttpClient(AsyncHttpClient):
 
 
 class TwilioProvider:
+    """`from_number`: the default sender, a From number or a Messaging Service SID (MG…); a message
+    may name another one (`OutgoingMessage.sender`, chosen by the SMS limiter per recipient)."""
+
     channel = "sms"
     name = "twilio"
 
@@ -129,7 +132,12 @@ class TwilioProvider:
         self.status_callback = public_base_url.rstrip("/") + STATUS_CALLBACK_PATH if public_base_url else None
 
     async def send(self, message: OutgoingMessage) -> SendResult:
-        kwargs: dict[str, Any] = {"to": message.address, "from_": self.from_number, "body": message.body}
+        sender = message.sender or self.from_number
+        kwargs: dict[str, Any] = {"to": message.address, "body": message.body}
+        if sender.startswith("MG"):
+            kwargs["messaging_service_sid"] = sender
+        else:
+            kwargs["from_"] = sender
         if self.status_callback:
             kwargs["status_callback"] = self.status_callback
         try:

@@ -42,6 +42,9 @@ ROOT = Path(__file__).resolve().parents[2]
     ("12345X", "zh-Hans", "zh-Hans"),
     ("8600", "zh-Hant", "zh-Hant"),
     ("TD", None, "zh-Hans"),
+    ("菜单", "en", "en"),  # a command word (a Telegram client sends /start as 菜单) does not decide
+    ("/start", "en-US", "en"),
+    ("菜單", None, "zh-Hant"),  # typed in Traditional, it does
     ("100", "en", "en"),
 ])
 def test_language_comes_from_the_text_and_the_hint_decides_only_what_it_cannot(text, hint, expected):

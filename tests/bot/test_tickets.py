@@ -60,21 +60,25 @@ def test_only_known_staff_can_answer(engine, db_engine, clock):
         assert s.get(HandoffTicket, ticket.id).status == "open"
 
 
-def test_draft_article_from_an_answer_has_front_matter_and_no_reviewer(engine, db_engine, clock, tmp_path):
-    """The draft carries the question and the staff answer; reviewed_by is empty until staff review it."""
+def test_draft_article_from_an_answer_is_a_database_draft_that_answers_nothing(engine, db_engine, clock):
+    """The draft carries the question and the staff answer, is kept in the database with its
+    author, is not reviewed, and is not part of the knowledge the bot answers from."""
+    from bot.knowledge_store import get_article, load_live
+
     _staff(db_engine)
     Chat(engine, "telegram", "t8")("老年证在哪里办理")
     with Session(db_engine) as s:
         ticket = s.exec(select(HandoffTicket)).one()
     with pytest.raises(ValueError, match="no staff answer"):
-        draft_article(db_engine, ticket.id, tmp_path, "2026-03-02")
+        draft_article(db_engine, ticket.id, "wang", clock.now())
     reply_to_ticket(db_engine, ticket.id, "老年证到社区服务中心办理，带身份证和照片。", "wang", clock.now())
-    path = draft_article(db_engine, ticket.id, tmp_path, "2026-03-02")
-    text = path.read_text(encoding="utf-8")
-    front = yaml.safe_load(text.split("---\n")[1])
-    assert front["questions"] == ["老年证在哪里办理"] and front["reviewed_by"] == ""
-    assert front["language"] == "zh-Hans" and front["drafted_from"] == f"handoff_ticket {ticket.id}"
-    assert text.rstrip().endswith("带身份证和照片。")
+    record = draft_article(db_engine, ticket.id, "wang", clock.now())
+    assert record.state == "draft" and record.draft_by == "wang" and record.reviewed_by is None
+    front = yaml.safe_load(record.draft_text.split("---\n")[1])
+    assert front["questions"] == ["老年证在哪里办理"] and front["language"] == "zh-Hans"
+    assert record.draft_text.rstrip().endswith("带身份证和照片。")
+    assert get_article(db_engine, record.article_id, "zh-Hans").text is None
+    assert record.article_id not in {a.id for a in load_live(db_engine).articles}
 
 
 def test_tickets_commands_list_reply_and_draft(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings, clock):
@@ -101,8 +105,9 @@ def test_tickets_commands_list_reply_and_draft(tmp_path: Path, monkeypatch: pyte
     assert json.loads(runner.invoke(app, ["tickets", "list", "--json"]).output)["tickets"] == []
     answered = json.loads(runner.invoke(app, ["tickets", "list", "--status", "answered", "--json"]).output)
     assert answered["tickets"][0]["answered_by"] == "wang"
-    drafted = runner.invoke(app, ["tickets", "draft-article", str(tickets[0]["id"]), "--out", str(tmp_path / "d")])
+    drafted = runner.invoke(app, ["tickets", "draft-article", str(tickets[0]["id"]), "--as", "wang"],
+                            input=WANG_PASSWORD + "\n")
     assert drafted.exit_code == 0, drafted.output
-    assert (tmp_path / "d" / f"ticket-{tickets[0]['id']}.md").exists()
+    assert f"ticket-{tickets[0]['id']}" in drafted.output and "review" in drafted.output
     refused = runner.invoke(app, ["tickets", "reply", "999", "x", "--as", "wang"], input=WANG_PASSWORD + "\n")
     assert refused.exit_code == 2 and "no ticket #999" in refused.output

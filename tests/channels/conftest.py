@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from outreach.providers.fake_telegram import FakeTelegram
+from tests.fakes.fake_telegram import FakeTelegram
 
 from .support import AUTH_TOKEN, PUBLIC, TOKEN
 

@@ -23,7 +23,7 @@ from models.applications import Application, ApplicationDocument, Stage, SurveyA
 from models.db import session_scope
 from models.idcard import IdCard
 from models.people import Beneficiary, Contact, FamilyMember, SchemeMembership
-from outreach.providers.fake_telegram import FakeTelegram
+from tests.fakes.fake_telegram import FakeTelegram
 
 from .support import SmsClient
 

@@ -15,7 +15,7 @@ from aiogram import Bot
 
 from bot.channels import telegram
 from bot.channels.base import Choice, Reply
-from outreach.providers.fake_telegram import FakeTelegram
+from tests.fakes.fake_telegram import FakeTelegram
 
 from .support import ScriptedEngine, asgi_client, make_app
 

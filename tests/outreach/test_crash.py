@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from outreach.crashharness import run_crash
+from tests.fakes.crashharness import run_crash
 
 
 @pytest.mark.slow

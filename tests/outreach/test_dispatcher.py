@@ -17,11 +17,11 @@ from models.outbox import OutboxMessage, OutboxStatus
 from models.people import Beneficiary, Contact
 from models.staff import AuditLog
 from outreach.dispatcher import Dispatcher, build_providers, in_quiet_hours, quiet_hours_end
+from outreach.limits import LocalLimiter, ProviderLimit
 from outreach.outbox import claim
 from outreach.providers.base import AddressInvalid, ContactStopped, Rejected, TemporaryFailure, Throttled
 from outreach.providers.logsink import LogSinkProvider
-from outreach.providers.scripted import ScriptedProvider
-from outreach.ratelimit import ProviderLimits
+from tests.fakes.scripted import ScriptedProvider
 
 
 def make(engine, clock, settings, **kw):
@@ -85,7 +85,7 @@ async def test_a_row_that_waited_behind_the_rate_limit_is_looked_at_again_before
                 s.add_all([opted, blocked])
 
     # One a second: the second row goes a second after the claim, the third two seconds after.
-    d, tg, _ = make(db_engine, clock, settings, limits={"telegram": ProviderLimits(clock, 1.0)},
+    d, tg, _ = make(db_engine, clock, settings, limits={"telegram": LocalLimiter(ProviderLimit.one_sender("telegram", 1.0), clock)},
                     second_look_after_s=0.5)
     tg.before_send = first_send_stops_the_others
     assert await d.run_once() == 3

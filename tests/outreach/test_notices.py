@@ -186,8 +186,8 @@ def test_telegram_row_carries_the_sms_wording_for_fallback(db_engine: Engine, ts
                              context={"occasion": "army_day"}, now=NOW, templates=ts)
         row = s.get(OutboxMessage, got.message_id)
         assert row.channel == "telegram" and "建军节" in row.body and "TD" not in row.body
-        assert row.extra["sms_body"].startswith("【白沙退役军人服务站】") and row.extra["sms_body"].endswith("回复TD退订")
-        assert row.extra["sms_segments"] >= 1
+        assert row.sms_body.startswith("【白沙退役军人服务站】") and row.sms_body.endswith("回复TD退订")
+        assert row.sms_segments >= 1
 
 
 def test_channel_given_is_the_only_channel_used(db_engine: Engine, ts: TemplateSet) -> None:

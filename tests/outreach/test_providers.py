@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from models.db import session_scope
 from models.outbox import OutboxMessage
 from outreach.dispatcher import Dispatcher
+from outreach.limits import LocalLimiter, ProviderLimit
 from outreach.outbox import enqueue_many
 from outreach.providers.base import (
     AddressInvalid,
@@ -20,11 +21,10 @@ from outreach.providers.base import (
     TemporaryFailure,
     Throttled,
 )
-from outreach.providers.fake_telegram import FakeTelegram, Faults
-from outreach.providers.fake_twilio import FakeTwilio
 from outreach.providers.telegram import TelegramProvider
 from outreach.providers.twilio import TwilioProvider
-from outreach.ratelimit import ProviderLimits
+from tests.fakes.fake_telegram import FakeTelegram, Faults
+from tests.fakes.fake_twilio import FakeTwilio
 
 TOKEN = "4242:TEST"
 
@@ -157,7 +157,7 @@ async def test_faulty_provider_every_message_delivered_and_duplicates_only_from_
     async with FakeTelegram(TOKEN, faults=faults) as tg:
         provider = TelegramProvider(TOKEN, api_base=tg.base_url, timeout=2.0)
         d = Dispatcher(sqlite_engine, {"telegram": provider}, clock, settings, sleep=clock.sleep,
-                       limits={"telegram": ProviderLimits(clock, None)}, retry_base_s=5, batch_size=500,
+                       limits={"telegram": LocalLimiter(ProviderLimit("telegram"), clock)}, retry_base_s=5, batch_size=500,
                        concurrency=200, send_timeout_s=5)
         try:
             for _ in range(3000):

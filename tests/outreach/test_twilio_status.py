@@ -11,10 +11,10 @@ from sqlmodel import select
 from models.db import session_scope
 from models.staff import AuditLog
 from outreach.dispatcher import Dispatcher
-from outreach.providers.fake_twilio import FakeTwilio
-from outreach.providers.scripted import ScriptedProvider
 from outreach.providers.twilio import TwilioProvider
 from settings import load_settings
+from tests.fakes.fake_twilio import FakeTwilio
+from tests.fakes.scripted import ScriptedProvider
 from web.routes.twilio_status import router
 
 PUBLIC = "https://nuanxin.example.org"

@@ -14,7 +14,7 @@ from sqlmodel import Session
 
 from models.applications import Application, HandoffTicket, Task
 from models.clock import FakeClock
-from models.outbox import Broadcast
+from models.outbox import Broadcast, OutboxMessage
 from models.people import Beneficiary, Contact
 from models.staff import StaffUser, hash_password
 from settings import Settings
@@ -40,6 +40,7 @@ class World:
     ticket: int
     task: int
     broadcast: int
+    message: int  # an outbox row, queued
 
 
 def build_world(engine: Engine) -> World:
@@ -62,9 +63,13 @@ def build_world(engine: Engine) -> World:
         broadcast = Broadcast(title="重阳节活动通知", body={"zh-Hans": "重阳节社区有活动。"}, status="pending_approval",
                               created_by=users["composer"].id)
         s.add(broadcast)
+        message = OutboxMessage(idempotency_key="world:1", kind="festival_greeting", channel="sms",
+                                address="+8613800138000", body="重阳节快乐", beneficiary_id=person.id)
+        s.add(message)
         s.commit()
         return World(staff={r: u.id for r, u in users.items()}, person=person.id,  # type: ignore[misc]
-                     application=app.id, ticket=ticket.id, task=task.id, broadcast=broadcast.id)  # type: ignore[arg-type]
+                     application=app.id, ticket=ticket.id, task=task.id, broadcast=broadcast.id,
+                     message=message.id)  # type: ignore[arg-type]
 
 
 class Console:

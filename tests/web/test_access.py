@@ -15,6 +15,9 @@ from tests.web.conftest import ROLES, Console, World
 
 ALL = frozenset(ROLES)
 CASE_READ = frozenset({"viewer", "caseworker"})
+OUTREACH_READ = frozenset({"viewer", "caseworker", "composer", "approver"})
+KNOWLEDGE_EDIT = frozenset({"caseworker", "composer", "approver"})
+SIMULATOR = frozenset({"caseworker", "composer", "approver"})
 # (method, path) -> the roles that may use it (administrators may use everything).
 # Written out here, not read from the code: the code must agree with this table.
 PERMISSIONS: dict[tuple[str, str], frozenset[str]] = {
@@ -24,6 +27,9 @@ PERMISSIONS: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/account/password"): ALL,
     ("POST", "/account/tokens"): ALL,
     ("POST", "/account/tokens/{token_id}/revoke"): ALL,
+    ("GET", "/account/telegram"): ALL,
+    ("POST", "/account/telegram/code"): ALL,
+    ("POST", "/account/telegram/unlink"): ALL,
     ("GET", "/applications"): CASE_READ,
     ("GET", "/applications/{app_id}"): CASE_READ,
     ("POST", "/applications/{app_id}/stage"): frozenset({"caseworker"}),
@@ -37,13 +43,39 @@ PERMISSIONS: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/staff/{user_id}/roles"): frozenset(),
     ("POST", "/staff/{user_id}/active"): frozenset(),
     ("POST", "/staff/{user_id}/password"): frozenset(),
-    ("GET", "/broadcasts"): frozenset({"composer", "approver"}),
-    ("POST", "/broadcasts/{broadcast_id}/approve"): frozenset({"approver"}),
+    # Outreach: a viewer sees, a composer composes, an approver approves (issue #14).
+    ("GET", "/broadcasts"): OUTREACH_READ,
     ("GET", "/broadcasts/new"): frozenset({"composer"}),
-    ("GET", "/knowledge"): frozenset({"caseworker", "composer", "approver"}),
-    ("GET", "/outbox"): frozenset({"caseworker"}),
-    ("GET", "/simulator"): frozenset({"caseworker", "composer"}),
-    ("GET", "/schedule"): frozenset({"composer", "approver"}),
+    ("POST", "/broadcasts/new"): frozenset({"composer"}),
+    ("POST", "/broadcasts/preview"): frozenset({"composer"}),
+    ("GET", "/broadcasts/{broadcast_id}"): OUTREACH_READ,
+    ("GET", "/broadcasts/{broadcast_id}/progress"): OUTREACH_READ,
+    ("GET", "/broadcasts/{broadcast_id}/edit"): frozenset({"composer"}),
+    ("POST", "/broadcasts/{broadcast_id}/edit"): frozenset({"composer"}),
+    ("POST", "/broadcasts/{broadcast_id}/submit"): frozenset({"composer"}),
+    ("POST", "/broadcasts/{broadcast_id}/approve"): frozenset({"approver"}),
+    ("POST", "/broadcasts/{broadcast_id}/send-back"): frozenset({"approver"}),
+    ("POST", "/broadcasts/{broadcast_id}/send"): frozenset({"composer", "approver"}),
+    ("POST", "/broadcasts/{broadcast_id}/schedule"): frozenset({"composer", "approver"}),
+    ("POST", "/broadcasts/{broadcast_id}/cancel"): frozenset({"composer", "approver"}),
+    ("GET", "/knowledge"): OUTREACH_READ,
+    ("GET", "/knowledge/new"): KNOWLEDGE_EDIT,
+    ("POST", "/knowledge/new"): KNOWLEDGE_EDIT,
+    ("POST", "/knowledge/preview"): KNOWLEDGE_EDIT,
+    ("POST", "/knowledge/from-ticket/{ticket_id}"): KNOWLEDGE_EDIT,
+    ("GET", "/knowledge/{article_id}/{language}"): OUTREACH_READ,
+    ("POST", "/knowledge/{article_id}/{language}"): KNOWLEDGE_EDIT,
+    ("POST", "/knowledge/{article_id}/{language}/review"): frozenset({"approver"}),
+    ("POST", "/knowledge/{article_id}/{language}/retire"): frozenset({"approver"}),
+    ("GET", "/outbox"): OUTREACH_READ,
+    ("GET", "/outbox/{message_id}"): OUTREACH_READ,
+    ("POST", "/outbox/{message_id}/retry"): frozenset({"caseworker", "composer"}),
+    ("POST", "/outbox/{message_id}/cancel"): frozenset({"caseworker", "composer"}),
+    ("GET", "/simulator"): SIMULATOR,
+    ("POST", "/simulator/send"): SIMULATOR,
+    ("POST", "/simulator/restart"): SIMULATOR,
+    ("GET", "/schedule"): OUTREACH_READ,
+    ("POST", "/schedule/occasions/{occasion}"): frozenset({"approver"}),
     ("POST", "/logout"): ALL,
 }
 PUBLIC = {("GET", "/healthz"), ("GET", "/login"), ("POST", "/login"), ("GET", "/login/language"),
@@ -72,7 +104,9 @@ def _declares_roles(route: APIRoute) -> bool:
 
 def _concrete(path: str, world: World, role: str) -> str:
     ids = {"app_id": world.application, "ticket_id": world.ticket, "task_id": world.task,
-           "user_id": world.staff["viewer"], "broadcast_id": world.broadcast, "token_id": 1}
+           "user_id": world.staff["viewer"], "broadcast_id": world.broadcast, "token_id": 1,
+           "message_id": world.message, "occasion": "mid_autumn",
+           "article_id": "mutual-cost", "language": "zh-Hans"}
     return re.sub(r"\{(\w+)\}", lambda m: str(ids[m.group(1)]), path)
 
 
@@ -141,7 +175,8 @@ def test_each_role_is_refused_every_page_and_action_it_may_not_use(new_console: 
 
 
 def test_pages_show_only_the_menu_entries_a_role_may_open(new_console: Any, world: World) -> None:
-    """The composer's menu has no casework, no audit, no staff; the viewer's has casework only."""
+    """The composer's menu has no casework, no audit, no staff; the viewer's has casework and the
+    outreach pages to read, no administration."""
     composer = new_console()
     composer.sign_in("composer")
     page = composer.get("/").text
@@ -150,5 +185,6 @@ def test_pages_show_only_the_menu_entries_a_role_may_open(new_console: Any, worl
     viewer = new_console()
     viewer.sign_in("viewer")
     page = viewer.get(f"/applications/{world.application}").text
-    assert 'href="/applications"' in page and 'href="/broadcasts"' not in page
+    assert 'href="/applications"' in page and 'href="/broadcasts"' in page  # a viewer sees outreach (issue #14)
+    assert 'href="/staff"' not in page and 'href="/import"' not in page
     assert 'action="/applications/' not in page  # no action form for a viewer

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-01 11:42:29.306992
+Create Date: 2026-12-01 13:41:23.587877
 """
 from alembic import op
 import sqlalchemy as sa
@@ -54,6 +54,8 @@ def upgrade() -> None:
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
     sa.Column('deceased_on', sa.Date(), nullable=True),
     sa.Column('moved_on', sa.Date(), nullable=True),
+    sa.Column('outreach_paused_at', models.base.UTCDateTime(), nullable=True),
+    sa.Column('outreach_paused_reason', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
     sa.Column('last_certified_on', sa.Date(), nullable=True),
     sa.Column('enlistment_date', sa.Date(), nullable=True),
     sa.Column('discharge_date', sa.Date(), nullable=True),
@@ -86,6 +88,27 @@ def upgrade() -> None:
     with op.batch_alter_table('early_receipt', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_early_receipt_provider_message_id'), ['provider_message_id'], unique=False)
 
+    op.create_table('inbound_receipt',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('channel', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('provider_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('state', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('claimed_by', sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
+    sa.Column('lease_until', models.base.UTCDateTime(), nullable=False),
+    sa.Column('received_at', models.base.UTCDateTime(), nullable=False),
+    sa.Column('done_at', models.base.UTCDateTime(), nullable=True),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('channel', 'provider_id', name='uq_inbound_receipt_channel_provider_id')
+    )
+    with op.batch_alter_table('inbound_receipt', schema=None) as batch_op:
+        batch_op.create_index('ix_inbound_receipt_received_at', ['received_at'], unique=False)
+
+    op.create_table('knowledge_version',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('changed_at', models.base.UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
     op.create_table('message_log',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('channel', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
@@ -104,6 +127,15 @@ def upgrade() -> None:
         batch_op.create_index('ix_message_log_conv_time', ['channel', 'address', 'created_at'], unique=False)
         batch_op.create_index('ix_message_log_provider_id', ['channel', 'address', 'provider_message_id'], unique=False)
 
+    op.create_table('occasion_setting',
+    sa.Column('occasion', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+    sa.Column('enabled', sa.Boolean(), nullable=False),
+    sa.Column('send_time', sqlmodel.sql.sqltypes.AutoString(length=5), nullable=True),
+    sa.Column('audience', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=True),
+    sa.Column('updated_by', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('updated_at', models.base.UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('occasion')
+    )
     op.create_table('scheduler_job_run',
     sa.Column('job', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('last_started_at', models.base.UTCDateTime(), nullable=True),
@@ -259,6 +291,20 @@ def upgrade() -> None:
     with op.batch_alter_table('scheme_membership', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_scheme_membership_beneficiary_id'), ['beneficiary_id'], unique=False)
 
+    op.create_table('staff_link_code',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('staff_user_id', sa.Integer(), nullable=False),
+    sa.Column('code_hash', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('expires_at', models.base.UTCDateTime(), nullable=False),
+    sa.Column('used_at', models.base.UTCDateTime(), nullable=True),
+    sa.Column('created_at', models.base.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['staff_user_id'], ['staff_user.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('staff_link_code', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_staff_link_code_code_hash'), ['code_hash'], unique=False)
+        batch_op.create_index(batch_op.f('ix_staff_link_code_staff_user_id'), ['staff_user_id'], unique=False)
+
     op.create_table('staff_session',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('staff_id', sa.Integer(), nullable=False),
@@ -330,6 +376,28 @@ def upgrade() -> None:
     with op.batch_alter_table('contact', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_contact_beneficiary_id'), ['beneficiary_id'], unique=False)
 
+    op.create_table('knowledge_article',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('article_id', sqlmodel.sql.sqltypes.AutoString(length=80), nullable=False),
+    sa.Column('language', sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False),
+    sa.Column('state', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('text', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('draft_text', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('draft_by', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+    sa.Column('draft_at', models.base.UTCDateTime(), nullable=True),
+    sa.Column('reviewed_by', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+    sa.Column('reviewed_at', models.base.UTCDateTime(), nullable=True),
+    sa.Column('from_ticket_id', sa.Integer(), nullable=True),
+    sa.Column('revision', sa.Integer(), nullable=False),
+    sa.Column('created_at', models.base.UTCDateTime(), nullable=False),
+    sa.Column('updated_at', models.base.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['from_ticket_id'], ['handoff_ticket.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('article_id', 'language', name='uq_knowledge_article_id_language')
+    )
+    with op.batch_alter_table('knowledge_article', schema=None) as batch_op:
+        batch_op.create_index('ix_knowledge_article_state', ['state'], unique=False)
+
     op.create_table('application',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('reference', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
@@ -361,6 +429,21 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_application_beneficiary_id'), ['beneficiary_id'], unique=False)
         batch_op.create_index('ix_application_type_stage', ['type', 'stage', 'stage_changed_at'], unique=False)
 
+    op.create_table('knowledge_revision',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('knowledge_article_id', sa.Integer(), nullable=False),
+    sa.Column('revision', sa.Integer(), nullable=False),
+    sa.Column('action', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('text', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('actor', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('note', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
+    sa.Column('at', models.base.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['knowledge_article_id'], ['knowledge_article.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('knowledge_revision', schema=None) as batch_op:
+        batch_op.create_index('ix_knowledge_revision_article', ['knowledge_article_id', 'revision'], unique=False)
+
     op.create_table('outbox_message',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('idempotency_key', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
@@ -372,8 +455,12 @@ def upgrade() -> None:
     sa.Column('address', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('language', sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False),
     sa.Column('body', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-    sa.Column('extra', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
     sa.Column('segments', sa.Integer(), nullable=False),
+    sa.Column('sms_body', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('sms_segments', sa.Integer(), nullable=True),
+    sa.Column('extra', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
+    sa.Column('message_class', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('priority', sa.Integer(), nullable=False),
     sa.Column('urgent', sa.Boolean(), nullable=False),
     sa.Column('allow_fallback', sa.Boolean(), nullable=False),
     sa.Column('broadcast_id', sa.Integer(), nullable=True),
@@ -397,7 +484,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('outbox_message', schema=None) as batch_op:
         batch_op.create_index('ix_outbox_broadcast_status', ['broadcast_id', 'status'], unique=False)
-        batch_op.create_index('ix_outbox_claim', ['status', 'next_attempt_at'], unique=False)
+        batch_op.create_index('ix_outbox_claim', ['status', 'priority', 'next_attempt_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_outbox_message_beneficiary_id'), ['beneficiary_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_outbox_message_kind'), ['kind'], unique=False)
         batch_op.create_index(batch_op.f('ix_outbox_message_provider_message_id'), ['provider_message_id'], unique=False)
@@ -519,11 +606,19 @@ def downgrade() -> None:
         batch_op.drop_index('ix_outbox_broadcast_status')
 
     op.drop_table('outbox_message')
+    with op.batch_alter_table('knowledge_revision', schema=None) as batch_op:
+        batch_op.drop_index('ix_knowledge_revision_article')
+
+    op.drop_table('knowledge_revision')
     with op.batch_alter_table('application', schema=None) as batch_op:
         batch_op.drop_index('ix_application_type_stage')
         batch_op.drop_index(batch_op.f('ix_application_beneficiary_id'))
 
     op.drop_table('application')
+    with op.batch_alter_table('knowledge_article', schema=None) as batch_op:
+        batch_op.drop_index('ix_knowledge_article_state')
+
+    op.drop_table('knowledge_article')
     with op.batch_alter_table('contact', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_contact_beneficiary_id'))
 
@@ -540,6 +635,11 @@ def downgrade() -> None:
         batch_op.drop_index('ix_staff_session_staff')
 
     op.drop_table('staff_session')
+    with op.batch_alter_table('staff_link_code', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_staff_link_code_staff_user_id'))
+        batch_op.drop_index(batch_op.f('ix_staff_link_code_code_hash'))
+
+    op.drop_table('staff_link_code')
     with op.batch_alter_table('scheme_membership', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_scheme_membership_beneficiary_id'))
 
@@ -572,12 +672,18 @@ def downgrade() -> None:
     op.drop_table('sign_in_attempt')
     op.drop_table('scheduler_lease')
     op.drop_table('scheduler_job_run')
+    op.drop_table('occasion_setting')
     with op.batch_alter_table('message_log', schema=None) as batch_op:
         batch_op.drop_index('ix_message_log_provider_id')
         batch_op.drop_index('ix_message_log_conv_time')
         batch_op.drop_index(batch_op.f('ix_message_log_beneficiary_id'))
 
     op.drop_table('message_log')
+    op.drop_table('knowledge_version')
+    with op.batch_alter_table('inbound_receipt', schema=None) as batch_op:
+        batch_op.drop_index('ix_inbound_receipt_received_at')
+
+    op.drop_table('inbound_receipt')
     with op.batch_alter_table('early_receipt', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_early_receipt_provider_message_id'))
 

@@ -1,7 +1,7 @@
 """Kill dispatchers at random and count what was lost or sent twice (the crash test and benchmark).
 
 The harness queues N Telegram messages in a PostgreSQL database, serves the fake Telegram
-in a background thread, and runs two dispatcher *processes* (`python -m outreach.crashharness
+in a background thread, and runs two dispatcher *processes* (`python -m tests.fakes.crashharness
 worker ...`). While they send, it SIGKILLs one of them at random moments, notes how many rows
 that process had in flight (claimed, outcome not written: the only ones that may go out
 twice), and starts a replacement. When every row is sent it compares the fake's deliveries
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "777000:CRASH"
 
 
@@ -44,7 +44,7 @@ class CrashResult:
 
 
 def _worker_cmd(url: str, api: str, owner: str, rate: float, lease_s: float) -> list[str]:
-    return [sys.executable, "-m", "outreach.crashharness", "worker", "--url", url, "--api", api,
+    return [sys.executable, "-m", "tests.fakes.crashharness", "worker", "--url", url, "--api", api,
             "--owner", owner, "--rate", str(rate), "--lease", str(lease_s)]
 
 
@@ -65,7 +65,7 @@ def run_crash(url: str, *, messages: int = 10_000, kills: int = 20, processes: i
     from models.db import make_engine, session_scope
     from models.outbox import OutboxMessage
     from outreach.outbox import enqueue_many
-    from outreach.providers.fake_telegram import FakeTelegram
+    from tests.fakes.fake_telegram import FakeTelegram
 
     rng = random.Random(seed)
     engine = make_engine(url)
@@ -149,8 +149,8 @@ async def _work(url: str, api: str, owner: str, rate: float, lease_s: float) -> 
     from models.clock import SystemClock
     from models.db import make_engine
     from outreach.dispatcher import Dispatcher
+    from outreach.limits import LocalLimiter, ProviderLimit
     from outreach.providers.telegram import TelegramProvider
-    from outreach.ratelimit import ProviderLimits
     from settings import load_settings
 
     clock = SystemClock()
@@ -158,7 +158,7 @@ async def _work(url: str, api: str, owner: str, rate: float, lease_s: float) -> 
     provider = TelegramProvider(TOKEN, api_base=api, timeout=30.0)
     settings = load_settings()
     d = Dispatcher(engine, {"telegram": provider}, clock, settings, owner=owner, lease_s=lease_s,
-                   batch_size=200, concurrency=100, limits={"telegram": ProviderLimits(clock, rate)},
+                   batch_size=200, concurrency=100, limits={"telegram": LocalLimiter(ProviderLimit.one_sender("telegram", rate), clock)},
                    idle_s=0.2, retry_base_s=1.0)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -171,7 +171,7 @@ async def _work(url: str, api: str, owner: str, rate: float, lease_s: float) -> 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m outreach.crashharness")
+    parser = argparse.ArgumentParser(prog="python -m tests.fakes.crashharness")
     sub = parser.add_subparsers(dest="cmd", required=True)
     w = sub.add_parser("worker", help="run one dispatcher process against the fake Telegram")
     w.add_argument("--url", required=True)

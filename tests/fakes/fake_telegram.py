@@ -6,7 +6,7 @@ Telegram sends, so the real `aiogram.Bot` talks to it unchanged:
     from aiogram import Bot
     from aiogram.client.session.aiohttp import AiohttpSession
     from aiogram.client.telegram import TelegramAPIServer
-    from outreach.providers.fake_telegram import FakeTelegram
+    from tests.fakes.fake_telegram import FakeTelegram
 
     async with FakeTelegram(token="123:ABC") as tg:              # 127.0.0.1, free port
         bot = Bot("123:ABC", session=AiohttpSession(
@@ -45,7 +45,7 @@ from typing import Any
 
 from aiohttp import web
 
-from outreach.providers._fakeserver import Faults, LoopbackServer, client_gone
+from tests.fakes.loopback import Faults, LoopbackServer, client_gone
 
 __all__ = ["FakeTelegram", "Faults", "RecordedRequest"]
 

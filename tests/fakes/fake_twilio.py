@@ -1,6 +1,6 @@
 """A protocol-faithful fake of Twilio's Messages API and its status callbacks.
 
-    from outreach.providers.fake_twilio import FakeTwilio
+    from tests.fakes.fake_twilio import FakeTwilio
     from outreach.providers.twilio import TwilioProvider
 
     async with FakeTwilio(account_sid="AC" + "0" * 32, auth_token="secret") as tw:
@@ -17,7 +17,10 @@ From, Body, StatusCallback), checks HTTP basic auth (AccountSid:AuthToken), coun
 as the network does, and answers in Twilio's JSON shapes (sid "SM…", status "queued"; errors
 as {"code", "message", "more_info", "status"}). Fault injection and the seeded RNG are the
 same as the Telegram fake's (`Faults`). Status callbacks carry MessageSid, MessageStatus,
-ErrorCode, ... and `X-Twilio-Signature` computed with Twilio's own `RequestValidator`.
+ErrorCode, ... and `X-Twilio-Signature` computed with Twilio's own `RequestValidator`: with the
+auth token and HMAC-SHA1 by default, or, with `signing_key=(key_id, secret)`, with that shared
+key and HMAC-SHA256, named in `X-Twilio-Webhooks-Signature-Settings` (`webhook_headers` gives
+the headers for any webhook, inbound SMS included).
 """
 
 from __future__ import annotations
@@ -34,10 +37,16 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from twilio.request_validator import RequestValidator
+from twilio.request_validator import (
+    HMAC_SHA1,
+    HMAC_SHA256,
+    SIGNATURE_HEADER,
+    SIGNATURE_SETTINGS_HEADER,
+    RequestValidator,
+)
 
-from outreach.providers._fakeserver import Faults, LoopbackServer, client_gone
 from outreach.sms_text import sms_length
+from tests.fakes.loopback import Faults, LoopbackServer, client_gone
 
 __all__ = ["FakeTwilio", "Faults", "Callback"]
 
@@ -66,6 +75,7 @@ class Callback:
     params: dict[str, str]
     signature: str
     response_status: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)  # as Twilio sends them: the signature and its settings
 
 
 @dataclass
@@ -89,13 +99,16 @@ def _error(status: int, code: int, **fmt: str) -> web.Response:
 
 class FakeTwilio(LoopbackServer):
     def __init__(self, account_sid: str = "AC" + "0" * 32, auth_token: str = "fake-auth-token", *,
-                 faults: Faults | None = None, auto_callbacks: bool = False, port: int = 0) -> None:
+                 faults: Faults | None = None, auto_callbacks: bool = False, port: int = 0,
+                 signing_key: tuple[str, str] | None = None) -> None:
         super().__init__()
         self.port = port
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.faults = faults or Faults()
-        self.validator = RequestValidator(auth_token)
+        self.signing_key = signing_key
+        self.validator = RequestValidator(signing_key[1] if signing_key else auth_token)
+        self.algorithm = HMAC_SHA256 if signing_key else HMAC_SHA1
         self.behaviours: dict[str, Behaviour] = {}
         self.requests: list[dict[str, Any]] = []
         self.messages: list[_Message] = []  # accepted (delivered to Twilio), including hidden ones
@@ -116,7 +129,14 @@ class FakeTwilio(LoopbackServer):
 
     # --- callbacks --------------------------------------------------------------------
     def sign(self, url: str, params: dict[str, str]) -> str:
-        return str(self.validator.compute_signature(url, params))
+        return str(self.validator.compute_signature(url, params, self.algorithm))
+
+    def webhook_headers(self, url: str, params: dict[str, str]) -> dict[str, str]:
+        """The headers Twilio signs a webhook to `url` with."""
+        headers = {SIGNATURE_HEADER: self.sign(url, params)}
+        if self.signing_key is not None:
+            headers[SIGNATURE_SETTINGS_HEADER] = f"key={self.signing_key[0]},algorithm={self.algorithm}"
+        return headers
 
     def _callbacks(self, m: _Message) -> list[Callback]:
         b = self.behaviours.get(m.to, Behaviour())
@@ -128,7 +148,8 @@ class FakeTwilio(LoopbackServer):
                       "NumSegments": str(m.segments)}
             if status in ("undelivered", "failed") and b.receipt_error:
                 params["ErrorCode"] = str(b.receipt_error)
-            out.append(Callback(m.status_callback, params, self.sign(m.status_callback, params)))
+            headers = self.webhook_headers(m.status_callback, params)
+            out.append(Callback(m.status_callback, params, headers[SIGNATURE_HEADER], headers=headers))
         return out
 
     def callbacks_for(self, sid: str) -> list[Callback]:
@@ -141,7 +162,7 @@ class FakeTwilio(LoopbackServer):
     async def post_callback(self, cb: Callback) -> int:
         if self._client is None or self._client.closed:
             self._client = aiohttp.ClientSession()
-        async with self._client.post(cb.url, data=cb.params, headers={"X-Twilio-Signature": cb.signature}) as r:
+        async with self._client.post(cb.url, data=cb.params, headers=cb.headers) as r:
             cb.response_status = r.status
             return r.status
 

@@ -1,0 +1,543 @@
+"""Answers as people type them: yes and no, numbers and amounts, dates, cancel words, questions.
+
+Every function reads the reply through `bot.language.normalise_command` first, so each word
+list is written once, in Simplified Chinese, and serves zh-Hant and Cantonese writers too
+(係 arrives as 系, 冇 stays 冇). Nothing here knows about steps or storage: each function
+returns a typed reading, or None when the text is not such an answer, and the flow runner
+decides what to do with it.
+
+- `interruption(text, free_text=...)`: `Cancel` for 取消 / 不办了 / 不提交 / 算了 / never mind at any
+  step, `Question` for 什么意思？ / 这个怎么填 (at a free-text step also a short text ending in a
+  question mark): the Runner must act on these instead of saving them as the answer.
+- `yes_no(text)`: "yes" / "no" for 是的呀, 没有没有, 唔係, 係呀, 冇, yep, nope, ...
+- `amount(text)`: `Amount(fen, approximate)` for 一萬二, 12000蚊, 一千五左右, 两千块, 1.2万, 3万5 ...
+  (Chinese numerals through cn2an).
+- `date_answer(text, today)`: `DateAnswer` kept at the precision given: a day (昨天晚上, 上礼拜三,
+  3月5号, 30 Nov), a week (上礼拜), a month (一九六零年三月, 60年3月, 上个月) or a year.
+  Two-digit years are read as the most recent such year (60 -> 1960, 05 -> 2005).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Literal
+
+import cn2an
+
+from bot.language import normalise_command
+
+# --------------------------------------------------------------------------- interruptions
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """The person wants to stop this service ("取消", "不办了"): nothing is submitted."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Question:
+    """The person asks about the step instead of answering it ("什么意思？")."""
+
+    text: str
+
+
+Interruption = Cancel | Question
+
+_CANCEL_WORDS = frozenset({
+    "取消", "取消办理", "取消申请", "我要取消", "不办了", "不办", "不要办了", "不想办了", "先不办了", "不申请了",
+    "不弄了", "不搞了", "不提交", "不提交了", "算了", "算了吧", "那算了", "放弃", "不填了", "退出办理",
+    "唔办了", "唔搞了", "唔使办了", "唔申请了", "唔提交",
+    "cancel", "never mind", "nevermind", "forget it", "do not submit", "don't submit", "dont submit",
+    "i changed my mind", "stop this", "quit this",
+})
+# Questions about the step itself, wherever they stand in the text.
+_META_QUESTION = re.compile(
+    r"什么意思|啥意思|咩意思|乜意思|是什么意思|怎么填|怎样填|如何填|怎么写|怎么回答|填什么|写什么|要填啥|填啥|"
+    r"点填|点写|点样填|不懂|不明白|看不懂|没看懂|不知道怎么|唔明|唔识|唔知点|"
+    r"what does (this|that|it) mean|what do you mean|i don'?t understand|how do i (answer|fill|write)|"
+    r"what should i (write|type|put)|what is this")
+_QUESTION_END = re.compile(r"[?？]\s*$")
+_QUESTION_WORDS = re.compile(r"什么|啥|怎么|为什么|为啥|吗|呢|咩|点解|点样|边度|边个|几时|哪|\b(what|why|how|when|where|who)\b")
+_SHORT_QUESTION = 12  # characters: a longer text ending in "?" at a free-text step is an answer that asks
+
+
+def interruption(text: str, *, free_text: bool = False) -> Interruption | None:
+    """A cancel word or a question instead of an answer, else None (see the module doc)."""
+    w = normalise_command(text)
+    if not w:
+        return None
+    core = _strip_particles(w.replace(" ", "")) if not w.isascii() else w
+    if w in _CANCEL_WORDS or core in _CANCEL_WORDS:
+        return Cancel(text)
+    if _META_QUESTION.search(w):
+        return Question(text)
+    if free_text and len(w) <= _SHORT_QUESTION and (_QUESTION_END.search(w) or (
+            _QUESTION_WORDS.search(w) and w.endswith(("吗", "呢", "咩", "么")))):
+        return Question(text)
+    if not free_text and _QUESTION_END.search(w) and _QUESTION_WORDS.search(w):
+        return Question(text)
+    return None
+
+
+# --------------------------------------------------------------------------- yes / no
+
+_PARTICLES = "呀啊啦的嘅喔哦嘛咯噢吧哈呢了喇啰罗嘞咧哇呐嗯噃囉"
+_LEADING_FILLERS = ("嗯", "哦", "噢", "喔", "啊", "诶", "欸", "唉", "那", "就", "我")
+_YES_CORE = frozenset({
+    "是", "是是", "对", "嗯", "好", "行", "可以", "要", "需要", "有", "确认", "确定", "同意", "提交", "没错", "没问题",
+    "当然", "当然是", "肯定", "肯定是", "正确", "对头", "是这样", "就是", "就是这样", "对了", "好滴", "ok",
+    # Cantonese (after conversion 係 -> 系)
+    "系", "系嘞", "啱", "冇错", "好嘅", "得", "要嘅", "有嘅", "系喇",
+})
+_NO_CORE = frozenset({
+    "不", "不是", "否", "没有", "没", "无", "不要", "不用", "不对", "不需要", "不行", "不可以", "不同意", "没有过",
+    "从来没有", "从没有", "当然不是", "才不是", "当然没有", "不曾", "没这回事", "不是这样", "错", "不正确",
+    # Cantonese
+    "唔系", "冇", "冇有", "唔要", "唔使", "唔得", "唔啱", "唔好", "唔", "冇呢回事", "唔系啊",
+})
+_EN_YES = frozenset({
+    "y", "yes", "yeah", "yea", "yep", "yup", "ya", "yah", "sure", "ok", "okay", "correct", "right", "true",
+    "that's right", "thats right", "of course", "yes please", "absolutely", "definitely", "affirmative", "indeed",
+    "yes it is", "yes i do", "yes i am", "yes i have", "i do", "i am", "i have", "confirm", "submit",
+})
+_EN_NO = frozenset({
+    "n", "no", "nope", "nah", "not", "no thanks", "no thank you", "not really", "never", "negative", "false",
+    "no it is not", "no it isn't", "no i don't", "no i do not", "no i am not", "no i have not", "no i haven't",
+    "i don't", "i do not", "i have not", "i haven't", "not at all", "no way", "none",
+})
+
+
+_COURTESY = re.compile(r"[，,。.!！]*(谢谢您|谢谢你|谢谢|多谢|唔该|麻烦你了|麻烦了|辛苦了)[。.!！~]*$")
+
+
+def _strip_particles(w: str) -> str:
+    w = re.sub(r"[，,。.!！~～…、]+", "", w)
+    changed = True
+    while changed and len(w) > 1:
+        changed = False
+        if w[-1] in _PARTICLES:
+            w, changed = w[:-1], True
+        for filler in _LEADING_FILLERS:
+            if w.startswith(filler) and len(w) > len(filler):
+                w, changed = w[len(filler):], True
+    return _collapse_repeats(w)
+
+
+def _collapse_repeats(w: str) -> str:
+    """对对对 -> 对, 没有没有 -> 没有, 是的是的 -> 是的 (the unit repeated, whole text only)."""
+    for size in range(1, len(w) // 2 + 1):
+        if len(w) % size == 0 and w == w[:size] * (len(w) // size):
+            return w[:size]
+    return w
+
+
+def yes_no(text: str) -> Literal["yes", "no"] | None:
+    """'yes' or 'no' for the ways people say them; None when the reply is neither (是不是?)."""
+    w = normalise_command(text)
+    if not w:
+        return None
+    if w in ("1", "2"):
+        return "yes" if w == "1" else "no"
+    if w.isascii():
+        w = " ".join(re.sub(r"[^a-z' ]", " ", w.replace("’", "'")).split())
+        if w in _EN_YES:
+            return "yes"
+        if w in _EN_NO or w.startswith(("no ", "nope ", "not ")):
+            return "no"
+        first = w.split(" ", 1)[0] if w else ""
+        if first in ("yes", "yeah", "yep", "sure", "correct"):
+            return "yes"
+        return None
+    core = _strip_particles(_COURTESY.sub("", w.replace(" ", "")) or w)
+    for candidate in (core, core.rstrip("的"), _collapse_repeats(core.rstrip("的"))):
+        if candidate in _YES_CORE:
+            return "yes"
+        if candidate in _NO_CORE:
+            return "no"
+    # "是的，有过" / "没有，从来没有": the first clause decides when it is a clear yes or no.
+    head = re.split(r"[，,。.!！ ]", w, maxsplit=1)[0]
+    if head and head != w:
+        return yes_no(head)
+    return None
+
+
+# --------------------------------------------------------------------------- numbers and money
+
+
+@dataclass(frozen=True)
+class Amount:
+    """An amount of money in fen; approximate when the person said so (左右, 大概, 多, about)."""
+
+    fen: int
+    approximate: bool = False
+
+
+_APPROX = re.compile(r"左右|上下|大概|大约|大致|约莫|约|差不多|估计|将近|接近|差唔多|大概是|^about|^around|^approximately|"
+                     r"^roughly|^approx\.?|^~|^around about")
+_APPROX_TAIL = re.compile(r"(?<=[\d一二两三四五六七八九十百千万亿])(多|来|几)(?=块|元|蚊|$)")
+_CURRENCY = re.compile(r"人民币|rmb|yuan|cny|块钱|块|元钱|元|圆|蚊|文|¥|￥|钱|rmb\.?")
+_JIAO_FEN = re.compile(r"^(?P<yuan>.*?)(?:块|元|蚊|圆)(?P<jiao>[零〇一二两三四五六七八九\d])(?:毛|角)?"
+                       r"(?:(?P<fen>[零〇一二两三四五六七八九\d])分?)?$")
+_LEAD_WORDS = re.compile(r"^(?:总共|一共|合计|共计|总计|花了|用了|花费|共|是)+")
+_NUMBER_TEXT = re.compile(r"^[\d.零〇一二两三四五六七八九十百千万亿点]+$")
+_K_SUFFIX = re.compile(r"^(\d+(?:\.\d+)?)k$")
+
+
+def number(text: str) -> Decimal | None:
+    """A number written in digits, Chinese numerals or both (一万二, 1.2万, 3万5, 一百二十点五); None if not."""
+    t = normalise_command(text).replace(",", "").replace("，", "").replace(" ", "")
+    t = t.replace("〇", "零").replace("两", "二")
+    if not t:
+        return None
+    k = _K_SUFFIX.match(t)
+    if k:
+        return Decimal(k.group(1)) * 1000
+    if re.fullmatch(r"\d+(\.\d+)?", t):
+        return Decimal(t)
+    if not _NUMBER_TEXT.match(t):
+        return None
+    try:
+        value = cn2an.cn2an(t, "smart")
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        return None
+
+
+def _digit(ch: str | None) -> int:
+    if not ch:
+        return 0
+    return int(ch) if ch.isdigit() else "零一二三四五六七八九".index(ch.replace("两", "二").replace("〇", "零"))
+
+
+def amount(text: str) -> Amount | None:
+    """An amount of money (see the module doc); None when the text holds no single amount."""
+    t = normalise_command(text).replace(",", "").replace("，", "").replace(" ", "")
+    if not t:
+        return None
+    approximate = False
+    if _APPROX.search(t):
+        approximate, t = True, _APPROX.sub("", t)
+    if _APPROX_TAIL.search(t):
+        approximate, t = True, _APPROX_TAIL.sub("", t)
+    t = _LEAD_WORDS.sub("", t).rstrip("吧啊呀啦哦喔了")
+    t = t.removesuffix("的").removesuffix("左右")
+    jiao = _JIAO_FEN.match(t)
+    if jiao and jiao.group("yuan"):
+        whole = number(_CURRENCY.sub("", jiao.group("yuan")))
+        if whole is None:
+            return None
+        value = whole + Decimal(_digit(jiao.group("jiao"))) / 10 + Decimal(_digit(jiao.group("fen"))) / 100
+    else:
+        whole = number(_CURRENCY.sub("", t))
+        if whole is None:
+            return None
+        value = whole
+    if value < 0 or value != value.quantize(Decimal("0.01")):  # fen are the smallest unit
+        return None
+    return Amount(int((value * 100).to_integral_value()), approximate)
+
+
+# --------------------------------------------------------------------------- dates
+
+Precision = Literal["day", "week", "month", "year"]
+
+
+@dataclass(frozen=True)
+class DateAnswer:
+    """A date at the precision the person gave: `start` is the day, or the first day of the week,
+    month or year they named."""
+
+    start: date
+    precision: Precision
+    approximate: bool = False
+
+    @property
+    def end(self) -> date:
+        if self.precision == "day":
+            return self.start
+        if self.precision == "week":
+            return self.start + timedelta(days=6)
+        if self.precision == "month":
+            nxt = date(self.start.year + (self.start.month == 12), self.start.month % 12 + 1, 1)
+            return nxt - timedelta(days=1)
+        return date(self.start.year, 12, 31)
+
+
+_CN_DIGITS = "零一二三四五六七八九"
+_MONTHS_EN = {m: i for i, names in enumerate((
+    ("jan", "january"), ("feb", "february"), ("mar", "march"), ("apr", "april"), ("may",), ("jun", "june"),
+    ("jul", "july"), ("aug", "august"), ("sep", "sept", "september"), ("oct", "october"), ("nov", "november"),
+    ("dec", "december")), start=1) for m in names}
+_WEEKDAYS_ZH = {"一": 0, "二": 1, "三": 2, "四": 3, "五": 4, "六": 5, "日": 6, "天": 6, "七": 6}
+_WEEKDAYS_EN = {name: i for i, names in enumerate((
+    ("mon", "monday"), ("tue", "tues", "tuesday"), ("wed", "wednesday"), ("thu", "thur", "thurs", "thursday"),
+    ("fri", "friday"), ("sat", "saturday"), ("sun", "sunday"))) for name in names}
+_RELATIVE_DAYS_ZH = {"今天": 0, "今日": 0, "今早": 0, "今晚": 0, "今天早上": 0, "昨天": -1, "昨日": -1, "昨晚": -1,
+                     "琴日": -1, "寻日": -1, "噚日": -1, "前天": -2, "前日": -2, "大前天": -3, "明天": 1, "听日": 1,
+                     "明日": 1, "后天": 2, "后日": 2}
+_TIME_OF_DAY = re.compile(r"(早上|上午|中午|下午|傍晚|晚上|夜里|半夜|凌晨|夜晚|夜间|早晨|清早|朝早|晏昼|夜晚黑|夜晚|夜)"
+                          r"(\d{1,2}[点:时]\d{0,2}分?|[一二三四五六七八九十]+点[半钟]?)?$")
+_WEEK_WORDS = r"(?:礼拜|星期|周)"
+_ZH_NUM = r"[\d零〇一二两三四五六七八九十]+"
+_N = r"[\d零〇一二两三四五六七八九十]"
+# Dates as they stand inside a sentence: absolute forms, then the relative words.
+_CANDIDATE = re.compile(
+    rf"(?<!\d)\d{{8}}(?!\d)|(?<!\d)\d{{4}}[-/.年]\d{{1,2}}(?:[-/.月]\d{{1,2}}[日号]?|月)?"
+    rf"|(?:\d{{2}}|[零〇一二三四五六七八九]{{2,4}})年(?:{_N}{{1,2}}月(?:{_N}{{1,3}}[日号])?)?"
+    rf"|(?:前年|去年|今年|明年)(?:{_N}{{1,2}}月(?:{_N}{{1,3}}[日号])?)?"
+    rf"|{_N}{{1,2}}月(?:{_N}{{1,3}}[日号])?"
+    rf"|(?:上上|上|这|本|下)个?{_WEEK_WORDS}[一二三四五六日天]?|(?:上上|上|这|本)个?月"
+    rf"|大前天|前天|昨天|今天|明天|后天|琴日|寻日|前日|昨晚|今早|(?:{_N}+|半)个?(?:天|日|礼拜|星期|周|个月|年)前")
+
+
+def _zh_int(text: str) -> int | None:
+    text = text.replace("〇", "零").replace("两", "二")
+    if text.isdigit():
+        return int(text)
+    if all(c in _CN_DIGITS for c in text) and len(text) >= 2:  # 一九六零, 六零: read digit by digit
+        return int("".join(str(_CN_DIGITS.index(c)) for c in text))
+    try:
+        return int(cn2an.cn2an(text, "smart"))
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
+def _year(raw: str, today: date) -> int | None:
+    value = _zh_int(raw)
+    if value is None:
+        return None
+    if len(raw) == 2 and value < 100:  # 60年 -> 1960, 05年 -> 2005: the latest such year not far ahead
+        value += 2000 if value <= (today.year % 100) + 1 else 1900
+    return value
+
+
+def _safe(year: int, month: int, day: int) -> date | None:
+    try:
+        return date(year, month, day)
+    except ValueError:
+        return None
+
+
+def _month_start(d: date, months_back: int) -> date:
+    index = d.year * 12 + d.month - 1 - months_back
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def _nearest(month: int, day: int | None, today: date, prefer: Literal["past", "future"]) -> date | None:
+    """A month (and day) without a year: this year's, or the nearest one on the preferred side."""
+    this = _safe(today.year, month, day or 1)
+    if this is None:
+        return None
+    if prefer == "past" and (this > today if day else (today.year, today.month) < (this.year, this.month)):
+        return _safe(today.year - 1, month, day or 1)
+    if prefer == "future" and (this < today if day else (this.year, this.month) < (today.year, today.month)):
+        return _safe(today.year + 1, month, day or 1)
+    return this
+
+
+def date_answer(text: str, today: date, prefer: Literal["past", "future"] = "past") -> DateAnswer | None:
+    """One date in the text, at the precision given; None when there is none or more than one."""
+    raw = normalise_command(text)
+    t = re.sub(r"\s+", "", raw)
+    approximate = False
+    for marker in ("左右", "前后", "大概", "大约", "差不多", "约", "的时候", "那天", "那时候", "的样子", "吧"):
+        if marker in t:
+            approximate, t = approximate or marker not in ("的时候", "那天", "吧"), t.replace(marker, "")
+    t = _TIME_OF_DAY.sub("", t) or t
+    found = _relative_zh(t, today) or _absolute_zh(t, today, prefer) or _english(raw, today, prefer)
+    if found is None:  # a date inside a sentence ("我是1998年12月入伍的"): only when it is the only one
+        spans = _CANDIDATE.findall(t)
+        if len(spans) != 1:
+            return None
+        found = _relative_zh(spans[0], today) or _absolute_zh(spans[0], today, prefer)
+        if found is None:
+            return None
+    start, precision = found
+    return DateAnswer(start, precision, approximate)
+
+
+def _relative_zh(t: str, today: date) -> tuple[date, Precision] | None:
+    if t in _RELATIVE_DAYS_ZH:
+        return today + timedelta(days=_RELATIVE_DAYS_ZH[t]), "day"
+    m = re.fullmatch(rf"({_ZH_NUM}|半)(个)?(天|日|礼拜|星期|周|个月|月|年)(之)?前", t)
+    if m:
+        n = 0.5 if m.group(1) == "半" else _zh_int(m.group(1))
+        if n is None:
+            return None
+        unit = m.group(3)
+        if unit in ("天", "日"):
+            return today - timedelta(days=int(n)), "day"
+        if unit in ("礼拜", "星期", "周"):
+            start = today - timedelta(days=int(7 * n))
+            return start - timedelta(days=start.weekday()), "week"
+        if unit in ("个月", "月"):
+            return (_month_start(today, int(n)), "month") if n >= 1 else (today - timedelta(days=15), "week")
+        return date(today.year - int(n), 1, 1), "year"
+    m = re.fullmatch(rf"(上上|上|这|今|本|下)(个)?{_WEEK_WORDS}([一二三四五六日天七])?", t)
+    if m:
+        shift = {"上上": -2, "上": -1, "这": 0, "今": 0, "本": 0, "下": 1}[m.group(1)]
+        monday = today - timedelta(days=today.weekday()) + timedelta(weeks=shift)
+        if m.group(3):
+            return monday + timedelta(days=_WEEKDAYS_ZH[m.group(3)]), "day"
+        return monday, "week"
+    m = re.fullmatch(rf"{_WEEK_WORDS}([一二三四五六日天七])", t)  # 星期三: the latest one
+    if m:
+        delta = (today.weekday() - _WEEKDAYS_ZH[m.group(1)]) % 7
+        return today - timedelta(days=delta), "day"
+    m = re.fullmatch(rf"(上上|上|这|本|今)个?月(?:({_ZH_NUM})[日号])?", t)
+    if m:
+        back = {"上上": 2, "上": 1, "这": 0, "本": 0, "今": 0}[m.group(1)]
+        first = _month_start(today, back)
+        if m.group(2):
+            day = _zh_int(m.group(2))
+            d = _safe(first.year, first.month, day) if day else None
+            return (d, "day") if d else None
+        return first, "month"
+    m = re.fullmatch(rf"(前年|去年|今年|明年)(?:({_ZH_NUM})月(?:({_ZH_NUM})[日号])?)?", t)
+    if m:
+        year = today.year + {"前年": -2, "去年": -1, "今年": 0, "明年": 1}[m.group(1)]
+        return _ymd(year, m.group(2), m.group(3))
+    return None
+
+
+def _ymd(year: int, month_raw: str | None, day_raw: str | None) -> tuple[date, Precision] | None:
+    if not month_raw:
+        return date(year, 1, 1), "year"
+    month = _zh_int(month_raw)
+    if month is None or not 1 <= month <= 12:
+        return None
+    if not day_raw:
+        return date(year, month, 1), "month"
+    day = _zh_int(day_raw)
+    d = _safe(year, month, day) if day else None
+    return (d, "day") if d else None
+
+
+def _absolute_zh(t: str, today: date, prefer: Literal["past", "future"]) -> tuple[date, Precision] | None:
+    t = t.replace("号", "日").replace("份", "")
+    t = re.sub(r"^(公元|在|是|于)", "", t)
+    m = re.fullmatch(r"(\d{4})(\d{2})(\d{2})", t)
+    if m:
+        d = _safe(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+        return (d, "day") if d else None
+    m = re.fullmatch(rf"({_ZH_NUM})年(?:({_ZH_NUM})月(?:({_ZH_NUM})日?)?)?", t)
+    if m and len(m.group(1)) in (2, 4):
+        year = _year(m.group(1), today)
+        return _ymd(year, m.group(2), m.group(3)) if year else None
+    m = re.fullmatch(r"(\d{4}|\d{2})[-/.](\d{1,2})(?:[-/.](\d{1,2}))?", t)
+    if m:
+        year = _year(m.group(1), today)
+        return _ymd(year, m.group(2), m.group(3)) if year else None
+    m = re.fullmatch(rf"({_ZH_NUM})月(?:({_ZH_NUM})日?)?", t)
+    if m:
+        month, day = _zh_int(m.group(1)), _zh_int(m.group(2)) if m.group(2) else None
+        if month is None or not 1 <= month <= 12 or (m.group(2) and not day):
+            return None
+        d = _nearest(month, day, today, prefer)
+        return (d, "day" if day else "month") if d else None
+    m = re.fullmatch(rf"({_ZH_NUM})日", t)
+    if m:  # 5号: this month's, or last month's when it has not come yet
+        day = _zh_int(m.group(1))
+        if not day:
+            return None
+        d = _safe(today.year, today.month, day)
+        if d is None or (prefer == "past" and d > today):
+            first = _month_start(today, 1)
+            d = _safe(first.year, first.month, day)
+        return (d, "day") if d else None
+    return None
+
+
+def _english(raw: str, today: date, prefer: Literal["past", "future"]) -> tuple[date, Precision] | None:
+    t = " ".join(re.sub(r"[,.]", " ", raw.lower()).replace("the ", "").split())
+    t = re.sub(r"\b(on|in|about|around|approximately|last night|this morning|in the (morning|afternoon|evening))\b$",
+               "", t).strip()
+    t = re.sub(r"\b(\d+)(st|nd|rd|th)\b", r"\1", t)
+    simple = {"today": 0, "yesterday": -1, "day before yesterday": -2, "tomorrow": 1, "last night": -1,
+              "yesterday evening": -1, "yesterday morning": -1, "yesterday afternoon": -1, "this morning": 0,
+              "tonight": 0}
+    if t in simple:
+        return today + timedelta(days=simple[t]), "day"
+    m = re.fullmatch(r"(\d+|a|one|two|three|four|five|six|seven) (day|week|month|year)s? ago", t)
+    if m:
+        words = {"a": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7}
+        n = int(m.group(1)) if m.group(1).isdigit() else words[m.group(1)]
+        if m.group(2) == "day":
+            return today - timedelta(days=n), "day"
+        if m.group(2) == "week":
+            start = today - timedelta(weeks=n)
+            return start - timedelta(days=start.weekday()), "week"
+        if m.group(2) == "month":
+            return _month_start(today, n), "month"
+        return date(today.year - n, 1, 1), "year"
+    if t in ("last week", "this week", "next week"):
+        shift = {"last week": -1, "this week": 0, "next week": 1}[t]
+        return today - timedelta(days=today.weekday()) + timedelta(weeks=shift), "week"
+    if t in ("last month", "this month"):
+        return _month_start(today, 1 if t == "last month" else 0), "month"
+    m = re.fullmatch(r"(last|this|next)? ?([a-z]+)", t)
+    if m and m.group(2) in _WEEKDAYS_EN:
+        target = _WEEKDAYS_EN[m.group(2)]
+        if m.group(1) == "next" or (prefer == "future" and m.group(1) != "last"):
+            return today + timedelta(days=(target - today.weekday()) % 7 or 7), "day"
+        delta = (today.weekday() - target) % 7 or (7 if m.group(1) == "last" else 0)
+        return today - timedelta(days=delta), "day"
+    m = (re.fullmatch(r"(\d{1,2}) ([a-z]+)(?: (\d{4}))?", t) or re.fullmatch(r"([a-z]+) (\d{1,2})(?: (\d{4}))?", t))
+    if m:
+        first, second, year_raw = m.group(1), m.group(2), m.group(3)
+        day_raw, month_raw = (first, second) if first.isdigit() else (second, first)
+        month = _MONTHS_EN.get(month_raw)
+        if month is None:
+            return None
+        day = int(day_raw)
+        d = _safe(int(year_raw), month, day) if year_raw else _nearest(month, day, today, prefer)
+        return (d, "day") if d else None
+    m = re.fullmatch(r"([a-z]+) (\d{4})", t)
+    if m and m.group(1) in _MONTHS_EN:
+        return date(int(m.group(2)), _MONTHS_EN[m.group(1)], 1), "month"
+    m = re.fullmatch(r"(\d{4})-(\d{1,2})-(\d{1,2})", t)
+    if m:
+        d = _safe(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+        return (d, "day") if d else None
+    return None
+
+
+def dates_in(text: str, today: date, prefer: Literal["past", "future"] = "past") -> list[DateAnswer] | None:
+    """Two dates of a range ("2026-1-5到2026-1-20", "1月5号到20号", "上礼拜一到礼拜五"): [start, end]."""
+    raw = normalise_command(text)
+    found = _range_by_separator(raw, today, prefer)
+    if found is None:  # "从2026年1月5日住到1月20日" / "2026-1-5 2026-1-20": exactly two dates in the text
+        spans = _CANDIDATE.findall(re.sub(r"\s", " ", raw))
+        if len(spans) == 2:
+            found = _range_by_separator(f"{spans[0]}到{spans[1]}", today, prefer)
+    return found
+
+
+def _range_by_separator(raw: str, today: date, prefer: Literal["past", "future"]) -> list[DateAnswer] | None:
+    parts = re.split(r"\s*(?:到|至|—|–|~|～|\bto\b|\buntil\b|\btill\b|-(?=\s)|(?<=\s)-)\s*", raw)
+    parts = [p for p in parts if p.strip()]
+    if len(parts) != 2:
+        return None
+    first = date_answer(parts[0], today, prefer)
+    if first is None:
+        return None
+    bare_day = re.fullmatch(rf"({_ZH_NUM})[日号]?", re.sub(r"\s", "", parts[1]))
+    if bare_day:  # "1月5号到20号": the end borrows the start's year and month
+        value = _zh_int(bare_day.group(1))
+        end = _safe(first.start.year, first.start.month, value) if value else None
+        return [first, DateAnswer(end, "day")] if end else None
+    second = date_answer(parts[1], today, prefer)
+    if second is not None and not re.search(r"\d{4}|\d{2}年|年", parts[1]) and first.start.year != second.start.year:
+        # "2025-12-20到1月5号" reads the end in the year after the start, not by today
+        moved = _safe(first.start.year + (second.start.month < first.start.month), second.start.month,
+                      second.start.day)
+        second = DateAnswer(moved, second.precision, second.approximate) if moved else second
+    return [first, second] if second else None

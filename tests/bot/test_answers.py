@@ -1,0 +1,245 @@
+"""Natural answers: yes and no, amounts, dates at the precision given, cancel words and questions,
+in zh-Hans, zh-Hant, Cantonese and English, as people type them."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from sqlmodel import Session, select
+
+from bot import answers
+from bot.answers import Amount, Cancel, DateAnswer, Question
+from bot.flowrunner import (
+    Interrupted,
+    Invalid,
+    clean_text,
+    load_flows,
+    parse_choice,
+    parse_date,
+    parse_date_range,
+    parse_money,
+    parse_text,
+    parse_yes_no,
+)
+from models.applications import Application
+from tests.bot.conftest import LI_PHONE, ZHANG_ID, ZHANG_PHONE, Chat, link
+
+TODAY = date(2026, 3, 2)  # a Monday
+FLOWS = load_flows()
+
+
+def step(flow: str, step_id: str):
+    return FLOWS[flow].step(step_id)
+
+
+YES = ["是", "是的", "是的呀", "是啊", "对", "对的", "对对对", "嗯", "嗯嗯", "有", "有的", "有啊", "好的", "可以", "没错",
+       "當然是", "是的，有过", "好的谢谢", "对的，谢谢您", "確認", "對啊", "係", "係呀", "係啊", "冇錯", "啱", "1", "１", "yes", "Yes please", "yep",
+       "yeah", "sure", "OK", "of course", "that's right", "Correct."]
+NO = ["不", "不是", "不是的", "不是不是", "没有", "没有没有", "没有的", "没", "没，从来没有", "无", "不对", "不用", "当然不是",
+      "沒有", "不對", "不要了", "没有，谢谢", "唔係", "唔係啊", "冇", "冇有", "唔要", "2", "no", "nope", "nah", "No thanks", "not really",
+      "never", "no, I haven't"]
+NEITHER = ["是不是", "有没有", "也许", "不知道", "maybe", "perhaps", "3", "厂"]
+
+
+@pytest.mark.parametrize("text", YES)
+def test_yes_is_understood_in_the_ways_people_say_it(text):
+    """Every way of saying yes (Mandarin, Traditional, Cantonese, English, the digit 1) reads as yes."""
+    assert answers.yes_no(text) == "yes"
+    assert parse_yes_no(text, "zh-Hans") == "yes"
+
+
+@pytest.mark.parametrize("text", NO)
+def test_no_is_understood_in_the_ways_people_say_it(text):
+    """Every way of saying no reads as no."""
+    assert answers.yes_no(text) == "no"
+    assert parse_yes_no(text, "zh-Hans") == "no"
+
+
+@pytest.mark.parametrize("text", NEITHER)
+def test_a_reply_that_is_neither_yes_nor_no_is_not_guessed(text):
+    """是不是, 不知道, maybe: neither answer is taken; the step asks again."""
+    assert answers.yes_no(text) is None
+    with pytest.raises(Invalid) as info:
+        parse_yes_no(text, "zh-Hans")
+    assert "1" in str(info.value) and "2" in str(info.value)
+
+
+AMOUNTS = [
+    ("8600", 860000, False), ("8,600元", 860000, False), ("8600.50", 860050, False), ("¥3500", 350000, False),
+    ("一萬二", 1200000, False), ("一万二", 1200000, False), ("12000蚊", 1200000, False), ("一千五左右", 150000, True),
+    ("两千块", 200000, False), ("兩千塊", 200000, False), ("1.2万", 1200000, False), ("3万5", 3500000, False),
+    ("三万五千元", 3500000, False), ("八千六", 860000, False), ("五百块钱", 50000, False), ("三千多", 300000, True),
+    ("大概两千", 200000, True), ("一百二十块五毛", 12050, False), ("一百块五", 10050, False), ("一共花了八千六", 860000, False),
+    ("12k", 1200000, False), ("about 3000 yuan", 300000, True), ("差不多一万", 1000000, True), ("人民币5000元", 500000, False), ("8600元左右吧", 860000, True),
+]
+
+
+@pytest.mark.parametrize(("text", "fen", "approximate"), AMOUNTS)
+def test_amounts_are_read_in_digits_chinese_numerals_and_colloquial_forms(text, fen, approximate):
+    """Money in digits, Chinese numerals, 万/千 shorthand, 块/蚊/元, with 左右/多/大概 marked approximate."""
+    assert answers.amount(text) == Amount(fen, approximate)
+    assert parse_money(step("mutual_aid_claim", "amount"), text, "zh-Hans") == fen
+
+
+@pytest.mark.parametrize("text", ["很多", "不记得了", "abc", "12.345", "一万二三四五六七八九十百千", ""])
+def test_what_is_not_an_amount_is_refused_not_guessed(text):
+    """No number, too many decimals or nonsense: the step asks again, nothing is stored."""
+    assert answers.amount(text) is None
+    with pytest.raises(Invalid):
+        parse_money(step("mutual_aid_claim", "amount"), text, "zh-Hans")
+
+
+DATES = [
+    ("2026-3-1", date(2026, 3, 1), "day"), ("2026年3月1日", date(2026, 3, 1), "day"), ("20260301", date(2026, 3, 1), "day"),
+    ("昨天", date(2026, 3, 1), "day"), ("昨天晚上", date(2026, 3, 1), "day"), ("昨晚", date(2026, 3, 1), "day"),
+    ("前天", date(2026, 2, 28), "day"), ("大前天", date(2026, 2, 27), "day"), ("琴日", date(2026, 3, 1), "day"),
+    ("三天前", date(2026, 2, 27), "day"), ("上礼拜三", date(2026, 2, 25), "day"), ("上周五晚上", date(2026, 2, 27), "day"),
+    ("上禮拜", date(2026, 2, 23), "week"), ("上个礼拜", date(2026, 2, 23), "week"), ("上星期", date(2026, 2, 23), "week"),
+    ("3月1号", date(2026, 3, 1), "day"), ("三月一号", date(2026, 3, 1), "day"), ("二月十五日", date(2026, 2, 15), "day"),
+    ("3月5号", date(2025, 3, 5), "day"),  # not yet this year: last year's
+    ("一九六零年三月", date(1960, 3, 1), "month"), ("一九六〇年三月五日", date(1960, 3, 5), "day"),
+    ("60年3月", date(1960, 3, 1), "month"), ("六零年三月", date(1960, 3, 1), "month"), ("98年12月", date(1998, 12, 1), "month"),
+    ("05年1月", date(2005, 1, 1), "month"), ("1998-12", date(1998, 12, 1), "month"), ("上个月", date(2026, 2, 1), "month"),
+    ("去年三月", date(2025, 3, 1), "month"), ("1960年", date(1960, 1, 1), "year"),
+    ("我是1998年12月入伍的", date(1998, 12, 1), "month"),
+    ("yesterday", date(2026, 3, 1), "day"), ("last week", date(2026, 2, 23), "week"), ("30 Nov", date(2025, 11, 30), "day"),
+    ("Nov 30 2025", date(2025, 11, 30), "day"), ("March 1960", date(1960, 3, 1), "month"),
+    ("3 days ago", date(2026, 2, 27), "day"), ("last Friday", date(2026, 2, 27), "day"),
+]
+
+
+@pytest.mark.parametrize(("text", "start", "precision"), DATES)
+def test_dates_are_read_at_the_precision_given(text, start, precision):
+    """Digits, Chinese numerals, two-digit years, months without days, relative and Cantonese words."""
+    found = answers.date_answer(text, TODAY)
+    assert found is not None and (found.start, found.precision) == (start, precision)
+
+
+def test_approximate_dates_say_so_and_two_dates_in_one_answer_are_not_picked_from():
+    """左右/大概 mark a date approximate; '1998年12月入伍，2002年12月退伍' at a one-date step is not guessed."""
+    assert answers.date_answer("今年1月10号左右", TODAY) == DateAnswer(date(2026, 1, 10), "day", approximate=True)
+    assert answers.date_answer("1998年12月入伍，2002年12月退伍", TODAY) is None
+    assert answers.date_answer("不记得了", TODAY) is None
+
+
+@pytest.mark.parametrize(("text", "month"), [("一九六零年三月", "1960-03-01"), ("60年3月", "1960-03-01"),
+                                             ("98年12月", "1998-12-01"), ("1998年12月5日", "1998-12-05")])
+def test_a_month_stays_a_month_where_a_month_is_enough(text, month):
+    """At a month step (enlistment), a month is stored as that month; a full date is kept as given."""
+    assert parse_date(step("veteran_insurance", "enlistment_date"), text, TODAY, "zh-Hans", {}) == month
+
+
+@pytest.mark.parametrize(("text", "asks"), [("上个月", "2026年2月"), ("上礼拜", "2月23日那一周"), ("1960年", "1960年")])
+def test_where_a_day_is_needed_a_month_or_week_asks_for_the_day_instead_of_inventing_one(text, asks):
+    """A death date given as 上个月 or 上礼拜 is not turned into a made-up day: the person is asked which day."""
+    with pytest.raises(Invalid) as info:
+        parse_date(step("death_report", "died_on"), text, TODAY, "zh-Hans", {})
+    assert asks in str(info.value)
+    assert parse_date(step("death_report", "died_on"), "昨天晚上", TODAY, "zh-Hans", {}) == "2026-03-01"
+
+
+@pytest.mark.parametrize(("text", "start", "end"), [
+    ("2026-1-5到2026-1-20", "2026-01-05", "2026-01-20"), ("1月5号到20号", "2026-01-05", "2026-01-20"),
+    ("从2026年1月5日住到1月20日", "2026-01-05", "2026-01-20"), ("2026-1-5 2026-1-20", "2026-01-05", "2026-01-20"),
+    ("上礼拜一到上礼拜五", "2026-02-23", "2026-02-27"), ("2025-12-20到1月5号", "2025-12-20", "2026-01-05"),
+    ("2026-01-05 to 2026-01-20", "2026-01-05", "2026-01-20"),
+])
+def test_a_hospital_stay_is_read_from_the_ways_people_write_two_dates(text, start, end):
+    """A date range in digits, Chinese, a shared month (1月5号到20号) or relative words."""
+    assert parse_date_range(step("mutual_aid_claim", "stay"), text, TODAY, "zh-Hans") == {"start": start, "end": end}
+
+
+CANCEL = ["取消", "不办了", "不辦了", "不提交", "算了", "算了吧", "不要办了", "唔办了", "never mind", "forget it"]
+
+
+@pytest.mark.parametrize("text", CANCEL)
+def test_cancel_words_are_a_cancel_at_every_kind_of_step_never_an_answer(text):
+    """取消 / 不办了 / 不提交 / 算了 are recognised as cancel at yes-no, money, date, choice and text steps."""
+    assert answers.interruption(text) == Cancel(text)
+    parsers = [lambda t: parse_yes_no(t, "zh-Hans"),
+               lambda t: parse_money(step("mutual_aid_claim", "amount"), t, "zh-Hans"),
+               lambda t: parse_date(step("death_report", "died_on"), t, TODAY, "zh-Hans", {}),
+               lambda t: parse_date_range(step("mutual_aid_claim", "stay"), t, TODAY, "zh-Hans"),
+               lambda t: parse_choice(step("death_report", "relationship"), t, "zh-Hans"),
+               lambda t: parse_text(step("mutual_aid_claim", "hospital"), t, "zh-Hans")]
+    for parse in parsers:
+        with pytest.raises(Interrupted) as info:
+            parse(text)
+        assert isinstance(info.value.interruption, Cancel)
+
+
+QUESTIONS = ["什么意思？", "什么意思", "這個怎麼填", "这个怎么填", "要填什么", "我不懂", "咩意思", "点填？", "哪个医院?",
+             "What does this mean?", "I don't understand"]
+
+
+@pytest.mark.parametrize("text", QUESTIONS)
+def test_a_question_at_a_free_text_step_is_a_question_not_the_answer(text):
+    """什么意思？ typed where a hospital name is asked is a Question for the Runner, never saved as the name."""
+    assert isinstance(answers.interruption(text, free_text=True), Question)
+    with pytest.raises(Interrupted) as info:
+        parse_text(step("mutual_aid_claim", "hospital"), text, "zh-Hans")
+    assert isinstance(info.value.interruption, Question) and "医院" in str(info.value)
+
+
+@pytest.mark.parametrize("text", ["江门市中心医院", "人民医院住院部", "我老伴生病了，医药费一直很贵，不知道能不能多帮一点？",
+                                  "St Mary's Hospital", "厂"])
+def test_ordinary_free_text_answers_are_answers(text):
+    """A hospital name, a long description that happens to end in '?', a one-character unit: saved as typed
+    (in the normal form every answer is kept in)."""
+    assert answers.interruption(text, free_text=True) is None
+    assert parse_text(step("mutual_aid_claim", "hospital"), text, "zh-Hans") == clean_text(text)
+
+
+@pytest.mark.parametrize(("text", "value"), [("1", "spouse"), ("第一个", "spouse"), ("一", "spouse"), ("选2", "child"),
+                                             ("第二項", "child"), ("子女", "child"), ("配偶", "spouse")])
+def test_choices_are_read_by_number_ordinal_or_label(text, value):
+    """A choice by its digit, a Chinese ordinal (第一个) or its words."""
+    assert [o.value for o in step("death_report", "relationship").options][:2] == ["spouse", "child"]
+    assert parse_choice(step("death_report", "relationship"), text, "zh-Hans") == value
+
+
+def test_a_claim_is_made_from_natural_answers_end_to_end(engine, notifier, roll, db_engine):
+    """Li claims with 1月5号到20号, 一萬二, 係呀: the application holds the dates, 1,200,000 fen and yes."""
+    chat = Chat(engine, "telegram", "natural-claim")
+    link(chat, notifier, LI_PHONE)
+    chat("2")
+    chat("1月5号到20号")
+    chat("江门市中心医院")
+    chat("一萬二")
+    chat("係呀")
+    chat("跳过")
+    chat("跳过")
+    assert "12000元" in chat.last[0].text
+    chat("1")
+    with Session(db_engine) as s:
+        app = s.exec(select(Application)).one()
+    assert app.data["stay"] == {"start": "2026-01-05", "end": "2026-01-20"}
+    assert app.data["amount"] == 1200000 and app.data["serious_illness"] == "yes"
+
+
+def test_a_question_at_the_hospital_step_is_not_saved_as_the_hospital(engine, notifier, roll):
+    """什么意思？ at the hospital-name step leaves the step unanswered: the same question is asked again."""
+    chat = Chat(engine, "telegram", "natural-question")
+    link(chat, notifier, LI_PHONE)
+    chat("2")
+    chat("2026-1-5到2026-1-20")
+    assert chat.state() == ("mutual_aid_claim", "hospital")
+    text = chat("什么意思？")
+    assert chat.state() == ("mutual_aid_claim", "hospital")
+    assert "哪家医院" in text
+
+
+def test_a_veteran_gives_dates_in_chinese_numerals_and_two_digit_years(engine, notifier, roll, db_engine):
+    """Enlistment 九八年十二月 and discharge 零二年十二月 are months; the summary shows the months."""
+    chat = Chat(engine, "telegram", "natural-veteran")
+    link(chat, notifier, ZHANG_PHONE)
+    chat("1")
+    chat("是的呀")
+    chat("没有没有")
+    chat("1")
+    chat("张三")
+    chat(ZHANG_ID)
+    chat("九八年十二月")
+    chat("零二年十二月")
+    assert chat.state() == ("veteran_insurance", "placement_unit")
