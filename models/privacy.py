@@ -6,13 +6,12 @@ or without spaces or dashes, full-width digits too), phone numbers as people wri
 digits, other countries' `+852 9123 4567`, landlines `020-12345678`), bank-card-length digit runs
 and one-time codes. Audit details and the message log store `redact`ed text; every log handler
 formats through `RedactingFormatter`, which masks the whole line it writes: message, arguments,
-exception and stack trace. It wraps any other formatter (uvicorn's, a JSON one), so a different
-output format keeps the masking.
+exception and stack trace. It wraps any other formatter (models/logs.py's JSON or text one), so a
+different output format keeps the masking; uvicorn's loggers propagate to that same handler.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import re
 from collections.abc import Mapping
@@ -84,7 +83,7 @@ def redact_value(value: Any) -> Any:
 
 
 class RedactingFormatter(logging.Formatter):
-    """Formats with `inner` (any logging.Formatter) and masks the whole result: the message with
+    """Formats with `inner` (any logging.Formatter) and masks what it writes: the message with
     its arguments, the exception and the stack trace, whatever the inner format is."""
 
     def __init__(self, inner: logging.Formatter | None = None) -> None:
@@ -92,34 +91,23 @@ class RedactingFormatter(logging.Formatter):
         self.inner = inner or logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
-        # The inner formatter caches the traceback's text on the record; other handlers must
-        # not reuse an unmasked copy, so it is masked where it is kept as well.
-        text = redact(self.inner.format(record))
-        if record.exc_text:
-            record.exc_text = redact(record.exc_text)
-        return text
-
-
-def redacting(inner: str = "logging.Formatter", **kwargs: Any) -> RedactingFormatter:
-    """`logging.config.dictConfig` factory: `{"()": "models.privacy.redacting",
-    "inner": "uvicorn.logging.DefaultFormatter", "fmt": ...}`."""
-    module, _, name = inner.rpartition(".")
-    return RedactingFormatter(getattr(importlib.import_module(module), name)(**kwargs))
-
-
-class RedactingFilter(logging.Filter):
-    """Masks a record's message and arguments before any handler sees it (for handlers whose
-    formatter cannot be replaced). `RedactingFormatter` is what `configure_logging` installs."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
+        # The parts are masked before the inner formatter sees them (a JSON formatter escapes a
+        # traceback's line breaks as "\n", and a number right after one would no longer stand
+        # apart), and the whole line once more after (extra fields, the formatter's own text).
+        # The traceback's text is cached on the record masked, so no handler reuses a clear copy.
+        masked = logging.makeLogRecord(record.__dict__)
         try:
             message = record.getMessage()
-        except Exception:  # a broken format string: leave it to logging to report
-            return True
-        cleaned = redact(message)
-        if cleaned != message or record.args:
-            record.msg, record.args = cleaned, None
-        return True
+        except Exception:  # a broken format string: show the template, masked
+            message = str(record.msg)
+        masked.msg, masked.args = redact(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.inner.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = masked.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            masked.stack_info = redact(record.stack_info)
+        return redact(self.inner.format(masked))
 
 
 def install_redaction(handler: logging.Handler) -> None:
@@ -136,17 +124,3 @@ def configure_logging(level: int = logging.INFO) -> None:
     root.setLevel(level)
     for handler in root.handlers:
         install_redaction(handler)
-
-
-def uvicorn_log_config(level: str = "info") -> dict[str, Any]:
-    """uvicorn's own logging configuration, each formatter wrapped in RedactingFormatter
-    (for `uvicorn.Config(log_config=...)`): its error and access loggers mask as ours do."""
-    from uvicorn.config import LOGGING_CONFIG
-
-    config: dict[str, Any] = {**LOGGING_CONFIG, "formatters": {}, "disable_existing_loggers": False}
-    for name, spec in LOGGING_CONFIG["formatters"].items():
-        spec = dict(spec)
-        config["formatters"][name] = {"()": "models.privacy.redacting", "inner": spec.pop("()"), **spec}
-    config["loggers"] = {name: {**logger, "level": level.upper()} if "level" in logger else dict(logger)
-                         for name, logger in LOGGING_CONFIG["loggers"].items()}
-    return config

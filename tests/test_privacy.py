@@ -8,13 +8,14 @@ import logging.config
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert
 from sqlmodel import Session, select
 
 from models.actions import audit
 from models.conversations import MessageLog
 from models.idcard import check_digit
-from models.privacy import RedactingFormatter, configure_logging, redact, uvicorn_log_config
+from models.logs import configure_logging, uvicorn_log_config
+from models.privacy import RedactingFormatter, redact
 from models.staff import AuditLog
 
 ID = "44070319420815123" + check_digit("44070319420815123")
@@ -73,42 +74,77 @@ def _raise_with_personal_data() -> None:
     logging.getLogger("nuanxin.test").warning("with a stack", stack_info=True, extra={"x": ID})
 
 
-def test_an_exception_carrying_a_phone_and_an_id_is_masked_by_every_handler_uvicorns_included() -> None:
-    """The service's logging (root handler and uvicorn's own handlers from its log_config): an
-    exception whose message, arguments and traceback carry a phone and an ID number is written by
-    every handler with neither in full."""
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_an_exception_carrying_a_phone_and_an_id_is_masked_by_every_handler_uvicorns_included(
+        log_format: str) -> None:
+    """The service's logging as `serve` sets it up (models.logs: the root handler, JSON or text, and
+    uvicorn's loggers through the log_config uvicorn is given): an exception whose message,
+    arguments and traceback carry a phone and an ID number, logged by our code and by uvicorn's
+    error and access loggers, is written by every handler with neither in full."""
+    names = ("uvicorn", "uvicorn.error", "uvicorn.access")
     root = logging.getLogger()
     saved_root = (root.handlers[:], root.level)
-    saved = {name: (logging.getLogger(name).handlers[:], logging.getLogger(name).propagate)
-             for name in ("uvicorn", "uvicorn.error", "uvicorn.access")}
+    saved = {name: (logging.getLogger(name).handlers[:], logging.getLogger(name).propagate,
+                    logging.getLogger(name).level) for name in names}
     streams: list[io.StringIO] = []
     try:
-        root.handlers = [logging.StreamHandler(io.StringIO())]
-        configure_logging(logging.INFO)
+        root.handlers = []
+        configure_logging(log_format=log_format, level="INFO")
         logging.config.dictConfig(uvicorn_log_config("info"))
-        handlers = [*root.handlers, *logging.getLogger("uvicorn").handlers,
-                    *logging.getLogger("uvicorn.access").handlers]
-        assert len(handlers) >= 3  # ours, uvicorn's default and uvicorn's access handler
+        handlers = [*root.handlers, *(h for name in names for h in logging.getLogger(name).handlers)]
+        assert handlers, "the service configures at least one handler"
         for handler in handlers:
             assert isinstance(handler.formatter, RedactingFormatter)
             assert isinstance(handler, logging.StreamHandler)
             stream = io.StringIO()
             handler.setStream(stream)
             streams.append(stream)
+        for name in names:  # uvicorn's records reach the root's handler (else they would be lost)
+            logger = logging.getLogger(name)
+            assert logger.handlers or logger.propagate
         _raise_with_personal_data()
     finally:
         root.handlers, level = saved_root
         root.setLevel(level)
-        for name, (handlers_before, propagate) in saved.items():
+        for name, (handlers_before, propagate, logger_level) in saved.items():
             logging.getLogger(name).handlers = handlers_before
             logging.getLogger(name).propagate = propagate
+            logging.getLogger(name).setLevel(logger_level)
     written = "".join(s.getvalue() for s in streams)
     assert "Traceback" in written and "no person for phone" in written and "/people?q=" in written
+    assert "in uvicorn:" in written and "with a stack" in written
     for stream in streams:
         assert stream.getvalue(), "every handler wrote something"
-    assert PHONE_DIGITS not in written.replace(" ", "").replace("-", "")
-    assert ID not in written.replace(" ", "") and ID[4:14] not in written
+    flat = written.replace(" ", "").replace("-", "")
+    assert PHONE_DIGITS not in flat and ID not in flat and ID[4:14] not in written
     assert "138****5678" in written and f"{ID[:4]}**********{ID[-4:]}" in written
+
+
+def test_a_number_right_after_a_line_break_is_masked_in_a_json_line() -> None:
+    """A JSON line escapes a traceback's line breaks as "\\n": an ID or phone number that begins
+    a line of the traceback is masked all the same."""
+    from models.logs import JsonFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(RedactingFormatter(JsonFormatter("run")))
+    log = logging.getLogger("nuanxin.json-lines-test")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        try:
+            raise LookupError(f"\n{ID}\n{PHONE_DIGITS}\t{ID}")
+        except LookupError:
+            log.exception("not found:\n%s", ID)
+    finally:
+        log.removeHandler(handler)
+    import json
+
+    line = stream.getvalue()
+    entry = json.loads(line)
+    assert ID not in line and PHONE_DIGITS not in line
+    assert f"{ID[:4]}**********{ID[-4:]}" in entry["exc"] and "138****5678" in entry["exc"]
+    assert entry["message"].endswith(f"{ID[:4]}**********{ID[-4:]}")
 
 
 def test_a_json_formatter_wrapped_keeps_the_masking() -> None:
@@ -139,19 +175,25 @@ def test_a_json_formatter_wrapped_keeps_the_masking() -> None:
 
 def test_audit_details_and_the_message_log_are_stored_masked(db_engine: Engine) -> None:
     """A console address with a phone in it, and a message with a spaced phone and ID number, are
-    stored masked, whoever writes them (the audit helper or a direct insert)."""
+    stored masked, whoever writes them (the audit helper, the ORM or a Core bulk insert)."""
     with Session(db_engine) as s:
         audit(s, "console", "contact.link", "contact", f"console:abc:+86{PHONE_DIGITS}",
               {"address": f"console:abc:+86{PHONE_DIGITS}", "notes": [f"身份证 {ID}"]})
         s.add(MessageLog(channel="sms", address=f"+86{PHONE_DIGITS}", direction="in",
                          text=f"我儿子电话 139 0000 1111，身份证 {ID[:6]} {ID[6:]}"))
+        # The dispatcher's and the conversation's bulk path: a Core insert into the table.
+        s.execute(insert(MessageLog.__table__),  # type: ignore[attr-defined]
+                  [{"channel": "telegram", "address": "42", "direction": "out", "attachments": [],
+                    "text": f"已登记：电话 +86-137-0000-2222，证件 {ID[:6]}-{ID[6:14]}-{ID[14:]}"}])
         s.commit()
     with Session(db_engine) as s:
         row = s.exec(select(AuditLog)).one()
-        log = s.exec(select(MessageLog)).one()
-    stored = f"{row.target_id} {row.details} {log.text}"
+        logs = s.exec(select(MessageLog).order_by(MessageLog.id)).all()  # type: ignore[arg-type]
+    log = logs[0]
+    assert len(logs) == 2 and "137****2222" in logs[1].text
+    stored = f"{row.target_id} {row.details} {log.text} {logs[1].text}"
     assert PHONE_DIGITS not in stored and "13900001111" not in stored.replace(" ", "")
-    assert ID not in stored.replace(" ", "")
+    assert ID not in stored.replace(" ", "").replace("-", "") and "13700002222" not in stored.replace("-", "")
     assert row.details["address"] == "console:abc:+86138****5678"
     assert log.address == f"+86{PHONE_DIGITS}"  # the address is how the conversation is found: kept
 
