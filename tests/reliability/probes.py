@@ -97,7 +97,10 @@ class Service:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "TWILIO_", "DATABASE_URL"))}
         env.update(NUANXIN_DATA_DIR=str(self.data_dir), NUANXIN_PUBLIC_BASE_URL=self.base,
                    TWILIO_AUTH_TOKEN=TWILIO_TOKEN, NUANXIN_ID_HASH_KEY="reliability-id-key",
-                   NUANXIN_SESSION_SECRET="reliability-session")
+                   NUANXIN_SESSION_SECRET="reliability-session",
+                   # No quiet hours: the queued SMS are being sent whatever the time of day, so a
+                   # stop always finds the dispatcher at work.
+                   NUANXIN_QUIET_HOURS_START="00:00", NUANXIN_QUIET_HOURS_END="00:00")
         return env
 
     def cli(self, *args: str, input: str | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:

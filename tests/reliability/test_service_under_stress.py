@@ -111,6 +111,7 @@ def test_the_log_shows_no_phone_or_id_number_in_full(service: Service) -> None:
 
 
 def test_the_data_folder_and_database_are_for_the_service_user_alone(service: Service) -> None:
+    """The data folder the running service made is 0700; its database, WAL and key files 0600."""
     assert stat.S_IMODE(service.data_dir.stat().st_mode) == 0o700
     for path in (service.db_path, service.db_path.with_name("nuanxin.db-wal"), *service.data_dir.glob("*.key")):
         if path.exists():
