@@ -7,16 +7,20 @@ import asyncio
 import time
 from typing import Any
 
+from aiogram.types import Update
+
 from bot.channels import telegram
 from bot.channels.base import Reply
 from models.clock import SystemClock
 from models.db import session_scope
 from outreach.dispatcher import Dispatcher
-from outreach.limits import LocalLimiter, ProviderLimit
+from outreach.limits import BULK_HORIZON_S, HEADROOM, LocalLimiter, ProviderLimit
 from outreach.outbox import enqueue_many
 from outreach.providers.telegram import TelegramProvider
 from service import build_outbound
 from tests.fakes.fake_telegram import FakeTelegram, Faults
+from tests.fakes.windows import window_violations
+from tests.outreach.outreach_helpers import fake_sleep
 
 from .support import TOKEN, ScriptedEngine
 
@@ -94,6 +98,65 @@ async def test_a_reply_goes_ahead_of_a_broadcast_already_filling_the_rate(
     assert broadcast_left > 100  # a reply in the broadcast's queue would have waited over a second
     broadcast = [r.at for r in fake_tg.requests if r.method == "sendMessage" and r.params["text"].startswith("通知")]
     assert len(broadcast) == 300 and max(broadcast) > reply_at
+
+
+async def test_an_answer_during_a_broadcast_takes_the_next_slots_and_keeps_the_chats_limit_with_the_outbox(
+        fake_tg: FakeTelegram, channel_settings: Any, sqlite_engine: Any, clock: Any) -> None:
+    """One Bot and one limiter (20 messages/s, 1 a second per chat) serve a broadcast of 200 and
+    a person who writes while it goes out, one of whose broadcast messages went just before. Read
+    on the clock at each request the Bot makes (virtual time, so the figures are exact): the
+    three-part answer goes at the first slot the chat allows and then one a second, never behind
+    the broadcast's backlog; every message to the chat, the outbox's and the answer's, is at least
+    a second after the one before; no second holds more than 20 sends; each message goes once."""
+    rate, per_chat = 20.0, 1.0
+    sleep = fake_sleep(clock)
+    limiter = LocalLimiter(ProviderLimit.one_sender("telegram", rate, per_key_per_s=per_chat), clock)
+    sender = TelegramProvider(TOKEN, api_base=fake_tg.base_url, limiter=limiter, sleep=sleep)
+    sends: list[tuple[float, str, str]] = []  # (clock's seconds, chat, text) as each request leaves
+
+    async def record(make_request: Any, bot: Any, method: Any) -> Any:
+        if method.__api_method__ == "sendMessage":
+            sends.append((clock.now().timestamp(), str(method.chat_id), method.text))
+        return await make_request(bot, method)
+
+    sender.bot.session.middleware(record)
+    with session_scope(sqlite_engine) as s:
+        enqueue_many(s, ({"idempotency_key": f"bc:{i}", "kind": "broadcast", "channel": "telegram",
+                          "address": str(CHAT if i == 40 else 900000 + i), "body": f"通知 {i}"} for i in range(200)),
+                     now=clock.now())
+    d = Dispatcher(sqlite_engine, {"telegram": sender}, clock, channel_settings, limits={"telegram": limiter},
+                   sleep=sleep)
+    answer = ["第一条", "第二条", "第三条"]
+    dp = telegram.create_dispatcher(ScriptedEngine(lambda i: [Reply(t) for t in answer]), channel_settings,
+                                    reply_sender=sender)
+    asked: list[float] = []
+
+    async def person_writes() -> None:
+        await sleep(2.5)  # the broadcast is half a second past the person's own message of it
+        asked.append(clock.now().timestamp())
+        update = Update.model_validate({"update_id": 1, **fake_tg.text_update(CHAT, "我要人工")},
+                                       context={"bot": sender.bot})
+        await dp.feed_update(sender.bot, update)
+
+    try:
+        await asyncio.gather(d.run_once(), person_writes())
+    finally:
+        await sender.close()
+    to_chat = [(t, text) for t, chat, text in sends if chat == str(CHAT)]
+    assert [text for _, text in to_chat] == ["通知 40", *answer]
+    gaps = [later - earlier for (earlier, _), (later, _) in zip(to_chat, to_chat[1:], strict=False)]
+    assert all(gap >= 1 / per_chat for gap in gaps), gaps
+    # The first slot the chat allows (a second after its broadcast message, which went before the
+    # person wrote), then one a second: the bulk lane holds at most BULK_HORIZON_S of the future.
+    outbox_at, first_at = to_chat[0][0], to_chat[1][0]
+    assert outbox_at < asked[0] < outbox_at + 1 / per_chat
+    assert first_at - (outbox_at + 1 / per_chat) <= BULK_HORIZON_S + 0.06
+    assert all(gap <= 1 / (per_chat * HEADROOM) + BULK_HORIZON_S + 0.06 for gap in gaps[1:]), gaps
+    broadcast_after = [t for t, chat, text in sends if text.startswith("通知") and t > to_chat[-1][0]]
+    assert len(broadcast_after) > 50  # the backlog the answer did not wait behind
+    assert window_violations([t for t, _, _ in sends], rate) == 0
+    assert sorted(text for _, _, text in sends) == sorted([f"通知 {i}" for i in range(200)] + answer)
+    assert d.stats["sent"] == 200
 
 
 class _OneThrottle(Faults):

@@ -131,3 +131,39 @@ async def test_a_delivery_receipt_signed_either_way_marks_the_message_delivered(
     codes = [(await post(app, "/webhooks/twilio/status", cb.params, cb.headers)).status_code for cb in callbacks]
     assert codes == [204, 204, 204]
     assert row(sqlite_engine, oid).status == "delivered"
+
+
+@pytest.mark.parametrize(("name", "signing"), SIGNINGS, ids=[s[0] for s in SIGNINGS])
+async def test_the_service_app_takes_twilio_signed_webhooks_either_way_and_refuses_a_forgery(
+        db_engine: Any, channel_settings: Any, clock: Any, name: str, signing: Any) -> None:
+    """Wired as `nuanxin run` and `nuanxin web` wire it (web.app.create_app), on SQLite and
+    PostgreSQL: an inbound SMS and a delivery receipt signed by Twilio (SHA-1 with the auth token,
+    or SHA-256 with a shared key of TWILIO_WEBHOOK_KEYS) are handled; the same receipt with one
+    field changed is refused and leaves the row as it was."""
+    from web.app import create_app
+
+    settings = channel_settings.model_copy(update={"twilio_webhook_keys": f"{SHARED_KEY[0]}={SHARED_KEY[1]}"})
+    engine = ScriptedEngine()
+    app = create_app(settings, db_engine, clock=clock, bot_engine=engine)
+    b, _ = add_person(db_engine, sms="+8613800000012")
+    oid = queue(db_engine, clock, channel="sms", address="+8613800000012", beneficiary_id=b)
+    async with fake(signing) as tw:
+        provider = TwilioProvider(tw.account_sid, tw.auth_token, "+8610655000", api_base=tw.base_url,
+                                  public_base_url=settings.public_base_url)
+        try:
+            await Dispatcher(db_engine, {"sms": provider}, clock, settings, sleep=fake_sleep(clock)).run_once()
+        finally:
+            await provider.close()
+        sid = row(db_engine, oid).provider_message_id
+        callbacks = tw.callbacks_for(sid)
+        inbound = {**INBOUND, "From": "+8613800000012"}
+        inbound_headers = tw.webhook_headers(PUBLIC + "/webhooks/twilio/sms", inbound)
+    assert row(db_engine, oid).status == "sent"
+    forged = {**callbacks[-1].params, "MessageStatus": "undelivered", "ErrorCode": "21610"}
+    assert (await post(app, "/webhooks/twilio/status", forged, callbacks[-1].headers)).status_code == 403
+    assert row(db_engine, oid).status == "sent"  # the forged opt-out changed nothing
+    codes = [(await post(app, "/webhooks/twilio/status", cb.params, cb.headers)).status_code for cb in callbacks]
+    assert codes == [204, 204, 204] and row(db_engine, oid).status == "delivered"
+    reply = await post(app, "/webhooks/twilio/sms", inbound, inbound_headers)
+    assert reply.status_code == 200 and "<Message>" in reply.text
+    assert [i.text for i in engine.seen] == ["你好"]

@@ -79,7 +79,9 @@ PERMISSIONS: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/logout"): ALL,
 }
 PUBLIC = {("GET", "/healthz"), ("GET", "/login"), ("POST", "/login"), ("GET", "/login/language"),
-          ("POST", "/webhooks/twilio/sms"), ("POST", "/webhooks/twilio/status"), ("POST", "/webhooks/telegram")}
+          ("POST", "/webhooks/twilio/sms"), ("POST", "/webhooks/twilio/status"), ("POST", "/webhooks/telegram"),
+          # Machine routes: /readyz answers probes, /metrics checks its own bearer token.
+          ("GET", "/readyz"), ("GET", "/metrics")}
 # Routes that end the session come last in a walk.
 LAST = {("POST", "/logout")}
 
