@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-NAMES = ("import", "engine", "qa", "dispatch", "enqueue", "sweep", "crash", "audience", "journeys",
+NAMES = ("import", "engine", "qa", "dispatch", "enqueue", "sweep", "crash", "audience", "journeys", "memory",
          "reliability")
 
 

@@ -72,7 +72,9 @@ def chat(
         return
     typer.echo("暖心 nuanxin console. Ctrl-D to quit. / 按 Ctrl-D 退出。")
     if sys.stdin.isatty():
+        seen = _show_delivered(db, address, 0, show=False)  # from now on
         while True:
+            seen = _show_delivered(db, address, seen)
             try:
                 line = input("> ")
             except (EOFError, KeyboardInterrupt):
@@ -84,6 +86,23 @@ def chat(
     else:
         run_lines(engine.handle, sys.stdin, address, typer.echo, lang)
     _ = CHANNEL
+
+
+def _show_delivered(db: Any, address: str, after_id: int, *, show: bool = True) -> int:
+    """Print what was delivered to this console conversation through the outbox since `after_id`
+    (a staff member's answer, a notice); returns the last message id seen."""
+    from sqlmodel import Session, col, select
+
+    from models.conversations import MessageLog
+
+    with Session(db) as s:
+        rows = s.exec(select(MessageLog).where(MessageLog.channel == "console", MessageLog.address == address,
+                                               MessageLog.direction == "out", col(MessageLog.outbox_id).is_not(None),
+                                               col(MessageLog.id) > after_id).order_by(col(MessageLog.id))).all()
+        last = s.exec(select(MessageLog.id).order_by(col(MessageLog.id).desc())).first() or 0
+    for row in rows if show else ():
+        typer.echo(row.text + "\n")
+    return max(last, after_id)
 
 
 def link_console(db: Any, engine: Any, phone: str, session: str) -> str:

@@ -32,15 +32,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 from sqlmodel import select as orm_select
 
+from bot import answers
 from bot.channels.base import Choice, Inbound, Reply
 from bot.conversations import LOG, Conflict, Conv, ConversationStore, log_row
 from bot.flowregistry import FlowCtx, Registry, builtin
-from bot.flowrunner import Flow, Out, Runner, clean_text, load_flows, word
-from bot.identity import LINK_FLOW, Identity, Notifier, OutboxNotifier
+from bot.flowrunner import DOCUMENT_KINDS, Flow, Out, Runner, clean_text, load_flows, typing_lines, word
+from bot.identity import LINK_FLOW, Identity, Notifier, OutboxNotifier, language_after_link
 from bot.language import detect_language
+from bot.state import ServiceOffer
 from bot.texts import CHANNEL_NAMES, localise, reply_by, t
-from models.actions import audit, opt_in, opt_out
-from models.applications import HandoffTicket
+from bot.tickets import Handoff, entry, hand_off
+from models.actions import opt_in, opt_out
 from models.db import is_sqlite, writer
 from models.people import Beneficiary, Contact
 from models.phone import mask_phone
@@ -62,6 +64,7 @@ class _AnswerFirst(Exception):
     def __init__(self, question: str, lang: str) -> None:
         super().__init__(question)
         self.key = (question, lang)
+
 
 # Global words, matched after NFKC, lower case and trimming (see flowrunner.word).
 MENU_WORDS = frozenset(["菜单", "0", "主菜单", "menu", "main", "menu", "/menu", "/start", "首页", "home"]) | {"main menu"}
@@ -135,6 +138,7 @@ class Engine:
         self.runner = Runner(self.flows, self.registry)
         self.identity = Identity(settings, self.notifier)
         self.menu_flows = sorted((f for f in self.flows.values() if f.menu), key=lambda f: f.menu or 0)
+        self.recognisable = sorted((f for f in self.flows.values() if f.recognise), key=lambda f: f.recognise_rank)
         self.store = ConversationStore()
         # SQLite has one writer at a time: this process's writers queue on a lock rather than in
         # SQLite's busy loop, which sleeps in steps and would make the slowest replies slow.
@@ -224,7 +228,9 @@ class Engine:
                     outs = self._start(s, conv, start.flow, now, args=start.args)
                 else:
                     outs = self._process(s, conv, inbound, now)
-                replies = [self._reply(conv, o) for o in outs]
+                # The keyboard of what is asked now carries this prompt's token (bot/state.py).
+                token = conv.state.mark_prompt(self._prompt_key(conv))
+                replies = [self._reply(conv, o, token) for o in outs]
                 s.flush()
                 self.store.save(conn, conv, now)
                 rows = []
@@ -253,15 +259,30 @@ class Engine:
             return "[code]"
         return redact(_NO_CTRL.sub("", (inbound.text or "")[:2000]))
 
-    def _reply(self, conv: Conv, out: Out) -> Reply:
+    def _reply(self, conv: Conv, out: Out, token: str) -> Reply:
         lang = conv.lang
-        footer = t("footer_flow" if out.in_flow and conv.state.flow else "footer_menu", lang)
+        in_flow = out.in_flow and bool(conv.state.flow)
+        footer = t("footer_flow" if in_flow else "footer_menu", lang)
+        person = Choice(t("button_person", lang), "人工")
+        navigation = (Choice(t("button_back", lang), "返回"), person) if in_flow else (person,)
         return Reply(text=f"{out.text}\n{footer}", choices=tuple(Choice(label, value) for value, label in out.choices),
                      columns=1, expects=out.expects if out.in_flow or out.choices else "text",
                      metadata={"choices_in_text": "1", "lang": lang, "flow": conv.state.flow or "",
-                               "step": conv.state.step or "", "footer": footer,
+                               "step": conv.state.step or "", "prompt": token, "footer": footer,
                                # SMS shows the footer on the first reply and after a misunderstanding only
-                               "repair": "1" if conv.version == 0 or conv.state.misses else "0"})
+                               "repair": "1" if conv.version == 0 or conv.state.misses else "0"},
+                     navigation=navigation, button_text=_button_text(out, lang))
+
+    def _prompt_key(self, conv: Conv) -> str:
+        """Names the question now on screen: a new question gets a new token, the same one keeps it."""
+        st = conv.state
+        if st.pending is not None:
+            return f"{st.flow}:{st.step}:confirm"
+        if st.offer is not None:
+            return f"offer:{st.offer.flow}"
+        if st.flow:
+            return f"{st.flow}:{st.step}:{st.doc_index}"
+        return "menu"
 
     def _ctx(self, s: Tx, conv: Conv, now: datetime) -> FlowCtx:
         return FlowCtx(session_fn=lambda: s.session, settings=self.settings, now=now, lang=conv.lang, channel=conv.channel,
@@ -293,6 +314,13 @@ class Engine:
             conv.language = detect_language(text, inbound.language_hint)
         prefix: list[Out] = []
         st = conv.state
+        if (inbound.prompt_token is not None and inbound.prompt_token != st.prompt_token
+                and word(text) not in HUMAN_WORDS):
+            # A button of an older message (a double tap, a slow phone): never an answer to what is asked now.
+            cur = self._current_prompt(s, conv, now)
+            return [Out(t("stale_button", conv.lang) + "\n" + cur.text, cur.choices, cur.expects, cur.in_flow)]
+        if inbound.edited or any(a.kind not in DOCUMENT_KINDS for a in inbound.attachments):
+            return [self._media(s, conv, inbound, now)]
         if conv.beneficiary_id is not None and st.flow is None:
             adopted = self.store.adopt(s.conn, conv)
             if adopted:
@@ -376,8 +404,7 @@ class Engine:
             conv.beneficiary_id = linked.beneficiary_id
             conv.acting_as = linked.relationship
             conv.contact_id = None
-            if not st.language_chosen:
-                conv.language = linked.language
+            conv.language = language_after_link(conv.lang, linked.language, chosen=st.language_chosen)
             after, st.after_link = st.after_link, None
             if after and after in self.flows:
                 return _join(outs, self._start(s, conv, after, now))
@@ -393,6 +420,10 @@ class Engine:
         lang = conv.lang
         linked = conv.beneficiary_id is not None
         w = word(text) if len(text) <= 40 else ""
+        if conv.state.offer is not None:
+            taken = self._answer_offer(s, conv, text, now)
+            if taken is not None:
+                return taken
         if inbound.attachments and not clean_text(text):
             return [Out(t("photo_at_menu", lang) + "\n" + self._menu(lang, linked).text, in_flow=False)]
         if w:
@@ -408,13 +439,96 @@ class Engine:
         if len(_WORDY.findall(text)) < 2:
             return [Out(t("not_understood_menu", lang) + "\n" + self._menu(lang, linked).text,
                         self._menu(lang, linked).choices, "choice", in_flow=False)]
-        return [self._question(s, conv, clean_text(text)[:500], now)]
+        return self._free_text(s, conv, clean_text(text)[:500], now)
+
+    # ------------------------------------------------------------------ media that are not documents
+    def _media(self, s: Tx, conv: Conv, inbound: Inbound, now: datetime) -> Out:
+        """A voice note goes to staff with its audio; a sticker, a location, a contact card, a video or an
+        edited message gets a short reply. None of them is an answer: the current question follows."""
+        lang = conv.lang
+        kinds = {a.kind for a in inbound.attachments}
+        if inbound.edited:
+            head = t("edited_reply", lang)
+        elif kinds & {"voice", "audio"}:
+            audio = next(a for a in inbound.attachments if a.kind in ("voice", "audio"))
+            done = self._hand_off(s, conv, "voice", "[语音留言 voice message]", now, attachment={
+                "kind": audio.kind, "audio": audio.local_path, "file_id": audio.file_id, "mime": audio.mime_type})
+            head = t("voice_to_staff", lang, ticket=done.ticket.id)
+            if conv.state.flow:
+                head += "\n" + t("handoff_saved", lang)
+        elif "location" in kinds:
+            head = t("location_reply", lang)
+        elif "contact" in kinds:
+            head = t("contact_reply", lang)
+        elif "sticker" in kinds:
+            head = t("sticker_reply", lang)
+        else:
+            head = t("video_reply", lang)
+        if not conv.state.flow and conv.state.offer is None:
+            return Out(head, in_flow=False)
+        cur = self._current_prompt(s, conv, now)
+        return Out(head + "\n" + cur.text, cur.choices, cur.expects, cur.in_flow)
+
+    # ------------------------------------------------------------------ services before articles
+    def _service_for(self, text: str) -> Flow | None:
+        """The service this text asks for ("我要报告住院", "我爸爸昨天晚上走了"), if any."""
+        normal = word(text)
+        for flow in self.recognisable:
+            if any(p.search(normal) for p in flow.patterns):
+                return flow
+        return None
+
+    def _free_text(self, s: Tx, conv: Conv, text: str, now: datetime) -> list[Out]:
+        """What a person writes at the menu: a service first, a policy article when they ask about policy,
+        a person (a ticket) only when neither fits."""
+        service = self._service_for(text)
+        if service is not None and not _ASKS_POLICY.search(word(text)):
+            return self._offer(s, conv, service, text, now)
+        answer = self._ask_qa(conv, text)
+        if answer is not None and not answer.handoff:
+            return [Out(answer.sms if conv.channel == "sms" and answer.sms else answer.answer, in_flow=False)]
+        if service is not None:
+            return self._offer(s, conv, service, text, now)
+        return [self._question_to_staff(s, conv, text, answer, now)]
+
+    def _offer(self, s: Tx, conv: Conv, service: Flow, text: str, now: datetime) -> list[Out]:
+        if service.report is not None:  # reading one's own records asks nothing: just show them
+            return self._start(s, conv, service.id, now)
+        conv.state.offer = ServiceOffer(flow=service.id, question=redact(text)[:200])
+        return [self._offer_prompt(conv)]
+
+    def _offer_prompt(self, conv: Conv) -> Out:
+        lang = conv.lang
+        offer = conv.state.offer
+        assert offer is not None
+        flow = self.flows[offer.flow]
+        question = localise(flow.offer or flow.title, lang)
+        return Out(f"{question}\n{t('offer_how', lang)}", (("1", t("offer_yes", lang)), ("2", t("offer_no", lang))),
+                   "choice", in_flow=False)
+
+    def _answer_offer(self, s: Tx, conv: Conv, text: str, now: datetime) -> list[Out] | None:
+        """Yes starts the service, no goes back to the menu; anything else is read as new text (None)."""
+        offer = conv.state.offer
+        assert offer is not None
+        conv.state.offer = None
+        if offer.flow not in self.flows:
+            return None
+        reply = answers.yes_no(text)
+        if reply == "yes":
+            return self._start(s, conv, offer.flow, now)
+        if reply == "no":
+            menu = self._menu(conv.lang, conv.beneficiary_id is not None)
+            return [Out(t("offer_declined", conv.lang) + "\n" + menu.text, menu.choices, "choice", in_flow=False)]
+        return None
 
     def _start(self, s: Tx, conv: Conv, flow_id: str, now: datetime, args: dict[str, Any] | None = None) -> list[Out]:
         flow = self.flows[flow_id]
         st = conv.state
         if flow.requires_link and conv.beneficiary_id is None:
             return self._start_link(s, conv, now, flow_id)
+        if flow.requires_link and conv.acting_as is None and self._deceased(s, conv):
+            # The phone of someone who has died cannot act as them; a relative links as family.
+            return [Out(t("deceased_self", conv.lang), in_flow=False)]
         ctx = self._ctx(s, conv, now)
         if not args and st.resume(flow_id) and flow.has_step(st.step):
             cur = self.runner.prompt(flow, st, ctx)
@@ -431,6 +545,10 @@ class Engine:
             outs = [Out(t("needs_link", conv.lang) + "\n" + outs[0].text, outs[0].choices, outs[0].expects)]
         return outs
 
+    def _deceased(self, s: Tx, conv: Conv) -> bool:
+        person = s.session.get(Beneficiary, conv.beneficiary_id) if conv.beneficiary_id else None
+        return person is not None and person.status == "deceased"
+
     def _current_prompt(self, s: Tx, conv: Conv, now: datetime) -> Out:
         st = conv.state
         ctx = self._ctx(s, conv, now)
@@ -438,6 +556,8 @@ class Engine:
             return self.identity.prompt(st, ctx)
         if st.flow in self.flows:
             return self.runner.prompt(self.flows[st.flow], st, ctx)
+        if st.offer is not None and st.offer.flow in self.flows:
+            return self._offer_prompt(conv)
         return self._menu(conv.lang, conv.beneficiary_id is not None)
 
     def _title(self, flow_id: str, lang: str) -> str:
@@ -460,40 +580,28 @@ class Engine:
         return Out("\n".join(lines), tuple(choices), "choice", in_flow=False)
 
     # ------------------------------------------------------------------ people
-    def _transcript(self, s: Tx, conv: Conv) -> list[dict[str, str]]:
+    def _transcript(self, s: Tx, conv: Conv) -> list[dict[str, Any]]:
         rows = s.conn.execute(select(LOG.c.direction, LOG.c.text, LOG.c.created_at).where(
             LOG.c.channel == conv.channel, LOG.c.address == conv.address)
             .order_by(LOG.c.created_at.desc(), LOG.c.id.desc()).limit(20)).all()
-        return [{"dir": r.direction, "text": r.text, "at": r.created_at.isoformat() if r.created_at else ""}
-                for r in reversed(rows)]
-
-    def _open_ticket(self, s: Tx, conv: Conv, reason: str, question: str, now: datetime) -> HandoffTicket:
+        lines = [entry(r.direction, r.text, r.created_at) for r in reversed(rows)]
         st = conv.state
-        transcript = self._transcript(s, conv)
-        if question:
-            transcript.append({"dir": "in", "text": redact(question), "at": now.isoformat()})
         if st.flow:
-            transcript.append({"dir": "note", "text": f"was in flow {st.flow} at step {st.step}",
-                               "at": now.isoformat()})
-        ticket = HandoffTicket(channel=conv.channel, address=conv.address, beneficiary_id=conv.beneficiary_id,
-                               language=conv.lang, question=redact(question) or "(asked for a person)",
-                               reason=reason[:32], transcript=transcript, created_at=now)
-        s.session.add(ticket)
-        s.session.flush()
-        audit(s.session, "bot", "ticket.open", "handoff_ticket", ticket.id, {"reason": reason, "channel": conv.channel},
-              now)
-        return ticket
+            lines.append(entry("note", f"was in flow {st.flow} at step {st.step}", self.clock.now()))
+        return lines
+
+    def _hand_off(self, s: Tx, conv: Conv, reason: str, question: str, now: datetime,
+                  attachment: dict[str, Any] | None = None) -> Handoff:
+        """A ticket for staff, bounded per sender (bot/tickets.py): repeated messages join the open one."""
+        return hand_off(s.session, channel=conv.channel, address=conv.address, beneficiary_id=conv.beneficiary_id,
+                        language=conv.lang, reason=reason, question=question, context=self._transcript(s, conv),
+                        now=now, office_tz=self.settings.tz, attachment=attachment)
 
     def _handoff(self, s: Tx, conv: Conv, reason: str, question: str, now: datetime) -> Out:
         lang = conv.lang
-        existing = s.session.exec(orm_select(HandoffTicket).where(
-            HandoffTicket.channel == conv.channel, HandoffTicket.address == conv.address,
-            HandoffTicket.status == "open", HandoffTicket.reason == "asked_for_person")).first()
-        if existing is not None:
-            text = t("handoff_already", lang, ticket=existing.id)
-        else:
-            ticket = self._open_ticket(s, conv, reason, question, now)
-            text = t("handoff_done", lang, ticket=ticket.id, reply_by=reply_by(now, self.settings.tz, lang))
+        done = self._hand_off(s, conv, reason, question, now)
+        text = (t("handoff_already", lang, ticket=done.ticket.id) if done.appended
+                else t("handoff_done", lang, ticket=done.ticket.id, reply_by=reply_by(now, self.settings.tz, lang)))
         if conv.state.flow:
             text += "\n" + t("handoff_saved", lang)
         return Out(text, in_flow=bool(conv.state.flow))
@@ -508,6 +616,15 @@ class Engine:
                 self._qa_failed = True
         return self._qa
 
+    def _ask_qa(self, conv: Conv, question: str) -> Any:
+        """The policy answer, found before the message's transaction (see _AnswerFirst)."""
+        answers = _ANSWERS.get()
+        if answers is None:  # not through handle(): answered here
+            return self._answer(question, conv.lang)
+        if (question, conv.lang) not in answers:
+            raise _AnswerFirst(question, conv.lang)
+        return answers[(question, conv.lang)]
+
     def _answer(self, question: str, lang: str) -> Any:
         qa = self._get_qa()
         if qa is None:
@@ -518,24 +635,17 @@ class Engine:
             log.exception("policy Q&A failed; handing off")
             return None
 
-    def _question(self, s: Tx, conv: Conv, question: str, now: datetime) -> Out:
+    def _question_to_staff(self, s: Tx, conv: Conv, question: str, answer: Any, now: datetime) -> Out:
         lang = conv.lang
-        answers = _ANSWERS.get()
-        if answers is None:  # not through handle(): answered here
-            answer = self._answer(question, lang)
-        elif (question, lang) in answers:
-            answer = answers[(question, lang)]
-        else:
-            raise _AnswerFirst(question, lang)
-        if answer is not None and not answer.handoff:
-            body = answer.sms if conv.channel == "sms" and answer.sms else answer.answer
-            return Out(body, in_flow=False)
         reason = answer.reason if answer is not None else "out_of_scope"
-        ticket = self._open_ticket(s, conv, reason, question, now)
+        done = self._hand_off(s, conv, reason, question, now)
+        if done.appended:
+            return Out(t("ticket_added", lang, ticket=done.ticket.id), in_flow=False)
         if answer is not None and answer.answer:
-            text = answer.answer + localise({"zh-Hans": f"（编号{ticket.id}）", "en": f" (ticket {ticket.id})"}, lang)
+            text = answer.answer + localise({"zh-Hans": f"（编号{done.ticket.id}）", "en": f" (ticket {done.ticket.id})"},
+                                            lang)
         else:
-            text = t("qa_passed_on", lang, ticket=ticket.id, reply_by=reply_by(now, self.settings.tz, lang))
+            text = t("qa_passed_on", lang, ticket=done.ticket.id, reply_by=reply_by(now, self.settings.tz, lang))
         return Out(text, in_flow=False)
 
 
@@ -547,6 +657,31 @@ def _join(first: list[Out], second: list[Out]) -> list[Out]:
         return first
     a, b = first[-1], second[0]
     return first[:-1] + [Out(a.text + "\n" + b.text, b.choices, b.expects, b.in_flow)] + second[1:]
+
+
+# A question about policy (how much, who can, which documents...): the article answers it even when
+# it names a service ("住院能报销多少？" is a question about the claim, not a claim).
+_ASKS_POLICY = re.compile(
+    r"多少|几多|比例|标准|条件|资格|规定|政策|如何|怎么(办理|申请|报销|算|交|领|计算)|需要(什么|哪些)|要(带)?(什么|哪些)|"
+    r"能不能|可不可以|可以.{0,8}吗|有没有.{0,6}(补贴|补助|待遇)|什么(时候|材料|条件)|哪些|几时|几点|"
+    r"\bhow (much|many|do|can|long)\b|\bwhat (documents|papers|is|are)\b|\bwho can\b|\beligible|\bcan i\b")
+_NUMBERED = re.compile(r"^\s*(\d+)[.、]\s*\S")
+
+
+def _button_text(out: Out, lang: str) -> str:
+    """The text as shown with buttons: the numbered list of the choices and the typing
+    instructions left out (the buttons say them), and no footer (back and a person are buttons)."""
+    if not out.choices:
+        return out.text
+    highest = max([len(out.choices)] + [int(v) for v, _ in out.choices if v.isdigit()])
+    drop = typing_lines(lang)
+    lines = []
+    for line in out.text.split("\n"):
+        numbered = _NUMBERED.match(line)
+        if line.strip() in drop or (numbered and 1 <= int(numbered.group(1)) <= highest):
+            continue
+        lines.append(t("menu_title_buttons", lang) if line == t("menu_title", lang) else line)
+    return "\n".join(lines).strip() or out.text
 
 
 def _attachment_log(inbound: Inbound) -> list[dict[str, Any]]:

@@ -14,18 +14,18 @@ from typing import Any
 
 from sqlmodel import select
 
-from bot.flowregistry import REGISTRY, FlowCtx
+from bot.flowregistry import REGISTRY, FlowCtx, Refused
 from bot.flowrunner import display
 from bot.flowspec import Flow
 from bot.state import ConversationState
 from bot.texts import localise, to_hant
+from bot.tickets import hand_off
 from bot.words import catalogue, label
-from models.actions import audit, create_task, record_death
+from models.actions import audit, create_task
 from models.applications import (
     Application,
     ApplicationDocument,
     ApplicationStageChange,
-    HandoffTicket,
     Stage,
     SurveyAnswer,
 )
@@ -128,7 +128,8 @@ def certification(ctx: FlowCtx, state: ConversationState, flow: Flow, params: di
 
 @REGISTRY.action("record_death", required=("id_field", "date_field"), optional=("relationship_field",))
 def record_death_action(ctx: FlowCtx, state: ConversationState, flow: Flow, params: dict[str, Any]) -> dict[str, Any]:
-    """Mark the person deceased at once (queued messages suppressed) and open a condolence visit.
+    """A reported death becomes a task for staff to verify (models.actions.report_change); the
+    record changes only when a caseworker confirms, and outreach to the person pauses meanwhile.
     A person not on our roll still gets a person: the report goes to staff as a ticket."""
     ident = _v(state, params["id_field"]) or {}
     died_on = date.fromisoformat(_v(state, params["date_field"]))
@@ -136,13 +137,19 @@ def record_death_action(ctx: FlowCtx, state: ConversationState, flow: Flow, para
     s = ctx.session
     b = s.exec(select(Beneficiary).where(Beneficiary.id_hash == ident.get("hash", ""))).first()
     if b is None:
-        s.add(HandoffTicket(channel=ctx.channel, address=ctx.address, beneficiary_id=ctx.beneficiary_id,
-                            language=ctx.lang, reason="flow",
-                            question=f"death report for a person not on the roll: {ident.get('masked')}, "
-                                     f"died {died_on.isoformat()}, reported by {relationship}",
-                            transcript=[], created_at=ctx.now))
+        hand_off(s, channel=ctx.channel, address=ctx.address, beneficiary_id=ctx.beneficiary_id, language=ctx.lang,
+                 reason="flow", question=f"death report for a person not on the roll: {ident.get('masked')}, "
+                                         f"died {died_on.isoformat()}, reported by {relationship}",
+                 context=[], now=ctx.now, office_tz=ctx.settings.tz)
         return {"on_roll": ""}
-    record_death(s, b, died_on=died_on, actor="bot", reported_by=f"{relationship} via {ctx.channel}", now=ctx.now)
+    from models.actions import report_change
+    from models.phone import mask_phone
+    from models.reports import DeathReport, Reporter
+
+    reporter = Reporter(relationship=relationship, channel=ctx.channel, contact_id=ctx.contact_id,
+                        beneficiary_id=ctx.beneficiary_id,
+                        address_masked=mask_phone(ctx.address) if ctx.channel == "sms" else ctx.address)
+    report_change(s, b, DeathReport(died_on=died_on), reporter, now=ctx.now)
     return {"on_roll": "yes"}
 
 
@@ -167,6 +174,31 @@ def mutual_aid_member(ctx: FlowCtx, state: ConversationState, flow: Flow) -> str
         SchemeMembership.beneficiary_id == ctx.beneficiary_id, SchemeMembership.scheme == "medical_mutual_aid",
         SchemeMembership.period == year)).first()
     return None if row is not None else "not_member"
+
+
+OPEN_STAGES_END = ("completed", "rejected", "withdrawn")
+ALREADY_OPEN = {
+    "zh-Hans": "您已经有一份{kind}在办（编号{reference}，{stage}），不用再申请。想看进度，回复“我的申请”。",
+    "en": 'You already have a {kind} application under way ({reference}: {stage}); there is no need to apply again. '
+          'Reply "my applications" to see how it is going.',
+}
+
+
+@REGISTRY.precheck("no_open_application")
+def no_open_application(ctx: FlowCtx, state: ConversationState, flow: Flow) -> Refused | None:
+    """One open application of a kind per person: a second is refused, with the first one's stage."""
+    kinds = [call.params["type"] for call in flow.on_complete if call.action == "create_application"]
+    if not kinds or ctx.beneficiary_id is None:
+        return None
+    app = ctx.session.exec(select(Application).where(
+        Application.beneficiary_id == ctx.beneficiary_id, Application.type.in_(kinds),  # type: ignore[attr-defined]
+        Application.stage.not_in(OPEN_STAGES_END))  # type: ignore[attr-defined]
+        .order_by(Application.created_at.desc())).first()  # type: ignore[attr-defined]
+    if app is None:
+        return None
+    text = localise(ALREADY_OPEN, ctx.lang).format(kind=label("application_type", app.type, ctx.lang),
+                                                   reference=app.reference, stage=label("stage", app.stage, ctx.lang))
+    return Refused(text)
 
 
 @REGISTRY.precheck("completed_service")

@@ -25,8 +25,16 @@ if TYPE_CHECKING:
     from bot.flowspec import Flow
     from bot.state import ConversationState
 
+@dataclass(frozen=True)
+class Refused:
+    """A check that stops the flow with its own words (e.g. which application is already open)."""
+
+    text: str
+
+
 ActionFn = Callable[["FlowCtx", "ConversationState", "Flow", dict[str, Any]], dict[str, Any]]
-PrecheckFn = Callable[["FlowCtx", "ConversationState", "Flow"], "str | None"]
+# A check returns None (go ahead), the id of one of the flow's endings, or a Refused with its words.
+PrecheckFn = Callable[["FlowCtx", "ConversationState", "Flow"], "str | Refused | None"]
 ReportFn = Callable[["FlowCtx", "ConversationState"], str]
 
 BUILTIN_MODULES = ("bot.flowactions",)
@@ -46,6 +54,15 @@ class FlowCtx:
     acting_as: str | None
     contact_fn: Callable[[], int | None]  # looked up only when something needs it (keeps the hot path lean)
     accepts_files: bool
+    _person: list[Any] = field(default_factory=list, repr=False)
+
+    def person(self) -> Any:
+        """The linked beneficiary (looked up once per message), or None."""
+        if not self._person:
+            from models.people import Beneficiary
+
+            self._person.append(self.session.get(Beneficiary, self.beneficiary_id) if self.beneficiary_id else None)
+        return self._person[0]
 
     @property
     def session(self) -> Session:

@@ -15,10 +15,10 @@ from datetime import date
 from typing import Any
 
 from bot import answers
-from bot.flowregistry import FlowCtx, Registry, builtin
+from bot.flowregistry import FlowCtx, Refused, Registry, builtin
 from bot.flowspec import FLOW_DIR, STEP_TYPES, Flow, FlowError, Step, load_flows, parse_flow
 from bot.language import clean, normalise_command
-from bot.state import ConversationState
+from bot.state import ConversationState, PendingAnswer
 from bot.texts import localise
 
 __all__ = ["FLOW_DIR", "STEP_TYPES", "Flow", "FlowCtx", "FlowError", "Invalid", "Out", "Runner", "Step",
@@ -224,9 +224,27 @@ WORDS = {
     "reply_number": {"zh-Hans": "请回复数字：", "en": "Reply with a number:"},
     "confirm_head": {"zh-Hans": "请核对：", "en": "Please check:"},
     "confirm_tail": {"zh-Hans": "回复1提交，回复2不提交。", "en": "Reply 1 to submit, 2 not to submit."},
-    "doc_prompt": {"zh-Hans": "第{i}/{n}份：{label}。请拍照发来；没有就回复“跳过”；都以后带去窗口就回复“以后”。",
-                   "en": 'Document {i} of {n}: {label}. Send a photo or file; reply "skip" if you do not have it, '
-                         'or "later" to bring the rest to the service window.'},
+    "doc_prompt": {"zh-Hans": "第{i}/{n}份：{label}。请拍照发来。",
+                   "en": "Document {i} of {n}: {label}. Send a photo or file."},
+    "doc_how": {"zh-Hans": "没有就回复“跳过”；都以后带去窗口就回复“以后”。",
+                "en": 'Reply "skip" if you do not have it, or "later" to bring the rest to the service window.'},
+    "skip": {"zh-Hans": "跳过", "en": "Skip"},
+    "later": {"zh-Hans": "以后带去", "en": "Bring later"},
+    "confirm_choice": {"zh-Hans": "您选的是“{answer}”，确定吗？", "en": 'You chose "{answer}". Are you sure?'},
+    "confirm_cancel": {"zh-Hans": "确定不提交吗？这次填的内容不会保存。",
+                       "en": "Are you sure you do not want to submit? What you entered will not be kept."},
+    "sure": {"zh-Hans": "确定", "en": "Yes, that is right"},
+    "choose_again": {"zh-Hans": "重新选", "en": "Choose again"},
+    "sure_how": {"zh-Hans": "回复1确定，回复2重新选。", "en": "Reply 1 if so, or 2 to choose again."},
+    "known_head": {"zh-Hans": "我们登记的是：{facts}。对吗？", "en": "Our record says: {facts}. Is that right?"},
+    "known_how": {"zh-Hans": "对就回复1；不对就直接回答上面的问题。",
+                  "en": "Reply 1 if so; if not, just answer the question above."},
+    "right": {"zh-Hans": "对", "en": "Yes, that is right"},
+    "not_right": {"zh-Hans": "不对", "en": "No"},
+    "id_not_linked": {"zh-Hans": "这个身份证号和绑定的{name}（{masked}）对不上，请再看看。",
+                      "en": "That ID number does not match {name} ({masked}), the person linked here. Please check."},
+    "id_is_own": {"zh-Hans": "这是您本人的身份证号。请发去世的人的身份证号。",
+                  "en": "That is your own ID number. Please send the ID number of the person who died."},
     "doc_got": {"zh-Hans": "收到：{label}。", "en": "Received: {label}."},
     "bring_list": {"zh-Hans": "要准备的材料（请带到服务窗口）：", "en": "Documents to prepare (bring them to the service window):"},
     "missing": {"zh-Hans": "还缺这些材料，请带到服务窗口：{items}。", "en": "Still missing, please bring to the service window: {items}."},
@@ -241,6 +259,20 @@ WORDS = {
 def w(key: str, lang: str, **kw: Any) -> str:
     text = localise(WORDS[key], lang)
     return text.format(**kw) if kw else text
+
+
+DOCUMENT_KINDS = frozenset({"photo", "document"})  # what counts as a document handed in
+
+# Lines that only say how to type an answer: a channel with buttons leaves them out.
+TYPING_LINES = ("reply_yes_no", "confirm_tail", "doc_how", "sure_how", "reply_number", "known_how")
+
+
+def typing_lines(lang: str) -> frozenset[str]:
+    return frozenset(w(key, lang) for key in TYPING_LINES)
+
+
+def err_w(key: str, lang: str, **kw: Any) -> Invalid:
+    return Invalid(w(key, lang, **kw))
 
 
 def display(step: Step, value: Any, lang: str) -> str:
@@ -278,8 +310,10 @@ class Runner:
 
     # -- prompts
     def prompt(self, flow: Flow, state: ConversationState, ctx: FlowCtx) -> Out:
-        step = flow.step(state.step or flow.steps[0].id)
         lang = ctx.lang
+        if state.pending is not None and flow.has_step(state.pending.step):
+            return self._pending_prompt(flow, state.pending, lang)
+        step = flow.step(state.step or flow.steps[0].id)
         text = localise(step.prompt, lang)
         if step.type == "yes_no":
             return Out(f"{text}\n{w('reply_yes_no', lang)}", (("1", w("yes", lang)), ("2", w("no", lang))), "choice")
@@ -291,12 +325,96 @@ class Runner:
             i = state.doc_index
             item = step.items[min(i, len(step.items) - 1)]
             head = f"{text}\n" if i == 0 else ""
-            return Out(head + w("doc_prompt", lang, i=i + 1, n=len(step.items), label=localise(item.label, lang)),
-                       expects="file")
+            return Out(head + w("doc_prompt", lang, i=i + 1, n=len(step.items), label=localise(item.label, lang))
+                       + "\n" + w("doc_how", lang), (("跳过", w("skip", lang)), ("以后", w("later", lang))), "file")
         if step.type == "confirm":
             return Out(self.summary(flow, state, lang, text), (("1", w("submit", lang)), ("2", w("dont_submit", lang))),
                        "choice")
         return Out(text, expects="code" if step.type == "otp" else "text")
+
+    def _pending_prompt(self, flow: Flow, pending: PendingAnswer, lang: str) -> Out:
+        """Before an answer that ends the flow is acted on: "您选的是'是'，确定吗？"; or what the record
+        says, to confirm instead of typing it."""
+        step = flow.step(pending.step)
+        if pending.known:
+            facts = "，".join(self._known_fact(flow.step(sid), value, lang) for sid, value in pending.value.items())
+            if pending.also:
+                facts += "，" + pending.also
+            return Out(f"{localise(step.prompt, lang)}\n{w('known_head', lang, facts=facts)}\n{w('known_how', lang)}",
+                       (("1", w("right", lang)), ("2", w("not_right", lang))), "choice")
+        head = (w("confirm_cancel", lang) if step.type == "confirm"
+                else w("confirm_choice", lang, answer=display(step, pending.value, lang)))
+        return Out(f"{head}\n{w('sure_how', lang)}", (("1", w("sure", lang)), ("2", w("choose_again", lang))),
+                   "choice")
+
+    # -- what the record already says
+    @staticmethod
+    def _known_fact(step: Step, value: Any, lang: str) -> str:
+        if step.known == "deceased":
+            return f"{localise(step.label, lang)}：{value.get('name', '')}（{value.get('masked', '')}）"
+        return f"{localise(step.label, lang)}：{display(step, value, lang)}"
+
+    def _known_value(self, flow: Flow, step: Step, state: ConversationState, ctx: FlowCtx) -> Any:
+        """What the linked record says for this step, or None (nothing known, or not for this person)."""
+        person = ctx.person() if step.known else None
+        if person is None:
+            return None
+        card = {"masked": person.id_masked, "hash": person.id_hash,
+                "birth_date": person.birth_date.isoformat() if person.birth_date else ""}
+        if step.known == "name":
+            return person.name if ctx.acting_as is None and person.name else None
+        if step.known == "id_card":
+            return card if ctx.acting_as is None else None
+        if step.known == "deceased":
+            # A relative linked for this person reports a death: most often it is theirs.
+            return {**card, "name": person.name} if ctx.acting_as is not None else None
+        if step.known == "relationship" and ctx.acting_as in {o.value for o in step.options}:
+            deceased = next((s for s in flow.steps if s.known == "deceased"), None)
+            if deceased is not None and (state.values.get(deceased.id) or {}).get("hash") != person.id_hash:
+                return None  # the report is about someone else: how they were related is asked
+            return ctx.acting_as
+        return None
+
+    def _offer_known(self, flow: Flow, state: ConversationState, step: Step, ctx: FlowCtx) -> bool:
+        """At a step the record can answer: fill it (the person already said the record is right) or
+        offer it, with the steps right after it that the record also answers, to confirm in one reply."""
+        if not step.known or state.known_declined:
+            return False
+        value = self._known_value(flow, step, state, ctx)
+        if value is None:
+            return False
+        if state.known_confirmed:
+            state.pending = PendingAnswer(step=step.id, value={step.id: value}, known=True)
+            return True
+        if step.type == "choice":
+            return False  # its options are the question: it is asked as it is unless the record was confirmed
+        group = {step.id: value}
+        also = ""
+        relation = next((s for s in flow.steps if s.known == "relationship"), None)
+        if step.known == "deceased" and relation is not None and ctx.acting_as in {o.value for o in relation.options}:
+            # Confirming who died confirms how the reporter is related to them: it is not asked again.
+            also = f"{localise(relation.label, ctx.lang)}：{display(relation, ctx.acting_as, ctx.lang)}"
+        for nxt in flow.steps[flow.index[step.id] + 1:]:
+            more = self._known_value(flow, nxt, state, ctx) if not nxt.when else None
+            if more is None:
+                break
+            group[nxt.id] = more
+        state.pending = PendingAnswer(step=step.id, value=group, known=True, also=also)
+        return True
+
+    def _take_known(self, flow: Flow, state: ConversationState, ctx: FlowCtx, prefix: str = "") -> list[Out]:
+        pending = state.pending
+        assert pending is not None and pending.known
+        state.pending = None
+        state.known_confirmed = True
+        ids = list(pending.value)
+        for sid in ids:
+            state.values[sid] = pending.value[sid]
+            if sid != ids[-1]:
+                state.history.append(sid)
+        state.step = ids[-1]
+        last = flow.step(ids[-1])
+        return self._advance(flow, state, last, pending.value[ids[-1]], ctx, prefix)
 
     def summary(self, flow: Flow, state: ConversationState, lang: str, head: str) -> str:
         lines = [head or w("confirm_head", lang)]
@@ -311,10 +429,13 @@ class Runner:
     def enter(self, flow: Flow, state: ConversationState, ctx: FlowCtx, args: dict[str, Any] | None = None) -> list[Out]:
         state.clear_flow()
         state.flow_args = dict(args or {})
-        if flow.precheck:
-            ending = self.registry.prechecks[flow.precheck](ctx, state, flow)
-            if ending is not None:
-                return [self._end(flow, state, ending, ctx)]
+        for name in flow.precheck:
+            verdict = self.registry.prechecks[name](ctx, state, flow)
+            if isinstance(verdict, Refused):
+                state.clear_flow()
+                return [Out(verdict.text, in_flow=False)]
+            if verdict is not None:
+                return [self._end(flow, state, verdict, ctx)]
         if flow.report:
             text = self.registry.reports[flow.report](ctx, state)
             state.clear_flow()
@@ -349,6 +470,8 @@ class Runner:
         if step.type == "documents":
             state.doc_index = 0
             state.values.setdefault(step.id, {})
+        if self._offer_known(flow, state, step, ctx) and state.known_confirmed:
+            return self._take_known(flow, state, ctx, prefix)
         out = self.prompt(flow, state, ctx)
         if prefix:
             out = Out(prefix + out.text, out.choices, out.expects, out.in_flow)
@@ -390,7 +513,12 @@ class Runner:
         return Out(prefix + text, in_flow=False)
 
     def back(self, flow: Flow, state: ConversationState, ctx: FlowCtx) -> list[Out] | None:
-        """Go to the previous step; None when there is none (the engine shows the menu)."""
+        """Go to the previous step; None when there is none (the engine shows the menu).
+        While an answer waits to be confirmed, back is the question it answered."""
+        if state.pending is not None and not state.pending.known:
+            state.pending = None
+            return [self.prompt(flow, state, ctx)]
+        state.pending = None
         while state.history:
             state.step = state.history.pop()
             step = flow.step(state.step)
@@ -404,6 +532,8 @@ class Runner:
                ctx: FlowCtx) -> list[Out]:
         step = flow.step(state.step or "")
         lang = ctx.lang
+        if state.pending is not None:
+            return self._answer_pending(flow, state, step, text, ctx)
         try:
             if step.type == "documents":
                 return self._document(flow, state, step, text, attachments, ctx)
@@ -415,13 +545,59 @@ class Runner:
             return [self._retry(flow, state, text, str(exc), ctx)]
         if step.type == "confirm":
             if value == "no":
-                state.clear_flow()
-                from bot.texts import t
-                return [Out(t("cancelled", lang), in_flow=False)]
+                state.pending = PendingAnswer(step=step.id, value="no", typed=clean_text(text)[:100])
+                return [self.prompt(flow, state, ctx)]
             return [self._complete(flow, state, ctx)]
+        if step.type in ("yes_no", "choice") and step.ends_flow(value):
+            # One mis-tap must not end the flow with no way back: the answer is confirmed first.
+            state.pending = PendingAnswer(step=step.id, value=value, typed=clean_text(text)[:100])
+            return [self.prompt(flow, state, ctx)]
+        return self._accept(flow, state, step, value, text, ctx)
+
+    def _accept(self, flow: Flow, state: ConversationState, step: Step, value: Any, text: str,
+                ctx: FlowCtx) -> list[Out]:
         state.values[step.id] = value
         state.last_answer = word(text)
         return self._advance(flow, state, step, value, ctx)
+
+    def _answer_pending(self, flow: Flow, state: ConversationState, step: Step, text: str,
+                        ctx: FlowCtx) -> list[Out]:
+        pending = state.pending
+        assert pending is not None
+        wd = word(text)
+        lang = ctx.lang
+        if pending.known:
+            if wd in (word(w("right", lang)), "1"):
+                verdict: str | None = "yes"
+            elif wd in (word(w("not_right", lang)), "2"):
+                verdict = "no"
+            else:  # a short yes or no; anything longer is an answer to the question itself
+                verdict = answers.yes_no(text) if len(clean_text(text)) <= 12 else None
+            if verdict == "yes":
+                return self._take_known(flow, state, ctx)
+            state.pending = None
+            if verdict == "no":
+                state.known_declined = True
+                return [self.prompt(flow, state, ctx)]
+            # Anything else is the answer to the question itself (they typed their name).
+            return self.answer(flow, state, text, (), ctx)
+        if wd in (word(w("sure", lang)), word(w("sure", "zh-Hans"))):
+            sure: str | None = "yes"
+        elif wd in (word(w("choose_again", lang)), word(w("choose_again", "zh-Hans"))):
+            sure = "no"
+        else:
+            try:
+                sure = parse_yes_no(text, lang)
+            except Invalid as exc:
+                return [self._retry(flow, state, text, str(exc), ctx)]
+        state.pending = None
+        if sure == "no":
+            return [self.prompt(flow, state, ctx)]
+        if step.type == "confirm":
+            state.clear_flow()
+            from bot.texts import t
+            return [Out(t("cancelled", lang), in_flow=False)]
+        return self._accept(flow, state, step, pending.value, pending.typed, ctx)
 
     def _parse(self, step: Step, text: str, state: ConversationState, ctx: FlowCtx) -> Any:
         lang = ctx.lang
@@ -459,41 +635,52 @@ class Runner:
             except InvalidIdCard as exc:
                 msg = str(exc)
                 raise Invalid(msg.split(" (")[0] if lang != "en" else msg[msg.find("(") + 1:].rstrip(")")) from None
-            return {"masked": card.masked, "hash": card.hashed(ctx.settings.id_key),
-                    "birth_date": card.birth_date.isoformat()}
+            hashed = card.hashed(ctx.settings.id_key)
+            person = ctx.person() if step.known in ("id_card", "deceased") else None
+            if person is not None and step.known == "id_card" and ctx.acting_as is None and hashed != person.id_hash:
+                raise err_w("id_not_linked", lang, name=person.name, masked=person.id_masked)
+            if person is not None and step.known == "deceased" and ctx.acting_as is None and hashed == person.id_hash:
+                raise err_w("id_is_own", lang)
+            return {"masked": card.masked, "hash": hashed, "birth_date": card.birth_date.isoformat()}
         raise err("text_empty", lang)
 
     def _document(self, flow: Flow, state: ConversationState, step: Step, text: str, attachments: tuple[Any, ...],
                   ctx: FlowCtx) -> list[Out]:
+        """One checklist item per photo or file, in order, unless the caption names another item
+        ("呢張係收據" is the receipt). Only photos and files are documents (the engine answers other media)."""
         docs = state.values.setdefault(step.id, {})
-        i = state.doc_index
         lang = ctx.lang
+        files = [a for a in attachments if a.kind in DOCUMENT_KINDS]
         got: list[str] = []
-        if attachments:
-            for att in attachments:
-                if i >= len(step.items):
+        if files:
+            caption = word(text)
+            named = next((item for item in step.items if caption and item.named_in(caption)
+                          and not docs.get(item.code, {}).get("received")), None)
+            for att in files:
+                item = named or next((it for it in step.items[state.doc_index:] if it.code not in docs), None)
+                named = None
+                if item is None:
                     break
-                item = step.items[i]
                 docs[item.code] = {"received": True, "file_id": att.file_id, "mime": att.mime_type,
                                    "name": att.file_name, "path": att.local_path, "kind": att.kind}
                 got.append(w("doc_got", lang, label=localise(item.label, lang)))
-                i += 1
+        elif attachments:
+            return [self._retry(flow, state, text, localise(ERR["file_or_skip"], lang), ctx)]
         else:
             wd = word(text)
-            if wd in SKIP:
-                docs[step.items[i].code] = {"received": False}
-                i += 1
+            current = next((it for it in step.items[state.doc_index:] if it.code not in docs), None)
+            if wd in SKIP and current is not None:
+                docs[current.code] = {"received": False}
             elif wd in LATER:
-                for item in step.items[i:]:
+                for item in step.items:
                     docs.setdefault(item.code, {"received": False})
-                i = len(step.items)
             else:
-                raise_text = localise(ERR["file_or_skip"], lang)
-                return [self._retry(flow, state, text, raise_text, ctx)]
-        state.doc_index = i
+                return [self._retry(flow, state, text, localise(ERR["file_or_skip"], lang), ctx)]
+        # The next item to ask for: the first one neither received nor skipped.
+        state.doc_index = next((n for n, it in enumerate(step.items) if it.code not in docs), len(step.items))
         state.misses = 0
         prefix = "".join(g + "\n" for g in got)
-        if i >= len(step.items):
+        if state.doc_index >= len(step.items):
             state.doc_index = 0
             return self._advance(flow, state, step, None, ctx, prefix)
         out = self.prompt(flow, state, ctx)

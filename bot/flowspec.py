@@ -94,6 +94,22 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def relationship_options() -> list[dict[str, Any]]:
+    """The relationships a family member may have to the person on the roll: one list, the catalogue's,
+    in its order, used by linking and by every flow that asks."""
+    from bot.words import catalogue
+
+    words = catalogue()
+    options = []
+    for code in words.codes("relationship"):
+        if code == "self":
+            continue
+        texts = dict(words.texts("relationship", code) or {})
+        texts["en"] = texts["en"][:1].upper() + texts["en"][1:]  # a button label starts with a capital
+        options.append({"value": code, "label": texts})
+    return options
+
+
 # --------------------------------------------------------------------------- the models
 
 
@@ -106,6 +122,13 @@ class DocItem(_Spec):
     code: str
     label: Texts
     required: bool = True
+    # Words in a photo's caption that name this document (呢張係收據 -> the receipt, in Simplified).
+    aliases: tuple[str, ...] = ()
+
+    def named_in(self, caption: str) -> bool:
+        """The caption (normalised: Simplified, lower case) names this document."""
+        words = (self.label["zh-Hans"], self.label["en"].lower(), *(a.lower() for a in self.aliases))
+        return any(w and w in caption for w in words)
 
 
 class Step(_Spec):
@@ -127,12 +150,24 @@ class Step(_Spec):
     month_ok: bool = False  # dates: "1998年12月" is enough
     min_yuan: Decimal = Decimal(0)
     max_yuan: Decimal = Decimal(100_000_000)
+    # What the link already tells, offered to confirm instead of asked: the person's name or ID
+    # number (linked as themselves), the person on the roll as the one who died, or the family
+    # relationship (linked as a relative). A typed ID is checked against the linked person.
+    known: Literal["name", "id_card", "deceased", "relationship"] | None = None
+    # Options from one list shared with the rest of the product (the catalogue's relationships).
+    options_from: Literal["relationship"] | None = None
 
     @model_validator(mode="before")
     @classmethod
-    def _optional_may_be_empty(cls, raw: Any) -> Any:
-        if isinstance(raw, dict) and raw.get("optional") and "min_len" not in raw:
-            return {**raw, "min_len": 0}
+    def _defaults(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict):
+            return raw
+        if raw.get("optional") and "min_len" not in raw:
+            raw = {**raw, "min_len": 0}
+        if raw.get("options_from") == "relationship":
+            if raw.get("options"):
+                raise PydanticCustomError("options_twice", "options: give options or options_from, not both")
+            raw = {**raw, "options": relationship_options()}
         return raw
 
     @model_validator(mode="after")
@@ -205,13 +240,35 @@ class Flow(_Spec):
     menu: Annotated[int, Field(ge=1, le=9)] | None = None
     requires_link: bool = False
     intro: Texts | None = None
-    precheck: str | None = None
+    precheck: tuple[str, ...] = ()  # named checks run before the first question, in order
     steps: tuple[Step, ...] = ()
     endings: dict[str, Ending] = Field(default_factory=dict)
     on_complete: tuple[ActionCall, ...] = ()
     done: Texts = Field(default_factory=lambda: {"zh-Hans": "", "en": ""})
     report: str | None = None  # a read-only flow: one named report, no steps
+    # What people write when they want this service, as regular expressions over the text in
+    # Simplified Chinese and lower case ("我爸爸昨天晚上走了" -> death_report), and the offer made
+    # then ("要报告家人去世吗？"). Services are matched before policy articles.
+    recognise: tuple[str, ...] = ()
+    recognise_rank: int = 50  # when several services match, the lowest rank is offered
+    offer: Texts | None = None
     path: str = ""  # the file it came from (set by the loader)
+
+    @field_validator("recognise")
+    @classmethod
+    def _patterns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for i, pattern in enumerate(value):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise PydanticCustomError("pattern", "recognise[{i}]: not a valid pattern: {why}",
+                                          {"i": i, "why": str(exc)}) from None
+        return value
+
+    @field_validator("precheck", mode="before")
+    @classmethod
+    def _one_or_more(cls, value: Any) -> Any:
+        return () if value is None else (value,) if isinstance(value, str) else value
 
     @field_validator("menu", mode="before")
     @classmethod
@@ -225,8 +282,9 @@ class Flow(_Spec):
         registry: Registry = (info.context or {}).get("registry") or builtin()
         if self.report is not None and self.report not in registry.reports:
             raise ValueError(f"report: unknown report {self.report!r} (known: {sorted(registry.reports)})")
-        if self.precheck is not None and self.precheck not in registry.prechecks:
-            raise ValueError(f"precheck: unknown check {self.precheck!r} (known: {sorted(registry.prechecks)})")
+        for name in self.precheck:
+            if name not in registry.prechecks:
+                raise ValueError(f"precheck: unknown check {name!r} (known: {sorted(registry.prechecks)})")
         if not self.steps and self.report is None:
             raise ValueError("steps: a flow needs a list of steps (or a report)")
         if self.report is None and not self.done.get("zh-Hans"):
@@ -259,6 +317,8 @@ class Flow(_Spec):
                                      f"(it takes: {sorted(known.params)})")
                 if name.endswith("_field") and value not in index:
                     raise ValueError(f"on_complete[{i}].{name}: {value!r} is not a step")
+        if self.recognise and self.offer is None and self.report is None:
+            raise ValueError("offer: a flow that recognises what people write needs the offer to make")
         if self.steps and self.report is None and self.steps[-1].type != "confirm" and self.on_complete:
             raise ValueError("steps: a flow that creates something must end with a confirm step")
         return self
@@ -269,6 +329,10 @@ class Flow(_Spec):
         for i, s in enumerate(self.steps):
             found.setdefault(s.id, i)
         return found
+
+    @cached_property
+    def patterns(self) -> tuple[re.Pattern[str], ...]:
+        return tuple(re.compile(p) for p in self.recognise)
 
     def step(self, step_id: str) -> Step:
         return self.steps[self.index[step_id]]

@@ -2,9 +2,13 @@
 
 The user gives the phone number on the roll, or the last 6 characters of their ID number
 (matched through `Beneficiary.id_last6_hash`); when several people match one key, the
-other key is asked for. A 6-digit code goes by SMS to the phone on the roll; only its
-keyed hash is stored. Codes expire after 10 minutes, are single use, allow 5 tries, and
-at most 3 are sent per hour to one address or for one beneficiary. A family member can
+other key is asked for. A 6-digit code goes by SMS only to a phone on the roll that the person
+typed in full: an ID ending alone sends nothing and shows no number (a stranger who knows
+someone's ID ending cannot make us text them), and what is asked next does not tell whether
+the ending matched. Only the code's keyed hash is stored. Codes expire after 10 minutes, are
+single use, allow 5 tries, and at most 3 are sent per hour to one address or for one
+beneficiary (the notifier adds its own limits per destination phone). Failed lookups are
+limited per sender per office day. "Not found" says where to register. A family member can
 link as a proxy: the relationship is recorded (FamilyMember, Contact.family_member_id,
 Conversation.acting_as) and every application says who made it.
 
@@ -27,6 +31,8 @@ from sqlmodel import Session, select
 
 from bot.flowregistry import FlowCtx
 from bot.flowrunner import Out, clean_text, word
+from bot.flowspec import relationship_options
+from bot.language import DEFAULT_LANGUAGE
 from bot.state import ConversationState
 from bot.texts import localise
 from models.actions import audit
@@ -38,17 +44,12 @@ from models.phone import InvalidPhone, PhoneNumber, mask_phone
 CODE_TTL = timedelta(minutes=10)
 MAX_ATTEMPTS = 5
 MAX_CODES_PER_HOUR = 3
-MAX_LOOKUPS = 6  # failed roll lookups in one linking attempt before we offer a person
+MAX_LOOKUPS = 6  # failed roll lookups from one sender in an office day; then only a person can help
 
 LINK_FLOW = "link"
 
-RELATIONSHIPS = (
-    ("child", {"zh-Hans": "子女", "en": "Son or daughter"}),
-    ("spouse", {"zh-Hans": "配偶", "en": "Husband or wife"}),
-    ("sibling", {"zh-Hans": "兄弟姐妹", "en": "Brother or sister"}),
-    ("carer", {"zh-Hans": "护工/照顾的人", "en": "Carer"}),
-    ("other", {"zh-Hans": "其他亲友", "en": "Other relative or friend"}),
-)
+# The one list of relationships (the catalogue's), numbered the same here and in every flow that asks.
+RELATIONSHIPS = tuple((o["value"], o["label"]) for o in relationship_options())
 
 M: dict[str, dict[str, str]] = {
     "who": {"zh-Hans": "请问是谁要办事？\n1. 我本人\n2. 我是家属，替老人办",
@@ -60,12 +61,19 @@ M: dict[str, dict[str, str]] = {
                  "en": "Please send your phone number on our roll (11 digits), or the last 6 characters of your ID number."},
     "key_bad": {"zh-Hans": "没看懂。请发11位手机号，或身份证号后6位（例如12345X）。",
                 "en": "I could not read that. Send an 11-digit phone number, or the last 6 ID characters (e.g. 12345X)."},
-    "not_found": {"zh-Hans": "没有找到这个登记信息。请换手机号或身份证后6位再试，或回复“人工”。",
-                  "en": 'We could not find that on our roll. Try the other one (phone or ID ending), or reply "human".'},
-    "too_many_lookups": {"zh-Hans": "试了好几次没找到。请回复“人工”，工作人员帮您核对。",
-                         "en": 'Still not found after several tries. Reply "human" and a person will check.'},
-    "ask_phone": {"zh-Hans": "有几位登记的人对得上，请再发登记的手机号（11位）。",
-                  "en": "Several people match. Please also send the phone number on our roll (11 digits)."},
+    "not_found": {"zh-Hans": "没有找到这个登记信息。请看看号码对不对再试，或回复“人工”。"
+                               "还没登记的，请带身份证到{office}服务窗口登记（电话{phone}）。",
+                  "en": 'We could not find that on our roll. Check the number and try again, or reply "human". '
+                        "If you have not registered yet, bring your ID card to our service window to register "
+                        "(phone {phone})."},
+    "too_many_lookups": {"zh-Hans": "今天试了好几次都没找到，先不再查了。请回复“人工”，工作人员帮您核对；"
+                                    "或带身份证到{office}服务窗口（电话{phone}）。",
+                         "en": 'Still not found after several tries today, so we stop looking for now. Reply "human" '
+                               "and a person will check, or come to our service window with your ID card "
+                               "(phone {phone})."},
+    "ask_phone": {"zh-Hans": "请再发登记的手机号（11位）。验证码只发到您打出来的、登记过的手机上。",
+                  "en": "Please also send the phone number on our roll (11 digits). The code goes only to a "
+                        "registered phone you type in full."},
     "ask_last6": {"zh-Hans": "这个号码登记了几位，请再发要办事的人身份证号后6位。",
                   "en": "This number is on our roll for several people. Please send the last 6 ID characters of the person."},
     "no_phone": {"zh-Hans": "登记信息里没有能收短信的手机号，无法发验证码。请回复“人工”，工作人员帮您绑定。",
@@ -80,6 +88,9 @@ M: dict[str, dict[str, str]] = {
                      "en": 'That code has expired or was used. Reply "resend" for a new one.'},
     "code_locked": {"zh-Hans": "错的次数太多，这个验证码作废了。回复“重发”再发一个。",
                     "en": 'Too many wrong tries; that code no longer works. Reply "resend" for a new one.'},
+    "deceased_self": {"zh-Hans": "我们的记录里，这位登记的人已经去世了，不能以本人身份绑定。家属要办事，请回复“返回”，选“家属代办”。",
+                      "en": 'Our record says this person has died, so the record cannot be linked as themselves. '
+                            'A family member can reply "back" and choose "Family member".'},
     "linked": {"zh-Hans": "绑定成功：{name}（{masked}）。", "en": "Linked: {name} ({masked})."},
     "linked_proxy": {"zh-Hans": "绑定成功：您以{rel}身份代{name}（{masked}）办事。",
                      "en": "Linked: you act for {name} ({masked}) as {rel}."},
@@ -209,10 +220,21 @@ class Identity:
                 return [Out(m("key_bad", lang) + "\n" + self._prompt(state, lang).text)]
         if state.step == "phone" and phone is None or state.step == "last6" and last6 is None:
             return [Out(m("key_bad", lang) + "\n" + self._prompt(state, lang).text)]
+        day = ctx.now.astimezone(self.settings.tz).date().isoformat()
+        if state.lookups.day != day:
+            state.lookups = type(state.lookups)(day=day)
+        if state.lookups.failures >= MAX_LOOKUPS:
+            # This sender has guessed enough today: nothing more is looked up.
+            return [Out(self._where_to_register("too_many_lookups", lang))]
         if phone:
             state.link.phone = phone
         if last6:
             state.link.last6_hash = hash_last6(last6, self.settings.id_key)
+        if state.link.phone is None:
+            # An ID ending alone sends nothing: the phone is asked for whether or not the ending
+            # matched, so the question itself tells a stranger nothing.
+            state.step = "phone"
+            return [self._prompt(state, lang)]
         candidates = self._candidates(ctx.session, state.link.phone, state.link.last6_hash)
         if not candidates:
             state.link.phone = None
@@ -220,17 +242,17 @@ class Identity:
             state.step = "key"
             state.lookups.failures += 1
             misses = state.lookups.failures
-            return [Out(m("too_many_lookups" if misses >= MAX_LOOKUPS else "not_found", lang))]
+            return [Out(self._where_to_register("too_many_lookups" if misses >= MAX_LOOKUPS else "not_found", lang))]
         if len(candidates) > 1:
-            if state.link.phone is None:
-                state.step = "phone"
-            elif state.link.last6_hash is None:
+            if state.link.last6_hash is None:
                 state.step = "last6"
-            else:
-                return [Out(m("too_many_lookups", lang))]
-            return [self._prompt(state, lang)]
+                return [self._prompt(state, lang)]
+            return [Out(self._where_to_register("too_many_lookups", lang))]
         state.link.beneficiary_id = candidates[0]
         return self._send(state, ctx)
+
+    def _where_to_register(self, key: str, lang: str) -> str:
+        return m(key, lang, office=self.settings.office_name, phone=self.settings.office_phone)
 
     def _candidates(self, session: Session, phone: str | None, last6_hash: str | None) -> list[int]:
         ids: set[int] | None = None
@@ -246,14 +268,15 @@ class Identity:
         return sorted(ids or ())
 
     def _roll_phone(self, session: Session, beneficiary_id: int, given: str | None) -> str | None:
-        """Where the code goes: the number given if it is on the roll for this person, else the roll's."""
+        """Where the code goes: the number typed, and only when it is on the roll for this person
+        (theirs or a family member's); never a number the person did not type."""
+        if not given:
+            return None
         phones = [c for c in session.exec(select(Contact.address).where(
             Contact.channel == "sms", Contact.beneficiary_id == beneficiary_id)).all()]
         family = [p for p in session.exec(select(FamilyMember.phone).where(
             FamilyMember.beneficiary_id == beneficiary_id, FamilyMember.phone.is_not(None))).all() if p]  # type: ignore[union-attr]
-        if given and given in phones + family:
-            return given
-        return phones[0] if phones else None
+        return given if given in phones + family else None
 
     # -- codes -------------------------------------------------------------------------
     def _send(self, state: ConversationState, ctx: FlowCtx) -> list[Out]:
@@ -261,6 +284,10 @@ class Identity:
         s = ctx.session
         bid = state.link.beneficiary_id
         assert bid is not None
+        person = s.get(Beneficiary, bid)
+        if person is not None and person.status == "deceased" and not state.link.relationship:
+            state.step = "key"
+            return [Out(m("deceased_self", lang))]
         phone = self._roll_phone(s, bid, state.link.phone)
         if phone is None:
             state.step = "key"
@@ -313,8 +340,7 @@ class Identity:
         linked = self.link(s, channel=ctx.channel, address=ctx.address, beneficiary_id=row.beneficiary_id,
                            relationship=row.relationship, phone=row.phone, now=ctx.now)
         masked = s.get(Beneficiary, linked.beneficiary_id)
-        if not state.language_chosen:
-            lang = linked.language  # from now on the person's own language
+        lang = language_after_link(lang, linked.language, chosen=state.language_chosen)
         text = (m("linked_proxy", lang, rel=_rel_label(linked.relationship, lang), name=linked.name,
                   masked=masked.id_masked if masked else "")
                 if linked.relationship else
@@ -350,6 +376,12 @@ class Identity:
                "beneficiary_id": beneficiary_id, "relationship": relationship or "self",
                "code_sent_to": mask_phone(phone) if phone else ""}, now)
         return Linked(beneficiary_id, relationship, b.language if b else "zh-Hans", b.name if b else "")
+
+
+def language_after_link(current: str, recorded: str, *, chosen: bool) -> str:
+    """The conversation's language once linked: the one on the person's record, unless the person
+    picked one or has been writing in English or Traditional Chinese (what they write wins)."""
+    return recorded if not chosen and current == DEFAULT_LANGUAGE else current
 
 
 def _rel_label(value: str | None, lang: str) -> str:

@@ -39,12 +39,12 @@ import numpy as np
 from bot.knowledge import Article, KnowledgeBase, load_knowledge
 from bot.language import detect_language
 from bot.qa_embed import Embedder, shared_embedder
-from bot.qa_index import Tokenizer, WordIndex
+from bot.qa_index import SoundAlikes, Tokenizer, WordIndex
 from bot.qa_question import GENERAL_KINDS, Asked, PlaceFinder, read_question
 from bot.qa_rules import rule_handoff
 from bot.qa_text import simplified, to_simplified, to_traditional, without_fillers
 
-__all__ = ["QA", "Answer", "LiveQA", "detect_language", "get_qa", "to_simplified"]
+__all__ = ["QA", "Answer", "LiveQA", "detect_language", "get_qa", "to_simplified", "warm_up", "warm_up_in_background"]
 
 # Minimum confidence (a probability that the chosen article is right) per written language,
 # chosen with `nuanxin eval-qa --sweep` on the development questions only so that wrong
@@ -177,12 +177,13 @@ class _LanguageIndex:
             self.keys = {embedder.key_of(t, "query") for t in rows} | {embedder.key_of(t, "passage")
                                                                        for t in passages}
 
-    def ranked(self, search_text: str, language: str) -> list[tuple[int, float]]:
-        """(article index, confidence) of the best CANDIDATES articles, best first by rank score."""
+    def ranked(self, search_text: str, language: str, vector: np.ndarray | None = None) -> list[tuple[int, float]]:
+        """(article index, confidence) of the best CANDIDATES articles, best first by rank score.
+        `vector`: the question's embedding when the caller already has it (else it is computed)."""
         bm25 = self.words.scores(search_text)
         similarity = np.zeros(len(self.articles), dtype=np.float32)
         if self.embedder is not None and len(self.vectors):
-            per_row = self.vectors @ self.embedder.query(search_text)
+            per_row = self.vectors @ (self.embedder.query(search_text) if vector is None else vector)
             similarity = np.full(len(self.articles), -1.0, dtype=np.float32)
             np.maximum.at(similarity, self.owner, per_row)
         rank = similarity + RANK_BM25 * bm25 / (bm25 + BM25_HALF[language])
@@ -241,6 +242,7 @@ class QA:
         names = [*knowledge.place_names, "全国"]
         self.places = PlaceFinder(names, {k: list(v) for k, v in knowledge.place_aliases.items()})
         self._indexes: dict[str, _LanguageIndex] = {}
+        self._sound_alikes: SoundAlikes | None = None
         self._article_text: dict[tuple[str, str], str] = {}
         for lang in ("zh-Hans", "en"):
             articles = knowledge.in_language(lang)
@@ -253,6 +255,11 @@ class QA:
             for a in articles:
                 text = "\n".join([a.title, *a.questions, *a.keywords, a.body])
                 self._article_text[(lang, a.id)] = text.lower() if lang == "en" else simplified(text)
+            if lang == "zh-Hans":
+                groups = tuple(tuple(simplified(w) for w in g) for g in knowledge.synonyms.get(lang, ()))
+                self._sound_alikes = SoundAlikes(
+                    {simplified(w) for w in dictionary},
+                    "\n".join(t for (text_lang, _), t in self._article_text.items() if text_lang == lang), groups)
         if embedder is not None:
             embedder.save()
 
@@ -306,12 +313,21 @@ class QA:
         chosen: list[Article] = []
         confidence = 1.0
         whole = self._search_text(question, base)
+        # The whole question goes through the model once; a part is embedded on its own (with
+        # the whole question around it) only when the whole question's vector finds no article
+        # for it confidently.
+        whole_vector = index.embedder.query(whole) if index.embedder is not None and len(index.vectors) else None
         for part in parts:
             part_asked = read_question(part, base, self.places)
             # The part keeps what the whole question says about whom and where.
             part_asked = Asked(kinds=part_asked.kinds, groups=part_asked.groups or asked.groups,
                                places=part_asked.places or asked.places, benefits=part_asked.benefits)
-            choice = self._choose(self._search_text(part, base) + " " + whole, part_asked, index, base)
+            search_text = self._search_text(part, base) + " " + whole
+            choice = self._choose(search_text, part_asked, index, base, whole_vector)
+            if whole_vector is not None and (choice.article is None or choice.confidence < THRESHOLDS[base]):
+                second = self._choose(search_text, part_asked, index, base)
+                if choice.article is None or (second.article is not None and second.confidence > choice.confidence):
+                    choice = second
             if choice.article is None or choice.confidence < threshold:
                 if choice.refusal in ("other_place", "not_stated", "unknown_benefit"):
                     return self._handoff("out_of_scope", lang, choice.confidence, choice.refusal,
@@ -337,10 +353,12 @@ class QA:
     def _search_text(self, question: str, base: str) -> str:
         if base == "en":
             return question.lower().replace("’", "'")
-        return without_fillers(simplified(question))
+        text = without_fillers(simplified(question))
+        return self._sound_alikes.fix(text) if self._sound_alikes is not None else text
 
-    def _choose(self, search_text: str, asked: Asked, index: _LanguageIndex, base: str) -> _Choice:
-        ranked = index.ranked(search_text, base)
+    def _choose(self, search_text: str, asked: Asked, index: _LanguageIndex, base: str,
+                vector: np.ndarray | None = None) -> _Choice:
+        ranked = index.ranked(search_text, base, vector)
         if not ranked:
             return _Choice(None, 0.0)
         first_refusal = ""
@@ -539,6 +557,31 @@ def get_qa() -> QA | LiveQA:
             if _shared is None:
                 _shared = _shared_factory() if _shared_factory is not None else QA.load()
     return _shared
+
+
+def warm_up() -> None:
+    """Build the process-wide QA and load the embedding model (raises what the build raises)."""
+    qa = get_qa()
+    embedder = (qa.current if isinstance(qa, LiveQA) else qa).embedder
+    if embedder is not None:
+        embedder.warm()
+
+
+def warm_up_in_background() -> threading.Thread:
+    """`warm_up` in a daemon thread, so that a process opens its port at once and its first
+    question does not wait for either. A question that arrives sooner waits for the same build
+    (get_qa's lock), never a second one. A failure here is left to the first question, which
+    reports it as it always has."""
+
+    def build() -> None:
+        try:
+            warm_up()
+        except Exception:  # the first question meets the same error and hands off, as before
+            return
+
+    thread = threading.Thread(target=build, name="qa-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def use_database(db: Any) -> None:

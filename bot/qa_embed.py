@@ -57,6 +57,23 @@ class Embedder:
             vector = np.asarray(self._encoder().query([text]), dtype=np.float32)[0]  # type: ignore[attr-defined]
         return _unit(vector)
 
+    def queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Vectors of several questions in one pass of the model (not cached), one row each."""
+        if not texts:
+            return np.zeros((0, DIM), dtype=np.float32)
+        with self._lock:
+            vectors = np.asarray(self._encoder().query(list(texts)), dtype=np.float32)  # type: ignore[attr-defined]
+        return np.stack([_unit(v) for v in vectors.reshape(len(texts), DIM)])
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the model is in memory (it loads on the first text that needs it)."""
+        return self._model is not None
+
+    def warm(self) -> None:
+        """Load the model and run it once, so the first question does not pay for either."""
+        self.query("warm")
+
     def texts(self, texts: Sequence[str], kind: str = "query") -> np.ndarray:
         """Vectors of knowledge texts ("query" for phrasings, "passage" for answers), cached."""
         keys = [_key(kind, t) for t in texts]

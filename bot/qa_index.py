@@ -4,13 +4,18 @@ typos and homophones, synonyms) and BM25 over the articles of one written langua
 from __future__ import annotations
 
 import math
+import os
 import re
 from functools import lru_cache
 
-import bm25s
-import numpy as np
-import rjieba
-from pypinyin import Style, lazy_pinyin
+# Homophone tokens need each character's reading only; pypinyin's phrase dictionary (half a
+# second to import, and memory) is skipped, with the library's own switch.
+os.environ.setdefault("PYPINYIN_NO_PHRASES", "1")
+
+import bm25s  # noqa: E402
+import numpy as np  # noqa: E402
+import rjieba  # noqa: E402
+from pypinyin import Style, lazy_pinyin  # noqa: E402
 
 from bot.knowledge import Article
 from bot.qa_text import simplified
@@ -119,12 +124,81 @@ class Tokenizer:
         return out
 
 
+@lru_cache(maxsize=20000)
+def _reading(character: str) -> str:
+    """One character's usual toneless reading (the same on both sides of a match)."""
+    return "".join(lazy_pinyin(character, style=Style.NORMAL))
+
+
+def _pinyin_bigram(pair: str) -> str:
+    """Two characters as toneless pinyin: 互住 and 互助, 任证 and 认证 share one token."""
+    return "py:" + "".join(_reading(c) for c in pair)
 
 
 @lru_cache(maxsize=20000)
-def _pinyin_bigram(pair: str) -> str:
-    """Two characters as toneless pinyin: 互住 and 互助, 任证 and 认证 share one token."""
-    return "py:" + "".join(lazy_pinyin(pair, style=Style.NORMAL))
+def _toned(character: str) -> str:
+    return "".join(lazy_pinyin(character, style=Style.TONE3, neutral_tone_with_five=True))
+
+
+# Sounds that speakers of southern Chinese (and their input methods) do not tell apart.
+_FUZZY = ((re.compile(r"(?<=[aeiou])ng\b"), "n"), (re.compile(r"\b([zcs])h"), r"\1"), (re.compile(r"\bl"), "n"))
+
+
+def _fuzzy(word: str) -> str:
+    syllables = []
+    for c in word:
+        syllable = _reading(c)
+        for pattern, replacement in _FUZZY:
+            syllable = pattern.sub(replacement, syllable)
+        syllables.append(syllable)
+    return " ".join(syllables)
+
+
+class SoundAlikes:
+    """Typed homophones of the knowledge base's own terms, put back in their written form.
+
+    Pinyin input and voice input write a term by its sound: 互住金 for 互助金, 任证 for 认证,
+    养老经 for 养老金. A stretch of two to four characters that the knowledge never writes, but
+    that sounds like one of its keywords, is read as that keyword: with the same tones for two
+    characters (where sound-alike words abound), and allowing the sounds southern speakers
+    merge (in/ing, z/zh, l/n) for three or four. Only when exactly one keyword fits.
+    """
+
+    def __init__(self, keywords: set[str], knowledge_text: str,
+                 synonym_groups: tuple[tuple[str, ...], ...] = ()) -> None:
+        self._text = knowledge_text
+        # The terms as the articles write them (a typo staff listed as a synonym is not one).
+        terms = {w for w in keywords | {w for group in synonym_groups for w in group}
+                 if _CJK_RUN.fullmatch(w) and 2 <= len(w) <= 4 and w in knowledge_text}
+        by_sound: dict[tuple[int, str], set[str]] = {}
+        for word in terms:
+            by_sound.setdefault(self._sound_of(word), set()).add(word)
+        self._by_sound = {k: next(iter(v)) for k, v in by_sound.items() if len(v) == 1}
+
+    def _sound_of(self, stretch: str) -> tuple[int, str]:
+        if len(stretch) == 2:
+            return 2, " ".join(_toned(c) for c in stretch)
+        return len(stretch), _fuzzy(stretch)
+
+    def fix(self, text: str) -> str:
+        return _CJK_RUN.sub(lambda m: self._fix_run(m.group(0)), text)
+
+    def _fix_run(self, run: str) -> str:
+        out, i = [], 0
+        while i < len(run):
+            for n in (4, 3, 2):
+                stretch = run[i: i + n]
+                if len(stretch) < n:
+                    continue
+                word = self._by_sound.get(self._sound_of(stretch))
+                if word is not None and word != stretch and stretch not in self._text:
+                    out.append(word)
+                    i += n
+                    break
+            else:
+                out.append(run[i])
+                i += 1
+        return "".join(out)
 
 
 def index_tokens(article: Article, tokenizer: Tokenizer) -> list[str]:

@@ -66,7 +66,9 @@ _ZH_GROUP = {
 }
 _EN_GROUP = {
     "veteran": r"veteran|soldier|ex-serviceman|served in the army|army|military|vet\b|vets\b",
-    "retiree": r"retiree|retired (worker|person|people)|pensioner|retirement pension|is retired|are retired",
+    # "retired" alone says retiree ("a retired factory worker"), except of soldiers: "retired
+    # soldier" is how 退役士兵 is often put in English.
+    "retiree": r"retiree|pensioner|retirement pension|\bretired\b(?! (soldier|servicem[ae]n|veteran|army|military|officer))",
     "worker": r"\bworker|\bunion\b|mutual aid|injured at work|employee",
 }
 _ZH_GROUP_RE = {k: re.compile(v) for k, v in _ZH_GROUP.items()}

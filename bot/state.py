@@ -45,11 +45,14 @@ class SavedFlow(_Model):
 
 
 class PendingAnswer(_Model):
-    """An answer that would end the flow, waiting for the person to confirm it."""
+    """An answer waiting for the person to confirm it: one that would end the flow, or (`known`)
+    what the record already says, offered for the steps from `step` on (`value`: step id -> answer)."""
 
     step: str
     value: Any
     typed: str = ""
+    known: bool = False
+    also: str = ""  # a further fact the confirmation covers (the reporter's relationship)
 
 
 class ServiceOffer(_Model):
@@ -77,6 +80,8 @@ class ConversationState(_Model):
     flow_args: dict[str, Any] = Field(default_factory=dict)  # given by whoever started the flow
     subject_application_id: int | None = None  # the application a survey is about
     pending: PendingAnswer | None = None
+    known_confirmed: bool = False  # the person said the record is right: later known steps are filled
+    known_declined: bool = False  # the person said it is not: ask each step
     offer: ServiceOffer | None = None
     after_link: str | None = None  # the flow to start once linking succeeds
     link: LinkProgress = Field(default_factory=LinkProgress)
@@ -100,6 +105,8 @@ class ConversationState(_Model):
         self.flow_args = {}
         self.subject_application_id = None
         self.pending = None
+        self.known_confirmed = False
+        self.known_declined = False
         self.link = LinkProgress()
 
     def park(self) -> None:

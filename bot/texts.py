@@ -142,6 +142,59 @@ T: dict[str, dict[str, str]] = {
         "zh-Hans": "收到您的图片/文件。要交材料，请先在菜单里选要办的事。",
         "en": "Got your picture/file. To hand in documents, first pick a service from the menu.",
     },
+    # --- buttons ---
+    "stale_button": {
+        "zh-Hans": "您按的是前面一条消息的按钮，这次没有算数。现在的问题是：",
+        "en": "That button belonged to an earlier message, so it was not used. The question now is:",
+    },
+    "menu_title_buttons": {
+        "zh-Hans": "您好，这里是暖心服务。请选要办的事：",
+        "en": "Hello, this is the Nuanxin service. Please choose:",
+    },
+    "button_back": {"zh-Hans": "返回", "en": "Back"},
+    "deceased_self": {
+        "zh-Hans": "我们的记录里，这个号码登记的人已经去世了，不能再以他本人的身份办事。家属要办事，请回复“绑定”，选“家属代办”。",
+        "en": 'Our record says the person registered with this number has died, so nothing can be done as them. '
+              'A family member can reply "link" and choose "Family member".',
+    },
+    # --- media that are not documents ---
+    "voice_to_staff": {
+        "zh-Hans": "收到您的语音。我这里听不了语音，已转给工作人员听（编号{ticket}），一般1个工作日内在这里回复您。",
+        "en": "Got your voice message. I cannot listen to it, so it is with our staff (ticket {ticket}); "
+              "they usually reply here within 1 working day.",
+    },
+    "sticker_reply": {"zh-Hans": "收到您的表情，谢谢！", "en": "Thank you for the sticker!"},
+    "location_reply": {
+        "zh-Hans": "收到您的位置。办事不需要发位置。",
+        "en": "Got your location. No location is needed for our services.",
+    },
+    "contact_reply": {
+        "zh-Hans": "收到一张名片。要替家人办事，请先“绑定身份”，选“家属代办”。",
+        "en": 'Got a contact card. To act for a family member, first "link" your record as a family member.',
+    },
+    "video_reply": {
+        "zh-Hans": "收到您的视频。视频我这里看不了；材料请拍照片发来，有事请打字或回复“人工”。",
+        "en": 'Got your video. I cannot watch videos: send documents as photos, and type your question or reply "human".',
+    },
+    "edited_reply": {
+        "zh-Hans": "看到您改了之前的消息。已经记下的回答不会跟着改；要改，请回复“返回”再填一次。",
+        "en": 'I see you edited an earlier message. Answers already taken do not change with it; '
+              'to change one, reply "back" and answer again.',
+    },
+    # --- services before articles ---
+    "offer_how": {"zh-Hans": "回复1（要），回复2（不是）。", "en": "Reply 1 for yes, 2 for no."},
+    "offer_yes": {"zh-Hans": "要", "en": "Yes"},
+    "offer_no": {"zh-Hans": "不是", "en": "No"},
+    "offer_declined": {
+        "zh-Hans": "好的。请选菜单里要办的事，或者把您的问题说详细一点。",
+        "en": "All right. Pick a service from the menu, or tell me a little more.",
+    },
+    "ticket_added": {
+        "zh-Hans": "这条也转给了工作人员，和您之前的问题（编号{ticket}）放在一起，一般1个工作日内在这里回复您。",
+        "en": "This too is with our staff, together with your earlier question (ticket {ticket}). "
+              "They usually reply here within 1 working day.",
+    },
+    "button_person": {"zh-Hans": "找人工", "en": "Talk to a person"},
 }
 
 class _ChannelNames(Mapping[str, Mapping[str, str]]):

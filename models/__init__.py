@@ -10,6 +10,7 @@ from models.applications import (
     SurveyAnswer,
     Task,
     TaskKind,
+    TaskNote,
 )
 from models.base import UTCDateTime, utcnow
 from models.broadcasts import BroadcastReview, ReviewStep
@@ -39,5 +40,5 @@ __all__ = [
     "Contact", "Conversation", "EarlyReceipt", "FamilyMember", "HandoffTicket", "InboundReceipt", "InboundState", "Language", "MessageLog", "OneTimeCode",
     "OccasionSetting", "OutboxEvent", "OutboxMessage", "OutboxStatus", "ReviewStep", "Role", "SchemeMembership",
     "SignInAttempt", "StaffLinkCode", "Stage", "StaffSession", "StaffToken", "StaffUser",
-    "SchedulerJobRun", "SchedulerLease", "SurveyAnswer", "Task", "TaskKind", "UTCDateTime", "is_sqlite", "make_engine", "session_scope", "utcnow",
+    "SchedulerJobRun", "SchedulerLease", "SurveyAnswer", "Task", "TaskKind", "TaskNote", "UTCDateTime", "is_sqlite", "make_engine", "session_scope", "utcnow",
 ]

@@ -109,9 +109,11 @@ def create_task(session: Session, *, kind: str, actor: str, key: str | None = No
 
 
 def record_death(session: Session, beneficiary: Beneficiary, *, died_on: date, actor: str,
-                 reported_by: str = "", now: datetime | None = None) -> Task | None:
+                 reported_by: str = "", evidence: str = "", reason: str = "",
+                 now: datetime | None = None) -> Task | None:
     """Mark a beneficiary deceased at once: nothing proactive is sent to them again, and a
-    condolence visit is opened for community staff."""
+    condolence visit is opened for community staff. Staff call it directly, or through
+    `confirm_report` for a death reported through the bot."""
     now = now or utcnow()
     if beneficiary.status != BeneficiaryStatus.DECEASED.value:
         beneficiary.status = BeneficiaryStatus.DECEASED.value
@@ -120,14 +122,37 @@ def record_death(session: Session, beneficiary: Beneficiary, *, died_on: date, a
         session.add(beneficiary)
         _suppress_stopped(session, col(OutboxMessage.beneficiary_id) == beneficiary.id, now)
         audit(session, actor, "beneficiary.deceased", "beneficiary", beneficiary.id,
-              {"died_on": died_on.isoformat(), "reported_by": reported_by}, now)
+              {"died_on": died_on.isoformat(), "reported_by": reported_by, "evidence": evidence[:200],
+               "reason": reason[:500]}, now)
+        close_tasks_of_the_deceased(session, beneficiary, actor=actor, now=now)
     return create_task(session, kind="condolence_visit", actor=actor, key=f"condolence_visit:{beneficiary.id}",
                        beneficiary_id=beneficiary.id, priority=10, due_on=died_on,
                        note=f"reported by {reported_by}" if reported_by else "", now=now)
 
 
+# Work for a living person that has no point once they have died (the condolence visit and the
+# verification of the report itself stay).
+TASKS_ENDED_BY_DEATH = ("hospital_visit", "home_visit", "certification_booking", "hardship_visit", "over_80_insurance",
+                        "callback")
+
+
+def close_tasks_of_the_deceased(session: Session, beneficiary: Beneficiary, *, actor: str, now: datetime) -> int:
+    """Close the person's open visits and bookings, each with the reason, each audited. Returns how many."""
+    reason = f"closed: {beneficiary.name} died" + (f" on {beneficiary.deceased_on.isoformat()}"
+                                                    if beneficiary.deceased_on else "")
+    tasks = session.exec(select(Task).where(col(Task.beneficiary_id) == beneficiary.id, col(Task.status) == "open",
+                                            col(Task.kind).in_(TASKS_ENDED_BY_DEATH))).all()
+    for task in tasks:
+        task.status = "cancelled"
+        task.closed_at = now
+        task.note = f"{task.note}\n{reason}".strip()
+        session.add(task)
+        audit(session, actor, "task.cancel", "task", task.id, {"kind": task.kind, "reason": "deceased"}, now)
+    return len(tasks)
+
+
 def record_certification(session: Session, beneficiary: Beneficiary, *, on: date, actor: str,
-                         method: str = "window", now: datetime | None = None) -> None:
+                         method: str = "window", reason: str = "", now: datetime | None = None) -> None:
     """Record this year's pension eligibility certification; remaining reminders stop."""
     now = now or utcnow()
     beneficiary.last_certified_on = on
@@ -142,7 +167,7 @@ def record_certification(session: Session, beneficiary: Beneficiary, *, on: date
     session.execute(update(Task).where(col(Task.beneficiary_id) == beneficiary.id, col(Task.kind) == "home_visit",
                                        col(Task.status) == "open").values(status="done", closed_at=now))
     audit(session, actor, "beneficiary.certified", "beneficiary", beneficiary.id,
-          {"on": on.isoformat(), "method": method}, now)
+          {"on": on.isoformat(), "method": method, **({"reason": reason[:500]} if reason else {})}, now)
 
 
 # Which stages may follow which (seed 003). Other application types use the same names.
@@ -243,3 +268,285 @@ def invite_to_survey(session: Session, application: Application, *, now: datetim
                beneficiary_id=beneficiary.id, language=beneficiary.language, now=now,  # type: ignore[arg-type]
                args={"application_id": application.id}, subject_application_id=application.id)
     return True
+
+
+# --------------------------------------------------------------------------- staff casework
+# Reports that change a person's record wait for staff; the record changes only at confirmation.
+
+
+class CaseworkRefused(ValueError):
+    """A casework change that cannot be made as asked; the message says why in plain words."""
+
+
+def _open_verifications(session: Session, beneficiary_id: int, *, other_than: int | None = None) -> list[Task]:
+    from models.reports import VERIFY_TASKS
+
+    rows = session.exec(select(Task).where(Task.beneficiary_id == beneficiary_id, Task.status == "open",
+                                           col(Task.kind).in_(sorted(VERIFY_TASKS)))).all()
+    return [t for t in rows if t.id != other_than]
+
+
+def pause_outreach(session: Session, beneficiary: Beneficiary, *, reason: str, actor: str, now: datetime) -> None:
+    """No proactive outreach until staff resume it (the contact rule honours the pause)."""
+    if beneficiary.outreach_paused_at is None:
+        beneficiary.outreach_paused_at = now
+        beneficiary.outreach_paused_reason = reason[:200]
+        session.add(beneficiary)
+        audit(session, actor, "beneficiary.paused", "beneficiary", beneficiary.id, {"reason": reason[:200]}, now)
+
+
+def resume_outreach(session: Session, beneficiary: Beneficiary, *, actor: str, now: datetime,
+                    closing_task: int | None = None) -> bool:
+    """Lift the pause, unless another report about this person still waits for staff."""
+    if beneficiary.outreach_paused_at is None:
+        return False
+    assert beneficiary.id is not None  # a stored person
+    if _open_verifications(session, beneficiary.id, other_than=closing_task):
+        return False
+    beneficiary.outreach_paused_at = None
+    beneficiary.outreach_paused_reason = None
+    session.add(beneficiary)
+    audit(session, actor, "beneficiary.resumed", "beneficiary", beneficiary.id, {}, now)
+    return True
+
+
+def report_change(session: Session, beneficiary: Beneficiary, report: Any, reporter: Any, *, now: datetime,
+                  actor: str = "bot") -> Task:
+    """Someone reported a death, a move or a new contact: open a verification task for staff and
+    pause outreach to the person meanwhile. Nothing in the record changes until a caseworker
+    confirms (`confirm_report`). A second report of the same kind joins the open task as a note."""
+    from models.applications import TaskNote
+    from models.reports import VERIFY_TASK, TaskDetails
+
+    assert beneficiary.id is not None  # a stored person
+    kind = VERIFY_TASK[report.kind]
+    details = TaskDetails(report=report, reporter=reporter).model_dump(mode="json")
+    open_same = session.exec(select(Task).where(Task.beneficiary_id == beneficiary.id, Task.kind == kind,
+                                                Task.status == "open")).first()
+    if open_same is not None:
+        assert open_same.id is not None  # a stored task
+        session.add(TaskNote(task_id=open_same.id, author=actor, at=now,
+                             text=f"another report ({reporter.relationship}, {reporter.channel}): "
+                                  f"{report.model_dump_json()}"))
+        audit(session, actor, "beneficiary.report", "beneficiary", beneficiary.id,
+              {"kind": str(report.kind), "task": open_same.id, "by": reporter.relationship,
+               "channel": reporter.channel, "again": True}, now)
+        return open_same
+    task = Task(kind=kind, key=f"{kind}:{beneficiary.id}:{now:%Y%m%dT%H%M%S%f}", beneficiary_id=beneficiary.id,
+                priority=10 if kind == "verify_death" else 5, details=details, created_at=now,
+                note=f"reported by {reporter.relationship} via {reporter.channel or 'staff'}")
+    session.add(task)
+    session.flush()
+    audit(session, actor, "task.create", "task", task.id, {"kind": kind, "beneficiary_id": beneficiary.id}, now)
+    audit(session, actor, "beneficiary.report", "beneficiary", beneficiary.id,
+          {"kind": str(report.kind), "task": task.id, "by": reporter.relationship, "channel": reporter.channel}, now)
+    pause_outreach(session, beneficiary, reason=f"{report.kind}_reported", actor=actor, now=now)
+    return task
+
+
+def _close_task(session: Session, task: Task, *, outcome: str, actor: str, now: datetime, note: str = "") -> None:
+    from models.applications import TaskNote
+
+    task.status = "done"
+    task.outcome = outcome
+    task.closed_by = actor
+    task.closed_at = now
+    session.add(task)
+    if note.strip():
+        assert task.id is not None  # a stored task
+        session.add(TaskNote(task_id=task.id, author=actor, text=note.strip()[:2000], at=now))
+    audit(session, actor, "task.done", "task", task.id, {"kind": task.kind, "outcome": outcome}, now)
+
+
+def confirm_report(session: Session, task: Task, *, actor: str, now: datetime, note: str = "") -> None:
+    """A caseworker checked the report and it is true: apply it to the record, close the task,
+    and lift the pause (unless another report still waits)."""
+    from models.reports import ContactReport, DeathReport, MoveReport, task_details
+
+    if task.status != "open":
+        raise CaseworkRefused("这个核实任务已经处理过了 (this report was already handled)")
+    details = task_details(task.details)
+    beneficiary = session.get(Beneficiary, task.beneficiary_id)
+    if beneficiary is None:
+        raise CaseworkRefused("找不到这个人 (no such person)")
+    report, reporter = details.report, details.reporter
+    reported_by = f"{reporter.relationship} via {reporter.channel or 'staff'}"
+    if isinstance(report, DeathReport):
+        record_death(session, beneficiary, died_on=report.died_on, actor=actor, reported_by=reported_by,
+                     evidence=report.evidence, reason=note or "report confirmed", now=now)
+    elif isinstance(report, MoveReport):
+        record_move(session, beneficiary, moved_on=report.moved_on, away=report.away, district=report.district,
+                    street=report.street, community=report.community, actor=actor,
+                    reason=note or "report confirmed", now=now)
+    elif isinstance(report, ContactReport):
+        old = session.get(Contact, report.replaces_contact_id) if report.replaces_contact_id else None
+        if old is not None and old.beneficiary_id == beneficiary.id:
+            replace_phone(session, old, report.new_phone, actor=actor, reason=note or "report confirmed", now=now)
+        else:
+            add_phone(session, beneficiary, report.new_phone, actor=actor, reason=note or "report confirmed", now=now)
+    _close_task(session, task, outcome="confirmed", actor=actor, now=now, note=note)
+    audit(session, actor, "beneficiary.report_confirmed", "beneficiary", beneficiary.id,
+          {"kind": str(report.kind), "task": task.id}, now)
+    resume_outreach(session, beneficiary, actor=actor, now=now, closing_task=task.id)
+
+
+def reject_report(session: Session, task: Task, *, actor: str, reason: str, now: datetime) -> None:
+    """The report turned out not to be true (or not about this person): nothing in the record
+    changes, the task closes with the reason, and the pause is lifted."""
+    if task.status != "open":
+        raise CaseworkRefused("这个核实任务已经处理过了 (this report was already handled)")
+    if not reason.strip():
+        raise CaseworkRefused("请写明核实的情况 (say what was found)")
+    _close_task(session, task, outcome="not_confirmed", actor=actor, now=now, note=reason)
+    beneficiary = session.get(Beneficiary, task.beneficiary_id)
+    if beneficiary is not None:
+        audit(session, actor, "beneficiary.report_rejected", "beneficiary", beneficiary.id,
+              {"kind": task.kind, "task": task.id, "reason": reason.strip()[:500]}, now)
+        resume_outreach(session, beneficiary, actor=actor, now=now, closing_task=task.id)
+
+
+def record_move(session: Session, beneficiary: Beneficiary, *, actor: str, reason: str, now: datetime,
+                moved_on: date | None = None, away: bool = True, district: str = "", street: str = "",
+                community: str = "") -> None:
+    """A move: out of the office's area (status moved; nothing proactive is sent again), or to a
+    new address within it (the area changes, so visits go to the right community)."""
+    if away:
+        if beneficiary.status == BeneficiaryStatus.MOVED.value:
+            return
+        beneficiary.status = BeneficiaryStatus.MOVED.value
+        beneficiary.moved_on = moved_on or now.date()
+        beneficiary.updated_at = now
+        session.add(beneficiary)
+        _suppress_stopped(session, col(OutboxMessage.beneficiary_id) == beneficiary.id, now)
+        audit(session, actor, "beneficiary.moved", "beneficiary", beneficiary.id,
+              {"moved_on": beneficiary.moved_on.isoformat(), "reason": reason[:500]}, now)
+        return
+    if not (district.strip() or street.strip() or community.strip()):
+        raise CaseworkRefused("请填写新的区、街道或社区 (give the new district, street or community)")
+    before = f"{beneficiary.district}{beneficiary.street}{beneficiary.community}"
+    beneficiary.district = district.strip()[:64] or beneficiary.district
+    beneficiary.street = street.strip()[:64] or beneficiary.street
+    beneficiary.community = community.strip()[:64] or beneficiary.community
+    beneficiary.updated_at = now
+    session.add(beneficiary)
+    audit(session, actor, "beneficiary.address", "beneficiary", beneficiary.id,
+          {"from": before, "to": f"{beneficiary.district}{beneficiary.street}{beneficiary.community}",
+           "reason": reason[:500]}, now)
+
+
+def add_phone(session: Session, beneficiary: Beneficiary, phone_e164: str, *, actor: str, reason: str,
+              now: datetime) -> Contact:
+    """Staff add a mobile number to a person's record (verified: staff checked it)."""
+    existing = session.exec(select(Contact).where(Contact.channel == "sms", Contact.address == phone_e164)).first()
+    if existing is not None and existing.beneficiary_id not in (None, beneficiary.id):
+        raise CaseworkRefused("这个号码已经登记在另一个人名下 (this number is on someone else's record)")
+    contact = existing or Contact(channel="sms", address=phone_e164, created_at=now)
+    contact.beneficiary_id = beneficiary.id
+    contact.verified, contact.verified_at = True, now
+    contact.invalid_at = contact.invalid_reason = None
+    session.add(contact)
+    session.flush()
+    audit(session, actor, "contact.add", "contact", contact.id,
+          {"channel": "sms", "address": mask_phone(phone_e164), "beneficiary_id": beneficiary.id,
+           "reason": reason[:500]}, now)
+    return contact
+
+
+def replace_phone(session: Session, old: Contact, phone_e164: str, *, actor: str, reason: str,
+                  now: datetime) -> Contact:
+    """A new number instead of an old one: the new one is added, the old one marked no longer valid."""
+    beneficiary = session.get(Beneficiary, old.beneficiary_id)
+    if beneficiary is None:
+        raise CaseworkRefused("这个联系方式不属于任何人 (this contact belongs to no one)")
+    if old.channel == "sms" and old.address == phone_e164:
+        raise CaseworkRefused("新号码和原来的一样 (the new number is the same as the old one)")
+    new = add_phone(session, beneficiary, phone_e164, actor=actor, reason=reason, now=now)
+    mark_invalid(session, old, reason=f"replaced by staff: {reason}"[:200], actor=actor, now=now)
+    audit(session, actor, "contact.change", "contact", old.id,
+          {"from": masked_address(old), "to": mask_phone(phone_e164), "reason": reason[:500]}, now)
+    return new
+
+
+# Outcomes a task may be completed with, by kind (a certification outcome records the certification).
+CERTIFICATION_TASKS = frozenset({"home_visit", "certification_booking"})
+TASK_OUTCOMES: dict[str, tuple[str, ...]] = {
+    "home_visit": ("certified", "not_certified", "could_not_reach"),
+    "certification_booking": ("certified", "not_certified", "could_not_reach"),
+}
+DEFAULT_OUTCOMES = ("done", "could_not_reach", "not_needed")
+
+
+def task_outcomes(kind: str) -> tuple[str, ...]:
+    from models.reports import VERIFY_TASKS
+
+    if kind in VERIFY_TASKS:
+        return ()  # confirmed or rejected through confirm_report / reject_report
+    return TASK_OUTCOMES.get(kind, DEFAULT_OUTCOMES)
+
+
+def complete_task(session: Session, task: Task, *, outcome: str, actor: str, now: datetime, today: date,
+                  note: str = "") -> None:
+    """Close a task with its outcome. "certified" on a certification task records this year's
+    pension eligibility certification (so the remaining reminders stop)."""
+    if task.status != "open":
+        raise CaseworkRefused("这个任务已经关闭了 (this task is already closed)")
+    allowed = task_outcomes(task.kind)
+    if not allowed:
+        raise CaseworkRefused("核实任务请用“属实”或“不属实”来处理 (confirm or reject the report instead)")
+    if outcome not in allowed:
+        raise CaseworkRefused("请选择办理结果 (choose the outcome)")
+    if outcome == "not_needed" and not note.strip():
+        raise CaseworkRefused("请写明为什么不需要办 (say why it is not needed)")
+    _close_task(session, task, outcome=outcome, actor=actor, now=now, note=note)
+    if outcome == "certified" and task.kind in CERTIFICATION_TASKS and task.beneficiary_id is not None:
+        person = session.get(Beneficiary, task.beneficiary_id)
+        if person is not None:
+            record_certification(session, person, on=today, actor=actor, method=task.kind, reason=note, now=now)
+
+
+def assign_task(session: Session, task: Task, staff_id: int | None, *, actor: str, now: datetime) -> None:
+    task.assigned_staff_id = staff_id
+    session.add(task)
+    audit(session, actor, "task.assign", "task", task.id, {"to": staff_id}, now)
+
+
+def add_task_note(session: Session, task: Task, text: str, *, actor: str, now: datetime) -> None:
+    from models.applications import TaskNote
+
+    if not text.strip():
+        raise CaseworkRefused("备注是空的 (the note is empty)")
+    assert task.id is not None  # a stored task
+    session.add(TaskNote(task_id=task.id, author=actor, text=text.strip()[:2000], at=now))
+    audit(session, actor, "task.note", "task", task.id, {}, now)
+
+
+CLOSE_REASONS = ("answered_by_phone", "resolved_in_person", "duplicate", "no_reply_needed", "other")
+
+
+def close_ticket(session: Session, ticket: Any, *, reason: str, note: str, actor: str, now: datetime) -> None:
+    """Close a handed-off question without (or after) a written answer, with the reason."""
+    if ticket.status == "closed":
+        raise CaseworkRefused("这个问题已经关闭了 (already closed)")
+    if reason not in CLOSE_REASONS:
+        raise CaseworkRefused("请选择关闭的原因 (choose why it is closed)")
+    if reason == "other" and not note.strip():
+        raise CaseworkRefused("请写明关闭的原因 (say why it is closed)")
+    ticket.status = "closed"
+    ticket.close_reason, ticket.close_note = reason, note.strip()[:2000] or None
+    ticket.closed_by, ticket.closed_at = actor, now
+    session.add(ticket)
+    audit(session, actor, "ticket.close", "handoff_ticket", ticket.id, {"reason": reason}, now)
+
+
+def assign_ticket(session: Session, ticket: Any, staff_id: int | None, *, actor: str, now: datetime) -> None:
+    ticket.assigned_staff_id = staff_id
+    session.add(ticket)
+    audit(session, actor, "ticket.assign", "handoff_ticket", ticket.id, {"to": staff_id}, now)
+
+
+def check_document(session: Session, document: Any, checked: bool, *, actor: str, now: datetime) -> None:
+    """Staff tick (or untick) one line of an application's document checklist: they have seen it."""
+    document.checked_by, document.checked_at = (actor, now) if checked else (None, None)
+    session.add(document)
+    audit(session, actor, "application.document_checked", "application", document.application_id,
+          {"document": document.code, "checked": checked}, now)

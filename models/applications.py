@@ -89,6 +89,9 @@ class ApplicationDocument(SQLModel, table=True):
     file_path: str | None = None  # where the uploaded file is stored
     provider_file_id: str | None = Field(default=None, max_length=200)
     mime_type: str | None = Field(default=None, max_length=64)
+    # Ticked by staff once they have seen the document (the original, or a good copy).
+    checked_by: str | None = Field(default=None, max_length=64)
+    checked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class TaskKind(StrEnum):
@@ -100,6 +103,9 @@ class TaskKind(StrEnum):
     STUCK_APPLICATION = "stuck_application"
     HARDSHIP_VISIT = "hardship_visit"
     CALLBACK = "callback"
+    VERIFY_DEATH = "verify_death"  # a death reported through the bot, to confirm
+    VERIFY_MOVE = "verify_move"
+    VERIFY_CONTACT = "verify_contact"
 
 
 class TaskStatus(StrEnum):
@@ -126,8 +132,25 @@ class Task(SQLModel, table=True):
     due_on: date | None = None
     assigned_staff_id: int | None = Field(default=None, foreign_key="staff_user.id")
     note: str = ""
+    # What a verification task is about (models.reports.Report, as JSON).
+    # (`default=dict` also fills it for bulk Core inserts that leave it out, as the sweeps do.)
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False, default=dict))
+    outcome: str | None = Field(default=None, max_length=32)  # how it ended: certified, confirmed, not_true...
+    closed_by: str | None = Field(default=None, max_length=64)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class TaskNote(SQLModel, table=True):
+    """A note staff add to a task (a call made, a visit arranged), kept in order."""
+
+    __tablename__ = "task_note"
+
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: int = Field(foreign_key="task.id", index=True)
+    author: str = Field(max_length=64)
+    text: str
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class TicketStatus(StrEnum):
@@ -165,6 +188,11 @@ class HandoffTicket(SQLModel, table=True):
     answered_by: str | None = Field(default=None, max_length=64)
     answered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     escalated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    assigned_staff_id: int | None = Field(default=None, foreign_key="staff_user.id")
+    closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    closed_by: str | None = Field(default=None, max_length=64)
+    close_reason: str | None = Field(default=None, max_length=32)  # answered_by_phone, duplicate, ...
+    close_note: str | None = None
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 

@@ -24,6 +24,22 @@ class UTCDateTime(TypeDecorator[datetime]):
             raise ValueError("naive datetime given to a UTC column; pass an aware datetime")
         return value.astimezone(UTC).replace(tzinfo=None)
 
+    def bind_processor(self, dialect: Any) -> Any:
+        """As SQLAlchemy binds it, remembering the last value: the rows written together (a
+        broadcast's thousands) share a few timestamps, so each is converted once."""
+        convert = super().bind_processor(dialect)
+        last: list[tuple[Any, Any]] = [(object(), None)]  # one tuple, replaced whole: safe across threads
+
+        def process(value: Any) -> Any:
+            seen, out = last[0]
+            if value is seen:
+                return out
+            out = convert(value) if convert is not None else value
+            last[0] = (value, out)
+            return out
+
+        return process
+
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:
             return None

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Column, Index
+from sqlalchemy import Column, Index, text
 from sqlmodel import Field, SQLModel
 
 from models.base import JSONType, UTCDateTime, utcnow
@@ -22,6 +22,21 @@ class OutboxStatus(StrEnum):
     SUPPRESSED = "suppressed"  # opted out, blocked, deceased
 
 
+# Column values the database fills in when an insert leaves them out: a bulk insert (a
+# broadcast's 100,000 rows) then sends only what differs from them. Python's defaults agree.
+DATABASE_DEFAULTS: dict[str, Any] = {
+    "occurrence": "", "language": "zh-Hans", "segments": 1, "extra": {}, "message_class": "proactive",
+    "priority": 2, "urgent": False, "allow_fallback": True, "status": OutboxStatus.QUEUED.value, "attempts": 0,
+}
+
+
+def _server_default(name: str) -> dict[str, Any]:
+    value = DATABASE_DEFAULTS[name]
+    if isinstance(value, bool):
+        return {"server_default": text("true" if value else "false")}  # both databases read these words
+    return {"server_default": str(value)}
+
+
 class OutboxMessage(SQLModel, table=True):
     __tablename__ = "outbox_message"
     __table_args__ = (
@@ -33,28 +48,29 @@ class OutboxMessage(SQLModel, table=True):
     # (kind, recipient, occurrence): enqueuing the same thing twice is a no-op.
     idempotency_key: str = Field(max_length=200, unique=True)
     kind: str = Field(max_length=48, index=True)
-    occurrence: str = Field(default="", max_length=64)
+    occurrence: str = Field(default="", max_length=64, sa_column_kwargs=_server_default("occurrence"))
     beneficiary_id: int | None = Field(default=None, foreign_key="beneficiary.id", index=True)
     contact_id: int | None = Field(default=None, foreign_key="contact.id")
     channel: str = Field(max_length=16)
     address: str = Field(max_length=64)
-    language: str = Field(default="zh-Hans", max_length=8)
+    language: str = Field(default="zh-Hans", max_length=8, sa_column_kwargs=_server_default("language"))
     body: str  # as it is sent on `channel` (on SMS: with the office's signature and any opt-out line)
-    segments: int = 1  # SMS segments of `body` (1 on Telegram)
+    segments: int = Field(default=1, sa_column_kwargs=_server_default("segments"))  # of `body` by SMS
     # The SMS copy of a message queued for another channel: what a fallback to SMS sends.
     sms_body: str | None = None
     sms_segments: int | None = None
     # What the message offers on Telegram (buttons), if anything.
-    extra: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
+    extra: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False,
+                                                                         server_default=text("'{}'")))
     # How the contact rule treats it (outreach/reach.py: requested, own_case, proactive, bulk,
     # staff), and the claim order that follows from it (lower first).
-    message_class: str = Field(default="proactive", max_length=16)
-    priority: int = 2
-    urgent: bool = False  # one-time codes: ignore quiet hours
-    allow_fallback: bool = True
+    message_class: str = Field(default="proactive", max_length=16, sa_column_kwargs=_server_default("message_class"))
+    priority: int = Field(default=2, sa_column_kwargs=_server_default("priority"))
+    urgent: bool = Field(default=False, sa_column_kwargs=_server_default("urgent"))  # codes: ignore quiet hours
+    allow_fallback: bool = Field(default=True, sa_column_kwargs=_server_default("allow_fallback"))
     broadcast_id: int | None = Field(default=None, foreign_key="broadcast.id")
-    status: str = Field(default=OutboxStatus.QUEUED.value, max_length=16)
-    attempts: int = 0
+    status: str = Field(default=OutboxStatus.QUEUED.value, max_length=16, sa_column_kwargs=_server_default("status"))
+    attempts: int = Field(default=0, sa_column_kwargs=_server_default("attempts"))
     next_attempt_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     deadline_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     lease_owner: str | None = Field(default=None, max_length=64)

@@ -102,12 +102,12 @@ def sign_in(session: Session, *, username: str, password: str, address: str, now
         session.add(SignInAttempt(username=name, address=address, outcome=SignInRefusal.LOCKED.value, at=now))
         if already is None:
             audit(session, name or "?", "staff.login_locked", "staff_user", user.id if user else "",
-                  {"address": address}, now)
+                  {"ip": address}, now)
         return SignInResult(None, SignInRefusal.LOCKED)
     if user is None or not user.active or not matches:
         session.add(SignInAttempt(username=name, address=address, outcome=SignInRefusal.WRONG.value, at=now))
         audit(session, name or "?", "staff.login_failed", "staff_user", user.id if user else "",
-              {"address": address}, now)
+              {"ip": address}, now)
         return SignInResult(None, SignInRefusal.WRONG)
     session.add(SignInAttempt(username=name, address=address, outcome="ok", at=now))
     if password_needs_rehash(user.password_hash):
@@ -133,7 +133,7 @@ def start_session(session: Session, user: StaffUser, *, now: datetime, address: 
     row = StaffSession(id=secret_digest(secret), staff_id=user.id, csrf_token=secrets.token_urlsafe(32),
                        created_at=now, last_seen_at=now, address=address[:64], user_agent=user_agent[:200])
     session.add(row)
-    audit(session, user.username, "staff.login", "staff_user", user.id, {"address": address[:64]}, now)
+    audit(session, user.username, "staff.login", "staff_user", user.id, {"ip": address[:64]}, now)
     return NewSession(secret, row)
 
 

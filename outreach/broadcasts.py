@@ -20,7 +20,7 @@ batches ends the loop.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -231,30 +231,44 @@ def reviews(session: Session, broadcast_id: int) -> list[BroadcastReview]:
 
 
 def _renderer(b: Broadcast, templates: Any) -> Any:
-    """(recipient) -> (text, segments) for this broadcast, compiled once per language/channel."""
+    """(recipient, channel=its own) -> (text, segments) for this broadcast, compiled once per
+    language and channel."""
     from outreach.templates import compile_staff_text
 
     cache: dict[tuple[str, str], Any] = {}
     if b.template_kind is None:
         staff_text = compile_staff_text(b.body)
+        used: dict[str, tuple[str, ...]] = {}
+        # Texts depend only on the placeholders the staff text uses: thousands of people share
+        # a salutation and a community, so each distinct text is rendered once.
+        texts: dict[tuple[Any, ...], tuple[str, int]] = {}
 
-        def render(r: Any) -> tuple[str, int]:
+        def render(r: Any, channel: str | None = None) -> tuple[str, int]:
             lang = templates.language(r.lang)
-            fn = cache.get((lang, r.channel))
-            if fn is None:
-                fn = cache[(lang, r.channel)] = templates.broadcast_renderer(staff_text, lang, r.channel)
-            out = fn(r.values)
-            return out.text, out.sms.segments if out.sms else 1
+            channel = channel or r.channel
+            names = used.get(lang)
+            if names is None:
+                names = used[lang] = tuple(sorted(staff_text.placeholders(lang)))
+            key = (lang, channel, *(r.values.get(n) for n in names))
+            hit = texts.get(key)
+            if hit is None:
+                fn = cache.get((lang, channel))
+                if fn is None:
+                    fn = cache[(lang, channel)] = templates.broadcast_renderer(staff_text, lang, channel)
+                out = fn(r.values)
+                hit = texts[key] = (out.text, out.sms.segments if out.sms else 1)
+            return hit
         return render
     fixed = json.loads(b.body.get(TEMPLATE_CONTEXT, "{}"))
     rendered: dict[tuple[str, str, str], tuple[str, int]] = {}  # (language, channel, salutation) -> (text, segments)
 
-    def render_template(r: Any) -> tuple[str, int]:
+    def render_template(r: Any, channel: str | None = None) -> tuple[str, int]:
         lang = templates.language(r.lang)
-        key = (lang, r.channel, r.values["salutation"])
+        channel = channel or r.channel
+        key = (lang, channel, r.values["salutation"])
         hit = rendered.get(key)
         if hit is None:
-            out = templates.render(b.template_kind, lang, {**fixed, "salutation": r.values["salutation"]}, r.channel)
+            out = templates.render(b.template_kind, lang, {**fixed, "salutation": r.values["salutation"]}, channel)
             hit = rendered[key] = (out.text, out.sms.segments if out.sms else 1)
         return hit
     return render_template
@@ -395,7 +409,7 @@ def enqueue_broadcast(engine: Engine, broadcast_id: int, *, now: datetime, setti
             buttons = {lang: {"buttons": telegram_buttons(ts.language(lang))} for lang in {r.lang for r in chunk}}
             for r in chunk:
                 text, segments = render(r)
-                sms_body, sms_segments = render(replace(r, channel="sms")) if r.channel != "sms" else (None, None)
+                sms_body, sms_segments = render(r, "sms") if r.channel != "sms" else (None, None)
                 rows.append({"idempotency_key": idempotency_key(BROADCAST_KIND, f"b{r.beneficiary_id}", occ),
                              "kind": BROADCAST_KIND, "occurrence": occ, "beneficiary_id": r.beneficiary_id,
                              "contact_id": r.contact_id, "channel": r.channel, "address": r.address,

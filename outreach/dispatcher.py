@@ -40,7 +40,7 @@ from models.conversations import MessageLog
 from models.db import read_scope, session_scope
 from models.outbox import OutboxMessage, OutboxStatus
 from outreach import outbox, reach
-from outreach.limits import Blocked, Lane, Limiter, build_limiters
+from outreach.limits import HEADROOM, Blocked, Lane, Limiter, build_limiters
 from outreach.outbox import OutboxRow
 from outreach.providers.base import (
     ChannelMisconfigured,
@@ -54,6 +54,9 @@ from outreach.providers.base import (
 )
 
 log = logging.getLogger("nuanxin.dispatcher")
+
+# How late a send may start after its slot: what the limits' headroom absorbs within one second.
+LATE_SLOT_S = 1.0 - HEADROOM
 
 Claimed = OutboxRow
 _MESSAGE_LOG = MessageLog.__table__  # type: ignore[attr-defined]
@@ -82,13 +85,13 @@ class Outcome:
     result: SendResult | None = None
     error: SendError | None = None
     deferred_s: float = 0.0  # rate limit: not sent, back in the queue for this long
+    released: bool = False  # the process is stopping: not sent, back in the queue for another process now
     stopped: reach.Stop | None = None  # the second look found the recipient stopped (or held): not sent, why
-    given_back: bool = False  # the dispatcher is stopping: not sent, back in the queue at once
     at: datetime | None = None
 
 
-class _GiveBack(Exception):
-    """The dispatcher is stopping: a row not yet sent goes back to the queue, lease released."""
+class _Released(Exception):
+    """The process is stopping before this row got a slot: it goes back to the queue."""
 
 
 class _Stopped(Exception):
@@ -154,7 +157,6 @@ class Dispatcher:
         self._last_quiet_check = 0.0
         # Claimed rows wait here for one of `concurrency` sender tasks (made per run, in its loop).
         self._queue: asyncio.Queue[Claimed] | None = None
-        self._stopping = False
         self._senders: list[asyncio.Task[None]] = []
         self._unsent = 0  # rows handed to the senders whose outcome is not yet in `_pending`
         self._turns: dict[str, asyncio.Lock] = {}  # per channel: whose turn it is to wait for the pace
@@ -167,7 +169,10 @@ class Dispatcher:
         self._flush_now = asyncio.Event()
         self._room_event = asyncio.Event()
         self.stats = {"sent": 0, "retried": 0, "failed": 0, "suppressed": 0, "held": 0, "deferred": 0, "fallbacks": 0,
-                      "tasks": 0, "given_back": 0}
+                      "tasks": 0, "late_slots": 0, "released": 0}
+        # Set when the process stops: rows not yet handed to a provider go back to the queue at
+        # once (another dispatcher sends them) instead of waiting here for slots, or for a lease to expire.
+        self._stopping = False
 
     # --- how many to claim ---------------------------------------------------------------
     def _claim_cap(self, channel: str) -> int:
@@ -233,9 +238,9 @@ class Dispatcher:
                     raise _Stopped(reason)
                 checked = now
 
-        if self._stopping:
-            raise _GiveBack
         limiter = self.limits.get(row.channel)
+        if self._stopping:
+            raise _Released()
         if limiter is None or (limiter.unlimited and limiter.paused_for() <= 0):
             await look_again_if_due()
             return 0.0, ""
@@ -248,7 +253,7 @@ class Dispatcher:
             async with self._turns.setdefault(row.channel, asyncio.Lock()):
                 while True:
                     if self._stopping:
-                        raise _GiveBack
+                        raise _Released()
                     await look_again_if_due()
                     grant = await limiter.acquire(row.address, cost, lane)
                     if grant.ok or grant.blocked is Blocked.KEY:
@@ -263,6 +268,12 @@ class Dispatcher:
                 until_slot = grant.at - self.clock.now().timestamp()
                 if until_slot > 0:
                     await self.sleep(until_slot)
+                # Woken later than the limits' headroom covers (a busy event loop, a slow answer
+                # from Redis): sending now would bunch with the sends of the slots after it, and a
+                # second at the provider would hold more than its figure. Let the slot go, take the next.
+                if self.clock.now().timestamp() - grant.at > LATE_SLOT_S:
+                    self.stats["late_slots"] += 1
+                    continue
                 return 0.0, grant.sender
             # Another message to this recipient went first. One that must wait longer than
             # max_hold goes back to the queue rather than holding a sending slot (five reminders
@@ -289,8 +300,8 @@ class Dispatcher:
             defer, sender = await self._acquire(row, claimed_at)
         except _Stopped as stopped:
             return Outcome(row, stopped=stopped.reason, at=self.clock.now())
-        except _GiveBack:
-            return Outcome(row, given_back=True, at=self.clock.now())
+        except _Released:
+            return Outcome(row, released=True)
         finally:
             self._waiting.pop(row.id, None)
         if defer > 0:
@@ -377,10 +388,9 @@ class Dispatcher:
                 self.stats["sent"] += 1
             elif o.stopped is not None:
                 stopped[r.id] = o.stopped
-            elif o.given_back:
-                # Not sent and not tried: due again at once, for whichever process claims next.
-                moves.append(outbox.deferred(r, delay_s=0.0, now=now, why="given back: the dispatcher stopped"))
-                self.stats["given_back"] += 1
+            elif o.released:
+                moves.append(outbox.deferred(r, delay_s=0.0, now=now, why="released: dispatcher stopping"))
+                self.stats["released"] += 1
             elif o.deferred_s > 0:
                 moves.append(outbox.deferred(r, delay_s=o.deferred_s, now=now,
                                              why=f"deferred: rate limit ({o.deferred_s:.1f}s)"))
@@ -558,14 +568,14 @@ class Dispatcher:
             outbox.renew_leases(session, owner=self.owner, now=self.clock.now(), lease_s=self.lease_s)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Send until `stop` is set; then finish the sends already handed to a provider, give
-        every other claimed row back to the queue (lease released, due at once, for the next
-        process), write it all, and return: stopping takes about one rate-limit wait, not the
-        time to send every claimed row."""
+        """Send until `stop` is set; then finish what is in flight, write it, give back the rows
+        not yet handed to a provider, and return."""
+        self._stopping = False
         flusher = asyncio.create_task(self._flusher(stop))
         renew = asyncio.create_task(self._renew(stop))
         try:
             await self._launcher(stop)
+            # What was handed to a provider finishes and is written; the rest is given back.
             self._stopping = True
             if self._queue is not None:
                 await self._queue.join()
@@ -599,4 +609,7 @@ def build_providers(settings: Any, engine: Engine | None,
                                           public_base_url=settings.public_base_url)
     else:
         providers["sms"] = LogSinkProvider("sms", engine, settings.data_dir)
+    # A console conversation (`nuanxin chat`) is on this machine: a staff answer to it is
+    # "delivered" into its message log, where the chat shows it at the next prompt.
+    providers["console"] = LogSinkProvider("console", engine, settings.data_dir)
     return providers

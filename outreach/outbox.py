@@ -30,7 +30,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col
 
-from models.outbox import OutboxEvent, OutboxMessage, OutboxStatus
+from models.outbox import DATABASE_DEFAULTS, OutboxEvent, OutboxMessage, OutboxStatus
 from models.people import Contact
 from models.phone import mask_phone
 from outreach import reach
@@ -98,25 +98,33 @@ def _insert_ignoring_duplicates(session: Session) -> Insert:
     return insert(T)
 
 
-def _row(now: datetime, classes: dict[str, reach.MessageClass], fields: Mapping[str, Any]) -> dict[str, Any]:
-    """A complete outbox row: defaults, the class the kind declares, its priority, the deadline."""
-    row: dict[str, Any] = {
-        "status": S.QUEUED.value, "attempts": 0, "created_at": now, "extra": {}, "segments": 1,
-        "sms_body": None, "sms_segments": None, "urgent": False, "allow_fallback": True, "language": "zh-Hans",
-        "occurrence": "", "beneficiary_id": None, "contact_id": None, "broadcast_id": None,
-        **fields,
-    }
-    if row.get("next_attempt_at") is None:
-        row["next_attempt_at"] = now
-    if row.get("deadline_at") is None:
-        row["deadline_at"] = now + DEFAULT_DEADLINE
-    kind = row["kind"]
-    if not row.get("message_class"):
+def _row(now: datetime, classes: dict[str, reach.MessageClass], fields: Mapping[str, Any],
+         deadline: datetime | None = None) -> dict[str, Any]:
+    """An outbox row to insert: the class the kind declares, its priority, the times, the
+    deadline; values the database holds as defaults (DATABASE_DEFAULTS) or NULL are left out."""
+    row = {k: v for k, v in fields.items() if v is not None}
+    for name, default in DATABASE_DEFAULTS.items():
+        if name in row and row[name] == default:
+            del row[name]
+    row.setdefault("created_at", now)
+    row.setdefault("next_attempt_at", now)
+    row.setdefault("deadline_at", deadline or now + DEFAULT_DEADLINE)
+    message_class = fields.get("message_class")
+    if not message_class:
+        kind = row["kind"]
         if kind not in classes:
             classes[kind] = reach.class_of(kind)
-        row["message_class"] = classes[kind].value
-    row["priority"] = reach.rule_for(row["message_class"]).priority
+        message_class = classes[kind].value
+    priority = _PRIORITY.get(message_class, _PRIORITY[reach.DEFAULT_CLASS])
+    for name, value in (("message_class", message_class), ("priority", priority)):
+        if value != DATABASE_DEFAULTS[name]:
+            row[name] = value
+        else:
+            row.pop(name, None)
     return row
+
+
+_PRIORITY = {str(k): rule.priority for k, rule in reach.RULES.items()}
 
 
 def enqueue(session: Session, *, key: str, kind: str, channel: str, address: str, body: str, now: datetime,
@@ -156,12 +164,18 @@ def enqueue_many(session: Session, rows: Iterable[Mapping[str, Any]], *, now: da
     pg = session.get_bind().dialect.name == "postgresql"
 
     def flush(chunk: list[dict[str, Any]]) -> int:
-        keys = set().union(*chunk)
-        if any(len(row) != len(keys) for row in chunk):  # one compiled statement needs the same keys in every row
-            chunk = [{k: row.get(k) for k in keys} for row in chunk]
-        if pg:
-            return len(session.execute(stmt.returning(T.c.id), chunk).all())
-        return int(session.execute(stmt, chunk).rowcount or 0)  # type: ignore[attr-defined]
+        # One executemany per set of columns given (rows leave out what the database defaults).
+        by_columns: dict[frozenset[str], list[dict[str, Any]]] = {}
+        for row in chunk:
+            by_columns.setdefault(frozenset(row), []).append(row)
+        created = 0
+        for group in by_columns.values():
+            if pg:  # RETURNING says exactly which rows were new
+                created += len(session.execute(stmt.returning(T.c.id), group).all())
+            else:  # SQLite's executemany counts the rows inserted, not those skipped
+                result: Any = session.execute(stmt, group)
+                created += int(result.rowcount or 0)
+        return created
 
     return sum(flush(chunk) for chunk in _batches(rows, now, batch))
 
@@ -169,9 +183,10 @@ def enqueue_many(session: Session, rows: Iterable[Mapping[str, Any]], *, now: da
 def _batches(rows: Iterable[Mapping[str, Any]], now: datetime, size: int) -> Iterator[list[dict[str, Any]]]:
     """Complete outbox rows, `size` at a time, each with the same keys (one compiled statement)."""
     classes: dict[str, reach.MessageClass] = {}
+    deadline = now + DEFAULT_DEADLINE  # one object: the column's bind processor converts it once
     chunk: list[dict[str, Any]] = []
     for fields in rows:
-        chunk.append(_row(now, classes, fields))
+        chunk.append(_row(now, classes, fields, deadline))
         if len(chunk) >= size:
             yield chunk
             chunk = []
@@ -359,7 +374,10 @@ def claim(session: Session, *, owner: str, now: datetime, lease_s: float, limit:
                        "reason": f"lease of {reclaimed} expired; claimed by {owner}" if reclaimed
                        else f"claimed by {owner}"})
     session.execute(insert(EVENTS), events)
-    claimed.sort(key=lambda c: c.id)
+    # In the order picked (RETURNING keeps none): the dispatcher sends them in this order, so a
+    # code claimed with a batch of reminders goes first, not after them.
+    order = {r.id: i for i, r in enumerate(picked)}
+    claimed.sort(key=lambda c: order[c.id])
     return claimed
 
 

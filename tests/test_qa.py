@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import typer
 from hypothesis import HealthCheck, given, settings
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from bot.knowledge import load_knowledge
-from bot.qa import QA, Answer, detect_language, get_qa, to_simplified
+from bot.qa import QA, Answer, detect_language, get_qa, to_simplified, warm_up_in_background
 from bot.qa_commands import (
     DEFAULT_EVAL_FILE,
     FROZEN_FILE,
@@ -22,6 +23,9 @@ from bot.qa_commands import (
     register,
     run_eval,
 )
+from bot.qa_embed import Embedder, shared_embedder
+from bot.qa_index import SoundAlikes
+from bot.qa_question import read_question
 
 HANDOFF_REASONS = {"out_of_scope", "personal_case", "complaint", "asked_for_person"}
 
@@ -429,3 +433,91 @@ def test_a_broken_article_is_skipped_and_reported_and_the_rest_answer(tmp_path: 
     assert [a.id for a in small.knowledge.articles] == ["good"]
     assert any("bad.md" in p for p in small.knowledge.problems)
     assert small.answer_with("医疗互助的互助金每年交多少钱", min_confidence=0.0).article_id == "good"
+
+
+class _CountingEmbedder:
+    """The real embedder, counting the passes of the model that questions cost."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner = inner
+        self.questions_embedded = 0
+
+    def query(self, text: str) -> np.ndarray:
+        self.questions_embedded += 1
+        return self.inner.query(text)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+def test_a_two_part_question_whose_parts_the_whole_finds_goes_through_the_model_once(qa: QA) -> None:
+    """Speed: both parts are ranked with the whole question's one embedding when it finds each
+    part's article confidently; the answer is the same two-article answer as before."""
+    counting = _CountingEmbedder(shared_embedder())
+    counted = QA(qa.knowledge, counting)  # type: ignore[arg-type]
+    a = counted.answer("医疗互助一年交多少钱，住院了去哪里报")
+    assert set(a.article_ids) == {"mutual-cost", "mutual-where-claim"}
+    assert counting.questions_embedded == 1
+
+
+def test_a_part_the_whole_question_cannot_place_gets_its_own_look(qa: QA) -> None:
+    """A part the whole question's vector ranks below the threshold is embedded on its own
+    (with the question around it), so "去哪里交" after a documents question still finds where
+    to apply rather than handing the question off."""
+    a = qa.answer("补缴社保要带哪些材料，去哪里交")
+    assert not a.handoff
+    assert set(a.article_ids) == {"vsi-documents", "vsi-where-apply"}
+    # The calibration pass (no threshold) sees the choices the bot makes.
+    assert qa.answer_with("补缴社保要带哪些材料，去哪里交", min_confidence=0.0).article_ids == a.article_ids
+
+
+def test_warm_up_builds_the_shared_qa_and_loads_the_model_before_any_question(monkeypatch: pytest.MonkeyPatch,
+                                                                            qa: QA) -> None:
+    """A process warms the Q&A in a daemon thread after its port opens: once that thread is
+    done, the first question finds the index built and the model loaded (no build of its own)."""
+    import bot.qa as qa_module
+
+    built: list[QA] = []
+    monkeypatch.setattr(qa_module, "_shared", None)
+    monkeypatch.setattr(qa_module, "_shared_factory", lambda: built.append(qa) or qa)
+    thread = warm_up_in_background()
+    assert thread.daemon
+    thread.join(timeout=120)
+    assert built == [qa] and get_qa() is qa and len(built) == 1
+    assert qa.embedder is not None and qa.embedder.loaded
+
+
+def test_a_typed_homophone_of_a_knowledge_term_is_searched_as_the_term() -> None:
+    """Pinyin and voice input write a term by its sound: a stretch the knowledge never writes
+    that sounds like one of its terms is searched as that term; what the knowledge writes itself,
+    and a sound two terms share, are left as typed."""
+    text = "职工医疗互助金每年100元。生存认证每年一次。失业保险金按月领取。"
+    alikes = SoundAlikes({"互助金", "认证", "失业"}, text)
+    assert alikes.fix("互住金一年交多少") == "互助金一年交多少"
+    assert alikes.fix("生存任证怎么做") == "生存认证怎么做"
+    assert alikes.fix("互助金和认证") == "互助金和认证"
+    # 事业 and 失业 differ only by tone: two characters must match with their tones.
+    assert alikes.fix("事业单位的人") == "事业单位的人"
+    # Two terms that sound alike: neither is guessed.
+    both = SoundAlikes({"互助", "互住"}, "互助 互住")
+    assert both.fix("互注金") == "互注金"
+
+
+def test_a_typo_of_a_term_reaches_the_article_of_the_term(qa: QA) -> None:
+    """The search text of a question with a sound-alike typo is the one of the question
+    written correctly, so both find the same article."""
+    typed, written = qa.answer_with("养老经认证怎么做", min_confidence=0.0), qa.answer_with("养老金认证怎么做",
+                                                                                         min_confidence=0.0)
+    assert typed.article_id == written.article_id and typed.score == written.score
+
+
+@pytest.mark.parametrize(("question", "groups"), [
+    ("my dad died last week, he was a retired factory worker, does anyone from the community come",
+     {"retiree", "worker"}),
+    ("my mother is retired and cannot walk, how does she do the pension check", {"retiree"}),
+    ("how much is the retired soldier social insurance back pay", {"veteran"}),
+])
+def test_retired_in_english_says_retiree_except_of_soldiers(question: str, groups: set[str]) -> None:
+    """"A retired factory worker" is a retiree (retiree articles may answer); "a retired
+    soldier" is a veteran (the usual English for 退役士兵), not a retiree."""
+    assert set(read_question(question, "en").groups) == groups

@@ -17,6 +17,8 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from models.phone import mask_phone
+from models.privacy import redact
 from models.staff import Role
 from web.security import LANG_COOKIE, SignedIn
 from web.words import EN, LANGUAGES, N_, ZH, choices, label, ui
@@ -31,6 +33,8 @@ def looks_like_code(value: str) -> bool:
 
 _CODE = re.compile(r"[A-Za-z0-9_.:/+-]*")
 TEMPLATES.env.globals.update(label=label, choices=choices, looks_like_code=looks_like_code)
+TEMPLATES.env.filters["phone"] = mask_phone
+TEMPLATES.env.filters["masked"] = redact  # free text people typed: ID numbers, phones, codes masked
 
 PAGE_SIZE = 25
 
@@ -148,6 +152,7 @@ def render(request: Request, name: str, staff: SignedIn | None, *, status_code: 
         current_path=request.url.path,
         time=lambda value, with_year=True: fmt_time(value, tz, with_year),
         money=fmt_money, query_with=lambda **kw: query_with(request, **kw),
+        age=lambda seconds: age_words(seconds, lang),
         today=request.app.state.clock.now().astimezone(tz).date(),
         L=lambda group, code: label(group, code, lang),
         options=lambda group: choices(group, lang),

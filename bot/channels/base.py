@@ -13,7 +13,7 @@ from datetime import datetime
 
 @dataclass(frozen=True)
 class Attachment:
-    kind: str  # "photo" | "document" | "voice" | "sticker" | "location" | "other"
+    kind: str  # "photo" | "document" | "voice" | "audio" | "sticker" | "location" | "contact" | "other"
     file_id: str = ""  # provider's id (Telegram file_id, Twilio MediaUrl)
     mime_type: str = ""
     file_name: str = ""
@@ -32,6 +32,11 @@ class Inbound:
     provider_message_id: str = ""
     # A button press (Telegram callback data) rather than typed text.
     choice: str | None = None
+    # The token of the prompt whose keyboard was pressed: None when the channel has no tokens
+    # (typed text, the console), "" for a keyboard sent before buttons carried one.
+    prompt_token: str | None = None
+    # The person edited a message they had sent (Telegram): the text is the new version.
+    edited: bool = False
 
 
 @dataclass(frozen=True)
@@ -49,3 +54,8 @@ class Reply:
     columns: int = 1
     expects: str = "text"  # "text" | "choice" | "file" | "code" | "none"
     metadata: dict[str, str] = field(default_factory=dict)
+    # Buttons a rich channel shows under the choices (back, a person); SMS says them in the text.
+    navigation: tuple[Choice, ...] = ()
+    # The text for a channel that shows the choices as buttons: without the numbered lines and
+    # the "reply 1 or 2" instructions that only typing needs. Empty: use `text`.
+    button_text: str = ""

@@ -3,7 +3,9 @@
 Handlers only translate; every decision is the engine's. One Router per concern:
 `commands` (/start /menu /help /lang /stop → the engine's global words), `callbacks`
 (a button press → `Inbound.choice`, answered so the button stops spinning), `messages`
-(text, photos, documents; files are downloaded to `<data_dir>/uploads/<chat>/`).
+(text, photos, documents and voice notes, downloaded to `<data_dir>/uploads/<chat>/`;
+stickers, locations, contact cards and videos named so the engine can answer them; an
+edited message as `Inbound.edited`).
 
 `create_dispatcher(engine, settings, reply_sender=...)` builds the Dispatcher; the engine, the
 upload folder and the process's one Telegram sender (`outreach.providers.telegram.TelegramProvider`:
@@ -14,10 +16,15 @@ own tests) replies go straight through the handler's Bot. Polling
 `web/routes/telegram.py`, after `set_webhook` told Telegram where to post.
 
 Rendering: plain text (no parse mode, so nothing the engine writes can break markup),
-big inline buttons one per row unless `Reply.columns` says otherwise. Callback data is
-the choice's value when it fits Telegram's 64 bytes; a longer value is sent as the
-button's position and mapped back through the pressed message's own keyboard, so no
-state is kept here.
+big inline buttons one per row unless `Reply.columns` says otherwise, then the navigation
+buttons ([返回] [找人工]) in one row; with buttons the text is `Reply.button_text` (the
+numbered list and "reply 1 or 2" left out, so nothing is listed twice). Callback data is
+`~<prompt token>~<value>`: the token names the question the keyboard was sent with, so the
+engine can refuse a press on an older keyboard. A value too long for Telegram's 64 bytes is
+sent as the button's position and mapped back through the pressed message's own keyboard.
+When the conversation moves on, the previous keyboard is taken off its message
+(`Keyboards`, one per dispatcher: the chat's last keyboard message, kept in memory; the
+token check is what makes an old press harmless even when that memory is gone).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -44,6 +52,7 @@ from aiogram.types import (
 )
 
 from bot.channels.base import Attachment, Inbound, Reply
+from models.phone import mask_phone
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +61,8 @@ MAX_TEXT = 4096  # Telegram's limit for one message's text
 MAX_CALLBACK_BYTES = 64
 MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024  # the cloud Bot API's getFile limit
 _INDEX_PREFIX = "~i:"  # callback data that names a button's position instead of its value
+_TOKENED = re.compile(r"^~([A-Za-z0-9_-]{1,16})~(.*)$", re.S)  # ~<prompt token>~<value>
+MAX_REMEMBERED_CHATS = 50_000
 _SORRY = "系统暂时繁忙，请稍后再试。Sorry, something went wrong; please try again."
 
 
@@ -98,20 +109,61 @@ async def set_commands(bot: Bot) -> None:
 
 
 # --- rendering -------------------------------------------------------------------------
-def callback_data(value: str, index: int) -> str:
-    if value.startswith(_INDEX_PREFIX) or len(value.encode("utf-8")) > MAX_CALLBACK_BYTES:
-        return f"{_INDEX_PREFIX}{index}"
-    return value
+def callback_data(value: str, index: int, token: str = "") -> str:
+    prefix = f"~{token}~" if token else ""
+    if value.startswith(("~", _INDEX_PREFIX)) or len((prefix + value).encode("utf-8")) > MAX_CALLBACK_BYTES:
+        return f"{prefix}{_INDEX_PREFIX}{index}"
+    return prefix + value
 
 
 def keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
-    if not reply.choices:
+    if not reply.choices and not reply.navigation:
         return None
+    token = reply.metadata.get("prompt", "")
     per_row = max(1, reply.columns)
-    buttons = [InlineKeyboardButton(text=c.label, callback_data=callback_data(c.value, i))
+    buttons = [InlineKeyboardButton(text=c.label, callback_data=callback_data(c.value, i, token))
                for i, c in enumerate(reply.choices)]
     rows = [buttons[i:i + per_row] for i in range(0, len(buttons), per_row)]
+    offset = len(reply.choices)
+    if reply.navigation:
+        rows.append([InlineKeyboardButton(text=c.label, callback_data=callback_data(c.value, offset + i, token))
+                     for i, c in enumerate(reply.navigation)])
     return InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+def shown_text(reply: Reply) -> str:
+    """With buttons, the text without what the buttons already say."""
+    if (reply.choices or reply.navigation) and reply.button_text:
+        return reply.button_text
+    return reply.text
+
+
+class Keyboards:
+    """The last message with a keyboard in each chat, so that keyboard is taken away when the
+    conversation moves on (an old keyboard pressed later is refused by the engine anyway)."""
+
+    def __init__(self, limit: int = MAX_REMEMBERED_CHATS) -> None:
+        self._last: OrderedDict[str, int] = OrderedDict()
+        self._limit = limit
+
+    def remember(self, chat_id: int | str, message_id: int) -> None:
+        key = str(chat_id)
+        self._last.pop(key, None)
+        self._last[key] = message_id
+        while len(self._last) > self._limit:
+            self._last.popitem(last=False)
+
+    def forget(self, chat_id: int | str, message_id: int) -> None:
+        if self._last.get(str(chat_id)) == message_id:
+            del self._last[str(chat_id)]
+
+    async def retire(self, bot: Bot, chat_id: int | str) -> None:
+        """Take the chat's last keyboard off its message (it stays readable)."""
+        message_id = self._last.pop(str(chat_id), None)
+        if message_id is None:
+            return
+        with contextlib.suppress(TelegramAPIError):
+            await bot.edit_message_reply_markup(chat_id=chat_id, message_id=message_id, reply_markup=None)
 
 
 def _chunks(text: str) -> list[str]:
@@ -137,17 +189,23 @@ def _chunks(text: str) -> list[str]:
     return out
 
 
-async def send_replies(send: SendText, chat_id: int | str, replies: Sequence[Reply]) -> None:
-    """Send the engine's replies in order; the keyboard rides on the last piece of its reply."""
+async def send_replies(send: SendText, chat_id: int | str, replies: Sequence[Reply],
+                       keyboards: Keyboards | None = None, bot: Bot | None = None) -> None:
+    """Send the engine's replies in order; the keyboard rides on the last piece of its reply.
+    The chat's previous keyboard is taken away first (through `bot`): only what is asked now can be pressed."""
+    if keyboards is not None and bot is not None and replies:
+        await keyboards.retire(bot, chat_id)
     for reply in replies:
-        text = reply.text.strip()
+        text = shown_text(reply).strip()
         markup = keyboard(reply)
         if not text and markup is None:
             continue
         pieces = _chunks(text or "请选择 / Please choose:")
         for i, piece in enumerate(pieces):
             last = i == len(pieces) - 1
-            await send(chat_id, piece, reply_markup=markup if last else None)
+            sent = await send(chat_id, piece, reply_markup=markup if last else None)
+            if last and markup is not None and keyboards is not None:
+                keyboards.remember(chat_id, sent.message_id)
 
 
 # --- inbound ---------------------------------------------------------------------------
@@ -192,17 +250,25 @@ async def attachments_of(message: Message, bot: Bot, uploads: Path) -> tuple[Att
                                name, d.file_size)
         out.append(Attachment(kind="document", file_id=d.file_id, mime_type=d.mime_type or "",
                               file_name=name, size=d.file_size or 0, local_path=path))
-    if message.voice:
-        out.append(Attachment(kind="voice", file_id=message.voice.file_id,
-                              mime_type=message.voice.mime_type or "", size=message.voice.file_size or 0))
+    for kind, audio in (("voice", message.voice), ("audio", message.audio)):
+        if audio is not None:
+            # Staff listen to it from the ticket: the file is kept like a document.
+            name = getattr(audio, "file_name", None) or ("voice.ogg" if kind == "voice" else "audio")
+            path = await _download(bot, uploads, chat, message.message_id, audio.file_id, audio.file_unique_id,
+                                   name, audio.file_size)
+            out.append(Attachment(kind=kind, file_id=audio.file_id, mime_type=audio.mime_type or "",
+                                  file_name=name, size=audio.file_size or 0, local_path=path))
     if message.sticker:
         out.append(Attachment(kind="sticker", file_id=message.sticker.file_id))
     if message.location:
         out.append(Attachment(kind="location",
                               file_name=f"{message.location.latitude},{message.location.longitude}"))
-    for other in (message.video, message.audio, message.video_note, message.animation):
+    if message.contact:
+        # A shared contact card: only its masked number is kept.
+        out.append(Attachment(kind="contact", file_name=mask_phone(message.contact.phone_number or "")))
+    for other in (message.video, message.video_note, message.animation):
         if other is not None:
-            out.append(Attachment(kind="other", file_id=other.file_id, size=other.file_size or 0))
+            out.append(Attachment(kind="video", file_id=other.file_id, size=other.file_size or 0))
     return tuple(out)
 
 
@@ -217,9 +283,18 @@ def message_inbound(message: Message, text: str, attachments: tuple[Attachment, 
                    provider_message_id=str(message.message_id))
 
 
+def prompt_token_of(query: CallbackQuery) -> str:
+    """The token the pressed keyboard was sent with; "" for a keyboard from before tokens."""
+    found = _TOKENED.match(query.data or "")
+    return found.group(1) if found else ""
+
+
 def choice_of(query: CallbackQuery) -> tuple[str | None, str]:
     """(choice value, label): a position-coded button is looked up in the pressed keyboard."""
     data = query.data or ""
+    found = _TOKENED.match(data)
+    if found:
+        data = found.group(2)
     if not data.startswith(_INDEX_PREFIX):
         return data, ""
     markup = getattr(query.message, "reply_markup", None) if query.message else None
@@ -232,14 +307,14 @@ def choice_of(query: CallbackQuery) -> tuple[str | None, str]:
 
 
 # --- handlers (registered on fresh routers by `routers()`) --------------------------------
-async def on_command(message: Message, bot: Bot, engine: ConversationEngine,
+async def on_command(message: Message, bot: Bot, engine: ConversationEngine, keyboards: Keyboards,
                      reply_sender: ReplySender | None = None) -> None:
     name = (message.text or "/").split()[0][1:].split("@")[0].lower()
     replies = await engine.ahandle(message_inbound(message, COMMAND_WORDS[name]))
-    await send_replies(_send(bot, reply_sender), message.chat.id, replies)
+    await send_replies(_send(bot, reply_sender), message.chat.id, replies, keyboards, bot)
 
 
-async def on_button(query: CallbackQuery, bot: Bot, engine: ConversationEngine,
+async def on_button(query: CallbackQuery, bot: Bot, engine: ConversationEngine, keyboards: Keyboards,
                     reply_sender: ReplySender | None = None) -> None:
     await query.answer()  # stop the spinner first: old phones show it for a long time
     if query.message is None:  # too old for Telegram to tell us the chat
@@ -252,20 +327,33 @@ async def on_button(query: CallbackQuery, bot: Bot, engine: ConversationEngine,
     with contextlib.suppress(TelegramAPIError):
         await bot.edit_message_reply_markup(chat_id=chat_id, message_id=query.message.message_id,
                                             reply_markup=None)
+    keyboards.forget(chat_id, query.message.message_id)
+    # A position-coded button comes back as its label, as if typed, still with its keyboard's token.
     inbound = Inbound(channel=CHANNEL, address=str(chat_id), text=label if value is None else "",
-                      language_hint=_language(query), choice=value, provider_message_id=f"cb:{query.id}")
+                      language_hint=_language(query), choice=value, prompt_token=prompt_token_of(query),
+                      provider_message_id=f"cb:{query.id}")
     replies = await engine.ahandle(inbound)
-    await send_replies(_send(bot, reply_sender), chat_id, replies)
+    await send_replies(_send(bot, reply_sender), chat_id, replies, keyboards, bot)
 
 
 async def on_message(message: Message, bot: Bot, engine: ConversationEngine, uploads_dir: Path,
-                     reply_sender: ReplySender | None = None) -> None:
+                     keyboards: Keyboards, reply_sender: ReplySender | None = None) -> None:
     attachments = await attachments_of(message, bot, uploads_dir)
     text = message.text or message.caption or ""
     if not text and not attachments:
         return
     replies = await engine.ahandle(message_inbound(message, text, attachments))
-    await send_replies(_send(bot, reply_sender), message.chat.id, replies)
+    await send_replies(_send(bot, reply_sender), message.chat.id, replies, keyboards, bot)
+
+
+async def on_edited(message: Message, bot: Bot, engine: ConversationEngine, keyboards: Keyboards,
+                    reply_sender: ReplySender | None = None) -> None:
+    """An edited message: the engine says that answers already taken do not change with it."""
+    inbound = Inbound(channel=CHANNEL, address=str(message.chat.id), text=message.text or message.caption or "",
+                      language_hint=_language(message), received_at=message.date,
+                      provider_message_id=f"edit:{message.message_id}:{message.edit_date or 0}", edited=True)
+    replies = await engine.ahandle(inbound)
+    await send_replies(_send(bot, reply_sender), message.chat.id, replies, keyboards, bot)
 
 
 async def on_error(event: ErrorEvent, bot: Bot, reply_sender: ReplySender | None = None) -> bool:
@@ -276,6 +364,8 @@ async def on_error(event: ErrorEvent, bot: Bot, reply_sender: ReplySender | None
         chat_id = update.message.chat.id
     elif update.callback_query is not None and update.callback_query.message is not None:
         chat_id = update.callback_query.message.chat.id
+    elif update.edited_message is not None:
+        chat_id = update.edited_message.chat.id
     log.error("telegram update %s failed: %s", update.update_id, type(event.exception).__name__,
               exc_info=event.exception)
     if chat_id is not None:
@@ -317,6 +407,7 @@ def routers() -> list[Router]:
     callbacks.callback_query.register(on_button, F.data)
     messages = Router(name="messages")
     messages.message.register(on_message, private)
+    messages.edited_message.register(on_edited, private)
     errors = Router(name="errors")
     errors.errors.register(on_error)
     return [commands, callbacks, messages, errors]
@@ -346,7 +437,7 @@ def create_dispatcher(engine: ConversationEngine, settings: Any = None, *,
         if settings is None:
             raise ValueError("give settings (for data_dir) or uploads_dir")
         uploads_dir = Path(settings.data_dir) / "uploads"
-    dp = Dispatcher(engine=engine, uploads_dir=Path(uploads_dir), reply_sender=reply_sender)
+    dp = Dispatcher(engine=engine, uploads_dir=Path(uploads_dir), keyboards=Keyboards(), reply_sender=reply_sender)
     serial = OneAtATimePerChat()
     dp.message.outer_middleware(serial)
     dp.callback_query.outer_middleware(serial)
@@ -375,7 +466,7 @@ async def set_webhook(bot: Bot, settings: Any, dp: Dispatcher | None = None) -> 
     if not settings.telegram_webhook_secret:
         raise ValueError("TELEGRAM_WEBHOOK_SECRET must be set for webhook mode")
     url = webhook_url(settings)
-    allowed = dp.resolve_used_update_types() if dp is not None else ["message", "callback_query"]
+    allowed = dp.resolve_used_update_types() if dp is not None else ["message", "edited_message", "callback_query"]
     await bot.set_webhook(url, secret_token=settings.telegram_webhook_secret, allowed_updates=allowed)
     await set_commands(bot)
     return url

@@ -191,11 +191,12 @@ def test_ordinary_free_text_answers_are_answers(text):
     assert parse_text(step("mutual_aid_claim", "hospital"), text, "zh-Hans") == clean_text(text)
 
 
-@pytest.mark.parametrize(("text", "value"), [("1", "spouse"), ("第一个", "spouse"), ("一", "spouse"), ("选2", "child"),
-                                             ("第二項", "child"), ("子女", "child"), ("配偶", "spouse")])
+@pytest.mark.parametrize(("text", "value"), [("1", "child"), ("第一个", "child"), ("一", "child"), ("选2", "spouse"),
+                                             ("第二項", "spouse"), ("子女", "child"), ("配偶", "spouse")])
 def test_choices_are_read_by_number_ordinal_or_label(text, value):
     """A choice by its digit, a Chinese ordinal (第一个) or its words."""
-    assert [o.value for o in step("death_report", "relationship").options][:2] == ["spouse", "child"]
+    # The relationships are the one list linking uses too: child first, then spouse.
+    assert [o.value for o in step("death_report", "relationship").options][:2] == ["child", "spouse"]
     assert parse_choice(step("death_report", "relationship"), text, "zh-Hans") == value
 
 

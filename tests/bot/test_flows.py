@@ -80,7 +80,8 @@ def test_veterans_insurance_end_to_end_with_uploaded_documents(engine, roll, db_
 def test_veterans_insurance_exclusions_say_why_and_offer_a_person(engine, roll, db_engine, answers, why):
     """Not arranged by the government, expelled, or after placement sentenced/dismissed/struck off/left:
     the reason is said plainly, a person is offered, and nothing is created."""
-    out = console(engine, db_engine, ZHANG_PHONE, "1\n" + "\n".join(answers))
+    # The answer that ends the flow is confirmed first ("1": yes, that is right).
+    out = console(engine, db_engine, ZHANG_PHONE, "1\n" + "\n".join(answers) + "\n1")
     last = out.split("> ")[-1]
     assert why in last and "人工" in last and "不能办" in last or "办不了" in last
     with Session(db_engine) as s:
@@ -152,21 +153,34 @@ def test_hospital_stay_report_creates_a_visit_task(engine, roll, db_engine):
     assert "江门市人民医院" in task.note and "2026-03-01" in task.note
 
 
-def test_death_report_marks_deceased_at_once_and_suppresses_queued_messages(engine, roll, db_engine, clock):
-    """A family member reports a death: status changes at once, queued messages are suppressed,
-    and a condolence visit is opened."""
+def test_a_reported_death_waits_for_staff_and_changes_nothing_until_confirmed(engine, roll, db_engine, clock):
+    """A family member reports a death: the reporter is thanked and told what happens next; a
+    verification task opens and outreach to the person pauses, but the record, the queued
+    messages and the condolence visit wait until a caseworker confirms. Then all three follow."""
+    from models.actions import confirm_report
+
     with session_scope(db_engine) as s:
         enqueue(s, key="festival:li", kind="festival_greeting", channel="sms", address=LI_PHONE, body="节日快乐",
                 now=clock.now(), beneficiary_id=roll.li)
     out = console(engine, db_engine, ZHANG_PHONE, f"5\n{LI_ID}\n2026-2-28\n1\n1")
-    assert "请节哀" in out
+    assert "请节哀" in out and "核实" in out
     with Session(db_engine) as s:
         li = s.get(Beneficiary, roll.li)
         row = s.exec(select(OutboxMessage)).one()
         task = s.exec(select(Task)).one()
-    assert li.status == "deceased" and li.deceased_on == date(2026, 2, 28)
+    assert li.status == "active" and li.deceased_on is None and li.outreach_paused_at is not None
+    assert row.status == "queued"
+    assert task.kind == "verify_death" and task.beneficiary_id == roll.li
+    assert task.details["report"]["died_on"] == "2026-02-28" and task.details["reporter"]["relationship"] == "spouse"
+    with session_scope(db_engine) as s:
+        confirm_report(s, s.get(Task, task.id), actor="wang", now=clock.now(), note="社区已核实")
+    with Session(db_engine) as s:
+        li = s.get(Beneficiary, roll.li)
+        row = s.exec(select(OutboxMessage)).one()
+        visit = s.exec(select(Task).where(Task.kind == "condolence_visit")).one()
+    assert li.status == "deceased" and li.deceased_on == date(2026, 2, 28) and li.outreach_paused_at is None
     assert row.status == "suppressed"
-    assert task.kind == "condolence_visit" and task.beneficiary_id == roll.li
+    assert visit.beneficiary_id == roll.li
 
 
 def test_death_report_for_someone_not_on_the_roll_goes_to_staff(engine, roll, db_engine):

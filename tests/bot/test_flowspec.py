@@ -43,7 +43,7 @@ def test_the_shipped_flows_use_only_registered_actions_checks_and_reports() -> N
     registry = builtin()
     for flow in load_flows().values():
         assert all(call.action in registry.actions for call in flow.on_complete)
-        assert flow.precheck is None or flow.precheck in registry.prechecks
+        assert all(name in registry.prechecks for name in flow.precheck)
         assert flow.report is None or flow.report in registry.reports
 
 

@@ -13,7 +13,7 @@ from models.conversations import Conversation, MessageLog, OneTimeCode
 from models.db import session_scope
 from models.people import Beneficiary, Contact, FamilyMember
 from models.staff import AuditLog
-from tests.bot.conftest import DAUGHTER_PHONE, LI_ID, ZHANG_ID, ZHANG_PHONE, Chat, add_person, link
+from tests.bot.conftest import DAUGHTER_PHONE, LI_ID, LI_PHONE, ZHANG_ID, ZHANG_PHONE, Chat, add_person, link
 
 
 def test_linking_by_phone_sends_a_six_digit_code_stored_only_hashed(engine, notifier, roll, db_engine, settings):
@@ -40,14 +40,71 @@ def test_linking_by_phone_sends_a_six_digit_code_stored_only_hashed(engine, noti
     assert code not in audit_text and code not in log_text
 
 
-def test_linking_by_the_last_six_of_the_id_number(engine, notifier, roll):
-    """The last 6 characters of the ID number find the person; the code goes to their roll phone."""
+def test_linking_by_the_last_six_of_the_id_number_needs_the_phone_typed_in_full(engine, notifier, roll):
+    """The last 6 characters of the ID number alone send nothing; with the roll phone typed in full
+    the code goes to that phone and links."""
     chat = Chat(engine, "telegram", "i2")
     chat("9")
     chat("1")
-    chat(LI_ID[-6:].lower())
-    assert notifier.codes[-1][0] == "+8613900001111"
+    text = chat(LI_ID[-6:].lower())
+    assert "手机号" in text and not notifier.codes
+    assert "1111" not in text
+    chat("139 0000 1111")
+    assert notifier.codes[-1][0] == LI_PHONE
     assert "绑定成功：李四" in chat(notifier.last_code)
+
+
+def test_an_id_ending_tells_a_stranger_nothing_and_sends_no_code(engine, notifier, roll):
+    """A stranger typing someone's ID ending is asked exactly what one typing a made-up ending is
+    asked; a phone that is not that person's then finds nobody and no code goes anywhere."""
+    real, made_up = Chat(engine, "sms", "+8613199990001"), Chat(engine, "sms", "+8613199990002")
+    for chat in (real, made_up):
+        chat("绑定")
+        chat("1")
+    asked_real = real(LI_ID[-6:])
+    asked_made_up = made_up("99999X")
+    assert asked_real == asked_made_up
+    assert "没有找到" in real("13199990001") and not notifier.codes
+
+
+def test_a_phone_on_the_roll_for_someone_else_does_not_link_an_id_ending(engine, notifier, roll):
+    """An ID ending with another person's phone: not found, no code to either of them."""
+    chat = Chat(engine, "telegram", "i2b")
+    chat("9")
+    chat("1")
+    chat(LI_ID[-6:])
+    assert "没有找到" in chat(ZHANG_PHONE)
+    assert not notifier.codes
+
+
+def test_failed_lookups_are_limited_per_sender_for_the_day(engine, notifier, roll, clock):
+    """After six numbers not on the roll, nothing more is looked up that day (not even a right one);
+    the next day the sender may try again."""
+    chat = Chat(engine, "telegram", "i9")
+    chat("9")
+    chat("1")
+    for n in range(6):
+        text = chat(f"1310000000{n}")
+    assert "人工" in text
+    refused = chat(ZHANG_PHONE)
+    assert "人工" in refused and not notifier.codes
+    clock.advance(timedelta(days=1))
+    chat(ZHANG_PHONE)
+    assert notifier.codes[-1][0] == ZHANG_PHONE
+
+
+def test_not_found_says_where_to_register(engine, notifier, roll, settings):
+    """"Not found" names the office's service window and phone, in the person's language."""
+    chat = Chat(engine, "telegram", "i10")
+    chat("9")
+    chat("1")
+    text = chat("13199998888")
+    assert "登记" in text and "服务窗口" in text and settings.office_phone in text
+    english = Chat(engine, "telegram", "i11")
+    english("link")
+    english("1")
+    text = english("13199998887")
+    assert "register" in text and settings.office_phone in text
 
 
 def test_several_people_with_the_same_id_ending_are_told_apart_by_phone(engine, notifier, roll, db_engine, settings):
@@ -175,3 +232,24 @@ def test_sms_from_the_phone_on_the_roll_is_already_linked(engine, notifier, roll
     chat = Chat(engine, "sms", ZHANG_PHONE)
     text = chat("7")
     assert "没有在办的申请" in text and not notifier.codes
+
+
+def test_someone_writing_in_english_stays_in_english_after_linking(engine, notifier, roll):
+    """Linking to a record kept in Chinese does not switch an English writer's conversation:
+    the confirmation, the menu and the footer are all English."""
+    chat = Chat(engine, "telegram", "i12")
+    chat("link")
+    chat("1")
+    chat("13812345678")
+    text = chat(notifier.last_code)
+    assert "Linked" in text and "Reply 0 for the menu" in text
+    assert "回复" not in text
+
+
+def test_a_record_in_english_turns_a_chinese_default_conversation_english(engine, notifier, roll):
+    """Someone who typed only digits gets the language on their record once linked (王五: English)."""
+    chat = Chat(engine, "telegram", "i13")
+    chat("9")
+    chat("1")
+    chat("13700002222")
+    assert "Linked" in chat(notifier.last_code)

@@ -85,7 +85,8 @@ def seed_roll(db: DbEngine, settings: Any) -> Roll:
         s.add(FamilyMember(beneficiary_id=zhao.id, relationship="child", name="赵小梅", phone=ZHAO_DAUGHTER_PHONE))
         s.add(SchemeMembership(beneficiary_id=li.id, scheme="medical_mutual_aid", period=2026,
                                paid_on=datetime(2026, 1, 10).date(), amount_fen=10000))
-        s.add(Application(reference=ZHANG_OLD_APP, type="veteran_insurance", beneficiary_id=zhang.id,
+        # Of another kind than the flows he goes through: a second open application of a kind is refused.
+        s.add(Application(reference=ZHANG_OLD_APP, type="certification", beneficiary_id=zhang.id,
                           stage=Stage.PRELIMINARY_REVIEW.value, channel="sms"))
         s.add(Application(reference=LI_DONE_APP, type="hardship", beneficiary_id=li.id,
                           stage=Stage.COMPLETED.value, channel="sms", completed_at=done_at))
@@ -239,7 +240,8 @@ async def veteran_insurance_excluded(d: Any, db: DbEngine, roll: Roll, notifier:
     await open_flow(d, "退役士兵社保接续", notifier, ZHANG_PHONE)
     await d.pick("是")
     await d.pick("不是")
-    reply = await d.pick("被判过刑")
+    await d.pick("被判过刑")
+    reply = await d.pick("确定")  # an answer that ends the flow is confirmed first
     assert "不能办社保接续" in reply and "人工" in reply
     with Session(db) as s:
         assert s.exec(select(Application).where(Application.type == "veteran_insurance",
@@ -298,10 +300,11 @@ async def death_report_by_family(d: Any, db: DbEngine, roll: Roll, notifier: Cod
     await d.pick("子女")
     done = await d.pick("提交")
     assert "请节哀" in done
+    # The record waits for staff: a verification task, and outreach paused meanwhile.
     with Session(db) as s:
         zhao = s.get(Beneficiary, roll.zhao)
-        assert zhao is not None and zhao.status == "deceased"
-    _one(db, Task, Task.kind == "condolence_visit", Task.beneficiary_id == roll.zhao)
+        assert zhao is not None and zhao.status == "active" and zhao.outreach_paused_at is not None
+    _one(db, Task, Task.kind == "verify_death", Task.beneficiary_id == roll.zhao)
 
 
 async def certification(d: Any, db: DbEngine, roll: Roll, notifier: CodeNotifier) -> None:

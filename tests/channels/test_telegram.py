@@ -259,7 +259,8 @@ async def test_set_webhook_registers_the_public_url_with_the_secret(
     assert fake_tg.webhook_url == url
     [call] = [r for r in fake_tg.requests if r.method == "setWebhook"]
     assert call.params["secret_token"] == channel_settings.telegram_webhook_secret
-    assert sorted(call.params["allowed_updates"]) == ["callback_query", "message"]
+    # Edited messages are answered too (they used to get no reply at all).
+    assert sorted(call.params["allowed_updates"]) == ["callback_query", "edited_message", "message"]
 
 
 # --- webhook mode ------------------------------------------------------------------------
@@ -371,8 +372,10 @@ async def test_start_command_shows_the_engine_menu_as_buttons(
     [sent] = sent_to(fake_tg, CHAT)
     rows = buttons(sent)
     assert all(len(row) == 1 for row in rows)
-    assert rows[0] == [("退役士兵社保接续", "1")]
-    assert ("绑定身份（办事前先做）", "9") in [row[0] for row in rows]
+    # Callback data carries the prompt's token before the value (~token~value).
+    decoded = [(label, data.rsplit("~", 1)[-1]) for row in rows for label, data in row]
+    assert decoded[0] == ("退役士兵社保接续", "1")
+    assert ("绑定身份（办事前先做）", "9") in decoded
     with Session(db_engine) as s:
         logged = s.exec(select(MessageLog).where(MessageLog.channel == "telegram")).all()
     assert [r.direction for r in logged] == ["in", "out"]

@@ -345,9 +345,10 @@ async def test_run_stops_when_told_and_sends_everything_due(sqlite_engine, setti
 
 
 def test_build_providers_picks_the_log_sink_without_credentials(settings, sqlite_engine):
-    """No tokens: both channels go to the log sink; with a token, Telegram is the real provider."""
+    """No tokens: both channels go to the log sink (as the local console conversation always does);
+    with a token, Telegram is the real provider."""
     providers = build_providers(settings, sqlite_engine)
-    assert {ch: p.name for ch, p in providers.items()} == {"telegram": "logsink", "sms": "logsink"}
+    assert {ch: p.name for ch, p in providers.items()} == {"telegram": "logsink", "sms": "logsink", "console": "logsink"}
     from settings import load_settings
 
     s2 = load_settings(data_dir=settings.data_dir, telegram_bot_token="1:X", twilio_account_sid="AC1",

@@ -12,7 +12,7 @@ from httpx import Response
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from models.applications import Application, HandoffTicket, Task
+from models.applications import Application, ApplicationDocument, HandoffTicket, Task
 from models.clock import FakeClock
 from models.outbox import Broadcast, OutboxMessage
 from models.people import Beneficiary, Contact
@@ -36,7 +36,9 @@ class World:
 
     staff: dict[str, int]
     person: int
+    contact: int
     application: int
+    document: int
     ticket: int
     task: int
     broadcast: int
@@ -52,13 +54,17 @@ def build_world(engine: Engine) -> World:
                              district="蓬江区", street="白沙街道", community="白沙社区", sex="M")
         s.add(person)
         s.flush()
-        s.add(Contact(beneficiary_id=person.id, channel="sms", address="+8613800138000", verified=True))
+        contact = Contact(beneficiary_id=person.id, channel="sms", address="+8613800138000", verified=True)
+        s.add(contact)
         app = Application(reference="NX-2026-000042", type="veteran_insurance", beneficiary_id=person.id,
                           stage="accepted", channel="sms")
         ticket = HandoffTicket(channel="sms", address="+8613800138000", beneficiary_id=person.id,
                                question="我的补缴什么时候能办好？", reason="personal_case")
         task = Task(kind="home_visit", beneficiary_id=person.id, priority=5)
         s.add_all([app, ticket, task])
+        s.flush()
+        document = ApplicationDocument(application_id=app.id, code="discharge_form", received=True)
+        s.add(document)
         s.flush()
         broadcast = Broadcast(title="重阳节活动通知", body={"zh-Hans": "重阳节社区有活动。"}, status="pending_approval",
                               created_by=users["composer"].id)
@@ -67,8 +73,8 @@ def build_world(engine: Engine) -> World:
                                 address="+8613800138000", body="重阳节快乐", beneficiary_id=person.id)
         s.add(message)
         s.commit()
-        return World(staff={r: u.id for r, u in users.items()}, person=person.id,  # type: ignore[misc]
-                     application=app.id, ticket=ticket.id, task=task.id, broadcast=broadcast.id,
+        return World(staff={r: u.id for r, u in users.items()}, person=person.id, contact=contact.id,  # type: ignore[misc]
+                     application=app.id, document=document.id, ticket=ticket.id, task=task.id, broadcast=broadcast.id,
                      message=message.id)  # type: ignore[arg-type]
 
 

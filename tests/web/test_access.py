@@ -33,11 +33,35 @@ PERMISSIONS: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/applications"): CASE_READ,
     ("GET", "/applications/{app_id}"): CASE_READ,
     ("POST", "/applications/{app_id}/stage"): frozenset({"caseworker"}),
+    ("POST", "/applications/{app_id}/documents/{doc_id}"): frozenset({"caseworker"}),
+    ("GET", "/applications/{app_id}/documents/{doc_id}/file"): CASE_READ,
     ("GET", "/tickets"): CASE_READ,
+    ("GET", "/tickets/{ticket_id}"): CASE_READ,
     ("POST", "/tickets/{ticket_id}/reply"): frozenset({"caseworker"}),
+    ("POST", "/tickets/{ticket_id}/close"): frozenset({"caseworker"}),
+    ("POST", "/tickets/{ticket_id}/assign"): frozenset({"caseworker"}),
+    ("POST", "/tickets/{ticket_id}/draft"): frozenset({"caseworker"}),
+    ("GET", "/people"): CASE_READ,
+    ("GET", "/people/{person_id}"): CASE_READ,
+    ("POST", "/people/{person_id}/certification"): frozenset({"caseworker"}),
+    ("POST", "/people/{person_id}/move"): frozenset({"caseworker"}),
+    ("POST", "/people/{person_id}/death"): frozenset({"caseworker"}),
+    ("POST", "/people/{person_id}/contacts"): frozenset({"caseworker"}),
+    ("POST", "/people/{person_id}/contacts/{contact_id}"): frozenset({"caseworker"}),
     ("GET", "/tasks"): CASE_READ,
+    ("GET", "/tasks/{task_id}"): CASE_READ,
     ("POST", "/tasks/{task_id}/done"): frozenset({"caseworker"}),
+    ("POST", "/tasks/{task_id}/note"): frozenset({"caseworker"}),
+    ("POST", "/tasks/{task_id}/assign"): frozenset({"caseworker"}),
+    ("POST", "/tasks/{task_id}/confirm"): frozenset({"caseworker"}),
+    ("POST", "/tasks/{task_id}/reject"): frozenset({"caseworker"}),
+    ("GET", "/import"): frozenset(),
+    ("POST", "/import"): frozenset(),
+    ("GET", "/import/{token}"): frozenset(),
+    ("POST", "/import/{token}/confirm"): frozenset(),
+    ("GET", "/import/{token}/report.csv"): frozenset(),
     ("GET", "/audit"): frozenset({"approver"}),
+    ("GET", "/audit.csv"): frozenset({"approver"}),
     ("GET", "/staff"): frozenset(),
     ("POST", "/staff"): frozenset(),
     ("POST", "/staff/{user_id}/roles"): frozenset(),
@@ -78,10 +102,10 @@ PERMISSIONS: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/schedule/occasions/{occasion}"): frozenset({"approver"}),
     ("POST", "/logout"): ALL,
 }
-PUBLIC = {("GET", "/healthz"), ("GET", "/login"), ("POST", "/login"), ("GET", "/login/language"),
-          ("POST", "/webhooks/twilio/sms"), ("POST", "/webhooks/twilio/status"), ("POST", "/webhooks/telegram"),
-          # Machine routes: /readyz answers probes, /metrics checks its own bearer token.
-          ("GET", "/readyz"), ("GET", "/metrics")}
+PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/login"), ("POST", "/login"), ("GET", "/login/language"),
+          ("POST", "/webhooks/twilio/sms"), ("POST", "/webhooks/twilio/status"), ("POST", "/webhooks/telegram")}
+# Outside the console's sessions: answered only with its own bearer token (tests/scale checks it).
+TOKEN_ONLY = {("GET", "/metrics")}
 # Routes that end the session come last in a walk.
 LAST = {("POST", "/logout")}
 
@@ -106,7 +130,9 @@ def _declares_roles(route: APIRoute) -> bool:
 
 def _concrete(path: str, world: World, role: str) -> str:
     ids = {"app_id": world.application, "ticket_id": world.ticket, "task_id": world.task,
+           "person_id": world.person, "contact_id": world.contact,
            "user_id": world.staff["viewer"], "broadcast_id": world.broadcast, "token_id": 1,
+           "token": "no-such-upload-token", "doc_id": world.document,
            "message_id": world.message, "occasion": "mid_autumn",
            "article_id": "mutual-cost", "language": "zh-Hans"}
     return re.sub(r"\{(\w+)\}", lambda m: str(ids[m.group(1)]), path)
@@ -119,7 +145,7 @@ def _walk_order() -> list[tuple[str, str]]:
 def test_every_route_is_in_the_permission_table(app: Any) -> None:
     """A route added without saying who may use it fails here: the table and the app agree exactly,
     and every console route declares its roles through the one dependency."""
-    assert _routes(app) == set(PERMISSIONS) | PUBLIC
+    assert _routes(app) == set(PERMISSIONS) | PUBLIC | TOKEN_ONLY
     for route in _api_routes(app.routes):
         for method in route.methods - {"HEAD"}:
             if (method, route.path) in PERMISSIONS:
@@ -140,6 +166,7 @@ def test_a_stranger_is_sent_to_sign_in_from_every_console_route(console: Console
             assert "请先登录" in response.text and "<html" in response.text
     assert console.get("/healthz").status_code == 200
     assert console.get("/login").status_code == 200
+    assert console.get("/metrics").status_code in (401, 404)  # never without its token
 
 
 def test_each_role_is_refused_every_page_and_action_it_may_not_use(new_console: Any, world: World,
@@ -190,3 +217,21 @@ def test_pages_show_only_the_menu_entries_a_role_may_open(new_console: Any, worl
     assert 'href="/applications"' in page and 'href="/broadcasts"' in page  # a viewer sees outreach (issue #14)
     assert 'href="/staff"' not in page and 'href="/import"' not in page
     assert 'action="/applications/' not in page  # no action form for a viewer
+
+
+def test_metrics_answer_only_their_bearer_token_never_a_console_session(db_engine: Any, settings: Any,
+                                                                       clock: Any, world: World) -> None:
+    """/metrics is outside the console: a stranger, a wrong token and even a signed-in administrator
+    without the token are refused; the configured bearer token alone gets the figures."""
+    from fastapi.testclient import TestClient
+
+    from web.app import create_app
+
+    app = create_app(settings.model_copy(update={"metrics_token": "metrics-secret-1"}), db_engine, clock=clock)
+    console = Console(TestClient(app))
+    assert console.get("/metrics").status_code == 401
+    assert console.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert console.sign_in("admin").status_code == 303
+    assert console.get("/metrics").status_code == 401
+    answer = console.get("/metrics", headers={"Authorization": "Bearer metrics-secret-1"})
+    assert answer.status_code == 200 and "# TYPE" in answer.text

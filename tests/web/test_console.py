@@ -74,7 +74,7 @@ def test_staff_move_an_application_and_the_change_is_recorded_and_audited(client
     token = _csrf(client.get("/applications/1").text)
     client.post("/applications/1/stage", data={
         "to_stage": "payment_notice", "amount_yuan": "36000.50", "account": "社保基金专户",
-        "deadline": "2026-04-01", "csrf": token})
+        "deadline": "2026-04-01", "confirm": "yes", "csrf": token})
     with Session(db_engine) as s:
         app = s.get(Application, 1)
         assert app is not None and app.stage == "payment_notice"

@@ -6,7 +6,7 @@ import ast
 import re
 from pathlib import Path
 
-from web.words import STAFF_LABELS, english, label
+from web.words import CONSOLE_GROUPS, codes, english, label
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_CALL = re.compile(r"""_\(\s*(["'])(.+?)\1""")
@@ -45,10 +45,20 @@ def test_every_english_sentence_keeps_the_placeholders_of_its_chinese() -> None:
 
 
 def test_no_code_is_shown_raw_on_a_chinese_page() -> None:
-    """Every label of every group is words, not the code; an unknown code reads 其他."""
-    for group, codes in STAFF_LABELS.items():
-        for code in codes:
+    """Every code of every group the console shows has staff words; an unknown code reads 其他."""
+    for group in CONSOLE_GROUPS:
+        for code in codes(group):
             zh = label(group, code, "zh-Hans")
             assert zh and zh != code and not re.fullmatch(r"[a-z_.]+", zh), (group, code)
             assert label(group, code, "en"), (group, code)
     assert label("task_kind", "some_new_kind", "zh-Hans") == "其他"
+
+
+def test_every_audit_detail_shown_is_named_by_the_catalogue() -> None:
+    """The details an audit sentence shows (reason, date, evidence...) take their names from the
+    catalogue's audit_detail group, so a detail added to the sentence without its words fails here."""
+    from web.audit_words import DETAIL_KEYS
+
+    assert {key for key, _ in DETAIL_KEYS} <= set(codes("audit_detail"))
+    assert label("audit_detail", "reason", "zh-Hans") == "原因"
+    assert label("audit_detail", "reason", "en") == "Reason"

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-01 13:41:23.587877
+Create Date: 2026-12-01 15:06:51.870221
 """
 from alembic import op
 import sqlalchemy as sa
@@ -248,7 +248,13 @@ def upgrade() -> None:
     sa.Column('answered_by', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.Column('answered_at', models.base.UTCDateTime(), nullable=True),
     sa.Column('escalated_at', models.base.UTCDateTime(), nullable=True),
+    sa.Column('assigned_staff_id', sa.Integer(), nullable=True),
+    sa.Column('closed_at', models.base.UTCDateTime(), nullable=True),
+    sa.Column('closed_by', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+    sa.Column('close_reason', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
+    sa.Column('close_note', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('created_at', models.base.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['assigned_staff_id'], ['staff_user.id'], ),
     sa.ForeignKeyConstraint(['beneficiary_id'], ['beneficiary.id'], ),
     sa.PrimaryKeyConstraint('id')
     )
@@ -448,24 +454,24 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('idempotency_key', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
     sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(length=48), nullable=False),
-    sa.Column('occurrence', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('occurrence', sqlmodel.sql.sqltypes.AutoString(length=64), server_default='', nullable=False),
     sa.Column('beneficiary_id', sa.Integer(), nullable=True),
     sa.Column('contact_id', sa.Integer(), nullable=True),
     sa.Column('channel', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
     sa.Column('address', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-    sa.Column('language', sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False),
+    sa.Column('language', sqlmodel.sql.sqltypes.AutoString(length=8), server_default='zh-Hans', nullable=False),
     sa.Column('body', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-    sa.Column('segments', sa.Integer(), nullable=False),
+    sa.Column('segments', sa.Integer(), server_default='1', nullable=False),
     sa.Column('sms_body', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('sms_segments', sa.Integer(), nullable=True),
-    sa.Column('extra', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
-    sa.Column('message_class', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
-    sa.Column('priority', sa.Integer(), nullable=False),
-    sa.Column('urgent', sa.Boolean(), nullable=False),
-    sa.Column('allow_fallback', sa.Boolean(), nullable=False),
+    sa.Column('extra', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), server_default=sa.text("'{}'"), nullable=False),
+    sa.Column('message_class', sqlmodel.sql.sqltypes.AutoString(length=16), server_default='proactive', nullable=False),
+    sa.Column('priority', sa.Integer(), server_default='2', nullable=False),
+    sa.Column('urgent', sa.Boolean(), server_default=sa.text('(false)'), nullable=False),
+    sa.Column('allow_fallback', sa.Boolean(), server_default=sa.text('(true)'), nullable=False),
     sa.Column('broadcast_id', sa.Integer(), nullable=True),
-    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
-    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=16), server_default='queued', nullable=False),
+    sa.Column('attempts', sa.Integer(), server_default='0', nullable=False),
     sa.Column('next_attempt_at', models.base.UTCDateTime(), nullable=False),
     sa.Column('deadline_at', models.base.UTCDateTime(), nullable=True),
     sa.Column('lease_owner', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
@@ -499,6 +505,8 @@ def upgrade() -> None:
     sa.Column('file_path', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('provider_file_id', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
     sa.Column('mime_type', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+    sa.Column('checked_by', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+    sa.Column('checked_at', models.base.UTCDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['application_id'], ['application.id'], ),
     sa.PrimaryKeyConstraint('id')
     )
@@ -559,6 +567,9 @@ def upgrade() -> None:
     sa.Column('due_on', sa.Date(), nullable=True),
     sa.Column('assigned_staff_id', sa.Integer(), nullable=True),
     sa.Column('note', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('details', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
+    sa.Column('outcome', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
+    sa.Column('closed_by', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.Column('created_at', models.base.UTCDateTime(), nullable=False),
     sa.Column('closed_at', models.base.UTCDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['application_id'], ['application.id'], ),
@@ -572,11 +583,27 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_task_beneficiary_id'), ['beneficiary_id'], unique=False)
         batch_op.create_index('ix_task_status_priority', ['status', 'priority'], unique=False)
 
+    op.create_table('task_note',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('task_id', sa.Integer(), nullable=False),
+    sa.Column('author', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('text', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('at', models.base.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['task_id'], ['task.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('task_note', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_task_note_task_id'), ['task_id'], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table('task_note', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_task_note_task_id'))
+
+    op.drop_table('task_note')
     with op.batch_alter_table('task', schema=None) as batch_op:
         batch_op.drop_index('ix_task_status_priority')
         batch_op.drop_index(batch_op.f('ix_task_beneficiary_id'))

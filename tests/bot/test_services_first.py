@@ -1,0 +1,84 @@
+"""What people write is matched to the services first; an article answers policy questions; a ticket is last."""
+
+from __future__ import annotations
+
+from sqlmodel import Session, select
+
+from models.applications import Application, HandoffTicket
+from models.db import session_scope
+from tests.bot.conftest import ZHANG_PHONE, Chat, link
+
+
+def tickets(db_engine) -> list[HandoffTicket]:
+    with Session(db_engine) as s:
+        return list(s.exec(select(HandoffTicket)).all())
+
+
+def test_a_death_in_plain_words_is_offered_the_death_report_not_an_article(engine, notifier, roll, db_engine,
+                                                                           fake_qa):
+    """"我爸爸昨天晚上走了": the death report is offered; the Q&A is not asked and no ticket opens."""
+    chat = Chat(engine, "telegram", "sf1")
+    link(chat, notifier, "+8615000003333", proxy="1")
+    text = chat("我爸爸昨天晚上走了")
+    assert "要报告家人去世吗" in text and "回复1" in text
+    assert fake_qa.asked == [] and tickets(db_engine) == []
+    assert "身份证号" in chat("1")
+    assert chat.state()[0] == "death_report"
+
+
+def test_reporting_a_hospital_stay_in_words_offers_the_report(engine, notifier, roll, db_engine):
+    """"我要报告住院" is the hospital report; yes starts it at its first question."""
+    chat = Chat(engine, "telegram", "sf2")
+    link(chat, notifier, ZHANG_PHONE)
+    assert "要报告住院吗" in chat("我要报告住院")
+    assert "哪家医院" in chat("是的")
+    assert chat.state() == ("hospital_stay", "hospital")
+
+
+def test_where_is_my_application_shows_it_at_once(engine, notifier, roll, db_engine):
+    """"我的申请怎么样了" is answered from the person's own applications, without an offer to accept."""
+    with session_scope(db_engine) as s:
+        s.add(Application(reference="NX-2026-000042", type="hardship", beneficiary_id=roll.zhang, stage="accepted"))
+    chat = Chat(engine, "sms", ZHANG_PHONE)
+    text = chat("我的申请怎么样了")
+    assert "NX-2026-000042" in text and tickets(db_engine) == []
+
+
+def test_a_question_about_policy_gets_the_article_even_when_it_names_a_service(engine, roll, db_engine, fake_qa):
+    """"医疗互助一年交多少钱" asks about the rules: the article answers it, no claim is offered."""
+    chat = Chat(engine, "telegram", "sf4")
+    text = chat("医疗互助一年交多少钱")
+    assert "每年交100元" in text and "要申请医疗互助报销吗" not in text
+    assert fake_qa.asked == ["医疗互助一年交多少钱"]
+
+
+def test_a_policy_question_no_article_answers_is_offered_its_service_before_a_ticket(engine, roll, db_engine,
+                                                                                     fake_qa):
+    """When no article answers a question that names a service, the service is offered instead of a ticket."""
+    chat = Chat(engine, "telegram", "sf5")
+    text = chat("住院探视需要什么条件")
+    assert "要报告住院吗" in text and tickets(db_engine) == []
+
+
+def test_saying_no_to_the_offer_goes_to_the_menu_without_a_ticket(engine, notifier, roll, db_engine):
+    """"不是" after the offer: the menu, nothing opened."""
+    chat = Chat(engine, "telegram", "sf6")
+    chat("我要报告住院")
+    text = chat("不是")
+    assert "请选菜单里要办的事" in text and "1. 退役士兵社保接续" in text
+    assert chat.state() == (None, None) and tickets(db_engine) == []
+
+
+def test_a_menu_number_after_an_offer_is_the_menu_item(engine, notifier, roll, db_engine):
+    """Anything but yes or no after the offer is read afresh: "3" picks hardship help."""
+    chat = Chat(engine, "telegram", "sf7")
+    link(chat, notifier, ZHANG_PHONE)
+    chat("我要报告住院")
+    assert "哪方面的困难" in chat("3")
+
+
+def test_words_that_fit_neither_a_service_nor_an_article_become_a_ticket(engine, roll, db_engine):
+    """The ticket is the last resort, and it is still there for what nothing else fits."""
+    chat = Chat(engine, "telegram", "sf8")
+    assert "转给" in chat("我家楼下的路灯坏了好几天了") and "编号1" in chat.last[0].text
+    assert len(tickets(db_engine)) == 1

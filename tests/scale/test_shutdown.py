@@ -1,0 +1,64 @@
+"""Stopping a dispatcher in the middle of a broadcast: what was handed to the provider is written as
+sent, everything else goes straight back to the queue for another process (not held until its
+lease expires), and the dispatcher returns at once rather than sending out its whole claim."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from sqlalchemy import select
+
+from models.clock import SystemClock
+from models.db import session_scope
+from models.outbox import OutboxMessage, OutboxStatus
+from outreach.dispatcher import Dispatcher
+from outreach.limits import LocalLimiter, ProviderLimit
+from outreach.outbox import enqueue_many
+from tests.fakes.scripted import ScriptedProvider
+
+RATE = 20.0  # a second: the 200 rows claimed would take 10 s to send
+
+
+async def test_a_stopping_dispatcher_gives_back_what_it_has_not_sent_and_returns_at_once(sqlite_engine, settings):
+    """200 rows behind a 20/s limit; stop after a few sends. run() returns within 2 s (not the
+    ~10 s the claimed rows would take), every row the provider took is `sent` once, every other
+    row is `queued` with no lease and its attempt not counted, so another dispatcher sends it at
+    once; no row is left `sending`."""
+    clock = SystemClock()
+    with session_scope(sqlite_engine) as s:
+        enqueue_many(s, ({"idempotency_key": f"stop:{i}", "kind": "broadcast", "channel": "telegram",
+                          "address": str(810000 + i), "body": f"元旦问候 {i}", "message_class": "bulk"}
+                         for i in range(200)), now=clock.now())
+    tg = ScriptedProvider("telegram", "tg", clock)
+    limiter = LocalLimiter(ProviderLimit.one_sender("telegram", RATE, 1.0), clock)
+    d = Dispatcher(sqlite_engine, {"telegram": tg}, clock, settings, idle_s=0.01, limits={"telegram": limiter})
+    stop = asyncio.Event()
+    task = asyncio.create_task(d.run(stop))
+    deadline = time.monotonic() + 30
+    while len(tg.sent) < 10 and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert len(tg.sent) >= 10, "the broadcast got under way"
+    stop.set()
+    stopped_at = time.monotonic()
+    await asyncio.wait_for(task, 10)
+    took = time.monotonic() - stopped_at
+    assert took < 2.0, f"run() took {took:.1f}s to return after stop"
+
+    with session_scope(sqlite_engine) as s:
+        rows = s.execute(select(OutboxMessage.address, OutboxMessage.status, OutboxMessage.lease_owner,
+                                OutboxMessage.attempts, OutboxMessage.next_attempt_at)).all()
+    sent_at_provider = [m.message.address for m in tg.sent]
+    assert len(sent_at_provider) == len(set(sent_at_provider)), "nothing sent twice"
+    by_status: dict[str, list[str]] = {}
+    for address, status, *_ in rows:
+        by_status.setdefault(status, []).append(address)
+    assert set(by_status) <= {OutboxStatus.SENT.value, OutboxStatus.QUEUED.value}, by_status.keys()
+    assert sorted(by_status[OutboxStatus.SENT.value]) == sorted(sent_at_provider)
+    given_back = [r for r in rows if r.status == OutboxStatus.QUEUED.value]
+    assert len(given_back) == 200 - len(sent_at_provider) > 100
+    assert all(r.lease_owner is None and r.attempts == 0 for r in given_back), "released, attempt not counted"
+    now = clock.now().replace(tzinfo=None)
+    assert all(r.next_attempt_at is None or r.next_attempt_at.replace(tzinfo=None) <= now for r in given_back), \
+        "due at once for another dispatcher"
+    assert d.stats["released"] == len(given_back)
