@@ -274,9 +274,7 @@ def run(
     from service import serve
 
     settings = _settings()
-    code = serve(settings, host=host or settings.web_host, port=port or settings.web_port)
-    if code:
-        raise typer.Exit(code)
+    serve(settings, host=host or settings.web_host, port=port or settings.web_port)  # exits the process
 
 
 def _register_area_commands() -> None:

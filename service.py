@@ -38,12 +38,13 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NoReturn
 
 from models.clock import SystemClock
 from models.db import checkpoint, is_sqlite, make_engine
@@ -479,9 +480,10 @@ def _describe(role: Role, parts: Parts, settings: Settings, host: str, port: int
     return out
 
 
-def serve(settings: Settings, *, role: Role = Role.RUN, host: str, port: int | None) -> int:
+def serve(settings: Settings, *, role: Role = Role.RUN, host: str, port: int | None) -> NoReturn:
     """Run one role until SIGINT/SIGTERM (exit status 0) or until a part fails (1); 2 when the
-    schema is not ready. Exits within STOP_BUDGET_S (+ a second) of the signal, whatever a part does."""
+    schema is not ready. Exits within STOP_BUDGET_S (+ a second) of the signal, whatever a part does:
+    the process ends here."""
     from models.logs import configure_logging
 
     configure_logging(settings, role=role.value)
@@ -506,4 +508,10 @@ def serve(settings: Settings, *, role: Role = Role.RUN, host: str, port: int | N
             logging.shutdown()
             os._exit(code)
         loop.close()
-    return code
+    # Without the interpreter's teardown: freeing a large heap object by object (the Q&A's model,
+    # aiogram's models) took 16 s on a busy 2-core machine after a 0.1 s stop, and nothing is
+    # left to do: every part has stopped, the database pool is closed, the logs are flushed here.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -31,9 +31,7 @@ def _serve(role_name: str, host: str | None, port: int | None) -> None:
     from service import Role, serve
 
     settings = _settings()
-    code = serve(settings, role=Role(role_name), host=host or settings.web_host, port=port)
-    if code:
-        raise typer.Exit(code)
+    serve(settings, role=Role(role_name), host=host or settings.web_host, port=port)  # exits the process
 
 
 def web(

@@ -40,6 +40,7 @@ SETTLE_S = 3.0
 
 def _sweep_finished(url: str) -> bool:
     from sqlalchemy import select
+    from sqlalchemy.exc import OperationalError
 
     from models.db import make_engine
     from models.scheduler import SchedulerJobRun
@@ -50,6 +51,8 @@ def _sweep_finished(url: str) -> bool:
             finished = conn.execute(select(SchedulerJobRun.last_finished_at).where(
                 SchedulerJobRun.job == "daily_sweep")).scalar()
         return finished is not None
+    except OperationalError:  # SQLite: the sweep holds the write lock; ask again
+        return False
     finally:
         engine.dispose()
 
@@ -71,7 +74,7 @@ def _embedded(tmp: Path, tg: Any, seed_db: Path) -> dict[str, Any]:
     try:
         started = time.monotonic()
         node = cluster.start("run")
-        cluster.wait_healthy(node, seconds=300)
+        cluster.wait_healthy(node, seconds=1200)
         start_s = time.monotonic() - started
         url = f"sqlite:///{data / 'nuanxin.db'}"
         cluster.wait_until(lambda: _sweep_finished(url), "the first day's sweep", 600, every=1.0)
@@ -114,7 +117,7 @@ def _roles(tmp: Path, tg: Any) -> dict[str, Any]:
             for role in ("scheduler", "web", "dispatch"):
                 launched[role] = time.monotonic()
                 node = cluster.start(role)
-                cluster.wait_healthy(node, seconds=300)
+                cluster.wait_healthy(node, seconds=1200)
                 out[f"start_s_{role}"] = round(time.monotonic() - launched[role], 1)
             scheduler, web, dispatch = cluster.nodes
             cluster.wait_until(lambda: _sweep_finished(url), "the scheduler's daily sweep", 600, every=1.0)

@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 from sqlalchemy import Engine as DbEngine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, col
 from sqlmodel import select as orm_select
 
 from bot import answers
@@ -287,7 +287,8 @@ class Engine:
     def _ctx(self, s: Tx, conv: Conv, now: datetime) -> FlowCtx:
         return FlowCtx(session_fn=lambda: s.session, settings=self.settings, now=now, lang=conv.lang, channel=conv.channel,
                        address=conv.address, beneficiary_id=conv.beneficiary_id, acting_as=conv.acting_as,
-                       contact_fn=lambda: self._contact_id(s, conv), accepts_files=conv.channel in FILE_CHANNELS)
+                       contact_fn=lambda: self._contact_id(s, conv), accepts_files=conv.channel in FILE_CHANNELS,
+                       conn=s.conn)
 
     def _contact_id(self, s: Tx, conv: Conv) -> int | None:
         if conv.contact_id is None:
@@ -546,8 +547,11 @@ class Engine:
         return outs
 
     def _deceased(self, s: Tx, conv: Conv) -> bool:
-        person = s.session.get(Beneficiary, conv.beneficiary_id) if conv.beneficiary_id else None
-        return person is not None and person.status == "deceased"
+        if conv.beneficiary_id is None:
+            return False
+        status = s.conn.execute(select(col(Beneficiary.status)).where(
+            col(Beneficiary.id) == conv.beneficiary_id)).scalar()
+        return status == "deceased"
 
     def _current_prompt(self, s: Tx, conv: Conv, now: datetime) -> Out:
         st = conv.state

@@ -12,7 +12,8 @@ import secrets
 from datetime import date
 from typing import Any
 
-from sqlmodel import select
+from sqlalchemy import select as sa_select
+from sqlmodel import col, select
 
 from bot.flowregistry import REGISTRY, FlowCtx, Refused
 from bot.flowrunner import display
@@ -190,10 +191,12 @@ def no_open_application(ctx: FlowCtx, state: ConversationState, flow: Flow) -> R
     kinds = [call.params["type"] for call in flow.on_complete if call.action == "create_application"]
     if not kinds or ctx.beneficiary_id is None:
         return None
-    app = ctx.session.exec(select(Application).where(
-        Application.beneficiary_id == ctx.beneficiary_id, Application.type.in_(kinds),  # type: ignore[attr-defined]
-        Application.stage.not_in(OPEN_STAGES_END))  # type: ignore[attr-defined]
-        .order_by(Application.created_at.desc())).first()  # type: ignore[attr-defined]
+    # A Core read on the message's connection: entering a flow needs no ORM session.
+    app = ctx.connection().execute(
+        sa_select(col(Application.type), col(Application.reference), col(Application.stage)).where(
+            col(Application.beneficiary_id) == ctx.beneficiary_id, col(Application.type).in_(kinds),
+            col(Application.stage).not_in(OPEN_STAGES_END))
+        .order_by(col(Application.created_at).desc()).limit(1)).first()
     if app is None:
         return None
     text = localise(ALREADY_OPEN, ctx.lang).format(kind=label("application_type", app.type, ctx.lang),

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import Connection
 from sqlmodel import Session
 
 if TYPE_CHECKING:
@@ -54,6 +55,8 @@ class FlowCtx:
     acting_as: str | None
     contact_fn: Callable[[], int | None]  # looked up only when something needs it (keeps the hot path lean)
     accepts_files: bool
+    # The message's connection, for plain reads that need no ORM session (None: use the session's).
+    conn: Connection | None = None
     _person: list[Any] = field(default_factory=list, repr=False)
 
     def person(self) -> Any:
@@ -67,6 +70,9 @@ class FlowCtx:
     @property
     def session(self) -> Session:
         return self.session_fn()
+
+    def connection(self) -> Connection:
+        return self.conn if self.conn is not None else self.session.connection()
 
     @property
     def contact_id(self) -> int | None:

@@ -48,8 +48,10 @@ __all__ = ["QA", "Answer", "LiveQA", "detect_language", "get_qa", "to_simplified
 
 # Minimum confidence (a probability that the chosen article is right) per written language,
 # chosen with `nuanxin eval-qa --sweep` on the development questions only so that wrong
-# answers stay at most 1% of them; the frozen test part checks it.
-THRESHOLDS: dict[str, float] = {"zh-Hans": 0.88, "en": 0.88}
+# answers stay at most 1% of them; the frozen test part checks it. English rose to 0.90 when
+# the sweep after the second round's example questions found 2 of 159 English development
+# questions wrong at 0.88 (0.80 would have done for Chinese; 0.88 is kept, the safer side).
+THRESHOLDS: dict[str, float] = {"zh-Hans": 0.88, "en": 0.90}
 # Candidates are ranked by embedding similarity + RANK_BM25 * bm25 / (bm25 + BM25_HALF).
 RANK_BM25 = 0.25
 BM25_HALF = {"zh-Hans": 20.0, "en": 6.0}

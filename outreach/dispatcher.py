@@ -338,19 +338,20 @@ class Dispatcher:
     # --- the second look ---------------------------------------------------------------
     # The claim re-checked every recipient; a row that then waited more than
     # `second_look_after_s` (behind a rate limit, or in the queue) is checked again right
-    # before its grant. One look covers every row waiting at that moment, in one query, and
-    # is shared: the rows after it find their answer there until it is that old itself. A
-    # query per row would cost a thread hop per message and hold up the channel's turn.
+    # before its grant. One look covers the rows next in line at that moment (`_next_in_line`),
+    # in one query, and is shared: the rows after it find their answer there until it is that
+    # old itself. A query per row would cost a thread hop per message and hold up the
+    # channel's turn.
     async def _second_look(self, row: Claimed, checked: float) -> reach.Stop | None:
         """Why the row must not go, from a look that started after `checked` (when the row was
         last looked at) and is at most `second_look_after_s` old; None when it may go."""
         now = self.clock.now().timestamp()
         if self._look is not None and self._look.covers(row.id, checked, now, self.second_look_after_s):
             return self._look.reasons.get(row.id)
-        # The look under way if it covers this row; else a new one at every row waiting now.
+        # The look under way if it covers this row; else a new one at the rows next in line.
         look = self._looking
         if look is None or not look.covers(row.id, checked, now, self.second_look_after_s):
-            waiting = {r.id: r for r, _ in self._waiting.values()} | {row.id: row}
+            waiting = self._next_in_line(row) | {row.id: row}
             look = self._looking = _Look(now, set(waiting), {}, asyncio.ensure_future(
                 asyncio.to_thread(self._look_at, list(waiting.values()))))
         assert look.query is not None
@@ -362,6 +363,23 @@ class Dispatcher:
         if self._look is None or self._look.started < look.started:
             self._look = look
         return look.reasons.get(row.id)
+
+    def _next_in_line(self, row: Claimed) -> dict[int, Claimed]:
+        """The rows of `row`'s channel that can go before a look started now is too old: those
+        its rate grants within `second_look_after_s`, twice over. A row further back is looked
+        at when its turn nears; looking at every waiting row each time cost a query row per
+        second per waiting row (a backlog of a thousand behind 300/s: ten rows looked at for
+        each message sent)."""
+        limiter = self.limits.get(row.channel)
+        rate = limiter.rate_per_s if limiter is not None else None
+        room = len(self._waiting) if rate is None else max(16, int(2 * rate * self.second_look_after_s))
+        ahead: dict[int, Claimed] = {}
+        for waiting, _ in self._waiting.values():  # in the order they were claimed: the senders' order
+            if waiting.channel == row.channel:
+                ahead[waiting.id] = waiting
+                if len(ahead) >= room:
+                    break
+        return ahead
 
     # --- writing outcomes ----------------------------------------------------------------
     def _backoff(self, attempts: int) -> float:

@@ -41,7 +41,7 @@ DETAIL_KEYS: tuple[tuple[str, str | None], ...] = (
     ("reason", None),
     ("note", None),
 )
-_REASON_GROUPS = {"ticket.close": "close_reason", "ticket.open": "handoff_reason"}
+_REASON_GROUPS = {"ticket.close": "close_reason", "ticket.open": "handoff_reason", "task.cancel": "task_cancel_reason"}
 
 
 @dataclass(frozen=True)

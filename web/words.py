@@ -29,7 +29,7 @@ CONSOLE_GROUPS = ("application_type", "stage", "task_kind", "task_status", "task
                   "handoff_reason", "close_reason", "outbox_status", "message_kind", "broadcast_status", "channel",
                   "role", "beneficiary_kind", "beneficiary_status", "relationship", "document",
                   "certification_method", "report_kind", "evidence", "audit_action", "audit_detail", "actor", "target",
-                  "language")
+                  "language", "task_cancel_reason")
 
 
 def label(group: str, code: str | None, lang: str = ZH) -> str:

@@ -162,7 +162,8 @@ def test_a_reported_death_waits_for_staff_and_changes_nothing_until_confirmed(en
     with session_scope(db_engine) as s:
         enqueue(s, key="festival:li", kind="festival_greeting", channel="sms", address=LI_PHONE, body="节日快乐",
                 now=clock.now(), beneficiary_id=roll.li)
-    out = console(engine, db_engine, ZHANG_PHONE, f"5\n{LI_ID}\n2026-2-28\n1\n1")
+    # 2 is 配偶 in the one relationship list (子女 first, as linking numbers them).
+    out = console(engine, db_engine, ZHANG_PHONE, f"5\n{LI_ID}\n2026-2-28\n2\n1")
     assert "请节哀" in out and "核实" in out
     with Session(db_engine) as s:
         li = s.get(Beneficiary, roll.li)

@@ -52,7 +52,8 @@ def test_someone_elses_id_is_refused_for_the_linked_person(engine, notifier, rol
 
 def test_a_relative_reporting_a_death_confirms_the_person_and_is_not_asked_the_relationship(
         engine, notifier, roll, db_engine):
-    """The daughter linked as child: "is it 张三?" — 1 — the date — straight to the summary."""
+    """The daughter linked as child: "is it 张三?" — 1 — the date — straight to the summary; the
+    report reaches staff as 张三's death reported by his child."""
     chat = Chat(engine, "telegram", "wk3")
     link(chat, notifier, DAUGHTER_PHONE, proxy="1")
     text = chat("5")
@@ -62,7 +63,8 @@ def test_a_relative_reporting_a_death_confirms_the_person_and_is_not_asked_the_r
     assert "请核对" in summary and "子女" in summary
     chat("1")
     with Session(db_engine) as s:
-        assert s.get(Beneficiary, roll.zhang).status == "deceased"
+        task = s.exec(select(Task).where(Task.kind == "verify_death")).one()
+    assert task.beneficiary_id == roll.zhang and task.details["reporter"]["relationship"] == "child"
 
 
 def test_a_person_cannot_report_their_own_death(engine, notifier, roll):

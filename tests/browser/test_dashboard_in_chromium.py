@@ -55,7 +55,7 @@ def test_the_dashboards_funnel_is_the_databases_in_the_order_of_seed_003(sqlite_
                                                                          tmp_path: Path) -> None:
     """The funnel table lists staged → completed in seed 003's order, then returned and
     rejected; each count is the database's; the chart has a bar with its number for each;
-    filtering by type counts that type only."""
+    filtering by type counts that type only; no chart label is cut off."""
     from playwright.sync_api import sync_playwright
 
     _world(sqlite_engine)
@@ -72,6 +72,9 @@ def test_the_dashboards_funnel_is_the_databases_in_the_order_of_seed_003(sqlite_
                  for i in range(rows.count())]
         bars = page.locator("#chart-funnel > rect").count()
         handoffs = page.inner_text("#fig-handoffs")
+        # The left edge of every chart label, in its chart's own units: below 0 it is cut off.
+        cut_off = page.evaluate("[...document.querySelectorAll('svg.chart text')]"
+                                ".filter(t => t.getBBox().x < -0.5).map(t => t.textContent)")
         screenshot(page, "dashboard")
         page.select_option("#type", "hardship")
         page.click("form.filters button")
@@ -89,4 +92,5 @@ def test_the_dashboards_funnel_is_the_databases_in_the_order_of_seed_003(sqlite_
     assert only == {s.value: hardship.get(s.value, 0) for s in (*FUNNEL, *BESIDE)}
     assert bars == len(FUNNEL) + len(BESIDE)
     assert handoffs == "7"
+    assert cut_off == [], "chart labels cut off at the left"
     assert not wide, "the dashboard scrolls sideways at phone width"

@@ -113,10 +113,13 @@ async def test_an_answer_during_a_broadcast_takes_the_next_slots_and_keeps_the_c
     limiter = LocalLimiter(ProviderLimit.one_sender("telegram", rate, per_key_per_s=per_chat), clock)
     sender = TelegramProvider(TOKEN, api_base=fake_tg.base_url, limiter=limiter, sleep=sleep)
     sends: list[tuple[float, str, str]] = []  # (clock's seconds, chat, text) as each request leaves
+    their_notice_went = asyncio.Event()
 
     async def record(make_request: Any, bot: Any, method: Any) -> Any:
         if method.__api_method__ == "sendMessage":
             sends.append((clock.now().timestamp(), str(method.chat_id), method.text))
+            if str(method.chat_id) == str(CHAT):
+                their_notice_went.set()
         return await make_request(bot, method)
 
     sender.bot.session.middleware(record)
@@ -132,7 +135,8 @@ async def test_an_answer_during_a_broadcast_takes_the_next_slots_and_keeps_the_c
     asked: list[float] = []
 
     async def person_writes() -> None:
-        await sleep(2.5)  # the broadcast is half a second past the person's own message of it
+        await their_notice_went.wait()  # the broadcast reached the person's own message of it
+        await sleep(0.5)  # and is half a second past it, well under way
         asked.append(clock.now().timestamp())
         update = Update.model_validate({"update_id": 1, **fake_tg.text_update(CHAT, "我要人工")},
                                        context={"bot": sender.bot})

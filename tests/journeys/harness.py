@@ -275,7 +275,8 @@ class SmsPerson:
 
     async def pick(self, label: str) -> str:
         """Type the number the last SMS showed beside `label`."""
-        pattern = rf"(?<!\d)(\d+)(?:\. ?|、| |（|\()?(?:{re.escape(label)})(?=$|[）)。，,；;或\s])"
+        # "1. 是", "1、是", "1 是", "1（是）", "1 (Submit)", "回复1提交"
+        pattern = rf"(?<!\d)(\d+)(?:\. ?|、| ?（| ?\(| )?(?:{re.escape(label)})(?=$|[）)。，,；;或\s])"
         found = re.search(pattern, self.last, re.M)
         if found is None:
             raise NotOnScreen(f"no number for {label!r} in SMS:\n{self.last}")

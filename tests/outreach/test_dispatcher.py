@@ -97,6 +97,37 @@ async def test_a_row_that_waited_behind_the_rate_limit_is_looked_at_again_before
     assert d.stats["suppressed"] == 2 and d.stats["failed"] == 0
 
 
+async def test_a_look_covers_the_rows_next_in_line_and_a_row_further_back_still_gets_its_own(
+        db_engine, clock, settings):
+    """Behind a limit of 20 a second, 200 claimed rows wait up to ten seconds. Each second look
+    covers the rows the limit grants while the look is fresh, not the whole backlog: at most
+    3 rows are looked at per message (looking at every waiting row each time is about 10). A
+    person at the back of the queue who opts out while the first row goes is still looked at
+    before their turn and is not sent."""
+    people = [add_person(db_engine, telegram=str(5000 + i)) for i in range(200)]
+    ids = [queue(db_engine, clock, channel="telegram", address=str(5000 + i), beneficiary_id=b)
+           for i, (b, _) in enumerate(people)]
+    last = people[-1][1]["telegram"]
+
+    def the_last_opts_out_while_the_first_goes(message):
+        if message.address == "5000":
+            with session_scope(db_engine) as s:
+                c = s.get(Contact, last)
+                c.opted_out_at = clock.now()
+                s.add(c)
+
+    d, tg, _ = make(db_engine, clock, settings, second_look_after_s=0.5,
+                    limits={"telegram": LocalLimiter(ProviderLimit.one_sender("telegram", 20.0), clock)})
+    tg.before_send = the_last_opts_out_while_the_first_goes
+    looked: list[int] = []
+    look_at = d._look_at
+    d._look_at = lambda waiting: looked.append(len(waiting)) or look_at(waiting)
+    assert await d.run_once() == 200
+    assert sorted(m.message.address for m in tg.sent) == sorted(str(5000 + i) for i in range(199))
+    assert row(db_engine, ids[-1]).status == "suppressed" and row(db_engine, ids[-1]).error == "suppressed: opted out"
+    assert looked and sum(looked) <= 3 * 200, (len(looked), sum(looked))
+
+
 async def test_the_watchers_recent_look_answers_the_second_look_and_a_stale_one_does_not(db_engine, clock, settings):
     """After the grant the second look is a lookup in the watcher's last look at the waiting
     rows, if that look is under a second old and started after the row was claimed; otherwise

@@ -10,6 +10,7 @@ from typing import Any
 from sqlmodel import Session
 
 from models.actions import audit
+from models.applications import Task
 from models.db import session_scope
 from tests.web.conftest import Console, World
 from web.words import label
@@ -90,3 +91,43 @@ def test_the_csv_export_has_the_selection_with_formula_cells_escaped(console: Co
     assert all(not cell.startswith(("=", "+", "-", "@")) for line in lines for cell in line)
     with Session(db_engine):
         pass
+
+
+def test_an_entry_about_a_task_or_an_application_names_the_person_it_is_about(console: Console, db_engine: Any,
+                                                                               world: World, clock: Any) -> None:
+    """A row about a task or an application says whom it concerns, so "新建任务：上门认证" is never a
+    sentence without a person: the task kind and the reference are followed by the person's name."""
+    with session_scope(db_engine) as s:
+        audit(s, "scheduler", "task.create", "task", world.task, {"kind": "home_visit"}, clock.now())
+        audit(s, "caseworker", "application.stage", "application", world.application,
+              {"reference": "NX-2026-000042", "from": "accepted", "to": "completed"}, clock.now())
+    console.sign_in("admin")
+    page = console.get("/audit").text
+    rows = page[page.index('id="audit-rows"'):]
+    with Session(db_engine) as s:
+        task = s.get(Task, world.task)
+        assert task is not None and task.beneficiary_id == world.person
+    assert f"{label('task_kind', task.kind)}（黄伯）" in rows
+    assert "NX-2026-000042（黄伯）" in rows
+
+
+def test_visits_closed_by_a_recorded_death_read_as_sentences_with_the_reason(console: Console, db_engine: Any,
+                                                                            world: World, clock: Any) -> None:
+    """Recording a death cancels the person's open home visit; the audit log says so in words (取消任务,
+    the visit and the person, 原因：本人已去世), never the recorded code "deceased"."""
+    from models.actions import record_death
+    from models.people import Beneficiary
+
+    with session_scope(db_engine) as s:
+        person = s.get(Beneficiary, world.person)
+        assert person is not None
+        record_death(s, person, died_on=clock.now().date(), actor="caseworker", reported_by="女儿",
+                     evidence="死亡证明", reason="家属来电", now=clock.now())
+    with Session(db_engine) as s:
+        task = s.get(Task, world.task)
+        assert task is not None and task.status == "cancelled"
+    console.sign_in("admin")
+    page = console.get("/audit", params={"action": "task.cancel"}).text
+    rows = page[page.index('id="audit-rows"'):]
+    assert label("audit_action", "task.cancel") in rows and f"{label('task_kind', 'home_visit')}（黄伯）" in rows
+    assert "原因：本人已去世" in rows and "deceased" not in rows

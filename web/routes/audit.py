@@ -25,7 +25,7 @@ from web.audit_words import describe
 from web.csvout import csv_download
 from web.pages import paging, render
 from web.security import SignedIn, require
-from web.words import codes, label, ui
+from web.words import EN, codes, label, ui
 
 router = APIRouter(include_in_schema=False)
 AUDITORS = require(Role.ADMIN, Role.APPROVER)
@@ -97,14 +97,26 @@ def names_for(db: Session, rows: list[AuditLog], lang: str) -> dict[tuple[str, s
     def wanted(kind: str) -> list[int]:
         return [int(r.target_id) for r in rows if r.target_type == kind and r.target_id.isdigit()]
 
-    for b in db.exec(select(Beneficiary).where(col(Beneficiary.id).in_(wanted("beneficiary")))).all():
-        out[("beneficiary", str(b.id))] = b.name
-    for a in db.exec(select(Application).where(col(Application.id).in_(wanted("application")))).all():
-        out[("application", str(a.id))] = a.reference
+    applications = db.exec(select(Application).where(col(Application.id).in_(wanted("application")))).all()
+    tasks = db.exec(select(Task).where(col(Task.id).in_(wanted("task")))).all()
+    # A task or an application is named with the person it is about: "上门认证（黄国华）".
+    people = set(wanted("beneficiary")) | {a.beneficiary_id for a in applications} | {
+        t.beneficiary_id for t in tasks if t.beneficiary_id is not None}
+    person = {b.id: b.name for b in db.exec(select(Beneficiary).where(col(Beneficiary.id).in_(people))).all()}
+    for b_id, name in person.items():
+        out[("beneficiary", str(b_id))] = name
+
+    def about(thing: str, b_id: int | None) -> str:
+        if b_id not in person:
+            return thing
+        return f"{thing} ({person[b_id]})" if lang == EN else f"{thing}（{person[b_id]}）"
+
+    for a in applications:
+        out[("application", str(a.id))] = about(a.reference, a.beneficiary_id)
     for c in db.exec(select(Contact).where(col(Contact.id).in_(wanted("contact")))).all():
         out[("contact", str(c.id))] = mask_phone(c.address) if c.channel == "sms" else label("channel", c.channel, lang)
-    for t in db.exec(select(Task).where(col(Task.id).in_(wanted("task")))).all():
-        out[("task", str(t.id))] = label("task_kind", t.kind, lang)
+    for t in tasks:
+        out[("task", str(t.id))] = about(label("task_kind", t.kind, lang), t.beneficiary_id)
     for ticket in db.exec(select(HandoffTicket).where(col(HandoffTicket.id).in_(wanted("handoff_ticket")))).all():
         out[("handoff_ticket", str(ticket.id))] = ui("转人工问题 #{n}", lang, n=ticket.id)
     return out
