@@ -73,7 +73,7 @@ def authenticate_staff(username: str | None, *, engine=None) -> str:  # type: ig
     now = SystemClock().now()
     token = os.environ.get(STAFF_TOKEN_ENV, "").strip()
     if token:
-        with session_scope(db) as session:
+        with session_scope(db, immediate=True) as session:
             user = user_for_token(session, token, now=now)
             name = user.username if user is not None else None
         if name is None:
@@ -88,7 +88,7 @@ def authenticate_staff(username: str | None, *, engine=None) -> str:  # type: ig
         typer.echo(f"say who you are: --as USERNAME (your password is asked), or set {STAFF_TOKEN_ENV}", err=True)
         raise typer.Exit(2)
     password = typer.prompt(f"password for {username}", hide_input=True, err=True, default="", show_default=False)
-    with session_scope(db) as session:
+    with session_scope(db, immediate=True) as session:
         result = sign_in(session, username=username, password=password, address="cli", now=now)
         name = result.user.username if result.user is not None else None
     if name is None:
@@ -197,7 +197,7 @@ def staff_add(
 
     password = _read_password(password_stdin, "password")
     try:
-        with session_scope(_engine()) as session:
+        with session_scope(_engine(), immediate=True) as session:
             create_staff(session, username=username, password=password, roles=role, display_name=display_name,
                          actor=_actor(None), now=SystemClock().now())
     except AccountError as exc:
@@ -233,7 +233,7 @@ def _staff_change(username: str, change) -> None:  # type: ignore[no-untyped-def
     from models.staff_access import AccountError
 
     try:
-        with session_scope(_engine()) as session:
+        with session_scope(_engine(), immediate=True) as session:
             user = session.exec(select(StaffUser).where(func.lower(StaffUser.username) == username.lower())).first()
             if user is None:
                 raise AccountError(f"no staff user {username}")

@@ -375,7 +375,7 @@ class NuanxinScheduler:
 
     def _record(self, name: str, *, started: datetime | None = None, finished: datetime | None = None,
                 result: str = "") -> None:
-        with session_scope(self.engine) as session:
+        with session_scope(self.engine, immediate=True) as session:
             row = session.get(SchedulerJobRun, name) or SchedulerJobRun(job=name)
             if started is not None:
                 row.last_started_at = started

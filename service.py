@@ -19,6 +19,11 @@ replica holds the polling lock; the others stand by). In webhook mode every web 
 updates and `set_webhook` is called once, by `nuanxin run` at start or `nuanxin telegram
 set-webhook`, never by each replica.
 
+Start: the port opens first (a current schema is only compared, not migrated again); the
+knowledge (articles and their embeddings) loads in a thread beside it, and `/healthz` says
+"loaded" once a question would be answered at full speed; the scheduler's first run waits for
+that (at most `KNOWLEDGE_WAIT_S`), Telegram is set up in the background.
+
 Stop (SIGTERM or SIGINT): the web finishes the requests under way, the dispatcher finishes the
 sends already handed to a provider and the rest of its claimed rows go back to the queue, the
 scheduler lets go of its lock so a standby takes over at once; all within `STOP_BUDGET_S`. A part
@@ -42,13 +47,17 @@ from enum import StrEnum
 from typing import Any, NoReturn
 
 from models.clock import SystemClock
-from models.db import make_engine
+from models.db import checkpoint, is_sqlite, make_engine
 from settings import Settings
 
 log = logging.getLogger("nuanxin.service")
 
 # SIGTERM to exit, at most (a supervisor's usual grace period is 10 s; systemd's default is 90 s).
 STOP_BUDGET_S = 8.0
+# How often the SQLite WAL is copied back into the database (and cut back when it grew).
+CHECKPOINT_EVERY_S = 30.0
+# How long the scheduler's first run waits for the knowledge to load (questions first).
+KNOWLEDGE_WAIT_S = 10.0
 # How often a standby web replica asks for the Telegram polling lock.
 POLLING_LEADERSHIP_POLL_S = 5.0
 POLLING_LOCK_KEY = 0x6E75616E7467  # pg advisory lock of Telegram polling ("nuantg"); the scheduler's differs
@@ -168,9 +177,9 @@ def check_schema(engine: Any, *, migrate: bool) -> None:
     from web.routes.health import schema_state
 
     if migrate:
-        from models.migrate import upgrade
+        from models.migrate import upgrade_if_needed
 
-        upgrade(engine)
+        upgrade_if_needed(engine)
         return
     state = schema_state(engine)
     if state in ("behind", "empty"):
@@ -179,6 +188,34 @@ def check_schema(engine: Any, *, migrate: bool) -> None:
     if state == "ahead":
         log.warning("the database schema is newer than this code: running on (expand-then-contract upgrades "
                     "keep the old code working); upgrade this process soon")
+
+
+def load_knowledge(app: Any) -> None:
+    """The policy answers loaded and their models warmed (a first question answers at full
+    speed); `/healthz` says "loaded" from then on."""
+    started = time.monotonic()
+    try:
+        from bot.qa import get_qa, warm_up
+
+        warm_up()  # the index built and the embedding model loaded
+        get_qa().answer("你好", "zh-Hans")
+        app.state.knowledge = "loaded"
+        log.info("knowledge loaded in %.1f s (%.1f s of CPU since the process began)", time.monotonic() - started,
+                 time.process_time())
+    except Exception:  # the engine hands questions to staff when the knowledge cannot load
+        app.state.knowledge = "failed"
+        log.exception("knowledge could not be loaded: questions go to staff")
+
+
+async def keep_wal_bounded(engine: Any, stop: asyncio.Event) -> None:
+    """SQLite: checkpoint the WAL now and then, so that it stays small under a long import."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), CHECKPOINT_EVERY_S)
+        try:
+            await asyncio.to_thread(checkpoint, engine)
+        except Exception:  # busy or closing: the next round tries again
+            log.debug("WAL checkpoint skipped", exc_info=True)
 
 
 @dataclass
@@ -224,7 +261,6 @@ async def _run_telegram_polling(dispatcher: Any, bot: Any, leadership: Any, stop
 
 
 def _polling_leadership(engine: Any, clock: Any, owner: str) -> Any:
-    from models.db import is_sqlite
     from scheduler import LeaseLeadership, PgAdvisoryLeadership
 
     if is_sqlite(engine):
@@ -237,6 +273,7 @@ async def _main(role: Role, settings: Settings, host: str, port: int | None) -> 
 
     parts = PARTS[role]
     clock = SystemClock()
+    settings.ensure_data_dir()  # 0700: the database, keys and uploads are this user's alone
     # A dispatcher's sends and a web replica's webhooks each hold a connection only briefly;
     # the pool per process stays small so that many processes fit PostgreSQL's max_connections.
     engine = make_engine(settings.effective_database_url)
@@ -264,15 +301,19 @@ async def _main(role: Role, settings: Settings, host: str, port: int | None) -> 
         app.state.inbound_limits = inbound_limits
         app.state.process_owner = owner
         metrics.track_database(engine, clock)
+        app.state.knowledge = "loading"
         server = _WebServer.create(app, host, port or settings.web_port)
         web = asyncio.create_task(server.serve(), name="web")
         process.tasks.append(web)
         # The port first: everything else starts once the web answers (webhooks, /healthz).
         while not server.started and not web.done() and not stop.is_set():
             await asyncio.sleep(0.01)
-        from bot.qa import warm_up_in_background
-
-        warm_up_in_background()  # the policy Q&A's index and model, off the event loop
+        log.info("web serving on http://%s:%d (%.1f s of CPU since the process began)", host,
+                 port or settings.web_port, time.process_time())
+    knowledge = (asyncio.create_task(asyncio.to_thread(load_knowledge, app), name="knowledge")
+                 if app is not None and parts.conversation else None)
+    if is_sqlite(engine):
+        process.tasks.append(asyncio.create_task(keep_wal_bounded(engine, stop), name="wal-checkpoints"))
 
     outbound: Outbound | None = None
     if parts.dispatcher or parts.conversation:
@@ -305,7 +346,15 @@ async def _main(role: Role, settings: Settings, host: str, port: int | None) -> 
         from scheduler import build_scheduler
 
         sched = build_scheduler(engine, settings, clock, metrics=metrics)
-        scheduler_task = asyncio.create_task(sched.run_forever(), name="scheduler")
+
+        async def scheduler_after_knowledge() -> None:
+            # The scheduler's catch-up (a missed daily sweep...) waits for the knowledge, so that
+            # the first questions after a start are answered soon.
+            if knowledge is not None:
+                await asyncio.wait([knowledge], timeout=KNOWLEDGE_WAIT_S)
+            await sched.run_forever()
+
+        scheduler_task = asyncio.create_task(scheduler_after_knowledge(), name="scheduler")
 
     if not parts.web and port:
         from web.ops import create_ops_app
@@ -358,8 +407,13 @@ async def _main(role: Role, settings: Settings, host: str, port: int | None) -> 
     for close in reversed(process.closers):
         with contextlib.suppress(Exception):
             await asyncio.wait_for(close(), 2)
+    if knowledge is not None and not knowledge.done():
+        knowledge.cancel()
     if bot_engine is not None:
         bot_engine.close()
+    if is_sqlite(engine):
+        with contextlib.suppress(Exception):
+            checkpoint(engine, truncate_above=0)
     engine.dispose()
     log.info("stopped in %.1f s", time.monotonic() - stopping)
     return 1 if failed else 0

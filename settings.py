@@ -7,6 +7,7 @@ A bad value stops start-up with a message that names the variable.
 
 from __future__ import annotations
 
+import os
 import secrets
 from datetime import time, timedelta
 from decimal import Decimal
@@ -216,15 +217,23 @@ class Settings(BaseSettings):
     def webhook_keys(self) -> dict[str, str]:
         return dict(_pairs_of(self.twilio_webhook_keys))
 
+    def ensure_data_dir(self) -> Path:
+        """The data folder, for this user alone (0700: it holds the database, keys and uploads)."""
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self.data_dir.stat().st_mode & 0o077:
+            self.data_dir.chmod(0o700)
+        return self.data_dir
+
     def secret_from_file(self, name: str) -> str:
         """Return a secret kept in data_dir, creating it on first use (embedded mode)."""
         path = self.data_dir / f"{name}.key"
         if path.exists():
             return path.read_text().strip()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.ensure_data_dir()
         value = secrets.token_hex(32)
-        path.write_text(value)
-        path.chmod(0o600)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(value)
         return value
 
     @property

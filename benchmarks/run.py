@@ -17,7 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-NAMES = ("import", "engine", "qa", "dispatch", "enqueue", "sweep", "crash", "audience", "journeys", "memory")
+NAMES = ("import", "engine", "qa", "dispatch", "enqueue", "sweep", "crash", "audience", "journeys", "memory",
+         "reliability")
 
 
 def run_one(name: str) -> dict[str, object]:

@@ -118,7 +118,7 @@ def link_console(db: Any, engine: Any, phone: str, session: str) -> str:
     except InvalidPhone as exc:
         raise ValueError(f"--phone: {exc}") from None
     address = f"console:{session}:{e164}"
-    with session_scope(db) as s:
+    with session_scope(db, immediate=True) as s:
         c = s.exec(select(Contact).where(Contact.channel == "sms", Contact.address == e164,
                                          Contact.beneficiary_id.is_not(None))).first()  # type: ignore[union-attr]
         if c is None or c.beneficiary_id is None:

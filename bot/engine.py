@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import re
 import threading
@@ -42,7 +43,7 @@ from bot.state import ServiceOffer
 from bot.texts import CHANNEL_NAMES, localise, reply_by, t
 from bot.tickets import Handoff, entry, hand_off
 from models.actions import opt_in, opt_out
-from models.db import is_sqlite
+from models.db import is_sqlite, writer
 from models.people import Beneficiary, Contact
 from models.phone import mask_phone
 from models.privacy import redact
@@ -51,6 +52,19 @@ log = logging.getLogger("nuanxin.bot.engine")
 
 FILE_CHANNELS = frozenset({"telegram", "console"})
 MAX_RETRIES = 6
+# Policy answers found for the message being handled, outside its transaction (see _AnswerFirst).
+_ANSWERS: contextvars.ContextVar[dict[tuple[str, str], Any] | None] = contextvars.ContextVar("answers", default=None)
+
+
+class _AnswerFirst(Exception):
+    """The message needs a policy answer. Searching the knowledge can take a while: it is not
+    done inside the write transaction (which would hold SQLite's write lock meanwhile); the
+    transaction is rolled back, the answer found with none open, and the message handled again."""
+
+    def __init__(self, question: str, lang: str) -> None:
+        super().__init__(question)
+        self.key = (question, lang)
+
 
 # Global words, matched after NFKC, lower case and trimming (see flowrunner.word).
 MENU_WORDS = frozenset(["菜单", "0", "主菜单", "menu", "main", "menu", "/menu", "/start", "首页", "home"]) | {"main menu"}
@@ -134,11 +148,24 @@ class Engine:
     # ------------------------------------------------------------------ public API
     def handle(self, inbound: Inbound) -> list[Reply]:
         """Answer one inbound message. Never raises: on any failure the user is told to resend."""
-        for _attempt in range(MAX_RETRIES):
+        answers: dict[tuple[str, str], Any] = {}
+        token = _ANSWERS.set(answers)
+        try:
+            return self._handle(inbound, answers)
+        finally:
+            _ANSWERS.reset(token)
+
+    def _handle(self, inbound: Inbound, answers: dict[tuple[str, str], Any]) -> list[Reply]:
+        attempt = 0
+        while attempt < MAX_RETRIES:
             try:
                 return self._transaction(inbound, None)
+            except _AnswerFirst as need:
+                if need.key in answers:  # found already: cannot be asked for again
+                    break
+                answers[need.key] = self._answer(*need.key)
             except (Conflict, IntegrityError):
-                continue
+                attempt += 1
             except Exception:
                 log.exception("engine failed for %s:%s", inbound.channel, _mask(inbound.channel, inbound.address))
                 break
@@ -178,12 +205,12 @@ class Engine:
         connection is kept and used under this process's lock (checking one out of the pool and
         resetting it per message would cost more than the message)."""
         if self._lock is None:
-            with self.db.connect() as conn:
+            with writer(self.db).connect() as conn:
                 yield conn
             return
         with self._lock:
             if self._conn is None or self._conn.closed or self._conn.invalidated:
-                self._conn = self.db.connect()
+                self._conn = writer(self.db).connect()  # BEGIN IMMEDIATE: a message reads, then writes
             yield self._conn
 
     def _transaction(self, inbound: Inbound, start: _Start | None) -> list[Reply]:
@@ -594,11 +621,20 @@ class Engine:
         return self._qa
 
     def _ask_qa(self, conv: Conv, question: str) -> Any:
+        """The policy answer, found before the message's transaction (see _AnswerFirst)."""
+        answers = _ANSWERS.get()
+        if answers is None:  # not through handle(): answered here
+            return self._answer(question, conv.lang)
+        if (question, conv.lang) not in answers:
+            raise _AnswerFirst(question, conv.lang)
+        return answers[(question, conv.lang)]
+
+    def _answer(self, question: str, lang: str) -> Any:
         qa = self._get_qa()
         if qa is None:
             return None
         try:
-            return qa.answer(question, conv.lang)
+            return qa.answer(question, lang)
         except Exception:
             log.exception("policy Q&A failed; handing off")
             return None

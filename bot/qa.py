@@ -44,7 +44,7 @@ from bot.qa_question import GENERAL_KINDS, Asked, PlaceFinder, read_question
 from bot.qa_rules import rule_handoff
 from bot.qa_text import simplified, to_simplified, to_traditional, without_fillers
 
-__all__ = ["QA", "Answer", "LiveQA", "detect_language", "get_qa", "to_simplified", "warm_up_in_background"]
+__all__ = ["QA", "Answer", "LiveQA", "detect_language", "get_qa", "to_simplified", "warm_up", "warm_up_in_background"]
 
 # Minimum confidence (a probability that the chosen article is right) per written language,
 # chosen with `nuanxin eval-qa --sweep` on the development questions only so that wrong
@@ -561,18 +561,23 @@ def get_qa() -> QA | LiveQA:
     return _shared
 
 
+def warm_up() -> None:
+    """Build the process-wide QA and load the embedding model (raises what the build raises)."""
+    qa = get_qa()
+    embedder = (qa.current if isinstance(qa, LiveQA) else qa).embedder
+    if embedder is not None:
+        embedder.warm()
+
+
 def warm_up_in_background() -> threading.Thread:
-    """Build the process-wide QA and load the embedding model in a daemon thread, so that a
-    process opens its port at once and its first question does not wait for either. A
-    question that arrives sooner waits for the same build (get_qa's lock), never a second one.
-    A failure here is left to the first question, which reports it as it always has."""
+    """`warm_up` in a daemon thread, so that a process opens its port at once and its first
+    question does not wait for either. A question that arrives sooner waits for the same build
+    (get_qa's lock), never a second one. A failure here is left to the first question, which
+    reports it as it always has."""
 
     def build() -> None:
         try:
-            qa = get_qa()
-            embedder = (qa.current if isinstance(qa, LiveQA) else qa).embedder
-            if embedder is not None:
-                embedder.warm()
+            warm_up()
         except Exception:  # the first question meets the same error and hands off, as before
             return
 

@@ -27,11 +27,8 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aiogram import Bot, Router
-from aiogram.filters import Command
-from aiogram.types import Message
 from limits import parse
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
@@ -43,6 +40,11 @@ from models.db import session_scope
 from models.phone import mask_phone
 from models.staff import StaffUser
 from models.staff_telegram import StaffLinkCode
+
+if TYPE_CHECKING:  # aiogram is imported where it is used: loading it costs seconds of CPU, and the
+    # console's pages import this module before the web port opens
+    from aiogram import Bot, Router
+    from aiogram.types import Message
 
 log = logging.getLogger("nuanxin.staff_telegram")
 
@@ -284,6 +286,9 @@ async def on_staff_command(message: Message, bot: Bot, engine: Any) -> None:
 def router() -> Router:
     """The staff commands' Router (new each time: aiogram attaches a router to one parent only).
     Included before the beneficiaries' routers, so `/inbox` never reaches the conversation engine."""
+    from aiogram import Router
+    from aiogram.filters import Command
+
     staff = Router(name="staff")
     staff.message.register(on_staff_command, Command(*COMMANDS))
     return staff

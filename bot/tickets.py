@@ -111,7 +111,7 @@ def reply_to_ticket(db: Any, ticket_id: int, text: str, username: str, now: date
     notifier = notifier or OutboxNotifier()
     if not text.strip():
         raise TicketError("the answer is empty")
-    with session_scope(db) as s:
+    with session_scope(db, immediate=True) as s:
         staff = s.exec(select(StaffUser).where(StaffUser.username == username)).first()
         if staff is None or not staff.active:
             raise TicketError(f"no active staff user {username!r}")

@@ -22,10 +22,12 @@ from models.phone import mask_phone
 
 def audit(session: Session, actor: str, action: str, target_type: str = "", target_id: Any = "",
           details: dict[str, Any] | None = None, at: datetime | None = None) -> None:
-    """Record an action. Details must already be masked: never put a plain ID or phone here."""
+    """Record an action. Details should already be masked; whatever slipped through (a console
+    address with a phone in it, a number typed in a note) is masked when stored."""
+    from models.privacy import redact
     from models.staff import AuditLog
 
-    session.add(AuditLog(actor=actor, action=action, target_type=target_type, target_id=str(target_id),
+    session.add(AuditLog(actor=actor, action=action, target_type=target_type, target_id=redact(str(target_id)),
                          details=details or {}, at=at or utcnow()))
 
 

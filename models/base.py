@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, TypeDecorator
+from sqlalchemy import JSON, DateTime, String, TypeDecorator
 from sqlalchemy.dialects.postgresql import JSONB
 
 
@@ -48,6 +48,33 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 # JSON on SQLite, JSONB on PostgreSQL.
 JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+class RedactedText(TypeDecorator[str]):
+    """Text stored with phone and ID numbers masked (`models.privacy.redact`), whoever writes it."""
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Any) -> str | None:
+        from models.privacy import redact
+
+        return redact(value) if value else value
+
+
+class RedactedJSON(TypeDecorator[Any]):
+    """JSON (JSONB on PostgreSQL) stored with every string in it masked (audit details)."""
+
+    impl = JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Any) -> Any:
+        return dialect.type_descriptor(JSONB() if dialect.name == "postgresql" else JSON())
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        from models.privacy import redact_value
+
+        return redact_value(value)
 
 
 def utcnow() -> datetime:

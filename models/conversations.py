@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from models.base import JSONType, UTCDateTime, utcnow
+from models.base import JSONType, RedactedText, UTCDateTime, utcnow
 
 
 class Conversation(SQLModel, table=True):
@@ -44,7 +44,7 @@ class MessageLog(SQLModel, table=True):
     channel: str = Field(max_length=16)
     address: str = Field(max_length=64)
     direction: str = Field(max_length=3)  # in | out
-    text: str = ""
+    text: str = Field(default="", sa_type=RedactedText)  # phone and ID numbers masked at rest
     attachments: list[Any] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
     beneficiary_id: int | None = Field(default=None, index=True)
     outbox_id: int | None = Field(default=None)

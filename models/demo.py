@@ -20,6 +20,7 @@ from sqlmodel import Session, select
 from models.actions import audit
 from models.applications import Application, ApplicationStageChange, Stage
 from models.base import utcnow
+from models.db import writer
 from models.idcard import check_digit
 from models.people import Beneficiary, Contact, SchemeMembership
 from models.roll import ImportReport, import_roll
@@ -104,7 +105,7 @@ def load_demo(engine: Engine, *, id_key: bytes, people: int = 3000, seed: int = 
     rng = random.Random(seed + 1)
     now = utcnow()
     year = date.today().year
-    with Session(engine) as session:
+    with Session(writer(engine)) as session:
         for username, display, roles, password in STAFF:
             session.add(StaffUser(username=username, display_name=display, roles=roles,
                                   password_hash=hash_password(password)))

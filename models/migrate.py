@@ -26,6 +26,18 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(cfg, revision)
 
 
+def upgrade_if_needed(engine: Engine) -> bool:
+    """Upgrade when the database is behind the migrations' head; a current schema is only
+    compared (a fraction of a second instead of a full Alembic run). Returns whether it ran."""
+    from alembic.script import ScriptDirectory
+
+    heads = set(ScriptDirectory.from_config(alembic_config()).get_heads())
+    if current_revision(engine) in heads:
+        return False
+    upgrade(engine)
+    return True
+
+
 def current_revision(engine: Engine) -> str | None:
     from alembic.runtime.migration import MigrationContext
 

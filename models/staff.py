@@ -20,7 +20,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Column, Index
 from sqlmodel import Field, SQLModel
 
-from models.base import JSONType, UTCDateTime, utcnow
+from models.base import JSONType, RedactedJSON, UTCDateTime, utcnow
 
 
 class Role(StrEnum):
@@ -124,7 +124,7 @@ class AuditLog(SQLModel, table=True):
     action: str = Field(max_length=64, index=True)
     target_type: str = Field(default="", max_length=32)
     target_id: str = Field(default="", max_length=64)
-    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(RedactedJSON, nullable=False))
 
 
 # --------------------------------------------------------------------------- passwords

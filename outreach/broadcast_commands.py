@@ -86,21 +86,28 @@ def register(app: typer.Typer) -> None:
         """Compose a broadcast; it waits for approval by a second staff member."""
         from pydantic import ValidationError
 
-        from models.db import session_scope
+        from models.db import read_scope, write_scope
         from outreach.broadcasts import BroadcastRefused, create_broadcast
-        from outreach.templates import templates_for
+        from outreach.templates import StaffTextError, compile_staff_text, templates_for
 
         engine, settings, clock, who = _ctx(as_)
         body: Any = None
         if text:
             body = {"zh-Hans": text, **({"en": text_en} if text_en else {}), **({"zh-Hant": text_hant} if text_hant else {})}
+        with read_scope(engine) as session:
+            author = _user(session, who)
         try:
-            with session_scope(engine) as session:
-                b = create_broadcast(session, author=_user(session, who), title=title, audience=json.loads(audience),
+            if body is not None:
+                # Checked (a bounded render in a worker) before the write transaction opens.
+                compile_staff_text(body)
+            with write_scope(engine) as session:
+                b = create_broadcast(session, author=author, title=title, audience=json.loads(audience),
                                      text=body, template_kind=template, template_context=json.loads(context),
                                      scheduled_for=_when(at, settings.tz), now=clock.now(),
                                      templates=templates_for(settings), settings=settings)
                 bid = b.id
+        except StaffTextError as exc:
+            _refused(BroadcastRefused("; ".join(exc.problems)))
         except (BroadcastRefused, ValidationError, json.JSONDecodeError) as exc:
             _refused(exc)
         typer.echo(f"broadcast {bid} created; waiting for approval (nuanxin broadcast preview {bid})")
@@ -109,12 +116,12 @@ def register(app: typer.Typer) -> None:
     def preview(broadcast_id: int, as_: str | None = AS,
                 as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
         """Audience size (and who is left out), the text for real recipients, SMS length, cost and time."""
-        from models.db import session_scope
+        from models.db import read_scope
         from outreach.broadcasts import preview_broadcast
         from outreach.templates import templates_for
 
         engine, settings, clock, who = _ctx(as_)
-        with session_scope(engine) as session:
+        with read_scope(engine) as session:
             _user(session, who)
             p = preview_broadcast(session, _broadcast(session, broadcast_id), settings=settings, now=clock.now(),
                                   templates=templates_for(settings)).as_dict()
@@ -139,7 +146,7 @@ def register(app: typer.Typer) -> None:
 
         engine, _, clock, who = _ctx(as_)
         try:
-            with session_scope(engine) as session:
+            with session_scope(engine, immediate=True) as session:
                 b = approve_broadcast(session, _broadcast(session, broadcast_id), approver=_user(session, who),
                                       now=clock.now())
                 status = b.status
@@ -151,21 +158,21 @@ def register(app: typer.Typer) -> None:
     def send(broadcast_id: int, as_: str | None = AS,
              at: str = typer.Option(None, help="Schedule for this office time instead of sending now.")) -> None:
         """Send now (queue every recipient), or schedule with --at."""
-        from models.db import session_scope
+        from models.db import read_scope, session_scope
         from outreach.broadcasts import BroadcastRefused, schedule_broadcast, send_broadcast
         from outreach.templates import templates_for
 
         engine, settings, clock, who = _ctx(as_)
         try:
             if at:
-                with session_scope(engine) as session:
+                with session_scope(engine, immediate=True) as session:
                     broadcast, user = _broadcast(session, broadcast_id), _user(session, who)
                     when = _when(at, settings.tz)
                     assert when is not None  # `at` is not empty: a time, or _when exited
                     b = schedule_broadcast(session, broadcast, actor=user, at=when, now=clock.now(), settings=settings)
                     typer.echo(f"broadcast {broadcast_id} {b.status} for {when.astimezone(settings.tz)}")
                 return
-            with session_scope(engine) as session:
+            with read_scope(engine) as session:
                 user = _user(session, who)
             n = send_broadcast(engine, broadcast_id, actor=user, now=clock.now(), settings=settings,
                                templates=templates_for(settings))
@@ -181,7 +188,7 @@ def register(app: typer.Typer) -> None:
 
         engine, _, clock, who = _ctx(as_)
         try:
-            with session_scope(engine) as session:
+            with session_scope(engine, immediate=True) as session:
                 b = _broadcast(session, broadcast_id)
                 n = cancel_broadcast(session, b, actor=_user(session, who), now=clock.now())
                 status = b.status
@@ -193,11 +200,11 @@ def register(app: typer.Typer) -> None:
     def status(broadcast_id: int, as_: str | None = AS,
                as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
         """Progress and results: queued, sent, delivered, failed by reason, opted out after it."""
-        from models.db import session_scope
+        from models.db import read_scope
         from outreach.broadcasts import broadcast_status
 
         engine, _, _, who = _ctx(as_)
-        with session_scope(engine) as session:
+        with read_scope(engine) as session:
             _user(session, who)
             st = broadcast_status(session, _broadcast(session, broadcast_id))
         if as_json:

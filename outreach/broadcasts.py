@@ -30,7 +30,7 @@ from sqlmodel import Session, col
 from models.actions import audit
 from models.broadcasts import BroadcastReview, ReviewStep
 from models.clock import Clock
-from models.db import session_scope
+from models.db import read_scope, session_scope
 from models.outbox import Broadcast, BroadcastStatus, OutboxMessage, OutboxStatus
 from models.people import Contact
 from models.phone import mask_phone
@@ -100,6 +100,19 @@ def _review(session: Session, b: Broadcast, user: StaffUser, step: ReviewStep, n
     session.add(BroadcastReview(broadcast_id=b.id, staff_user_id=user.id, step=step.value, comment=comment, at=now))
 
 
+def _refuse_too_long_sms(staff_text: Any, templates: Any) -> None:
+    """Before approval: the SMS of every language, framed and with its footer, for a typical
+    recipient, must fit the segment cap (a person on Telegram may get it by SMS as a fallback)."""
+    from outreach.sms_text import MessageTooLong
+
+    sample = {"name": "张建国", "salutation": "张伯", "district": "", "street": "", "community": ""}
+    for lang in sorted({"zh-Hans", *staff_text.languages}):
+        try:
+            templates.render_staff(staff_text, lang, sample, "sms")
+        except MessageTooLong as exc:
+            raise BroadcastRefused(f"refused: [{lang}] {exc}") from None
+
+
 def _body(text: str | dict[str, str] | None, template_kind: str | None, template_context: dict[str, Any] | None,
           templates: Any) -> dict[str, str]:
     """The stored body: staff text per language (checked in the sandbox), or a template kind's values."""
@@ -109,9 +122,10 @@ def _body(text: str | dict[str, str] | None, template_kind: str | None, template
         raise BroadcastRefused("give either the text or a template kind")
     if text is not None:
         try:
-            compile_staff_text(text)
+            staff_text = compile_staff_text(text)
         except StaffTextError as exc:
             raise BroadcastRefused("; ".join(exc.problems)) from None
+        _refuse_too_long_sms(staff_text, templates or default_templates())
         return {"zh-Hans": text} if isinstance(text, str) else {k: v for k, v in text.items() if v and v.strip()}
     assert template_kind is not None  # exactly one of text and template kind, checked above
     ts = templates or default_templates()
@@ -375,28 +389,24 @@ def enqueue_broadcast(engine: Engine, broadcast_id: int, *, now: datetime, setti
     ts = templates or default_templates()
     created = 0
     batches = 0
+    today = now.astimezone(settings.tz).date()
+    occ = occurrence(broadcast_id)
     while max_batches is None or batches < max_batches:
         batches += 1
-        with session_scope(engine, immediate=True) as session:
+        # Who is next is read in a read-only snapshot, the texts are rendered with no
+        # transaction open, and the write lock is held only to insert them: rendering 5,000
+        # recipients never holds up a webhook's write.
+        with read_scope(engine) as session:
             b = session.get(Broadcast, broadcast_id)
             if b is None or b.status != BroadcastStatus.SENDING.value or (b.stats or {}).get("enqueue_done"):
                 return created
-            f = AudienceFilter.model_validate(b.audience)
-            today = now.astimezone(settings.tz).date()
             after = int((b.stats or {}).get("after_id", 0))
-            chunk = audience_recipients(session, f, today, after_id=after, limit=batch)
-            stats = dict(b.stats or {})
-            if not chunk:
-                b.status = BroadcastStatus.SENT.value
-                b.finished_at = now
-                stats["enqueue_done"] = True
-                b.stats = stats
-                session.add(b)
-                return created
+            chunk = audience_recipients(session, AudienceFilter.model_validate(b.audience), today,
+                                        after_id=after, limit=batch)
+        rows = []
+        if chunk:
             render = _renderer(b, ts)
             buttons = {lang: {"buttons": telegram_buttons(ts.language(lang))} for lang in {r.lang for r in chunk}}
-            rows = []
-            occ = occurrence(broadcast_id)
             for r in chunk:
                 text, segments = render(r)
                 sms_body, sms_segments = render(r, "sms") if r.channel != "sms" else (None, None)
@@ -407,6 +417,20 @@ def enqueue_broadcast(engine: Engine, broadcast_id: int, *, now: datetime, setti
                              "sms_body": sms_body, "sms_segments": sms_segments,
                              "broadcast_id": broadcast_id, "next_attempt_at": now,
                              "extra": buttons.get(r.lang) if r.channel == "telegram" else {}})
+        with session_scope(engine, immediate=True) as session:
+            b = session.get(Broadcast, broadcast_id)
+            if b is None or b.status != BroadcastStatus.SENDING.value or (b.stats or {}).get("enqueue_done"):
+                return created  # stopped (or finished elsewhere) while this batch was rendered
+            stats = dict(b.stats or {})
+            if int(stats.get("after_id", 0)) != after:
+                continue  # another process queued this batch meanwhile: read again from where it stopped
+            if not chunk:
+                b.status = BroadcastStatus.SENT.value
+                b.finished_at = now
+                stats["enqueue_done"] = True
+                b.stats = stats
+                session.add(b)
+                return created
             n = enqueue_many(session, rows, now=now)
             created += n
             stats["queued"] = int(stats.get("queued", 0)) + n
@@ -419,7 +443,7 @@ def enqueue_broadcast(engine: Engine, broadcast_id: int, *, now: datetime, setti
 def send_broadcast(engine: Engine, broadcast_id: int, *, actor: StaffUser, now: datetime, settings: Any,
                    templates: Any = None) -> int:
     """Send now (approved or scheduled): enqueue everyone; returns how many were queued."""
-    with session_scope(engine) as session:
+    with session_scope(engine, immediate=True) as session:
         b = session.get(Broadcast, broadcast_id)
         if b is None:
             raise BroadcastRefused(f"no broadcast {broadcast_id}")
@@ -434,7 +458,7 @@ def run_due_broadcasts(engine: Engine, *, clock: Clock, settings: Any, templates
     """The scheduler's minute poll: start scheduled broadcasts that are due, and resume any
     whose enqueueing was interrupted (a crash mid-send)."""
     now = clock.now()
-    with session_scope(engine) as session:
+    with session_scope(engine, immediate=True) as session:
         due = session.execute(select(Broadcast).where(
             col(Broadcast.status) == BroadcastStatus.SCHEDULED.value,
             col(Broadcast.scheduled_for) <= now)).scalars().all()

@@ -34,11 +34,10 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, insert
-from sqlmodel import Session
 
 from models.clock import Clock, SystemClock
 from models.conversations import MessageLog
-from models.db import session_scope
+from models.db import read_scope, session_scope
 from models.outbox import OutboxMessage, OutboxStatus
 from outreach import outbox, reach
 from outreach.limits import HEADROOM, Blocked, Lane, Limiter, build_limiters
@@ -216,8 +215,9 @@ class Dispatcher:
         self.stats["tasks"] += result.tasks
 
     def _look_at(self, rows: list[Claimed]) -> dict[int, reach.Stop]:
-        """The second look's query: the contact rule's verdict on rows waiting to be sent."""
-        with Session(self.engine) as session:
+        """The second look's query: the contact rule's verdict on rows waiting to be sent, read in
+        a snapshot that never waits for a writer."""
+        with read_scope(self.engine) as session:
             return reach.verdicts(session, [r.id for r in rows])
 
     # --- sending -----------------------------------------------------------------------
@@ -423,7 +423,8 @@ class Dispatcher:
                 self.stats["failed" if m.to == OutboxStatus.FAILED else "retried"] += 1
             else:
                 permanent.append(o)
-        with session_scope(self.engine) as session:
+        # Immediate: `outbox.move` reads the rows' states before it writes them.
+        with session_scope(self.engine, immediate=True) as session:
             outbox.move(session, moves, now)
             if logs:
                 session.execute(insert(_MESSAGE_LOG), logs)
@@ -581,7 +582,7 @@ class Dispatcher:
                     log.exception("lease renewal failed")
 
     def _renew_sync(self) -> None:
-        with session_scope(self.engine) as session:
+        with session_scope(self.engine, immediate=True) as session:
             outbox.renew_leases(session, owner=self.owner, now=self.clock.now(), lease_s=self.lease_s)
 
     async def run(self, stop: asyncio.Event) -> None:

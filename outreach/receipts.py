@@ -63,7 +63,7 @@ def apply_early_receipts(engine: Any, sids: list[str], now: Any) -> int:
     """Apply, in the order they came, receipts that arrived before their sends were recorded."""
     if not sids:
         return 0
-    with session_scope(engine) as session:
+    with session_scope(engine, immediate=True) as session:
         early = session.exec(select(EarlyReceipt).where(col(EarlyReceipt.provider_message_id).in_(sids))
                              .order_by(col(EarlyReceipt.id))).all()
         pending = [(e.provider_message_id, e.status, e.error_code) for e in early]

@@ -147,7 +147,7 @@ def send_daily_summary(engine: Engine, *, clock: Clock, settings: Any, templates
     now = clock.now()
     day = now.astimezone(tz).date()
     ts = templates or templates_for(settings)
-    with session_scope(engine) as session:
+    with session_scope(engine, immediate=True) as session:
         figures = daily_summary(session, day, tz, now=now)
         chat = getattr(settings, "staff_telegram_chat_id", "")
         if chat:

@@ -9,8 +9,10 @@ Layout and rules are in `templates/messages/README.md`. In short:
 - Rendering without a declared variable is an error naming it (`MissingVariables`).
 - zh-Hant is generated from the zh-Hans source by bot/language.py (the configured regional
   variant, s2hk or s2twp) when no zh-Hant file exists.
-- Staff-written text (broadcasts) runs in Jinja2's sandbox with only `STAFF_VARIABLES`;
-  `validate_staff_text` says what is wrong (which variable, which line) before anything is queued.
+- Staff-written text (broadcasts) runs in Jinja2's sandbox with only `STAFF_VARIABLES`, under
+  the bounds of `outreach/sandbox.py` (time, size, loops, arithmetic); `validate_staff_text` says
+  what is wrong (which variable, which line, what was refused) before anything is queued, after a
+  sample render in a worker process with a deadline.
 - SMS broadcasts end with the opt-out footer (回复TD退订 / Reply STOP to opt out), counted in
   the segments; one-time codes never carry it.
 """
@@ -29,10 +31,10 @@ from zoneinfo import ZoneInfo
 import yaml
 from jinja2 import Environment, StrictUndefined, Template, TemplateSyntaxError, meta, nodes, pass_context
 from jinja2.runtime import Context
-from jinja2.sandbox import SandboxedEnvironment
 
 from bot.language import to_traditional
 from bot.words import Catalogue, catalogue
+from outreach.sandbox import LIMITS, BoundedSandbox, Refused, bounded, check_in_worker, render_bounded
 from outreach.sms_text import MessageTooLong, SmsLength, sms_length
 
 MESSAGES_DIR = Path(__file__).resolve().parent.parent / "templates" / "messages"
@@ -330,12 +332,11 @@ class StaffText:
         if missing:
             raise MissingVariables("staff_broadcast", missing)
         # Only the documented variables reach staff text, whatever else the caller holds.
-        return self._templates[lang].render({k: context[k] for k in used}).strip()
+        return render_bounded(self._templates[lang], {k: context[k] for k in used}).strip()
 
 
-def _staff_env() -> SandboxedEnvironment:
-    return SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, trim_blocks=True,
-                                lstrip_blocks=True)
+def _staff_env() -> BoundedSandbox:
+    return BoundedSandbox(undefined=StrictUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True)
 
 
 _STAFF_ENV = _staff_env()
@@ -348,7 +349,9 @@ def validate_staff_text(source: str) -> list[str]:
     env = _STAFF_ENV
     allowed = ", ".join(STAFF_VARIABLES)
     try:
-        ast = env.parse(source)
+        ast = env.parse_bounded(source)
+    except Refused as exc:
+        return [f"{exc} / 内容太长，最多{LIMITS.source_chars}个字符"]
     except TemplateSyntaxError as exc:
         return [f"第{exc.lineno}行：格式错误（{exc.message}）。变量要写成 {{{{ name }}}} 这样。"
                 f" / line {exc.lineno}: syntax error: {exc.message}"]
@@ -363,21 +366,29 @@ def validate_staff_text(source: str) -> list[str]:
     if problems:
         return problems
     try:
-        template = env.from_string(source)
+        env.from_string(ast)
     except TemplateSyntaxError as exc:  # unknown filter or test
         return [f"第{exc.lineno}行：{exc.message} / line {exc.lineno}: {exc.message}"]
-    try:
-        template.render(_STAFF_SAMPLE)
-    except Exception as exc:  # the sandbox refused something, or a value was misused
-        return [f"无法生成消息：{exc} / cannot render: {type(exc).__name__}: {exc}"]
+    try:  # once with sample values, in a worker that is stopped at its deadline
+        check_in_worker(source, _STAFF_SAMPLE)
+    except Refused as exc:  # too slow, too long, too large, or something the sandbox does not allow
+        return [f"无法生成消息：{exc.reason} / cannot render: {exc}"]
     return []
 
 
 def compile_staff_text(body: str | Mapping[str, str]) -> StaffText:
     """Check and compile staff text: one string, or {lang: text}. zh-Hant, when not written,
     is converted from zh-Hans; a language with no text falls back to zh-Hans at render time.
-    Raises StaffTextError listing every problem (prefixed with the language when several)."""
-    sources = {DEFAULT_LANGUAGE: body} if isinstance(body, str) else {k: v for k, v in body.items() if v and v.strip()}
+    Raises StaffTextError listing every problem (prefixed with the language when several).
+    The same text is checked once: a repeat (inside a transaction, per batch) is served from memory."""
+    items = (((DEFAULT_LANGUAGE, body),) if isinstance(body, str)
+             else tuple(sorted((k, v) for k, v in body.items() if v and v.strip())))
+    return _compile_staff_text(items)
+
+
+@lru_cache(maxsize=64)
+def _compile_staff_text(items: tuple[tuple[str, str], ...]) -> StaffText:
+    sources = dict(items)
     if not sources:
         raise StaffTextError(["消息内容是空的 / the message is empty"])
     unknown_langs = set(sources) - set(LANGUAGES)
@@ -390,7 +401,7 @@ def compile_staff_text(body: str | Mapping[str, str]) -> StaffText:
         problems += [f"[{lang}] {p}" if len(sources) > 1 else p for p in validate_staff_text(source)]
     if problems:
         raise StaffTextError(problems)
-    templates = {lang: _STAFF_ENV.from_string(src) for lang, src in sources.items()}
+    templates = {lang: _STAFF_ENV.from_string(_STAFF_ENV.parse_bounded(src)) for lang, src in sources.items()}
     placeholders = {lang: frozenset(meta.find_undeclared_variables(_STAFF_ENV.parse(src)) & set(STAFF_VARIABLES))
                     for lang, src in sources.items()}
     pieces = {lang: _plain_pieces(_STAFF_ENV.parse(src)) for lang, src in sources.items()}
@@ -598,7 +609,10 @@ class TemplateSet:
             if fast is not None:
                 text = fast(values)
             else:  # root_render_func directly: Template.render only wraps the same call
-                text = "".join(inner_render(inner_context({k: values[k] for k in used}))).strip()
+                with bounded():
+                    text = "".join(inner_render(inner_context({k: values[k] for k in used}))).strip()
+                if len(text) > LIMITS.output_chars:
+                    raise Refused(f"the message would be longer than {LIMITS.output_chars:,} characters")
             if split is not None:
                 out = (split[0] + text + split[1]).strip() + footer
             else:

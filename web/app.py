@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from models.clock import Clock, SystemClock
 from models.staff_access import AccessPolicy
 from settings import Settings
+from web.body_limits import BodyLimitMiddleware
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
@@ -111,6 +112,8 @@ def create_app(
     app.state.access_policy = access_policy or AccessPolicy(idle=settings.console_idle_timeout)
     app.add_middleware(SecurityHeaders, https=settings.public_base_url.startswith("https://"))
     errors.install(app)
+    # Outermost: a body over its route's limit is refused before anything reads it.
+    app.add_middleware(BodyLimitMiddleware)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz(request: Request) -> JSONResponse:
@@ -127,6 +130,7 @@ def create_app(
             return JSONResponse({"status": "error", "database": db.dialect.name, "error": type(exc).__name__},
                                 status_code=503)
         return JSONResponse({"status": "ok", "database": db.dialect.name, "outbox_queued": queued,
+                             "knowledge": getattr(request.app.state, "knowledge", "not loaded here"),
                              "telegram": settings.telegram_enabled, "sms": settings.twilio_enabled})
 
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")

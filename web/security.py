@@ -106,7 +106,8 @@ def _load(request: Request) -> SignedIn | None | bool:
     if not secret:
         return None
     now = request.app.state.clock.now()
-    with session_scope(request.app.state.engine) as db:
+    # Immediate: reading the session may touch it (last seen, a flash shown once), a write.
+    with session_scope(request.app.state.engine, immediate=True) as db:
         found = find_session(db, secret, now=now, policy=policy(request))
         if found is None:
             return False if session_expired(db, secret, now=now, policy=policy(request)) else None
