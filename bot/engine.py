@@ -87,6 +87,8 @@ CONTINUE_WORDS = frozenset(["继续", "接着办", "continue", "resume"])
 LINK_WORDS = frozenset(["绑定", "绑定身份", "link", "认证身份"])
 
 _WORDY = re.compile(r"[\w\u3400-\u9fff]")
+# A sentence this long at a choice step may be a question rather than a mis-typed choice.
+_QUESTION_MIN_CHARS = 8
 _NO_CTRL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # PostgreSQL text cannot hold NUL
 
 
@@ -394,6 +396,9 @@ class Engine:
         st = conv.state
         if st.flow is None:
             return self._at_menu(s, conv, text, inbound, now)
+        asked = self._policy_question_in_flow(s, conv, text, inbound, now)
+        if asked is not None:
+            return asked
         ctx = self._ctx(s, conv, now)
         if st.flow == LINK_FLOW:
             if inbound.attachments and not clean_text(text):
@@ -416,6 +421,26 @@ class Engine:
             st.clear_flow()
             return [self._menu(conv.lang, conv.beneficiary_id is not None)]
         return self.runner.answer(flow, st, text, inbound.attachments, ctx)
+
+    def _policy_question_in_flow(self, s: Tx, conv: Conv, text: str, inbound: Inbound,
+                                 now: datetime) -> list[Out] | None:
+        """A policy question typed where a choice is expected is answered, then the choice asked again.
+
+        Only a sentence that is none of the choices counts, and only a confident article answers it:
+        anything else goes on to the step, which explains what it needs as before."""
+        if inbound.attachments or len(_WORDY.findall(text)) < _QUESTION_MIN_CHARS:
+            return None
+        cur = self._current_prompt(s, conv, now)
+        if cur.expects != "choice":
+            return None
+        typed = word(text)
+        if any(word(label) in typed or typed in word(label) for _key, label in cur.choices):
+            return None
+        answer = self._ask_qa(conv, clean_text(text)[:500])
+        if answer is None or answer.handoff or not answer.answer:
+            return None
+        said = answer.sms if conv.channel == "sms" and answer.sms else answer.answer
+        return [Out(said + "\n\n" + t("back_to_step", conv.lang) + "\n" + cur.text, cur.choices, cur.expects)]
 
     def _at_menu(self, s: Tx, conv: Conv, text: str, inbound: Inbound, now: datetime) -> list[Out]:
         lang = conv.lang

@@ -118,6 +118,10 @@ T: dict[str, dict[str, str]] = {
         "zh-Hans": "办理前需要先确认您的身份（只需一次）。",
         "en": "Before applying we need to confirm who you are (only once).",
     },
+    "back_to_step": {
+        "zh-Hans": "我们接着刚才的事：",
+        "en": "Now, back to where we were:",
+    },
     "resumed": {
         "zh-Hans": "接着您上次的办理：",
         "en": "Continuing where you left off:",

@@ -244,3 +244,25 @@ def test_a_veteran_gives_dates_in_chinese_numerals_and_two_digit_years(engine, n
     chat("九八年十二月")
     chat("零二年十二月")
     assert chat.state() == ("veteran_insurance", "placement_unit")
+
+
+def test_a_policy_question_at_a_choice_step_is_answered_and_the_choice_asked_again(engine, notifier, roll, fake_qa):
+    """A sentence asking about policy where 1 or 2 is expected gets the article, then the same choice again;
+    the step is not answered by it and the choice still works afterwards."""
+    chat = Chat(engine, "telegram", "question-at-choice")
+    chat("1")
+    before = chat.state()
+    text = chat("你好，我想问下医疗互助每年要交几多钱")
+    assert "每年交100元" in text and "我们接着刚才的事" in text and "请问是谁要办事" in text
+    assert chat.state() == before
+    assert chat.last[-1].choices  # the choice's buttons come back with it
+
+
+def test_a_sentence_at_a_choice_step_that_no_article_answers_gets_the_steps_own_help(engine, notifier, roll, fake_qa):
+    """A sentence no article answers confidently is left to the step: no ticket, no answer made up."""
+    chat = Chat(engine, "telegram", "sentence-at-choice")
+    chat("1")
+    before = chat.state()
+    text = chat("我也不太清楚这个要怎么选才好")
+    assert "每年交" not in text and "我们接着刚才的事" not in text
+    assert chat.state() == before
