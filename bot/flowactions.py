@@ -21,7 +21,7 @@ from bot.flowspec import Flow
 from bot.state import ConversationState
 from bot.texts import localise, to_hant
 from bot.tickets import hand_off
-from bot.words import catalogue, label
+from bot.words import catalogue, label, staff_label
 from models.actions import audit, create_task
 from models.applications import (
     Application,
@@ -98,7 +98,7 @@ def create_task_action(ctx: FlowCtx, state: ConversationState, flow: Flow, param
         if s.id in state.values and s.type not in ("confirm", "documents", "id_card"):
             note_parts.append(f"{localise(s.label, 'zh-Hans')}: {display(s, state.values[s.id], 'zh-Hans')}")
     if ctx.acting_as:
-        note_parts.append(f"reported by: {ctx.acting_as}")
+        note_parts.append(f"报告人：{staff_label('relationship', ctx.acting_as)}")
     task = create_task(ctx.session, kind=params["kind"], actor="bot", beneficiary_id=ctx.beneficiary_id,
                        priority=priority_for(b, ctx.today) + int(params.get("priority", 0)),
                        note="; ".join(note_parts), now=ctx.now)
@@ -139,8 +139,8 @@ def record_death_action(ctx: FlowCtx, state: ConversationState, flow: Flow, para
     b = s.exec(select(Beneficiary).where(Beneficiary.id_hash == ident.get("hash", ""))).first()
     if b is None:
         hand_off(s, channel=ctx.channel, address=ctx.address, beneficiary_id=ctx.beneficiary_id, language=ctx.lang,
-                 reason="flow", question=f"death report for a person not on the roll: {ident.get('masked')}, "
-                                         f"died {died_on.isoformat()}, reported by {relationship}",
+                 reason="flow", question=f"报告不在名册上的人去世：{ident.get('masked')}，{died_on.isoformat()}去世，"
+                                         f"报告人：{staff_label('relationship', relationship)}",
                  context=[], now=ctx.now, office_tz=ctx.settings.tz)
         return {"on_roll": ""}
     from models.actions import report_change

@@ -127,7 +127,7 @@ def record_death(session: Session, beneficiary: Beneficiary, *, died_on: date, a
         close_tasks_of_the_deceased(session, beneficiary, actor=actor, now=now)
     return create_task(session, kind="condolence_visit", actor=actor, key=f"condolence_visit:{beneficiary.id}",
                        beneficiary_id=beneficiary.id, priority=10, due_on=died_on,
-                       note=f"reported by {reported_by}" if reported_by else "", now=now)
+                       note=f"报告人：{reported_by}" if reported_by else "", now=now)
 
 
 # Work for a living person that has no point once they have died (the condolence visit and the
@@ -138,8 +138,9 @@ TASKS_ENDED_BY_DEATH = ("hospital_visit", "home_visit", "certification_booking",
 
 def close_tasks_of_the_deceased(session: Session, beneficiary: Beneficiary, *, actor: str, now: datetime) -> int:
     """Close the person's open visits and bookings, each with the reason, each audited. Returns how many."""
-    reason = f"closed: {beneficiary.name} died" + (f" on {beneficiary.deceased_on.isoformat()}"
-                                                    if beneficiary.deceased_on else "")
+    # Notes are the office's record, written in its language; codes are named through the catalogue.
+    reason = f"已关闭：{beneficiary.name}已去世" + (f"（{beneficiary.deceased_on.isoformat()}）"
+                                                 if beneficiary.deceased_on else "")
     tasks = session.exec(select(Task).where(col(Task.beneficiary_id) == beneficiary.id, col(Task.status) == "open",
                                             col(Task.kind).in_(TASKS_ENDED_BY_DEATH))).all()
     for task in tasks:
@@ -334,7 +335,7 @@ def report_change(session: Session, beneficiary: Beneficiary, report: Any, repor
         return open_same
     task = Task(kind=kind, key=f"{kind}:{beneficiary.id}:{now:%Y%m%dT%H%M%S%f}", beneficiary_id=beneficiary.id,
                 priority=10 if kind == "verify_death" else 5, details=details, created_at=now,
-                note=f"reported by {reporter.relationship} via {reporter.channel or 'staff'}")
+                note=_reported_note(reporter.relationship, reporter.channel))
     session.add(task)
     session.flush()
     audit(session, actor, "task.create", "task", task.id, {"kind": kind, "beneficiary_id": beneficiary.id}, now)
@@ -550,3 +551,11 @@ def check_document(session: Session, document: Any, checked: bool, *, actor: str
     session.add(document)
     audit(session, actor, "application.document_checked", "application", document.application_id,
           {"document": document.code, "checked": checked}, now)
+
+
+def _reported_note(relationship: str | None, channel: str | None) -> str:
+    """"由子女通过短信报告": who reported a change and how, in the office's words."""
+    from bot.words import staff_label
+
+    by = staff_label("relationship", relationship) or "本人"
+    return f"由{by}通过{staff_label('channel', channel)}报告" if channel else f"由{by}报告，工作人员录入"

@@ -440,12 +440,16 @@ def open_unreachable_task(session: Session, *, beneficiary_id: int | None, kind:
     message (keyed by its idempotency key). Returns True when a task was opened."""
     if beneficiary_id is None:
         return False
+    from bot.words import staff_label
     from models.actions import create_task
     from models.applications import TaskKind
 
+    code = why.replace(" ", "_")  # a Stop's text ("opted out") or a provider's answer ("21610 ...")
+    named = staff_label("suppression_reason", code)
     task = create_task(session, kind=TaskKind.CALLBACK.value, actor=actor, key=unreachable_task_key(message_key),
                        beneficiary_id=beneficiary_id, priority=8, due_on=now.date(),
-                       note=f"消息无法送达（{why}），请电话联系：{kind} (cannot reach them: {why}; please phone)")
+                       note=f"消息无法送达（{why if named == code else named}），"
+                            f"请电话联系：{staff_label('message_kind', kind)}")
     return task is not None
 
 

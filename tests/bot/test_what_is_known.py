@@ -115,7 +115,7 @@ def test_a_recorded_death_closes_the_persons_open_visits_with_the_reason(engine,
     with Session(db_engine) as s:
         tasks = {t.kind: t for t in s.exec(select(Task)).all()}
         cancels = s.exec(select(AuditLog).where(AuditLog.action == "task.cancel")).all()
-    assert tasks["hospital_visit"].status == "cancelled" and "died" in tasks["hospital_visit"].note
+    assert tasks["hospital_visit"].status == "cancelled" and "去世" in tasks["hospital_visit"].note
     assert tasks["home_visit"].status == "cancelled"
     assert tasks["condolence_visit"].status == "open"
     assert len(cancels) == 2

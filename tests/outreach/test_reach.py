@@ -9,6 +9,7 @@ from outreach_helpers import add_person, fake_sleep, queue, row
 from sqlalchemy import Engine
 from sqlmodel import select
 
+from bot.words import staff_label
 from models.actions import opt_out, record_death
 from models.applications import Application, HandoffTicket, Task
 from models.clock import FakeClock
@@ -131,7 +132,7 @@ async def test_a_refused_notice_about_their_case_opens_one_staff_task_to_phone_t
     await d.run_once()
     assert row(db_engine, notice.message_id).status == "failed"
     [task] = tasks(db_engine)
-    assert (task.kind, task.beneficiary_id, task.status) == ("callback", b, "open") and "stage_payment_notice" in task.note
+    assert (task.kind, task.beneficiary_id, task.status) == ("callback", b, "open") and staff_label("message_kind", "stage_payment_notice") in task.note
     assert retry_failed(db_engine, actor="wang", now=clock.now()) == 1
     await d.run_once()
     assert row(db_engine, notice.message_id).status == "failed" and len(tasks(db_engine)) == 1
@@ -160,7 +161,7 @@ def test_both_channels_opted_out_and_a_payment_deadline_opens_a_staff_task_not_s
     with session_scope(db_engine) as s:
         assert s.exec(select(OutboxMessage)).all() == []
     [task] = tasks(db_engine)
-    assert (task.kind, task.beneficiary_id) == ("callback", bid) and "payment_deadline_reminder" in task.note
+    assert (task.kind, task.beneficiary_id) == ("callback", bid) and staff_label("message_kind", "payment_deadline_reminder") in task.note
 
 
 async def test_a_paused_person_gets_no_reminder_but_the_answer_to_their_question(db_engine, clock, settings):
