@@ -75,9 +75,15 @@ def configured_variant() -> str:
     return _check_variant(get_settings().traditional_variant)
 
 
+# Words OpenCC's longest-match segmentation splits wrongly in the product's own sentences: in
+# "请回复数字" it takes 复数 (plural, 複數) and gives 回複數字. Such a word is converted on its own.
+_CONVERTED_ALONE = re.compile("(回复)")
+
+
 @lru_cache(maxsize=16384)
 def _to_traditional(text: str, variant: str) -> str:
-    return str(_converter(variant).convert(text))
+    convert = _converter(variant).convert
+    return "".join(str(convert(part)) for part in _CONVERTED_ALONE.split(text) if part)
 
 
 def to_traditional(text: str, variant: str | None = None) -> str:

@@ -266,3 +266,15 @@ def test_a_sentence_at_a_choice_step_that_no_article_answers_gets_the_steps_own_
     text = chat("我也不太清楚这个要怎么选才好")
     assert "每年交" not in text and "我们接着刚才的事" not in text
     assert chat.state() == before
+
+
+@pytest.mark.parametrize("typed", ["取消", "不办了", "唔辦了"])
+def test_a_cancel_word_while_linking_is_understood_not_refused_as_a_wrong_number(engine, notifier, roll, typed):
+    """取消 at "who is this for?" gets the same answer as at any step of a flow: how to stop, and the question."""
+    chat = Chat(engine, "telegram", f"cancel-linking-{typed}")
+    chat("1")
+    before = chat.state()
+    text = chat(typed)
+    assert "这次可以不办" in text and "请问是谁要办事" in text and "请回复数字" not in text
+    assert chat.state() == before
+    assert "请回复数字" in chat("0")

@@ -62,6 +62,14 @@ def test_traditional_is_written_in_the_regional_variant_never_plain_s2t():
     assert to_traditional("回复TD退订 {{ code }}", "s2hk") == "回覆TD退訂 {{ code }}"  # ASCII untouched
 
 
+@pytest.mark.parametrize("variant", ["s2hk", "s2twp"])
+def test_reply_is_written_as_reply_even_before_a_number(variant):
+    """"请回复数字" is 請回覆數字, not 回複數字 (OpenCC would read 复数, plural, across the two words);
+    复数 alone is still 複數."""
+    assert to_traditional("您好，请回复数字：", variant) == "您好，請回覆數字："
+    assert to_traditional("复数", variant) == "複數"
+
+
 def test_the_variant_is_a_setting_and_an_unknown_one_is_refused():
     """NUANXIN_TRADITIONAL_VARIANT takes s2hk or s2twp; s2t (or a typo) stops start-up naming the variable."""
     assert load_settings(traditional_variant="s2twp").traditional_variant == "s2twp"
