@@ -63,9 +63,16 @@ class Refused(ValueError):
 class _Budget:
     deadline: float
     iterations: int
+    limits: Limits
 
 
 _budget: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("staff_render_budget", default=None)
+
+
+def _limits() -> Limits:
+    """The limits of the render under way (`bounded`), else the defaults."""
+    budget = _budget.get()
+    return budget.limits if budget is not None else LIMITS
 
 
 def _tick(cost: int = 0) -> None:
@@ -75,15 +82,15 @@ def _tick(cost: int = 0) -> None:
     if cost:
         budget.iterations -= cost
         if budget.iterations < 0:
-            raise Refused(f"the text repeats more than {LIMITS.loop_iterations:,} times")
+            raise Refused(f"the text repeats more than {_limits().loop_iterations:,} times")
     if time.monotonic() > budget.deadline:
-        raise Refused(f"the text takes longer than {LIMITS.seconds:g} s to write out")
+        raise Refused(f"the text takes longer than {_limits().seconds:g} s to write out")
 
 
 @contextlib.contextmanager
 def bounded(limits: Limits = LIMITS) -> Iterator[None]:
     """Renders inside this block draw on one deadline and one loop budget."""
-    token = _budget.set(_Budget(time.monotonic() + limits.seconds, limits.loop_iterations))
+    token = _budget.set(_Budget(time.monotonic() + limits.seconds, limits.loop_iterations, limits))
     try:
         yield
     finally:
@@ -95,9 +102,9 @@ def _size(value: Any) -> int:
 
 
 def _check_result(value: Any) -> Any:
-    if _size(value) > LIMITS.output_chars:
-        raise Refused(f"a piece of the text would be longer than {LIMITS.output_chars:,} characters")
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > LIMITS.number_bits:
+    if _size(value) > _limits().output_chars:
+        raise Refused(f"a piece of the text would be longer than {_limits().output_chars:,} characters")
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > _limits().number_bits:
         raise Refused("a number in the text is far too large")
     return value
 
@@ -105,10 +112,10 @@ def _check_result(value: Any) -> Any:
 def _check_argument(value: Any) -> None:
     if isinstance(value, bool):
         return
-    if isinstance(value, int | float) and abs(value) > LIMITS.argument:
-        raise Refused(f"the number {value:g} is too large here (at most {LIMITS.argument:,})")
-    if _size(value) > LIMITS.output_chars:
-        raise Refused(f"a piece of the text would be longer than {LIMITS.output_chars:,} characters")
+    if isinstance(value, int | float) and abs(value) > _limits().argument:
+        raise Refused(f"the number {value:g} is too large here (at most {_limits().argument:,})")
+    if _size(value) > _limits().output_chars:
+        raise Refused(f"a piece of the text would be longer than {_limits().output_chars:,} characters")
 
 
 _WIDTH = re.compile(r"%[-+ #0]*(\*|\d+)|\{[^{}]*:[^{}]*?(\d+)[^{}]*\}")
@@ -118,7 +125,7 @@ def _check_format(text: str) -> None:
     """Widths in printf-style and str.format templates size their results."""
     for match in _WIDTH.finditer(text):
         width = match.group(1) or match.group(2)
-        if width == "*" or int(width) > LIMITS.argument:
+        if width == "*" or int(width) > _limits().argument:
             raise Refused("a field width in the text is too large")
 
 
@@ -134,20 +141,20 @@ def _precheck_binop(operator: str, left: Any, right: Any) -> None:
     numbers = (int, float)
     if operator == "**":
         if isinstance(left, numbers) and isinstance(right, numbers) and (
-                abs(right) > LIMITS.number_bits
-                or (abs(left) > 1 and _bits(int(abs(left))) * abs(right) > LIMITS.number_bits)):
+                abs(right) > _limits().number_bits
+                or (abs(left) > 1 and _bits(int(abs(left))) * abs(right) > _limits().number_bits)):
             raise Refused("a power in the text is far too large")
         return
     if operator == "*":
         for seq, count in ((left, right), (right, left)):
             if (_size(seq) and isinstance(count, int) and not isinstance(count, bool)
-                    and _size(seq) * count > LIMITS.output_chars):
-                raise Refused(f"a repeated piece would be longer than {LIMITS.output_chars:,} characters")
-        if _bits(left) + _bits(right) > LIMITS.number_bits:
+                    and _size(seq) * count > _limits().output_chars):
+                raise Refused(f"a repeated piece would be longer than {_limits().output_chars:,} characters")
+        if _bits(left) + _bits(right) > _limits().number_bits:
             raise Refused("a number in the text is far too large")
         return
-    if operator == "+" and _size(left) + _size(right) > LIMITS.output_chars:
-        raise Refused(f"a piece of the text would be longer than {LIMITS.output_chars:,} characters")
+    if operator == "+" and _size(left) + _size(right) > _limits().output_chars:
+        raise Refused(f"a piece of the text would be longer than {_limits().output_chars:,} characters")
     if operator == "%" and isinstance(left, str):
         _check_format(left)
 
@@ -158,8 +165,8 @@ def capped_range(*args: int) -> range:
     for arg in args:
         _check_argument(arg)
     rng = range(*args)
-    if len(rng) > LIMITS.range_items:
-        raise Refused(f"range() of more than {LIMITS.range_items:,} numbers")
+    if len(rng) > _limits().range_items:
+        raise Refused(f"range() of more than {_limits().range_items:,} numbers")
     return rng
 
 
@@ -227,8 +234,8 @@ class BoundedSandbox(SandboxedEnvironment):
     def parse_bounded(self, source: str) -> nodes.Template:
         """Parse staff text, refusing a source past `Limits.source_chars`, with every `for`
         loop drawing on the render's loop budget."""
-        if len(source) > LIMITS.source_chars:
-            raise Refused(f"the text is {len(source):,} characters long; at most {LIMITS.source_chars:,}")
+        if len(source) > _limits().source_chars:
+            raise Refused(f"the text is {len(source):,} characters long; at most {_limits().source_chars:,}")
         ast = self.parse(source)
         for loop in ast.find_all(nodes.For):
             loop.iter = nodes.Filter(loop.iter, "loop_budget", [], [], None, None, lineno=loop.lineno)

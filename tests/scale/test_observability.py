@@ -186,9 +186,9 @@ def test_log_lines_are_json_off_a_terminal_with_personal_data_masked(caplog: pyt
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter("dispatch"))
-    from models.privacy import RedactingFilter
+    from models.privacy import install_redaction
 
-    handler.addFilter(RedactingFilter())
+    install_redaction(handler)  # as the service installs it on every handler
     log = logging.getLogger("nuanxin.test.json")
     log.addHandler(handler)
     log.propagate = False
