@@ -63,13 +63,15 @@ T: dict[str, dict[str, str]] = {
         "zh-Hans": "已退订：以后不在这里给您发群发、节日问候和提醒。您问的事的答复、您自己申请的进展照常发。"
                    "要全部停止，回复“人工”。想恢复，回复“订阅”。",
         "en": "Unsubscribed: no more broadcasts, greetings or reminders here. Answers to what you ask and news "
-              "of your own applications still come. To stop everything, reply HUMAN. To undo, reply START.",
+              "of your own applications still come. To stop everything, reply HUMAN and a member of staff will do "
+              "it. To undo, reply START.",
     },
     "opted_out_already": {
         "zh-Hans": "您已经退订了这里的群发、问候和提醒；您问的事的答复和申请进展照常发。要全部停止，回复“人工”。"
                    "想恢复，回复“订阅”。",
         "en": "You are already unsubscribed from broadcasts, greetings and reminders here; answers and news of "
-              "your applications still come. To stop everything, reply HUMAN. To undo, reply START.",
+              "your applications still come. To stop everything, reply HUMAN and a member of staff will do it. "
+              "To undo, reply START.",
     },
     "opted_in": {
         "zh-Hans": "已恢复订阅，以后会给您发通知。回复“退订”可再次停止。",
