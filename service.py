@@ -337,7 +337,8 @@ async def _main(role: Role, settings: Settings, host: str, port: int | None) -> 
         from outreach.dispatcher import Dispatcher
 
         assert outbound is not None
-        dispatcher = Dispatcher(engine, outbound.providers, clock, settings, owner=owner, limits=outbound.limits)
+        dispatcher = Dispatcher(engine, outbound.providers, clock, settings, owner=owner, limits=outbound.limits,
+                                lease_s=settings.dispatch_lease_s)
         process.tasks.append(asyncio.create_task(dispatcher.run(stop), name="dispatcher"))
 
     scheduler_task = None

@@ -22,7 +22,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, text
+import yaml
+from sqlalchemy import Engine, func, select, text
 from sqlmodel import col
 
 from models.clock import SystemClock
@@ -38,6 +39,7 @@ from tests.scale.cluster import REPO, Cluster, Node, base_env, nuanxin
 
 TOKEN = "777111:CLUSTER"
 SECRET = "cluster-webhook-secret"
+LEASE_S = 10  # a killed dispatcher's claimed rows are taken by the other after this
 RATE = 100.0  # messages a second to Telegram, for every process together (two dispatchers and the fake fit on 2 cores)
 BROADCAST = int(os.environ.get("NUANXIN_CLUSTER_BROADCAST", "1500"))
 REMINDERS = 300
@@ -90,6 +92,28 @@ def _text_update(update_id: int, chat_id: int, text: str) -> dict[str, object]:
                                                  "from": user}}
 
 
+def _schedule_sending_at_once(tmp_path: Path) -> Path:
+    """The office's schedule rules with the daily sweep and its sending at midnight (office time), so
+    that what the sweep queues at start-up is due at once whatever the hour the test runs at (with
+    the bundled 09:30, a run after midnight in Shanghai queued the reminders for the morning)."""
+    rules = yaml.safe_load((REPO / "outreach" / "schedule.yaml").read_text(encoding="utf-8"))
+    rules.update(daily_sweep_time="00:00", send_time="00:00")
+    path = tmp_path / "schedule.yaml"
+    path.write_text(yaml.safe_dump(rules, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def _unsent_by_state(db: Engine) -> str:
+    """What is not yet sent, grouped: status, kind, whether due, lease owner (for a timeout's message)."""
+    now = SystemClock().now()
+    t = OutboxMessage.__table__.c  # type: ignore[attr-defined]
+    with db.connect() as conn:
+        groups = conn.execute(select(t.status, t.kind, t.next_attempt_at <= now, t.lease_owner, func.count())
+                              .where(t.status.not_in(["sent", "delivered"]))
+                              .group_by(t.status, t.kind, t.next_attempt_at <= now, t.lease_owner)).all()
+    return "\n".join(f"{status} {kind} due={due} owner={owner}: {n}" for status, kind, due, owner, n in groups)
+
+
 def _per_second(times: list[float]) -> list[int]:
     start = min(times)
     counts = Counter(int(t - start) for t in times)
@@ -128,7 +152,8 @@ def test_a_broadcast_survives_a_killed_dispatcher_and_a_killed_leader_under_one_
             TELEGRAM_BOT_TOKEN=TOKEN, TELEGRAM_API_BASE=tg.base_url, TELEGRAM_WEBHOOK_SECRET=SECRET,
             NUANXIN_TELEGRAM_MODE="webhook", NUANXIN_TELEGRAM_RATE_PER_S=str(RATE),
             NUANXIN_QUIET_HOURS_START="00:00", NUANXIN_QUIET_HOURS_END="00:00",
-            NUANXIN_METRICS_TOKEN="cluster-metrics", NUANXIN_LOG_FORMAT="json")
+            NUANXIN_METRICS_TOKEN="cluster-metrics", NUANXIN_LOG_FORMAT="json",
+            NUANXIN_SCHEDULE_FILE=str(_schedule_sending_at_once(tmp_path)), NUANXIN_DISPATCH_LEASE_S=str(LEASE_S))
         nuanxin("migrate", env=env)
         people = _seed_people_due_for_certification(url, REMINDERS)
         db = make_engine(url)
@@ -184,7 +209,10 @@ def test_a_broadcast_survives_a_killed_dispatcher_and_a_killed_leader_under_one_
                     return int(conn.execute(select(func.count()).select_from(OutboxMessage).where(
                         col(OutboxMessage.status).not_in(["sent", "delivered"]))).scalar_one())
 
-            cluster.wait_until(lambda: unsent() == 0, "every outbox row sent", 300, every=1.0)
+            try:
+                cluster.wait_until(lambda: unsent() == 0, "every outbox row sent", 120, every=0.5)
+            except AssertionError as timeout:
+                raise AssertionError(f"{_unsent_by_state(db)}\n{timeout}") from None
             survivors = [n for n in cluster.nodes if n.alive()]
             exits = {f"{n.role}:{n.port}": n.terminate(30) for n in survivors}
         finally:
@@ -204,13 +232,16 @@ def test_a_broadcast_survives_a_killed_dispatcher_and_a_killed_leader_under_one_
     # The standby took over in time, and the day's reminders were queued once each.
     assert takeover_s <= 30, takeover_s
     with db.connect() as conn:
-        per_person = Counter(conn.execute(select(OutboxMessage.beneficiary_id).where(
-            col(OutboxMessage.kind).startswith("cert_reminder"))).scalars().all())
+        reminders = conn.execute(select(OutboxMessage.beneficiary_id, OutboxMessage.address, OutboxMessage.body)
+                                 .where(col(OutboxMessage.kind).startswith("cert_reminder"))).all()
+        per_person = Counter(r.beneficiary_id for r in reminders)
         reply_rows = conn.execute(select(MessageLog.direction).where(
             MessageLog.channel == "telegram", MessageLog.address == "990001")).scalars().all()
         receipts = conn.execute(select(func.count()).select_from(InboundReceipt)).scalar_one()
     assert set(per_person) == set(people), "everyone due got a reminder"
     assert set(per_person.values()) == {1}, "no reminder queued twice"
+    undelivered = [r.address for r in reminders if (r.address, r.body) not in delivered]
+    assert not undelivered, f"{len(undelivered)} reminders queued but never reached their chat"
 
     # The update delivered to both replicas was handled once: one inbound row, one set of replies.
     assert receipts == 1
