@@ -22,7 +22,6 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import yaml
 from sqlalchemy import Engine, func, select, text
 from sqlmodel import col
 
@@ -35,7 +34,7 @@ from models.pgserver import PostgresServer
 from outreach.outbox import enqueue_many
 from tests.fakes.windows import busiest_window, window_violations
 from tests.redisserver import RedisServer
-from tests.scale.cluster import REPO, Cluster, Node, base_env, nuanxin
+from tests.scale.cluster import REPO, Cluster, Node, base_env, nuanxin, schedule_sending_at_once
 
 TOKEN = "777111:CLUSTER"
 SECRET = "cluster-webhook-secret"
@@ -92,17 +91,6 @@ def _text_update(update_id: int, chat_id: int, text: str) -> dict[str, object]:
                                                  "from": user}}
 
 
-def _schedule_sending_at_once(tmp_path: Path) -> Path:
-    """The office's schedule rules with the daily sweep and its sending at midnight (office time), so
-    that what the sweep queues at start-up is due at once whatever the hour the test runs at (with
-    the bundled 09:30, a run after midnight in Shanghai queued the reminders for the morning)."""
-    rules = yaml.safe_load((REPO / "outreach" / "schedule.yaml").read_text(encoding="utf-8"))
-    rules.update(daily_sweep_time="00:00", send_time="00:00")
-    path = tmp_path / "schedule.yaml"
-    path.write_text(yaml.safe_dump(rules, allow_unicode=True), encoding="utf-8")
-    return path
-
-
 def _unsent_by_state(db: Engine) -> str:
     """What is not yet sent, grouped: status, kind, whether due, lease owner (for a timeout's message)."""
     now = SystemClock().now()
@@ -153,7 +141,7 @@ def test_a_broadcast_survives_a_killed_dispatcher_and_a_killed_leader_under_one_
             NUANXIN_TELEGRAM_MODE="webhook", NUANXIN_TELEGRAM_RATE_PER_S=str(RATE),
             NUANXIN_QUIET_HOURS_START="00:00", NUANXIN_QUIET_HOURS_END="00:00",
             NUANXIN_METRICS_TOKEN="cluster-metrics", NUANXIN_LOG_FORMAT="json",
-            NUANXIN_SCHEDULE_FILE=str(_schedule_sending_at_once(tmp_path)), NUANXIN_DISPATCH_LEASE_S=str(LEASE_S))
+            NUANXIN_SCHEDULE_FILE=str(schedule_sending_at_once(tmp_path)), NUANXIN_DISPATCH_LEASE_S=str(LEASE_S))
         nuanxin("migrate", env=env)
         people = _seed_people_due_for_certification(url, REMINDERS)
         db = make_engine(url)
