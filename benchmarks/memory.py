@@ -94,7 +94,7 @@ def _embedded(tmp: Path, tg: Any, seed_db: Path) -> dict[str, Any]:
 
 
 def _roles(tmp: Path, tg: Any) -> dict[str, Any]:
-    from benchmarks.sweep import _load_pg
+    from benchmarks.sweep import load_roll
     from models.db import make_engine
     from models.pgserver import PostgresServer
     from tests.redisserver import RedisServer
@@ -111,7 +111,7 @@ def _roles(tmp: Path, tg: Any) -> dict[str, Any]:
                        NUANXIN_SCHEDULE_FILE=str(schedule_sending_at_once(tmp)))
         nuanxin("migrate", env=env)
         engine = make_engine(url)
-        _load_pg(engine, N)
+        load_roll(engine, N)
         engine.dispose()
         cluster = Cluster(env, tmp)
         try:
@@ -144,7 +144,7 @@ def _roles(tmp: Path, tg: Any) -> dict[str, Any]:
 def run() -> dict[str, Any]:
     from sqlalchemy import create_engine
 
-    from benchmarks.sweep import _load_sqlite
+    from benchmarks.sweep import load_roll
     from tests.fakes.fake_telegram import FakeTelegram
     from tests.scale.cluster import base_env, nuanxin
 
@@ -153,7 +153,7 @@ def run() -> dict[str, Any]:
         seed = tmp / "seed"
         nuanxin("migrate", env=base_env(NUANXIN_DATA_DIR=str(seed)))
         seed_engine = create_engine(f"sqlite:///{seed / 'nuanxin.db'}")
-        _load_sqlite(seed_engine, N)
+        load_roll(seed_engine, N)
         seed_engine.dispose()
         with FakeTelegram(TOKEN) as tg:
             figures: dict[str, Any] = {"beneficiaries": N}
