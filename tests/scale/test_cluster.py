@@ -152,6 +152,8 @@ def test_a_broadcast_survives_a_killed_dispatcher_and_a_killed_leader_under_one_
                              for i in range(BROADCAST)), now=now)
 
         cluster = Cluster(env, tmp_path)
+        began = time.monotonic()
+        phases: dict[str, float] = {}
         try:
             webs = [cluster.start("web") for _ in range(2)]
             schedulers = [cluster.start("scheduler") for _ in range(2)]
@@ -160,6 +162,7 @@ def test_a_broadcast_survives_a_killed_dispatcher_and_a_killed_leader_under_one_
                 cluster.wait_healthy(node, "/readyz")
             for node in schedulers + dispatchers:
                 cluster.wait_healthy(node)
+            phases["started"] = time.monotonic() - began
 
             # The leading scheduler dies while the broadcast goes out.
             cluster.wait_until(lambda: len(tg.sent()) >= BROADCAST // 10, "the broadcast under way", 300, every=0.5)
@@ -169,11 +172,13 @@ def test_a_broadcast_survives_a_killed_dispatcher_and_a_killed_leader_under_one_
             killed_leader_at = time.monotonic()
             cluster.wait_until(lambda: _leader([standby]), "the standby scheduler to lead", 30, every=0.2)
             takeover_s = time.monotonic() - killed_leader_at
+            phases["leader killed"] = killed_leader_at - began
 
             # One dispatcher dies mid-broadcast; what it had claimed and not written is the in-flight window.
             cluster.wait_until(lambda: len(tg.sent()) >= BROADCAST * 2 // 5, "two fifths delivered", 300, every=0.5)
             victim = dispatchers[0]
             victim.kill()
+            phases["dispatcher killed"] = time.monotonic() - began
             with db.connect() as conn:
                 in_flight = conn.execute(text(
                     "SELECT count(*) FROM outbox_message WHERE status = 'sending' AND lease_owner LIKE :o"),
@@ -201,9 +206,12 @@ def test_a_broadcast_survives_a_killed_dispatcher_and_a_killed_leader_under_one_
                 cluster.wait_until(lambda: unsent() == 0, "every outbox row sent", 120, every=0.5)
             except AssertionError as timeout:
                 raise AssertionError(f"{_unsent_by_state(db)}\n{timeout}") from None
+            phases["all sent"] = time.monotonic() - began
             survivors = [n for n in cluster.nodes if n.alive()]
             exits = {f"{n.role}:{n.port}": n.terminate(30) for n in survivors}
+            phases["stopped"] = time.monotonic() - began
         finally:
+            print(f"\ncluster phases (s since the first process started): {phases}")
             cluster.stop()
             report = cluster.report()
         sent = tg.sent()
