@@ -36,7 +36,7 @@ from bot import answers
 from bot.channels.base import Choice, Inbound, Reply
 from bot.conversations import LOG, Conflict, Conv, ConversationStore, log_row
 from bot.flowregistry import FlowCtx, Registry, builtin
-from bot.flowrunner import DOCUMENT_KINDS, ERR, Flow, Out, Runner, clean_text, load_flows, typing_lines, word
+from bot.flowrunner import DOCUMENT_KINDS, Flow, Out, Runner, clean_text, load_flows, typing_lines, word
 from bot.identity import LINK_FLOW, Identity, Notifier, OutboxNotifier, language_after_link
 from bot.language import detect_language
 from bot.state import ServiceOffer
@@ -406,7 +406,7 @@ class Engine:
                 return [Out(t("files_not_here", conv.lang) + "\n" + cur.text, cur.choices, cur.expects)]
             if isinstance(answers.interruption(text), answers.Cancel):  # as at every step of a flow
                 cur = self.identity.prompt(st, ctx)
-                return [Out(localise(ERR["cancel_word"], conv.lang) + "\n" + cur.text, cur.choices, cur.expects)]
+                return [Out(t("cancel_word", conv.lang) + "\n" + cur.text, cur.choices, cur.expects)]
             outs, linked = self.identity.answer(st, text, ctx)
             if linked is None:
                 return outs
