@@ -79,7 +79,7 @@ class Answer:
     score: float  # confidence of the chosen article (compared with THRESHOLDS); 0 for rule-based handoffs
     sms: str  # short variant with the same key facts and the source, for SMS
     # why an out-of-scope handoff happened: "no_article", "low_confidence", "other_place",
-    # "not_stated", "unknown_benefit", "wrong_group", "staff_contact", "two_part", "not_covered"
+    # "not_stated", "other_year", "unknown_benefit", "wrong_group", "staff_contact", "two_part", "not_covered"
     detail: str = ""
     article_ids: tuple[str, ...] = ()  # every article answered from (two for a two-part question)
 
@@ -119,6 +119,7 @@ _DETAIL_REPLIES = {
         "other_place": "您问的是{asked}的规定。我这里的资料讲的是{ours}的做法，不能代表{asked}；"
                        "{asked}的规定请向当地{agency}咨询。这个问题我也转给了工作人员，",
         "not_stated": "资料里没有写这个具体金额，我不能随便说个数。已经转给工作人员，",
+        "other_year": "资料里没有{year}年的数字，别的年份的数字不能代替，我不能随便说个数。已经转给工作人员，",
         "unknown_benefit": "我这里的资料里没有“{benefit}”这一项，不能确定有没有。已经转给工作人员帮您核实，",
         "staff_contact": "工作人员个人的电话和联系方式我们不能提供。请就在这里留言，或拨打办事处公开的咨询电话；"
                          "您的问题已经转给工作人员，",
@@ -130,6 +131,8 @@ _DETAIL_REPLIES = {
                        "member of staff. ",
         "not_stated": "The documents I answer from do not give that amount, so I will not guess one. I have "
                       "passed your question to a member of staff. ",
+        "other_year": "The documents I answer from give no figure for {year}, and another year's figure would "
+                      "not answer it. I have passed your question to a member of staff. ",
         "unknown_benefit": "I have nothing on a \"{benefit}\" in what I answer from, so I cannot say whether "
                            "it exists. I have passed your question to a member of staff. ",
         "staff_contact": "We cannot give out a staff member's personal phone or contact details. Please write "
@@ -337,7 +340,8 @@ class QA:
             part_asked = read_question(part, base, self.places)
             # The part keeps what the whole question says about whom and where.
             part_asked = Asked(kinds=part_asked.kinds, groups=part_asked.groups or asked.groups,
-                               places=part_asked.places or asked.places, benefits=part_asked.benefits)
+                               places=part_asked.places or asked.places, benefits=part_asked.benefits,
+                               years=part_asked.years)
             search_text = self._search_text(part, base) + " " + whole
             choice = self._choose(search_text, part_asked, index, base, whole_vector)
             if whole_vector is not None and (choice.article is None or choice.confidence < THRESHOLDS[base]):
@@ -345,7 +349,7 @@ class QA:
                 if choice.article is None or (second.article is not None and second.confidence > choice.confidence):
                     choice = second
             if choice.article is None or choice.confidence < threshold:
-                if choice.refusal in ("other_place", "not_stated", "unknown_benefit"):
+                if choice.refusal in ("other_place", "not_stated", "other_year", "unknown_benefit"):
                     return self._handoff("out_of_scope", lang, choice.confidence, choice.refusal,
                                          choice.refusal_fill)
                 return self._handoff("out_of_scope", lang, choice.confidence, "two_part")
@@ -408,6 +412,11 @@ class QA:
         for benefit in asked.benefits:
             if not _names_benefit(text, benefit):
                 return "unknown_benefit", {"benefit": benefit}
+        figure = {"cost", "amount", "count"} & set(asked.kinds)
+        for year in asked.years:
+            if figure and year not in text:
+                # a figure of a year the article never names: its figures are of other years
+                return "other_year", {"year": year}
         money = [k for k in asked.kinds if k in ("cost", "amount")]
         if money and not any(k in article.answers for k in money):
             return "not_stated", {}

@@ -125,6 +125,7 @@ class Asked:
     places: frozenset[str] = frozenset()
     benefits: tuple[str, ...] = ()  # benefit names as written ("取暖补贴", "car allowance")
     names: tuple[str, ...] = ()  # people named
+    years: frozenset[str] = frozenset()  # years named ("2019"), for a figure of that year
     staff_contact: bool = False  # a named person's or an official's phone, WeChat, address
     named_case: bool = False  # a person's own case asked by name
     extra: dict[str, str] = field(default_factory=dict)
@@ -159,6 +160,13 @@ class PlaceFinder:
         (攀枝花 holds 花, "spend", which would read "攀枝花给多少" as a cost)."""
         text = simplified(text)
         return self._zh_re.sub(" ", text) if self._zh_re is not None else text
+
+
+_YEAR = re.compile(r"(?<!\d)(19[4-9]\d|20[0-4]\d)(?!\d)(?!\s*(元|块|万|yuan|人|个|名|家|项|%))")
+
+
+def _years(text: str) -> frozenset[str]:
+    return frozenset(m.group(1) for m in _YEAR.finditer(text))
 
 
 def read_question(text: str, language: str, places: PlaceFinder | None = None) -> Asked:
@@ -198,7 +206,8 @@ def _read_zh(text: str, places: PlaceFinder | None) -> Asked:
     named_case = bool(names) and not contact and bool(_CASE_ZH.search(text))
     return Asked(kinds=_ordered(found), groups=groups,
                  places=places.find(named, "zh-Hans") if places else frozenset(),
-                 benefits=benefits, names=names, staff_contact=contact, named_case=named_case)
+                 benefits=benefits, names=names, staff_contact=contact, named_case=named_case,
+                 years=_years(named))
 
 
 def _read_en(text: str, places: PlaceFinder | None) -> Asked:
@@ -221,4 +230,5 @@ def _read_en(text: str, places: PlaceFinder | None) -> Asked:
     named_case = bool(names) and not contact and bool(_CASE_EN.search(lower))
     return Asked(kinds=_ordered(found), groups=groups,
                  places=places.find(text, "en") if places else frozenset(),
-                 benefits=benefits, names=names, staff_contact=contact, named_case=named_case)
+                 benefits=benefits, names=names, staff_contact=contact, named_case=named_case,
+                 years=_years(text))

@@ -570,3 +570,20 @@ def test_a_question_in_two_asked_parts_is_answered_in_both_or_handed_off(qa: QA,
     article that answers it; an answer from one article alone would leave a part unanswered."""
     a = qa.answer_with(question, min_confidence=0.0)
     assert a.handoff or len(a.article_ids) == 2, a.article_ids
+
+
+@pytest.mark.parametrize(("question", "lang"), [("2016年全国失业保险金平均一个月多少", "zh-Hans"),
+                                                ("what was the average unemployment benefit per month in 2016", "en")])
+def test_a_figure_asked_for_a_year_no_article_names_is_handed_off_saying_so(qa: QA, question: str,
+                                                                            lang: str) -> None:
+    """The unemployment article gives 2012's and 2020's averages: asked 2016's, the bot does not
+    offer another year's figure as if it were that year's; it says the year is not in its documents."""
+    a = qa.answer_with(question, min_confidence=0.0)
+    assert a.handoff and a.reason == "out_of_scope" and a.detail == "other_year"
+    assert "2016" in a.answer and a.lang == lang
+
+
+def test_a_figure_asked_for_a_year_the_article_names_is_answered(qa: QA) -> None:
+    """The same question for 2020, a year the article gives, is answered with that year's figure."""
+    a = qa.answer("2020年全国失业保险金平均一个月多少")
+    assert not a.handoff and a.article_id == "ss-unemployment-benefit" and "1506元" in a.answer
