@@ -42,7 +42,14 @@ from bot.qa_embed import Embedder, shared_embedder
 from bot.qa_index import SoundAlikes, Tokenizer, WordIndex
 from bot.qa_question import GENERAL_KINDS, Asked, PlaceFinder, read_question
 from bot.qa_rules import rule_handoff
-from bot.qa_text import EnglishSpelling, simplified, to_simplified, to_traditional, without_fillers
+from bot.qa_text import (
+    EnglishSpelling,
+    simplified,
+    to_simplified,
+    to_traditional,
+    without_english_fillers,
+    without_fillers,
+)
 
 __all__ = ["QA", "Answer", "LiveQA", "detect_language", "get_qa", "to_simplified", "warm_up", "warm_up_in_background"]
 
@@ -376,7 +383,7 @@ class QA:
 
     def _search_text(self, question: str, base: str) -> str:
         if base == "en":
-            return question.lower().replace("’", "'")
+            return without_english_fillers(question.lower().replace("’", "'"))
         text = without_fillers(simplified(question))
         return self._sound_alikes.fix(text) if self._sound_alikes is not None else text
 

@@ -587,3 +587,16 @@ def test_a_figure_asked_for_a_year_the_article_names_is_answered(qa: QA) -> None
     """The same question for 2020, a year the article gives, is answered with that year's figure."""
     a = qa.answer("2020年全国失业保险金平均一个月多少")
     assert not a.handoff and a.article_id == "ss-unemployment-benefit" and "1506元" in a.answer
+
+
+def test_some_day_is_not_a_question_of_when(qa: QA) -> None:
+    """"会不会哪天没钱了" asks whether, not when: the fund article (which gives no dates) answers it."""
+    assert "when" not in read_question("社保基金会不会哪天没钱了", "zh-Hans", qa.places).kinds
+    assert "when" in read_question("补助哪天发", "zh-Hans", qa.places).kinds
+
+
+def test_english_voice_fillers_do_not_change_the_article_or_its_confidence(qa: QA) -> None:
+    """"um", "uh", "so yeah" carry nothing: the question with them is searched as the one without."""
+    spoken = qa.answer_with("um so yeah how much do workers uh pay every year for the mutual aid", min_confidence=0.0)
+    typed = qa.answer_with("how much do workers pay every year for the mutual aid", min_confidence=0.0)
+    assert spoken.article_id == typed.article_id == "mutual-cost" and spoken.score == typed.score
