@@ -110,6 +110,12 @@ _ROLE_ZH = re.compile(r"站长|局长|主任|科长|主席|部长|书记|所长|
 _ROLE_EN = re.compile(r"\b(head|director|chief|chair|chairman|chairwoman|minister|officer|manager|secretary|"
                       r"boss|clerk|caseworker)\b")
 _CONTACT_ZH = re.compile(r"电话|手机|号码|微信|联系方式|邮箱|住址|家住哪|私人")
+# Someone's own contact, whoever it is and however the name is written ("chen zhenxian's mobile",
+# "his number"): names typed in lower case are not recognised as names.
+_SOMEONES_CONTACT_EN = re.compile(r"\b(?!bureau|office|station|centre|center|union|community|department)"
+                                  r"[a-z]+'s (personal |private |own )?(mobile|phone|cell|wechat|number|email|e-mail|"
+                                  r"address|contact)|\b(his|her) (personal |private |own )?(mobile|phone|cell|wechat|"
+                                  r"number|email|e-mail|address|contact)")
 _CONTACT_EN = re.compile(r"\b(phone|mobile|cell|number|wechat|email|e-mail|contact details|address)\b")
 # A person's case: what happened to an application, a claim or a payment.
 _CASE_ZH = re.compile(r"办好|办完|办了|批了|批下来|到账|通过了|通过没|交了没|做了没|有结果|拿到了|领到了|进度|"
@@ -228,7 +234,8 @@ def _read_en(text: str, places: PlaceFinder | None) -> Asked:
     names = tuple(m.group(0) for m in _EN_NAME.finditer(text if not text.islower() else text)
                   if not _EN_NAME_NOT.match(m.group(0)))
     names += tuple(m.group(0) for m in re.finditer(r"\b(?:mr|mrs|ms|dr)\.? [a-z]+", lower))
-    contact = bool(_CONTACT_EN.search(lower)) and bool(names or _ROLE_EN.search(lower))
+    contact = bool(_CONTACT_EN.search(lower)) and bool(names or _ROLE_EN.search(lower)
+                                                       or _SOMEONES_CONTACT_EN.search(lower))
     named_case = bool(names) and not contact and bool(_CASE_EN.search(lower))
     return Asked(kinds=_ordered(found), groups=groups,
                  places=places.find(text, "en") if places else frozenset(),

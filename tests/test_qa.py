@@ -600,3 +600,31 @@ def test_english_voice_fillers_do_not_change_the_article_or_its_confidence(qa: Q
     spoken = qa.answer_with("um so yeah how much do workers uh pay every year for the mutual aid", min_confidence=0.0)
     typed = qa.answer_with("how much do workers pay every year for the mutual aid", min_confidence=0.0)
     assert spoken.article_id == typed.article_id == "mutual-cost" and spoken.score == typed.score
+
+
+@pytest.mark.parametrize("question", ["can you give me chen zhenxian's mobile number",
+                                      "what is his private phone number, the man who runs the station"])
+def test_someones_own_phone_asked_in_lower_case_english_is_refused_kindly(qa: QA, question: str) -> None:
+    """A person's own contact is never answered with an article, even when the name is typed in
+    lower case (and so not recognised as a name): the public channel is offered instead."""
+    a = qa.answer(question)
+    assert a.handoff and a.detail == "staff_contact" and "public" in a.answer
+
+
+def test_an_english_answer_is_surer_when_the_chinese_articles_agree_and_never_sent_when_they_cannot(qa: QA) -> None:
+    """The English question's embedding ranks the Chinese articles too. When they put the chosen
+    article first, the answer is more confident than from the English articles alone; when the
+    Chinese side does not have that article at all, the answer stays under the threshold."""
+    from bot.qa import THRESHOLDS
+
+    question = "how much do workers pay every year for the mutual aid"
+    knowledge = qa.knowledge
+    english_only = QA(knowledge.with_articles(knowledge.in_language("en")), qa.embedder)
+    without_chinese_article = QA(knowledge.with_articles(
+        a for a in knowledge.articles if not (a.language == "zh-Hans" and a.id == "mutual-cost")), qa.embedder)
+    both = qa.answer_with(question, min_confidence=0.0)
+    alone = english_only.answer_with(question, min_confidence=0.0)
+    unconfirmed = without_chinese_article.answer_with(question, min_confidence=0.0)
+    assert both.article_id == alone.article_id == unconfirmed.article_id == "mutual-cost"
+    assert both.score > alone.score
+    assert unconfirmed.score < THRESHOLDS["en"] and without_chinese_article.answer(question).handoff
