@@ -305,6 +305,9 @@ async def _main(role: Role, settings: Settings, host: str, port: int | None) -> 
         app = create_app(settings, engine, clock=clock, bot_engine=bot_engine)
         app.state.metrics = metrics
         app.state.inbound_limits = inbound_limits
+        # /readyz says not ready until the webhook's handler is up (web/routes/health.py).
+        app.state.takes_telegram_updates = (parts.conversation and settings.telegram_enabled
+                                            and settings.telegram_mode == "webhook")
         app.state.process_owner = owner
         metrics.track_database(engine, clock)
         app.state.knowledge = "loading"
@@ -351,7 +354,8 @@ async def _main(role: Role, settings: Settings, host: str, port: int | None) -> 
         from outreach.dispatcher import Dispatcher
 
         assert outbound is not None
-        dispatcher = Dispatcher(engine, outbound.providers, clock, settings, owner=owner, limits=outbound.limits)
+        dispatcher = Dispatcher(engine, outbound.providers, clock, settings, owner=owner, limits=outbound.limits,
+                                lease_s=settings.dispatch_lease_s)
         process.tasks.append(asyncio.create_task(dispatcher.run(stop), name="dispatcher"))
 
     scheduler_task = None

@@ -375,6 +375,43 @@ async def test_run_stops_when_told_and_sends_everything_due(sqlite_engine, setti
         assert s.execute(select(func.count()).where(OutboxMessage.status == OutboxStatus.SENT.value)).scalar() == 50
 
 
+async def test_a_backlog_draining_behind_a_rate_is_claimed_in_large_batches_not_a_few_rows_each_write(
+        sqlite_engine, settings):
+    """While a backlog drains behind a provider's rate (400 a second here), the dispatcher tops up
+    its claimed rows when fewer than half a claim wait, by at least half a claim (100 rows with
+    claims of 200): never a claim transaction for the few rows each written outcome freed. Only
+    the backlog's last claim may be smaller. Every row is sent once (real clock, real limiter)."""
+    from models.clock import SystemClock
+    from models.outbox import OutboxEvent
+    from outreach.outbox import enqueue_many
+
+    clock = SystemClock()
+    engine = sqlite_engine
+    with session_scope(engine) as s:
+        enqueue_many(s, ({"idempotency_key": f"drain:{i}", "kind": "broadcast", "channel": "telegram",
+                          "address": str(30000 + i), "body": "x"} for i in range(600)), now=clock.now())
+    tg = ScriptedProvider("telegram", "tg", clock)
+    limit = LocalLimiter(ProviderLimit.one_sender("telegram", 400.0), clock)
+    d = Dispatcher(engine, {"telegram": tg}, clock, settings, batch_size=200, idle_s=0.05,
+                   limits={"telegram": limit})
+    stop = asyncio.Event()
+    task = asyncio.create_task(d.run(stop))
+    for _ in range(1000):
+        if len(tg.sent) == 600:
+            break
+        await asyncio.sleep(0.01)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert len(tg.sent) == 600
+    with session_scope(engine) as s:
+        claims = s.execute(select(OutboxEvent.at, func.count()).where(OutboxEvent.to_status == "sending")
+                           .group_by(OutboxEvent.at).order_by(OutboxEvent.at)).all()
+    sizes = [n for _, n in claims]
+    assert sum(sizes) == 600, sizes
+    assert all(n >= 100 for n in sizes[:-1]), sizes
+    assert len(sizes) <= 6, sizes
+
+
 def test_build_providers_picks_the_log_sink_without_credentials(settings, sqlite_engine):
     """No tokens: both channels go to the log sink (as the local console conversation always does);
     with a token, Telegram is the real provider."""
