@@ -29,7 +29,7 @@ import random
 import socket
 import time as _time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, time, timedelta
 from typing import Any
 
@@ -442,6 +442,9 @@ class Dispatcher:
                 self.stats["failed" if m.to == OutboxStatus.FAILED else "retried"] += 1
             else:
                 permanent.append(o)
+        # A row put back in the queue only while this dispatcher still holds its lease (one
+        # that expired under a stalled process may be another dispatcher's by now).
+        moves = [replace(m, lease_owner=self.owner) if m.to == OutboxStatus.QUEUED else m for m in moves]
         # Immediate: `outbox.move` reads the rows' states before it writes them.
         with session_scope(self.engine, immediate=True) as session:
             outbox.move(session, moves, now)

@@ -336,6 +336,33 @@ async def test_expired_lease_is_claimed_again_and_live_lease_is_not(db_engine, c
     assert any("lease of dead expired" in reason for _, _, reason in events(db_engine, oid))
 
 
+async def test_a_stalled_dispatcher_does_not_requeue_a_row_another_has_claimed_since(db_engine, clock, settings):
+    """A dispatcher stalls mid-send past its lease; another claims the row meanwhile. The first
+    one's outcome (a temporary error: back to the queue) changes nothing: the row stays with the
+    one that holds its lease, whose outcome is then written."""
+    oid = queue(db_engine, clock, channel="telegram", address="10002")
+    d, tg, _ = make(db_engine, clock, settings, lease_s=60)
+    taken = []
+
+    def taken_over_while_sending(_message):
+        clock.advance(61)  # the first dispatcher stalled past its lease
+        with session_scope(db_engine, immediate=True) as s:
+            taken.extend(claim(s, owner="other", now=clock.now(), lease_s=60, limit=10))
+
+    tg.before_send = taken_over_while_sending
+    tg.errors["10002"] = TemporaryFailure("connection reset", "reset")
+    assert await d.run_once() == 1 and len(taken) == 1
+    r = row(db_engine, oid)
+    assert (r.status, r.lease_owner) == ("sending", "other")
+    assert not any(to == "queued" for _, to, _ in events(db_engine, oid)[1:])
+    with session_scope(db_engine, immediate=True) as s:
+        from outreach import outbox
+
+        applied = outbox.move(s, [outbox.sent(taken[0], provider="tg", provider_message_id="tg-9", at=clock.now())],
+                              clock.now())
+    assert len(applied) == 1 and row(db_engine, oid).status == "sent"
+
+
 async def test_concurrent_claims_on_postgresql_take_disjoint_rows(pg_engine, clock):
     """SKIP LOCKED: two open claiming transactions never get the same row."""
     for i in range(20):
