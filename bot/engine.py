@@ -396,7 +396,11 @@ class Engine:
         st = conv.state
         if st.flow is None:
             return self._at_menu(s, conv, text, inbound, now)
-        asked = self._policy_question_in_flow(s, conv, text, inbound, now)
+        if st.offer is not None:
+            switched = self._answer_switch(s, conv, text, now)
+            if switched is not None:
+                return switched
+        asked = self._question_in_flow(s, conv, text, inbound, now)
         if asked is not None:
             return asked
         ctx = self._ctx(s, conv, now)
@@ -425,12 +429,12 @@ class Engine:
             return [self._menu(conv.lang, conv.beneficiary_id is not None)]
         return self.runner.answer(flow, st, text, inbound.attachments, ctx)
 
-    def _policy_question_in_flow(self, s: Tx, conv: Conv, text: str, inbound: Inbound,
-                                 now: datetime) -> list[Out] | None:
-        """A policy question typed where a choice is expected is answered, then the choice asked again.
-
-        Only a sentence that is none of the choices counts, and only a confident article answers it:
-        anything else goes on to the step, which explains what it needs as before."""
+    def _question_in_flow(self, s: Tx, conv: Conv, text: str, inbound: Inbound,
+                          now: datetime) -> list[Out] | None:
+        """A sentence typed where a choice is expected, that is none of the choices: a policy question
+        a confident article answers is answered, then the choice asked again; a request for another
+        service is offered as a switch (what was entered is kept). Anything else goes on to the step,
+        which explains what it needs as before."""
         if inbound.attachments or len(_WORDY.findall(text)) < _QUESTION_MIN_CHARS:
             return None
         cur = self._current_prompt(s, conv, now)
@@ -440,10 +444,29 @@ class Engine:
         if any(word(label) in typed or typed in word(label) for _key, label in cur.choices):
             return None
         answer = self._ask_qa(conv, clean_text(text)[:500])
-        if answer is None or answer.handoff or not answer.answer:
+        if answer is not None and not answer.handoff and answer.answer:
+            said = answer.sms if conv.channel == "sms" and answer.sms else answer.answer
+            return [Out(said + "\n\n" + t("back_to_step", conv.lang) + "\n" + cur.text, cur.choices, cur.expects)]
+        service = self._service_for(text)
+        if service is None or service.id in (conv.state.flow, conv.state.after_link):
             return None
-        said = answer.sms if conv.channel == "sms" and answer.sms else answer.answer
-        return [Out(said + "\n\n" + t("back_to_step", conv.lang) + "\n" + cur.text, cur.choices, cur.expects)]
+        conv.state.offer = ServiceOffer(flow=service.id, question=redact(text)[:200])
+        return [self._offer_prompt(conv)]
+
+    def _answer_switch(self, s: Tx, conv: Conv, text: str, now: datetime) -> list[Out] | None:
+        """The answer to a switch offered in a flow: yes keeps this flow's answers and starts the other
+        service, no carries on here; anything else is read as an answer to the step (None)."""
+        offer = conv.state.offer
+        assert offer is not None
+        conv.state.offer = None
+        reply = answers.yes_no(text)
+        if reply == "yes" and offer.flow in self.flows:
+            conv.state.park()
+            return self._start(s, conv, offer.flow, now)
+        if reply == "no":
+            cur = self._current_prompt(s, conv, now)
+            return [Out(t("back_to_step", conv.lang) + "\n" + cur.text, cur.choices, cur.expects)]
+        return None
 
     def _at_menu(self, s: Tx, conv: Conv, text: str, inbound: Inbound, now: datetime) -> list[Out]:
         lang = conv.lang
@@ -532,6 +555,9 @@ class Engine:
         assert offer is not None
         flow = self.flows[offer.flow]
         question = localise(flow.offer or flow.title, lang)
+        if conv.state.flow:  # a switch from the flow under way, which is kept
+            return Out(f"{question}\n{t('switch_how', lang, title=self._title(conv.state.flow, lang))}",
+                       (("1", t("offer_yes", lang)), ("2", t("switch_no", lang))), "choice")
         return Out(f"{question}\n{t('offer_how', lang)}", (("1", t("offer_yes", lang)), ("2", t("offer_no", lang))),
                    "choice", in_flow=False)
 
@@ -583,6 +609,8 @@ class Engine:
 
     def _current_prompt(self, s: Tx, conv: Conv, now: datetime) -> Out:
         st = conv.state
+        if st.flow and st.offer is not None and st.offer.flow in self.flows:
+            return self._offer_prompt(conv)
         ctx = self._ctx(s, conv, now)
         if st.flow == LINK_FLOW:
             return self.identity.prompt(st, ctx)

@@ -7,8 +7,8 @@ How an answer is chosen:
 2. Topics listed in knowledge/not_covered.yaml go to staff: they share words with
    articles, so ranking alone would give a confident wrong answer.
 3. Candidates: the question is normalised (dialect words, Traditional -> Simplified,
-   voice fillers), ranked by BM25 over words, character bigrams and pinyin bigrams (typos
-   and homophones) and by a multilingual sentence embedding (bot/qa_embed.py) of the
+   voice fillers, English typos of the knowledge's own words), ranked by BM25 over words,
+   character bigrams and pinyin bigrams (typos and homophones) and by a multilingual sentence embedding (bot/qa_embed.py) of the
    article's example questions and answer; the hybrid score mixes both with coverage.
 4. The answerability check (bot/qa_question.py): what the question asks (why, when, how
    much, how many, who, where, how, may I), about whom and where, and which benefits it
@@ -42,7 +42,14 @@ from bot.qa_embed import Embedder, shared_embedder
 from bot.qa_index import SoundAlikes, Tokenizer, WordIndex
 from bot.qa_question import GENERAL_KINDS, Asked, PlaceFinder, read_question
 from bot.qa_rules import rule_handoff
-from bot.qa_text import simplified, to_simplified, to_traditional, without_fillers
+from bot.qa_text import (
+    EnglishSpelling,
+    simplified,
+    to_simplified,
+    to_traditional,
+    without_english_fillers,
+    without_fillers,
+)
 
 __all__ = ["QA", "Answer", "LiveQA", "detect_language", "get_qa", "to_simplified", "warm_up", "warm_up_in_background"]
 
@@ -51,6 +58,9 @@ __all__ = ["QA", "Answer", "LiveQA", "detect_language", "get_qa", "to_simplified
 # answers stay at most 1% of them; the frozen test part checks it. English rose to 0.90 when
 # the sweep after the second round's example questions found 2 of 159 English development
 # questions wrong at 0.88 (0.80 would have done for Chinese; 0.88 is kept, the safer side).
+# Third round: with five-fold cross-validation over the 723 development questions, thresholds
+# chosen on four fifths (Chinese 0.75-0.825) gave 1.2% wrong answers on the fifth left out, and
+# the frozen part has kept more wrong answers than the development files predict: both stay.
 THRESHOLDS: dict[str, float] = {"zh-Hans": 0.88, "en": 0.90}
 # Candidates are ranked by embedding similarity + RANK_BM25 * bm25 / (bm25 + BM25_HALF).
 RANK_BM25 = 0.25
@@ -63,6 +73,11 @@ CONFIDENCE_MEAN = (0.9477, 0.0193, 0.084, 3.2448, 0.4839, 0.6648, 0.9556)
 CONFIDENCE_SCALE = (0.0331, 0.0281, 0.03, 0.8364, 0.5212, 0.2806, 0.1474)
 CONFIDENCE_WEIGHTS = (0.72, 0.234, 0.569, 0.25, 0.844, 0.156, 0.377)
 CONFIDENCE_BIAS = 2.779
+# English answers are checked against the Chinese articles (QA._with_agreement): agreement on
+# the first article raises the confidence by this much, so an English answer the Chinese side
+# confirms needs 0.75 instead of 0.90. Chosen on the development files without people_dev4.yaml
+# (98 -> 94 English answers, none wrong), then checked on it (13 -> 19, none wrong).
+AGREEMENT_LIFT = 0.15
 CANDIDATES = 6  # how many of the best-ranked articles the answerability check looks at
 
 _MEANINGFUL = re.compile(r"[\u3400-\u9fffA-Za-z0-9]")
@@ -79,7 +94,7 @@ class Answer:
     score: float  # confidence of the chosen article (compared with THRESHOLDS); 0 for rule-based handoffs
     sms: str  # short variant with the same key facts and the source, for SMS
     # why an out-of-scope handoff happened: "no_article", "low_confidence", "other_place",
-    # "not_stated", "unknown_benefit", "wrong_group", "staff_contact", "two_part", "not_covered"
+    # "not_stated", "other_year", "unknown_benefit", "wrong_group", "staff_contact", "two_part", "not_covered"
     detail: str = ""
     article_ids: tuple[str, ...] = ()  # every article answered from (two for a two-part question)
 
@@ -119,6 +134,7 @@ _DETAIL_REPLIES = {
         "other_place": "您问的是{asked}的规定。我这里的资料讲的是{ours}的做法，不能代表{asked}；"
                        "{asked}的规定请向当地{agency}咨询。这个问题我也转给了工作人员，",
         "not_stated": "资料里没有写这个具体金额，我不能随便说个数。已经转给工作人员，",
+        "other_year": "资料里没有{year}年的数字，别的年份的数字不能代替，我不能随便说个数。已经转给工作人员，",
         "unknown_benefit": "我这里的资料里没有“{benefit}”这一项，不能确定有没有。已经转给工作人员帮您核实，",
         "staff_contact": "工作人员个人的电话和联系方式我们不能提供。请就在这里留言，或拨打办事处公开的咨询电话；"
                          "您的问题已经转给工作人员，",
@@ -130,6 +146,8 @@ _DETAIL_REPLIES = {
                        "member of staff. ",
         "not_stated": "The documents I answer from do not give that amount, so I will not guess one. I have "
                       "passed your question to a member of staff. ",
+        "other_year": "The documents I answer from give no figure for {year}, and another year's figure would "
+                      "not answer it. I have passed your question to a member of staff. ",
         "unknown_benefit": "I have nothing on a \"{benefit}\" in what I answer from, so I cannot say whether "
                            "it exists. I have passed your question to a member of staff. ",
         "staff_contact": "We cannot give out a staff member's personal phone or contact details. Please write "
@@ -215,7 +233,15 @@ class _Choice:
 
 
 _PART_SPLIT = re.compile(r"[，,。？?！!；;]+|还有|另外|以及|顺便问一下|顺便问下|\band also\b|\bas well as\b|"
-                         r"\band (?=(where|how|what|who|when|is|are|does|do|can)\b)|\balso\b")
+                         r"\band (?=(?:where|how|what|who|when|is|are|does|do|can)\b)|\balso\b")
+# A piece of a question asks something when it ends with a question mark or holds a question
+# word: the kind of question alone is not enough ("门诊费用跨省直接结算" names a fee and asks
+# nothing), and a piece with no kind may still ask ("补的是哪几种保险").
+_ASKS_ZH = re.compile(r"什么|啥|哪|几|多少|多久|多长|吗|呢|谁|怎|如何|为何|是否|能否|可否|"
+                      r"([\u4e00-\u9fff])[不没]\1")
+_ASKS_EN = re.compile(r"\b(what|which|who|whom|whose|when|where|why|how)\b|"
+                      r"^(can|could|may|is|are|does|do|will|has|have|did|should|would|am)\b")
+_QUESTION_MARK = re.compile(r"[？?]")
 
 
 def _not_covered_pattern(phrases: list[str], language: str) -> re.Pattern[str] | None:
@@ -245,6 +271,7 @@ class QA:
         self.places = PlaceFinder(names, {k: list(v) for k, v in knowledge.place_aliases.items()})
         self._indexes: dict[str, _LanguageIndex] = {}
         self._sound_alikes: SoundAlikes | None = None
+        self._spelling: EnglishSpelling | None = None
         self._article_text: dict[tuple[str, str], str] = {}
         for lang in ("zh-Hans", "en"):
             articles = knowledge.in_language(lang)
@@ -257,6 +284,9 @@ class QA:
             for a in articles:
                 text = "\n".join([a.title, *a.questions, *a.keywords, a.body])
                 self._article_text[(lang, a.id)] = text.lower() if lang == "en" else simplified(text)
+            if lang == "en":
+                self._spelling = EnglishSpelling("\n".join(t for (text_lang, _), t in self._article_text.items()
+                                                           if text_lang == lang))
             if lang == "zh-Hans":
                 groups = tuple(tuple(simplified(w) for w in g) for g in knowledge.synonyms.get(lang, ()))
                 self._sound_alikes = SoundAlikes(
@@ -279,6 +309,8 @@ class QA:
         """As `answer`, with the confidence threshold given (calibration passes 0)."""
         lang = detect_language(question, lang_hint)
         base = "en" if lang == "en" else "zh-Hans"
+        if base == "en" and self._spelling is not None:
+            question = self._spelling.fix(question)  # a typo must neither miss the article nor hide the kind
         if not _MEANINGFUL.search(question) or len(_MEANINGFUL.findall(question)) < 2:
             return self._handoff("out_of_scope", lang, detail="no_article")
         reason = rule_handoff(question, lang)
@@ -323,7 +355,8 @@ class QA:
             part_asked = read_question(part, base, self.places)
             # The part keeps what the whole question says about whom and where.
             part_asked = Asked(kinds=part_asked.kinds, groups=part_asked.groups or asked.groups,
-                               places=part_asked.places or asked.places, benefits=part_asked.benefits)
+                               places=part_asked.places or asked.places, benefits=part_asked.benefits,
+                               years=part_asked.years)
             search_text = self._search_text(part, base) + " " + whole
             choice = self._choose(search_text, part_asked, index, base, whole_vector)
             if whole_vector is not None and (choice.article is None or choice.confidence < THRESHOLDS[base]):
@@ -331,7 +364,7 @@ class QA:
                 if choice.article is None or (second.article is not None and second.confidence > choice.confidence):
                     choice = second
             if choice.article is None or choice.confidence < threshold:
-                if choice.refusal in ("other_place", "not_stated", "unknown_benefit"):
+                if choice.refusal in ("other_place", "not_stated", "other_year", "unknown_benefit"):
                     return self._handoff("out_of_scope", lang, choice.confidence, choice.refusal,
                                          choice.refusal_fill)
                 return self._handoff("out_of_scope", lang, choice.confidence, "two_part")
@@ -342,24 +375,32 @@ class QA:
 
     def _parts(self, question: str, base: str) -> list[str]:
         """The separate questions of a question in several parts (each asks something)."""
-        pieces = [p.strip() for p in _PART_SPLIT.split(question) if p and p.strip()]
         asking = []
-        for piece in pieces:
+        start = 0
+        for separator in [*_PART_SPLIT.finditer(question), None]:
+            end = separator.start() if separator is not None else len(question)
+            piece = question[start:end].strip()
+            start = separator.end() if separator is not None else end
             if not _MEANINGFUL.search(piece):
                 continue
-            kinds = read_question(piece, base).kinds
-            if kinds != ("what",) or re.search(r"什么|啥|哪些|\bwhat\b|\bwhich\b", piece.lower()):
+            marked = separator is not None and _QUESTION_MARK.search(separator.group(0)) is not None
+            asks = _ASKS_EN.search(piece.lower()) if base == "en" else _ASKS_ZH.search(simplified(piece))
+            if marked or asks:
                 asking.append(piece)
         return asking if len(asking) >= 2 else []
 
     def _search_text(self, question: str, base: str) -> str:
         if base == "en":
-            return question.lower().replace("’", "'")
+            return without_english_fillers(question.lower().replace("’", "'"))
         text = without_fillers(simplified(question))
         return self._sound_alikes.fix(text) if self._sound_alikes is not None else text
 
     def _choose(self, search_text: str, asked: Asked, index: _LanguageIndex, base: str,
                 vector: np.ndarray | None = None) -> _Choice:
+        agreeing = base == "en" and index.embedder is not None and len(index.vectors) > 0 \
+            and "zh-Hans" in self._indexes and len(self._indexes["zh-Hans"].vectors) > 0
+        if agreeing and vector is None:
+            vector = index.embedder.query(search_text)  # type: ignore[union-attr]
         ranked = index.ranked(search_text, base, vector)
         if not ranked:
             return _Choice(None, 0.0)
@@ -369,10 +410,28 @@ class QA:
             article = index.articles[i]
             refusal, detail = self._refusal(article, asked, base)
             if not refusal:
+                if agreeing and vector is not None:
+                    confidence = self._with_agreement(article.id, vector, confidence)
                 return _Choice(article, confidence)
             if position == 0:
                 first_refusal, fill = refusal, detail
         return _Choice(None, ranked[0][1], first_refusal, fill)
+
+    def _with_agreement(self, article_id: str, vector: np.ndarray, confidence: float) -> float:
+        """An English answer's confidence, checked against the Chinese articles: the multilingual
+        embedding of the English question ranks them too (they carry most of the example
+        questions). When they put the chosen article first, the confidence is raised by
+        AGREEMENT_LIFT; when neither first nor second, it is kept under the threshold. On the
+        development files no English answer the Chinese articles put first was wrong."""
+        chinese = self._indexes["zh-Hans"]
+        similarity = np.full(len(chinese.articles), -1.0, dtype=np.float32)
+        np.maximum.at(similarity, chinese.owner, chinese.vectors @ vector)
+        first_two = [chinese.articles[int(i)].id for i in np.argsort(-similarity)[:2]]
+        if first_two and first_two[0] == article_id:
+            return min(1.0, confidence + AGREEMENT_LIFT)
+        if article_id in first_two:
+            return confidence
+        return min(confidence, THRESHOLDS["en"] - 0.01)
 
     def _refusal(self, article: Article, asked: Asked, base: str) -> tuple[str, dict[str, str]]:
         """Why `article` cannot answer `asked` ("" when it can), with the words for the reply."""
@@ -390,6 +449,11 @@ class QA:
         for benefit in asked.benefits:
             if not _names_benefit(text, benefit):
                 return "unknown_benefit", {"benefit": benefit}
+        figure = {"cost", "amount", "count"} & set(asked.kinds)
+        for year in asked.years:
+            if figure and year not in text:
+                # a figure of a year the article never names: its figures are of other years
+                return "other_year", {"year": year}
         money = [k for k in asked.kinds if k in ("cost", "amount")]
         if money and not any(k in article.answers for k in money):
             return "not_stated", {}
@@ -407,6 +471,8 @@ class QA:
         article and its confidence, what the question was read as, and what the bot would do."""
         answer = self.answer_with(question, lang_hint, min_confidence=0.0)
         base = "en" if answer.lang == "en" else "zh-Hans"
+        if base == "en" and self._spelling is not None:
+            question = self._spelling.fix(question)
         asked = read_question(question, base, self.places)
         index = self._indexes.get(base)
         ranked = index.ranked(self._search_text(question, base), base) if index is not None else []

@@ -191,6 +191,11 @@ T: dict[str, dict[str, str]] = {
     "offer_how": {"zh-Hans": "回复1（要），回复2（不是）。", "en": "Reply 1 for yes, 2 for no."},
     "offer_yes": {"zh-Hans": "要", "en": "Yes"},
     "offer_no": {"zh-Hans": "不是", "en": "No"},
+    "switch_how": {
+        "zh-Hans": "回复1（要，刚才{title}填的会先保存），回复2（接着办{title}）。",
+        "en": "Reply 1 for yes (what you entered for {title} is kept), 2 to go on with {title}.",
+    },
+    "switch_no": {"zh-Hans": "接着刚才的", "en": "Go on"},
     "offer_declined": {
         "zh-Hans": "好的。请选菜单里要办的事，或者把您的问题说详细一点。",
         "en": "All right. Pick a service from the menu, or tell me a little more.",

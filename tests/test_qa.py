@@ -26,6 +26,7 @@ from bot.qa_commands import (
 from bot.qa_embed import Embedder, shared_embedder
 from bot.qa_index import SoundAlikes
 from bot.qa_question import read_question
+from bot.qa_text import EnglishSpelling
 
 HANDOFF_REASONS = {"out_of_scope", "personal_case", "complaint", "asked_for_person"}
 
@@ -521,3 +522,109 @@ def test_retired_in_english_says_retiree_except_of_soldiers(question: str, group
     """"A retired factory worker" is a retiree (retiree articles may answer); "a retired
     soldier" is a veteran (the usual English for 退役士兵), not a retiree."""
     assert set(read_question(question, "en").groups) == groups
+
+
+# ------------------------------------------------------------------ English typos, question parts, place names
+
+
+def test_an_english_typo_is_read_as_the_knowledge_word_and_names_stay_as_typed() -> None:
+    """A misspelt lower-case word is put back as the knowledge writes it (one letter dropped
+    or added); a capitalised name, a word the knowledge writes, and a word with two equally
+    close neighbours are left alone."""
+    spelling = EnglishSpelling("workers' medical mutual aid costs 100 yuan every year. where to apply. "
+                               "claimed claimer")
+    assert spelling.fix("how much is the mutal aid evry year, wher do i apply") == \
+        "how much is the mutual aid every year, where do i apply"
+    assert spelling.fix("Has Mutal Wang been paid") == "Has Mutal Wang been paid"
+    assert spelling.fix("the mutual aid") == "the mutual aid"
+    assert spelling.fix("i claime it") == "i claime it"  # claimed and claimer are equally close
+
+
+def test_a_misspelt_english_question_finds_the_article_of_the_question_spelt_right(qa: QA) -> None:
+    """Typos of the knowledge's words give the same article and confidence as the question
+    written correctly."""
+    typed = qa.answer_with("how much do workers pay evry year for the mutal aid", min_confidence=0.0)
+    written = qa.answer_with("how much do workers pay every year for the mutual aid", min_confidence=0.0)
+    assert typed.article_id == written.article_id == "mutual-cost" and typed.score == written.score
+    assert "100 yuan" in typed.answer
+
+
+def test_a_place_name_is_not_read_as_a_question_word(qa: QA) -> None:
+    """攀枝花 holds 花 ("spend"): asked what Panzhihua gives, the question asks an amount given,
+    not a cost paid, and the place is still read."""
+    asked = read_question("攀枝花那边给多少钱", "zh-Hans", qa.places)
+    assert "cost" not in asked.kinds and "amount" in asked.kinds and asked.places == {"攀枝花"}
+
+
+def test_a_clause_that_asks_nothing_does_not_split_the_question(qa: QA) -> None:
+    """"门诊费用跨省直接结算" names the topic and asks nothing: the question is one question
+    about how many provinces, answered from the outpatient article with its figure."""
+    a = qa.answer("门诊费用跨省直接结算，一开始试点的省份有几个")
+    assert not a.handoff and a.article_ids == ("ss-cross-province-outpatient",) and "12个" in a.answer
+
+
+@pytest.mark.parametrize("question", ["退伍兵补缴是补哪几种保险？个人那部分钱交给谁？",
+                                      "how much is the union mutual aid each year and where do i go to claim it"])
+def test_a_question_in_two_asked_parts_is_answered_in_both_or_handed_off(qa: QA, question: str) -> None:
+    """Each part that asks (a question word, or a question mark after it) is answered from an
+    article that answers it; an answer from one article alone would leave a part unanswered."""
+    a = qa.answer_with(question, min_confidence=0.0)
+    assert a.handoff or len(a.article_ids) == 2, a.article_ids
+
+
+@pytest.mark.parametrize(("question", "lang"), [("2016年全国失业保险金平均一个月多少", "zh-Hans"),
+                                                ("what was the average unemployment benefit per month in 2016", "en")])
+def test_a_figure_asked_for_a_year_no_article_names_is_handed_off_saying_so(qa: QA, question: str,
+                                                                            lang: str) -> None:
+    """The unemployment article gives 2012's and 2020's averages: asked 2016's, the bot does not
+    offer another year's figure as if it were that year's; it says the year is not in its documents."""
+    a = qa.answer_with(question, min_confidence=0.0)
+    assert a.handoff and a.reason == "out_of_scope" and a.detail == "other_year"
+    assert "2016" in a.answer and a.lang == lang
+
+
+def test_a_figure_asked_for_a_year_the_article_names_is_answered(qa: QA) -> None:
+    """The same question for 2020, a year the article gives, is answered with that year's figure."""
+    a = qa.answer("2020年全国失业保险金平均一个月多少")
+    assert not a.handoff and a.article_id == "ss-unemployment-benefit" and "1506元" in a.answer
+
+
+def test_some_day_is_not_a_question_of_when(qa: QA) -> None:
+    """"会不会哪天没钱了" asks whether, not when: the fund article (which gives no dates) answers it."""
+    assert "when" not in read_question("社保基金会不会哪天没钱了", "zh-Hans", qa.places).kinds
+    assert "when" in read_question("补助哪天发", "zh-Hans", qa.places).kinds
+
+
+def test_english_voice_fillers_do_not_change_the_article_or_its_confidence(qa: QA) -> None:
+    """"um", "uh", "so yeah" carry nothing: the question with them is searched as the one without."""
+    spoken = qa.answer_with("um so yeah how much do workers uh pay every year for the mutual aid", min_confidence=0.0)
+    typed = qa.answer_with("how much do workers pay every year for the mutual aid", min_confidence=0.0)
+    assert spoken.article_id == typed.article_id == "mutual-cost" and spoken.score == typed.score
+
+
+@pytest.mark.parametrize("question", ["can you give me chen zhenxian's mobile number",
+                                      "what is his private phone number, the man who runs the station"])
+def test_someones_own_phone_asked_in_lower_case_english_is_refused_kindly(qa: QA, question: str) -> None:
+    """A person's own contact is never answered with an article, even when the name is typed in
+    lower case (and so not recognised as a name): the public channel is offered instead."""
+    a = qa.answer(question)
+    assert a.handoff and a.detail == "staff_contact" and "public" in a.answer
+
+
+def test_an_english_answer_is_surer_when_the_chinese_articles_agree_and_never_sent_when_they_cannot(qa: QA) -> None:
+    """The English question's embedding ranks the Chinese articles too. When they put the chosen
+    article first, the answer is more confident than from the English articles alone; when the
+    Chinese side does not have that article at all, the answer stays under the threshold."""
+    from bot.qa import THRESHOLDS
+
+    question = "how much do workers pay every year for the mutual aid"
+    knowledge = qa.knowledge
+    english_only = QA(knowledge.with_articles(knowledge.in_language("en")), qa.embedder)
+    without_chinese_article = QA(knowledge.with_articles(
+        a for a in knowledge.articles if not (a.language == "zh-Hans" and a.id == "mutual-cost")), qa.embedder)
+    both = qa.answer_with(question, min_confidence=0.0)
+    alone = english_only.answer_with(question, min_confidence=0.0)
+    unconfirmed = without_chinese_article.answer_with(question, min_confidence=0.0)
+    assert both.article_id == alone.article_id == unconfirmed.article_id == "mutual-cost"
+    assert both.score > alone.score
+    assert unconfirmed.score < THRESHOLDS["en"] and without_chinese_article.answer(question).handoff
