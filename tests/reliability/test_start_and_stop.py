@@ -43,8 +43,8 @@ def test_it_serves_with_the_knowledge_loaded_quickly_and_stops_within_ten_second
     try:
         service.start()
         serving_cpu, knowledge_cpu = service.start_cpu()
-        # The goal is the knowledge too within 5 s; since the policy answers load an embedding
-        # model and two tokenisers it takes about 2 s of CPU after the port (6.4 s measured).
+        # The goal is the knowledge too within 5 s: 4.4-5.2 s of CPU measured at load average 1-4,
+        # 5.3-5.5 s at load average 6-8 (CPU time grows with the load), so the bound stays at 8.
         assert serving_cpu < 5.0 and serving_cpu < knowledge_cpu < 8.0, (serving_cpu, knowledge_cpu,
                                                                          service.knowledge_s)
         assert service.serving_s <= service.knowledge_s
