@@ -169,11 +169,34 @@ def build_outbound(settings: Settings, engine: Any, clock: Any, metrics: Any = N
     return Outbound(limits, providers)
 
 
+class DatabaseKnowledge:
+    """The process's policy answers over the knowledge staff review in the database (they follow
+    its reviews without a restart). bot.qa, with its tokenisers and numpy (about half a second
+    of CPU to import), is imported on first use: by the knowledge thread once the port is open,
+    or by a question that comes sooner; either registers the database first, once."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self._lock = threading.Lock()
+        self._registered = False
+
+    def qa(self) -> Any:
+        from bot.qa import get_qa, use_database
+
+        with self._lock:
+            if not self._registered:
+                use_database(self.engine)
+                self._registered = True
+        return get_qa()
+
+    def answer(self, question: str, lang_hint: str | None = None) -> Any:
+        return self.qa().answer(question, lang_hint)
+
+
 def build_conversation_engine(engine: Any, settings: Settings, clock: Any, **kwargs: Any) -> Any:
     from bot.engine import Engine
-    from bot.qa import use_database
 
-    use_database(engine)  # policy answers follow the knowledge staff review, without a restart
+    kwargs.setdefault("qa", DatabaseKnowledge(engine))
     return Engine(engine, settings, clock, **kwargs)
 
 
@@ -195,15 +218,16 @@ def check_schema(engine: Any, *, migrate: bool) -> None:
                     "keep the old code working); upgrade this process soon")
 
 
-def load_knowledge(app: Any) -> None:
+def load_knowledge(app: Any, knowledge: DatabaseKnowledge) -> None:
     """The policy answers loaded and their models warmed (a first question answers at full
     speed); `/healthz` says "loaded" from then on."""
     started = time.monotonic()
     try:
-        from bot.qa import get_qa, warm_up
+        knowledge.qa()  # bot.qa imported, the database's knowledge registered, the index built
+        from bot.qa import warm_up
 
-        warm_up()  # the index built and the embedding model loaded
-        get_qa().answer("你好", "zh-Hans")
+        warm_up()  # the embedding model loaded
+        knowledge.answer("你好", "zh-Hans")
         app.state.knowledge = "loaded"
         log.info("knowledge loaded in %.1f s (%.1f s of CPU since the process began)", time.monotonic() - started,
                  time.process_time())
@@ -214,6 +238,28 @@ def load_knowledge(app: Any) -> None:
     # knowledge, so that neither the port nor the first question waits for it.
     with contextlib.suppress(Exception):
         import cn2an  # noqa: F401
+
+
+def _in_daemon_thread(loop: asyncio.AbstractEventLoop, name: str, work: Callable[..., None],
+                      *args: Any) -> asyncio.Future[None]:
+    """`work(*args)` in a daemon thread; the future is done when it returns. A stop that comes
+    sooner does not wait for it (the process exits and the thread with it: loading the knowledge
+    writes nothing), where a thread of the loop's executor would hold the exit up."""
+    done: asyncio.Future[None] = loop.create_future()
+
+    def finished() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    def run() -> None:
+        try:
+            work(*args)
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the process is exiting
+                loop.call_soon_threadsafe(finished)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return done
 
 
 async def keep_wal_bounded(engine: Any, stop: asyncio.Event) -> None:
@@ -314,7 +360,8 @@ async def _main(role: Role, settings: Settings, host: str, port: int | None) -> 
         from web.app import create_app
 
         inbound_limits = InboundLimits.from_settings(settings)
-        bot_engine = MeasuredEngine(build_conversation_engine(engine, settings, clock,
+        database_knowledge = DatabaseKnowledge(engine)
+        bot_engine = MeasuredEngine(build_conversation_engine(engine, settings, clock, qa=database_knowledge,
                                                               **_code_limit(inbound_limits)), metrics)
         app = create_app(settings, engine, clock=clock, bot_engine=bot_engine)
         app.state.metrics = metrics
@@ -333,8 +380,9 @@ async def _main(role: Role, settings: Settings, host: str, port: int | None) -> 
             await asyncio.sleep(0.01)
         log.info("web serving on http://%s:%d (%.1f s of CPU since the process began)", host,
                  port or settings.web_port, time.process_time())
-    knowledge = (asyncio.create_task(asyncio.to_thread(load_knowledge, app), name="knowledge")
-                 if app is not None and parts.conversation else None)
+    # No port, no knowledge: a web part that could not start stops the process in a moment.
+    knowledge = (_in_daemon_thread(loop, "knowledge", load_knowledge, app, database_knowledge)
+                 if app is not None and server is not None and server.started and parts.conversation else None)
     if is_sqlite(engine):
         process.tasks.append(asyncio.create_task(keep_wal_bounded(engine, stop), name="wal-checkpoints"))
     if knowledge is not None:
@@ -342,7 +390,8 @@ async def _main(role: Role, settings: Settings, host: str, port: int | None) -> 
         # scheduler's templates beside the knowledge would delay the first answers by as much.
         stop_asked = asyncio.create_task(stop.wait())
         # (A stop, or a part ending on its own, ends the wait: the loop below deals with either.)
-        await asyncio.wait([knowledge, stop_asked, *process.tasks], timeout=KNOWLEDGE_WAIT_S,
+        waited: list[asyncio.Future[Any]] = [knowledge, stop_asked, *process.tasks]
+        await asyncio.wait(waited, timeout=KNOWLEDGE_WAIT_S,
                            return_when=asyncio.FIRST_COMPLETED)
         stop_asked.cancel()
 

@@ -43,8 +43,8 @@ def test_it_serves_with_the_knowledge_loaded_quickly_and_stops_within_ten_second
     try:
         service.start()
         serving_cpu, knowledge_cpu = service.start_cpu()
-        # The goal is the knowledge too within 5 s; since the policy answers load an embedding
-        # model and two tokenisers it takes about 2 s of CPU after the port (6.4 s measured).
+        # The goal is the knowledge too within 5 s: 4.4-5.2 s of CPU measured at load average 1-4,
+        # 5.3-5.5 s at load average 6-8 (CPU time grows with the load), so the bound stays at 8.
         assert serving_cpu < 5.0 and serving_cpu < knowledge_cpu < 8.0, (serving_cpu, knowledge_cpu,
                                                                          service.knowledge_s)
         assert service.serving_s <= service.knowledge_s
@@ -106,6 +106,22 @@ def test_the_web_app_is_built_without_the_sms_client_or_its_http_library(tmp_pat
     signature check (webhooks), not the client that sends: neither `twilio.rest` nor aiohttp
     (about half a second of CPU together) is imported until the providers start."""
     script = _BUILD_WEB.rsplit("print(", 1)[0] + _SENDING_LIBRARIES
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "var")], cwd=REPO, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout
+
+
+_QA_LIBRARIES = """
+print(sorted(name for name in sys.modules if name in {"bot.qa", "rjieba", "pypinyin", "bm25s", "numpy"}))
+"""
+
+
+def test_the_web_app_is_built_without_the_policy_answers_tokenisers(tmp_path: Path) -> None:
+    """The conversation engine is handed the database's knowledge before the port opens, but the
+    Q&A itself (its segmenter, pinyin tables, BM25 and numpy: about half a second of CPU) is
+    imported after it, by the knowledge thread or the first question."""
+    script = _BUILD_WEB.rsplit("print(", 1)[0] + _QA_LIBRARIES
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "var")], cwd=REPO, capture_output=True,
                           text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
