@@ -122,10 +122,11 @@ def _leader(schedulers: list[Node]) -> Node | None:
 # Six service processes (each importing aiogram, the web also building the Q&A) take 100-210 s to
 # start on the shared 2-core machine under load (2026-12-01); the sending, kills and take-over then
 # take about 15 s. Too long for every run of the suite: it runs where asked (NUANXIN_CLUSTER_TEST=1).
-# Three runs on 2026-12-01 evening: passed once (load 8-10, 269 s), refused the webhook before
-# /readyz waited for Telegram once, and once (load 2-4, 91 s) every row was sent once but the
-# fake counted 101 arrivals in 3 one-second windows against 100/s (the dispatchers' own sends keep
-# the rate; arrival jitter on a busy machine exceeds the limits' 2% headroom).
+# Runs on 2026-12-01 evening since the reminders' send time was fixed: passed at load 8-10 (269 s)
+# and at load 3-5 (92 s); once (load 2-4, 91 s) every row was sent once but the fake counted 101
+# arrivals in 3 one-second windows against 100/s (the dispatchers' own sends keep the rate;
+# arrival jitter on a busy machine exceeds the limits' 2% headroom). One more run had the webhook
+# refused before /readyz waited for Telegram (fixed).
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("NUANXIN_CLUSTER_TEST") != "1",
                     reason="the six-process cluster run is opt-in: NUANXIN_CLUSTER_TEST=1")
