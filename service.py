@@ -21,8 +21,10 @@ set-webhook`, never by each replica.
 
 Start: the port opens first (a current schema is only compared, not migrated again); the
 knowledge (articles and their embeddings) loads in a thread beside it, and `/healthz` says
-"loaded" once a question would be answered at full speed; the scheduler's first run waits for
-that (at most `KNOWLEDGE_WAIT_S`), Telegram is set up in the background.
+"loaded" once a question would be answered at full speed. Questions come first: the providers,
+the dispatcher, the scheduler and Telegram start once the knowledge is loaded (or after at most
+`KNOWLEDGE_WAIT_S`), so that nothing else takes the cores from it; Telegram is set up in the
+background.
 
 Stop (SIGTERM or SIGINT): the web finishes the requests under way, the dispatcher finishes the
 sends already handed to a provider and the rest of its claimed rows go back to the queue, the
@@ -56,7 +58,7 @@ log = logging.getLogger("nuanxin.service")
 STOP_BUDGET_S = 8.0
 # How often the SQLite WAL is copied back into the database (and cut back when it grew).
 CHECKPOINT_EVERY_S = 30.0
-# How long the scheduler's first run waits for the knowledge to load (questions first).
+# How long the other parts wait for the knowledge to load before starting anyway (questions first).
 KNOWLEDGE_WAIT_S = 10.0
 # How often a standby web replica asks for the Telegram polling lock.
 POLLING_LEADERSHIP_POLL_S = 5.0
@@ -205,6 +207,10 @@ def load_knowledge(app: Any) -> None:
     except Exception:  # the engine hands questions to staff when the knowledge cannot load
         app.state.knowledge = "failed"
         log.exception("knowledge could not be loaded: questions go to staff")
+    # The reader of amounts in words (一千五, 三万五) builds its patterns on import: after the
+    # knowledge, so that neither the port nor the first question waits for it.
+    with contextlib.suppress(Exception):
+        import cn2an  # noqa: F401
 
 
 async def keep_wal_bounded(engine: Any, stop: asyncio.Event) -> None:
@@ -314,6 +320,14 @@ async def _main(role: Role, settings: Settings, host: str, port: int | None) -> 
                  if app is not None and parts.conversation else None)
     if is_sqlite(engine):
         process.tasks.append(asyncio.create_task(keep_wal_bounded(engine, stop), name="wal-checkpoints"))
+    if knowledge is not None:
+        # Questions first: on two cores, importing the providers' libraries and building the
+        # scheduler's templates beside the knowledge would delay the first answers by as much.
+        stop_asked = asyncio.create_task(stop.wait())
+        # (A stop, or a part ending on its own, ends the wait: the loop below deals with either.)
+        await asyncio.wait([knowledge, stop_asked, *process.tasks], timeout=KNOWLEDGE_WAIT_S,
+                           return_when=asyncio.FIRST_COMPLETED)
+        stop_asked.cancel()
 
     outbound: Outbound | None = None
     if parts.dispatcher or parts.conversation:

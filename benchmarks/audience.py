@@ -20,13 +20,10 @@ veterans' social-insurance application in some stage.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import random
 import statistics
 import sys
-import tempfile
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -34,11 +31,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import Engine, text  # noqa: E402
+from sqlalchemy import Engine  # noqa: E402
 from sqlmodel import SQLModel  # noqa: E402
 
 import models  # noqa: E402,F401
-from models.db import make_engine, session_scope  # noqa: E402
+from benchmarks.twodatabases import bulk_load, main, run_both  # noqa: E402
+from models.db import session_scope  # noqa: E402
 
 TODAY = date(2026, 5, 11)
 DISTRICTS = ("蓬江区", "江海区", "新会区", "台山市", "开平市", "鹤山市", "恩平市")
@@ -135,52 +133,18 @@ def _strip_paused(engine: Engine, rows: list[tuple[Any, ...]]) -> list[tuple[Any
     return [r[:19] + r[20:] for r in rows]  # the roll without the paused column
 
 
-def _load_pg(engine: Engine, n: int) -> float:
-    t0 = time.perf_counter()
+def _load(engine: Engine, n: int) -> float:
     data = _rows(n)
     data["people"] = _strip_paused(engine, data["people"])
-    raw = engine.raw_connection()
-    try:
-        cur = raw.cursor()
-        for key in ("people", "contacts", "memberships", "applications"):
-            name, cols = _columns(engine, key)
-            with cur.copy(f"COPY {name} ({cols}) FROM STDIN") as copy:  # type: ignore[attr-defined]
-                for row in data[key]:
-                    copy.write_row(row)
-        raw.commit()
-        cur.execute("ANALYZE")
-        raw.commit()
-    finally:
-        raw.close()
-    return time.perf_counter() - t0
+    return bulk_load(engine, [(*_columns(engine, key), data[key])
+                              for key in ("people", "contacts", "memberships", "applications")])
 
 
-def _load_sqlite(engine: Engine, n: int) -> float:
-    t0 = time.perf_counter()
-    data = _rows(n)
-    data["people"] = _strip_paused(engine, data["people"])
-    raw = engine.raw_connection()
-    try:
-        cur = raw.cursor()
-        cur.execute("BEGIN")
-        for key in ("people", "contacts", "memberships", "applications"):
-            name, cols = _columns(engine, key)
-            marks = ",".join("?" * len(cols.split(",")))
-            cur.executemany(f"INSERT INTO {name} ({cols}) VALUES ({marks})",
-                            [tuple(v.isoformat(" ") if isinstance(v, datetime) else v for v in row)
-                             for row in data[key]])
-        cur.execute("COMMIT")
-        cur.execute("ANALYZE")
-    finally:
-        raw.close()
-    return time.perf_counter() - t0
-
-
-def _measure(engine: Engine, n: int, database: str, load: Any) -> dict[str, Any]:
+def _measure(engine: Engine, database: str, n: int) -> dict[str, Any]:
     from outreach.audiences import AudienceFilter, audience_size
 
     SQLModel.metadata.create_all(engine)
-    load_seconds = load(engine, n)
+    load_seconds = _load(engine, n)
     timings: list[float] = []
     per_filter: list[dict[str, Any]] = []
     for spec in FILTERS:
@@ -205,47 +169,10 @@ def _measure(engine: Engine, n: int, database: str, load: Any) -> dict[str, Any]
             "goal_ms": 1000 if database == "postgresql" else None, "per_filter": per_filter}
 
 
-def run_pg(n: int) -> dict[str, Any]:
-    from models.pgserver import PostgresServer
-
-    with PostgresServer() as server:
-        url = server.create_database("nuanxin_bench_audience")
-        engine = make_engine(url)
-        try:
-            with engine.begin() as conn:
-                conn.execute(text("SELECT 1"))
-            return _measure(engine, n, "postgresql", _load_pg)
-        finally:
-            engine.dispose()
-
-
-def run_sqlite(n: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="nuanxin-bench-audience-") as tmp:
-        engine = make_engine(f"sqlite:///{tmp}/bench.db")
-        try:
-            return _measure(engine, n, "sqlite", _load_sqlite)
-        finally:
-            engine.dispose()
-
-
 def run(pg: int | None = None, sqlite: int | None = None) -> dict[str, Any]:
     """The PostgreSQL figures at the top level (the 1,000,000 goal); SQLite's under `sqlite`."""
-    pg = int(os.environ.get("NUANXIN_BENCH_AUDIENCE_PG", 1_000_000)) if pg is None else pg
-    sqlite = int(os.environ.get("NUANXIN_BENCH_AUDIENCE_SQLITE", 100_000)) if sqlite is None else sqlite
-    out: dict[str, Any] = {}
-    lite = run_sqlite(sqlite) if sqlite else None
-    if pg:
-        out.update(run_pg(pg))
-    elif lite:
-        out.update(lite)
-    if lite:
-        out["sqlite"] = lite
-    return out
+    return run_both("audience", _measure, pg, sqlite)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pg", type=int, default=None, help="PostgreSQL roll size (0: skip)")
-    parser.add_argument("--sqlite", type=int, default=None, help="SQLite roll size (0: skip)")
-    args = parser.parse_args()
-    print(json.dumps(run(args.pg, args.sqlite), ensure_ascii=False))
+    main(__doc__ or "", run)

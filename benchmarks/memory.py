@@ -93,7 +93,7 @@ def _embedded(tmp: Path, tg: Any, seed_db: Path) -> dict[str, Any]:
 
 
 def _roles(tmp: Path, tg: Any) -> dict[str, Any]:
-    from benchmarks.sweep import _load_pg
+    from benchmarks.sweep import load_roll
     from models.db import make_engine
     from models.pgserver import PostgresServer
     from tests.redisserver import RedisServer
@@ -109,7 +109,7 @@ def _roles(tmp: Path, tg: Any) -> dict[str, Any]:
                        NUANXIN_QUIET_HOURS_END="00:00", NUANXIN_LOG_FORMAT="json")
         nuanxin("migrate", env=env)
         engine = make_engine(url)
-        _load_pg(engine, N)
+        load_roll(engine, N)
         engine.dispose()
         cluster = Cluster(env, tmp)
         try:
@@ -142,7 +142,7 @@ def _roles(tmp: Path, tg: Any) -> dict[str, Any]:
 def run() -> dict[str, Any]:
     from sqlalchemy import create_engine
 
-    from benchmarks.sweep import _load_sqlite
+    from benchmarks.sweep import load_roll
     from tests.fakes.fake_telegram import FakeTelegram
     from tests.scale.cluster import base_env, nuanxin
 
@@ -151,7 +151,7 @@ def run() -> dict[str, Any]:
         seed = tmp / "seed"
         nuanxin("migrate", env=base_env(NUANXIN_DATA_DIR=str(seed)))
         seed_engine = create_engine(f"sqlite:///{seed / 'nuanxin.db'}")
-        _load_sqlite(seed_engine, N)
+        load_roll(seed_engine, N)
         seed_engine.dispose()
         with FakeTelegram(TOKEN) as tg:
             figures: dict[str, Any] = {"beneficiaries": N}

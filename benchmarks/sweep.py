@@ -12,12 +12,8 @@ the next 30 days and some are overdue), 40% veterans born 1936-1966 (some turn 8
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import random
 import sys
-import tempfile
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -25,13 +21,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import Engine, func, select, text  # noqa: E402
+from sqlalchemy import Engine, func, select  # noqa: E402
 from sqlmodel import SQLModel  # noqa: E402
 
 import models  # noqa: E402,F401
+from benchmarks.twodatabases import bulk_load, main, run_both  # noqa: E402
 from models.applications import Task  # noqa: E402
 from models.clock import FakeClock  # noqa: E402
-from models.db import make_engine, session_scope  # noqa: E402
+from models.db import session_scope  # noqa: E402
 from models.outbox import OutboxMessage  # noqa: E402
 
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈"
@@ -71,43 +68,10 @@ P_COLS = ("id, name, id_hash, id_masked, id_last6_hash, birth_date, sex, is_vete
 C_COLS = "id, beneficiary_id, channel, address, verified, created_at"
 
 
-def _load_pg(engine: Engine, n: int) -> float:
-    t0 = time.perf_counter()
+def load_roll(engine: Engine, n: int) -> float:
     people, contacts = _rows(n)
-    raw = engine.raw_connection()
-    try:
-        cur = raw.cursor()
-        with cur.copy(f"COPY beneficiary ({P_COLS}) FROM STDIN") as copy:  # type: ignore[attr-defined]
-            for row in people:
-                copy.write_row(row)
-        with cur.copy(f"COPY contact ({C_COLS}) FROM STDIN") as copy:  # type: ignore[attr-defined]
-            for row in contacts:
-                copy.write_row(row)
-        cur.execute("SELECT setval('beneficiary_id_seq', %s)", (n,))
-        cur.execute("SELECT setval('contact_id_seq', %s)", (max(len(contacts), 1),))
-        raw.commit()
-        cur.execute("ANALYZE")
-        raw.commit()
-    finally:
-        raw.close()
-    return time.perf_counter() - t0
-
-
-def _load_sqlite(engine: Engine, n: int) -> float:
-    t0 = time.perf_counter()
-    people, contacts = _rows(n)
-    raw = engine.raw_connection()
-    try:
-        cur = raw.cursor()
-        cur.execute("BEGIN")
-        marks = ",".join("?" * len(P_COLS.split(",")))
-        cur.executemany(f"INSERT INTO beneficiary ({P_COLS}) VALUES ({marks})", people)
-        cur.executemany(f"INSERT INTO contact ({C_COLS}) VALUES (?,?,?,?,?,?)", contacts)
-        cur.execute("COMMIT")
-        cur.execute("ANALYZE")
-    finally:
-        raw.close()
-    return time.perf_counter() - t0
+    return bulk_load(engine, [("beneficiary", P_COLS, people), ("contact", C_COLS, contacts)],
+                     sequences={"beneficiary_id_seq": n, "contact_id_seq": len(contacts)})
 
 
 def _count(engine: Engine, model: Any) -> int:
@@ -115,14 +79,14 @@ def _count(engine: Engine, model: Any) -> int:
         return int(s.execute(select(func.count()).select_from(model)).scalar_one())
 
 
-def _measure(engine: Engine, n: int, database: str, load: Any) -> dict[str, Any]:
+def _measure(engine: Engine, database: str, n: int) -> dict[str, Any]:
     from zoneinfo import ZoneInfo
 
     from outreach.sweeps import daily_sweep
     from outreach.templates import load_templates
 
     SQLModel.metadata.create_all(engine)
-    load_seconds = load(engine, n)
+    load_seconds = load_roll(engine, n)
     templates = load_templates()
     clock = FakeClock(SWEEP_AT)
     tz = ZoneInfo("Asia/Shanghai")
@@ -143,47 +107,10 @@ def _measure(engine: Engine, n: int, database: str, load: Any) -> dict[str, Any]
     }
 
 
-def run_pg(n: int) -> dict[str, Any]:
-    from models.pgserver import PostgresServer
-
-    with PostgresServer() as server:
-        url = server.create_database("nuanxin_bench_sweep")
-        engine = make_engine(url)
-        try:
-            with engine.begin() as conn:
-                conn.execute(text("SELECT 1"))
-            return _measure(engine, n, "postgresql", _load_pg)
-        finally:
-            engine.dispose()
-
-
-def run_sqlite(n: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="nuanxin-bench-sweep-") as tmp:
-        engine = make_engine(f"sqlite:///{tmp}/bench.db")
-        try:
-            return _measure(engine, n, "sqlite", _load_sqlite)
-        finally:
-            engine.dispose()
-
-
 def run(pg: int | None = None, sqlite: int | None = None) -> dict[str, Any]:
     """The PostgreSQL figures at the top level (the 1,000,000 goal); SQLite's under `sqlite`."""
-    pg = int(os.environ.get("NUANXIN_BENCH_SWEEP_PG", 1_000_000)) if pg is None else pg
-    sqlite = int(os.environ.get("NUANXIN_BENCH_SWEEP_SQLITE", 100_000)) if sqlite is None else sqlite
-    out: dict[str, Any] = {}
-    lite = run_sqlite(sqlite) if sqlite else None
-    if pg:
-        out.update(run_pg(pg))
-    elif lite:
-        out.update(lite)
-    if lite:
-        out["sqlite"] = lite
-    return out
+    return run_both("sweep", _measure, pg, sqlite)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pg", type=int, default=None, help="PostgreSQL roll size (0: skip)")
-    parser.add_argument("--sqlite", type=int, default=None, help="SQLite roll size (0: skip)")
-    args = parser.parse_args()
-    print(json.dumps(run(args.pg, args.sqlite), ensure_ascii=False))
+    main(__doc__ or "", run)

@@ -37,7 +37,7 @@ from bot import answers
 from bot.channels.base import Choice, Inbound, Reply
 from bot.conversations import LOG, Conflict, Conv, ConversationStore, log_row
 from bot.flowregistry import FlowCtx, Registry, builtin
-from bot.flowrunner import DOCUMENT_KINDS, ERR, Flow, Out, Runner, clean_text, load_flows, typing_lines, word
+from bot.flowrunner import DOCUMENT_KINDS, Flow, Out, Runner, clean_text, load_flows, typing_lines, word
 from bot.identity import LINK_FLOW, Identity, Notifier, OutboxNotifier, language_after_link
 from bot.language import detect_language
 from bot.state import ServiceOffer
@@ -401,7 +401,11 @@ class Engine:
         st = conv.state
         if st.flow is None:
             return self._at_menu(s, conv, text, inbound, now)
-        asked = self._policy_question_in_flow(s, conv, text, inbound, now)
+        if st.offer is not None:
+            switched = self._answer_switch(s, conv, text, now)
+            if switched is not None:
+                return switched
+        asked = self._question_in_flow(s, conv, text, inbound, now)
         if asked is not None:
             return asked
         ctx = self._ctx(s, conv, now)
@@ -411,7 +415,7 @@ class Engine:
                 return [Out(t("files_not_here", conv.lang) + "\n" + cur.text, cur.choices, cur.expects)]
             if isinstance(answers.interruption(text), answers.Cancel):  # as at every step of a flow
                 cur = self.identity.prompt(st, ctx)
-                return [Out(localise(ERR["cancel_word"], conv.lang) + "\n" + cur.text, cur.choices, cur.expects)]
+                return [Out(t("cancel_word", conv.lang) + "\n" + cur.text, cur.choices, cur.expects)]
             outs, linked = self.identity.answer(st, text, ctx)
             if linked is None:
                 return outs
@@ -430,17 +434,18 @@ class Engine:
             return [self._menu(conv.lang, conv.beneficiary_id is not None)]
         return self.runner.answer(flow, st, text, inbound.attachments, ctx)
 
-    def _policy_question_in_flow(self, s: Tx, conv: Conv, text: str, inbound: Inbound,
-                                 now: datetime) -> list[Out] | None:
-        """A policy question typed where a choice is expected is answered, then the choice asked again.
-
-        Only a sentence that is none of the choices counts, and only a confident article answers it:
-        anything else goes on to the step, which explains what it needs as before."""
+    def _question_in_flow(self, s: Tx, conv: Conv, text: str, inbound: Inbound,
+                          now: datetime) -> list[Out] | None:
+        """A sentence typed where a choice is expected, that is none of the choices: a policy question
+        a confident article answers is answered, then the choice asked again; a request for another
+        service is offered as a switch (what was entered is kept). Anything else goes on to the step,
+        which explains what it needs as before."""
         if inbound.attachments or len(_WORDY.findall(text)) < _QUESTION_MIN_CHARS:
             return None
         st = conv.state
         flow = self.flows.get(st.flow or "")
-        if flow is not None and flow.has_step(st.step) and not self.runner.expects_choice(flow, st):
+        if (flow is not None and st.offer is None and flow.has_step(st.step)
+                and not self.runner.expects_choice(flow, st)):
             return None  # a text, a date, a sum...: the step reads the sentence (no prompt built for nothing)
         cur = self._current_prompt(s, conv, now)
         if cur.expects != "choice":
@@ -449,10 +454,29 @@ class Engine:
         if any(word(label) in typed or typed in word(label) for _key, label in cur.choices):
             return None
         answer = self._ask_qa(conv, clean_text(text)[:500])
-        if answer is None or answer.handoff or not answer.answer:
+        if answer is not None and not answer.handoff and answer.answer:
+            said = answer.sms if conv.channel == "sms" and answer.sms else answer.answer
+            return [Out(said + "\n\n" + t("back_to_step", conv.lang) + "\n" + cur.text, cur.choices, cur.expects)]
+        service = self._service_for(text)
+        if service is None or service.id in (conv.state.flow, conv.state.after_link):
             return None
-        said = answer.sms if conv.channel == "sms" and answer.sms else answer.answer
-        return [Out(said + "\n\n" + t("back_to_step", conv.lang) + "\n" + cur.text, cur.choices, cur.expects)]
+        conv.state.offer = ServiceOffer(flow=service.id, question=redact(text)[:200])
+        return [self._offer_prompt(conv)]
+
+    def _answer_switch(self, s: Tx, conv: Conv, text: str, now: datetime) -> list[Out] | None:
+        """The answer to a switch offered in a flow: yes keeps this flow's answers and starts the other
+        service, no carries on here; anything else is read as an answer to the step (None)."""
+        offer = conv.state.offer
+        assert offer is not None
+        conv.state.offer = None
+        reply = answers.yes_no(text)
+        if reply == "yes" and offer.flow in self.flows:
+            conv.state.park()
+            return self._start(s, conv, offer.flow, now)
+        if reply == "no":
+            cur = self._current_prompt(s, conv, now)
+            return [Out(t("back_to_step", conv.lang) + "\n" + cur.text, cur.choices, cur.expects)]
+        return None
 
     def _at_menu(self, s: Tx, conv: Conv, text: str, inbound: Inbound, now: datetime) -> list[Out]:
         lang = conv.lang
@@ -541,6 +565,9 @@ class Engine:
         assert offer is not None
         flow = self.flows[offer.flow]
         question = localise(flow.offer or flow.title, lang)
+        if conv.state.flow:  # a switch from the flow under way, which is kept
+            return Out(f"{question}\n{t('switch_how', lang, title=self._title(conv.state.flow, lang))}",
+                       (("1", t("offer_yes", lang)), ("2", t("switch_no", lang))), "choice")
         return Out(f"{question}\n{t('offer_how', lang)}", (("1", t("offer_yes", lang)), ("2", t("offer_no", lang))),
                    "choice", in_flow=False)
 
@@ -590,6 +617,8 @@ class Engine:
 
     def _current_prompt(self, s: Tx, conv: Conv, now: datetime) -> Out:
         st = conv.state
+        if st.flow and st.offer is not None and st.offer.flow in self.flows:
+            return self._offer_prompt(conv)
         ctx = self._ctx(s, conv, now)
         if st.flow == LINK_FLOW:
             return self.identity.prompt(st, ctx)

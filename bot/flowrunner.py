@@ -20,6 +20,7 @@ from bot.flowspec import FLOW_DIR, STEP_TYPES, Flow, FlowError, Step, load_flows
 from bot.language import clean, normalise_command
 from bot.state import ConversationState, PendingAnswer
 from bot.texts import localise
+from bot.texts import t as w  # the engine's words
 
 __all__ = ["FLOW_DIR", "STEP_TYPES", "Flow", "FlowCtx", "FlowError", "Invalid", "Out", "Runner", "Step",
            "Interrupted", "clean_text", "display", "load_flows", "parse_flow", "word"]
@@ -45,44 +46,10 @@ _WORDY = re.compile(r"[^\W\d_]")  # a letter of any script: digits alone are not
 SKIP = frozenset(["跳过", "没有", "无", "不用", "没", "skip", "none", "no", "nothing", "-", "略"])  # 算了 cancels
 LATER = frozenset(["以后", "以后带", "以后再说", "完成", "好了", "发完了", "带去窗口", "done", "later", "finished"])
 
-ERR = {
-    "text_empty": {"zh-Hans": "请打字回复。", "en": "Please type your answer."},
-    "text_long": {"zh-Hans": "内容太长了，请控制在{n}个字以内。", "en": "That is too long; please keep it under {n} characters."},
-    "text_short": {"zh-Hans": "请多写几个字。", "en": "Please write a little more."},
-    "date": {"zh-Hans": "没看懂这个日期。请这样写：2026年3月2日 或 2026-3-2。",
-             "en": "I could not read that date. Please write it like 2026-03-02."},
-    "date_month": {"zh-Hans": "没看懂这个日期。请这样写：1998年12月 或 1998-12。",
-                   "en": "I could not read that date. Please write it like 1998-12."},
-    "date_need_day": {"zh-Hans": "您说的是{when}，请再告诉我是哪一天，例如：3月5日。",
-                      "en": "You said {when}; which day was it? For example: 5 March."},
-    "date_need_month": {"zh-Hans": "您说的是{when}，请再告诉我是几月，例如：1998年12月。",
-                        "en": "You said {when}; which month was it? For example: December 1998."},
-    "cancel_word": {"zh-Hans": "好的，这次可以不办。回复0回主菜单，填过的会先保存；要接着办，请回答：",
-                    "en": "All right, you can stop here. Reply 0 for the menu (what you entered is kept); to go on, answer:"},
-    "asked": {"zh-Hans": "这一步要填的是：{label}。有问题请回复“人工”，工作人员帮您。",
-              "en": 'This step asks for: {label}. For a question, reply "human" and a person will help.'},
-    "asked_here": {"zh-Hans": "请先回答下面这个问题；有别的问题请回复“人工”，工作人员帮您。",
-                   "en": 'Please answer the question below first; for anything else, reply "human" and a person will help.'},
-    "date_future": {"zh-Hans": "这个日期还没到，请再看看。", "en": "That date is in the future; please check."},
-    "date_past": {"zh-Hans": "这个日期已经过了，请选今天或以后的日子。", "en": "That date has passed; please pick today or later."},
-    "date_after": {"zh-Hans": "这个日期应该在{other}之后，请再看看。", "en": "This date should be after {other}; please check."},
-    "date_range": {"zh-Hans": "请写开始和结束两个日期，例如：2026-1-5到2026-1-20。",
-                   "en": "Please give the start and end dates, e.g. 2026-01-05 to 2026-01-20."},
-    "date_range_order": {"zh-Hans": "结束日期比开始日期早了，请再看看。", "en": "The end date is before the start date; please check."},
-    "money": {"zh-Hans": "请只写金额数字，例如：3500 或 3500.50。", "en": "Please write just the amount, e.g. 3500 or 3500.50."},
-    "money_range": {"zh-Hans": "这个金额不太对，请再核对一下。", "en": "That amount does not look right; please check."},
-    "yes_no": {"zh-Hans": "请回复1（是）或2（不是）。", "en": "Please reply 1 (yes) or 2 (no)."},
-    "choice": {"zh-Hans": "请回复选项前面的数字。", "en": "Please reply with the number of an option."},
-    "otp": {"zh-Hans": "验证码是6位数字，请再看看短信。", "en": "The code is 6 digits; please check the SMS."},
-    "file_or_skip": {"zh-Hans": "请发这份材料的照片或文件；没有就回复“跳过”；都以后带去窗口就回复“以后”。",
-                     "en": 'Please send a photo or file of this document; reply "skip" if you do not have it, '
-                           'or "later" to bring everything to the service window.'},
-}
-
 
 def err(key: str, lang: str, **kw: Any) -> Invalid:
-    text = localise(ERR[key], lang)
-    return Invalid(text.format(**kw) if kw else text)
+    """The answer is refused, in the engine's words (bot/texts.py) for `key`."""
+    return Invalid(w(key, lang, **kw))
 
 
 def clean_text(raw: str) -> str:
@@ -100,9 +67,9 @@ def _interrupted(text: str, lang: str, *, free_text: bool = False, label: str = 
     """Raise `Interrupted` when the reply is a cancel word or a question, not an answer."""
     found = answers.interruption(text, free_text=free_text)
     if isinstance(found, answers.Cancel):
-        raise Interrupted(found, localise(ERR["cancel_word"], lang))
+        raise Interrupted(found, w("cancel_word", lang))
     if isinstance(found, answers.Question):
-        message = localise(ERR["asked"], lang).format(label=label) if label else localise(ERR["asked_here"], lang)
+        message = w("asked", lang).format(label=label) if label else w("asked_here", lang)
         raise Interrupted(found, message)
 
 
@@ -202,8 +169,6 @@ def parse_text(step: Step, text: str, lang: str) -> str:
     return t
 
 
-
-
 # --------------------------------------------------------------------------- stepping
 
 
@@ -215,52 +180,6 @@ class Out:
     in_flow: bool = True  # False: the flow has ended (the footer points at the menu)
 
 
-WORDS = {
-    "yes": {"zh-Hans": "是", "en": "Yes"},
-    "no": {"zh-Hans": "不是", "en": "No"},
-    "submit": {"zh-Hans": "提交", "en": "Submit"},
-    "dont_submit": {"zh-Hans": "不提交", "en": "Do not submit"},
-    "reply_yes_no": {"zh-Hans": "回复1（是）或2（不是）", "en": "Reply 1 (yes) or 2 (no)"},
-    "reply_number": {"zh-Hans": "请回复数字：", "en": "Reply with a number:"},
-    "confirm_head": {"zh-Hans": "请核对：", "en": "Please check:"},
-    "confirm_tail": {"zh-Hans": "回复1提交，回复2不提交。", "en": "Reply 1 (Submit) or 2 (Do not submit)."},
-    "doc_prompt": {"zh-Hans": "第{i}/{n}份：{label}。请拍照发来。",
-                   "en": "Document {i} of {n}: {label}. Send a photo or file."},
-    "doc_how": {"zh-Hans": "没有就回复“跳过”；都以后带去窗口就回复“以后”。",
-                "en": 'Reply "skip" if you do not have it, or "later" to bring the rest to the service window.'},
-    "skip": {"zh-Hans": "跳过", "en": "Skip"},
-    "later": {"zh-Hans": "以后带去", "en": "Bring later"},
-    "confirm_choice": {"zh-Hans": "您选的是“{answer}”，确定吗？", "en": 'You chose "{answer}". Are you sure?'},
-    "confirm_cancel": {"zh-Hans": "确定不提交吗？这次填的内容不会保存。",
-                       "en": "Are you sure you do not want to submit? What you entered will not be kept."},
-    "sure": {"zh-Hans": "确定", "en": "Yes, that is right"},
-    "choose_again": {"zh-Hans": "重新选", "en": "Choose again"},
-    "sure_how": {"zh-Hans": "回复1确定，回复2重新选。", "en": "Reply 1 if so, or 2 to choose again."},
-    "known_head": {"zh-Hans": "我们登记的是：{facts}。对吗？", "en": "Our record says: {facts}. Is that right?"},
-    "known_how": {"zh-Hans": "回复1（是）或2（不是）；不对的也可以直接回答上面的问题。",
-                  "en": "Reply 1 (Yes) or 2 (No); if it is not right, you can also just answer the question above."},
-    "right": {"zh-Hans": "是", "en": "Yes"},
-    "not_right": {"zh-Hans": "不是", "en": "No"},
-    "id_not_linked": {"zh-Hans": "这个身份证号和绑定的{name}（{masked}）对不上，请再看看。",
-                      "en": "That ID number does not match {name} ({masked}), the person linked here. Please check."},
-    "id_is_own": {"zh-Hans": "这是您本人的身份证号。请发去世的人的身份证号。",
-                  "en": "That is your own ID number. Please send the ID number of the person who died."},
-    "doc_got": {"zh-Hans": "收到：{label}。", "en": "Received: {label}."},
-    "bring_list": {"zh-Hans": "要准备的材料（请带到服务窗口）：", "en": "Documents to prepare (bring them to the service window):"},
-    "missing": {"zh-Hans": "还缺这些材料，请带到服务窗口：{items}。", "en": "Still missing, please bring to the service window: {items}."},
-    "received": {"zh-Hans": "已收到", "en": "received"},
-    "not_received": {"zh-Hans": "未收到", "en": "not received"},
-    "skipped": {"zh-Hans": "（未填）", "en": "(none)"},
-    "yuan": {"zh-Hans": "{v}元", "en": "{v} yuan"},
-    "to": {"zh-Hans": "至", "en": "to"},
-}
-
-
-def w(key: str, lang: str, **kw: Any) -> str:
-    text = localise(WORDS[key], lang)
-    return text.format(**kw) if kw else text
-
-
 DOCUMENT_KINDS = frozenset({"photo", "document"})  # what counts as a document handed in
 
 # Lines that only say how to type an answer: a channel with buttons leaves them out.
@@ -269,10 +188,6 @@ TYPING_LINES = ("reply_yes_no", "confirm_tail", "doc_how", "sure_how", "reply_nu
 
 def typing_lines(lang: str) -> frozenset[str]:
     return frozenset(w(key, lang) for key in TYPING_LINES)
-
-
-def err_w(key: str, lang: str, **kw: Any) -> Invalid:
-    return Invalid(w(key, lang, **kw))
 
 
 def display(step: Step, value: Any, lang: str) -> str:
@@ -549,7 +464,7 @@ class Runner:
             if step.type == "documents":
                 return self._document(flow, state, step, text, attachments, ctx)
             if attachments and not clean_text(text):
-                raise Invalid(localise(ERR["file_or_skip"], lang) if step.type == "documents"
+                raise Invalid(w("file_or_skip", lang) if step.type == "documents"
                               else _files_not_here(lang))
             value = self._parse(step, text, state, ctx)
         except Invalid as exc:
@@ -606,8 +521,7 @@ class Runner:
             return [self.prompt(flow, state, ctx)]
         if step.type == "confirm":
             state.clear_flow()
-            from bot.texts import t
-            return [Out(t("cancelled", lang), in_flow=False)]
+            return [Out(w("cancelled", lang), in_flow=False)]
         return self._accept(flow, state, step, pending.value, pending.typed, ctx)
 
     def _parse(self, step: Step, text: str, state: ConversationState, ctx: FlowCtx) -> Any:
@@ -649,9 +563,9 @@ class Runner:
             hashed = card.hashed(ctx.settings.id_key)
             person = ctx.person() if step.known in ("id_card", "deceased") else None
             if person is not None and step.known == "id_card" and ctx.acting_as is None and hashed != person.id_hash:
-                raise err_w("id_not_linked", lang, name=person.name, masked=person.id_masked)
+                raise err("id_not_linked", lang, name=person.name, masked=person.id_masked)
             if person is not None and step.known == "deceased" and ctx.acting_as is None and hashed == person.id_hash:
-                raise err_w("id_is_own", lang)
+                raise err("id_is_own", lang)
             return {"masked": card.masked, "hash": hashed, "birth_date": card.birth_date.isoformat()}
         raise err("text_empty", lang)
 
@@ -676,7 +590,7 @@ class Runner:
                                    "name": att.file_name, "path": att.local_path, "kind": att.kind}
                 got.append(w("doc_got", lang, label=localise(item.label, lang)))
         elif attachments:
-            return [self._retry(flow, state, text, localise(ERR["file_or_skip"], lang), ctx)]
+            return [self._retry(flow, state, text, w("file_or_skip", lang), ctx)]
         else:
             wd = word(text)
             current = next((it for it in step.items[state.doc_index:] if it.code not in docs), None)
@@ -686,7 +600,7 @@ class Runner:
                 for item in step.items:
                     docs.setdefault(item.code, {"received": False})
             else:
-                return [self._retry(flow, state, text, localise(ERR["file_or_skip"], lang), ctx)]
+                return [self._retry(flow, state, text, w("file_or_skip", lang), ctx)]
         # The next item to ask for: the first one neither received nor skipped.
         state.doc_index = next((n for n, it in enumerate(step.items) if it.code not in docs), len(step.items))
         state.misses = 0
@@ -698,22 +612,20 @@ class Runner:
         return [Out(prefix + out.text, out.choices, out.expects)]
 
     def _retry(self, flow: Flow, state: ConversationState, text: str, problem: str, ctx: FlowCtx) -> Out:
-        from bot.texts import t
         state.misses += 1
         lines = []
         if state.last_answer and word(text) == state.last_answer:
-            lines.append(t("previous_answer", ctx.lang))
+            lines.append(w("previous_answer", ctx.lang))
         lines.append(problem)
         out = self.prompt(flow, state, ctx)
         lines.append(out.text)
         if state.misses >= 2:
-            lines.append(t("too_many_tries", ctx.lang))
+            lines.append(w("too_many_tries", ctx.lang))
         return Out("\n".join(lines), out.choices, out.expects)
 
 
 def _files_not_here(lang: str) -> str:
-    from bot.texts import t
-    return t("files_not_here", lang)
+    return w("files_not_here", lang)
 
 
 class _Blank(dict):  # type: ignore[type-arg]

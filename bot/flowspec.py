@@ -29,6 +29,10 @@ from pydantic_core import PydanticCustomError
 
 from bot.flowregistry import Registry, builtin
 
+# libyaml's parser, several times faster than the pure-Python one (same results); the pure one
+# where libyaml is absent.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 FLOW_DIR = Path(__file__).resolve().parent / "flows"
 REQUIRED_LANGS = ("zh-Hans", "en")
 LANGS = ("zh-Hans", "zh-Hant", "en")
@@ -396,7 +400,7 @@ def load_flows(directory: Path | None = None, registry: Registry | None = None) 
     for path in sorted(directory.glob("*.yaml")):
         name = path.name
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER)
         except yaml.YAMLError as exc:
             raise FlowError(f"{name}: not valid YAML: {str(exc).splitlines()[0]}") from None
         flow = parse_flow(data, name, registry)

@@ -7,8 +7,8 @@ How an answer is chosen:
 2. Topics listed in knowledge/not_covered.yaml go to staff: they share words with
    articles, so ranking alone would give a confident wrong answer.
 3. Candidates: the question is normalised (dialect words, Traditional -> Simplified,
-   voice fillers), ranked by BM25 over words, character bigrams and pinyin bigrams (typos
-   and homophones) and by a multilingual sentence embedding (bot/qa_embed.py) of the
+   voice fillers, English typos of the knowledge's own words), ranked by BM25 over words,
+   character bigrams and pinyin bigrams (typos and homophones) and by a multilingual sentence embedding (bot/qa_embed.py) of the
    article's example questions and answer; the hybrid score mixes both with coverage.
 4. The answerability check (bot/qa_question.py): what the question asks (why, when, how
    much, how many, who, where, how, may I), about whom and where, and which benefits it
@@ -42,7 +42,7 @@ from bot.qa_embed import Embedder, shared_embedder
 from bot.qa_index import SoundAlikes, Tokenizer, WordIndex
 from bot.qa_question import GENERAL_KINDS, Asked, PlaceFinder, read_question
 from bot.qa_rules import rule_handoff
-from bot.qa_text import simplified, to_simplified, to_traditional, without_fillers
+from bot.qa_text import EnglishSpelling, simplified, to_simplified, to_traditional, without_fillers
 
 __all__ = ["QA", "Answer", "LiveQA", "detect_language", "get_qa", "to_simplified", "warm_up", "warm_up_in_background"]
 
@@ -215,7 +215,15 @@ class _Choice:
 
 
 _PART_SPLIT = re.compile(r"[，,。？?！!；;]+|还有|另外|以及|顺便问一下|顺便问下|\band also\b|\bas well as\b|"
-                         r"\band (?=(where|how|what|who|when|is|are|does|do|can)\b)|\balso\b")
+                         r"\band (?=(?:where|how|what|who|when|is|are|does|do|can)\b)|\balso\b")
+# A piece of a question asks something when it ends with a question mark or holds a question
+# word: the kind of question alone is not enough ("门诊费用跨省直接结算" names a fee and asks
+# nothing), and a piece with no kind may still ask ("补的是哪几种保险").
+_ASKS_ZH = re.compile(r"什么|啥|哪|几|多少|多久|多长|吗|呢|谁|怎|如何|为何|是否|能否|可否|"
+                      r"([\u4e00-\u9fff])[不没]\1")
+_ASKS_EN = re.compile(r"\b(what|which|who|whom|whose|when|where|why|how)\b|"
+                      r"^(can|could|may|is|are|does|do|will|has|have|did|should|would|am)\b")
+_QUESTION_MARK = re.compile(r"[？?]")
 
 
 def _not_covered_pattern(phrases: list[str], language: str) -> re.Pattern[str] | None:
@@ -245,6 +253,7 @@ class QA:
         self.places = PlaceFinder(names, {k: list(v) for k, v in knowledge.place_aliases.items()})
         self._indexes: dict[str, _LanguageIndex] = {}
         self._sound_alikes: SoundAlikes | None = None
+        self._spelling: EnglishSpelling | None = None
         self._article_text: dict[tuple[str, str], str] = {}
         for lang in ("zh-Hans", "en"):
             articles = knowledge.in_language(lang)
@@ -257,6 +266,9 @@ class QA:
             for a in articles:
                 text = "\n".join([a.title, *a.questions, *a.keywords, a.body])
                 self._article_text[(lang, a.id)] = text.lower() if lang == "en" else simplified(text)
+            if lang == "en":
+                self._spelling = EnglishSpelling("\n".join(t for (text_lang, _), t in self._article_text.items()
+                                                           if text_lang == lang))
             if lang == "zh-Hans":
                 groups = tuple(tuple(simplified(w) for w in g) for g in knowledge.synonyms.get(lang, ()))
                 self._sound_alikes = SoundAlikes(
@@ -279,6 +291,8 @@ class QA:
         """As `answer`, with the confidence threshold given (calibration passes 0)."""
         lang = detect_language(question, lang_hint)
         base = "en" if lang == "en" else "zh-Hans"
+        if base == "en" and self._spelling is not None:
+            question = self._spelling.fix(question)  # a typo must neither miss the article nor hide the kind
         if not _MEANINGFUL.search(question) or len(_MEANINGFUL.findall(question)) < 2:
             return self._handoff("out_of_scope", lang, detail="no_article")
         reason = rule_handoff(question, lang)
@@ -342,13 +356,17 @@ class QA:
 
     def _parts(self, question: str, base: str) -> list[str]:
         """The separate questions of a question in several parts (each asks something)."""
-        pieces = [p.strip() for p in _PART_SPLIT.split(question) if p and p.strip()]
         asking = []
-        for piece in pieces:
+        start = 0
+        for separator in [*_PART_SPLIT.finditer(question), None]:
+            end = separator.start() if separator is not None else len(question)
+            piece = question[start:end].strip()
+            start = separator.end() if separator is not None else end
             if not _MEANINGFUL.search(piece):
                 continue
-            kinds = read_question(piece, base).kinds
-            if kinds != ("what",) or re.search(r"什么|啥|哪些|\bwhat\b|\bwhich\b", piece.lower()):
+            marked = separator is not None and _QUESTION_MARK.search(separator.group(0)) is not None
+            asks = _ASKS_EN.search(piece.lower()) if base == "en" else _ASKS_ZH.search(simplified(piece))
+            if marked or asks:
                 asking.append(piece)
         return asking if len(asking) >= 2 else []
 
@@ -407,6 +425,8 @@ class QA:
         article and its confidence, what the question was read as, and what the bot would do."""
         answer = self.answer_with(question, lang_hint, min_confidence=0.0)
         base = "en" if answer.lang == "en" else "zh-Hans"
+        if base == "en" and self._spelling is not None:
+            question = self._spelling.fix(question)
         asked = read_question(question, base, self.places)
         index = self._indexes.get(base)
         ranked = index.ranked(self._search_text(question, base), base) if index is not None else []

@@ -25,9 +25,9 @@ GENERAL_KINDS = frozenset({"what", "may_i"})
 _ZH_KIND = {
     "why": r"为什么|为啥|为何|凭什么|干嘛要|干吗要|何必|原因|是干嘛用|有什么用",
     "when": r"哪年|哪一年|那年|什么时候|何时|几时|几月|哪个月|从什么时候|多久|多长时间|年份|日期|哪天",
-    "cost": r"(交|缴|付|花|收|出|掏|续费|费用|自己出|缴费|缴纳|续)[^，。？?！!]{0,6}(多少|几多|几块|几百|几千|好多钱)|"
+    "cost": r"(交|缴|付|花(?!圈)|收|出|掏|续费|费用|自己出|缴费|缴纳|续)[^，。？?！!]{0,6}(多少|几多|几块|几百|几千|好多钱)|"
             r"多少钱.{0,4}(交|缴|费)|要不要(交|缴|付|掏|花)钱|(用|要)(交|缴|付|掏|花)钱|(交|缴|付|掏|花)钱(吗|不)|"
-            r"收费|费用|免费|自费|掏钱",
+            r"收费|(?<!门诊|住院|医疗|看病|就医|药品)费用|免费|自费|掏钱",  # 门诊费用: what is settled, not paid to join
     "amount": r"(补|赔|给|领|拿|发|报|得|能领|能拿|能补|能赔|能给|报销|标准|津贴|补助|补贴|救助|低保|失业金|慰问金)"
               r"[^，。？?！!]{0,8}(多少|几多|几块|几百|几千|好多)|多少钱|几块钱|多少元|一个月多少|一年多少|"
               r"每月多少|每个月多少|平均多少|标准是多少|什么标准|赔多少|补多少|给多少",
@@ -154,6 +154,12 @@ class PlaceFinder:
             return frozenset()
         return frozenset(m.group(0) for m in self._zh_re.finditer(simplified(text)))
 
+    def without_places(self, text: str) -> str:
+        """Simplified `text` with the place names blanked: a name is not a question word
+        (攀枝花 holds 花, "spend", which would read "攀枝花给多少" as a cost)."""
+        text = simplified(text)
+        return self._zh_re.sub(" ", text) if self._zh_re is not None else text
+
 
 def read_question(text: str, language: str, places: PlaceFinder | None = None) -> Asked:
     """What `text` asks. `language` is "en" or "zh-Hans" (Chinese is read in Simplified)."""
@@ -168,6 +174,8 @@ def _ordered(found: set[str]) -> tuple[str, ...]:
 
 
 def _read_zh(text: str, places: PlaceFinder | None) -> Asked:
+    named = text
+    text = places.without_places(text) if places else text
     found = {k for k, pattern in _ZH_KIND_RE.items() if pattern.search(text)}
     if "cost" in found and "amount" in found and not re.search(r"补|赔|领|拿|发|报销|标准", text):
         found.discard("amount")
@@ -189,7 +197,7 @@ def _read_zh(text: str, places: PlaceFinder | None) -> Asked:
     contact = bool(_CONTACT_ZH.search(text)) and bool(names or _ROLE_ZH.search(text))
     named_case = bool(names) and not contact and bool(_CASE_ZH.search(text))
     return Asked(kinds=_ordered(found), groups=groups,
-                 places=places.find(text, "zh-Hans") if places else frozenset(),
+                 places=places.find(named, "zh-Hans") if places else frozenset(),
                  benefits=benefits, names=names, staff_contact=contact, named_case=named_case)
 
 

@@ -599,6 +599,9 @@ class Dispatcher:
                 await self._queue.join()
             self._flush_now.set()
             await flusher
+            # A stop that came while a claim was under way can find the flusher with nothing to
+            # write yet, and it ends: what that claim took is written (given back) here.
+            await self._flush()
         finally:
             renew.cancel()
             flusher.cancel()

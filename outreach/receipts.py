@@ -16,7 +16,7 @@ from sqlmodel import col, select
 from models.db import session_scope
 from models.outbox import EarlyReceipt, OutboxMessage, OutboxStatus
 from outreach import outbox
-from outreach.providers.twilio import classify_code
+from outreach.providers.twilio_codes import classify_code
 
 # Undelivered because of something that may pass: try again after this long.
 RETRY_UNDELIVERED_AFTER = timedelta(minutes=30)

@@ -16,6 +16,10 @@ from zoneinfo import ZoneInfo
 import yaml
 from pydantic import BaseModel, Field, field_validator
 
+# libyaml's parser, several times faster than the pure-Python one (same results); the pure one
+# where libyaml is absent.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 DEFAULT_FILE = Path(__file__).with_name("schedule.yaml")
 
 
@@ -96,7 +100,7 @@ class ScheduleRules(BaseModel):
 def load_rules(path: str | Path | None = None) -> ScheduleRules:
     """Read the rules; NUANXIN_SCHEDULE_FILE overrides the bundled outreach/schedule.yaml."""
     path = Path(path or os.environ.get("NUANXIN_SCHEDULE_FILE") or DEFAULT_FILE)
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data = yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER) or {}
     return ScheduleRules.model_validate(data)
 
 

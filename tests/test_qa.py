@@ -26,6 +26,7 @@ from bot.qa_commands import (
 from bot.qa_embed import Embedder, shared_embedder
 from bot.qa_index import SoundAlikes
 from bot.qa_question import read_question
+from bot.qa_text import EnglishSpelling
 
 HANDOFF_REASONS = {"out_of_scope", "personal_case", "complaint", "asked_for_person"}
 
@@ -521,3 +522,51 @@ def test_retired_in_english_says_retiree_except_of_soldiers(question: str, group
     """"A retired factory worker" is a retiree (retiree articles may answer); "a retired
     soldier" is a veteran (the usual English for 退役士兵), not a retiree."""
     assert set(read_question(question, "en").groups) == groups
+
+
+# ------------------------------------------------------------------ English typos, question parts, place names
+
+
+def test_an_english_typo_is_read_as_the_knowledge_word_and_names_stay_as_typed() -> None:
+    """A misspelt lower-case word is put back as the knowledge writes it (one letter dropped
+    or added); a capitalised name, a word the knowledge writes, and a word with two equally
+    close neighbours are left alone."""
+    spelling = EnglishSpelling("workers' medical mutual aid costs 100 yuan every year. where to apply. "
+                               "claimed claimer")
+    assert spelling.fix("how much is the mutal aid evry year, wher do i apply") == \
+        "how much is the mutual aid every year, where do i apply"
+    assert spelling.fix("Has Mutal Wang been paid") == "Has Mutal Wang been paid"
+    assert spelling.fix("the mutual aid") == "the mutual aid"
+    assert spelling.fix("i claime it") == "i claime it"  # claimed and claimer are equally close
+
+
+def test_a_misspelt_english_question_finds_the_article_of_the_question_spelt_right(qa: QA) -> None:
+    """Typos of the knowledge's words give the same article and confidence as the question
+    written correctly."""
+    typed = qa.answer_with("how much do workers pay evry year for the mutal aid", min_confidence=0.0)
+    written = qa.answer_with("how much do workers pay every year for the mutual aid", min_confidence=0.0)
+    assert typed.article_id == written.article_id == "mutual-cost" and typed.score == written.score
+    assert "100 yuan" in typed.answer
+
+
+def test_a_place_name_is_not_read_as_a_question_word(qa: QA) -> None:
+    """攀枝花 holds 花 ("spend"): asked what Panzhihua gives, the question asks an amount given,
+    not a cost paid, and the place is still read."""
+    asked = read_question("攀枝花那边给多少钱", "zh-Hans", qa.places)
+    assert "cost" not in asked.kinds and "amount" in asked.kinds and asked.places == {"攀枝花"}
+
+
+def test_a_clause_that_asks_nothing_does_not_split_the_question(qa: QA) -> None:
+    """"门诊费用跨省直接结算" names the topic and asks nothing: the question is one question
+    about how many provinces, answered from the outpatient article with its figure."""
+    a = qa.answer("门诊费用跨省直接结算，一开始试点的省份有几个")
+    assert not a.handoff and a.article_ids == ("ss-cross-province-outpatient",) and "12个" in a.answer
+
+
+@pytest.mark.parametrize("question", ["退伍兵补缴是补哪几种保险？个人那部分钱交给谁？",
+                                      "how much is the union mutual aid each year and where do i go to claim it"])
+def test_a_question_in_two_asked_parts_is_answered_in_both_or_handed_off(qa: QA, question: str) -> None:
+    """Each part that asks (a question word, or a question mark after it) is answered from an
+    article that answers it; an answer from one article alone would leave a part unanswered."""
+    a = qa.answer_with(question, min_confidence=0.0)
+    assert a.handoff or len(a.article_ids) == 2, a.article_ids

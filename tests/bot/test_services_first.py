@@ -82,3 +82,42 @@ def test_words_that_fit_neither_a_service_nor_an_article_become_a_ticket(engine,
     chat = Chat(engine, "telegram", "sf8")
     assert "转给" in chat("我家楼下的路灯坏了好几天了") and "编号1" in chat.last[0].text
     assert len(tickets(db_engine)) == 1
+
+
+def test_another_service_asked_for_at_a_choice_step_is_offered_as_a_switch_that_keeps_the_answers(
+        engine, notifier, roll, db_engine):
+    """"我爸爸住院了，我要报告住院" typed where the hardship form expects a choice: the report is offered, the form is not
+    answered by it, and yes keeps the form's answers for later and starts the report."""
+    chat = Chat(engine, "telegram", "sf-switch")
+    link(chat, notifier, ZHANG_PHONE)
+    chat("3")
+    before = chat.state()
+    text = chat("我爸爸住院了，我要报告住院")
+    assert "要报告住院吗" in text and "会先保存" in text
+    assert chat.state() == before and tickets(db_engine) == []
+    assert "哪家医院" in chat("1")
+    assert chat.state() == ("hospital_stay", "hospital")
+    assert "哪方面的困难" in chat("0") + chat("3")  # the hardship form again, where it was left
+
+
+def test_saying_no_to_a_switch_goes_on_with_the_step_under_way(engine, notifier, roll, db_engine):
+    """2 after the switch offer: back to the same question of the same flow, nothing opened."""
+    chat = Chat(engine, "telegram", "sf-switch-no")
+    link(chat, notifier, ZHANG_PHONE)
+    chat("3")
+    before = chat.state()
+    chat("我爸爸住院了，我要报告住院")
+    text = chat("2")
+    assert "我们接着刚才的事" in text and "哪方面的困难" in text
+    assert chat.state() == before and tickets(db_engine) == []
+
+
+def test_a_service_asked_for_while_linking_for_it_is_not_offered_again(engine, notifier, roll, db_engine):
+    """Linking on the way to the hardship form, "我想申请困难帮扶，生活很困难" is no switch: the linking step explains itself."""
+    chat = Chat(engine, "telegram", "sf-switch-same")
+    chat("3")
+    text = chat("我想申请困难帮扶，生活很困难")
+    assert "会先保存" not in text and "请问是谁要办事" in text
+    other = Chat(engine, "telegram", "sf-switch-other")
+    other("1")  # linking on the way to another service: the same words are a switch
+    assert "会先保存" in other("我想申请困难帮扶，生活很困难")

@@ -94,3 +94,19 @@ def test_the_web_app_is_built_without_loading_telegram_or_the_embedding_model(tm
                           text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout
+
+
+_SENDING_LIBRARIES = """
+print(sorted(name for name in sys.modules if name in {"aiohttp", "requests", "twilio.rest", "twilio.http"}))
+"""
+
+
+def test_the_web_app_is_built_without_the_sms_client_or_its_http_library(tmp_path: Path) -> None:
+    """What comes before the port opens needs Twilio's error codes (delivery receipts) and its
+    signature check (webhooks), not the client that sends: neither `twilio.rest` nor aiohttp
+    (about half a second of CPU together) is imported until the providers start."""
+    script = _BUILD_WEB.rsplit("print(", 1)[0] + _SENDING_LIBRARIES
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "var")], cwd=REPO, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout

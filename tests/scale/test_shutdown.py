@@ -114,3 +114,40 @@ def test_nuanxin_run_with_ten_thousand_queued_sms_exits_within_ten_seconds_of_si
             OutboxMessage.status == OutboxStatus.QUEUED.value, OutboxMessage.lease_owner.is_not(None))).scalar_one()
     assert leased == 0, "every row given back unleased"
     engine.dispose()
+
+
+async def test_a_stop_that_comes_while_the_first_claim_is_under_way_still_gives_every_row_back(
+        sqlite_engine, settings, monkeypatch: pytest.MonkeyPatch):
+    """A process stopped just as its dispatcher starts (SIGTERM a moment after the port opened):
+    the stop lands while the first claim's transaction is running. The rows that claim took are
+    given back to the queue when run() returns (none left `sending` under a lease until it
+    expires), and none is sent."""
+    import outreach.dispatcher as dispatcher_module
+
+    clock = SystemClock()
+    with session_scope(sqlite_engine) as s:
+        enqueue_many(s, ({"idempotency_key": f"early-stop:{i}", "kind": "broadcast", "channel": "telegram",
+                          "address": str(820000 + i), "body": f"通知 {i}", "message_class": "bulk"}
+                         for i in range(15)), now=clock.now())
+    tg = ScriptedProvider("telegram", "tg", clock)
+    d = Dispatcher(sqlite_engine, {"telegram": tg}, clock, settings, idle_s=0.01, flush_interval_s=0.01)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    claim = dispatcher_module.outbox.claim
+
+    def claim_while_stopping(*args, **kwargs):  # type: ignore[no-untyped-def]
+        rows = claim(*args, **kwargs)
+        # The signal arrives now, and the event loop runs on (past the flusher's interval) while
+        # this transaction finishes.
+        loop.call_soon_threadsafe(stop.set)
+        asyncio.run_coroutine_threadsafe(asyncio.sleep(0.05), loop).result()
+        return rows
+
+    monkeypatch.setattr(dispatcher_module.outbox, "claim", claim_while_stopping)
+    await asyncio.wait_for(d.run(stop), 10)
+    with session_scope(sqlite_engine) as s:
+        rows = s.execute(select(OutboxMessage.status, OutboxMessage.lease_owner)).all()
+    assert len(rows) == 15
+    assert {status for status, _ in rows} == {OutboxStatus.QUEUED.value}, rows
+    assert all(owner is None for _, owner in rows)
+    assert tg.sent == []

@@ -6,6 +6,9 @@ a reset end the member's sessions at once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import col, select
@@ -49,54 +52,47 @@ def staff_add(request: Request, username: str = Form(""), display_name: str = Fo
     return RedirectResponse("/staff", status_code=303)
 
 
-def _target(db: object, user_id: int) -> StaffUser | None:
-    return db.get(StaffUser, user_id)  # type: ignore[attr-defined, no-any-return]
+def _change_account(request: Request, staff: SignedIn, user_id: int, change: Callable[[Any, StaffUser, Any], str],
+                    failed: str) -> Response:
+    """Apply one change to another staff account, say what happened (or why not), back to the list."""
+    try:
+        with session_scope(request.app.state.engine) as db:
+            user = db.get(StaffUser, user_id)
+            if user is None:
+                raise AccountError(ui("没有这个账号。", staff.language))
+            message = change(db, user, request.app.state.clock.now())
+    except AccountError as exc:
+        message = ui(failed, staff.language, why=str(exc))
+    flash(request, staff, message)
+    return RedirectResponse("/staff", status_code=303)
 
 
 @router.post("/staff/{user_id}/roles")
 def staff_roles(request: Request, user_id: int, roles: list[str] = Form(default=[]),
                 staff: SignedIn = Depends(ADMIN)) -> Response:
-    try:
-        with session_scope(request.app.state.engine) as db:
-            user = _target(db, user_id)
-            if user is None:
-                raise AccountError(ui("没有这个账号。", staff.language))
-            set_roles(db, user, roles, actor=staff.username, now=request.app.state.clock.now())
-            message = ui("已更改 {name} 的角色；对方需要重新登录。", staff.language, name=user.username)
-    except AccountError as exc:
-        message = ui("未能更改：{why}", staff.language, why=str(exc))
-    flash(request, staff, message)
-    return RedirectResponse("/staff", status_code=303)
+    def change(db: Any, user: StaffUser, now: Any) -> str:
+        set_roles(db, user, roles, actor=staff.username, now=now)
+        return ui("已更改 {name} 的角色；对方需要重新登录。", staff.language, name=user.username)
+
+    return _change_account(request, staff, user_id, change, "未能更改：{why}")
 
 
 @router.post("/staff/{user_id}/active")
 def staff_active(request: Request, user_id: int, active: str = Form(...),
                  staff: SignedIn = Depends(ADMIN)) -> Response:
-    try:
-        with session_scope(request.app.state.engine) as db:
-            user = _target(db, user_id)
-            if user is None:
-                raise AccountError(ui("没有这个账号。", staff.language))
-            set_active(db, user, active == "yes", actor=staff.username, now=request.app.state.clock.now())
-            message = ui("已启用 {name}。" if active == "yes" else "已停用 {name}，对方已被退出登录。", staff.language,
-                         name=user.username)
-    except AccountError as exc:
-        message = ui("未能更改：{why}", staff.language, why=str(exc))
-    flash(request, staff, message)
-    return RedirectResponse("/staff", status_code=303)
+    def change(db: Any, user: StaffUser, now: Any) -> str:
+        set_active(db, user, active == "yes", actor=staff.username, now=now)
+        return ui("已启用 {name}。" if active == "yes" else "已停用 {name}，对方已被退出登录。", staff.language,
+                  name=user.username)
+
+    return _change_account(request, staff, user_id, change, "未能更改：{why}")
 
 
 @router.post("/staff/{user_id}/password")
 def staff_password(request: Request, user_id: int, new_password: str = Form(""),
                    staff: SignedIn = Depends(ADMIN)) -> Response:
-    try:
-        with session_scope(request.app.state.engine) as db:
-            user = _target(db, user_id)
-            if user is None:
-                raise AccountError(ui("没有这个账号。", staff.language))
-            set_password(db, user, new_password, actor=staff.username, now=request.app.state.clock.now())
-            message = ui("已重设 {name} 的密码，对方已被退出登录。", staff.language, name=user.username)
-    except AccountError as exc:
-        message = ui("未能重设：{why}", staff.language, why=str(exc))
-    flash(request, staff, message)
-    return RedirectResponse("/staff", status_code=303)
+    def change(db: Any, user: StaffUser, now: Any) -> str:
+        set_password(db, user, new_password, actor=staff.username, now=now)
+        return ui("已重设 {name} 的密码，对方已被退出登录。", staff.language, name=user.username)
+
+    return _change_account(request, staff, user_id, change, "未能重设：{why}")

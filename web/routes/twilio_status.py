@@ -17,7 +17,7 @@ import logging
 from fastapi import APIRouter, Depends, Request, Response
 
 from models.clock import SystemClock
-from outreach.providers.twilio import STATUS_CALLBACK_PATH
+from outreach.providers.twilio_codes import STATUS_CALLBACK_PATH
 from outreach.receipts import apply_receipt
 from web.twilio_signature import signed_twilio_form
 
