@@ -62,6 +62,9 @@ CHECKPOINT_EVERY_S = 30.0
 KNOWLEDGE_WAIT_S = 10.0
 # How often a standby web replica asks for the Telegram polling lock.
 POLLING_LEADERSHIP_POLL_S = 5.0
+# Polling goes on this long while its lock cannot be renewed (the database busy), well inside
+# the lease's 30 s after which another process could take it over.
+POLLING_HOLD_ON_ERROR_S = 20.0
 POLLING_LOCK_KEY = 0x6E75616E7467  # pg advisory lock of Telegram polling ("nuantg"); the scheduler's differs
 POLLING_LEASE = "telegram-polling"
 
@@ -240,9 +243,20 @@ async def _run_telegram_polling(dispatcher: Any, bot: Any, leadership: Any, stop
                                 process: _Process) -> None:
     """Poll Telegram while this process holds the polling lock; stand by otherwise."""
     polling: asyncio.Task[Any] | None = None
+    renewed = time.monotonic()
     try:
         while not stop.is_set():
-            leading = await asyncio.to_thread(leadership.renew if polling else leadership.acquire)
+            try:
+                leading = await asyncio.to_thread(leadership.renew if polling else leadership.acquire)
+            except Exception as exc:
+                # The database busy (a long sweep holding SQLite's write lock) or out of reach for
+                # a moment: that is no reason to end polling, nor the process. The lock is kept
+                # until it could have lapsed for another process to take; then this one stands by.
+                leading = polling is not None and time.monotonic() - renewed < POLLING_HOLD_ON_ERROR_S
+                log.warning("telegram polling lock: %s; %s", type(exc).__name__,
+                            "polling goes on" if leading else "standing by until the database answers")
+            else:
+                renewed = time.monotonic()
             if leading and polling is None:
                 log.info("telegram polling started by this process")
                 polling = asyncio.create_task(dispatcher.start_polling(bot, handle_signals=False,
@@ -305,6 +319,9 @@ async def _main(role: Role, settings: Settings, host: str, port: int | None) -> 
         app = create_app(settings, engine, clock=clock, bot_engine=bot_engine)
         app.state.metrics = metrics
         app.state.inbound_limits = inbound_limits
+        # /readyz says not ready until the webhook's handler is up (web/routes/health.py).
+        app.state.takes_telegram_updates = (parts.conversation and settings.telegram_enabled
+                                            and settings.telegram_mode == "webhook")
         app.state.process_owner = owner
         metrics.track_database(engine, clock)
         app.state.knowledge = "loading"
@@ -351,7 +368,8 @@ async def _main(role: Role, settings: Settings, host: str, port: int | None) -> 
         from outreach.dispatcher import Dispatcher
 
         assert outbound is not None
-        dispatcher = Dispatcher(engine, outbound.providers, clock, settings, owner=owner, limits=outbound.limits)
+        dispatcher = Dispatcher(engine, outbound.providers, clock, settings, owner=owner, limits=outbound.limits,
+                                lease_s=settings.dispatch_lease_s)
         process.tasks.append(asyncio.create_task(dispatcher.run(stop), name="dispatcher"))
 
     scheduler_task = None

@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     telegram_rate_per_s: float = Field(default=30.0, gt=0)
     telegram_per_chat_per_s: float = Field(default=1.0, gt=0)
     twilio_segments_per_s: float = Field(default=1.0, gt=0)
+    # How long a dispatcher's claim on a row lasts without renewal (renewed every third of it):
+    # what a killed dispatcher's claimed, unsent rows wait before another dispatcher takes them.
+    dispatch_lease_s: float = Field(default=60.0, ge=5, le=3600)
     # What one SMS segment costs the office, in yuan (the composer shows the cost of a broadcast).
     sms_price_per_segment: Decimal = Field(default=Decimal("0.05"), ge=0, le=100)
 

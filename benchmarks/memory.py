@@ -62,14 +62,15 @@ def _sent_to(tg: Any, chat: int) -> list[dict[str, Any]]:
 
 
 def _embedded(tmp: Path, tg: Any, seed_db: Path) -> dict[str, Any]:
-    from tests.scale.cluster import Cluster, base_env
+    from tests.scale.cluster import Cluster, base_env, schedule_sending_at_once
 
     data = tmp / "run"
     data.mkdir()
     shutil.copy(seed_db, data / "nuanxin.db")
     env = base_env(NUANXIN_DATA_DIR=str(data), NUANXIN_ID_HASH_KEY="memory-id-key",
                    NUANXIN_SESSION_SECRET="memory-session", TELEGRAM_BOT_TOKEN=TOKEN, TELEGRAM_API_BASE=tg.base_url,
-                   NUANXIN_QUIET_HOURS_START="00:00", NUANXIN_QUIET_HOURS_END="00:00", NUANXIN_LOG_FORMAT="json")
+                   NUANXIN_QUIET_HOURS_START="00:00", NUANXIN_QUIET_HOURS_END="00:00", NUANXIN_LOG_FORMAT="json",
+                   NUANXIN_SCHEDULE_FILE=str(schedule_sending_at_once(tmp)))
     cluster = Cluster(env, tmp)
     try:
         started = time.monotonic()
@@ -97,7 +98,7 @@ def _roles(tmp: Path, tg: Any) -> dict[str, Any]:
     from models.db import make_engine
     from models.pgserver import PostgresServer
     from tests.redisserver import RedisServer
-    from tests.scale.cluster import Cluster, base_env, nuanxin
+    from tests.scale.cluster import Cluster, base_env, nuanxin, schedule_sending_at_once
 
     out: dict[str, Any] = {}
     with PostgresServer() as pg, RedisServer() as redis_server:
@@ -106,7 +107,8 @@ def _roles(tmp: Path, tg: Any) -> dict[str, Any]:
                        NUANXIN_ID_HASH_KEY="memory-id-key", NUANXIN_SESSION_SECRET="memory-session",
                        TELEGRAM_BOT_TOKEN=TOKEN, TELEGRAM_API_BASE=tg.base_url, TELEGRAM_WEBHOOK_SECRET=SECRET,
                        NUANXIN_TELEGRAM_MODE="webhook", NUANXIN_QUIET_HOURS_START="00:00",
-                       NUANXIN_QUIET_HOURS_END="00:00", NUANXIN_LOG_FORMAT="json")
+                       NUANXIN_QUIET_HOURS_END="00:00", NUANXIN_LOG_FORMAT="json",
+                       NUANXIN_SCHEDULE_FILE=str(schedule_sending_at_once(tmp)))
         nuanxin("migrate", env=env)
         engine = make_engine(url)
         load_roll(engine, N)

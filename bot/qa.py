@@ -42,7 +42,14 @@ from bot.qa_embed import Embedder, shared_embedder
 from bot.qa_index import SoundAlikes, Tokenizer, WordIndex
 from bot.qa_question import GENERAL_KINDS, Asked, PlaceFinder, read_question
 from bot.qa_rules import rule_handoff
-from bot.qa_text import EnglishSpelling, simplified, to_simplified, to_traditional, without_fillers
+from bot.qa_text import (
+    EnglishSpelling,
+    simplified,
+    to_simplified,
+    to_traditional,
+    without_english_fillers,
+    without_fillers,
+)
 
 __all__ = ["QA", "Answer", "LiveQA", "detect_language", "get_qa", "to_simplified", "warm_up", "warm_up_in_background"]
 
@@ -51,6 +58,9 @@ __all__ = ["QA", "Answer", "LiveQA", "detect_language", "get_qa", "to_simplified
 # answers stay at most 1% of them; the frozen test part checks it. English rose to 0.90 when
 # the sweep after the second round's example questions found 2 of 159 English development
 # questions wrong at 0.88 (0.80 would have done for Chinese; 0.88 is kept, the safer side).
+# Third round: with five-fold cross-validation over the 723 development questions, thresholds
+# chosen on four fifths (Chinese 0.75-0.825) gave 1.2% wrong answers on the fifth left out, and
+# the frozen part has kept more wrong answers than the development files predict: both stay.
 THRESHOLDS: dict[str, float] = {"zh-Hans": 0.88, "en": 0.90}
 # Candidates are ranked by embedding similarity + RANK_BM25 * bm25 / (bm25 + BM25_HALF).
 RANK_BM25 = 0.25
@@ -63,6 +73,11 @@ CONFIDENCE_MEAN = (0.9477, 0.0193, 0.084, 3.2448, 0.4839, 0.6648, 0.9556)
 CONFIDENCE_SCALE = (0.0331, 0.0281, 0.03, 0.8364, 0.5212, 0.2806, 0.1474)
 CONFIDENCE_WEIGHTS = (0.72, 0.234, 0.569, 0.25, 0.844, 0.156, 0.377)
 CONFIDENCE_BIAS = 2.779
+# English answers are checked against the Chinese articles (QA._with_agreement): agreement on
+# the first article raises the confidence by this much, so an English answer the Chinese side
+# confirms needs 0.75 instead of 0.90. Chosen on the development files without people_dev4.yaml
+# (98 -> 94 English answers, none wrong), then checked on it (13 -> 19, none wrong).
+AGREEMENT_LIFT = 0.15
 CANDIDATES = 6  # how many of the best-ranked articles the answerability check looks at
 
 _MEANINGFUL = re.compile(r"[\u3400-\u9fffA-Za-z0-9]")
@@ -79,7 +94,7 @@ class Answer:
     score: float  # confidence of the chosen article (compared with THRESHOLDS); 0 for rule-based handoffs
     sms: str  # short variant with the same key facts and the source, for SMS
     # why an out-of-scope handoff happened: "no_article", "low_confidence", "other_place",
-    # "not_stated", "unknown_benefit", "wrong_group", "staff_contact", "two_part", "not_covered"
+    # "not_stated", "other_year", "unknown_benefit", "wrong_group", "staff_contact", "two_part", "not_covered"
     detail: str = ""
     article_ids: tuple[str, ...] = ()  # every article answered from (two for a two-part question)
 
@@ -119,6 +134,7 @@ _DETAIL_REPLIES = {
         "other_place": "您问的是{asked}的规定。我这里的资料讲的是{ours}的做法，不能代表{asked}；"
                        "{asked}的规定请向当地{agency}咨询。这个问题我也转给了工作人员，",
         "not_stated": "资料里没有写这个具体金额，我不能随便说个数。已经转给工作人员，",
+        "other_year": "资料里没有{year}年的数字，别的年份的数字不能代替，我不能随便说个数。已经转给工作人员，",
         "unknown_benefit": "我这里的资料里没有“{benefit}”这一项，不能确定有没有。已经转给工作人员帮您核实，",
         "staff_contact": "工作人员个人的电话和联系方式我们不能提供。请就在这里留言，或拨打办事处公开的咨询电话；"
                          "您的问题已经转给工作人员，",
@@ -130,6 +146,8 @@ _DETAIL_REPLIES = {
                        "member of staff. ",
         "not_stated": "The documents I answer from do not give that amount, so I will not guess one. I have "
                       "passed your question to a member of staff. ",
+        "other_year": "The documents I answer from give no figure for {year}, and another year's figure would "
+                      "not answer it. I have passed your question to a member of staff. ",
         "unknown_benefit": "I have nothing on a \"{benefit}\" in what I answer from, so I cannot say whether "
                            "it exists. I have passed your question to a member of staff. ",
         "staff_contact": "We cannot give out a staff member's personal phone or contact details. Please write "
@@ -337,7 +355,8 @@ class QA:
             part_asked = read_question(part, base, self.places)
             # The part keeps what the whole question says about whom and where.
             part_asked = Asked(kinds=part_asked.kinds, groups=part_asked.groups or asked.groups,
-                               places=part_asked.places or asked.places, benefits=part_asked.benefits)
+                               places=part_asked.places or asked.places, benefits=part_asked.benefits,
+                               years=part_asked.years)
             search_text = self._search_text(part, base) + " " + whole
             choice = self._choose(search_text, part_asked, index, base, whole_vector)
             if whole_vector is not None and (choice.article is None or choice.confidence < THRESHOLDS[base]):
@@ -345,7 +364,7 @@ class QA:
                 if choice.article is None or (second.article is not None and second.confidence > choice.confidence):
                     choice = second
             if choice.article is None or choice.confidence < threshold:
-                if choice.refusal in ("other_place", "not_stated", "unknown_benefit"):
+                if choice.refusal in ("other_place", "not_stated", "other_year", "unknown_benefit"):
                     return self._handoff("out_of_scope", lang, choice.confidence, choice.refusal,
                                          choice.refusal_fill)
                 return self._handoff("out_of_scope", lang, choice.confidence, "two_part")
@@ -372,12 +391,16 @@ class QA:
 
     def _search_text(self, question: str, base: str) -> str:
         if base == "en":
-            return question.lower().replace("’", "'")
+            return without_english_fillers(question.lower().replace("’", "'"))
         text = without_fillers(simplified(question))
         return self._sound_alikes.fix(text) if self._sound_alikes is not None else text
 
     def _choose(self, search_text: str, asked: Asked, index: _LanguageIndex, base: str,
                 vector: np.ndarray | None = None) -> _Choice:
+        agreeing = base == "en" and index.embedder is not None and len(index.vectors) > 0 \
+            and "zh-Hans" in self._indexes and len(self._indexes["zh-Hans"].vectors) > 0
+        if agreeing and vector is None:
+            vector = index.embedder.query(search_text)  # type: ignore[union-attr]
         ranked = index.ranked(search_text, base, vector)
         if not ranked:
             return _Choice(None, 0.0)
@@ -387,10 +410,28 @@ class QA:
             article = index.articles[i]
             refusal, detail = self._refusal(article, asked, base)
             if not refusal:
+                if agreeing and vector is not None:
+                    confidence = self._with_agreement(article.id, vector, confidence)
                 return _Choice(article, confidence)
             if position == 0:
                 first_refusal, fill = refusal, detail
         return _Choice(None, ranked[0][1], first_refusal, fill)
+
+    def _with_agreement(self, article_id: str, vector: np.ndarray, confidence: float) -> float:
+        """An English answer's confidence, checked against the Chinese articles: the multilingual
+        embedding of the English question ranks them too (they carry most of the example
+        questions). When they put the chosen article first, the confidence is raised by
+        AGREEMENT_LIFT; when neither first nor second, it is kept under the threshold. On the
+        development files no English answer the Chinese articles put first was wrong."""
+        chinese = self._indexes["zh-Hans"]
+        similarity = np.full(len(chinese.articles), -1.0, dtype=np.float32)
+        np.maximum.at(similarity, chinese.owner, chinese.vectors @ vector)
+        first_two = [chinese.articles[int(i)].id for i in np.argsort(-similarity)[:2]]
+        if first_two and first_two[0] == article_id:
+            return min(1.0, confidence + AGREEMENT_LIFT)
+        if article_id in first_two:
+            return confidence
+        return min(confidence, THRESHOLDS["en"] - 0.01)
 
     def _refusal(self, article: Article, asked: Asked, base: str) -> tuple[str, dict[str, str]]:
         """Why `article` cannot answer `asked` ("" when it can), with the words for the reply."""
@@ -408,6 +449,11 @@ class QA:
         for benefit in asked.benefits:
             if not _names_benefit(text, benefit):
                 return "unknown_benefit", {"benefit": benefit}
+        figure = {"cost", "amount", "count"} & set(asked.kinds)
+        for year in asked.years:
+            if figure and year not in text:
+                # a figure of a year the article never names: its figures are of other years
+                return "other_year", {"year": year}
         money = [k for k in asked.kinds if k in ("cost", "amount")]
         if money and not any(k in article.answers for k in money):
             return "not_stated", {}

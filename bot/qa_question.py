@@ -24,7 +24,9 @@ GENERAL_KINDS = frozenset({"what", "may_i"})
 
 _ZH_KIND = {
     "why": r"为什么|为啥|为何|凭什么|干嘛要|干吗要|何必|原因|是干嘛用|有什么用",
-    "when": r"哪年|哪一年|那年|什么时候|何时|几时|几月|哪个月|从什么时候|多久|多长时间|年份|日期|哪天",
+    # 会不会哪天, 万一哪天: "some day", not a question of when.
+    "when": r"哪年|哪一年|那年|什么时候|何时|几时|几月|哪个月|从什么时候|多久|多长时间|年份|日期|"
+            r"(?<!会不会)(?<!万一)(?<!要是)(?<!如果)哪天",
     "cost": r"(交|缴|付|花(?!圈)|收|出|掏|续费|费用|自己出|缴费|缴纳|续)[^，。？?！!]{0,6}(多少|几多|几块|几百|几千|好多钱)|"
             r"多少钱.{0,4}(交|缴|费)|要不要(交|缴|付|掏|花)钱|(用|要)(交|缴|付|掏|花)钱|(交|缴|付|掏|花)钱(吗|不)|"
             r"收费|(?<!门诊|住院|医疗|看病|就医|药品)费用|免费|自费|掏钱",  # 门诊费用: what is settled, not paid to join
@@ -108,6 +110,12 @@ _ROLE_ZH = re.compile(r"站长|局长|主任|科长|主席|部长|书记|所长|
 _ROLE_EN = re.compile(r"\b(head|director|chief|chair|chairman|chairwoman|minister|officer|manager|secretary|"
                       r"boss|clerk|caseworker)\b")
 _CONTACT_ZH = re.compile(r"电话|手机|号码|微信|联系方式|邮箱|住址|家住哪|私人")
+# Someone's own contact, whoever it is and however the name is written ("chen zhenxian's mobile",
+# "his number"): names typed in lower case are not recognised as names.
+_SOMEONES_CONTACT_EN = re.compile(r"\b(?!bureau|office|station|centre|center|union|community|department)"
+                                  r"[a-z]+'s (personal |private |own )?(mobile|phone|cell|wechat|number|email|e-mail|"
+                                  r"address|contact)|\b(his|her) (personal |private |own )?(mobile|phone|cell|wechat|"
+                                  r"number|email|e-mail|address|contact)")
 _CONTACT_EN = re.compile(r"\b(phone|mobile|cell|number|wechat|email|e-mail|contact details|address)\b")
 # A person's case: what happened to an application, a claim or a payment.
 _CASE_ZH = re.compile(r"办好|办完|办了|批了|批下来|到账|通过了|通过没|交了没|做了没|有结果|拿到了|领到了|进度|"
@@ -125,6 +133,7 @@ class Asked:
     places: frozenset[str] = frozenset()
     benefits: tuple[str, ...] = ()  # benefit names as written ("取暖补贴", "car allowance")
     names: tuple[str, ...] = ()  # people named
+    years: frozenset[str] = frozenset()  # years named ("2019"), for a figure of that year
     staff_contact: bool = False  # a named person's or an official's phone, WeChat, address
     named_case: bool = False  # a person's own case asked by name
     extra: dict[str, str] = field(default_factory=dict)
@@ -159,6 +168,13 @@ class PlaceFinder:
         (攀枝花 holds 花, "spend", which would read "攀枝花给多少" as a cost)."""
         text = simplified(text)
         return self._zh_re.sub(" ", text) if self._zh_re is not None else text
+
+
+_YEAR = re.compile(r"(?<!\d)(19[4-9]\d|20[0-4]\d)(?!\d)(?!\s*(元|块|万|yuan|人|个|名|家|项|%))")
+
+
+def _years(text: str) -> frozenset[str]:
+    return frozenset(m.group(1) for m in _YEAR.finditer(text))
 
 
 def read_question(text: str, language: str, places: PlaceFinder | None = None) -> Asked:
@@ -198,7 +214,8 @@ def _read_zh(text: str, places: PlaceFinder | None) -> Asked:
     named_case = bool(names) and not contact and bool(_CASE_ZH.search(text))
     return Asked(kinds=_ordered(found), groups=groups,
                  places=places.find(named, "zh-Hans") if places else frozenset(),
-                 benefits=benefits, names=names, staff_contact=contact, named_case=named_case)
+                 benefits=benefits, names=names, staff_contact=contact, named_case=named_case,
+                 years=_years(named))
 
 
 def _read_en(text: str, places: PlaceFinder | None) -> Asked:
@@ -217,8 +234,10 @@ def _read_en(text: str, places: PlaceFinder | None) -> Asked:
     names = tuple(m.group(0) for m in _EN_NAME.finditer(text if not text.islower() else text)
                   if not _EN_NAME_NOT.match(m.group(0)))
     names += tuple(m.group(0) for m in re.finditer(r"\b(?:mr|mrs|ms|dr)\.? [a-z]+", lower))
-    contact = bool(_CONTACT_EN.search(lower)) and bool(names or _ROLE_EN.search(lower))
+    contact = bool(_CONTACT_EN.search(lower)) and bool(names or _ROLE_EN.search(lower)
+                                                       or _SOMEONES_CONTACT_EN.search(lower))
     named_case = bool(names) and not contact and bool(_CASE_EN.search(lower))
     return Asked(kinds=_ordered(found), groups=groups,
                  places=places.find(text, "en") if places else frozenset(),
-                 benefits=benefits, names=names, staff_contact=contact, named_case=named_case)
+                 benefits=benefits, names=names, staff_contact=contact, named_case=named_case,
+                 years=_years(text))

@@ -18,7 +18,8 @@ from bot.language import to_simplified, to_traditional
 # where libyaml is absent.
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-__all__ = ["EnglishSpelling", "simplified", "to_simplified", "to_traditional", "without_fillers"]
+__all__ = ["EnglishSpelling", "simplified", "to_simplified", "to_traditional", "without_english_fillers",
+           "without_fillers"]
 DIALECT_FILE = Path(__file__).resolve().parent.parent / "knowledge" / "dialect.yaml"
 
 
@@ -49,6 +50,14 @@ _FILLERS = re.compile(r"嗯+|呃+|额+|哎+|唉+|啊+|呀+|哦+|噢+|就是说|�
 
 def without_fillers(text: str) -> str:
     return _FILLERS.sub(" ", text)
+
+
+# The same for English voice input and chat ("um so yeah my dad ...").
+_EN_FILLERS = re.compile(r"\b(um+|uh+|erm+|er|hmm+|ah+|yeah|you know|i mean|ok so|okay so|so yeah|basically)\b[,.]?")
+
+
+def without_english_fillers(text: str) -> str:
+    return re.sub(r"\s{2,}", " ", _EN_FILLERS.sub(" ", text)).strip()
 
 
 _EN_WORD = re.compile(r"[A-Za-z]+")

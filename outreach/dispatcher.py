@@ -29,7 +29,7 @@ import random
 import socket
 import time as _time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, time, timedelta
 from typing import Any
 
@@ -154,6 +154,8 @@ class Dispatcher:
             limits = build_limiters(settings if settings is not None else load_settings(), self.clock, self.providers)
         self.limits = dict(limits)
         self._inflight: dict[str, int] = {ch: 0 for ch in self.providers}
+        self._reserved: dict[str, int] = {}  # per channel: rows a claim under way may take
+        self._waiting_by_channel: dict[str, int] = {}  # per channel: how many of `_waiting`
         self._last_quiet_check = 0.0
         # Claimed rows wait here for one of `concurrency` sender tasks (made per run, in its loop).
         self._queue: asyncio.Queue[Claimed] | None = None
@@ -176,12 +178,28 @@ class Dispatcher:
 
     # --- how many to claim ---------------------------------------------------------------
     def _claim_cap(self, channel: str) -> int:
-        """A limited channel claims no more than it can send well within one lease."""
+        """The most one claim takes: a limited channel no more than it can send well within one lease."""
         cap = self.batch_size
         limit = self.limits.get(channel)
         if limit is not None and limit.rate_per_s is not None:
             cap = min(cap, max(1, int(limit.rate_per_s * self.lease_s / 4)))
-        return max(0, cap - self._inflight.get(channel, 0))
+        return cap
+
+    def _claim_size(self, channel: str) -> int:
+        """How many rows to claim for `channel` now (0: not now). A channel is topped up when fewer
+        than half a claim wait for their turn, and by at least half a claim: claiming whatever
+        room the last written outcomes freed cost a claim transaction every flush, a few rows
+        each, as a backlog drained behind a rate (five rows a claim at 100/s). With nothing
+        waiting any room is taken, so the last rows of a backlog and a lone reminder go at once."""
+        cap = self._claim_cap(channel)
+        low = max(1, cap // 2)
+        waiting = self._waiting_by_channel.get(channel, 0)
+        if waiting >= low:
+            return 0
+        size = min(cap - waiting - self._reserved.get(channel, 0), self._room())
+        if waiting and size < low:
+            return 0  # outcomes being written free room soon: claim then, in one go
+        return max(0, size)
 
     # --- the database side (run in a thread: sends keep flowing meanwhile) ------------------
     def _defer_quiet_sms(self) -> int:
@@ -303,7 +321,8 @@ class Dispatcher:
         except _Released:
             return Outcome(row, released=True)
         finally:
-            self._waiting.pop(row.id, None)
+            if self._waiting.pop(row.id, None) is not None:
+                self._waiting_by_channel[row.channel] -= 1
         if defer > 0:
             return Outcome(row, deferred_s=defer)
         message = OutgoingMessage(outbox_id=row.id, channel=row.channel, address=row.address, body=row.body,
@@ -423,6 +442,9 @@ class Dispatcher:
                 self.stats["failed" if m.to == OutboxStatus.FAILED else "retried"] += 1
             else:
                 permanent.append(o)
+        # A row put back in the queue only while this dispatcher still holds its lease (one
+        # that expired under a stalled process may be another dispatcher's by now).
+        moves = [replace(m, lease_owner=self.owner) if m.to == OutboxStatus.QUEUED else m for m in moves]
         # Immediate: `outbox.move` reads the rows' states before it writes them.
         with session_scope(self.engine, immediate=True) as session:
             outbox.move(session, moves, now)
@@ -456,17 +478,21 @@ class Dispatcher:
         return self.max_inflight - sum(self._inflight.values())
 
     async def _launch(self, channel: str) -> int:
-        cap = min(self._claim_cap(channel), self._room())
+        cap = self._claim_size(channel)
         if cap <= 0 or (self.limits.get(channel) and self.limits[channel].paused_for() > self.lease_s / 4):
             return 0
-        self._inflight[channel] += cap  # reserve, so a concurrent launch does not claim the same room
+        # Reserved, so a concurrent launch does not claim the same room.
+        self._inflight[channel] += cap
+        self._reserved[channel] = self._reserved.get(channel, 0) + cap
         try:
             rows = await asyncio.to_thread(self._claim, channel, cap)
         finally:
             self._inflight[channel] -= cap
+            self._reserved[channel] -= cap
         self._inflight[channel] += len(rows)
         claimed_at = self.clock.now().timestamp()
         self._waiting.update((r.id, (r, claimed_at)) for r in rows)
+        self._waiting_by_channel[channel] = self._waiting_by_channel.get(channel, 0) + len(rows)
         queue = self._start_senders()
         self._unsent += len(rows)
         for r in rows:
@@ -491,6 +517,7 @@ class Dispatcher:
             self._inflight[queue.get_nowait().channel] -= 1
             self._unsent -= 1
         self._waiting.clear()
+        self._waiting_by_channel.clear()
 
     async def _sender(self, queue: asyncio.Queue[Claimed]) -> None:
         while True:

@@ -206,6 +206,9 @@ class Move:
     reason: str
     values: Mapping[str, Any] = field(default_factory=dict)
     only_from: frozenset[str] | None = None
+    # Only while this dispatcher holds the row's lease: a dispatcher whose lease expired under
+    # it (a stalled process) must not put back in the queue a row another one has claimed since.
+    lease_owner: str | None = None
 
     def allowed_from(self) -> frozenset[str]:
         allowed = ALLOWED_FROM[self.to]
@@ -224,11 +227,15 @@ def move(session: Session, moves: Sequence[Move], at: datetime) -> list[Move]:
         if not ALLOWED_FROM[m.to]:
             raise TransitionRefused(f"nothing moves to {m.to}")
     current: dict[int, str] = {}
+    holder: dict[int, str | None] = {}
     ids = [m.id for m in moves]
     for start in range(0, len(ids), 500):
-        current.update(session.execute(select(T.c.id, T.c.status).where(T.c.id.in_(ids[start:start + 500]))
-                                       .with_for_update()).all())
-    applied = [m for m in moves if current.get(m.id) in m.allowed_from()]
+        for row_id, status, lease_owner in session.execute(
+                select(T.c.id, T.c.status, T.c.lease_owner).where(T.c.id.in_(ids[start:start + 500]))
+                .with_for_update()):
+            current[row_id], holder[row_id] = status, lease_owner
+    applied = [m for m in moves if current.get(m.id) in m.allowed_from()
+               and (m.lease_owner is None or holder.get(m.id) == m.lease_owner)]
     groups: dict[tuple[str, ...], list[Move]] = {}
     for m in applied:
         groups.setdefault(tuple(sorted(m.values)), []).append(m)

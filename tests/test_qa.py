@@ -570,3 +570,61 @@ def test_a_question_in_two_asked_parts_is_answered_in_both_or_handed_off(qa: QA,
     article that answers it; an answer from one article alone would leave a part unanswered."""
     a = qa.answer_with(question, min_confidence=0.0)
     assert a.handoff or len(a.article_ids) == 2, a.article_ids
+
+
+@pytest.mark.parametrize(("question", "lang"), [("2016年全国失业保险金平均一个月多少", "zh-Hans"),
+                                                ("what was the average unemployment benefit per month in 2016", "en")])
+def test_a_figure_asked_for_a_year_no_article_names_is_handed_off_saying_so(qa: QA, question: str,
+                                                                            lang: str) -> None:
+    """The unemployment article gives 2012's and 2020's averages: asked 2016's, the bot does not
+    offer another year's figure as if it were that year's; it says the year is not in its documents."""
+    a = qa.answer_with(question, min_confidence=0.0)
+    assert a.handoff and a.reason == "out_of_scope" and a.detail == "other_year"
+    assert "2016" in a.answer and a.lang == lang
+
+
+def test_a_figure_asked_for_a_year_the_article_names_is_answered(qa: QA) -> None:
+    """The same question for 2020, a year the article gives, is answered with that year's figure."""
+    a = qa.answer("2020年全国失业保险金平均一个月多少")
+    assert not a.handoff and a.article_id == "ss-unemployment-benefit" and "1506元" in a.answer
+
+
+def test_some_day_is_not_a_question_of_when(qa: QA) -> None:
+    """"会不会哪天没钱了" asks whether, not when: the fund article (which gives no dates) answers it."""
+    assert "when" not in read_question("社保基金会不会哪天没钱了", "zh-Hans", qa.places).kinds
+    assert "when" in read_question("补助哪天发", "zh-Hans", qa.places).kinds
+
+
+def test_english_voice_fillers_do_not_change_the_article_or_its_confidence(qa: QA) -> None:
+    """"um", "uh", "so yeah" carry nothing: the question with them is searched as the one without."""
+    spoken = qa.answer_with("um so yeah how much do workers uh pay every year for the mutual aid", min_confidence=0.0)
+    typed = qa.answer_with("how much do workers pay every year for the mutual aid", min_confidence=0.0)
+    assert spoken.article_id == typed.article_id == "mutual-cost" and spoken.score == typed.score
+
+
+@pytest.mark.parametrize("question", ["can you give me chen zhenxian's mobile number",
+                                      "what is his private phone number, the man who runs the station"])
+def test_someones_own_phone_asked_in_lower_case_english_is_refused_kindly(qa: QA, question: str) -> None:
+    """A person's own contact is never answered with an article, even when the name is typed in
+    lower case (and so not recognised as a name): the public channel is offered instead."""
+    a = qa.answer(question)
+    assert a.handoff and a.detail == "staff_contact" and "public" in a.answer
+
+
+def test_an_english_answer_is_surer_when_the_chinese_articles_agree_and_never_sent_when_they_cannot(qa: QA) -> None:
+    """The English question's embedding ranks the Chinese articles too. When they put the chosen
+    article first, the answer is more confident than from the English articles alone; when the
+    Chinese side does not have that article at all, the answer stays under the threshold."""
+    from bot.qa import THRESHOLDS
+
+    question = "how much do workers pay every year for the mutual aid"
+    knowledge = qa.knowledge
+    english_only = QA(knowledge.with_articles(knowledge.in_language("en")), qa.embedder)
+    without_chinese_article = QA(knowledge.with_articles(
+        a for a in knowledge.articles if not (a.language == "zh-Hans" and a.id == "mutual-cost")), qa.embedder)
+    both = qa.answer_with(question, min_confidence=0.0)
+    alone = english_only.answer_with(question, min_confidence=0.0)
+    unconfirmed = without_chinese_article.answer_with(question, min_confidence=0.0)
+    assert both.article_id == alone.article_id == unconfirmed.article_id == "mutual-cost"
+    assert both.score > alone.score
+    assert unconfirmed.score < THRESHOLDS["en"] and without_chinese_article.answer(question).handoff

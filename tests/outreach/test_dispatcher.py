@@ -336,6 +336,33 @@ async def test_expired_lease_is_claimed_again_and_live_lease_is_not(db_engine, c
     assert any("lease of dead expired" in reason for _, _, reason in events(db_engine, oid))
 
 
+async def test_a_stalled_dispatcher_does_not_requeue_a_row_another_has_claimed_since(db_engine, clock, settings):
+    """A dispatcher stalls mid-send past its lease; another claims the row meanwhile. The first
+    one's outcome (a temporary error: back to the queue) changes nothing: the row stays with the
+    one that holds its lease, whose outcome is then written."""
+    oid = queue(db_engine, clock, channel="telegram", address="10002")
+    d, tg, _ = make(db_engine, clock, settings, lease_s=60)
+    taken = []
+
+    def taken_over_while_sending(_message):
+        clock.advance(61)  # the first dispatcher stalled past its lease
+        with session_scope(db_engine, immediate=True) as s:
+            taken.extend(claim(s, owner="other", now=clock.now(), lease_s=60, limit=10))
+
+    tg.before_send = taken_over_while_sending
+    tg.errors["10002"] = TemporaryFailure("connection reset", "reset")
+    assert await d.run_once() == 1 and len(taken) == 1
+    r = row(db_engine, oid)
+    assert (r.status, r.lease_owner) == ("sending", "other")
+    assert not any(to == "queued" for _, to, _ in events(db_engine, oid)[1:])
+    with session_scope(db_engine, immediate=True) as s:
+        from outreach import outbox
+
+        applied = outbox.move(s, [outbox.sent(taken[0], provider="tg", provider_message_id="tg-9", at=clock.now())],
+                              clock.now())
+    assert len(applied) == 1 and row(db_engine, oid).status == "sent"
+
+
 async def test_concurrent_claims_on_postgresql_take_disjoint_rows(pg_engine, clock):
     """SKIP LOCKED: two open claiming transactions never get the same row."""
     for i in range(20):
@@ -373,6 +400,43 @@ async def test_run_stops_when_told_and_sends_everything_due(sqlite_engine, setti
     assert len(tg.sent) == 50
     with session_scope(engine) as s:
         assert s.execute(select(func.count()).where(OutboxMessage.status == OutboxStatus.SENT.value)).scalar() == 50
+
+
+async def test_a_backlog_draining_behind_a_rate_is_claimed_in_large_batches_not_a_few_rows_each_write(
+        sqlite_engine, settings):
+    """While a backlog drains behind a provider's rate (400 a second here), the dispatcher tops up
+    its claimed rows when fewer than half a claim wait, by at least half a claim (100 rows with
+    claims of 200): never a claim transaction for the few rows each written outcome freed. Only
+    the backlog's last claim may be smaller. Every row is sent once (real clock, real limiter)."""
+    from models.clock import SystemClock
+    from models.outbox import OutboxEvent
+    from outreach.outbox import enqueue_many
+
+    clock = SystemClock()
+    engine = sqlite_engine
+    with session_scope(engine) as s:
+        enqueue_many(s, ({"idempotency_key": f"drain:{i}", "kind": "broadcast", "channel": "telegram",
+                          "address": str(30000 + i), "body": "x"} for i in range(600)), now=clock.now())
+    tg = ScriptedProvider("telegram", "tg", clock)
+    limit = LocalLimiter(ProviderLimit.one_sender("telegram", 400.0), clock)
+    d = Dispatcher(engine, {"telegram": tg}, clock, settings, batch_size=200, idle_s=0.05,
+                   limits={"telegram": limit})
+    stop = asyncio.Event()
+    task = asyncio.create_task(d.run(stop))
+    for _ in range(1000):
+        if len(tg.sent) == 600:
+            break
+        await asyncio.sleep(0.01)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert len(tg.sent) == 600
+    with session_scope(engine) as s:
+        claims = s.execute(select(OutboxEvent.at, func.count()).where(OutboxEvent.to_status == "sending")
+                           .group_by(OutboxEvent.at).order_by(OutboxEvent.at)).all()
+    sizes = [n for _, n in claims]
+    assert sum(sizes) == 600, sizes
+    assert all(n >= 100 for n in sizes[:-1]), sizes
+    assert len(sizes) <= 6, sizes
 
 
 def test_build_providers_picks_the_log_sink_without_credentials(settings, sqlite_engine):

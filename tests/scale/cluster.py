@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[2]
 ROLE_ARGS = {"web": ["web"], "dispatch": ["worker", "dispatch"], "scheduler": ["worker", "scheduler"],
              "run": ["run"]}
@@ -40,6 +42,17 @@ def base_env(**values: str) -> dict[str, str]:
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env.update(values)
     return env
+
+
+def schedule_sending_at_once(directory: Path) -> Path:
+    """The office's schedule rules (a NUANXIN_SCHEDULE_FILE) with the daily sweep and its sending at
+    midnight, office time: what the sweep queues at start-up is due at once, whatever the hour a
+    run starts at (with the bundled 09:30, a run after midnight in Shanghai queues it for the morning)."""
+    rules = yaml.safe_load((REPO / "outreach" / "schedule.yaml").read_text(encoding="utf-8"))
+    rules.update(daily_sweep_time="00:00", send_time="00:00")
+    path = directory / "schedule.yaml"
+    path.write_text(yaml.safe_dump(rules, allow_unicode=True), encoding="utf-8")
+    return path
 
 
 def nuanxin(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:

@@ -22,7 +22,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import Engine, func, select, text
 from sqlmodel import col
 
 from models.clock import SystemClock
@@ -34,10 +34,11 @@ from models.pgserver import PostgresServer
 from outreach.outbox import enqueue_many
 from tests.fakes.windows import busiest_window, window_violations
 from tests.redisserver import RedisServer
-from tests.scale.cluster import REPO, Cluster, Node, base_env, nuanxin
+from tests.scale.cluster import REPO, Cluster, Node, base_env, nuanxin, schedule_sending_at_once
 
 TOKEN = "777111:CLUSTER"
 SECRET = "cluster-webhook-secret"
+LEASE_S = 10  # a killed dispatcher's claimed rows are taken by the other after this
 RATE = 100.0  # messages a second to Telegram, for every process together (two dispatchers and the fake fit on 2 cores)
 BROADCAST = int(os.environ.get("NUANXIN_CLUSTER_BROADCAST", "1500"))
 REMINDERS = 300
@@ -90,6 +91,17 @@ def _text_update(update_id: int, chat_id: int, text: str) -> dict[str, object]:
                                                  "from": user}}
 
 
+def _unsent_by_state(db: Engine) -> str:
+    """What is not yet sent, grouped: status, kind, whether due, lease owner (for a timeout's message)."""
+    now = SystemClock().now()
+    t = OutboxMessage.__table__.c  # type: ignore[attr-defined]
+    with db.connect() as conn:
+        groups = conn.execute(select(t.status, t.kind, t.next_attempt_at <= now, t.lease_owner, func.count())
+                              .where(t.status.not_in(["sent", "delivered"]))
+                              .group_by(t.status, t.kind, t.next_attempt_at <= now, t.lease_owner)).all()
+    return "\n".join(f"{status} {kind} due={due} owner={owner}: {n}" for status, kind, due, owner, n in groups)
+
+
 def _per_second(times: list[float]) -> list[int]:
     start = min(times)
     counts = Counter(int(t - start) for t in times)
@@ -107,8 +119,9 @@ def _leader(schedulers: list[Node]) -> Node | None:
     return None
 
 
-# Six service processes on two cores: on the CI machine the run does not yet finish reliably
-# (rows left queued after the kill, 2026-12-01), so it runs where asked until that is understood.
+# Six service processes (each importing aiogram, the web also building the Q&A) take 100-210 s to
+# start on the shared 2-core machine under load (2026-12-01); the sending, kills and take-over then
+# take about 15 s. Too long for every run of the suite: it runs where asked (NUANXIN_CLUSTER_TEST=1).
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("NUANXIN_CLUSTER_TEST") != "1",
                     reason="the six-process cluster run is opt-in: NUANXIN_CLUSTER_TEST=1")
@@ -128,7 +141,8 @@ def test_a_broadcast_survives_a_killed_dispatcher_and_a_killed_leader_under_one_
             TELEGRAM_BOT_TOKEN=TOKEN, TELEGRAM_API_BASE=tg.base_url, TELEGRAM_WEBHOOK_SECRET=SECRET,
             NUANXIN_TELEGRAM_MODE="webhook", NUANXIN_TELEGRAM_RATE_PER_S=str(RATE),
             NUANXIN_QUIET_HOURS_START="00:00", NUANXIN_QUIET_HOURS_END="00:00",
-            NUANXIN_METRICS_TOKEN="cluster-metrics", NUANXIN_LOG_FORMAT="json")
+            NUANXIN_METRICS_TOKEN="cluster-metrics", NUANXIN_LOG_FORMAT="json",
+            NUANXIN_SCHEDULE_FILE=str(schedule_sending_at_once(tmp_path)), NUANXIN_DISPATCH_LEASE_S=str(LEASE_S))
         nuanxin("migrate", env=env)
         people = _seed_people_due_for_certification(url, REMINDERS)
         db = make_engine(url)
@@ -139,6 +153,8 @@ def test_a_broadcast_survives_a_killed_dispatcher_and_a_killed_leader_under_one_
                              for i in range(BROADCAST)), now=now)
 
         cluster = Cluster(env, tmp_path)
+        began = time.monotonic()
+        phases: dict[str, float] = {}
         try:
             webs = [cluster.start("web") for _ in range(2)]
             schedulers = [cluster.start("scheduler") for _ in range(2)]
@@ -147,6 +163,7 @@ def test_a_broadcast_survives_a_killed_dispatcher_and_a_killed_leader_under_one_
                 cluster.wait_healthy(node, "/readyz")
             for node in schedulers + dispatchers:
                 cluster.wait_healthy(node)
+            phases["started"] = time.monotonic() - began
 
             # The leading scheduler dies while the broadcast goes out.
             cluster.wait_until(lambda: len(tg.sent()) >= BROADCAST // 10, "the broadcast under way", 300, every=0.5)
@@ -156,11 +173,13 @@ def test_a_broadcast_survives_a_killed_dispatcher_and_a_killed_leader_under_one_
             killed_leader_at = time.monotonic()
             cluster.wait_until(lambda: _leader([standby]), "the standby scheduler to lead", 30, every=0.2)
             takeover_s = time.monotonic() - killed_leader_at
+            phases["leader killed"] = killed_leader_at - began
 
             # One dispatcher dies mid-broadcast; what it had claimed and not written is the in-flight window.
             cluster.wait_until(lambda: len(tg.sent()) >= BROADCAST * 2 // 5, "two fifths delivered", 300, every=0.5)
             victim = dispatchers[0]
             victim.kill()
+            phases["dispatcher killed"] = time.monotonic() - began
             with db.connect() as conn:
                 in_flight = conn.execute(text(
                     "SELECT count(*) FROM outbox_message WHERE status = 'sending' AND lease_owner LIKE :o"),
@@ -184,10 +203,16 @@ def test_a_broadcast_survives_a_killed_dispatcher_and_a_killed_leader_under_one_
                     return int(conn.execute(select(func.count()).select_from(OutboxMessage).where(
                         col(OutboxMessage.status).not_in(["sent", "delivered"]))).scalar_one())
 
-            cluster.wait_until(lambda: unsent() == 0, "every outbox row sent", 300, every=1.0)
+            try:
+                cluster.wait_until(lambda: unsent() == 0, "every outbox row sent", 120, every=0.5)
+            except AssertionError as timeout:
+                raise AssertionError(f"{_unsent_by_state(db)}\n{timeout}") from None
+            phases["all sent"] = time.monotonic() - began
             survivors = [n for n in cluster.nodes if n.alive()]
             exits = {f"{n.role}:{n.port}": n.terminate(30) for n in survivors}
+            phases["stopped"] = time.monotonic() - began
         finally:
+            print(f"\ncluster phases (s since the first process started): {phases}")
             cluster.stop()
             report = cluster.report()
         sent = tg.sent()
@@ -204,13 +229,16 @@ def test_a_broadcast_survives_a_killed_dispatcher_and_a_killed_leader_under_one_
     # The standby took over in time, and the day's reminders were queued once each.
     assert takeover_s <= 30, takeover_s
     with db.connect() as conn:
-        per_person = Counter(conn.execute(select(OutboxMessage.beneficiary_id).where(
-            col(OutboxMessage.kind).startswith("cert_reminder"))).scalars().all())
+        reminders = conn.execute(select(OutboxMessage.beneficiary_id, OutboxMessage.address, OutboxMessage.body)
+                                 .where(col(OutboxMessage.kind).startswith("cert_reminder"))).all()
+        per_person = Counter(r.beneficiary_id for r in reminders)
         reply_rows = conn.execute(select(MessageLog.direction).where(
             MessageLog.channel == "telegram", MessageLog.address == "990001")).scalars().all()
         receipts = conn.execute(select(func.count()).select_from(InboundReceipt)).scalar_one()
     assert set(per_person) == set(people), "everyone due got a reminder"
     assert set(per_person.values()) == {1}, "no reminder queued twice"
+    undelivered = [r.address for r in reminders if (r.address, r.body) not in delivered]
+    assert not undelivered, f"{len(undelivered)} reminders queued but never reached their chat"
 
     # The update delivered to both replicas was handled once: one inbound row, one set of replies.
     assert receipts == 1

@@ -167,6 +167,28 @@ async def test_ready_means_database_migrations_and_redis(settings: Settings, tmp
     engine.dispose()
 
 
+async def test_a_replica_taking_telegram_webhooks_is_ready_only_once_its_telegram_handler_runs(
+        settings: Settings, tmp_path: Any) -> None:
+    """A web replica in webhook mode answers updates 503 until its Telegram handler has started, so
+    /readyz says 503 with telegram "starting" until then (kept out of the rotation), 200 after; a
+    process that takes no webhook updates has no such check."""
+    from models.db import make_engine
+    from models.migrate import upgrade
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'ready.db'}")
+    upgrade(engine)
+    app = _ops(settings, engine)
+    client = await _client(app)
+    assert (await client.get("/readyz")).json() == {"status": "ready", "database": "ok", "migrations": "current"}
+    app.state.takes_telegram_updates = True
+    starting = await client.get("/readyz")
+    assert starting.status_code == 503 and starting.json()["telegram"] == "starting"
+    app.state.telegram_dispatcher = object()  # what service.py sets once the handler is built
+    started = await client.get("/readyz")
+    assert started.status_code == 200 and started.json()["telegram"] == "ok"
+    engine.dispose()
+
+
 def test_a_schema_left_behind_by_new_code_is_not_ready_and_one_ahead_is(sqlite_engine: Engine) -> None:
     """A revision this code knows but is not its head: behind (run nuanxin migrate). One it does not
     know: a newer version migrated (rolling upgrade): still ready."""

@@ -3,7 +3,9 @@
 Ready means: the database answers; its schema is not behind this code (a schema *ahead* is
 ready: during a rolling upgrade the old processes keep serving after `nuanxin migrate` added
 what the new code needs); Redis answers when `REDIS_URL` is set (the shared provider limits
-and inbound limits live there). 200 with each check's result, or 503 naming what failed.
+and inbound limits live there); and, in a process that takes Telegram's webhook updates, that its
+Telegram handler has started (until then such an update is answered 503: a replica still starting
+is kept out of the rotation instead). 200 with each check's result, or 503 naming what failed.
 """
 
 from __future__ import annotations
@@ -74,4 +76,7 @@ def readiness(engine: Engine, redis_url: str) -> tuple[bool, dict[str, Any]]:
 async def readyz(request: Request) -> JSONResponse:
     state = request.app.state
     ready, checks = await asyncio.to_thread(readiness, state.engine, state.settings.redis_url)
+    if getattr(state, "takes_telegram_updates", False):
+        checks["telegram"] = "ok" if getattr(state, "telegram_dispatcher", None) is not None else "starting"
+        ready = ready and checks["telegram"] == "ok"
     return JSONResponse({"status": "ready" if ready else "not ready", **checks}, status_code=200 if ready else 503)
