@@ -10,7 +10,8 @@ adopts the newer unfinished flow of another conversation of the same beneficiary
 relationship). The rows are read and written by `bot.conversations`.
 
 Every inbound and outbound message is written to `MessageLog` with ID and phone numbers
-masked; the one-time code is never written anywhere in plain text.
+masked (its text column masks whatever is written to it); the one-time code is never written
+anywhere in plain text.
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy import Engine as DbEngine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col
+from sqlmodel import Session
 from sqlmodel import select as orm_select
 
 from bot import answers
@@ -90,6 +91,10 @@ _WORDY = re.compile(r"[\w\u3400-\u9fff]")
 # A sentence this long at a choice step may be a question rather than a mis-typed choice.
 _QUESTION_MIN_CHARS = 8
 _NO_CTRL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # PostgreSQL text cannot hold NUL
+
+
+_PERSON = Beneficiary.__table__  # type: ignore[attr-defined]
+_PERSON_STATUS = select(_PERSON.c.status).where(_PERSON.c.id == bindparam("beneficiary_id"))
 
 
 class Tx:
@@ -239,7 +244,7 @@ class Engine:
                 if start is None:
                     rows.append(log_row(conv, "in", logged_in, now, attachments=_attachment_log(inbound),
                                         provider_message_id=inbound.provider_message_id))
-                rows += [log_row(conv, "out", redact(r.text), now) for r in replies]
+                rows += [log_row(conv, "out", r.text, now) for r in replies]
                 self.store.log(conn, rows)
                 return replies
             finally:
@@ -259,7 +264,7 @@ class Engine:
     def _inbound_log_text(self, conv: Conv, inbound: Inbound) -> str:
         if conv.state.flow == LINK_FLOW and conv.state.step == "code" and re.search(r"\d", inbound.text or ""):
             return "[code]"
-        return redact(_NO_CTRL.sub("", (inbound.text or "")[:2000]))
+        return _NO_CTRL.sub("", (inbound.text or "")[:2000])  # masked by the log's column type
 
     def _reply(self, conv: Conv, out: Out, token: str) -> Reply:
         lang = conv.lang
@@ -437,6 +442,11 @@ class Engine:
         which explains what it needs as before."""
         if inbound.attachments or len(_WORDY.findall(text)) < _QUESTION_MIN_CHARS:
             return None
+        st = conv.state
+        flow = self.flows.get(st.flow or "")
+        if (flow is not None and st.offer is None and flow.has_step(st.step)
+                and not self.runner.expects_choice(flow, st)):
+            return None  # a text, a date, a sum...: the step reads the sentence (no prompt built for nothing)
         cur = self._current_prompt(s, conv, now)
         if cur.expects != "choice":
             return None
@@ -603,9 +613,7 @@ class Engine:
     def _deceased(self, s: Tx, conv: Conv) -> bool:
         if conv.beneficiary_id is None:
             return False
-        status = s.conn.execute(select(col(Beneficiary.status)).where(
-            col(Beneficiary.id) == conv.beneficiary_id)).scalar()
-        return status == "deceased"
+        return s.conn.execute(_PERSON_STATUS, {"beneficiary_id": conv.beneficiary_id}).scalar() == "deceased"
 
     def _current_prompt(self, s: Tx, conv: Conv, now: datetime) -> Out:
         st = conv.state

@@ -12,8 +12,9 @@ import secrets
 from datetime import date
 from typing import Any
 
+from sqlalchemy import bindparam
 from sqlalchemy import select as sa_select
-from sqlmodel import col, select
+from sqlmodel import select
 
 from bot.flowregistry import REGISTRY, FlowCtx, Refused
 from bot.flowrunner import display
@@ -185,6 +186,17 @@ ALREADY_OPEN = {
 }
 
 
+_APPLICATION = Application.__table__  # type: ignore[attr-defined]
+# Built once: entering a flow runs it on every start, and building (and keying) a statement costs
+# more than running it.
+_OPEN_APPLICATION = (
+    sa_select(_APPLICATION.c.type, _APPLICATION.c.reference, _APPLICATION.c.stage)
+    .where(_APPLICATION.c.beneficiary_id == bindparam("beneficiary_id"),
+           _APPLICATION.c.type.in_(bindparam("kinds", expanding=True)),
+           _APPLICATION.c.stage.not_in(OPEN_STAGES_END))
+    .order_by(_APPLICATION.c.created_at.desc()).limit(1))
+
+
 @REGISTRY.precheck("no_open_application")
 def no_open_application(ctx: FlowCtx, state: ConversationState, flow: Flow) -> Refused | None:
     """One open application of a kind per person: a second is refused, with the first one's stage."""
@@ -192,11 +204,7 @@ def no_open_application(ctx: FlowCtx, state: ConversationState, flow: Flow) -> R
     if not kinds or ctx.beneficiary_id is None:
         return None
     # A Core read on the message's connection: entering a flow needs no ORM session.
-    app = ctx.connection().execute(
-        sa_select(col(Application.type), col(Application.reference), col(Application.stage)).where(
-            col(Application.beneficiary_id) == ctx.beneficiary_id, col(Application.type).in_(kinds),
-            col(Application.stage).not_in(OPEN_STAGES_END))
-        .order_by(col(Application.created_at).desc()).limit(1)).first()
+    app = ctx.connection().execute(_OPEN_APPLICATION, {"beneficiary_id": ctx.beneficiary_id, "kinds": kinds}).first()
     if app is None:
         return None
     text = localise(ALREADY_OPEN, ctx.lang).format(kind=label("application_type", app.type, ctx.lang),

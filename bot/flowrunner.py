@@ -216,6 +216,10 @@ def display(step: Step, value: Any, lang: str) -> str:
     return str(value)
 
 
+# Steps whose prompt offers choices (see Runner.prompt).
+_CHOICE_STEPS = frozenset({"yes_no", "choice", "confirm"})
+
+
 class Runner:
     """Steps a conversation through a flow. Knows nothing about channels or storage."""
 
@@ -224,6 +228,13 @@ class Runner:
         self.registry = registry or builtin()
 
     # -- prompts
+    @staticmethod
+    def expects_choice(flow: Flow, state: ConversationState) -> bool:
+        """Whether `prompt` would ask for a choice, found without building the prompt."""
+        if state.pending is not None and flow.has_step(state.pending.step):
+            return True
+        return bool(flow.steps) and flow.step(state.step or flow.steps[0].id).type in _CHOICE_STEPS
+
     def prompt(self, flow: Flow, state: ConversationState, ctx: FlowCtx) -> Out:
         lang = ctx.lang
         if state.pending is not None and flow.has_step(state.pending.step):

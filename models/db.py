@@ -27,6 +27,7 @@ import logging
 import os
 import re
 import stat
+import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,6 +44,11 @@ log = logging.getLogger(__name__)
 BUSY_TIMEOUT_MS = 10_000
 # The WAL file is cut back to this size after a checkpoint that resets it.
 WAL_SIZE_LIMIT = 64 * 1024 * 1024
+# A wait for the write lock at BEGIN IMMEDIATE, or a write transaction holding it, longer than
+# this is logged (with where it was): the first sign that something holds the lock too long for
+# webhooks to answer in time. (A deferred transaction that writes waits inside its first write,
+# unmeasured: the discipline above is to open those immediate.)
+SLOW_LOCK_MS = 200
 _WRITE = re.compile(r"^\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
 _READ = re.compile(r"^\s*(SELECT|WITH)\b", re.IGNORECASE)
 _warned_sites: set[str] = set()
@@ -107,6 +113,15 @@ def _caller() -> str:
     return " <- ".join(frames) or "?"
 
 
+def _locked(conn: Any, asked: float) -> None:
+    """The write lock was taken: log a long wait for it, and note when it was taken."""
+    now = time.perf_counter()
+    conn.info["nx_locked"] = now
+    waited_ms = (now - asked) * 1000
+    if waited_ms >= SLOW_LOCK_MS:
+        log.warning("waited %.0f ms for the database's write lock (%s)", waited_ms, _caller())
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         path = _sqlite_path(url)
@@ -134,7 +149,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             begin = conn.get_execution_options().get("sqlite_begin") or (
                 "BEGIN IMMEDIATE" if _writes_expected.get() else "BEGIN")
             conn.info["nx_tx"] = "writing" if begin != "BEGIN" else "fresh"
+            asked = time.perf_counter()
             conn.exec_driver_sql(begin)
+            if begin != "BEGIN":
+                _locked(conn, asked)
 
         @event.listens_for(engine, "before_cursor_execute")
         def _watch(conn: Any, _cursor: Any, statement: str, _params: Any, _context: Any, _many: bool) -> None:
@@ -156,6 +174,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         @event.listens_for(engine, "rollback")
         def _end(conn: Any) -> None:
             conn.info.pop("nx_tx", None)
+            locked = conn.info.pop("nx_locked", None)
+            if locked is not None:
+                held_ms = (time.perf_counter() - locked) * 1000
+                if held_ms >= SLOW_LOCK_MS:
+                    log.warning("held the database's write lock for %.0f ms (%s)", held_ms, _caller())
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)

@@ -32,6 +32,11 @@ _LANDLINE_RE = re.compile(r"(?<!\d)(?:\(0\d{2,3}\)\s?|0\d{2,3}[ \-])\d{3,4}[ \-]
 _LONG_DIGITS_RE = re.compile(rf"(?<![0-9A-Za-z.])\d(?:{_SEP}\d){{14,22}}(?![0-9A-Za-z])")
 _OTP_RE = re.compile(r"(验证码|code)([^0-9]{0,6})(\d{4,8})", re.IGNORECASE)
 _DIGITS = re.compile(r"[^\dXx+]")
+# Every pattern above needs four digits with at most three separators between one and the next
+# (a one-time code, the shortest, has four in a row): a text without such a run has nothing to mask,
+# which one search tells (a menu's "1. … 2. …" no longer runs the six patterns).
+_FOUR_DIGITS_RE = re.compile(r"\d(?:[\s\-()+]{0,3}\d){3}")
+_ANY_DIGIT_RE = re.compile(r"\d")
 
 
 def _digits(text: str) -> str:
@@ -60,8 +65,8 @@ def redact(text: str) -> str:
     if not text:
         return text
     folded = text.translate(_FOLD)
-    if not any(c.isdigit() for c in folded):
-        return text
+    if _FOUR_DIGITS_RE.search(folded) is None:
+        return folded if _ANY_DIGIT_RE.search(folded) else text
     folded = _ID_RE.sub(lambda m: mask_id(_digits(m.group(0)).upper()), folded)
     folded = _MOBILE_RE.sub(_mask_mobile, folded)
     folded = _LONG_DIGITS_RE.sub(_mask_run, folded)

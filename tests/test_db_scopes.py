@@ -119,3 +119,27 @@ def test_checkpoints_keep_the_wal_file_bounded(tmp_path: Path) -> None:
     assert wal.stat().st_size == 0
     assert _count(engine) == 4000
     engine.dispose()
+
+
+
+def test_write_lock_waits_and_holds_past_the_threshold_are_logged_with_where(
+        sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """Each write transaction's wait for SQLite's write lock and its time holding it are measured:
+    at or past `SLOW_LOCK_MS` each is logged with how long and the code that opened it (so a slow
+    webhook can be told apart from a long writer); below it nothing is logged."""
+    import models.db
+
+    def write(actor: str) -> None:
+        with caplog.at_level("WARNING", logger="models.db"), write_scope(sqlite_engine) as s:
+            _insert(s, actor)
+
+    monkeypatch.setattr(models.db, "SLOW_LOCK_MS", 0)
+    write("measured")
+    said = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("waited ") and "for the database's write lock" in m and "in write" in m for m in said), said
+    assert any(m.startswith("held the database's write lock for ") and "in write" in m for m in said), said
+
+    caplog.clear()
+    monkeypatch.setattr(models.db, "SLOW_LOCK_MS", 60_000)
+    write("quick")
+    assert not [r for r in caplog.records if "write lock" in r.getMessage()]
