@@ -219,6 +219,22 @@ def session_scope(engine: Engine, *, immediate: bool = False) -> Iterator[Sessio
             raise
 
 
+# A write that held SQLite's write lock longer than this steps aside after it (`step_aside`).
+QUICK_WRITE_S = 0.02
+STEP_ASIDE_MIN_S = 0.15  # longer than the longest sleep of SQLite's busy handler (100 ms)
+
+
+def step_aside(session: Session, since: float) -> None:
+    """Commit the write under way (begun at monotonic time `since`) and, on SQLite, when it held
+    the write lock longer than a quick write, wait as long as it held it (0.15 s to 1 s), so that
+    the webhooks and workers waiting in SQLite's busy handler get their turn before the next
+    batch takes the lock again: a long job writes in batches, holding the lock at most half the time."""
+    session.commit()
+    held = time.monotonic() - since
+    if held > QUICK_WRITE_S and session.get_bind().dialect.name == "sqlite":
+        time.sleep(min(max(held, STEP_ASIDE_MIN_S), 1.0))
+
+
 def write_scope(engine: Engine) -> Any:
     """A short write transaction: `session_scope(engine, immediate=True)`."""
     return session_scope(engine, immediate=True)

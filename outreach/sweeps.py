@@ -32,6 +32,7 @@ a payment with an amount and a deadline) opens a staff task to phone whoever it 
 from __future__ import annotations
 
 import logging
+import time as monotonic_time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -45,7 +46,7 @@ from sqlmodel import Session, col
 
 from models.applications import Application, ApplicationType, HandoffTicket, Stage, Task, TaskKind
 from models.clock import Clock
-from models.db import session_scope
+from models.db import session_scope, step_aside
 from models.outbox import OutboxMessage
 from models.people import BeneficiaryStatus, SchemeMembership
 from models.staff import AuditLog
@@ -171,6 +172,9 @@ def due_recipients(session: Session, where: Sequence[Any], kind: str, occurrence
     return fetch_recipients(session, recipients_statement(where, kind, extra_columns, joins), occurrence, params)
 
 
+ENQUEUE_BATCH = 1000  # rows a write transaction of a sweep
+
+
 def enqueue_recipients(session: Session, recipients: Iterable[Recipient], *, kind: str, occurrence: str,
                        context: dict[str, Any], ctx: SweepContext, not_before: datetime | None,
                        deadline_at: datetime | None = None,
@@ -181,6 +185,10 @@ def enqueue_recipients(session: Session, recipients: Iterable[Recipient], *, kin
     `sms_segments`) for the dispatcher's fallback, as `notices.enqueue_notice` does."""
     from outreach.notices import salutation_from, sms_copy
 
+    recipients = list(recipients)
+    # What was read is in hand: the write lock is not kept while rendering, and the rows go in
+    # batches that step aside for the webhooks (`step_aside`). A re-run skips what is queued.
+    session.commit()
     ts = ctx.templates
     today = ctx.today
     cache: dict[tuple[Any, ...], tuple[str, int, str | None, int | None]] = {}
@@ -204,9 +212,12 @@ def enqueue_recipients(session: Session, recipients: Iterable[Recipient], *, kin
             "body": body, "segments": segments, "next_attempt_at": not_before or ctx.now,
             "deadline_at": deadline_at, "sms_body": sms_body, "sms_segments": sms_count,
         })
-    if not rows:
-        return 0
-    return enqueue_many(session, rows, now=ctx.now)
+    made = 0
+    for start in range(0, len(rows), ENQUEUE_BATCH):
+        since = monotonic_time.monotonic()
+        made += enqueue_many(session, rows[start:start + ENQUEUE_BATCH], now=ctx.now)
+        step_aside(session, since)
+    return made
 
 
 def unreachable_task(session: Session, beneficiary_id: int, kind: str, occurrence: str, ctx: SweepContext) -> bool:

@@ -313,3 +313,38 @@ def test_a_family_members_phone_is_used_only_when_the_person_has_none_and_never_
     rows = outbox(db_engine, kind_like="cert_reminder")
     assert [(m.beneficiary_id, m.address) for m in rows] == [(zhang.id, "+8613900000002")]
     assert "张伯" in rows[0].body and "转告" in rows[0].body
+
+
+def test_a_greeting_to_thousands_is_queued_in_short_write_transactions_each_once(db_engine: Engine) -> None:
+    """A festival greeting to 2,500 veterans is written in transactions of at most 1,000 rows (the lock
+    is let go between them, so webhooks get their turn), every greeting once; a re-run adds none."""
+    from sqlalchemy import event
+
+    with session_scope(db_engine) as s:
+        for _ in range(2500):
+            person(s, is_veteran=True)
+    per_transaction: list[int] = []
+    pending = [0]
+
+    def count(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if statement.lstrip().upper().startswith("INSERT INTO OUTBOX_MESSAGE"):
+            pending[0] += max(cursor.rowcount, 0)
+
+    def committed(conn):  # type: ignore[no-untyped-def]
+        if pending[0]:
+            per_transaction.append(pending[0])
+        pending[0] = 0
+
+    event.listen(db_engine, "after_cursor_execute", count)
+    event.listen(db_engine, "commit", committed)
+    try:
+        ctx = sweeps.make_context(FakeClock(local(2026, 10, 1, 9)).now(), SHANGHAI, None, TS)
+        with session_scope(db_engine, immediate=True) as s:
+            made = sweeps.sweep_festival(s, ctx, "national_day", date(2026, 10, 1), ["veteran"])
+    finally:
+        event.remove(db_engine, "after_cursor_execute", count)
+        event.remove(db_engine, "commit", committed)
+    assert made == 2500 and len(outbox(db_engine, kind_like="festival")) == 2500
+    assert len(per_transaction) >= 3 and max(per_transaction) <= 1000 and sum(per_transaction) == 2500
+    with session_scope(db_engine, immediate=True) as s:
+        assert sweeps.sweep_festival(s, ctx, "national_day", date(2026, 10, 1), ["veteran"]) == 0
