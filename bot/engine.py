@@ -460,6 +460,11 @@ class Engine:
         service = self._service_for(text)
         if service is None or service.id in (conv.state.flow, conv.state.after_link):
             return None
+        if service.report is not None:  # their own records: shown at once, the flow kept for later
+            if conv.beneficiary_id is None:
+                return None  # nothing to show before the linking under way is done
+            conv.state.park()
+            return self._start(s, conv, service.id, now)
         conv.state.offer = ServiceOffer(flow=service.id, question=redact(text)[:200])
         return [self._offer_prompt(conv)]
 

@@ -121,3 +121,20 @@ def test_a_service_asked_for_while_linking_for_it_is_not_offered_again(engine, n
     other = Chat(engine, "telegram", "sf-switch-other")
     other("1")  # linking on the way to another service: the same words are a switch
     assert "会先保存" in other("我想申请困难帮扶，生活很困难")
+
+
+def test_asking_where_ones_application_is_in_the_middle_of_a_form_shows_it_at_once(
+        engine, notifier, roll, db_engine):
+    """A linked person asks about their application where the hardship form expects a choice: it is shown at
+    once, with no yes-or-no offer in front of it; unlinked, the linking's own question comes back."""
+    with session_scope(db_engine) as s:
+        s.add(Application(reference="NX-2026-000077", type="hardship", beneficiary_id=roll.zhang, stage="accepted"))
+    chat = Chat(engine, "telegram", "sf-report-in-flow")
+    link(chat, notifier, ZHANG_PHONE)
+    chat("3")
+    text = chat("我的申请怎么样了，办到哪一步了")
+    assert "NX-2026-000077" in text and "回复1" not in text.split("NX-2026-000077")[0]
+    stranger = Chat(engine, "telegram", "sf-report-unlinked")
+    stranger("3")
+    text = stranger("我的申请怎么样了，办到哪一步了")
+    assert "NX-2026" not in text and "会先保存" not in text and "请问是谁要办事" in text
