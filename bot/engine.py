@@ -461,8 +461,10 @@ class Engine:
         if service is None or service.id in (conv.state.flow, conv.state.after_link):
             return None
         if service.report is not None:  # their own records: shown at once, the flow kept for later
-            if conv.beneficiary_id is None:
-                return None  # nothing to show before the linking under way is done
+            if conv.beneficiary_id is None:  # nothing to show before the person is linked
+                if conv.state.flow != LINK_FLOW:
+                    return None
+                return [Out(t("needs_link", conv.lang) + "\n" + cur.text, cur.choices, cur.expects)]
             conv.state.park()
             return self._start(s, conv, service.id, now)
         conv.state.offer = ServiceOffer(flow=service.id, question=redact(text)[:200])

@@ -126,7 +126,7 @@ def test_a_service_asked_for_while_linking_for_it_is_not_offered_again(engine, n
 def test_asking_where_ones_application_is_in_the_middle_of_a_form_shows_it_at_once(
         engine, notifier, roll, db_engine):
     """A linked person asks about their application where the hardship form expects a choice: it is shown at
-    once, with no yes-or-no offer in front of it; unlinked, the linking's own question comes back."""
+    once, with no yes-or-no offer in front of it; unlinked, the linking under way says it comes first and asks its question again."""
     with session_scope(db_engine) as s:
         s.add(Application(reference="NX-2026-000077", type="hardship", beneficiary_id=roll.zhang, stage="accepted"))
     chat = Chat(engine, "telegram", "sf-report-in-flow")
@@ -137,4 +137,5 @@ def test_asking_where_ones_application_is_in_the_middle_of_a_form_shows_it_at_on
     stranger = Chat(engine, "telegram", "sf-report-unlinked")
     stranger("3")
     text = stranger("我的申请怎么样了，办到哪一步了")
-    assert "NX-2026" not in text and "会先保存" not in text and "请问是谁要办事" in text
+    assert "NX-2026" not in text and "会先保存" not in text
+    assert "需要先确认您的身份" in text and "请问是谁要办事" in text
