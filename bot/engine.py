@@ -402,7 +402,7 @@ class Engine:
         if st.flow is None:
             return self._at_menu(s, conv, text, inbound, now)
         if st.offer is not None:
-            switched = self._answer_switch(s, conv, text, now)
+            switched = self._answer_offer(s, conv, text, now)
             if switched is not None:
                 return switched
         asked = self._question_in_flow(s, conv, text, inbound, now)
@@ -469,21 +469,6 @@ class Engine:
             return self._start(s, conv, service.id, now)
         conv.state.offer = ServiceOffer(flow=service.id, question=redact(text)[:200])
         return [self._offer_prompt(conv)]
-
-    def _answer_switch(self, s: Tx, conv: Conv, text: str, now: datetime) -> list[Out] | None:
-        """The answer to a switch offered in a flow: yes keeps this flow's answers and starts the other
-        service, no carries on here; anything else is read as an answer to the step (None)."""
-        offer = conv.state.offer
-        assert offer is not None
-        conv.state.offer = None
-        reply = answers.yes_no(text)
-        if reply == "yes" and offer.flow in self.flows:
-            conv.state.park()
-            return self._start(s, conv, offer.flow, now)
-        if reply == "no":
-            cur = self._current_prompt(s, conv, now)
-            return [Out(t("back_to_step", conv.lang) + "\n" + cur.text, cur.choices, cur.expects)]
-        return None
 
     def _at_menu(self, s: Tx, conv: Conv, text: str, inbound: Inbound, now: datetime) -> list[Out]:
         lang = conv.lang
@@ -579,7 +564,8 @@ class Engine:
                    "choice", in_flow=False)
 
     def _answer_offer(self, s: Tx, conv: Conv, text: str, now: datetime) -> list[Out] | None:
-        """Yes starts the service, no goes back to the menu; anything else is read as new text (None)."""
+        """Yes starts the service (a flow under way keeps its answers for later); no goes back to the
+        menu, or on with the flow under way; anything else is read as new text (None)."""
         offer = conv.state.offer
         assert offer is not None
         conv.state.offer = None
@@ -587,7 +573,11 @@ class Engine:
             return None
         reply = answers.yes_no(text)
         if reply == "yes":
+            conv.state.park()
             return self._start(s, conv, offer.flow, now)
+        if reply == "no" and conv.state.flow:
+            cur = self._current_prompt(s, conv, now)
+            return [Out(t("back_to_step", conv.lang) + "\n" + cur.text, cur.choices, cur.expects)]
         if reply == "no":
             menu = self._menu(conv.lang, conv.beneficiary_id is not None)
             return [Out(t("offer_declined", conv.lang) + "\n" + menu.text, menu.choices, "choice", in_flow=False)]
