@@ -408,6 +408,16 @@ def test_a_two_part_question_gets_both_parts_answered_with_both_sources(qa: QA) 
     assert set(a.article_ids) == {"mutual-cost", "mutual-where-claim"} and len(a.sources) == 2
 
 
+def test_each_part_of_a_two_part_question_is_answered_from_its_own_article(qa: QA) -> None:
+    """The whole question's words around each part must not pull both parts to one article (the
+    other part's figure would then be missing, or the question handed off): asked the
+    unemployment benefit and the disability allowance, the answer holds both figures from
+    their two articles."""
+    a = qa.answer("失业保险金全国平均一个月多少，工伤伤残津贴平均多少")
+    assert not a.handoff and set(a.article_ids) == {"ss-unemployment-benefit", "ss-work-injury"}
+    assert "1506" in a.answer and "3449" in a.answer
+
+
 def test_a_wrong_premise_is_corrected_first_from_the_article(qa: QA) -> None:
     """Asked how much a free insurance costs, the article chosen leads with "nothing to pay"
     (whatever the confidence threshold decides about sending it)."""
