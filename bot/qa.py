@@ -495,7 +495,11 @@ class QA:
         money = [k for k in asked.kinds if k in ("cost", "amount")]
         if money and not any(k in article.answers for k in money):
             return "not_stated", {}
-        if asked.kind not in GENERAL_KINDS and asked.kind not in article.answers:
+        if money and asked.period and not _states_sum_per(text, asked.period, base, money):
+            return "not_stated", {}
+        # A sum read as "what it costs or what it gives" (一年多少钱) is answered by either.
+        kind_answered = asked.kind in article.answers or (asked.kind in money and bool(set(money) & set(article.answers)))
+        if asked.kind not in GENERAL_KINDS and not kind_answered:
             return "wrong_kind", {}
         return "", {}
 
@@ -562,6 +566,31 @@ class QA:
         text = _localise(text, lang)
         return Answer(handoff=True, answer=text, sources=[], lang=lang, reason=reason, article_id=None,
                       score=round(score, 4), sms=text, detail=detail or reason)
+
+
+_PER_ZH = {"day": r"每天|一天|每日|日均|/天|/日|每人每天", "month": r"每月|每个月|一个月|月人均|月均|/月|·月",
+           "year": r"每年|一年|年均|/年|·年"}
+_PER_EN = {"day": r"per day|a day|each day|daily|/day", "month": r"per month|a month|each month|monthly|/month",
+           "year": r"per year|a year|each year|yearly|annual|/year"}
+# A figure beside the period's word, within a few characters (more in English: "the monthly
+# unemployment benefit rose from 707 yuan").
+_PER_RE = {base: {period: re.compile(rf"(?:{units})[^。；;.\n]{{0,{after}}}?\d|\d[^。；;.\n]{{0,{before}}}?(?:{units})")
+                  for period, units in table.items()}
+           for base, table, after, before in (("zh-Hans", _PER_ZH, 16, 12), ("en", _PER_EN, 64, 24))}
+
+
+_NOTHING_TO_PAY = {"zh-Hans": re.compile(r"不用交钱|不需要缴费|不用缴费|免费|不用花钱|不收费"),
+                   "en": re.compile(r"nothing to pay|no need to pay|do(es)? not (need to |have to )?pay|free of charge|"
+                                    r"\bfree\b")}
+
+
+def _states_sum_per(text: str, period: str, base: str, kinds: list[str]) -> bool:
+    """Whether an article's text states a figure per `period` (a number beside "每月", "a year"),
+    or, asked what one pays, that there is nothing to pay."""
+    key = "en" if base == "en" else "zh-Hans"
+    if "cost" in kinds and _NOTHING_TO_PAY[key].search(text):
+        return True
+    return _PER_RE[key][period].search(text) is not None
 
 
 _MONEY_HEADS = ("补贴", "补助", "津贴", "补助金", "allowance", "subsidy", "grant", "benefit", "payment")
