@@ -40,7 +40,7 @@ from models.conversations import MessageLog
 from models.db import read_scope, session_scope
 from models.outbox import OutboxMessage, OutboxStatus
 from outreach import outbox, reach
-from outreach.limits import HEADROOM, Blocked, Lane, Limiter, build_limiters
+from outreach.limits import BULK_HORIZON_S, HEADROOM, Blocked, Lane, Limiter, build_limiters
 from outreach.outbox import OutboxRow
 from outreach.providers.base import (
     ChannelMisconfigured,
@@ -274,9 +274,11 @@ class Dispatcher:
             async with self._turns.setdefault(row.channel, asyncio.Lock()):
                 while True:
                     # The last grant said when the next bulk slot comes within reach: asking
-                    # sooner would only be refused (a round trip to Redis for nothing).
+                    # sooner would only be refused (a round trip to Redis for nothing). Further
+                    # off than the horizon it is stale (the clock was set back), or an SMS
+                    # sender's long slot: then ask, and be told.
                     ahead = self._next_bulk_at.get(pace, 0.0) - self.clock.now().timestamp()
-                    if lane is Lane.BULK and ahead > 0:
+                    if lane is Lane.BULK and 0 < ahead <= BULK_HORIZON_S:
                         await self.sleep(ahead)
                     if self._stopping:
                         raise _Released()

@@ -157,3 +157,33 @@ async def test_a_dispatcher_woken_late_loses_no_slot_and_keeps_every_second_with
         per_chat[r.message.address].append(r.at)
     assert all(window_violations(ts, settings.telegram_per_chat_per_s) == 0 for ts in per_chat.values())
     assert max(t.timestamp() for t in times) - start <= 300 / (settings.telegram_rate_per_s * 0.98) + 1.0
+
+
+async def test_a_429_at_one_dispatcher_pauses_the_other_sharing_the_limit(sqlite_engine: Any, clock: Any,
+                                                                        settings: Any, redis_url: str) -> None:
+    """Two dispatchers share Telegram's limit through Redis. The first gets a 429 (retry after 5 s)
+    for its row; the second, with a row of its own already due, sends nothing until those 5 s have
+    passed, and then sends it."""
+    from datetime import timedelta
+
+    from outreach.providers.base import Throttled
+
+    first_row = queue(sqlite_engine, clock, channel="telegram", address="8101")
+    limit = limits_from_settings(settings)["telegram"]
+    shared = [RedisLimiter(limit, clock, aioredis.Redis.from_url(redis_url), owns_client=True) for _ in range(2)]
+    providers = [ScriptedProvider("telegram", f"tg{n}", clock) for n in range(2)]
+    providers[0].script["8101"] = [Throttled(5)]
+    virtual = VirtualSleep(clock)
+    one, other = (Dispatcher(sqlite_engine, {"telegram": p}, clock, settings, sleep=virtual, limits={"telegram": lim})
+                  for p, lim in zip(providers, shared, strict=True))
+    try:
+        throttled_at = clock.now()
+        assert await one.run_once() == 1 and not providers[0].sent
+        second_row = queue(sqlite_engine, clock, channel="telegram", address="8102")
+        assert await other.run_once() == 1  # claimed at once, sent only after the pause
+        assert [r.message.outbox_id for r in providers[1].sent] == [second_row]
+        assert providers[1].sent[0].at >= throttled_at + timedelta(seconds=5)
+        assert shared[1].paused_for() == 0 and first_row not in [r.message.outbox_id for r in providers[1].sent]
+    finally:
+        for limiter in shared:
+            await limiter.close()
