@@ -163,6 +163,8 @@ class Dispatcher:
         self._unsent = 0  # rows handed to the senders whose outcome is not yet in `_pending`
         self._turns: dict[str, asyncio.Lock] = {}  # per channel: whose turn it is to wait for the pace
         self._next_bulk_at: dict[str, float] = {}  # per channel and sender: when its next bulk slot may be asked for
+        self._catching_up: dict[str, asyncio.Lock] = {}  # per channel: the late slots, one after another
+        self._catch_up_at: dict[str, float] = {}  # per channel: when the next late slot may go
         self._pending: list[Outcome] = []
         # The second look (see `_second_look`): each claimed row not yet sent, with when it was
         # claimed (the clock's seconds); the latest look at them, and the one under way.
@@ -304,7 +306,9 @@ class Dispatcher:
                 self.stats["late_slots"] += late
                 if limiter.caps_starts:
                     # Every start is counted in the provider's moving window, so a late slot goes
-                    # as soon as that window has room: a short catch-up, never a lost slot.
+                    # as soon as that window has room: a catch-up, never a lost slot.
+                    if late and sender is not None:
+                        await self._catch_up(row.channel, cost / sender.per_s)
                     self.stats["window_waits"] += await limiter.start(grant.sender, cost, sleep=self.sleep) > 0
                     return 0.0, grant.sender
                 if late:
@@ -317,6 +321,17 @@ class Dispatcher:
                 return grant.wait_s, ""
             await self.sleep(grant.wait_s)
             waited += grant.wait_s
+
+    async def _catch_up(self, channel: str, interval_s: float) -> None:
+        """The slots a late wake finds past go one after another at twice the rate, not all at
+        once: a burst admitted by the moving window in one instant leaves this process over the
+        tens of milliseconds its sends take, and its last sends would reach the provider in the
+        same second as sends counted a second after them."""
+        async with self._catching_up.setdefault(channel, asyncio.Lock()):
+            ahead = self._catch_up_at.get(channel, 0.0) - self.clock.now().timestamp()
+            if 0 < ahead <= interval_s:
+                await self.sleep(ahead)
+            self._catch_up_at[channel] = self.clock.now().timestamp() + interval_s / 2
 
     async def _pause(self, channel: str, seconds: float) -> None:
         """Pause the provider for every process that shares its limit."""
@@ -527,6 +542,7 @@ class Dispatcher:
         keep their leases and are claimed again when the leases expire."""
         queue, senders, self._senders, self._queue = self._queue, self._senders, [], None
         self._turns = {}
+        self._catching_up = {}
         for task in senders:
             task.cancel()
         await asyncio.gather(*senders, return_exceptions=True)
