@@ -13,7 +13,8 @@ decides what to do with it.
 - `stop_request(text)`: 不要再给我发短信了 / stop texting me: unsubscribe, asked in words.
 - `who_acts(text)`: 我自己 / 我爸 / 我是他女儿 / my mum: the person themselves or a family member.
 - `only_saying_who(text)`: 您好，我是帮我爸问的: who they ask for, nothing asked yet.
-- `greeting(text)`: 你好呀 / 喂，在吗 / good morning and nothing else.
+- `greeting(text)`: 你好呀 / 喂，在吗 / 请问一下 / good morning and nothing else;
+  `acknowledgement(text)`: 好的 / 收到了 / 谢谢你们 / ok thanks and nothing else.
 - `yes_no(text)`: "yes" / "no" for 是的呀, 没有没有, 唔係, 係呀, 冇, yep, nope, ...
 - `amount(text)`: `Amount(fen, approximate)` for 一萬二, 12000蚊, 一千五左右, 两千块, 1.2万, 3万5 ...
   (Chinese numerals through cn2an).
@@ -187,25 +188,48 @@ def only_saying_who(text: str) -> bool:
 # --------------------------------------------------------------------------- greetings
 
 _GREETING_CJK = tuple(sorted((
-    "你好", "您好", "大家好", "在吗", "在不在", "有人吗", "有人在吗", "喂", "哈喽", "早", "早上好", "早安", "上午好",
-    "中午好", "下午好", "晚上好", "谢谢", "多谢", "唔该", "同志", "师傅", "老师", "工作人员",
-    "早晨", "你好吗", "在么", "在嘛",
+    "你好", "您好", "你们好", "大家好", "在吗", "在不在", "有人吗", "有人在吗", "喂", "哈喽", "早", "早上好", "早安",
+    "上午好", "中午好", "下午好", "晚上好", "同志", "师傅", "老师", "工作人员", "早晨", "你好吗", "在么", "在嘛",
+    # openings that announce a question still to come
+    "我想问问", "想问问", "我想问一下", "想问一下", "问一下", "请问一下", "请问", "我有个问题", "我有问题", "有个问题",
+    "我想咨询", "我想咨询一下", "咨询一下", "问个事", "我想问个事", "打扰一下", "打扰了", "麻烦问一下",
 ), key=len, reverse=True))
-_GREETING_EN = frozenset({"hi", "hello", "hey", "there", "good", "morning", "afternoon", "evening", "thanks", "thank",
-                          "you", "dear", "sir", "madam", "anyone", "is", "any", "one", "hiya"})
-_GREETING_EN_HEADS = frozenset({"hi", "hello", "hey", "good", "thanks", "thank", "anyone", "hiya"})
+_GREETING_EN = frozenset({"hi", "hello", "hey", "there", "good", "morning", "afternoon", "evening", "dear", "sir",
+                          "madam", "anyone", "is", "any", "one", "hiya", "i", "have", "a", "question", "can", "ask",
+                          "something", "excuse", "me"})
+_GREETING_EN_HEADS = frozenset({"hi", "hello", "hey", "good", "anyone", "hiya", "question", "excuse"})
+
+_ACK_CJK = tuple(sorted((
+    "好", "好的", "好嘞", "好滴", "好吧", "收到", "知道", "知道了", "明白", "明白了", "了解", "懂了", "行", "可以", "嗯",
+    "谢谢", "谢谢你", "谢谢您", "谢谢你们", "多谢", "多谢你们", "感谢", "辛苦了", "辛苦你们了", "麻烦你们了", "ok", "👍",
+    "🙏", "得", "好嘅", "唔该", "唔该晒", "多谢晒", "收到了", "好的好的",
+), key=len, reverse=True))
+_ACK_EN = frozenset({"ok", "okay", "k", "thanks", "thank", "you", "got", "it", "noted", "fine", "great", "good",
+                     "very", "much", "cheers", "alright", "all", "right", "so"})
+_ACK_EN_HEADS = frozenset({"ok", "okay", "k", "thanks", "thank", "got", "noted", "fine", "great", "cheers", "alright"})
 
 
-def greeting(text: str) -> bool:
-    """你好 / 你好呀 / 喂喂，在吗 / 早晨 / hello there / good morning!: a greeting (or thanks) and nothing else,
-    to be answered with the menu rather than taken for a question."""
+def _social(text: str, cjk: tuple[str, ...], also: tuple[str, ...], en: frozenset[str], heads: frozenset[str]) -> bool:
     w = normalise_command(text)
     if not w:
         return False
-    if w.isascii():
+    if w.isascii() and not any(ch in w for ch in "👍🙏"):
         tokens = re.sub(r"[^a-z ]", " ", w).split()
-        return bool(tokens) and set(tokens) <= _GREETING_EN and bool(set(tokens) & _GREETING_EN_HEADS)
-    return _made_of(re.sub(r"[?？]", "", _CLAUSE.sub("", w.replace(" ", ""))), _GREETING_CJK)
+        return bool(tokens) and set(tokens) <= en and bool(set(tokens) & heads)
+    core = re.sub(r"[?？]", "", _CLAUSE.sub("", w.replace(" ", "")))
+    return _made_of(core, tuple(sorted(cjk + also, key=len, reverse=True))) and any(p in core for p in cjk)
+
+
+def greeting(text: str) -> bool:
+    """你好 / 你好呀 / 喂喂，在吗 / 早晨 / 请问一下 / hello there / good morning!: a greeting or an opening and
+    nothing else, to be answered with the menu rather than taken for a question."""
+    return _social(text, _GREETING_CJK, (), _GREETING_EN, _GREETING_EN_HEADS)
+
+
+def acknowledgement(text: str) -> bool:
+    """好的 / 收到 / 知道了 / 谢谢你们 / 你好，收到了 / ok thanks: the person acknowledges (a notice, an answer) and
+    asks nothing: a short reply, never a ticket for staff."""
+    return _social(text, _ACK_CJK, _GREETING_CJK, _ACK_EN | _GREETING_EN, _ACK_EN_HEADS)
 
 
 # Questions about the step itself, wherever they stand in the text.

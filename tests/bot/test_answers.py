@@ -65,17 +65,32 @@ def test_a_reply_that_is_neither_yes_nor_no_is_not_guessed(text):
     assert "1" in str(info.value) and "2" in str(info.value)
 
 
-@pytest.mark.parametrize("text", ["你好", "你好呀", "您好啊", "喂喂，在吗", "在吗？", "有人在吗", "早晨", "同志你好", "多謝",
-                                  "hello there", "Good morning!", "hi", "thank you"])
-def test_a_greeting_alone_is_a_greeting(text):
-    """A greeting or thanks, with particles, repeats and punctuation, in any of the three languages."""
+@pytest.mark.parametrize("text", ["你好", "你好呀", "您好啊", "喂喂，在吗", "在吗？", "有人在吗", "早晨", "同志你好", "请问一下",
+                                  "我有个问题", "hello there", "Good morning!", "hi", "I have a question"])
+def test_a_greeting_or_an_opening_alone_is_a_greeting(text):
+    """A greeting, or an opening that announces a question, with particles, repeats and punctuation, in any of the
+    three languages."""
     assert answers.greeting(text)
 
 
-@pytest.mark.parametrize("text", ["你好，我想问养老金", "喂，我爸爸住院了", "hello I need help", "you", "在吗我的申请呢"])
+@pytest.mark.parametrize("text", ["你好，我想问养老金", "喂，我爸爸住院了", "hello I need help", "you", "在吗我的申请呢",
+                                  "请问认证怎么办"])
 def test_a_greeting_that_goes_on_to_say_something_is_not_only_a_greeting(text):
     """A greeting followed by what the person wants is read for what they want."""
     assert not answers.greeting(text)
+
+
+@pytest.mark.parametrize("text", ["好的", "收到", "收到了", "知道了", "谢谢你们", "多謝", "你好，收到了", "好的👍", "唔该晒",
+                                  "ok thanks", "Thank you very much", "noted"])
+def test_an_acknowledgement_alone_is_an_acknowledgement(text):
+    """好的 / 收到 / 谢谢 / ok thanks, alone or together, in the three languages."""
+    assert answers.acknowledgement(text)
+
+
+@pytest.mark.parametrize("text", ["好的，我想问下认证", "谢谢，我的申请呢", "收到了但是看不懂", "ok but when"])
+def test_an_acknowledgement_that_goes_on_to_ask_is_not_only_an_acknowledgement(text):
+    """What follows the thanks is what the person wants."""
+    assert not answers.acknowledgement(text)
 
 
 @pytest.mark.parametrize(("text", "proxy", "relationship"), [
