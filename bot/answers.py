@@ -13,6 +13,7 @@ decides what to do with it.
 - `stop_request(text)`: 不要再给我发短信了 / stop texting me: unsubscribe, asked in words.
 - `who_acts(text)`: 我自己 / 我爸 / 我是他女儿 / my mum: the person themselves or a family member.
 - `only_saying_who(text)`: 您好，我是帮我爸问的: who they ask for, nothing asked yet.
+- `asks_about_us(text)`: 你们是哪个单位的 / 怎么联系你们 / who are you.
 - `greeting(text)`: 你好呀 / 喂，在吗 / 请问一下 / good morning and nothing else;
   `acknowledgement(text)`: 好的 / 收到了 / 谢谢你们 / ok thanks and nothing else.
 - `yes_no(text)`: "yes" / "no" for 是的呀, 没有没有, 唔係, 係呀, 冇, yep, nope, ...
@@ -183,6 +184,31 @@ def only_saying_who(text: str) -> bool:
             core = core[len(greet):]
             break
     return bool(_ASKING_FOR.match(core))
+
+
+# --------------------------------------------------------------------------- about the office
+
+_ABOUT_US_ZH = re.compile(
+    r"^(请问)?(你们|你|您|这里|这儿|这个)(是)?(谁|哪个单位|哪个部门|什么单位|什么部门|哪里|什么地方|干什么的|做什么的|哪儿)(的)?(呀|啊|呢)?$"
+    r"|^(请问)?(怎么|如何|怎样|点样)(才能)?(联系|找到|联络)(你们|你|您|工作人员)(呀|啊|呢)?$"
+    r"|^(请问)?(你们|你|您)?(的)?(电话|联系电话|电话号码|热线)(是)?(多少|几多|几号)?(呀|啊|呢)?$"
+    r"|^(请问)?(你们|你|您)(在)?(哪里|哪儿|什么地方|边度)(办公|上班)?(呀|啊|呢)?$"
+    r"|^(请问)?(你们|你|您)(的)?(地址|办公地点|办公地址)(在)?(哪里|哪儿|哪|什么地方)?(呀|啊|呢)?$"
+    r"|^(请问)?(你们|你|您)?(几点|什么时候)(上班|办公|下班)(呀|啊|呢)?$")
+_ABOUT_US_EN = re.compile(
+    r"^(who|what) are you$|^who is this$|^how (do|can) i (contact|reach|call) you$|^what is your (phone )?number$"
+    r"|^(your )?phone number$|^where are you( based| located)?$|^what are your (opening |office )?hours$")
+
+
+def asks_about_us(text: str) -> bool:
+    """你们是哪个单位的 / 怎么联系你们 / 你们电话多少 / 你们在哪里办公 / who are you: a question about the office
+    itself, answered from its settings (name, public phone), never with a staff member's own contact."""
+    w = normalise_command(text)
+    if not w:
+        return False
+    if w.isascii():
+        return bool(_ABOUT_US_EN.match(" ".join(re.sub(r"[^a-z ]", " ", w).split())))
+    return bool(_ABOUT_US_ZH.match(re.sub(r"[?？]", "", _CLAUSE.sub("", w.replace(" ", "")))))
 
 
 # --------------------------------------------------------------------------- greetings

@@ -111,6 +111,13 @@ def test_words_that_say_nothing_about_who_writes_are_not_guessed(text):
     assert answers.who_acts(text) is None
 
 
+@pytest.mark.parametrize("text", ["你们是骗子吧", "你们怎么还不给我回复", "认证在哪里办", "where is my pension"])
+def test_a_complaint_or_a_policy_question_is_not_a_question_about_the_office(text):
+    """Only questions about the office itself (who, how to reach it, where, when open) are answered from its
+    settings; a complaint or a question about a service goes on to the Q&A and staff."""
+    assert not answers.asks_about_us(text)
+
+
 AGREEING = ["好的谢谢", "好", "好的", "可以", "行", "没问题", "ok", "OK", "okay", "好嘅"]
 
 

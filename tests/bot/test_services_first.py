@@ -198,3 +198,14 @@ def test_an_acknowledgement_at_the_menu_gets_a_short_reply_not_a_ticket(engine, 
     text = chat(typed)
     assert ("有事随时发消息给我们" in text or "Write to us any time" in text) and "1." not in text
     assert tickets(db_engine) == [] and fake_qa.asked == []
+
+
+@pytest.mark.parametrize("typed", ["你们是哪个单位的", "怎么联系你们？", "你們電話多少", "who are you"])
+def test_a_question_about_the_office_itself_is_answered_with_its_name_and_public_phone(engine, roll, db_engine,
+                                                                                       settings, typed):
+    """你们是哪个单位的 / 怎么联系你们 is answered from the office's settings (its name, its public phone), not
+    passed to staff as a ticket."""
+    chat = Chat(engine, "telegram", f"sf-us-{typed}")
+    text = chat(typed)
+    assert settings.office_phone in text and tickets(db_engine) == []
+    assert "暖心服务" in text or "Nuanxin" in text or "暖心服務" in text
