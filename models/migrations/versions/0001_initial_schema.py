@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-01 15:06:51.870221
+Create Date: 2026-12-01 20:55:41.656423
 """
 from alembic import op
 import sqlalchemy as sa
@@ -27,7 +27,7 @@ def upgrade() -> None:
     sa.Column('action', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('target_type', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
     sa.Column('target_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-    sa.Column('details', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
+    sa.Column('details', models.base.RedactedJSON(), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('audit_log', schema=None) as batch_op:
@@ -65,6 +65,9 @@ def upgrade() -> None:
     sa.Column('source', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
     sa.Column('created_at', models.base.UTCDateTime(), nullable=False),
     sa.Column('updated_at', models.base.UTCDateTime(), nullable=False),
+    sa.Column('reach_rank', sa.Integer(), server_default='8', nullable=False),
+    sa.Column('reach_rank_telegram', sa.Integer(), server_default='8', nullable=False),
+    sa.Column('reach_rank_sms', sa.Integer(), server_default='8', nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('beneficiary', schema=None) as batch_op:
@@ -114,7 +117,7 @@ def upgrade() -> None:
     sa.Column('channel', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
     sa.Column('address', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('direction', sqlmodel.sql.sqltypes.AutoString(length=3), nullable=False),
-    sa.Column('text', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('text', models.base.RedactedText(), nullable=False),
     sa.Column('attachments', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
     sa.Column('beneficiary_id', sa.Integer(), nullable=True),
     sa.Column('outbox_id', sa.Integer(), nullable=True),
