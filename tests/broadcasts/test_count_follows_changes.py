@@ -169,3 +169,36 @@ def test_a_migrated_database_keeps_the_ranks_too(tmp_path) -> None:  # type: ign
             _check(s, None)
     finally:
         engine.dispose()
+
+
+def test_the_rebuild_command_recomputes_the_ranks_of_a_database(monkeypatch: pytest.MonkeyPatch,
+                                                                 tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`nuanxin reach-rebuild` on the configured database: ranks lost (set back to unranked) are
+    recomputed, and the command says for how many people."""
+    from typer.testing import CliRunner
+
+    from cli import app
+    from models.db import make_engine
+    from models.migrate import upgrade
+    from settings import get_settings
+
+    monkeypatch.setenv("NUANXIN_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        engine = make_engine(get_settings().effective_database_url)
+        upgrade(engine)
+        with session_scope(engine) as s:
+            person(s, is_veteran=True, channel="sms")
+            person(s, is_veteran=True, channel=None)
+            s.execute(update(reach.B).values(reach_rank=reach.RANK_NONE))
+        with session_scope(engine) as s:
+            assert audience_size(s, AudienceFilter(kinds=["veteran"]), TODAY).excluded == {"no_contact": 2}
+        result = CliRunner().invoke(app, ["reach-rebuild"])
+        assert result.exit_code == 0, result.output
+        assert "recomputed for 2 people" in result.output
+        with session_scope(engine) as s:
+            size = audience_size(s, AudienceFilter(kinds=["veteran"]), TODAY)
+            assert (size.reachable, size.excluded) == (1, {"no_contact": 1})
+        engine.dispose()
+    finally:
+        get_settings.cache_clear()
