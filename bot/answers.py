@@ -9,6 +9,9 @@ decides what to do with it.
 - `interruption(text, free_text=...)`: `Cancel` for 取消 / 不办了 / 不提交 / 算了 / never mind at any
   step, `Question` for 什么意思？ / 这个怎么填 (at a free-text step also a short text ending in a
   question mark): the Runner must act on these instead of saving them as the answer.
+- `asks_something(text)`: a question about anything but the step itself (医疗互助一年交多少钱).
+- `stop_request(text)`: 不要再给我发短信了 / stop texting me: unsubscribe, asked in words.
+- `greeting(text)`: 你好呀 / 喂，在吗 / good morning and nothing else.
 - `yes_no(text)`: "yes" / "no" for 是的呀, 没有没有, 唔係, 係呀, 冇, yep, nope, ...
 - `amount(text)`: `Amount(fen, approximate)` for 一萬二, 12000蚊, 一千五左右, 两千块, 1.2万, 3万5 ...
   (Chinese numerals through cn2an).
@@ -49,11 +52,95 @@ Interruption = Cancel | Question
 
 _CANCEL_WORDS = frozenset({
     "取消", "取消办理", "取消申请", "我要取消", "不办了", "不办", "不要办了", "不想办了", "先不办了", "不申请了",
-    "不弄了", "不搞了", "不提交", "不提交了", "算了", "算了吧", "那算了", "放弃", "不填了", "退出办理",
+    "不弄了", "不搞了", "不提交", "不提交了", "算了", "算了吧", "算啦", "那算了", "放弃", "不填了", "退出办理",
     "唔办了", "唔搞了", "唔使办了", "唔申请了", "唔提交",
     "cancel", "never mind", "nevermind", "forget it", "do not submit", "don't submit", "dont submit",
     "i changed my mind", "stop this", "quit this",
 })
+_CANCEL_CJK = tuple(sorted((w for w in _CANCEL_WORDS if not w.isascii()), key=len, reverse=True))
+_CLAUSE = re.compile(r"\s*[,，。.!！;；~～…、]+\s*")
+
+
+def _made_of(core: str, phrases: tuple[str, ...]) -> bool:
+    """The text is nothing but these phrases one after another, with particles between (算了不弄了, 你好呀)."""
+    reachable = [False] * (len(core) + 1)
+    reachable[0] = True
+    for i, ch in enumerate(core):
+        if not reachable[i]:
+            continue
+        if ch in _PARTICLES:
+            reachable[i + 1] = True
+        for phrase in phrases:
+            if core.startswith(phrase, i):
+                reachable[i + len(phrase)] = True
+    return reachable[-1] and any(phrase in core for phrase in phrases)
+
+
+def _only_cancel_words(w: str) -> bool:
+    """算了不弄了, 不办了不办了, 算了吧不申请了, "never mind, cancel": nothing but cancel words, one after another.
+    "放弃治疗了" is not: it says something else too."""
+    if w.isascii():
+        parts = [p for p in _CLAUSE.split(w) if p]
+        return len(parts) > 1 and all(p in _CANCEL_WORDS for p in parts)
+    return _made_of(_CLAUSE.sub("", w.replace(" ", "")), _CANCEL_CJK)
+
+
+# --------------------------------------------------------------------------- asking to stop messages
+
+_STOP_ZH = re.compile(
+    r"^(请|麻烦)?(你们)?(以后)?(不要|别|不用|莫|唔好|唔使|不必|无需|不需要)(再)?(给|跟|向|同|帮|对)?(我|我们|我家)?(再)?"
+    r"(发|打|推送|推|寄|传)(送|来)?(任何)?(短信|信息|消息|通知|讯息|短讯)?(给我|畀我|俾我|过来)?(了|啦|喇|咯|吧|啊|呀)*$"
+    r"|^(我)?(不想|不要|不愿意|唔想|唔要)(再)?(收|接收|接|看)(到)?(你们的?|你地嘅?)?(任何)?(短信|信息|消息|通知|讯息|短讯)"
+    r"(了|啦|喇|咯|吧|啊|呀)*$"
+    r"|^(我要|我想|请|帮我)?(退订|取消订阅)(短信|消息|通知|信息)?(了|啦|吧)*$")
+_STOP_EN = re.compile(
+    r"^(please )?(stop|quit) (sending|texting|messaging|contacting) (me|us)( anything)?( any ?more| now)?"
+    r"( (messages|texts|sms))?( please)?$"
+    r"|^(i )?(want|would like|wish) to (stop|unsubscribe)( getting| receiving)?( (these|your|the|any|all))?"
+    r"( (messages|texts|notifications|sms))?( please)?$"
+    r"|^(please )?(don'?t|do not|never) (text|message|send|contact) (me|us)( anything)?( any ?more| again)?( please)?$"
+    r"|^no more (messages|texts|sms|notifications)( please)?$"
+    r"|^unsubscribe( me)?( please)?$")
+
+
+def stop_request(text: str) -> bool:
+    """不要再给我发短信了 / 我不想再收到消息 / stop texting me / I want to stop getting messages: the person asks
+    for no more messages, in words rather than the keyword (TD, STOP), and is to be unsubscribed at once.
+    A question about messages (为什么不给我发短信了？) is none."""
+    w = normalise_command(text)
+    if not w or re.search(r"[?？]|为什么|为啥|怎么|吗|呢|\b(why|how|when|can|could)\b", w):
+        return False
+    if w.isascii():
+        return bool(_STOP_EN.match(" ".join(re.sub(r"[^a-z' ]", " ", w.replace("’", "'")).split())))
+    core = _CLAUSE.sub("", w.replace(" ", ""))
+    # 别发了 alone could be about anything sent (a photo): only messages to the person are meant.
+    return bool(_STOP_ZH.match(core)) and bool(re.search(r"短信|信息|消息|通知|讯息|短讯|我|退订|取消订阅", core))
+
+
+# --------------------------------------------------------------------------- greetings
+
+_GREETING_CJK = tuple(sorted((
+    "你好", "您好", "大家好", "在吗", "在不在", "有人吗", "有人在吗", "喂", "哈喽", "早", "早上好", "早安", "上午好",
+    "中午好", "下午好", "晚上好", "谢谢", "多谢", "唔该", "同志", "师傅", "老师", "工作人员",
+    "早晨", "你好吗", "在么", "在嘛",
+), key=len, reverse=True))
+_GREETING_EN = frozenset({"hi", "hello", "hey", "there", "good", "morning", "afternoon", "evening", "thanks", "thank",
+                          "you", "dear", "sir", "madam", "anyone", "is", "any", "one", "hiya"})
+_GREETING_EN_HEADS = frozenset({"hi", "hello", "hey", "good", "thanks", "thank", "anyone", "hiya"})
+
+
+def greeting(text: str) -> bool:
+    """你好 / 你好呀 / 喂喂，在吗 / 早晨 / hello there / good morning!: a greeting (or thanks) and nothing else,
+    to be answered with the menu rather than taken for a question."""
+    w = normalise_command(text)
+    if not w:
+        return False
+    if w.isascii():
+        tokens = re.sub(r"[^a-z ]", " ", w).split()
+        return bool(tokens) and set(tokens) <= _GREETING_EN and bool(set(tokens) & _GREETING_EN_HEADS)
+    return _made_of(re.sub(r"[?？]", "", _CLAUSE.sub("", w.replace(" ", ""))), _GREETING_CJK)
+
+
 # Questions about the step itself, wherever they stand in the text.
 _META_QUESTION = re.compile(
     r"什么意思|啥意思|咩意思|乜意思|是什么意思|怎么填|怎样填|如何填|怎么写|怎么回答|填什么|写什么|要填啥|填啥|"
@@ -65,13 +152,23 @@ _QUESTION_WORDS = re.compile(r"什么|啥|怎么|为什么|为啥|吗|呢|咩|�
 _SHORT_QUESTION = 12  # characters: a longer text ending in "?" at a free-text step is an answer that asks
 
 
+_ASKS = re.compile(_QUESTION_WORDS.pattern + r"|多少|几多|多久|多长时间|能不能|可不可以|是不是|有没有|\b(how much|how many|how long)\b")
+
+
+def asks_something(text: str) -> bool:
+    """A question about something other than the step itself (医疗互助一年交多少钱, how much is the fee):
+    a question word or mark, and none of the questions about how to answer the step (什么意思, 怎么填)."""
+    w = normalise_command(text)
+    return bool(w) and not _META_QUESTION.search(w) and bool(_ASKS.search(w) or _QUESTION_END.search(w))
+
+
 def interruption(text: str, *, free_text: bool = False) -> Interruption | None:
     """A cancel word or a question instead of an answer, else None (see the module doc)."""
     w = normalise_command(text)
     if not w:
         return None
     core = _strip_particles(w.replace(" ", "")) if not w.isascii() else w
-    if w in _CANCEL_WORDS or core in _CANCEL_WORDS:
+    if w in _CANCEL_WORDS or core in _CANCEL_WORDS or _only_cancel_words(w):
         return Cancel(text)
     if _META_QUESTION.search(w):
         return Question(text)
@@ -111,6 +208,11 @@ _EN_NO = frozenset({
 })
 
 
+# Words that agree to go ahead but say nothing about a fact (see `yes_no`'s about_a_fact).
+_AGREE_CORE = frozenset({"好", "行", "可以", "要", "需要", "确认", "确定", "同意", "提交", "没问题", "好滴", "ok", "得",
+                         "好嘅", "要嘅", "好好", "收到", "知道", "知道了", "明白"})
+_EN_AGREE = frozenset({"ok", "okay", "k", "yes please", "confirm", "submit", "thanks", "thank you", "got it", "fine"})
+
 _COURTESY = re.compile(r"[，,。.!！]*(谢谢您|谢谢你|谢谢|多谢|唔该|麻烦你了|麻烦了|辛苦了)[。.!！~]*$")
 
 
@@ -135,8 +237,12 @@ def _collapse_repeats(w: str) -> str:
     return w
 
 
-def yes_no(text: str) -> Literal["yes", "no"] | None:
-    """'yes' or 'no' for the ways people say them; None when the reply is neither (是不是?)."""
+def yes_no(text: str, *, about_a_fact: bool = False) -> Literal["yes", "no"] | None:
+    """'yes' or 'no' for the ways people say them; None when the reply is neither (是不是?).
+
+    `about_a_fact`: the question asks whether something is so ("您有没有被开除军籍？"), not whether
+    to go ahead: 好的 / 可以 / ok agree to something and answer no such question, so they are None
+    and the question is asked again (an "ok, thanks" must never say that a veteran was expelled)."""
     w = normalise_command(text)
     if not w:
         return None
@@ -144,6 +250,8 @@ def yes_no(text: str) -> Literal["yes", "no"] | None:
         return "yes" if w == "1" else "no"
     if w.isascii():
         w = " ".join(re.sub(r"[^a-z' ]", " ", w.replace("’", "'")).split())
+        if about_a_fact and (w in _EN_AGREE or w.split(" ", 1)[0] in _EN_AGREE):
+            return None
         if w in _EN_YES:
             return "yes"
         if w in _EN_NO or w.startswith(("no ", "nope ", "not ")):
@@ -154,6 +262,8 @@ def yes_no(text: str) -> Literal["yes", "no"] | None:
         return None
     core = _strip_particles(_COURTESY.sub("", w.replace(" ", "")) or w)
     for candidate in (core, core.rstrip("的"), _collapse_repeats(core.rstrip("的"))):
+        if about_a_fact and candidate in _AGREE_CORE:
+            return None
         if candidate in _YES_CORE:
             return "yes"
         if candidate in _NO_CORE:
@@ -161,7 +271,7 @@ def yes_no(text: str) -> Literal["yes", "no"] | None:
     # "是的，有过" / "没有，从来没有": the first clause decides when it is a clear yes or no.
     head = re.split(r"[，,。.!！ ]", w, maxsplit=1)[0]
     if head and head != w:
-        return yes_no(head)
+        return yes_no(head, about_a_fact=about_a_fact)
     return None
 
 

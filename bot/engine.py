@@ -82,8 +82,6 @@ STOP_WORDS = frozenset(["stop", "退订", "td", "unsubscribe", "/stop", "stopall
 # Twilio honours these on SMS at the carrier level; our records must agree.
 SMS_STOP_WORDS = STOP_WORDS | frozenset(["end", "quit", "revoke", "cancel"])
 START_WORDS = frozenset(["start", "订阅", "unstop", "恢复订阅", "訂閱"])
-GREETINGS = frozenset(["你好", "您好", "你好啊", "您好啊", "在吗", "在不在", "喂", "hi", "hello", "hey", "早", "早上好", "下午好", "晚上好", "谢谢", "多谢", "thanks", "thank", "you", "good", "morning", "hello", "there", "hi", "there", "有人吗", "哈喽"]) | {
-    "thank you", "good morning", "hello there", "hi there"}
 CONTINUE_WORDS = frozenset(["继续", "接着办", "continue", "resume"])
 LINK_WORDS = frozenset(["绑定", "绑定身份", "link", "认证身份"])
 
@@ -348,9 +346,10 @@ class Engine:
         if not w:
             return None
         stop_words = SMS_STOP_WORDS if conv.channel == "sms" else STOP_WORDS
-        if w in stop_words:
+        if w in stop_words or answers.stop_request(w):
             contact = self._contact(s, conv, now)
-            done = opt_out(s.session, contact, reason=f"user sent {w.upper()}", actor="bot", now=now)
+            said = f"user sent {w.upper()}" if w in stop_words else "user asked in words for no more messages"
+            done = opt_out(s.session, contact, reason=said, actor="bot", now=now)
             return [Out(t("opted_out" if done else "opted_out_already", lang), in_flow=False)]
         if w in START_WORDS:
             contact = self._contact(s, conv, now)
@@ -446,17 +445,18 @@ class Engine:
         flow = self.flows.get(st.flow or "")
         if (flow is not None and st.offer is None and flow.has_step(st.step)
                 and not self.runner.expects_choice(flow, st)):
-            return None  # a text, a date, a sum...: the step reads the sentence (no prompt built for nothing)
+            if self.runner.reads_a_value(flow, st) and answers.asks_something(text):
+                return self._answered_at_step(s, conv, text, now)  # a question where a date or sum is asked
+            return None  # a text, a name, a phone...: the step reads the sentence (no prompt built for nothing)
         cur = self._current_prompt(s, conv, now)
         if cur.expects != "choice":
             return None
         typed = word(text)
         if any(word(label) in typed or typed in word(label) for _key, label in cur.choices):
             return None
-        answer = self._ask_qa(conv, clean_text(text)[:500])
-        if answer is not None and not answer.handoff and answer.answer:
-            said = answer.sms if conv.channel == "sms" and answer.sms else answer.answer
-            return [Out(said + "\n\n" + t("back_to_step", conv.lang) + "\n" + cur.text, cur.choices, cur.expects)]
+        answered = self._answered_at_step(s, conv, text, now, cur)
+        if answered is not None:
+            return answered
         service = self._service_for(text)
         if service is None or service.id in (conv.state.flow, conv.state.after_link):
             return None
@@ -469,6 +469,16 @@ class Engine:
             return self._start(s, conv, service.id, now)
         conv.state.offer = ServiceOffer(flow=service.id, question=redact(text)[:200])
         return [self._offer_prompt(conv)]
+
+    def _answered_at_step(self, s: Tx, conv: Conv, text: str, now: datetime, cur: Out | None = None) -> list[Out] | None:
+        """A policy question typed at a step, answered when an article is sure of it, then the step asked again;
+        None (the step reads it as its answer) otherwise."""
+        answer = self._ask_qa(conv, clean_text(text)[:500])
+        if answer is None or answer.handoff or not answer.answer:
+            return None
+        cur = cur or self._current_prompt(s, conv, now)
+        said = answer.sms if conv.channel == "sms" and answer.sms else answer.answer
+        return [Out(said + "\n\n" + t("back_to_step", conv.lang) + "\n" + cur.text, cur.choices, cur.expects)]
 
     def _at_menu(self, s: Tx, conv: Conv, text: str, inbound: Inbound, now: datetime) -> list[Out]:
         lang = conv.lang
@@ -486,8 +496,8 @@ class Engine:
                     return self._start(s, conv, f.id, now)
             if (w == "9" and not linked) or w in LINK_WORDS:
                 return self._start_link(s, conv, now, None)
-            if w in GREETINGS:
-                return [self._menu(lang, linked)]
+            if answers.greeting(w) or isinstance(answers.interruption(w), answers.Cancel):
+                return [self._menu(lang, linked)]  # nothing to cancel at the menu: what can be done
             if w in CONTINUE_WORDS and conv.state.saved:
                 return self._start(s, conv, list(conv.state.saved)[-1], now)
         if len(_WORDY.findall(text)) < 2:

@@ -133,9 +133,9 @@ def parse_money(step: Step, text: str, lang: str) -> int:
     return found.fen
 
 
-def parse_yes_no(text: str, lang: str) -> str:
+def parse_yes_no(text: str, lang: str, *, about_a_fact: bool = False) -> str:
     _interrupted(text, lang)
-    found = answers.yes_no(text)
+    found = answers.yes_no(text, about_a_fact=about_a_fact)
     if found is None:
         raise err("yes_no", lang)
     return found
@@ -218,6 +218,7 @@ def display(step: Step, value: Any, lang: str) -> str:
 
 # Steps whose prompt offers choices (see Runner.prompt).
 _CHOICE_STEPS = frozenset({"yes_no", "choice", "confirm"})
+_VALUE_STEPS = frozenset({"date", "date_range", "money"})
 
 
 class Runner:
@@ -234,6 +235,13 @@ class Runner:
         if state.pending is not None and flow.has_step(state.pending.step):
             return True
         return bool(flow.steps) and flow.step(state.step or flow.steps[0].id).type in _CHOICE_STEPS
+
+    @staticmethod
+    def reads_a_value(flow: Flow, state: ConversationState) -> bool:
+        """Whether the step reads a date or an amount from what is typed (where a question cannot be an answer)."""
+        if state.pending is not None or not flow.steps:
+            return False
+        return flow.step(state.step or flow.steps[0].id).type in _VALUE_STEPS
 
     def prompt(self, flow: Flow, state: ConversationState, ctx: FlowCtx) -> Out:
         lang = ctx.lang
@@ -530,8 +538,8 @@ class Runner:
             raise err("text_empty", lang)
         if step.type == "text":
             return parse_text(step, text, lang)
-        if step.type in ("yes_no", "confirm"):
-            return parse_yes_no(text, lang)
+        if step.type in ("yes_no", "confirm"):  # a yes_no step asks whether something is so
+            return parse_yes_no(text, lang, about_a_fact=step.type == "yes_no")
         if step.type == "choice":
             return parse_choice(step, text, lang)
         if step.type == "date":

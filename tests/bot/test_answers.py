@@ -65,6 +65,52 @@ def test_a_reply_that_is_neither_yes_nor_no_is_not_guessed(text):
     assert "1" in str(info.value) and "2" in str(info.value)
 
 
+@pytest.mark.parametrize("text", ["你好", "你好呀", "您好啊", "喂喂，在吗", "在吗？", "有人在吗", "早晨", "同志你好", "多謝",
+                                  "hello there", "Good morning!", "hi", "thank you"])
+def test_a_greeting_alone_is_a_greeting(text):
+    """A greeting or thanks, with particles, repeats and punctuation, in any of the three languages."""
+    assert answers.greeting(text)
+
+
+@pytest.mark.parametrize("text", ["你好，我想问养老金", "喂，我爸爸住院了", "hello I need help", "you", "在吗我的申请呢"])
+def test_a_greeting_that_goes_on_to_say_something_is_not_only_a_greeting(text):
+    """A greeting followed by what the person wants is read for what they want."""
+    assert not answers.greeting(text)
+
+
+AGREEING = ["好的谢谢", "好", "好的", "可以", "行", "没问题", "ok", "OK", "okay", "好嘅"]
+
+
+@pytest.mark.parametrize("text", AGREEING)
+def test_ok_answers_a_question_about_going_ahead_but_not_a_question_about_a_fact(text):
+    """好的 / 可以 / ok agree to go ahead (a confirm step takes them as yes); asked whether something is so
+    (有没有被开除军籍？), they say nothing about it, so the question is asked again with its two answers."""
+    assert parse_yes_no(text, "zh-Hans") == "yes"
+    assert answers.yes_no(text, about_a_fact=True) is None
+    with pytest.raises(Invalid) as info:
+        parse_yes_no(text, "zh-Hans", about_a_fact=True)
+    assert "1" in str(info.value) and "2" in str(info.value)
+
+
+@pytest.mark.parametrize("text", ["是的", "有", "对", "嗯", "係呀", "yes", "1", "没有", "唔係", "no", "2"])
+def test_a_real_yes_or_no_still_answers_a_question_about_a_fact(text):
+    """是的 / 有 / 没有 / yes / no / the digits answer a factual question exactly as they answer any other."""
+    assert answers.yes_no(text, about_a_fact=True) == answers.yes_no(text) is not None
+
+
+def test_ok_thanks_at_the_expelled_question_does_not_end_a_veterans_application(engine, notifier, roll):
+    """"好的谢谢" typed at "服役期间，您有没有被开除军籍？" (yes would end the application as expelled): the question is
+    asked again and the application goes on when the person answers it."""
+    chat = Chat(engine, "telegram", "fact-ok")
+    link(chat, notifier, ZHANG_PHONE)
+    chat("1")
+    assert "开除军籍" in chat("1")
+    text = chat("好的谢谢")
+    assert "开除军籍" in text and "请回复1（是）或2（不是）" in text
+    assert chat.state() == ("veteran_insurance", "expelled")
+    assert "到地方工作以后" in chat("2")
+
+
 AMOUNTS = [
     ("8600", 860000, False), ("8,600元", 860000, False), ("8600.50", 860050, False), ("¥3500", 350000, False),
     ("一萬二", 1200000, False), ("一万二", 1200000, False), ("12000蚊", 1200000, False), ("一千五左右", 150000, True),
@@ -150,12 +196,14 @@ def test_a_hospital_stay_is_read_from_the_ways_people_write_two_dates(text, star
     assert parse_date_range(step("mutual_aid_claim", "stay"), text, TODAY, "zh-Hans") == {"start": start, "end": end}
 
 
-CANCEL = ["取消", "不办了", "不辦了", "不提交", "算了", "算了吧", "不要办了", "唔办了", "never mind", "forget it"]
+CANCEL = ["取消", "不办了", "不辦了", "不提交", "算了", "算了吧", "不要办了", "唔办了", "never mind", "forget it",
+          "算了不弄了", "算了，不申请了", "不办了不办了", "唔搞了，算啦", "never mind, cancel"]
 
 
 @pytest.mark.parametrize("text", CANCEL)
 def test_cancel_words_are_a_cancel_at_every_kind_of_step_never_an_answer(text):
-    """取消 / 不办了 / 不提交 / 算了 are recognised as cancel at yes-no, money, date, choice and text steps."""
+    """取消 / 不办了 / 不提交 / 算了, alone or several in a row (算了不弄了), are recognised as cancel at yes-no, money,
+    date, choice and text steps."""
     assert answers.interruption(text) == Cancel(text)
     parsers = [lambda t: parse_yes_no(t, "zh-Hans"),
                lambda t: parse_money(step("mutual_aid_claim", "amount"), t, "zh-Hans"),
@@ -167,6 +215,12 @@ def test_cancel_words_are_a_cancel_at_every_kind_of_step_never_an_answer(text):
         with pytest.raises(Interrupted) as info:
             parse(text)
         assert isinstance(info.value.interruption, Cancel)
+
+
+@pytest.mark.parametrize("text", ["放弃治疗了", "不办了他说的", "算了吧我再想想", "cancel my pension"])
+def test_a_sentence_that_says_more_than_cancel_is_not_a_cancel(text):
+    """A cancel word inside a sentence that says something else is read as what it says, not as a cancel."""
+    assert not isinstance(answers.interruption(text), Cancel)
 
 
 QUESTIONS = ["什么意思？", "什么意思", "這個怎麼填", "这个怎么填", "要填什么", "我不懂", "咩意思", "点填？", "哪个医院?",

@@ -152,6 +152,34 @@ def test_every_stop_word_opts_out_even_inside_a_flow(engine, notifier, roll, db_
     assert c.opted_out_at is not None
 
 
+@pytest.mark.parametrize("typed", ["不要再给我发短信了", "我不想再收到你们的消息", "請不要再發短信給我", "唔好再发信息畀我",
+                                   "stop texting me", "I want to stop getting messages"])
+def test_asking_in_words_for_no_more_messages_opts_out_at_once_even_inside_a_flow(engine, notifier, roll, db_engine,
+                                                                                 typed):
+    """不要再给我发短信了 / stop texting me is an opt-out as TD and STOP are: at once, said back to the person,
+    the flow left where it was; never a ticket for staff or an error at the step."""
+    chat = Chat(engine, "telegram", f"sw-{typed}")
+    start_veteran(chat, notifier)
+    chat("是")
+    text = chat(typed)
+    assert "退订" in text or "退訂" in text or "Unsubscribed" in text
+    assert chat.state() == ("veteran_insurance", "expelled")
+    with Session(db_engine) as s:
+        c = s.exec(select(Contact).where(Contact.channel == "telegram", Contact.address == f"sw-{typed}")).one()
+        assert c.opted_out_at is not None
+        assert s.exec(select(HandoffTicket)).all() == []
+
+
+@pytest.mark.parametrize("typed", ["为什么不给我发短信了？", "你们发的短信我看不懂", "不要发给我爸爸", "why did you stop texting me"])
+def test_a_question_or_remark_about_messages_is_no_opt_out(engine, roll, db_engine, typed):
+    """Words about messages that do not ask for them to stop leave the person subscribed."""
+    chat = Chat(engine, "telegram", f"sq-{typed}")
+    chat(typed)
+    with Session(db_engine) as s:
+        c = s.exec(select(Contact).where(Contact.channel == "telegram", Contact.address == f"sq-{typed}")).first()
+    assert c is None or c.opted_out_at is None
+
+
 def test_new_engine_instance_continues_the_same_step(db_engine, settings, clock, notifier, fake_qa, roll):
     """A restart (a new Engine on the same database) continues exactly where the person was."""
     first = Engine(db_engine, settings, clock, qa=fake_qa, notifier=notifier)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlmodel import Session, select
 
 from models.applications import Application, HandoffTicket
@@ -139,3 +140,40 @@ def test_asking_where_ones_application_is_in_the_middle_of_a_form_shows_it_at_on
     text = stranger("我的申请怎么样了，办到哪一步了")
     assert "NX-2026" not in text and "会先保存" not in text
     assert "需要先确认您的身份" in text and "请问是谁要办事" in text
+
+
+def test_hardship_help_asked_for_as_a_subsidy_with_fillers_is_offered_as_a_switch(engine, notifier, roll, db_engine):
+    """"我想申请 那个 困难补助" (the subsidy's everyday name, with spaces and a filler) typed at a yes/no step of the
+    veterans' form: hardship help is offered as a switch, not refused as a wrong answer."""
+    chat = Chat(engine, "telegram", "sf-switch-subsidy")
+    link(chat, notifier, ZHANG_PHONE)
+    chat("1")
+    before = chat.state()
+    text = chat("我想申请 那个 困难补助")
+    assert "要申请困难帮扶吗" in text and "会先保存" in text
+    assert chat.state() == before and tickets(db_engine) == []
+
+
+@pytest.mark.parametrize("typed", ["你好呀", "喂喂，在吗？", "Good morning!", "算啦唔搞了"])
+def test_a_greeting_or_a_cancel_word_at_the_menu_gets_the_menu_not_a_ticket(engine, roll, db_engine, fake_qa, typed):
+    """A greeting (or a cancel word with nothing under way) is answered with the menu: it is no question for staff."""
+    chat = Chat(engine, "telegram", f"sf-hello-{typed}")
+    text = chat(typed)
+    assert "1." in text and ("退役士兵社保接续" in text or "Veterans" in text)
+    assert tickets(db_engine) == [] and fake_qa.asked == []
+
+
+def test_a_policy_question_typed_where_a_date_is_asked_is_answered_and_the_date_asked_again(engine, notifier, roll,
+                                                                                          db_engine, fake_qa):
+    """"医疗互助一年交多少钱" at "哪天住进去的？": the article answers it, the date is asked again, nothing is entered
+    and no ticket opens; a question no article is sure of is left to the step, which explains what it needs."""
+    chat = Chat(engine, "telegram", "sf-date-question")
+    link(chat, notifier, ZHANG_PHONE)
+    chat("4")
+    chat("人民医院")
+    before = chat.state()
+    text = chat("医疗互助一年交多少钱")
+    assert "每年交100元" in text and "哪天住进去的" in text
+    assert chat.state() == before and tickets(db_engine) == []
+    text = chat("钱什么时候能到")
+    assert "日期" in text and chat.state() == before
