@@ -106,23 +106,14 @@ def install(conn: Connection) -> None:
         conn.execute(text(statement))
 
 
-def rebuild(conn: Connection, *, batch: int = 100_000) -> int:
+def rebuild(conn: Connection, *, batch: int = 50_000) -> int:
     """Recompute every person's ranks (after a migration, a restore, or a bulk load with the
-    triggers dropped); returns how many people. Set-based, a range of ids at a time: everyone in
-    the range unranked, then the rule folded over the range's contacts in one pass."""
+    triggers dropped) with the triggers' own statement, a range of ids at a time; returns how
+    many people."""
     done = 0
     last = conn.execute(select(func.max(B.c.id))).scalar() or 0
     for start in range(0, last, batch):
-        in_range = (B.c.id > start, B.c.id <= start + batch)
-        done += conn.execute(update(B).where(*in_range).values(dict.fromkeys(RANK_COLUMNS.values(), UNRANKED))
-                             ).rowcount or 0
-        c = C.alias("ranked_c")
-        folded = (select(c.c.beneficiary_id, *[func.min(_rank_of(c, channel)).label(name)
-                                               for channel, name in RANK_COLUMNS.items()])
-                  .where(c.c.beneficiary_id > start, c.c.beneficiary_id <= start + batch)
-                  .group_by(c.c.beneficiary_id).subquery("folded"))
-        conn.execute(update(B).where(B.c.id == folded.c.beneficiary_id)
-                     .values({name: folded.c[name] for name in RANK_COLUMNS.values()}))
+        done += conn.execute(refresh_statement(B.c.id > start, B.c.id <= start + batch)).rowcount or 0
     return done
 
 
