@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-01 20:55:41.656423
+Create Date: 2026-12-01 21:37:19.612297
 """
 from alembic import op
 import sqlalchemy as sa
@@ -72,6 +72,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('beneficiary', schema=None) as batch_op:
         batch_op.create_index('ix_beneficiary_area', ['district', 'street', 'community'], unique=False)
+        batch_op.create_index('ix_beneficiary_audience', ['status', 'language', 'reach_rank', 'reach_rank_telegram', 'reach_rank_sms', 'outreach_paused_at', 'is_veteran', 'is_retiree', 'is_union_member', 'living_alone', 'disabled', 'birth_date'], unique=False)
         batch_op.create_index(batch_op.f('ix_beneficiary_birth_date'), ['birth_date'], unique=False)
         batch_op.create_index(batch_op.f('ix_beneficiary_id_hash'), ['id_hash'], unique=True)
         batch_op.create_index(batch_op.f('ix_beneficiary_id_last6_hash'), ['id_last6_hash'], unique=False)
@@ -726,6 +727,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_beneficiary_id_last6_hash'))
         batch_op.drop_index(batch_op.f('ix_beneficiary_id_hash'))
         batch_op.drop_index(batch_op.f('ix_beneficiary_birth_date'))
+        batch_op.drop_index('ix_beneficiary_audience')
         batch_op.drop_index('ix_beneficiary_area')
 
     op.drop_table('beneficiary')
