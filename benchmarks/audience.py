@@ -36,7 +36,7 @@ from sqlmodel import SQLModel  # noqa: E402
 
 import models  # noqa: E402,F401
 from benchmarks.twodatabases import bulk_load, main, run_both  # noqa: E402
-from models.db import session_scope, writer  # noqa: E402
+from models.db import session_scope  # noqa: E402
 
 TODAY = date(2026, 5, 11)
 DISTRICTS = ("蓬江区", "江海区", "新会区", "台山市", "开平市", "鹤山市", "恩平市")
@@ -133,33 +133,24 @@ def _strip_paused(engine: Engine, rows: list[tuple[Any, ...]]) -> list[tuple[Any
     return [r[:19] + r[20:] for r in rows]  # the roll without the paused column
 
 
-def _load(engine: Engine, n: int) -> tuple[float, float]:
-    """The roll bulk-loaded as a restore would be: the contact triggers dropped, the rows loaded,
-    the triggers back and every person's ranks rebuilt (`nuanxin reach-rebuild`), then vacuumed
-    as autovacuum would after such a load. Returns (load seconds, rebuild seconds)."""
-    from outreach import reach_summary
-
+def _load(engine: Engine, n: int) -> float:
+    """The roll bulk-loaded (every person's reach ranks rebuilt after it: `bulk_load`), then
+    vacuumed as autovacuum would after such a load."""
     data = _rows(n)
     data["people"] = _strip_paused(engine, data["people"])
-    with engine.begin() as conn:
-        reach_summary.drop(conn)
     seconds = bulk_load(engine, [(*_columns(engine, key), data[key])
                                  for key in ("people", "contacts", "memberships", "applications")])
     t0 = time.perf_counter()
-    with writer(engine).begin() as conn:
-        reach_summary.install(conn)
-        reach_summary.rebuild(conn)
-    rebuild_seconds = time.perf_counter() - t0
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM ANALYZE" if engine.dialect.name == "postgresql" else "ANALYZE"))
-    return seconds, rebuild_seconds
+    return seconds + time.perf_counter() - t0
 
 
 def _measure(engine: Engine, database: str, n: int) -> dict[str, Any]:
     from outreach.audiences import AudienceFilter, audience_size
 
     SQLModel.metadata.create_all(engine)
-    load_seconds, rebuild_seconds = _load(engine, n)
+    load_seconds = _load(engine, n)
     timings: list[float] = []
     per_filter: list[dict[str, Any]] = []
     for spec in FILTERS:
@@ -181,7 +172,6 @@ def _measure(engine: Engine, database: str, n: int) -> dict[str, Any]:
     return {"database": database, "beneficiaries": n, "filters": len(FILTERS), "counts": len(timings),
             "count_ms_p95": round(p95, 1), "count_ms_median": round(statistics.median(timings), 1),
             "count_ms_max": round(timings[-1], 1), "load_seconds": round(load_seconds, 1),
-            "rank_rebuild_seconds": round(rebuild_seconds, 1),
             "goal_ms": 1000 if database == "postgresql" else None, "per_filter": per_filter}
 
 

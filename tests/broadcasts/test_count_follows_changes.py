@@ -94,13 +94,12 @@ def _change(session, rnd: random.Random, ids: list[int], step: int) -> str:  # t
     return change
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_the_count_stays_the_rules_answer_through_every_kind_of_change(db_engine: Engine, seed: int) -> None:
+def test_the_count_stays_the_rules_answer_through_every_kind_of_change(db_engine: Engine) -> None:
     """Thirty veterans with random contacts; then eight rounds of fifteen random changes through
     the product's writers, each round in its own transaction: after every round, for either
     channel and each alone, the count by reason is `reach.exclusion_reason`'s person by person
     and the reachable are the recipients a send queues."""
-    rnd = random.Random(seed)
+    rnd = random.Random(1)
     with session_scope(db_engine) as s:
         ids = [person(s, is_veteran=True, channel=rnd.choice(["telegram", "sms", None])).id for _ in range(PEOPLE)]
     seen: set[str] = set()
