@@ -78,6 +78,10 @@ CONFIDENCE_BIAS = 2.779
 # confirms needs 0.75 instead of 0.90. Chosen on the development files without people_dev4.yaml
 # (98 -> 94 English answers, none wrong), then checked on it (13 -> 19, none wrong).
 AGREEMENT_LIFT = 0.15
+# A part of a two-part question that shares its article with another part, searched on its own
+# words: an article found at this confidence or more, but under the threshold, is doubt enough
+# to hand the question off (chosen on the development files; see tests/qa/README.md).
+PART_ALONE_DOUBT = 0.5
 CANDIDATES = 6  # how many of the best-ranked articles the answerability check looks at
 
 _MEANINGFUL = re.compile(r"[\u3400-\u9fffA-Za-z0-9]")
@@ -197,6 +201,10 @@ class _LanguageIndex:
             self.keys = {embedder.key_of(t, "query") for t in rows} | {embedder.key_of(t, "passage")
                                                                        for t in passages}
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Kept on disk without the model (bot/knowledge_cache.py): the process's own is attached.
+        return {**self.__dict__, "embedder": None}
+
     def ranked(self, search_text: str, language: str, vector: np.ndarray | None = None) -> list[tuple[int, float]]:
         """(article index, confidence) of the best CANDIDATES articles, best first by rank score.
         `vector`: the question's embedding when the caller already has it (else it is computed)."""
@@ -260,6 +268,7 @@ class QA:
     def __init__(self, knowledge: KnowledgeBase, embedder: Embedder | None = None, *,
                  use_embeddings: bool = True) -> None:
         self.knowledge = knowledge
+        self.origin = "built"  # or "cache": read back by bot/knowledge_cache.py
         if embedder is None and use_embeddings:
             embedder = shared_embedder()
         self.embedder = embedder
@@ -294,6 +303,18 @@ class QA:
                     "\n".join(t for (text_lang, _), t in self._article_text.items() if text_lang == lang), groups)
         if embedder is not None:
             embedder.save()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "embedder": None}
+
+    def with_embedder(self, embedder: Embedder | None) -> QA:
+        """This index read back from the knowledge cache, answering with the process's model
+        (when it was built with embeddings)."""
+        if any(len(index.vectors) for index in self._indexes.values()):
+            self.embedder = embedder
+            for index in self._indexes.values():
+                index.embedder = embedder
+        return self
 
     @classmethod
     def load(cls, knowledge_dir: Path | None = None, **kwargs: object) -> QA:
@@ -351,6 +372,17 @@ class QA:
         # the whole question around it) only when the whole question's vector finds no article
         # for it confidently.
         whole_vector = index.embedder.query(whole) if index.embedder is not None and len(index.vectors) else None
+        # Which article answers a part is decided at the bot's own threshold, also when the
+        # calibration asks for every answer (threshold 0): the same choice, only the gate moves.
+        sure = THRESHOLDS[base]
+        choices: list[tuple[str, Asked, _Choice]] = []
+        alone_choices: dict[str, _Choice] = {}
+
+        def alone(part: str, part_asked: Asked) -> _Choice:  # the part searched on its own words
+            if part not in alone_choices:
+                alone_choices[part] = self._choose(self._search_text(part, base), part_asked, index, base)
+            return alone_choices[part]
+
         for part in parts:
             part_asked = read_question(part, base, self.places)
             # The part keeps what the whole question says about whom and where.
@@ -359,17 +391,40 @@ class QA:
                                years=part_asked.years)
             search_text = self._search_text(part, base) + " " + whole
             choice = self._choose(search_text, part_asked, index, base, whole_vector)
-            if whole_vector is not None and (choice.article is None or choice.confidence < THRESHOLDS[base]):
+            if whole_vector is not None and (choice.article is None or choice.confidence < sure):
                 second = self._choose(search_text, part_asked, index, base)
                 if choice.article is None or (second.article is not None and second.confidence > choice.confidence):
                     choice = second
+            if choice.article is None or choice.confidence < sure:
+                # The whole question's words may pull the part towards the other part's article.
+                own = alone(part, part_asked)
+                if own.article is not None and own.confidence >= sure:
+                    choice = own
             if choice.article is None or choice.confidence < threshold:
                 if choice.refusal in ("other_place", "not_stated", "other_year", "unknown_benefit"):
                     return self._handoff("out_of_scope", lang, choice.confidence, choice.refusal,
                                          choice.refusal_fill)
                 return self._handoff("out_of_scope", lang, choice.confidence, "two_part")
+            choices.append((part, part_asked, choice))
+        for position, (part, part_asked, choice) in enumerate(choices):
+            shared = sum(other.article is choice.article for _, _, other in choices) > 1
+            if not shared:
+                continue
+            # Several parts answered by one article: the whole question's words around each part
+            # can pull both to the article of the part with more words, and the other part's fact
+            # is then missing. Each such part is searched on its own words too: an article they
+            # find confidently answers it instead; one they are surer of than of the shared
+            # article, but not sure enough to answer, leaves the part unanswered.
+            own = alone(part, part_asked)
+            if own.article is None or own.article is choice.article:
+                continue
+            if own.confidence >= sure:
+                choices[position] = (part, part_asked, own)
+            elif own.confidence >= max(PART_ALONE_DOUBT, choice.confidence):
+                return self._handoff("out_of_scope", lang, own.confidence, "two_part")
+        for _, _, choice in choices:
             confidence = min(confidence, choice.confidence)
-            if choice.article not in chosen:
+            if choice.article is not None and choice.article not in chosen:
                 chosen.append(choice.article)
         return self._answered(chosen, lang, confidence)
 
@@ -457,7 +512,11 @@ class QA:
         money = [k for k in asked.kinds if k in ("cost", "amount")]
         if money and not any(k in article.answers for k in money):
             return "not_stated", {}
-        if asked.kind not in GENERAL_KINDS and asked.kind not in article.answers:
+        if money and asked.period and not _states_sum_per(text, asked.period, base, money):
+            return "not_stated", {}
+        # A sum read as "what it costs or what it gives" (一年多少钱) is answered by either.
+        kind_answered = asked.kind in article.answers or (asked.kind in money and bool(set(money) & set(article.answers)))
+        if asked.kind not in GENERAL_KINDS and not kind_answered:
             return "wrong_kind", {}
         return "", {}
 
@@ -526,6 +585,31 @@ class QA:
                       score=round(score, 4), sms=text, detail=detail or reason)
 
 
+_PER_ZH = {"day": r"每天|一天|每日|日均|/天|/日|每人每天", "month": r"每月|每个月|一个月|月人均|月均|/月|·月",
+           "year": r"每年|一年|年均|/年|·年"}
+_PER_EN = {"day": r"per day|a day|each day|daily|/day", "month": r"per month|a month|each month|monthly|/month",
+           "year": r"per year|a year|each year|yearly|annual|/year"}
+# A figure beside the period's word, within a few characters (more in English: "the monthly
+# unemployment benefit rose from 707 yuan").
+_PER_RE = {base: {period: re.compile(rf"(?:{units})[^。；;.\n]{{0,{after}}}?\d|\d[^。；;.\n]{{0,{before}}}?(?:{units})")
+                  for period, units in table.items()}
+           for base, table, after, before in (("zh-Hans", _PER_ZH, 16, 12), ("en", _PER_EN, 64, 24))}
+
+
+_NOTHING_TO_PAY = {"zh-Hans": re.compile(r"不用交钱|不需要缴费|不用缴费|免费|不用花钱|不收费"),
+                   "en": re.compile(r"nothing to pay|no need to pay|do(es)? not (need to |have to )?pay|free of charge|"
+                                    r"\bfree\b")}
+
+
+def _states_sum_per(text: str, period: str, base: str, kinds: list[str]) -> bool:
+    """Whether an article's text states a figure per `period` (a number beside "每月", "a year"),
+    or, asked what one pays, that there is nothing to pay."""
+    key = "en" if base == "en" else "zh-Hans"
+    if "cost" in kinds and _NOTHING_TO_PAY[key].search(text):
+        return True
+    return _PER_RE[key][period].search(text) is not None
+
+
 _MONEY_HEADS = ("补贴", "补助", "津贴", "补助金", "allowance", "subsidy", "grant", "benefit", "payment")
 
 
@@ -564,14 +648,18 @@ class LiveQA:
     """
 
     def __init__(self, load: Callable[[], KnowledgeBase], version: Callable[[], int],
-                 embedder: Embedder | None = None, use_embeddings: bool = True) -> None:
+                 embedder: Embedder | None = None, use_embeddings: bool = True,
+                 build: Callable[[], QA] | None = None) -> None:
+        """`build`: how an index is made (default: `QA(load())`); bot/knowledge_cache.py gives
+        one that reads an index built before from disk when the knowledge has not changed."""
         self._load = load
         self._version = version
         self._embedder = embedder
         self._use_embeddings = use_embeddings
+        self._build = build or (lambda: QA(self._load(), self._embedder, use_embeddings=self._use_embeddings))
         self._lock = threading.Lock()
         self._built_version = version()
-        self._qa = QA(load(), embedder, use_embeddings=use_embeddings)
+        self._qa = self._build()
 
     @property
     def current(self) -> QA:
@@ -594,7 +682,7 @@ class LiveQA:
             if seen == self._built_version:
                 return False
             try:
-                self._qa = QA(self._load(), self._embedder, use_embeddings=self._use_embeddings)
+                self._qa = self._build()
             except Exception:  # a broken reload never stops the answers
                 return False
             self._built_version = seen
@@ -652,14 +740,20 @@ def warm_up_in_background() -> threading.Thread:
     return thread
 
 
-def use_database(db: Any) -> None:
+def use_database(db: Any, cache_dir: Path | None = None) -> None:
     """Answer from the knowledge staff keep in `db` (files overlaid by reviewed rows), following
-    their reviews without a restart. Called once at start-up by the processes that answer."""
+    their reviews without a restart. Called once at start-up by the processes that answer.
+    `cache_dir` (in the data folder): where the built index and the vectors of edited articles
+    are kept, so that a restart with the same knowledge reads them back (bot/knowledge_cache.py)."""
     global _shared, _shared_factory
     from bot.knowledge_store import live_qa
 
+    if cache_dir is not None:
+        from bot.qa_embed import use_cache_file
+
+        use_cache_file(cache_dir / "embeddings.npz")
     with _shared_lock:
-        _shared_factory = lambda: live_qa(db)  # noqa: E731 - kept for the first question
+        _shared_factory = lambda: live_qa(db, cache_dir=cache_dir)  # noqa: E731 - kept for the first question
         _shared = None
 
 
