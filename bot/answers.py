@@ -11,6 +11,8 @@ decides what to do with it.
   question mark): the Runner must act on these instead of saving them as the answer.
 - `asks_something(text)`: a question about anything but the step itself (医疗互助一年交多少钱).
 - `stop_request(text)`: 不要再给我发短信了 / stop texting me: unsubscribe, asked in words.
+- `who_acts(text)`: 我自己 / 我爸 / 我是他女儿 / my mum: the person themselves or a family member.
+- `only_saying_who(text)`: 您好，我是帮我爸问的: who they ask for, nothing asked yet.
 - `greeting(text)`: 你好呀 / 喂，在吗 / good morning and nothing else.
 - `yes_no(text)`: "yes" / "no" for 是的呀, 没有没有, 唔係, 係呀, 冇, yep, nope, ...
 - `amount(text)`: `Amount(fen, approximate)` for 一萬二, 12000蚊, 一千五左右, 两千块, 1.2万, 3万5 ...
@@ -115,6 +117,71 @@ def stop_request(text: str) -> bool:
     core = _CLAUSE.sub("", w.replace(" ", ""))
     # 别发了 alone could be about anything sent (a photo): only messages to the person are meant.
     return bool(_STOP_ZH.match(core)) and bool(re.search(r"短信|信息|消息|通知|讯息|短讯|我|退订|取消订阅", core))
+
+
+# --------------------------------------------------------------------------- who is writing
+
+_OF_PARENT = r"(爸|妈|爹|娘|父亲|母亲|爸爸|妈妈|老爸|老妈|阿爸|阿妈|老豆|老母|老爷子|老太太|家父|家母)"
+_RELATION_ZH: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("spouse", re.compile(r"我(的)?(老伴|老公|老婆|丈夫|妻子|爱人|先生|太太)|我是(他|她)的?(老伴|老婆|老公|爱人|妻子|丈夫)")),
+    ("child", re.compile(r"我(的)?" + _OF_PARENT + r"|我是(他|她)的?(女儿|儿子|孩子|子女|闺女|仔|女)|(女儿|儿子)(帮|替|给)")),
+    ("sibling", re.compile(r"我(的)?(哥|姐|弟|妹|哥哥|姐姐|弟弟|妹妹)|我是(他|她)的?(哥哥|姐姐|弟弟|妹妹)")),
+    ("carer", re.compile(r"护工|保姆|照顾(他|她|老人)|看护")),
+    ("other", re.compile(r"邻居|朋友|亲戚|侄子|侄女|外甥|孙子|孙女|外孙")),
+)
+_RELATION_EN: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("spouse", re.compile(r"\bmy (husband|wife)\b|\bi am (his|her) (husband|wife)\b")),
+    ("child", re.compile(r"\bmy (dad|father|mum|mom|mother|parents?)\b|\bi am (his|her) (son|daughter)\b")),
+    ("sibling", re.compile(r"\bmy (brother|sister)\b")),
+    ("carer", re.compile(r"\b(carer|caregiver|care worker)\b")),
+    ("other", re.compile(r"\b(neighbou?r|friend|grand(son|daughter|child)|nephew|niece)\b")),
+)
+_FOR_ANOTHER = re.compile(r"家属|家人|(帮|替|给|代)(家里|家中)?(老人|长辈|别人|他|她)|代办|"
+                          r"\b(for|on behalf of) (my|him|her|them)\b|\bfamily member\b")
+_FOR_ONESELF = re.compile(r"^(是)?(我)?(自己|本人)(办|问|的事)?$|^我$|^(it'?s )?(for )?(me|myself)$|^i am$")
+
+
+@dataclass(frozen=True)
+class Acting:
+    """Who writes: the person on the roll themselves, or a family member (relationship when it was said)."""
+
+    proxy: bool
+    relationship: str | None = None
+
+
+def who_acts(text: str) -> Acting | None:
+    """我自己 / 本人 -> themselves; 我爸 / 我是他女儿 / my mum / 帮老人问 -> a family member, with the
+    relationship (catalogue group `relationship`) when the words say it; None when they say neither."""
+    w = normalise_command(text)
+    if not w:
+        return None
+    core = w if w.isascii() else _CLAUSE.sub("", w.replace(" ", ""))
+    if _FOR_ONESELF.match(_strip_particles(core) if not w.isascii() else core):
+        return Acting(proxy=False)
+    for relationship, pattern in _RELATION_EN if w.isascii() else _RELATION_ZH:
+        if pattern.search(core):
+            return Acting(proxy=True, relationship=relationship)
+    if _FOR_ANOTHER.search(core):
+        return Acting(proxy=True)
+    return None
+
+
+_ASKING_FOR = re.compile(r"^(我是|我)?(来)?(帮|替|给|代)(我)?(家)?(的)?(" + _OF_PARENT[1:-1] + r"|老伴|老公|老婆|家里老人|老人|长辈|家人)"
+                         r"(来)?(问|办|咨询|打听|办事)(问)?(一下|下|点事|个事)?(的|了)?$")
+
+
+def only_saying_who(text: str) -> bool:
+    """您好，我是帮我爸问的 / 我替我妈来办事: a greeting and who the writer is asking for, and no question yet,
+    to be answered with what can be asked rather than passed to staff."""
+    w = normalise_command(text)
+    if not w or w.isascii():
+        return False
+    core = re.sub(r"[?？]", "", _CLAUSE.sub("", w.replace(" ", "")))
+    for greet in _GREETING_CJK:
+        if core.startswith(greet) and len(core) > len(greet):
+            core = core[len(greet):]
+            break
+    return bool(_ASKING_FOR.match(core))
 
 
 # --------------------------------------------------------------------------- greetings

@@ -498,6 +498,9 @@ class Engine:
                 return self._start_link(s, conv, now, None)
             if answers.greeting(w) or isinstance(answers.interruption(w), answers.Cancel):
                 return [self._menu(lang, linked)]  # nothing to cancel at the menu: what can be done
+            if answers.only_saying_who(w):
+                menu = self._menu(lang, linked)
+                return [Out(t("asking_for_family", lang) + "\n" + menu.text, menu.choices, menu.expects, in_flow=False)]
             if w in CONTINUE_WORDS and conv.state.saved:
                 return self._start(s, conv, list(conv.state.saved)[-1], now)
         if len(_WORDY.findall(text)) < 2:

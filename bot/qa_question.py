@@ -46,7 +46,9 @@ _EN_KIND = {
     "why": r"\bwhy\b|what for|reason",
     "when": r"^when\b|\bwhen (is|was|will|does|did|do|can|should|are|were)\b|what year|which year|since when|"
             r"how long|what date",
-    "cost": r"\b(cost|costs|fee|fees|price|charge|free or|is it free|do they pay|have to pay|need to pay|do i pay)\b",
+    "cost": r"\b(cost|costs|fee|fees|price|charge|free or|is it free|have to pay|need to pay)\b|"
+            r"\b(do|does|did|will|would|should|must) (i|we|you|he|she|they|my \w+|the family|families|workers?|"
+            r"members?|people|veterans?|retirees?|pensioners?|each person|everyone|one) pay\b",
     "amount": r"\bhow much\b|\bper (month|day|year)\b|\baverage\b|\bpay out\b|\bpays?\b.{0,20}\bhospital\b",
     "count": r"\bhow many\b|\bnumber of\b|\bpercentage\b|\btotal\b",
     "who": r"\bwho\b|\bwhich (people|veterans|workers|retirees)\b|\beligible\b|\bqualif|\ballowed\b",
@@ -134,6 +136,7 @@ class Asked:
     benefits: tuple[str, ...] = ()  # benefit names as written ("取暖补贴", "car allowance")
     names: tuple[str, ...] = ()  # people named
     years: frozenset[str] = frozenset()  # years named ("2019"), for a figure of that year
+    period: str = ""  # "day", "month" or "year": a sum asked per that period ("一天能赔多少")
     staff_contact: bool = False  # a named person's or an official's phone, WeChat, address
     named_case: bool = False  # a person's own case asked by name
     extra: dict[str, str] = field(default_factory=dict)
@@ -168,6 +171,23 @@ class PlaceFinder:
         (攀枝花 holds 花, "spend", which would read "攀枝花给多少" as a cost)."""
         text = simplified(text)
         return self._zh_re.sub(" ", text) if self._zh_re is not None else text
+
+
+# A sum asked per day, month or year: only an article that states a sum per that period answers
+# it ("住院一天能赔多少" is not answered by a fund of 400,000 yuan a year).
+_PERIOD_ZH = {"day": re.compile(r"一天|每天|每日|一日|日均|一晚"),
+              "month": re.compile(r"一个月|每个月|每月|月均|月人均|按月|一月(?!份)"),
+              "year": re.compile(r"一年(?!级)|每年|年均|全年")}
+_PERIOD_EN = {"day": re.compile(r"\b(per|a|each|every) (day|night)\b|\bdaily\b"),
+              "month": re.compile(r"\b(per|a|each|every) month\b|\bmonthly\b"),
+              "year": re.compile(r"\b(per|a|each|every) year\b|\byearly\b|\bannual(ly)?\b")}
+
+
+def _period(text: str, patterns: dict[str, re.Pattern[str]], kinds: set[str]) -> str:
+    if not {"cost", "amount"} & kinds:
+        return ""
+    found = [name for name, pattern in patterns.items() if pattern.search(text)]
+    return found[0] if len(found) == 1 else ""
 
 
 _YEAR = re.compile(r"(?<!\d)(19[4-9]\d|20[0-4]\d)(?!\d)(?!\s*(元|块|万|yuan|人|个|名|家|项|%))")
@@ -215,7 +235,7 @@ def _read_zh(text: str, places: PlaceFinder | None) -> Asked:
     return Asked(kinds=_ordered(found), groups=groups,
                  places=places.find(named, "zh-Hans") if places else frozenset(),
                  benefits=benefits, names=names, staff_contact=contact, named_case=named_case,
-                 years=_years(named))
+                 years=_years(named), period=_period(text, _PERIOD_ZH, found))
 
 
 def _read_en(text: str, places: PlaceFinder | None) -> Asked:
@@ -226,8 +246,12 @@ def _read_en(text: str, places: PlaceFinder | None) -> Asked:
     if "cost" in found:
         found.discard("amount")
     elif "amount" in found and re.search(r"\bhow much\b", lower) and not re.search(
-            r"\b(get|receive|pay out|pays|paid|give|gives|claim|allowance|benefit|dibao|subsidy|average)\b", lower):
+            r"\b(get|receive|pay out|pays|paid|give|gives|claim|allowance|benefit|dibao|subsidy|average)\b|"
+            r"\b(insurance|it|aid|fund|scheme|programme|program|union|policy) pay\b", lower):
         found.add("cost")  # "how much is the mutual aid a year": what it costs or what it gives
+    if re.search(r"\bin total\b|\baltogether\b|\bcumulative(ly)?\b|\bso far\b|\bhow many people\b", lower):
+        found -= {"cost", "amount"}  # totals and counts of a programme, not what one person gets
+        found.add("count")
     groups = frozenset(g for g, pattern in _EN_GROUP_RE.items() if pattern.search(lower))
     benefits = tuple(f"{m.group(1)} {m.group(2)}" for m in _EN_BENEFIT.finditer(lower)
                      if m.group(1) not in _EN_BENEFIT_SKIP)
@@ -240,4 +264,4 @@ def _read_en(text: str, places: PlaceFinder | None) -> Asked:
     return Asked(kinds=_ordered(found), groups=groups,
                  places=places.find(text, "en") if places else frozenset(),
                  benefits=benefits, names=names, staff_contact=contact, named_case=named_case,
-                 years=_years(text))
+                 years=_years(text), period=_period(lower, _PERIOD_EN, found))

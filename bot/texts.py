@@ -39,6 +39,10 @@ T: dict[str, dict[str, str]] = {
         "en": "Have a policy question? Just type it.",
     },
     "menu_linked_as": {"zh-Hans": "已绑定：{name}", "en": "Linked to: {name}"},
+    "asking_for_family": {
+        "zh-Hans": "好的，家属替老人问、替老人办都可以。请直接打字问，或回复菜单里的数字。",
+        "en": "Of course: family members can ask and apply for them. Type your question, or reply with a number.",
+    },
     "not_understood_menu": {
         "zh-Hans": "没看懂您的意思。",
         "en": "Sorry, I did not understand.",

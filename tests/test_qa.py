@@ -402,10 +402,57 @@ def test_an_amount_the_documents_never_state_is_handed_off(qa: QA, question: str
     assert a.handoff and a.reason == "out_of_scope"
 
 
+@pytest.mark.parametrize("question", ["高龄老兵的保险住院一天赔多少钱", "老兵住院陪护每天给多少钱",
+                                      "how much does the over 80 veterans insurance pay per day in hospital"])
+def test_a_sum_asked_per_day_that_no_article_states_per_day_is_handed_off(qa: QA, question: str) -> None:
+    """The insurance's article states a fund of 400,000 yuan a year, not a payout per day: asked
+    per day, the bot says the documents give no such amount instead of answering with it."""
+    a = qa.answer_with(question, min_confidence=0.0)
+    assert a.handoff and a.detail == "not_stated"
+
+
+@pytest.mark.parametrize(("question", "article", "figure"), [
+    ("城市低保每人每个月多少钱", "ss-dibao-standard", "684"),
+    ("职工医疗互助每年要交多少", "mutual-cost", "100"),
+    ("自贡给退休人员的专项资金每人每年是几块钱", "retiree-pilot-cities", "15"),
+    ("what is the average monthly unemployment benefit", "ss-unemployment-benefit", "1,506"),
+    ("how much do members pay each year for the union mutual aid", "mutual-cost", "100"),
+])
+def test_a_sum_asked_per_month_or_year_is_answered_by_the_article_stating_it(
+        qa: QA, question: str, article: str, figure: str) -> None:
+    """The period check keeps the articles that state a figure per that period: they answer
+    with the figure (a sum read as "what it costs or what it gives" is answered by either),
+    whatever the confidence threshold decides about sending it."""
+    a = qa.answer_with(question, min_confidence=0.0)
+    assert not a.handoff and a.article_id == article and figure in a.answer
+
+
+def test_asked_per_year_what_a_free_insurance_costs_the_article_saying_nothing_is_paid_answers(qa: QA) -> None:
+    """"Nothing to pay" answers what one pays per year: the wrong premise is corrected, not handed off."""
+    a = qa.answer_with("八十岁以上老兵的保险每年要交多少钱", min_confidence=0.0)
+    assert not a.handoff and a.article_id == "vet-over80-insurance-enrol" and a.answer.startswith("不用交钱")
+
+
+def test_an_english_total_is_read_as_a_count_not_what_one_person_gets(qa: QA) -> None:
+    """"How much did it pay in total" asks the programme's totals, which the results article states."""
+    a = qa.answer("how much has the union mutual aid paid out in total so far")
+    assert not a.handoff and a.article_id in {"mutual-results", "mutual-hospital-subsidy"}
+
+
 def test_a_two_part_question_gets_both_parts_answered_with_both_sources(qa: QA) -> None:
     a = qa.answer("医疗互助一年交多少钱，住院了去哪里报")
     assert not a.handoff and "100元" in a.answer and "职工服务中心" in a.answer
     assert set(a.article_ids) == {"mutual-cost", "mutual-where-claim"} and len(a.sources) == 2
+
+
+def test_each_part_of_a_two_part_question_is_answered_from_its_own_article(qa: QA) -> None:
+    """The whole question's words around each part must not pull both parts to one article (the
+    other part's figure would then be missing, or the question handed off): asked the
+    unemployment benefit and the disability allowance, the answer holds both figures from
+    their two articles."""
+    a = qa.answer("失业保险金全国平均一个月多少，工伤伤残津贴平均多少")
+    assert not a.handoff and set(a.article_ids) == {"ss-unemployment-benefit", "ss-work-injury"}
+    assert "1506" in a.answer and "3449" in a.answer
 
 
 def test_a_wrong_premise_is_corrected_first_from_the_article(qa: QA) -> None:

@@ -78,6 +78,24 @@ def test_a_greeting_that_goes_on_to_say_something_is_not_only_a_greeting(text):
     assert not answers.greeting(text)
 
 
+@pytest.mark.parametrize(("text", "proxy", "relationship"), [
+    ("我自己", False, None), ("本人", False, None), ("myself", False, None),
+    ("我爸叫钱德", True, "child"), ("我是他女儿", True, "child"), ("帮我妈问的", True, "child"), ("my mum", True, "child"),
+    ("我老伴", True, "spouse"), ("I am her husband", True, "spouse"), ("我哥", True, "sibling"),
+    ("我是护工", True, "carer"), ("邻居", True, "other"), ("家属", True, None), ("替老人办", True, None),
+])
+def test_who_is_writing_is_read_from_their_words(text, proxy, relationship):
+    """The person themselves, or a family member and (when the words say it) how they are related."""
+    acting = answers.who_acts(text)
+    assert acting is not None and acting.proxy is proxy and acting.relationship == relationship
+
+
+@pytest.mark.parametrize("text", ["叫什么", "住院了", "13812345678", "不太清楚"])
+def test_words_that_say_nothing_about_who_writes_are_not_guessed(text):
+    """Neither oneself nor a relative is read into words that name neither."""
+    assert answers.who_acts(text) is None
+
+
 AGREEING = ["好的谢谢", "好", "好的", "可以", "行", "没问题", "ok", "OK", "okay", "好嘅"]
 
 
