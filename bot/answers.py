@@ -13,7 +13,9 @@ decides what to do with it.
 - `stop_request(text)`: 不要再给我发短信了 / stop texting me: unsubscribe, asked in words.
 - `who_acts(text)`: 我自己 / 我爸 / 我是他女儿 / my mum: the person themselves or a family member.
 - `only_saying_who(text)`: 您好，我是帮我爸问的: who they ask for, nothing asked yet.
-- `greeting(text)`: 你好呀 / 喂，在吗 / good morning and nothing else.
+- `asks_about_us(text)`: 你们是哪个单位的 / 怎么联系你们 / who are you.
+- `greeting(text)`: 你好呀 / 喂，在吗 / 请问一下 / good morning and nothing else;
+  `acknowledgement(text)`: 好的 / 收到了 / 谢谢你们 / ok thanks and nothing else.
 - `yes_no(text)`: "yes" / "no" for 是的呀, 没有没有, 唔係, 係呀, 冇, yep, nope, ...
 - `amount(text)`: `Amount(fen, approximate)` for 一萬二, 12000蚊, 一千五左右, 两千块, 1.2万, 3万5 ...
   (Chinese numerals through cn2an).
@@ -184,28 +186,76 @@ def only_saying_who(text: str) -> bool:
     return bool(_ASKING_FOR.match(core))
 
 
-# --------------------------------------------------------------------------- greetings
+# --------------------------------------------------------------------------- about the office
 
-_GREETING_CJK = tuple(sorted((
-    "你好", "您好", "大家好", "在吗", "在不在", "有人吗", "有人在吗", "喂", "哈喽", "早", "早上好", "早安", "上午好",
-    "中午好", "下午好", "晚上好", "谢谢", "多谢", "唔该", "同志", "师傅", "老师", "工作人员",
-    "早晨", "你好吗", "在么", "在嘛",
-), key=len, reverse=True))
-_GREETING_EN = frozenset({"hi", "hello", "hey", "there", "good", "morning", "afternoon", "evening", "thanks", "thank",
-                          "you", "dear", "sir", "madam", "anyone", "is", "any", "one", "hiya"})
-_GREETING_EN_HEADS = frozenset({"hi", "hello", "hey", "good", "thanks", "thank", "anyone", "hiya"})
+_ABOUT_US_ZH = re.compile(
+    r"^(请问)?(你们|你|您|这里|这儿|这个)(是)?(谁|哪个单位|哪个部门|什么单位|什么部门|哪里|什么地方|干什么的|做什么的|哪儿)(的)?(呀|啊|呢)?$"
+    r"|^(请问)?(怎么|如何|怎样|点样)(才能)?(联系|找到|联络)(你们|你|您|工作人员)(呀|啊|呢)?$"
+    r"|^(请问)?(你们|你|您)?(的)?(电话|联系电话|电话号码|热线)(是)?(多少|几多|几号)?(呀|啊|呢)?$"
+    r"|^(请问)?(你们|你|您)(在)?(哪里|哪儿|什么地方|边度)(办公|上班)?(呀|啊|呢)?$"
+    r"|^(请问)?(你们|你|您)(的)?(地址|办公地点|办公地址)(在)?(哪里|哪儿|哪|什么地方)?(呀|啊|呢)?$"
+    r"|^(请问)?(你们|你|您)?(几点|什么时候)(上班|办公|下班)(呀|啊|呢)?$")
+_ABOUT_US_EN = re.compile(
+    r"^(who|what) are you$|^who is this$|^how (do|can) i (contact|reach|call) you$|^what is your (phone )?number$"
+    r"|^(your )?phone number$|^where are you( based| located)?$|^what are your (opening |office )?hours$")
 
 
-def greeting(text: str) -> bool:
-    """你好 / 你好呀 / 喂喂，在吗 / 早晨 / hello there / good morning!: a greeting (or thanks) and nothing else,
-    to be answered with the menu rather than taken for a question."""
+def asks_about_us(text: str) -> bool:
+    """你们是哪个单位的 / 怎么联系你们 / 你们电话多少 / 你们在哪里办公 / who are you: a question about the office
+    itself, answered from its settings (name, public phone), never with a staff member's own contact."""
     w = normalise_command(text)
     if not w:
         return False
     if w.isascii():
+        return bool(_ABOUT_US_EN.match(" ".join(re.sub(r"[^a-z ]", " ", w).split())))
+    return bool(_ABOUT_US_ZH.match(re.sub(r"[?？]", "", _CLAUSE.sub("", w.replace(" ", "")))))
+
+
+# --------------------------------------------------------------------------- greetings
+
+_GREETING_CJK = tuple(sorted((
+    "你好", "您好", "你们好", "大家好", "在吗", "在不在", "有人吗", "有人在吗", "喂", "哈喽", "早", "早上好", "早安",
+    "上午好", "中午好", "下午好", "晚上好", "同志", "师傅", "老师", "工作人员", "早晨", "你好吗", "在么", "在嘛",
+    # openings that announce a question still to come
+    "我想问问", "想问问", "我想问一下", "想问一下", "问一下", "请问一下", "请问", "我有个问题", "我有问题", "有个问题",
+    "我想咨询", "我想咨询一下", "咨询一下", "问个事", "我想问个事", "打扰一下", "打扰了", "麻烦问一下",
+), key=len, reverse=True))
+_GREETING_EN = frozenset({"hi", "hello", "hey", "there", "good", "morning", "afternoon", "evening", "dear", "sir",
+                          "madam", "anyone", "is", "any", "one", "hiya", "i", "have", "a", "question", "can", "ask",
+                          "something", "excuse", "me"})
+_GREETING_EN_HEADS = frozenset({"hi", "hello", "hey", "good", "anyone", "hiya", "question", "excuse"})
+
+_ACK_CJK = tuple(sorted((
+    "好", "好的", "好嘞", "好滴", "好吧", "收到", "知道", "知道了", "明白", "明白了", "了解", "懂了", "行", "可以", "嗯",
+    "谢谢", "谢谢你", "谢谢您", "谢谢你们", "多谢", "多谢你们", "感谢", "辛苦了", "辛苦你们了", "麻烦你们了", "ok", "👍",
+    "🙏", "得", "好嘅", "唔该", "唔该晒", "多谢晒", "收到了", "好的好的",
+), key=len, reverse=True))
+_ACK_EN = frozenset({"ok", "okay", "k", "thanks", "thank", "you", "got", "it", "noted", "fine", "great", "good",
+                     "very", "much", "cheers", "alright", "all", "right", "so"})
+_ACK_EN_HEADS = frozenset({"ok", "okay", "k", "thanks", "thank", "got", "noted", "fine", "great", "cheers", "alright"})
+
+
+def _social(text: str, cjk: tuple[str, ...], also: tuple[str, ...], en: frozenset[str], heads: frozenset[str]) -> bool:
+    w = normalise_command(text)
+    if not w:
+        return False
+    if w.isascii() and not any(ch in w for ch in "👍🙏"):
         tokens = re.sub(r"[^a-z ]", " ", w).split()
-        return bool(tokens) and set(tokens) <= _GREETING_EN and bool(set(tokens) & _GREETING_EN_HEADS)
-    return _made_of(re.sub(r"[?？]", "", _CLAUSE.sub("", w.replace(" ", ""))), _GREETING_CJK)
+        return bool(tokens) and set(tokens) <= en and bool(set(tokens) & heads)
+    core = re.sub(r"[?？]", "", _CLAUSE.sub("", w.replace(" ", "")))
+    return _made_of(core, tuple(sorted(cjk + also, key=len, reverse=True))) and any(p in core for p in cjk)
+
+
+def greeting(text: str) -> bool:
+    """你好 / 你好呀 / 喂喂，在吗 / 早晨 / 请问一下 / hello there / good morning!: a greeting or an opening and
+    nothing else, to be answered with the menu rather than taken for a question."""
+    return _social(text, _GREETING_CJK, (), _GREETING_EN, _GREETING_EN_HEADS)
+
+
+def acknowledgement(text: str) -> bool:
+    """好的 / 收到 / 知道了 / 谢谢你们 / 你好，收到了 / ok thanks: the person acknowledges (a notice, an answer) and
+    asks nothing: a short reply, never a ticket for staff."""
+    return _social(text, _ACK_CJK, _GREETING_CJK, _ACK_EN | _GREETING_EN, _ACK_EN_HEADS)
 
 
 # Questions about the step itself, wherever they stand in the text.
