@@ -108,6 +108,19 @@ def migrate() -> None:
     typer.echo(f"database at revision {current_revision(engine)}")
 
 
+@app.command("reach-rebuild")
+def reach_rebuild() -> None:
+    """Recompute every person's reach ranks, which the broadcast composer counts by (the database
+    keeps them with every contact change; after restoring a backup or a bulk load with triggers off)."""
+    from models.db import writer
+    from outreach.reach_summary import install, rebuild
+
+    engine = _engine(migrate=True)
+    with writer(engine).begin() as conn:
+        install(conn)
+        typer.echo(f"reach ranks recomputed for {rebuild(conn)} people")
+
+
 @app.command("demo-data")
 def demo_data(people: int = typer.Option(3000, help="How many people to generate.")) -> None:
     """Load a realistic generated roll, staff accounts and a few applications (once)."""

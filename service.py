@@ -46,6 +46,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, NoReturn
 
 from models.clock import SystemClock
@@ -175,8 +176,9 @@ class DatabaseKnowledge:
     of CPU to import), is imported on first use: by the knowledge thread once the port is open,
     or by a question that comes sooner; either registers the database first, once."""
 
-    def __init__(self, engine: Any) -> None:
+    def __init__(self, engine: Any, cache_dir: Path | None = None) -> None:
         self.engine = engine
+        self.cache_dir = cache_dir  # the built index kept for the next start (bot/knowledge_cache.py)
         self._lock = threading.Lock()
         self._registered = False
 
@@ -185,7 +187,7 @@ class DatabaseKnowledge:
 
         with self._lock:
             if not self._registered:
-                use_database(self.engine)
+                use_database(self.engine, self.cache_dir)
                 self._registered = True
         return get_qa()
 
@@ -223,13 +225,15 @@ def load_knowledge(app: Any, knowledge: DatabaseKnowledge) -> None:
     speed); `/healthz` says "loaded" from then on."""
     started = time.monotonic()
     try:
-        knowledge.qa()  # bot.qa imported, the database's knowledge registered, the index built
-        from bot.qa import warm_up
+        qa = knowledge.qa()  # bot.qa imported, the database's knowledge registered, the index built or read back
+        from bot.qa import LiveQA, warm_up
 
         warm_up()  # the embedding model loaded
         knowledge.answer("你好", "zh-Hans")
         app.state.knowledge = "loaded"
-        log.info("knowledge loaded in %.1f s (%.1f s of CPU since the process began)", time.monotonic() - started,
+        origin = (qa.current if isinstance(qa, LiveQA) else qa).origin
+        log.info("knowledge loaded in %.1f s, index %s (%.1f s of CPU since the process began)",
+                 time.monotonic() - started, "read from its cache" if origin == "cache" else "built",
                  time.process_time())
     except Exception:  # the engine hands questions to staff when the knowledge cannot load
         app.state.knowledge = "failed"
@@ -360,7 +364,9 @@ async def _main(role: Role, settings: Settings, host: str, port: int | None) -> 
         from web.app import create_app
 
         inbound_limits = InboundLimits.from_settings(settings)
-        database_knowledge = DatabaseKnowledge(engine)
+        from bot.knowledge_cache import FOLDER_NAME
+
+        database_knowledge = DatabaseKnowledge(engine, settings.data_dir / FOLDER_NAME)
         bot_engine = MeasuredEngine(build_conversation_engine(engine, settings, clock, qa=database_knowledge,
                                                               **_code_limit(inbound_limits)), metrics)
         app = create_app(settings, engine, clock=clock, bot_engine=bot_engine)

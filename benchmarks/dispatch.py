@@ -219,7 +219,8 @@ async def _work(url: str, base: str, redis_url: str, rate: float) -> dict[str, A
     cpu = time.process_time() - cpu0
     await outbound.close()
     engine.dispose()
-    return {"sent": d.stats["sent"], "cpu_s": cpu, "late_slots": d.stats["late_slots"]}
+    return {"sent": d.stats["sent"], "cpu_s": cpu, "late_slots": d.stats["late_slots"],
+            "window_waits": d.stats["window_waits"]}
 
 
 def _workers(fake: _Fake, pg: Any, redis_url: str, processes: int, rate: float, seconds: float) -> dict[str, Any]:
@@ -259,9 +260,10 @@ def _workers(fake: _Fake, pg: Any, redis_url: str, processes: int, rate: float, 
             "busiest_window": busiest_window(arrivals), "cpu_us_per_msg": round(sum(r["cpu_s"] for r in results)
                                                                                  * 1e6 / sent, 1),
             "messages": m, "sent_by_process": [r["sent"] for r in results],
-            # Slots let go because the process woke more than the limits' headroom after them
-            # (a busy machine): each is a slot of the shared rate that nobody used.
-            "late_slots_by_process": [r["late_slots"] for r in results]}
+            # Slots the process woke for more than the limits' headroom late (a busy machine):
+            # sent as soon as the moving window had room, and the sends that waited for that room.
+            "late_slots_by_process": [r["late_slots"] for r in results],
+            "window_waits_by_process": [r["window_waits"] for r in results]}
 
 
 def run() -> dict[str, Any]:

@@ -11,7 +11,11 @@ decides what to do with it.
   question mark): the Runner must act on these instead of saving them as the answer.
 - `asks_something(text)`: a question about anything but the step itself (医疗互助一年交多少钱).
 - `stop_request(text)`: 不要再给我发短信了 / stop texting me: unsubscribe, asked in words.
-- `greeting(text)`: 你好呀 / 喂，在吗 / good morning and nothing else.
+- `who_acts(text)`: 我自己 / 我爸 / 我是他女儿 / my mum: the person themselves or a family member.
+- `only_saying_who(text)`: 您好，我是帮我爸问的: who they ask for, nothing asked yet.
+- `asks_about_us(text)`: 你们是哪个单位的 / 怎么联系你们 / who are you.
+- `greeting(text)`: 你好呀 / 喂，在吗 / 请问一下 / good morning and nothing else;
+  `acknowledgement(text)`: 好的 / 收到了 / 谢谢你们 / ok thanks and nothing else.
 - `yes_no(text)`: "yes" / "no" for 是的呀, 没有没有, 唔係, 係呀, 冇, yep, nope, ...
 - `amount(text)`: `Amount(fen, approximate)` for 一萬二, 12000蚊, 一千五左右, 两千块, 1.2万, 3万5 ...
   (Chinese numerals through cn2an).
@@ -117,28 +121,141 @@ def stop_request(text: str) -> bool:
     return bool(_STOP_ZH.match(core)) and bool(re.search(r"短信|信息|消息|通知|讯息|短讯|我|退订|取消订阅", core))
 
 
-# --------------------------------------------------------------------------- greetings
+# --------------------------------------------------------------------------- who is writing
 
-_GREETING_CJK = tuple(sorted((
-    "你好", "您好", "大家好", "在吗", "在不在", "有人吗", "有人在吗", "喂", "哈喽", "早", "早上好", "早安", "上午好",
-    "中午好", "下午好", "晚上好", "谢谢", "多谢", "唔该", "同志", "师傅", "老师", "工作人员",
-    "早晨", "你好吗", "在么", "在嘛",
-), key=len, reverse=True))
-_GREETING_EN = frozenset({"hi", "hello", "hey", "there", "good", "morning", "afternoon", "evening", "thanks", "thank",
-                          "you", "dear", "sir", "madam", "anyone", "is", "any", "one", "hiya"})
-_GREETING_EN_HEADS = frozenset({"hi", "hello", "hey", "good", "thanks", "thank", "anyone", "hiya"})
+_OF_PARENT = r"(爸|妈|爹|娘|父亲|母亲|爸爸|妈妈|老爸|老妈|阿爸|阿妈|老豆|老母|老爷子|老太太|家父|家母)"
+_RELATION_ZH: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("spouse", re.compile(r"我(的)?(老伴|老公|老婆|丈夫|妻子|爱人|先生|太太)|我是(他|她)的?(老伴|老婆|老公|爱人|妻子|丈夫)")),
+    ("child", re.compile(r"我(的)?" + _OF_PARENT + r"|我是(他|她)的?(女儿|儿子|孩子|子女|闺女|仔|女)|(女儿|儿子)(帮|替|给)")),
+    ("sibling", re.compile(r"我(的)?(哥|姐|弟|妹|哥哥|姐姐|弟弟|妹妹)|我是(他|她)的?(哥哥|姐姐|弟弟|妹妹)")),
+    ("carer", re.compile(r"护工|保姆|照顾(他|她|老人)|看护")),
+    ("other", re.compile(r"邻居|朋友|亲戚|侄子|侄女|外甥|孙子|孙女|外孙")),
+)
+_RELATION_EN: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("spouse", re.compile(r"\bmy (husband|wife)\b|\bi am (his|her) (husband|wife)\b")),
+    ("child", re.compile(r"\bmy (dad|father|mum|mom|mother|parents?)\b|\bi am (his|her) (son|daughter)\b")),
+    ("sibling", re.compile(r"\bmy (brother|sister)\b")),
+    ("carer", re.compile(r"\b(carer|caregiver|care worker)\b")),
+    ("other", re.compile(r"\b(neighbou?r|friend|grand(son|daughter|child)|nephew|niece)\b")),
+)
+_FOR_ANOTHER = re.compile(r"家属|家人|(帮|替|给|代)(家里|家中)?(老人|长辈|别人|他|她)|代办|"
+                          r"\b(for|on behalf of) (my|him|her|them)\b|\bfamily member\b")
+_FOR_ONESELF = re.compile(r"^(是)?(我)?(自己|本人)(办|问|的事)?$|^我$|^(it'?s )?(for )?(me|myself)$|^i am$")
 
 
-def greeting(text: str) -> bool:
-    """你好 / 你好呀 / 喂喂，在吗 / 早晨 / hello there / good morning!: a greeting (or thanks) and nothing else,
-    to be answered with the menu rather than taken for a question."""
+@dataclass(frozen=True)
+class Acting:
+    """Who writes: the person on the roll themselves, or a family member (relationship when it was said)."""
+
+    proxy: bool
+    relationship: str | None = None
+
+
+def who_acts(text: str) -> Acting | None:
+    """我自己 / 本人 -> themselves; 我爸 / 我是他女儿 / my mum / 帮老人问 -> a family member, with the
+    relationship (catalogue group `relationship`) when the words say it; None when they say neither."""
+    w = normalise_command(text)
+    if not w:
+        return None
+    core = w if w.isascii() else _CLAUSE.sub("", w.replace(" ", ""))
+    if _FOR_ONESELF.match(_strip_particles(core) if not w.isascii() else core):
+        return Acting(proxy=False)
+    for relationship, pattern in _RELATION_EN if w.isascii() else _RELATION_ZH:
+        if pattern.search(core):
+            return Acting(proxy=True, relationship=relationship)
+    if _FOR_ANOTHER.search(core):
+        return Acting(proxy=True)
+    return None
+
+
+_ASKING_FOR = re.compile(r"^(我是|我)?(来)?(帮|替|给|代)(我)?(家)?(的)?(" + _OF_PARENT[1:-1] + r"|老伴|老公|老婆|家里老人|老人|长辈|家人)"
+                         r"(来)?(问|办|咨询|打听|办事)(问)?(一下|下|点事|个事)?(的|了)?$")
+
+
+def only_saying_who(text: str) -> bool:
+    """您好，我是帮我爸问的 / 我替我妈来办事: a greeting and who the writer is asking for, and no question yet,
+    to be answered with what can be asked rather than passed to staff."""
+    w = normalise_command(text)
+    if not w or w.isascii():
+        return False
+    core = re.sub(r"[?？]", "", _CLAUSE.sub("", w.replace(" ", "")))
+    for greet in _GREETING_CJK:
+        if core.startswith(greet) and len(core) > len(greet):
+            core = core[len(greet):]
+            break
+    return bool(_ASKING_FOR.match(core))
+
+
+# --------------------------------------------------------------------------- about the office
+
+_ABOUT_US_ZH = re.compile(
+    r"^(请问)?(你们|你|您|这里|这儿|这个)(是)?(谁|哪个单位|哪个部门|什么单位|什么部门|哪里|什么地方|干什么的|做什么的|哪儿)(的)?(呀|啊|呢)?$"
+    r"|^(请问)?(怎么|如何|怎样|点样)(才能)?(联系|找到|联络)(你们|你|您|工作人员)(呀|啊|呢)?$"
+    r"|^(请问)?(你们|你|您)?(的)?(电话|联系电话|电话号码|热线)(是)?(多少|几多|几号)?(呀|啊|呢)?$"
+    r"|^(请问)?(你们|你|您)(在)?(哪里|哪儿|什么地方|边度)(办公|上班)?(呀|啊|呢)?$"
+    r"|^(请问)?(你们|你|您)(的)?(地址|办公地点|办公地址)(在)?(哪里|哪儿|哪|什么地方)?(呀|啊|呢)?$"
+    r"|^(请问)?(你们|你|您)?(几点|什么时候)(上班|办公|下班)(呀|啊|呢)?$")
+_ABOUT_US_EN = re.compile(
+    r"^(who|what) are you$|^who is this$|^how (do|can) i (contact|reach|call) you$|^what is your (phone )?number$"
+    r"|^(your )?phone number$|^where are you( based| located)?$|^what are your (opening |office )?hours$")
+
+
+def asks_about_us(text: str) -> bool:
+    """你们是哪个单位的 / 怎么联系你们 / 你们电话多少 / 你们在哪里办公 / who are you: a question about the office
+    itself, answered from its settings (name, public phone), never with a staff member's own contact."""
     w = normalise_command(text)
     if not w:
         return False
     if w.isascii():
+        return bool(_ABOUT_US_EN.match(" ".join(re.sub(r"[^a-z ]", " ", w).split())))
+    return bool(_ABOUT_US_ZH.match(re.sub(r"[?？]", "", _CLAUSE.sub("", w.replace(" ", "")))))
+
+
+# --------------------------------------------------------------------------- greetings
+
+_GREETING_CJK = tuple(sorted((
+    "你好", "您好", "你们好", "大家好", "在吗", "在不在", "有人吗", "有人在吗", "喂", "哈喽", "早", "早上好", "早安",
+    "上午好", "中午好", "下午好", "晚上好", "同志", "师傅", "老师", "工作人员", "早晨", "你好吗", "在么", "在嘛",
+    # openings that announce a question still to come
+    "我想问问", "想问问", "我想问一下", "想问一下", "问一下", "请问一下", "请问", "我有个问题", "我有问题", "有个问题",
+    "我想咨询", "我想咨询一下", "咨询一下", "问个事", "我想问个事", "打扰一下", "打扰了", "麻烦问一下",
+), key=len, reverse=True))
+_GREETING_EN = frozenset({"hi", "hello", "hey", "there", "good", "morning", "afternoon", "evening", "dear", "sir",
+                          "madam", "anyone", "is", "any", "one", "hiya", "i", "have", "a", "question", "can", "ask",
+                          "something", "excuse", "me"})
+_GREETING_EN_HEADS = frozenset({"hi", "hello", "hey", "good", "anyone", "hiya", "question", "excuse"})
+
+_ACK_CJK = tuple(sorted((
+    "好", "好的", "好嘞", "好滴", "好吧", "收到", "知道", "知道了", "明白", "明白了", "了解", "懂了", "行", "可以", "嗯",
+    "谢谢", "谢谢你", "谢谢您", "谢谢你们", "多谢", "多谢你们", "感谢", "辛苦了", "辛苦你们了", "麻烦你们了", "ok", "👍",
+    "🙏", "得", "好嘅", "唔该", "唔该晒", "多谢晒", "收到了", "好的好的",
+), key=len, reverse=True))
+_ACK_EN = frozenset({"ok", "okay", "k", "thanks", "thank", "you", "got", "it", "noted", "fine", "great", "good",
+                     "very", "much", "cheers", "alright", "all", "right", "so"})
+_ACK_EN_HEADS = frozenset({"ok", "okay", "k", "thanks", "thank", "got", "noted", "fine", "great", "cheers", "alright"})
+
+
+def _social(text: str, cjk: tuple[str, ...], also: tuple[str, ...], en: frozenset[str], heads: frozenset[str]) -> bool:
+    w = normalise_command(text)
+    if not w:
+        return False
+    if w.isascii() and not any(ch in w for ch in "👍🙏"):
         tokens = re.sub(r"[^a-z ]", " ", w).split()
-        return bool(tokens) and set(tokens) <= _GREETING_EN and bool(set(tokens) & _GREETING_EN_HEADS)
-    return _made_of(re.sub(r"[?？]", "", _CLAUSE.sub("", w.replace(" ", ""))), _GREETING_CJK)
+        return bool(tokens) and set(tokens) <= en and bool(set(tokens) & heads)
+    core = re.sub(r"[?？]", "", _CLAUSE.sub("", w.replace(" ", "")))
+    return _made_of(core, tuple(sorted(cjk + also, key=len, reverse=True))) and any(p in core for p in cjk)
+
+
+def greeting(text: str) -> bool:
+    """你好 / 你好呀 / 喂喂，在吗 / 早晨 / 请问一下 / hello there / good morning!: a greeting or an opening and
+    nothing else, to be answered with the menu rather than taken for a question."""
+    return _social(text, _GREETING_CJK, (), _GREETING_EN, _GREETING_EN_HEADS)
+
+
+def acknowledgement(text: str) -> bool:
+    """好的 / 收到 / 知道了 / 谢谢你们 / 你好，收到了 / ok thanks: the person acknowledges (a notice, an answer) and
+    asks nothing: a short reply, never a ticket for staff."""
+    return _social(text, _ACK_CJK, _GREETING_CJK, _ACK_EN | _GREETING_EN, _ACK_EN_HEADS)
 
 
 # Questions about the step itself, wherever they stand in the text.

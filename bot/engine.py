@@ -498,6 +498,17 @@ class Engine:
                 return self._start_link(s, conv, now, None)
             if answers.greeting(w) or isinstance(answers.interruption(w), answers.Cancel):
                 return [self._menu(lang, linked)]  # nothing to cancel at the menu: what can be done
+            if answers.acknowledgement(w):  # 收到 / 好的 / 谢谢 after a notice or an answer: no ticket, no menu
+                return [Out(t("acknowledged", lang), in_flow=False)]
+            if answers.asks_about_us(w):
+                from outreach.templates import templates_for
+
+                office = templates_for(self.settings)
+                return [Out(t("about_us", lang, office=office.office_name.get(lang) or office.office_name["zh-Hans"],
+                              phone=office.office_phone), in_flow=False)]
+            if answers.only_saying_who(w):
+                menu = self._menu(lang, linked)
+                return [Out(t("asking_for_family", lang) + "\n" + menu.text, menu.choices, menu.expects, in_flow=False)]
             if w in CONTINUE_WORDS and conv.state.saved:
                 return self._start(s, conv, list(conv.state.saved)[-1], now)
         if len(_WORDY.findall(text)) < 2:

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from sqlalchemy import func
 from sqlmodel import Session, select
 
+from bot import answers
 from bot.flowregistry import FlowCtx
 from bot.flowrunner import Out, clean_text, word
 from bot.flowspec import relationship_options
@@ -173,17 +174,24 @@ class Identity:
         wd = word(text)
         step = state.step
         if step == "who":
-            if wd in ("1", "本人", "我本人", "myself", "me", "self"):
+            said = answers.who_acts(text)  # 我爸叫钱德 / 我是他女儿: a family member, and which
+            if wd in ("1", "本人", "我本人", "myself", "me", "self") or (said is not None and not said.proxy):
                 state.link.relationship = None
                 state.step = "key"
-            elif wd in ("2", "家属", "家属代办", "family", "family member"):
-                state.step = "relationship"
+            elif wd in ("2", "家属", "家属代办", "family", "family member") or said is not None:
+                if said is not None and said.relationship is not None:
+                    state.link.relationship = said.relationship
+                    state.step = "key"
+                else:
+                    state.step = "relationship"
             else:
                 return [self._again(state, lang)], None
             return [self._prompt(state, lang)], None
         if step == "relationship":
+            said = answers.who_acts(text)
             for i, (value, lbl) in enumerate(RELATIONSHIPS, 1):
-                if wd == str(i) or wd in (word(x) for x in lbl.values()) or wd == value:
+                if (wd == str(i) or wd in (word(x) for x in lbl.values()) or wd == value
+                        or (said is not None and said.relationship == value)):
                     state.link.relationship = value
                     state.step = "key"
                     return [self._prompt(state, lang)], None

@@ -43,6 +43,7 @@ from bot.knowledge import (
     load_knowledge,
     parse_article,
 )
+from bot.knowledge_cache import KnowledgeCache, StoredArticle
 from models.actions import audit
 from models.db import session_scope
 from models.knowledge import ArticleState, KnowledgeArticle, KnowledgeRevision, KnowledgeVersion
@@ -133,12 +134,20 @@ def _shipped(directory: Path | None = None) -> KnowledgeBase:
 def load_live(db: Engine, directory: Path | None = None) -> KnowledgeBase:
     """Shipped files overlaid by reviewed rows and minus retired ones. An article that fails
     validation is left out and named in `problems`; the rest answer."""
-    base = _shipped(directory)
-    articles: dict[tuple[str, str], Article] = {(a.language, a.id): a for a in base.articles}
-    problems = list(base.problems)
+    return _overlaid(_shipped(directory), _answering_rows(db))
+
+
+def _answering_rows(db: Engine) -> list[StoredArticle]:
+    """The rows that change what the bot answers: reviewed and retired articles."""
     with Session(db) as s:
         rows = s.exec(select(KnowledgeArticle).where(
             col(KnowledgeArticle.state).in_([ArticleState.REVIEWED.value, ArticleState.RETIRED.value]))).all()
+        return [StoredArticle(row.article_id, row.language, row.state, row.text) for row in rows]
+
+
+def _overlaid(base: KnowledgeBase, rows: list[StoredArticle]) -> KnowledgeBase:
+    articles: dict[tuple[str, str], Article] = {(a.language, a.id): a for a in base.articles}
+    problems = list(base.problems)
     for row in rows:
         key = (row.language, row.article_id)
         if row.state == ArticleState.RETIRED.value:
@@ -155,11 +164,27 @@ def load_live(db: Engine, directory: Path | None = None) -> KnowledgeBase:
     return base.with_articles(sorted(articles.values(), key=lambda a: (a.language, a.id)), problems)
 
 
-def live_qa(db: Engine, directory: Path | None = None, **kwargs: Any) -> Any:
-    """A LiveQA over the database's knowledge: edits take effect on the next question."""
-    from bot.qa import LiveQA
+def live_qa(db: Engine, directory: Path | None = None, cache_dir: Path | None = None, **kwargs: Any) -> Any:
+    """A LiveQA over the database's knowledge: edits take effect on the next question. With
+    `cache_dir`, each index built is kept there and read back by the next process whose
+    knowledge is the same (bot/knowledge_cache.py)."""
+    from bot.qa import QA, LiveQA
 
-    return LiveQA(lambda: load_live(db, directory), lambda: knowledge_version(db), **kwargs)
+    if cache_dir is None:
+        return LiveQA(lambda: load_live(db, directory), lambda: knowledge_version(db), **kwargs)
+    from bot.qa_embed import shared_embedder
+
+    use_embeddings = kwargs.pop("use_embeddings", True)
+    embedder = kwargs.pop("embedder", None) or (shared_embedder() if use_embeddings else None)
+    cache = KnowledgeCache(cache_dir, Path(directory) if directory is not None else DEFAULT_DIR)
+
+    def build() -> QA:
+        rows = _answering_rows(db)  # read once: the key and the index are of the same rows
+        return cache.qa(rows, lambda: QA(_overlaid(_shipped(directory), rows), embedder,
+                                         use_embeddings=use_embeddings), embedder)
+
+    return LiveQA(lambda: load_live(db, directory), lambda: knowledge_version(db), embedder=embedder,
+                  use_embeddings=use_embeddings, build=build, **kwargs)
 
 
 # --------------------------------------------------------------------------- reading

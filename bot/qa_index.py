@@ -75,19 +75,28 @@ class Tokenizer:
                  dictionary_words: set[str] | None = None) -> None:
         self.language = language
         self.canonical: dict[str, str] = {}
-        if language == "zh-Hans" and dictionary_words:
-            # rjieba's dictionary is process-wide: words added for one knowledge base stay
-            # for the next, which only ever adds segmentation choices.
-            # Teach the segmenter the knowledge base's own phrases (社保补缴, 生存认证, …)
-            # so they come out as one token as well as their parts (cut_for_search).
-            for word in sorted(dictionary_words):
-                if _CJK.search(word) and 2 <= len(word) <= 8:
-                    rjieba.add_word(word, None, None)
+        # Teach the segmenter the knowledge base's own phrases (社保补缴, 生存认证, …) so they
+        # come out as one token as well as their parts (cut_for_search).
+        self.segmenter_words: tuple[str, ...] = tuple(
+            sorted(w for w in dictionary_words or () if _CJK.search(w) and 2 <= len(w) <= 8)
+        ) if language == "zh-Hans" else ()
+        self._teach_segmenter()
         for group in synonym_groups:
             forms = [self._plain_words(w) for w in group]
             canonical = " ".join(forms[0])
             for form in forms:
                 self.canonical[" ".join(form)] = canonical
+
+    def _teach_segmenter(self) -> None:
+        # rjieba's dictionary is process-wide: words added for one knowledge base stay for
+        # the next, which only ever adds segmentation choices.
+        for word in self.segmenter_words:
+            rjieba.add_word(word, None, None)
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        # A tokenizer read back from the knowledge cache teaches this process's segmenter too.
+        self.__dict__.update(state)
+        self._teach_segmenter()
 
     def _plain_words(self, text: str) -> list[str]:
         text = simplified(text)

@@ -39,6 +39,20 @@ T: dict[str, dict[str, str]] = {
         "en": "Have a policy question? Just type it.",
     },
     "menu_linked_as": {"zh-Hans": "已绑定：{name}", "en": "Linked to: {name}"},
+    "about_us": {
+        "zh-Hans": "这里是{office}的暖心服务：政策问题直接打字问我，办事回复菜单里的数字，工作人员在工作日回复。"
+                   "电话：{phone}（办公地址和时间也可以打这个电话问）。",
+        "en": "This is the Nuanxin service of {office}: type a policy question, or reply with a menu number to apply; "
+              "staff answer on working days. Phone: {phone} (ask there for the address and opening hours too).",
+    },
+    "acknowledged": {
+        "zh-Hans": "好的。有事随时发消息给我们。",
+        "en": "All right. Write to us any time you need us.",
+    },
+    "asking_for_family": {
+        "zh-Hans": "好的，家属替老人问、替老人办都可以。请直接打字问，或回复菜单里的数字。",
+        "en": "Of course: family members can ask and apply for them. Type your question, or reply with a number.",
+    },
     "not_understood_menu": {
         "zh-Hans": "没看懂您的意思。",
         "en": "Sorry, I did not understand.",

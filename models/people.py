@@ -6,7 +6,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Column, Index, UniqueConstraint
+from sqlalchemy import Column, Index, UniqueConstraint, event
 from sqlmodel import Field, SQLModel
 
 from models.base import JSONType, UTCDateTime, utcnow
@@ -36,11 +36,20 @@ class Channel(StrEnum):
     CONSOLE = "console"
 
 
+UNRANKED = 8  # outreach.reach.RANK_NONE: no usable, stopped or invalid contact
+
+
 class Beneficiary(SQLModel, table=True):
     __tablename__ = "beneficiary"
     __table_args__ = (
         Index("ix_beneficiary_status_certified", "status", "last_certified_on"),
         Index("ix_beneficiary_area", "district", "street", "community"),
+        # What the broadcast composer's count reads for the filters without an area, tag or
+        # scheme: the person's standing, language and reach ranks with the filter columns, so
+        # the count over a million people scans this instead of the roll's wide rows.
+        Index("ix_beneficiary_audience", "status", "language", "reach_rank", "reach_rank_telegram", "reach_rank_sms",
+              "outreach_paused_at", "is_veteran", "is_retiree", "is_union_member", "living_alone", "disabled",
+              "birth_date"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -78,6 +87,12 @@ class Beneficiary(SQLModel, table=True):
     source: str = Field(default="import", max_length=16)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # The smallest contact rank of the person's contacts for a bulk message (either channel, and
+    # each alone): what the broadcast composer counts by. Kept by triggers on `contact`
+    # (outreach/reach_summary.py), never written by code; UNRANKED: no contact yet.
+    reach_rank: int = Field(default=UNRANKED, sa_column_kwargs={"server_default": str(UNRANKED)})
+    reach_rank_telegram: int = Field(default=UNRANKED, sa_column_kwargs={"server_default": str(UNRANKED)})
+    reach_rank_sms: int = Field(default=UNRANKED, sa_column_kwargs={"server_default": str(UNRANKED)})
 
     @property
     def kinds(self) -> list[str]:
@@ -160,3 +175,12 @@ class FamilyMember(SQLModel, table=True):
     relationship: str = Field(max_length=32)  # child, spouse, sibling, carer, other
     phone: str | None = Field(default=None, max_length=20)  # E.164
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+@event.listens_for(Contact.__table__, "after_create")  # type: ignore[attr-defined]
+def _install_reach_triggers(_table: Any, connection: Any, **_kw: Any) -> None:
+    """The triggers that keep `Beneficiary.reach_rank*` (outreach/reach_summary.py); migrations
+    install them too (models/migrations/env.py)."""
+    from outreach.reach_summary import install
+
+    install(connection)

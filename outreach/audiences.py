@@ -21,7 +21,7 @@ from sqlmodel import Session
 
 from models.applications import Application, ApplicationType, Stage
 from models.people import SchemeMembership
-from outreach import reach
+from outreach import reach, reach_summary
 from outreach.reach import B, C
 from outreach.sweeps import add_years
 
@@ -143,28 +143,21 @@ class AudienceSize:
 
 
 def audience_size(session: Session, f: AudienceFilter, today: date) -> AudienceSize:
-    """How many a broadcast reaches, and why the others are left out: one query.
+    """How many a broadcast reaches, and why the others are left out: one GROUP BY over the roll.
 
-    Each matched person's contacts are joined once and folded into the smallest
-    `reach.contact_rank` for a bulk message, which says (with `reach.person_stop`) whether and
-    on which channel they are reached, or why not (`reach.standing`): the contact rule itself,
-    read once per contact instead of probing the contact table per person and per reason."""
-    c = C.alias("aud_c")
+    Each person's row carries the smallest `reach.contact_rank` of their contacts for a bulk
+    message (`reach_summary`: computed by that rule, kept in step with every contact write by
+    the database), so the count reads the roll alone: that rank with `reach.person_stop` says
+    (`reach.standing`) whether and on which channel each person is reached, or why not."""
     channels = (f.channel,) if f.channel else None
     stop = reach.person_stop(B, BROADCAST_CLASS).label("stop")
-    per_person = (
-        select(stop, B.c.language.label("lang"), func.min(reach.contact_rank(c, B, BROADCAST_CLASS, channels))
-               .label("rank"))
-        .select_from(B.outerjoin(c, c.c.beneficiary_id == B.c.id))
-        .where(*filter_clauses(session, f, today))
-        .group_by(B.c.id, B.c.status, B.c.outreach_paused_at, B.c.language)
-    ).subquery("per_person")
-    p = per_person.c
+    rank = reach_summary.rank_column(f.channel)
     size = AudienceSize()
-    rows = session.execute(select(p.stop, p.lang, p.rank, func.count()).group_by(p.stop, p.lang, p.rank)).all()
-    for why_person, lang, rank, n in rows:
+    rows = session.execute(select(stop, B.c.language, rank, func.count()).where(*filter_clauses(session, f, today))
+                           .group_by(stop, B.c.language, rank)).all()
+    for why_person, lang, person_rank, n in rows:
         size.matched += n
-        why, channel = reach.standing(why_person, rank, channels)
+        why, channel = reach.standing(why_person, person_rank, channels)
         if channel is not None:
             size.reachable += n
             size.by_channel[channel] = size.by_channel.get(channel, 0) + n

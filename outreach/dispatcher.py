@@ -162,6 +162,7 @@ class Dispatcher:
         self._senders: list[asyncio.Task[None]] = []
         self._unsent = 0  # rows handed to the senders whose outcome is not yet in `_pending`
         self._turns: dict[str, asyncio.Lock] = {}  # per channel: whose turn it is to wait for the pace
+        self._next_bulk_at: dict[str, float] = {}  # per channel and sender: when its next bulk slot may be asked for
         self._pending: list[Outcome] = []
         # The second look (see `_second_look`): each claimed row not yet sent, with when it was
         # claimed (the clock's seconds); the latest look at them, and the one under way.
@@ -171,7 +172,7 @@ class Dispatcher:
         self._flush_now = asyncio.Event()
         self._room_event = asyncio.Event()
         self.stats = {"sent": 0, "retried": 0, "failed": 0, "suppressed": 0, "held": 0, "deferred": 0, "fallbacks": 0,
-                      "tasks": 0, "late_slots": 0, "released": 0}
+                      "tasks": 0, "late_slots": 0, "window_waits": 0, "released": 0}
         # Set when the process stops: rows not yet handed to a provider go back to the queue at
         # once (another dispatcher sends them) instead of waiting here for slots, or for a lease to expire.
         self._stopping = False
@@ -264,16 +265,25 @@ class Dispatcher:
             return 0.0, ""
         cost = float(row.segments) if row.channel == "sms" else 1.0
         lane = Lane.REPLY if row.urgent else Lane.BULK  # a one-time code goes ahead of a broadcast
+        sender = limiter.limit.sender_for(row.address)
+        pace = f"{row.channel}:{sender.id if sender else ''}"  # each sender keeps its own pace
         waited = 0.0
         while True:
             # One sender at a time asks for the channel's next slot: slots go out in turn, and a
             # slot coming free wakes one sender, not every sender that is waiting.
             async with self._turns.setdefault(row.channel, asyncio.Lock()):
                 while True:
+                    # The last grant said when the next bulk slot comes within reach: asking
+                    # sooner would only be refused (a round trip to Redis for nothing).
+                    ahead = self._next_bulk_at.get(pace, 0.0) - self.clock.now().timestamp()
+                    if lane is Lane.BULK and ahead > 0:
+                        await self.sleep(ahead)
                     if self._stopping:
                         raise _Released()
                     await look_again_if_due()
                     grant = await limiter.acquire(row.address, cost, lane)
+                    if grant.ok:
+                        self._next_bulk_at[pace] = grant.next_bulk_at
                     if grant.ok or grant.blocked is Blocked.KEY:
                         break
                     if grant.blocked is Blocked.PAUSE and waited + grant.wait_s > max(self.max_hold_s,
@@ -287,11 +297,16 @@ class Dispatcher:
                 if until_slot > 0:
                     await self.sleep(until_slot)
                 # Woken later than the limits' headroom covers (a busy event loop, a slow answer
-                # from Redis): sending now would bunch with the sends of the slots after it, and a
-                # second at the provider would hold more than its figure. Let the slot go, take the next.
-                if self.clock.now().timestamp() - grant.at > LATE_SLOT_S:
-                    self.stats["late_slots"] += 1
-                    continue
+                # from Redis): sending now bunches with the sends of the slots after it.
+                late = self.clock.now().timestamp() - grant.at > LATE_SLOT_S
+                self.stats["late_slots"] += late
+                if limiter.caps_starts:
+                    # Every start is counted in the provider's moving window, so a late slot goes
+                    # as soon as that window has room: a short catch-up, never a lost slot.
+                    self.stats["window_waits"] += await limiter.start(grant.sender, cost, sleep=self.sleep) > 0
+                    return 0.0, grant.sender
+                if late:
+                    continue  # no window counts the starts: let the slot go rather than bunch, take the next
                 return 0.0, grant.sender
             # Another message to this recipient went first. One that must wait longer than
             # max_hold goes back to the queue rather than holding a sending slot (five reminders

@@ -23,7 +23,18 @@ broadcast. A slot taken is held for the caller, who sleeps until it and sends.
 the recipient's slot and takes them in one atomic step, so any number of dispatchers and web
 replicas share one limit. Both run `take_slot` below, the Lua script line for line.
 
-Why a Lua script and not the `limits` library: its windows are whole seconds or longer and a
+Under the slots, a cap on what actually starts: the slots are times, and a process that wakes
+late for its slot (a busy event loop, a slow answer from Redis, a descheduled process) would either
+lose the slot or send it on top of the next ones. Each send that starts is counted, when it starts,
+in a moving window of the `limits` library (`MovingWindowRateLimiter`, in memory or in the same
+Redis): at most `CAP` of the figure start in any sliding second, across every process
+(`cap_items`). A late slot is sent as soon as that window has room, so a late wake costs a short,
+bounded burst and never a slot; the window's room above the slots' pace (`HEADROOM`) is where the
+backlog of a late wake catches up, and what it leaves below the figure is kept for the jitter
+between our start and the provider's arrival. The library keeps its windows on its own
+clock (`time.time()`), so the cap is on for limiters that run on that clock (`cap_starts`).
+
+Why a Lua script for the slots and not the `limits` library: its windows are whole seconds or longer and a
 hit costing more than the window's amount is never granted (a 3-segment SMS at 1 segment/s could
 never go); it checks one limit per call (a chat's limit refusing after the overall limit granted
 would spend a slot for nothing); it has no lanes; and it reads `time.time()`, where tests run on
@@ -37,17 +48,23 @@ import asyncio
 import hashlib
 import logging
 import math
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum, StrEnum
 from typing import Any
 
-from models.clock import Clock
+from limits import RateLimitItemPerSecond
+from limits.aio.storage import MemoryStorage, RedisStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+
+from models.clock import Clock, SystemClock
 
 log = logging.getLogger("nuanxin.limits")
 
-HEADROOM = 0.98  # of each provider's figure
+HEADROOM = 0.98  # of each provider's figure: the slots' pace
+CAP = 0.99  # of each provider's figure: the most that may start in any sliding second (the moving window)
 BULK_HORIZON_S = 0.25  # how far ahead a bulk send may hold a slot (a reply waits at most this long behind bulk)
 KEY_LIFETIME_S = 60.0  # a Redis slot key outlives its slot by this much, then Redis forgets it
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -121,6 +138,7 @@ class Grant:
     blocked: Blocked = Blocked.NOTHING
     sender: str = ""
     at: float = 0.0
+    next_bulk_at: float = 0.0  # granted: when the sender's next slot comes within the bulk horizon (ask no sooner)
 
 
 @dataclass(frozen=True)
@@ -164,7 +182,7 @@ if ARGV[4] ~= '1' and slot - now > tonumber(ARGV[5]) then return {0, slot - now 
 local ttl_ms = math.floor((slot - now + tonumber(ARGV[6])) / 1000)
 if interval > 0 then redis.call('SET', KEYS[2], string.format('%d', slot + interval), 'PX', ttl_ms) end
 if key_interval > 0 then redis.call('SET', KEYS[3], string.format('%d', slot + key_interval), 'PX', ttl_ms) end
-return {1, slot - now, ''}
+return {1, slot - now, '', slot + interval - tonumber(ARGV[5])}
 """
 
 # A pause only ever grows: KEYS[1] is the pause, ARGV the pause's end and its lifetime (ms).
@@ -186,13 +204,69 @@ def _interval_us(cost: float, per_s: float | None) -> int:
     return math.ceil(cost * 1e6 / (per_s * HEADROOM)) if per_s else 0
 
 
-class Limiter:
-    """One provider's limits. `acquire` asks for a slot; `pause` stops the provider for a while."""
+def cap_items(limit: ProviderLimit) -> dict[str, RateLimitItemPerSecond]:
+    """Each sender's moving window: `CAP` of its figure (198 at 200/s, 297 at 300/s), and no less
+    than its slots put in one second at `HEADROOM` (30 at 30/s). What the window holds above the
+    slots' pace is the room in which a late wake catches up; what it leaves below the figure
+    absorbs jitter on the way. None for a sender under 2 a second (an SMS number at one segment a
+    second has a second between sends, more than any late wake)."""
+    items = {}
+    for sender in limit.senders:
+        amount = min(math.floor(sender.per_s), max(math.floor(sender.per_s * CAP),
+                                                   math.floor(sender.per_s * HEADROOM) + 1))
+        if amount >= 2:
+            items[sender.id] = RateLimitItemPerSecond(amount, namespace=f"start:{limit.provider}")
+    return items
 
-    def __init__(self, limit: ProviderLimit, clock: Clock) -> None:
+
+class Limiter:
+    """One provider's limits. `acquire` asks for a slot; `admit` counts a send as it starts;
+    `pause` stops the provider for a while."""
+
+    def __init__(self, limit: ProviderLimit, clock: Clock, *, cap_storage: Any = None) -> None:
         self.limit = limit
         self.clock = clock
         self._paused_until = 0  # as last seen by this process (µs)
+        self._cap = MovingWindowRateLimiter(cap_storage) if cap_storage is not None else None
+        self._cap_items = cap_items(limit) if cap_storage is not None else {}
+        self._window_waits: dict[str, asyncio.Lock] = {}  # per sender: who waits for room in the window
+
+    @property
+    def caps_starts(self) -> bool:
+        """Whether sends are counted as they start (see `admit`): a late slot may then still go."""
+        return bool(self._cap_items)
+
+    async def admit(self, sender: str, cost: float = 1.0) -> float:
+        """Count a send by `sender` starting now in its moving window. 0.0: counted, start it now;
+        else nothing counted, and the seconds until the window has room (ask again then). A send
+        costing more than the whole window counts as the whole window."""
+        item = self._cap_items.get(sender)
+        if item is None or self._cap is None:
+            return 0.0
+        units = min(item.amount, max(1, math.ceil(cost)))
+        if await self._cap.hit(item, sender, cost=units):
+            return 0.0
+        stats = await self._cap.get_window_stats(item, sender)
+        return max(0.001, stats.reset_time - time.time())
+
+    async def start(self, sender: str, cost: float = 1.0, *, sleep: Any = asyncio.sleep) -> float:
+        """Wait until the moving window admits this send (`admit`); returns the seconds waited.
+        While the window is full one send of this process waits for room at a time, and the
+        rest queue behind it without asking: each room that opens is one entry leaving the
+        window, and every waiter asking for it costs a round trip for one to win."""
+        if not self.caps_starts:
+            return 0.0
+        waiting = self._window_waits.get(sender)
+        if waiting is None:
+            waiting = self._window_waits[sender] = asyncio.Lock()
+        if not waiting.locked() and await self.admit(sender, cost) <= 0:
+            return 0.0
+        waited = 0.0
+        async with waiting:
+            while (wait := await self.admit(sender, cost)) > 0:
+                await sleep(wait)
+                waited += wait
+        return max(waited, 1e-6)
 
     @property
     def rate_per_s(self) -> float | None:
@@ -210,8 +284,9 @@ class Limiter:
     def _grant(self, slot: Slot, sender: Sender | None, now: int) -> Grant:
         if slot.blocked is Blocked.PAUSE:
             self._paused_until = max(self._paused_until, now + slot.wait_us)
+        next_bulk = (slot.next_rate_us - int(BULK_HORIZON_S * 1e6)) / 1e6 if slot.ok and sender is not None else 0.0
         return Grant(slot.ok, slot.wait_us / 1e6, slot.blocked, sender.id if sender else "",
-                     (now + slot.wait_us) / 1e6)
+                     (now + slot.wait_us) / 1e6, next_bulk)
 
     async def acquire(self, key: str, cost: float = 1.0, lane: Lane = Lane.BULK) -> Grant:
         raise NotImplementedError
@@ -230,8 +305,8 @@ class Limiter:
 class LocalLimiter(Limiter):
     """The slots in this process's memory."""
 
-    def __init__(self, limit: ProviderLimit, clock: Clock) -> None:
-        super().__init__(limit, clock)
+    def __init__(self, limit: ProviderLimit, clock: Clock, *, cap_starts: bool = False) -> None:
+        super().__init__(limit, clock, cap_storage=MemoryStorage() if cap_starts else None)
         self._next_rate: dict[str, int] = {}  # sender id → its next free slot
         self._next_key: dict[str, int] = {}  # recipient → their next free slot
 
@@ -262,8 +337,11 @@ class RedisLimiter(Limiter):
     """
 
     def __init__(self, limit: ProviderLimit, clock: Clock, redis: Any, *, prefix: str = "nuanxin:limits",
-                 owns_client: bool = False) -> None:
-        super().__init__(limit, clock)
+                 owns_client: bool = False, cap_starts: bool = False) -> None:
+        # The moving window lives in the same Redis, through the same connections.
+        cap = RedisStorage("async+redis://", implementation="redispy", connection_pool=redis.connection_pool,
+                           key_prefix=f"{prefix}:cap") if cap_starts else None
+        super().__init__(limit, clock, cap_storage=cap)
         self.redis = redis
         self._owns_client = owns_client
         self._base = f"{prefix}:{{{limit.provider}}}"
@@ -280,9 +358,10 @@ class RedisLimiter(Limiter):
         args = [now, _interval_us(cost, sender.per_s if sender else None),
                 _interval_us(1.0, self.limit.per_key_per_s), int(lane), int(BULK_HORIZON_S * 1e6),
                 int(KEY_LIFETIME_S * 1e6)]
-        ok, wait_us, blocked = await self._take(keys=keys, args=args)
+        ok, wait_us, blocked, *next_bulk = await self._take(keys=keys, args=args)
         reason = blocked.decode() if isinstance(blocked, bytes) else str(blocked)
-        return self._grant(Slot(bool(ok), int(wait_us), Blocked(reason)), sender, now)
+        next_rate = int(next_bulk[0]) + int(BULK_HORIZON_S * 1e6) if next_bulk else 0
+        return self._grant(Slot(bool(ok), int(wait_us), Blocked(reason), next_rate), sender, now)
 
     async def pause(self, seconds: float) -> None:
         until = _micros(self.clock) + int(max(0.0, seconds) * 1e6)
@@ -302,13 +381,15 @@ class RedisLimiter(Limiter):
 
 
 async def wait_for_slot(limiter: Limiter, key: str, *, lane: Lane = Lane.REPLY, sleep: Any = asyncio.sleep) -> Grant:
-    """Ask until a slot is granted, sleeping as told, then sleep until the slot (for one-off sends
-    such as conversation replies; the dispatcher has its own loop that can give a row back)."""
+    """Ask until a slot is granted, sleeping as told, then sleep until the slot and until the
+    moving window admits the send (for one-off sends such as conversation replies; the dispatcher
+    has its own loop that can give a row back)."""
     while True:
         grant = await limiter.acquire(key, 1.0, lane)
         if grant.wait_s > 0:
             await sleep(grant.wait_s)
         if grant.ok:
+            await limiter.start(grant.sender, 1.0, sleep=sleep)
             return grant
 
 
@@ -332,14 +413,17 @@ def build_limiters(settings: Any, clock: Clock, channels: Iterable[str] = ("tele
     this process."""
     url = settings.redis_url if redis_url is None else redis_url
     limits = limits_from_settings(settings, channels)
+    # The moving window runs on time.time(): on for the system clock, off for a test's clock.
+    cap_starts = isinstance(clock, SystemClock)
     if not url:
-        return {channel: LocalLimiter(limit, clock) for channel, limit in limits.items()}
+        return {channel: LocalLimiter(limit, clock, cap_starts=cap_starts) for channel, limit in limits.items()}
     from redis.asyncio import Redis
 
     out: dict[str, Limiter] = {}
     for channel, limit in limits.items():
         client = Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30)
-        out[channel] = RedisLimiter(limit, clock, client, prefix=settings.redis_prefix, owns_client=True)
+        out[channel] = RedisLimiter(limit, clock, client, prefix=settings.redis_prefix, owns_client=True,
+                                    cap_starts=cap_starts)
     return out
 
 

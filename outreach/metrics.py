@@ -226,6 +226,17 @@ class MeasuredLimiter(Limiter):
             self._seconds.inc(grant.wait_s)
         return grant
 
+    @property
+    def caps_starts(self) -> bool:
+        return self.inner.caps_starts
+
+    async def admit(self, sender: str, cost: float = 1.0) -> float:
+        wait = await self.inner.admit(sender, cost)
+        if wait > 0:  # the moving window is full: a catch-up after a late wake waits for room
+            self._metrics.rate_limit_waits.labels(provider=self.limit.provider, reason="window").inc()
+            self._seconds.inc(wait)
+        return wait
+
     async def pause(self, seconds: float) -> None:
         await self.inner.pause(seconds)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy import Connection, inspect
 from sqlmodel import SQLModel
 
 import models  # noqa: F401  (registers every table)
@@ -39,11 +40,26 @@ def run_migrations_online() -> None:
     engine.dispose()
 
 
-def _run(connection: object) -> None:
+def _run(connection: Connection) -> None:
     context.configure(connection=connection, target_metadata=target_metadata,
                       render_as_batch=True, compare_type=True)
     with context.begin_transaction():
+        before = context.get_context().get_current_revision()
         context.run_migrations()
+        _reach_summary(connection, changed=context.get_context().get_current_revision() != before)
+
+
+def _reach_summary(connection: Connection, *, changed: bool) -> None:
+    """The triggers that keep each person's reach ranks, from the rule as this code has it
+    (autogenerate does not see triggers); after a schema change every person's ranks are
+    recomputed, as the rule may have moved with it."""
+    from outreach import reach_summary
+
+    if "contact" not in inspect(connection).get_table_names():
+        return
+    reach_summary.install(connection)
+    if changed:
+        reach_summary.rebuild(connection)
 
 
 if context.is_offline_mode():

@@ -65,17 +65,57 @@ def test_a_reply_that_is_neither_yes_nor_no_is_not_guessed(text):
     assert "1" in str(info.value) and "2" in str(info.value)
 
 
-@pytest.mark.parametrize("text", ["你好", "你好呀", "您好啊", "喂喂，在吗", "在吗？", "有人在吗", "早晨", "同志你好", "多謝",
-                                  "hello there", "Good morning!", "hi", "thank you"])
-def test_a_greeting_alone_is_a_greeting(text):
-    """A greeting or thanks, with particles, repeats and punctuation, in any of the three languages."""
+@pytest.mark.parametrize("text", ["你好", "你好呀", "您好啊", "喂喂，在吗", "在吗？", "有人在吗", "早晨", "同志你好", "请问一下",
+                                  "我有个问题", "hello there", "Good morning!", "hi", "I have a question"])
+def test_a_greeting_or_an_opening_alone_is_a_greeting(text):
+    """A greeting, or an opening that announces a question, with particles, repeats and punctuation, in any of the
+    three languages."""
     assert answers.greeting(text)
 
 
-@pytest.mark.parametrize("text", ["你好，我想问养老金", "喂，我爸爸住院了", "hello I need help", "you", "在吗我的申请呢"])
+@pytest.mark.parametrize("text", ["你好，我想问养老金", "喂，我爸爸住院了", "hello I need help", "you", "在吗我的申请呢",
+                                  "请问认证怎么办"])
 def test_a_greeting_that_goes_on_to_say_something_is_not_only_a_greeting(text):
     """A greeting followed by what the person wants is read for what they want."""
     assert not answers.greeting(text)
+
+
+@pytest.mark.parametrize("text", ["好的", "收到", "收到了", "知道了", "谢谢你们", "多謝", "你好，收到了", "好的👍", "唔该晒",
+                                  "ok thanks", "Thank you very much", "noted"])
+def test_an_acknowledgement_alone_is_an_acknowledgement(text):
+    """好的 / 收到 / 谢谢 / ok thanks, alone or together, in the three languages."""
+    assert answers.acknowledgement(text)
+
+
+@pytest.mark.parametrize("text", ["好的，我想问下认证", "谢谢，我的申请呢", "收到了但是看不懂", "ok but when"])
+def test_an_acknowledgement_that_goes_on_to_ask_is_not_only_an_acknowledgement(text):
+    """What follows the thanks is what the person wants."""
+    assert not answers.acknowledgement(text)
+
+
+@pytest.mark.parametrize(("text", "proxy", "relationship"), [
+    ("我自己", False, None), ("本人", False, None), ("myself", False, None),
+    ("我爸叫钱德", True, "child"), ("我是他女儿", True, "child"), ("帮我妈问的", True, "child"), ("my mum", True, "child"),
+    ("我老伴", True, "spouse"), ("I am her husband", True, "spouse"), ("我哥", True, "sibling"),
+    ("我是护工", True, "carer"), ("邻居", True, "other"), ("家属", True, None), ("替老人办", True, None),
+])
+def test_who_is_writing_is_read_from_their_words(text, proxy, relationship):
+    """The person themselves, or a family member and (when the words say it) how they are related."""
+    acting = answers.who_acts(text)
+    assert acting is not None and acting.proxy is proxy and acting.relationship == relationship
+
+
+@pytest.mark.parametrize("text", ["叫什么", "住院了", "13812345678", "不太清楚"])
+def test_words_that_say_nothing_about_who_writes_are_not_guessed(text):
+    """Neither oneself nor a relative is read into words that name neither."""
+    assert answers.who_acts(text) is None
+
+
+@pytest.mark.parametrize("text", ["你们是骗子吧", "你们怎么还不给我回复", "认证在哪里办", "where is my pension"])
+def test_a_complaint_or_a_policy_question_is_not_a_question_about_the_office(text):
+    """Only questions about the office itself (who, how to reach it, where, when open) are answered from its
+    settings; a complaint or a question about a service goes on to the Q&A and staff."""
+    assert not answers.asks_about_us(text)
 
 
 AGREEING = ["好的谢谢", "好", "好的", "可以", "行", "没问题", "ok", "OK", "okay", "好嘅"]

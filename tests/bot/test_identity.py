@@ -203,6 +203,31 @@ def test_unknown_number_is_not_found_and_offers_a_person(engine, notifier, roll)
     assert "没看懂" in chat("hello")
 
 
+def test_a_daughter_who_answers_who_in_words_links_as_his_child_without_the_relationship_question(
+        engine, notifier, roll, db_engine):
+    """"我爸叫张三" at "请问是谁要办事？" says she writes for her father: the relationship is taken as child and the
+    next question is the key; "我自己" links as the person."""
+    chat = Chat(engine, "telegram", "d-words")
+    chat("9")
+    assert "手机号" in chat("我爸叫张三")
+    chat("15000003333")
+    assert "以子女身份代张三" in chat(notifier.last_code)
+    with Session(db_engine) as s:
+        assert s.exec(select(Conversation).where(Conversation.address == "d-words")).one().acting_as == "child"
+    himself = Chat(engine, "telegram", "self-words")
+    himself("9")
+    assert "您登记的手机号" in himself("我自己")
+
+
+def test_a_relationship_in_words_is_understood_at_the_relationship_question(engine, notifier, roll):
+    """"我是他女儿" where the relationship is asked: child; a word that names none is asked again."""
+    chat = Chat(engine, "telegram", "d-rel")
+    chat("9")
+    chat("2")
+    assert "请回复数字" in chat("不太清楚")
+    assert "手机号" in chat("我是他女儿")
+
+
 def test_family_member_links_as_proxy_and_applications_say_who_made_them(engine, notifier, roll, db_engine):
     """A daughter links for her father: relationship recorded; her application is marked as made by a child."""
     chat = Chat(engine, "telegram", "d1")

@@ -177,3 +177,35 @@ def test_a_policy_question_typed_where_a_date_is_asked_is_answered_and_the_date_
     assert chat.state() == before and tickets(db_engine) == []
     text = chat("钱什么时候能到")
     assert "日期" in text and chat.state() == before
+
+
+@pytest.mark.parametrize("typed", ["您好，我是帮我爸问的", "我替我妈来办事"])
+def test_saying_only_whom_one_asks_for_gets_a_welcome_and_the_menu_not_a_ticket(engine, roll, db_engine, fake_qa,
+                                                                                 typed):
+    """A family member's opening ("我是帮我爸问的") asks nothing yet: they are told family may ask and apply, and
+    shown the menu; no ticket opens and the Q&A is not asked."""
+    chat = Chat(engine, "telegram", f"sf-for-{typed}")
+    text = chat(typed)
+    assert "家属替老人问" in text and "1. 退役士兵社保接续" in text
+    assert tickets(db_engine) == [] and fake_qa.asked == []
+
+
+@pytest.mark.parametrize("typed", ["收到", "好的", "谢谢你们", "你好，收到了", "ok thanks"])
+def test_an_acknowledgement_at_the_menu_gets_a_short_reply_not_a_ticket(engine, roll, db_engine, fake_qa, typed):
+    """收到 / 好的 after a notice asks nothing: one short line back (an SMS segment, not the menu), no ticket, and the
+    Q&A is not asked."""
+    chat = Chat(engine, "telegram", f"sf-ack-{typed}")
+    text = chat(typed)
+    assert ("有事随时发消息给我们" in text or "Write to us any time" in text) and "1." not in text
+    assert tickets(db_engine) == [] and fake_qa.asked == []
+
+
+@pytest.mark.parametrize("typed", ["你们是哪个单位的", "怎么联系你们？", "你們電話多少", "who are you"])
+def test_a_question_about_the_office_itself_is_answered_with_its_name_and_public_phone(engine, roll, db_engine,
+                                                                                       settings, typed):
+    """你们是哪个单位的 / 怎么联系你们 is answered from the office's settings (its name, its public phone), not
+    passed to staff as a ticket."""
+    chat = Chat(engine, "telegram", f"sf-us-{typed}")
+    text = chat(typed)
+    assert settings.office_phone in text and tickets(db_engine) == []
+    assert "暖心服务" in text or "Nuanxin" in text or "暖心服務" in text

@@ -117,6 +117,7 @@ class Service:
 
     def start(self, timeout: float = 180) -> Service:
         log = self.log_path.open("ab")
+        self.serving_s = self.knowledge_s = 0.0  # of this start (the service may have run before)
         started = time.monotonic()
         self.proc = subprocess.Popen([*NUANXIN, "run", "--port", str(self.port)], cwd=REPO, env=self.env,
                                      stdout=log, stderr=subprocess.STDOUT)
@@ -138,7 +139,7 @@ class Service:
 
     def start_cpu(self) -> tuple[float, float]:
         """The CPU the process says it had used when its port served and when its knowledge was
-        loaded (seconds, all threads)."""
+        loaded (seconds, all threads), in its latest start."""
         found = {name: float(value) for name, value in re.findall(
             r"(web serving|knowledge loaded).*?\(([\d.]+) s of CPU since the process began\)", self.log())}
         return found.get("web serving", float("nan")), found.get("knowledge loaded", float("nan"))

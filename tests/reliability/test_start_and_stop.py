@@ -11,6 +11,8 @@ from sqlalchemy import func, select
 from tests.reliability.probes import REPO, Service, answered
 
 BACKLOG = 10_000
+# A restart reads the knowledge's index back (bot/knowledge_cache.py); see the test for the figures.
+RESTART_KNOWLEDGE_CPU_S = 8.0
 
 
 def _queue_backlog(service: Service) -> None:
@@ -33,30 +35,42 @@ def test_it_serves_with_the_knowledge_loaded_quickly_and_stops_within_ten_second
     """With 10,000 SMS queued (sent at 1 segment a second): the port serves within 5 s of the
     process's own CPU time (as it reports it: what the start costs on an unloaded machine, where
     this machine is shared), the knowledge (articles, tokenisers, embedding model) is loaded after
-    it within 8 s, and a policy question is answered from it; SIGTERM ends the process in under
-    10 s with status 0, and every message is sent or back in the queue, none left 'sending', no
-    lease kept."""
+    it, and a policy question is answered from it; SIGTERM ends the process in under 10 s with
+    status 0. The first start builds the knowledge's index and keeps it in the data folder; a
+    restart reads it back and has the knowledge loaded within RESTART_KNOWLEDGE_CPU_S. Every
+    message is sent or back in the queue, none left 'sending', no lease kept."""
     from models.outbox import OutboxMessage
 
     service = Service(tmp_path).prepare()
     _queue_backlog(service)
     try:
         service.start()
+        first = service.start_cpu()
+        assert "index built" in service.log(), service.log()[-3000:]
+        # 4.4-5.2 s of CPU measured at load average 1-4, 5.3-5.5 s at load average 6-8 before the
+        # index was kept (CPU time grows with the load): the first start's bound stays at 8.
+        assert first[0] < 5.0 and first[0] < first[1] < 8.0, (first, service.knowledge_s)
+        first_stop = service.stop()
+        first_wall = service.serving_s, service.knowledge_s
+
+        service.start()
         serving_cpu, knowledge_cpu = service.start_cpu()
-        # The goal is the knowledge too within 5 s: 4.4-5.2 s of CPU measured at load average 1-4,
-        # 5.3-5.5 s at load average 6-8 (CPU time grows with the load), so the bound stays at 8.
-        assert serving_cpu < 5.0 and serving_cpu < knowledge_cpu < 8.0, (serving_cpu, knowledge_cpu,
-                                                                         service.knowledge_s)
+        assert "index read from its cache" in service.log(), service.log()[-3000:]
+        assert serving_cpu < 5.0 and serving_cpu < knowledge_cpu < RESTART_KNOWLEDGE_CPU_S, (
+            serving_cpu, knowledge_cpu, service.knowledge_s)
         assert service.serving_s <= service.knowledge_s
         reply = service.sms("+8613800000009", "老兵80岁以后有什么保险？")
         assert answered(reply), reply
         seconds, code = service.stop()
     finally:
         service.kill()
-    print(f"\nstart: serving after {service.serving_s:.1f} s ({serving_cpu} s of CPU), knowledge loaded after "
+    print(f"\nfirst start: serving after {first_wall[0]:.1f} s ({first[0]} s of CPU), knowledge loaded after "
+          f"{first_wall[1]:.1f} s ({first[1]} s of CPU); stop: {first_stop[0]:.1f} s, exit status {first_stop[1]}"
+          f"\nrestart: serving after {service.serving_s:.1f} s ({serving_cpu} s of CPU), knowledge loaded after "
           f"{service.knowledge_s:.1f} s ({knowledge_cpu} s of CPU); stop: {seconds:.1f} s, exit status {code}")
-    assert code == 0, service.log()[-3000:]
-    assert seconds < 10, seconds
+    for stop_seconds, stop_code in (first_stop, (seconds, code)):
+        assert stop_code == 0, service.log()[-3000:]
+        assert stop_seconds < 10, stop_seconds
     engine = service.engine()
     with engine.connect() as conn:
         by_status = dict(conn.execute(select(OutboxMessage.status, func.count())  # type: ignore[call-overload]
@@ -66,7 +80,7 @@ def test_it_serves_with_the_knowledge_loaded_quickly_and_stops_within_ten_second
     engine.dispose()
     assert by_status.get("sending", 0) == 0 and leased == 0, by_status
     assert by_status.get("queued", 0) + by_status.get("sent", 0) == BACKLOG, by_status
-    assert "stopped in" in service.log()
+    assert service.log().count("stopped in") == 2
 
 
 # What `nuanxin run` builds before its port opens, in a fresh interpreter.
@@ -126,3 +140,40 @@ def test_the_web_app_is_built_without_the_policy_answers_tokenisers(tmp_path: Pa
                           text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout
+
+
+def test_the_schema_head_the_start_compares_with_is_the_migrations_head() -> None:
+    """A start compares the database's revision with `SCHEMA_HEAD` without Alembic: it must be
+    the head of the migrations themselves (a new revision that forgot it fails here)."""
+    from alembic.script import ScriptDirectory
+
+    from models.migrate import SCHEMA_HEAD, alembic_config
+
+    assert ScriptDirectory.from_config(alembic_config()).get_heads() == [SCHEMA_HEAD]
+
+
+_CHECK_SCHEMA = """
+import sys
+from models.db import make_engine
+from service import check_schema
+engine = make_engine(sys.argv[1])
+check_schema(engine, migrate=True)
+check_schema(engine, migrate=False)
+print(sorted(name for name in sys.modules if name == "alembic" or name.startswith("alembic.")))
+"""
+
+
+def test_a_current_schema_is_checked_at_start_without_importing_alembic(tmp_path: Path) -> None:
+    """Every role checks the schema before it serves; when the database is at this code's
+    revision (every start but the first after an upgrade) Alembic, its templates and its
+    dialects (about 0.2-0.3 s of CPU) are not imported. A database that is not current still
+    goes through Alembic: a fresh one is migrated by the same call."""
+    url = f"sqlite:///{tmp_path / 'nuanxin.db'}"
+    first = subprocess.run([sys.executable, "-c", _CHECK_SCHEMA, url], cwd=REPO, capture_output=True, text=True,
+                           timeout=300, check=False)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert first.stdout.strip().splitlines()[-1] != "[]"  # an empty database: migrated by Alembic
+    again = subprocess.run([sys.executable, "-c", _CHECK_SCHEMA, url], cwd=REPO, capture_output=True, text=True,
+                           timeout=300, check=False)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.strip().splitlines()[-1] == "[]", again.stdout

@@ -32,10 +32,12 @@ def _code_heads() -> frozenset[str]:
 
 def schema_state(engine: Engine) -> str:
     """"current", "behind" (run `nuanxin migrate`), "ahead" (a newer version migrated it) or "empty"."""
+    from models.migrate import alembic_config, current_revision, is_current
+
+    if is_current(engine):  # the usual answer, without importing Alembic
+        return "current"
     from alembic.script import ScriptDirectory
     from alembic.util.exc import CommandError
-
-    from models.migrate import alembic_config, current_revision
 
     revision = current_revision(engine)
     if revision is None:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-01 15:06:51.870221
+Create Date: 2026-12-01 21:37:19.612297
 """
 from alembic import op
 import sqlalchemy as sa
@@ -27,7 +27,7 @@ def upgrade() -> None:
     sa.Column('action', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('target_type', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
     sa.Column('target_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-    sa.Column('details', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
+    sa.Column('details', models.base.RedactedJSON(), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('audit_log', schema=None) as batch_op:
@@ -65,10 +65,14 @@ def upgrade() -> None:
     sa.Column('source', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
     sa.Column('created_at', models.base.UTCDateTime(), nullable=False),
     sa.Column('updated_at', models.base.UTCDateTime(), nullable=False),
+    sa.Column('reach_rank', sa.Integer(), server_default='8', nullable=False),
+    sa.Column('reach_rank_telegram', sa.Integer(), server_default='8', nullable=False),
+    sa.Column('reach_rank_sms', sa.Integer(), server_default='8', nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('beneficiary', schema=None) as batch_op:
         batch_op.create_index('ix_beneficiary_area', ['district', 'street', 'community'], unique=False)
+        batch_op.create_index('ix_beneficiary_audience', ['status', 'language', 'reach_rank', 'reach_rank_telegram', 'reach_rank_sms', 'outreach_paused_at', 'is_veteran', 'is_retiree', 'is_union_member', 'living_alone', 'disabled', 'birth_date'], unique=False)
         batch_op.create_index(batch_op.f('ix_beneficiary_birth_date'), ['birth_date'], unique=False)
         batch_op.create_index(batch_op.f('ix_beneficiary_id_hash'), ['id_hash'], unique=True)
         batch_op.create_index(batch_op.f('ix_beneficiary_id_last6_hash'), ['id_last6_hash'], unique=False)
@@ -114,7 +118,7 @@ def upgrade() -> None:
     sa.Column('channel', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
     sa.Column('address', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('direction', sqlmodel.sql.sqltypes.AutoString(length=3), nullable=False),
-    sa.Column('text', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('text', models.base.RedactedText(), nullable=False),
     sa.Column('attachments', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
     sa.Column('beneficiary_id', sa.Integer(), nullable=True),
     sa.Column('outbox_id', sa.Integer(), nullable=True),
@@ -723,6 +727,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_beneficiary_id_last6_hash'))
         batch_op.drop_index(batch_op.f('ix_beneficiary_id_hash'))
         batch_op.drop_index(batch_op.f('ix_beneficiary_birth_date'))
+        batch_op.drop_index('ix_beneficiary_audience')
         batch_op.drop_index('ix_beneficiary_area')
 
     op.drop_table('beneficiary')
