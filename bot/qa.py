@@ -82,6 +82,9 @@ AGREEMENT_LIFT = 0.15
 # words: an article found at this confidence or more, but under the threshold, is doubt enough
 # to hand the question off (chosen on the development files; see tests/qa/README.md).
 PART_ALONE_DOUBT = 0.5
+# ... looked at only when the shared article holds less than this share of the part's own words
+# (weighted by rarity), so that most two-part questions cost no extra pass of the model.
+PART_WORDS_COVERED = 0.5
 CANDIDATES = 6  # how many of the best-ranked articles the answerability check looks at
 
 _MEANINGFUL = re.compile(r"[\u3400-\u9fffA-Za-z0-9]")
@@ -395,11 +398,6 @@ class QA:
                 second = self._choose(search_text, part_asked, index, base)
                 if choice.article is None or (second.article is not None and second.confidence > choice.confidence):
                     choice = second
-            if choice.article is None or choice.confidence < sure:
-                # The whole question's words may pull the part towards the other part's article.
-                own = alone(part, part_asked)
-                if own.article is not None and own.confidence >= sure:
-                    choice = own
             if choice.article is None or choice.confidence < threshold:
                 if choice.refusal in ("other_place", "not_stated", "other_year", "unknown_benefit"):
                     return self._handoff("out_of_scope", lang, choice.confidence, choice.refusal,
@@ -408,13 +406,16 @@ class QA:
             choices.append((part, part_asked, choice))
         for position, (part, part_asked, choice) in enumerate(choices):
             shared = sum(other.article is choice.article for _, _, other in choices) > 1
-            if not shared:
+            if not shared or choice.article is None:
                 continue
             # Several parts answered by one article: the whole question's words around each part
             # can pull both to the article of the part with more words, and the other part's fact
             # is then missing. Each such part is searched on its own words too: an article they
             # find confidently answers it instead; one they are surer of than of the shared
             # article, but not sure enough to answer, leaves the part unanswered.
+            if index.words.coverage(self._search_text(part, base), index.articles.index(choice.article)) \
+                    >= PART_WORDS_COVERED:
+                continue  # the shared article holds the part's own words: no second look needed
             own = alone(part, part_asked)
             if own.article is None or own.article is choice.article:
                 continue

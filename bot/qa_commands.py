@@ -239,13 +239,15 @@ def _cli_qa() -> Any:
     try:
         from sqlalchemy import inspect
 
+        from bot.knowledge_cache import FOLDER_NAME
         from bot.knowledge_store import live_qa
         from models.db import make_engine
         from settings import load_settings
 
-        engine = make_engine(load_settings().effective_database_url)
+        settings = load_settings()
+        engine = make_engine(settings.effective_database_url)
         if "knowledge_article" in inspect(engine).get_table_names():
-            return live_qa(engine)
+            return live_qa(engine, cache_dir=settings.data_dir / FOLDER_NAME)  # the service's built index
     except Exception:  # no database here: the shipped files answer
         pass
     return get_qa()

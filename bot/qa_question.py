@@ -219,7 +219,7 @@ def _read_zh(text: str, places: PlaceFinder | None) -> Asked:
         found.discard("count")
     if "count" in found and not re.search(r"钱|元|块|费|工资|津贴|补贴|补助|低保|金", text):
         found -= {"cost", "amount"}
-    if re.search(r"一共|总共|累计|人次|多少人", text):
+    if re.search(r"一共|总共|累计|人次|多少人|结余|基金[^，。？?！!]{0,6}(还剩|剩下|有)?(多少|几)", text):
         found -= {"cost", "amount"}  # totals and counts of a programme, not what one person gets
         found.add("count")
     if "amount" in found and "cost" not in found and not re.search(

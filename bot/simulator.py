@@ -216,9 +216,12 @@ def simulator_for(app_state: Any) -> Simulator:
         if found is None:
             qa = None
             try:
+                from bot.knowledge_cache import FOLDER_NAME
                 from bot.knowledge_store import live_qa
 
-                qa = live_qa(app_state.engine)  # the office's reviewed knowledge, followed live
+                # The office's reviewed knowledge, followed live; its index read from the data
+                # folder where the service keeps it (bot/knowledge_cache.py) rather than built again.
+                qa = live_qa(app_state.engine, cache_dir=Path(app_state.settings.data_dir) / FOLDER_NAME)
             except Exception:  # the shipped files answer
                 qa = None
             found = Simulator(app_state.settings, app_state.clock, qa)

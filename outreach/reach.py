@@ -2,8 +2,8 @@
 address, in which order.
 
 Every path asks here: the sweeps and broadcasts (set-based SQL, `best_contact_id`), notices
-(`choose_contact`), the broadcast composer's counts (`contact_rank` folded per person, read by
-`standing`), the dispatcher's
+(`choose_contact`), the broadcast composer's counts (`contact_rank` folded per person, kept on
+each person's row by outreach/reach_summary.py, read by `standing`), the dispatcher's
 re-checks before sending (`verdicts`), and the fallback to the other channel
 (`fallback_contact`). They share one SQL expression built from `RULES` (`contact_rank`, and
 for a row already addressed `verdicts`); a property test

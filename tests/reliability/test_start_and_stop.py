@@ -11,8 +11,10 @@ from sqlalchemy import func, select
 from tests.reliability.probes import REPO, Service, answered
 
 BACKLOG = 10_000
-# A restart reads the knowledge's index back (bot/knowledge_cache.py); see the test for the figures.
-RESTART_KNOWLEDGE_CPU_S = 8.0
+# A restart reads the knowledge's index back (bot/knowledge_cache.py): its knowledge was loaded
+# after 4.0-4.8 s of the process's CPU at load average 6-8 (the first start's 4.2-6.3 s), with
+# this margin for a busier machine (CPU time grows with the load).
+RESTART_KNOWLEDGE_CPU_S = 6.5
 
 
 def _queue_backlog(service: Service) -> None:
