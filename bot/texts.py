@@ -40,9 +40,9 @@ T: dict[str, dict[str, str]] = {
     },
     "menu_linked_as": {"zh-Hans": "已绑定：{name}", "en": "Linked to: {name}"},
     "about_us": {
-        "zh-Hans": "这里是{office}的暖心服务：政策问题直接打字问我，办事回复菜单里的数字，工作人员在工作日回复。"
+        "zh-Hans": "这里是{office}：政策问题直接打字问我，办事回复菜单里的数字，工作人员在工作日回复。"
                    "电话：{phone}（办公地址和时间也可以打这个电话问）。",
-        "en": "This is the Nuanxin service of {office}: type a policy question, or reply with a menu number to apply; "
+        "en": "This is {office}: type a policy question, or reply with a menu number to apply; "
               "staff answer on working days. Phone: {phone} (ask there for the address and opening hours too).",
     },
     "acknowledged": {
