@@ -45,11 +45,11 @@ def _settings():  # type: ignore[no-untyped-def]
 
 def _engine(migrate: bool = True):  # type: ignore[no-untyped-def]
     from models.db import make_engine
-    from models.migrate import upgrade
+    from models.migrate import upgrade_if_needed
 
     engine = make_engine(_settings().effective_database_url)
     if migrate:
-        upgrade(engine)
+        upgrade_if_needed(engine)
     return engine
 
 
@@ -102,9 +102,10 @@ def authenticate_staff(username: str | None, *, engine=None) -> str:  # type: ig
 @app.command()
 def migrate() -> None:
     """Create or upgrade the database schema (SQLite file by default, DATABASE_URL for PostgreSQL)."""
-    from models.migrate import current_revision
+    from models.migrate import current_revision, upgrade
 
-    engine = _engine(migrate=True)
+    engine = _engine(migrate=False)
+    upgrade(engine)  # a full run even when current: it also puts back the reach triggers if missing
     typer.echo(f"database at revision {current_revision(engine)}")
 
 

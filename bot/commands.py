@@ -28,10 +28,10 @@ def _settings() -> Any:
 
 def _db(settings: Any) -> Any:
     from models.db import make_engine
-    from models.migrate import upgrade
+    from models.migrate import upgrade_if_needed
 
     engine = make_engine(settings.effective_database_url)
-    upgrade(engine)
+    upgrade_if_needed(engine)
     return engine
 
 

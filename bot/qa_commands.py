@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
 
 def _db() -> Any:
     from models.db import make_engine
-    from models.migrate import upgrade
+    from models.migrate import upgrade_if_needed
     from settings import SettingsError, load_settings
 
     try:
@@ -46,7 +46,7 @@ def _db() -> Any:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
     engine = make_engine(settings.effective_database_url)
-    upgrade(engine)
+    upgrade_if_needed(engine)
     return engine
 
 

@@ -100,6 +100,17 @@ def trigger_ddl(dialect: Dialect) -> list[str]:
             f"BEGIN {_compiled(dialect, ['OLD.beneficiary_id'])}; END"]
 
 
+def installed(conn: Connection) -> bool:
+    """Whether every trigger is in place (a read: no lock taken)."""
+    if conn.dialect.name == "postgresql":
+        query = text("SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal AND tgname = ANY(:names)")
+        found = conn.execute(query, {"names": list(TRIGGERS)}).scalar()
+    else:
+        query = text("SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name IN (:a, :b, :c)")
+        found = conn.execute(query, dict(zip("abc", TRIGGERS, strict=True))).scalar()
+    return found == len(TRIGGERS)
+
+
 def install(conn: Connection) -> None:
     """(Re)create the triggers, from the rule as this code has it."""
     for statement in trigger_ddl(conn.dialect):
@@ -124,4 +135,4 @@ def drop(conn: Connection) -> None:
             conn.execute(text(statement))
 
 
-__all__ = ["MESSAGE_CLASS", "RANK_COLUMNS", "drop", "install", "rank_column", "rebuild", "refresh_statement", "trigger_ddl"]
+__all__ = ["MESSAGE_CLASS", "RANK_COLUMNS", "drop", "install", "installed", "rank_column", "rebuild", "refresh_statement", "trigger_ddl"]

@@ -57,7 +57,10 @@ def _reach_summary(connection: Connection, *, changed: bool) -> None:
 
     if "contact" not in inspect(connection).get_table_names():
         return
-    reach_summary.install(connection)
+    # A current schema with its triggers is left alone: a CLI command checking the schema while the
+    # service runs must not take SQLite's write lock for DDL (it would wait behind a roll import).
+    if changed or not reach_summary.installed(connection):
+        reach_summary.install(connection)
     if changed:
         reach_summary.rebuild(connection)
 
