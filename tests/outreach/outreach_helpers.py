@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,6 +18,7 @@ from models.db import session_scope
 from models.outbox import OutboxEvent, OutboxMessage
 from models.people import Beneficiary, Contact
 from outreach.outbox import enqueue
+from tests.fakes.windows import window_violations
 
 _n = itertools.count(1)
 
@@ -166,3 +169,23 @@ class ScaledClock:
         import asyncio
 
         await asyncio.sleep(max(0.0, seconds) / self.scale)
+
+
+async def dispatch_until_sent(dispatcher: Any, provider: Any, count: int, idle: Callable[[], None],
+                              rounds: int = 2000) -> None:
+    """Run the dispatcher until the provider has `count` sends; `idle` moves time on when a round sent nothing."""
+    for _ in range(rounds):
+        if len(provider.sent) >= count:
+            break
+        if await dispatcher.run_once() == 0:
+            idle()
+    assert len(provider.sent) == count
+
+
+def telegram_breaches(sent: list[Any], settings: Any) -> tuple[int, int]:
+    """(one-second windows over Telegram's overall rate, over its per-chat rate) in what the provider got."""
+    per_chat: dict[str, list[Any]] = defaultdict(list)
+    for r in sent:
+        per_chat[r.message.address].append(r.at)
+    overall = window_violations([r.at for r in sent], settings.telegram_rate_per_s)
+    return overall, sum(window_violations(ts, settings.telegram_per_chat_per_s) for ts in per_chat.values())
