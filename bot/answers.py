@@ -235,7 +235,12 @@ _ACK_EN = frozenset({"ok", "okay", "k", "thanks", "thank", "you", "got", "it", "
 _ACK_EN_HEADS = frozenset({"ok", "okay", "k", "thanks", "thank", "got", "noted", "fine", "great", "cheers", "alright"})
 
 
-def _social(text: str, cjk: tuple[str, ...], also: tuple[str, ...], en: frozenset[str], heads: frozenset[str]) -> bool:
+# What an acknowledgement may hold besides its own words ("你好，收到了"), longest first, built once.
+_ACK_ALLOWED = tuple(sorted(_ACK_CJK + _GREETING_CJK, key=len, reverse=True))
+_ACK_EN_ALLOWED = _ACK_EN | _GREETING_EN
+
+
+def _social(text: str, cjk: tuple[str, ...], allowed: tuple[str, ...], en: frozenset[str], heads: frozenset[str]) -> bool:
     w = normalise_command(text)
     if not w:
         return False
@@ -243,19 +248,19 @@ def _social(text: str, cjk: tuple[str, ...], also: tuple[str, ...], en: frozense
         tokens = re.sub(r"[^a-z ]", " ", w).split()
         return bool(tokens) and set(tokens) <= en and bool(set(tokens) & heads)
     core = re.sub(r"[?？]", "", _CLAUSE.sub("", w.replace(" ", "")))
-    return _made_of(core, tuple(sorted(cjk + also, key=len, reverse=True))) and any(p in core for p in cjk)
+    return _made_of(core, allowed) and any(p in core for p in cjk)
 
 
 def greeting(text: str) -> bool:
     """你好 / 你好呀 / 喂喂，在吗 / 早晨 / 请问一下 / hello there / good morning!: a greeting or an opening and
     nothing else, to be answered with the menu rather than taken for a question."""
-    return _social(text, _GREETING_CJK, (), _GREETING_EN, _GREETING_EN_HEADS)
+    return _social(text, _GREETING_CJK, _GREETING_CJK, _GREETING_EN, _GREETING_EN_HEADS)
 
 
 def acknowledgement(text: str) -> bool:
     """好的 / 收到 / 知道了 / 谢谢你们 / 你好，收到了 / ok thanks: the person acknowledges (a notice, an answer) and
     asks nothing: a short reply, never a ticket for staff."""
-    return _social(text, _ACK_CJK, _GREETING_CJK, _ACK_EN | _GREETING_EN, _ACK_EN_HEADS)
+    return _social(text, _ACK_CJK, _ACK_ALLOWED, _ACK_EN_ALLOWED, _ACK_EN_HEADS)
 
 
 # Questions about the step itself, wherever they stand in the text.
