@@ -10,7 +10,8 @@ Q&A costs (`qa_mb`).
 on PostgreSQL and Redis with the same roll: the web after answering a question by webhook, the
 scheduler after its daily sweep, the dispatcher after sending for a while what the sweep queued.
 `cpu_s_*`: CPU seconds each process used up to that point (start-up included); `start_s_*`: from
-launch to answering /healthz.
+launch to answering /healthz. `aiogram` and `pydantic`: the versions measured (aiogram's import is
+most of a dispatcher, and its size depends on both: deploy/README.md, "What each process needs").
 
     .venv/bin/python benchmarks/run.py memory --json
     NUANXIN_BENCH_MEMORY_N=20000 .venv/bin/python benchmarks/memory.py
@@ -24,6 +25,7 @@ import shutil
 import sys
 import tempfile
 import time
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -156,7 +158,8 @@ def run() -> dict[str, Any]:
         load_roll(seed_engine, N)
         seed_engine.dispose()
         with FakeTelegram(TOKEN) as tg:
-            figures: dict[str, Any] = {"beneficiaries": N}
+            figures: dict[str, Any] = {"beneficiaries": N, "aiogram": version("aiogram"),
+                                       "pydantic": version("pydantic")}
             figures.update(_embedded(tmp, tg, seed / "nuanxin.db"))
             tg.sent.clear()
             figures.update(_roles(tmp, tg))
