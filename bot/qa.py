@@ -344,11 +344,14 @@ class QA:
         """As `answer`, with the confidence threshold given (calibration passes 0)."""
         lang = detect_language(question, lang_hint)
         base = "en" if lang == "en" else "zh-Hans"
+        typed = question
         if base == "en" and self._spelling is not None:
             question = self._spelling.fix(question)  # a typo must neither miss the article nor hide the kind
         if not _MEANINGFUL.search(question) or len(_MEANINGFUL.findall(question)) < 2:
             return self._handoff("out_of_scope", lang, detail="no_article")
-        reason = rule_handoff(question, lang)
+        # The words as typed decide too: the spelling fix knows the knowledge's words, not
+        # everyday ones ("haven't received", "waiting" are not typos of anything).
+        reason = rule_handoff(typed, lang) or rule_handoff(question, lang)
         if reason is not None:
             return self._handoff(reason, lang)
         asked = self._read(question, base)

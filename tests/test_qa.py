@@ -730,3 +730,29 @@ def test_every_known_place_is_recognised_in_english_too(qa: QA, question: str, p
     another city's rule, handed off saying so, as it is in Chinese."""
     a = qa.answer_with(question, min_confidence=0.0)
     assert a.handoff and a.detail == "other_place" and place in a.answer
+
+
+@pytest.mark.parametrize("question", ["I still haven't received my hospital subsidy from the union",
+                                      "I have been waiting three months for my back payment"])
+def test_an_english_question_about_ones_own_payment_goes_to_staff_as_typed(qa: QA, question: str) -> None:
+    """The spelling fix reads typos of the knowledge's words; it must not hide everyday words
+    that say the question is about the asker's own case."""
+    assert qa.answer(question).reason == "personal_case"
+
+
+@pytest.mark.parametrize("question", ["我爷爷是老兵今年89了，他要是住院，那个保险给不给住院津贴",
+                                      "那个我就问一下啊 就是补社保 嗯 哪些人是不给办的"])
+def test_a_question_of_the_rule_in_the_words_of_a_refusal_is_not_a_personal_case(question: str) -> None:
+    """"给不给" asks whether the rule gives; "哪些人是不给办的" asks whom the rule leaves out:
+    neither is news of the asker's own refusal."""
+    from bot.qa_rules import rule_handoff
+
+    assert rule_handoff(question, "zh-Hans") is None
+
+
+@pytest.mark.parametrize("question", ["我的补缴申请批没批", "为什么不给我办补缴", "我妈的材料被退回了"])
+def test_news_of_ones_own_refusal_or_approval_stays_a_personal_case(question: str) -> None:
+    """What the rule of the questions above leaves alone: one's own application is still a case for staff."""
+    from bot.qa_rules import rule_handoff
+
+    assert rule_handoff(question, "zh-Hans") == "personal_case"
