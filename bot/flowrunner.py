@@ -17,7 +17,7 @@ from typing import Any
 from bot import answers
 from bot.flowregistry import FlowCtx, Refused, Registry, builtin
 from bot.flowspec import FLOW_DIR, STEP_TYPES, Flow, FlowError, Step, load_flows, parse_flow
-from bot.language import clean, normalise_command
+from bot.language import cantonese_as_mandarin, clean, normalise_command
 from bot.state import ConversationState, PendingAnswer
 from bot.texts import localise
 from bot.texts import t as w  # the engine's words
@@ -172,12 +172,13 @@ def _option_named(step: Step, w: str) -> str | None:
     if len(w) < _OPTION_WORD_MIN:
         return None
     fits = set()
-    for opt in step.options:
-        for label in map(word, opt.label.values()):
-            if len(label) < _OPTION_WORD_MIN or (_NEGATION.search(w) and not _NEGATION.search(label)):
-                continue
-            if label in w or w in label:
-                fits.add(opt.value)
+    for said in {w, cantonese_as_mandarin(w)}:
+        for opt in step.options:
+            for label in map(word, opt.label.values()):
+                if len(label) < _OPTION_WORD_MIN or (_NEGATION.search(said) and not _NEGATION.search(label)):
+                    continue
+                if label in said or said in label:
+                    fits.add(opt.value)
     if len(fits) == 1:
         return fits.pop()
     none = next((opt.value for opt in step.options if opt.value == "none"), None)
