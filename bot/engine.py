@@ -652,6 +652,8 @@ class Engine:
     def _deceased(self, s: Tx, conv: Conv) -> bool:
         if conv.beneficiary_id is None:
             return False
+        if conv.person_status is not None and conv.person_status[0] == conv.beneficiary_id:
+            return conv.person_status[1] == "deceased"  # read with the conversation
         return s.conn.execute(_PERSON_STATUS, {"beneficiary_id": conv.beneficiary_id}).scalar() == "deceased"
 
     def _current_prompt(self, s: Tx, conv: Conv, now: datetime) -> Out:
