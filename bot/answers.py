@@ -266,9 +266,9 @@ def acknowledgement(text: str) -> bool:
 # Questions about the step itself, wherever they stand in the text.
 _META_QUESTION = re.compile(
     r"什么意思|啥意思|咩意思|乜意思|是什么意思|怎么填|怎样填|如何填|怎么写|怎么回答|填什么|写什么|要填啥|填啥|"
-    r"点填|点写|点样填|不懂|不明白|看不懂|没看懂|不知道怎么|唔明|唔识|唔知点|"
+    r"点填|点写|点样填|不懂|不明白|看不懂|没看懂|不知道怎么|唔明|唔识|唔知点|怎么选|选哪个|选哪一个|选什么|不清楚(怎么|该|要)?(选|填|写)|点拣|拣边个|"
     r"what does (this|that|it) mean|what do you mean|i don'?t understand|how do i (answer|fill|write)|"
-    r"what should i (write|type|put)|what is this")
+    r"what should i (write|type|put|choose|pick)|which (one|number) (should|do) i|what is this")
 _QUESTION_END = re.compile(r"[?？]\s*$")
 _QUESTION_WORDS = re.compile(r"什么|啥|怎么|为什么|为啥|吗|呢|咩|点解|点样|边度|边个|几时|哪|\b(what|why|how|when|where|who)\b")
 _SHORT_QUESTION = 12  # characters: a longer text ending in "?" at a free-text step is an answer that asks
@@ -332,7 +332,9 @@ _EN_NO = frozenset({
 
 # Words that agree to go ahead but say nothing about a fact (see `yes_no`'s about_a_fact).
 _AGREE_CORE = frozenset({"好", "行", "可以", "要", "需要", "确认", "确定", "同意", "提交", "没问题", "好滴", "ok", "得",
-                         "好嘅", "要嘅", "好好", "收到", "知道", "知道了", "明白"})
+                         "好嘅", "要嘅", "好好", "收到", "知道", "知道了", "明白",
+                         # a hum while listening ("嗯", "哦"): heard, not an answer to whether something is so
+                         "嗯", "嗯嗯", "嗯呢", "嗯哪", "哦", "噢", "喔", "哦哦"})
 _EN_AGREE = frozenset({"ok", "okay", "k", "yes please", "confirm", "submit", "thanks", "thank you", "got it", "fine"})
 
 _COURTESY = re.compile(r"[，,。.!！]*(谢谢您|谢谢你|谢谢|多谢|唔该|麻烦你了|麻烦了|辛苦了)[。.!！~]*$")

@@ -88,6 +88,8 @@ LINK_WORDS = frozenset(["绑定", "绑定身份", "link", "认证身份"])
 _WORDY = re.compile(r"[\w\u3400-\u9fff]")
 # A sentence this long at a choice step may be a question rather than a mis-typed choice.
 _QUESTION_MIN_CHARS = 8
+# Where a date or a sum is asked, a shorter sentence with a question word is already a question ("钱什么时候能到").
+_VALUE_QUESTION_MIN_CHARS = 5
 _NO_CTRL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # PostgreSQL text cannot hold NUL
 
 
@@ -439,15 +441,20 @@ class Engine:
         a confident article answers is answered, then the choice asked again; a request for another
         service is offered as a switch (what was entered is kept). Anything else goes on to the step,
         which explains what it needs as before."""
-        if inbound.attachments or len(_WORDY.findall(text)) < _QUESTION_MIN_CHARS:
+        wordy = len(_WORDY.findall(text))
+        if inbound.attachments or wordy < _VALUE_QUESTION_MIN_CHARS:
             return None
         st = conv.state
         flow = self.flows.get(st.flow or "")
         if (flow is not None and st.offer is None and flow.has_step(st.step)
                 and not self.runner.expects_choice(flow, st)):
             if self.runner.reads_a_value(flow, st) and answers.asks_something(text):
-                return self._answered_at_step(s, conv, text, now)  # a question where a date or sum is asked
+                # a question where a date or sum is asked: answered, or passed to staff, never read as the value
+                return (self._answered_at_step(s, conv, text, now)
+                        or self._passed_on_at_step(s, conv, text, now))
             return None  # a text, a name, a phone...: the step reads the sentence (no prompt built for nothing)
+        if wordy < _QUESTION_MIN_CHARS:
+            return None
         cur = self._current_prompt(s, conv, now)
         if cur.expects != "choice":
             return None
@@ -459,7 +466,7 @@ class Engine:
             return answered
         service = self._service_for(text)
         if service is None or service.id in (conv.state.flow, conv.state.after_link):
-            return None
+            return self._passed_on_at_step(s, conv, text, now, cur)
         if service.report is not None:  # their own records: shown at once, the flow kept for later
             if conv.beneficiary_id is None:  # nothing to show before the person is linked
                 if conv.state.flow != LINK_FLOW:
@@ -479,6 +486,20 @@ class Engine:
         cur = cur or self._current_prompt(s, conv, now)
         said = answer.sms if conv.channel == "sms" and answer.sms else answer.answer
         return [Out(said + "\n\n" + t("back_to_step", conv.lang) + "\n" + cur.text, cur.choices, cur.expects)]
+
+    def _passed_on_at_step(self, s: Tx, conv: Conv, text: str, now: datetime,
+                           cur: Out | None = None) -> list[Out] | None:
+        """A question no article is sure of, or a request for a person in words (能不能叫人给我打个电话),
+        typed at a step: a ticket for staff, then the step asked again (what was entered is kept); None (the
+        step reads it) when the sentence neither asks anything nor asks for someone."""
+        answer = self._ask_qa(conv, clean_text(text)[:500])
+        if answer is None or not answer.handoff:
+            return None
+        if answer.reason not in _FOR_STAFF_AT_ANY_STEP and not answers.asks_something(text):
+            return None
+        cur = cur or self._current_prompt(s, conv, now)
+        passed = self._question_to_staff(s, conv, text, answer, now)
+        return [Out(passed.text + "\n\n" + t("back_to_step", conv.lang) + "\n" + cur.text, cur.choices, cur.expects)]
 
     def _at_menu(self, s: Tx, conv: Conv, text: str, inbound: Inbound, now: datetime) -> list[Out]:
         lang = conv.lang
@@ -745,12 +766,18 @@ def _join(first: list[Out], second: list[Out]) -> list[Out]:
     return first[:-1] + [Out(a.text + "\n" + b.text, b.choices, b.expects, b.in_flow)] + second[1:]
 
 
+# Handoff reasons that go to staff from inside a flow even without a question word: someone asked for a
+# person, complained, or asked about their own case ("能不能叫人给我打个电话").
+_FOR_STAFF_AT_ANY_STEP = frozenset({"asked_for_person", "complaint", "personal_case"})
+
 # A question about policy (how much, who can, which documents...): the article answers it even when
 # it names a service ("住院能报销多少？" is a question about the claim, not a claim).
 _ASKS_POLICY = re.compile(
     r"多少|几多|比例|标准|条件|资格|规定|政策|如何|怎么(办理|申请|报销|算|交|领|计算)|需要(什么|哪些)|要(带)?(什么|哪些)|"
-    r"能不能|可不可以|可以.{0,8}吗|有没有.{0,6}(补贴|补助|待遇)|什么(时候|材料|条件)|哪些|几时|几点|"
-    r"\bhow (much|many|do|can|long)\b|\bwhat (documents|papers|is|are)\b|\bwho can\b|\beligible|\bcan i\b")
+    r"能不能|可不可以|可以.{0,8}吗|有没有.{0,6}(补贴|补助|待遇)|(什么|啥)(时候|材料|条件)|哪些|几时|几点|哪天|何时|"
+    r"能领(什么|啥|多少)|有(什么|啥)(补贴|补助|待遇|钱)|点样(做|办|申请|报销|交|领)|可唔可以|得唔得|有冇|几时|"
+    r"\bhow (much|many|do|can|long)\b|\bwhat (documents|papers|is|are|help|can)\b|\bwho can\b|\beligible|\bcan i\b|"
+    r"\bwhen (is|are|do|does|will|should)\b")
 _NUMBERED = re.compile(r"^\s*(\d+)[.、]\s*\S")
 
 

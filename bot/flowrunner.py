@@ -278,6 +278,8 @@ class Runner:
                        (("1", w("right", lang)), ("2", w("not_right", lang))), "choice")
         head = (w("confirm_cancel", lang) if step.type == "confirm"
                 else w("confirm_choice", lang, answer=display(step, pending.value, lang)))
+        if step.type == "yes_no":  # "是" alone does not say to what: the question comes back with it
+            head = f"{localise(step.prompt, lang)}\n{head}"
         return Out(f"{head}\n{w('sure_how', lang)}", (("1", w("sure", lang)), ("2", w("choose_again", lang))),
                    "choice")
 

@@ -118,13 +118,14 @@ def test_a_complaint_or_a_policy_question_is_not_a_question_about_the_office(tex
     assert not answers.asks_about_us(text)
 
 
-AGREEING = ["好的谢谢", "好", "好的", "可以", "行", "没问题", "ok", "OK", "okay", "好嘅"]
+AGREEING = ["好的谢谢", "好", "好的", "可以", "行", "没问题", "ok", "OK", "okay", "好嘅", "嗯", "嗯嗯"]
 
 
 @pytest.mark.parametrize("text", AGREEING)
 def test_ok_answers_a_question_about_going_ahead_but_not_a_question_about_a_fact(text):
-    """好的 / 可以 / ok agree to go ahead (a confirm step takes them as yes); asked whether something is so
-    (有没有被开除军籍？), they say nothing about it, so the question is asked again with its two answers."""
+    """好的 / 可以 / ok / 嗯 agree to go ahead (a confirm step takes them as yes); asked whether something is so
+    (有没有被开除军籍？), they say nothing about it (嗯 is as often a hum while listening as a yes), so the
+    question is asked again with its two answers."""
     assert parse_yes_no(text, "zh-Hans") == "yes"
     assert answers.yes_no(text, about_a_fact=True) is None
     with pytest.raises(Invalid) as info:
@@ -132,7 +133,7 @@ def test_ok_answers_a_question_about_going_ahead_but_not_a_question_about_a_fact
     assert "1" in str(info.value) and "2" in str(info.value)
 
 
-@pytest.mark.parametrize("text", ["是的", "有", "对", "嗯", "係呀", "yes", "1", "没有", "唔係", "no", "2"])
+@pytest.mark.parametrize("text", ["是的", "有", "对", "嗯，是的", "係呀", "yes", "1", "没有", "唔係", "no", "2"])
 def test_a_real_yes_or_no_still_answers_a_question_about_a_fact(text):
     """是的 / 有 / 没有 / yes / no / the digits answer a factual question exactly as they answer any other."""
     assert answers.yes_no(text, about_a_fact=True) == answers.yes_no(text) is not None

@@ -166,7 +166,8 @@ def test_a_greeting_or_a_cancel_word_at_the_menu_gets_the_menu_not_a_ticket(engi
 def test_a_policy_question_typed_where_a_date_is_asked_is_answered_and_the_date_asked_again(engine, notifier, roll,
                                                                                           db_engine, fake_qa):
     """"医疗互助一年交多少钱" at "哪天住进去的？": the article answers it, the date is asked again, nothing is entered
-    and no ticket opens; a question no article is sure of is left to the step, which explains what it needs."""
+    and no ticket opens; a question no article is sure of goes to staff, and the date is asked again (it is never
+    refused as a bad date, nor read as one)."""
     chat = Chat(engine, "telegram", "sf-date-question")
     link(chat, notifier, ZHANG_PHONE)
     chat("4")
@@ -176,7 +177,39 @@ def test_a_policy_question_typed_where_a_date_is_asked_is_answered_and_the_date_
     assert "每年交100元" in text and "哪天住进去的" in text
     assert chat.state() == before and tickets(db_engine) == []
     text = chat("钱什么时候能到")
-    assert "日期" in text and chat.state() == before
+    assert "编号" in text and "哪天住进去的" in text and chat.state() == before
+    assert [tk.question for tk in tickets(db_engine)] == ["钱什么时候能到"]
+
+
+class _AsksForPersonQA:
+    """The Q&A's reading of a request for a person in words (bot/qa_rules.py), or no article for anything else."""
+
+    def answer(self, question: str, lang_hint: str | None = None) -> object:
+        from types import SimpleNamespace
+        reason = "asked_for_person" if "叫人" in question else "out_of_scope"
+        return SimpleNamespace(handoff=True, answer="好的，已经为您转给工作人员。", sources=[], lang=lang_hint or "zh-Hans",
+                               reason=reason, article_id=None, score=0.0, sms="")
+
+
+def test_asking_for_a_person_in_words_inside_a_form_reaches_staff_and_keeps_the_form(db_engine, settings, clock,
+                                                                                     notifier, roll):
+    """"我手机不会弄，能不能叫人给我打个电话" where a choice is asked: a ticket for staff and the same choice again,
+    nothing entered; a remark that asks nothing and asks for no one ("我腿脚不好") opens no ticket."""
+    from bot.engine import Engine
+    engine = Engine(db_engine, settings, clock, qa=_AsksForPersonQA(), notifier=notifier)
+    try:
+        chat = Chat(engine, "telegram", "sf-person-in-form")
+        link(chat, notifier, ZHANG_PHONE)
+        chat("3")
+        before = chat.state()
+        text = chat("我腿脚不好")
+        assert "编号" not in text and tickets(db_engine) == [] and chat.state() == before
+        text = chat("我手机不会弄，叫人给我打个电话")
+        assert "转给工作人员" in text and "编号" in text and "我们接着刚才的事" in text
+        assert chat.state() == before and chat.last[-1].choices
+        assert [tk.reason for tk in tickets(db_engine)] == ["asked_for_person"]
+    finally:
+        engine.close()
 
 
 @pytest.mark.parametrize("typed", ["您好，我是帮我爸问的", "我替我妈来办事", "我係幫我阿媽問嘅"])
