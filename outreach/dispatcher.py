@@ -186,7 +186,8 @@ class Dispatcher:
         self._flush_now = asyncio.Event()
         self._room_event = asyncio.Event()
         self.stats = {"sent": 0, "retried": 0, "failed": 0, "suppressed": 0, "held": 0, "deferred": 0, "fallbacks": 0,
-                      "tasks": 0, "late_slots": 0, "window_waits": 0, "released": 0}
+                      "tasks": 0, "late_slots": 0, "window_waits": 0, "released": 0,
+                      "slot_calls": 0}  # slot_calls: calls to a limiter for slots (round trips, with Redis)
         # Set when the process stops: rows not yet handed to a provider go back to the queue at
         # once (another dispatcher sends them) instead of waiting here for slots, or for a lease to expire.
         self._stopping = False
@@ -287,6 +288,7 @@ class Dispatcher:
                 raise _Released()
             if lane is Lane.REPLY:
                 await look_again_if_due()
+                self.stats["slot_calls"] += 1
                 grant = await limiter.acquire(row.address, cost, lane)  # at once, whatever bulk holds
             else:
                 grant = await self._ask(limiter, pace, row.address, cost, look_again_if_due)
@@ -378,6 +380,7 @@ class Dispatcher:
                 batch = [a for a in looked if not a.future.done()]
                 if not batch:
                     continue
+                self.stats["slot_calls"] += 1
                 try:
                     grants = await limiter.acquire_many([(a.key, a.cost, Lane.BULK) for a in batch])
                 except Exception as exc:  # the store unreachable: each sender gets the error
