@@ -52,7 +52,7 @@ class _Arrivals(list):
     recording = False
     def append(self, item):
         if self.recording:
-            super().append(time.time())
+            super().append((time.time(), item.get("text")))
 def commands(tg):
     for line in sys.stdin:
         if line.strip() == "start":
@@ -92,9 +92,13 @@ class _Fake:
         self._say("start")
 
     def dump(self) -> list[float]:
+        return sorted(at for at, _ in self.dump_texts())
+
+    def dump_texts(self) -> list[tuple[float, str]]:
+        """Each message's arrival time and text."""
         self._say("dump")
         assert self.proc.stdout is not None
-        return sorted(json.loads(self.proc.stdout.readline()))
+        return [(at, text) for at, text in json.loads(self.proc.stdout.readline())]
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -144,12 +148,14 @@ class _Timed:
     def __init__(self, provider: Any) -> None:
         self.provider = provider
         self.times: list[float] = []
+        self.bodies: list[str] = []
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.provider, name)
 
     async def send(self, message: Any) -> Any:
         self.times.append(time.time())
+        self.bodies.append(message.body)
         return await self.provider.send(message)
 
 
@@ -160,7 +166,7 @@ def _settings(base: str, **overrides: Any) -> Any:
 
 
 async def _dispatch(engine: Any, base: str, n: int, limit: float | None,
-                    send_times: list[float] | None = None) -> tuple[float, float]:
+                    send_times: list[float] | None = None, bodies: list[str] | None = None) -> tuple[float, float]:
     """Send n rows; returns (messages a second, CPU µs per message of this process)."""
     from models.clock import SystemClock
     from outreach.dispatcher import Dispatcher
@@ -190,6 +196,8 @@ async def _dispatch(engine: Any, base: str, n: int, limit: float | None,
     await outbound.close()
     if timed is not None and send_times is not None:
         send_times.extend(timed.times)
+        if bodies is not None:
+            bodies.extend(timed.bodies)
     return n / elapsed, cpu * 1e6 / n
 
 
@@ -220,7 +228,7 @@ async def _work(url: str, base: str, redis_url: str, rate: float) -> dict[str, A
     await outbound.close()
     engine.dispose()
     return {"sent": d.stats["sent"], "cpu_s": cpu, "late_slots": d.stats["late_slots"],
-            "window_waits": d.stats["window_waits"]}
+            "window_waits": d.stats["window_waits"], "slot_calls": d.stats["slot_calls"]}
 
 
 def _workers(fake: _Fake, pg: Any, redis_url: str, processes: int, rate: float, seconds: float) -> dict[str, Any]:
@@ -263,7 +271,9 @@ def _workers(fake: _Fake, pg: Any, redis_url: str, processes: int, rate: float, 
             # Slots the process woke for more than the limits' headroom late (a busy machine):
             # sent as soon as the moving window had room, and the sends that waited for that room.
             "late_slots_by_process": [r["late_slots"] for r in results],
-            "window_waits_by_process": [r["window_waits"] for r in results]}
+            "window_waits_by_process": [r["window_waits"] for r in results],
+            # Calls for slots (Redis round trips; the moving window's count of each start is one more a message).
+            "slot_calls_per_msg": round(sum(r["slot_calls"] for r in results) / sent, 3)}
 
 
 def run() -> dict[str, Any]:
@@ -292,8 +302,14 @@ def run() -> dict[str, Any]:
         _fill(engine, m, "limited")
         fake.start()
         send_times: list[float] = []
-        asyncio.run(_dispatch(engine, fake.base, m, LIMIT, send_times))
-        arrivals = fake.dump()
+        bodies: list[str] = []
+        asyncio.run(_dispatch(engine, fake.base, m, LIMIT, send_times, bodies))
+        pairs = fake.dump_texts()
+        arrivals = sorted(at for at, _ in pairs)
+        arrived = {text: at for at, text in pairs}
+        # From handing a message to the provider to its arrival at the fake: the jitter the
+        # limits' margin below R must absorb.
+        delays = sorted((arrived[b] - t) * 1000 for t, b in zip(send_times, bodies, strict=True) if b in arrived)
         engine.dispose()
         # Delivered rate as the provider saw it: (m - 1) intervals between the first and the
         # last arrival at the fake.
@@ -312,6 +328,9 @@ def run() -> dict[str, Any]:
             "limited_busiest_window": busiest_window(arrivals),
             "limited_send_window_violations": window_violations(send_times, LIMIT),
             "limited_send_busiest_window": busiest_window(send_times),
+            "limited_arrival_delay_ms": {"p50": round(delays[len(delays) // 2], 1),
+                                         "p99": round(delays[int(len(delays) * 0.99)], 1),
+                                         "max": round(delays[-1], 1)} if delays else None,
             "workers_limit_per_s": WORKERS_LIMIT, "workers_delivered_ratio": two["delivered_ratio"],
             "workers_window_violations": two["window_violations"],
             "workers_cpu_ratio": round(two["cpu_us_per_msg"] / one["cpu_us_per_msg"], 3),
