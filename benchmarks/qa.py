@@ -8,7 +8,11 @@ figures describe the method, not the cache. `repeat_*` time the same questions a
 (what a question asked before costs). The `cpu_*` figures are the answering thread's own CPU time
 per question: on a shared machine they say what a question costs when wall-clock time also counts
 the waits for a core. `model_pass_p50_ms` is one pass of the embedding model over a question
-(CPU time), `model_passes_per_question` how many passes a first-seen question costs on average.
+(CPU time), `model_passes_per_question` how many passes a first-seen question costs on average,
+`model_passes_p99` at the 99th percentile; `model_cpu_share` the part of the answering CPU time
+spent in the model, `model_tokens_p50`/`model_tokens_p99` the tokens a first-seen question feeds
+the model in all (what a pass costs follows), `other_cpu_p50_ms`/`other_cpu_p99_ms` the CPU a first-seen question costs
+outside the model (language, rules, BM25, the answerability check, the reply).
 `rss_mb` is the resident memory of this process with everything loaded (the knowledge, both
 indexes and the embedding model); `model_rss_mb` what loading the model and the index added.
 Cold start is measured in a new interpreter (imports, loading and indexing the knowledge
@@ -78,6 +82,13 @@ def _model_pass_ms(embedder: Embedder, questions: list[str]) -> list[float]:
     return timings
 
 
+def _model_counts(embedder: Embedder | None) -> tuple[int, int, float]:
+    """(passes, tokens fed, CPU seconds) of the model over questions so far."""
+    if embedder is None:
+        return 0, 0, 0.0
+    return embedder.passes, embedder.pass_tokens, embedder.pass_cpu_s
+
+
 def run() -> dict[str, float | int]:
     sys.path.insert(0, str(ROOT))
     from bot.qa import QA
@@ -90,16 +101,23 @@ def run() -> dict[str, float | int]:
     for question in questions[:20]:  # warm caches so the figures describe a running bot
         qa.answer(question)
     embedder = qa.embedder
-    latencies_ms, cpu_ms, repeat_ms = [], [], []
+    latencies_ms, cpu_ms, repeat_ms, other_ms = [], [], [], []
+    passes_each: list[float] = []
+    tokens_each: list[float] = []
     passes_before = embedder.passes if embedder is not None else 0
     for _ in range(ROUNDS):
         if embedder is not None:
             embedder.forget_questions()
         for question in questions:
+            model_before = _model_counts(embedder)
             start, cpu_start = time.perf_counter(), time.thread_time()
             qa.answer(question)
             latencies_ms.append((time.perf_counter() - start) * 1000)
             cpu_ms.append((time.thread_time() - cpu_start) * 1000)
+            model_after = _model_counts(embedder)
+            passes_each.append(model_after[0] - model_before[0])
+            tokens_each.append(model_after[1] - model_before[1])
+            other_ms.append(cpu_ms[-1] - (model_after[2] - model_before[2]) * 1000)
     passes = (embedder.passes - passes_before) if embedder is not None else 0
     for question in questions:  # every vector is kept now: each question asked again
         start = time.perf_counter()
@@ -122,6 +140,12 @@ def run() -> dict[str, float | int]:
         "model_pass_p50_ms": round(statistics.median(model_ms), 3),
         "model_pass_p99_ms": round(_percentile(model_ms, 0.99), 3),
         "model_passes_per_question": round(passes / max(1, len(latencies_ms)), 3),
+        "model_passes_p99": _percentile(passes_each, 0.99),
+        "model_tokens_p50": statistics.median(tokens_each),
+        "model_tokens_p99": _percentile(tokens_each, 0.99),
+        "model_cpu_share": round(1 - sum(other_ms) / max(1e-9, sum(cpu_ms)), 3),
+        "other_cpu_p50_ms": round(statistics.median(other_ms), 3),
+        "other_cpu_p99_ms": round(_percentile(other_ms, 0.99), 3),
         "cold_start_s": round(cold_start_seconds(), 3),
         "questions": len(questions),
         "answers_timed": len(latencies_ms),

@@ -332,7 +332,9 @@ _EN_NO = frozenset({
 
 # Words that agree to go ahead but say nothing about a fact (see `yes_no`'s about_a_fact).
 _AGREE_CORE = frozenset({"好", "行", "可以", "要", "需要", "确认", "确定", "同意", "提交", "没问题", "好滴", "ok", "得",
-                         "好嘅", "要嘅", "好好", "收到", "知道", "知道了", "明白"})
+                         "好嘅", "要嘅", "好好", "收到", "知道", "知道了", "明白",
+                         # a hum while listening ("嗯", "哦"): heard, not an answer to whether something is so
+                         "嗯", "嗯嗯", "嗯呢", "嗯哪", "哦", "噢", "喔", "哦哦"})
 _EN_AGREE = frozenset({"ok", "okay", "k", "yes please", "confirm", "submit", "thanks", "thank you", "got it", "fine"})
 
 _COURTESY = re.compile(r"[，,。.!！]*(谢谢您|谢谢你|谢谢|多谢|唔该|麻烦你了|麻烦了|辛苦了)[。.!！~]*$")

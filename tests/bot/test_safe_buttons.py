@@ -57,13 +57,15 @@ def test_a_person_can_always_be_reached_from_an_old_keyboard(engine, notifier, r
 
 
 def test_a_disqualifying_answer_is_confirmed_and_can_be_chosen_again(engine, notifier, roll, db_engine):
-    """"Expelled: yes" asks "您选的是'是'，确定吗？"; 重新选 goes back to the question; nothing ends."""
+    """"Expelled: yes" asks "您选的是'是'，确定吗？" under the question itself (a bare "是" says not to what);
+    重新选 goes back to the question; nothing ends."""
     chat = Chat(engine, "telegram", "sb4")
     link(chat, notifier, ZHANG_PHONE)
     chat("1")
     chat("是")
     text = chat("是")
     assert "您选的是“是”，确定吗？" in text and "不能办" not in text
+    assert "服役期间，您有没有被开除军籍？\n您选的是“是”" in text
     assert chat.state() == ("veteran_insurance", "expelled")
     assert "开除军籍" in chat("2")
     assert "到地方工作以后" in chat("不是")
