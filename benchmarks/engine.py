@@ -4,6 +4,8 @@
 version check, log in and out), sequentially over many conversations.
 `cpu_ms_per_msg`: the CPU this process spent per message in that run (on a shared machine the
 wall-clock figures also measure the neighbours; this one much less).
+`statements_per_msg` / `transactions_per_msg`: in that run, the statements the database was sent
+(BEGIN included, COMMIT not) and the transactions begun, per message.
 `p50_ms`/`p99_ms`: 100 conversations in flight at once (asyncio, `Engine.ahandle` in a pool of
 threads), each sending its next message as soon as the previous one is answered; latency is
 from submitting a message to having its replies, so it includes waiting for the database.
@@ -71,6 +73,8 @@ def _setup(tmp: Path) -> tuple[Any, Any]:
 
 
 def run() -> dict[str, Any]:
+    from sqlalchemy import event
+
     from bot.channels.base import Inbound
 
     with tempfile.TemporaryDirectory() as d:
@@ -86,6 +90,16 @@ def run() -> dict[str, Any]:
 
         # Throughput: one message after another, spread over many conversations.
         convs = CONCURRENCY * 2
+        sent = {"statements": 0, "transactions": 0}
+
+        def count_statement(*_args: Any) -> None:
+            sent["statements"] += 1
+
+        def count_transaction(*_args: Any) -> None:
+            sent["transactions"] += 1
+
+        event.listen(db, "before_cursor_execute", count_statement)
+        event.listen(db, "begin", count_transaction)
         t0, cpu0 = time.perf_counter(), time.process_time()
         for n in range(SEQUENTIAL_MESSAGES):
             conv = n % convs
@@ -97,6 +111,8 @@ def run() -> dict[str, Any]:
         seq_seconds = time.perf_counter() - t0
         cpu_ms_per_msg = (time.process_time() - cpu0) / SEQUENTIAL_MESSAGES * 1000
         msgs_per_s = SEQUENTIAL_MESSAGES / seq_seconds
+        event.remove(db, "before_cursor_execute", count_statement)
+        event.remove(db, "begin", count_transaction)
 
         # Latency with 100 conversations in flight: each person sends a message every PERIOD seconds
         # (open loop, staggered), waiting for the answer before the next; latency is from the moment
@@ -133,6 +149,8 @@ def run() -> dict[str, Any]:
     return {
         "msgs_per_s": round(msgs_per_s, 1),
         "cpu_ms_per_msg": round(cpu_ms_per_msg, 3),
+        "statements_per_msg": round(sent["statements"] / SEQUENTIAL_MESSAGES, 2),
+        "transactions_per_msg": round(sent["transactions"] / SEQUENTIAL_MESSAGES, 2),
         "p50_ms": round(statistics.median(latencies) * 1000, 2),
         "p99_ms": round(q[98] * 1000, 2),
         "concurrency": CONCURRENCY,

@@ -49,6 +49,10 @@ class Conv:
     # The flow and step the message arrived at (before the engine moved anything).
     arrived_flow: str | None = None
     arrived_step: str | None = None
+    # Read with the row, in the same statement: the status of `beneficiary_id` as loaded, and whether
+    # another conversation of the same person holds a newer unfinished flow (None: not known, ask).
+    person_status: tuple[int, str | None] | None = None  # (beneficiary id, its status)
+    adoptable: bool | None = None
 
     @property
     def lang(self) -> str:
@@ -57,6 +61,26 @@ class Conv:
 
 _COLUMNS = (CONV.c.id, CONV.c.channel, CONV.c.address, CONV.c.beneficiary_id, CONV.c.acting_as, CONV.c.language,
             CONV.c.flow, CONV.c.step, CONV.c.data, CONV.c.history, CONV.c.version, CONV.c.updated_at)
+_OTHER = CONV.alias("other")
+
+
+def _adoptable_from(beneficiary_id: Any, acting_as: Any, cid: Any, since: Any) -> Any:
+    """Another conversation of the same person (and relationship) with an unfinished flow newer than `since`."""
+    return (select(_OTHER.c.id).where(
+        _OTHER.c.beneficiary_id == beneficiary_id, _OTHER.c.acting_as.is_not_distinct_from(acting_as),
+        _OTHER.c.id != cid, _OTHER.c.flow.is_not(None), _OTHER.c.flow != LINK_FLOW, _OTHER.c.updated_at > since)
+        .order_by(_OTHER.c.updated_at.desc()).limit(1))
+
+
+# What the engine needs with the row, read by the same statement (one round trip per message): the id of
+# the address's contact, the status of the person it is linked to, and whether there is a flow to adopt.
+_WITH_ROW = (
+    select(CONTACT.c.id).where(CONTACT.c.channel == CONV.c.channel, CONTACT.c.address == CONV.c.address)
+    .scalar_subquery().label("contact_id"),
+    select(PERSON.c.status).where(PERSON.c.id == CONV.c.beneficiary_id).scalar_subquery().label("person_status"),
+    _adoptable_from(CONV.c.beneficiary_id, CONV.c.acting_as, CONV.c.id, CONV.c.updated_at)
+    .exists().label("adoptable"),
+)
 
 
 def _conv(row: Any) -> Conv:
@@ -66,12 +90,21 @@ def _conv(row: Any) -> Conv:
                 state=state, arrived_flow=row.flow, arrived_step=row.step)
 
 
+def _loaded(row: Any) -> Conv:
+    """A conversation read with `_WITH_ROW`."""
+    conv = _conv(row)
+    conv.contact_id = row.contact_id
+    conv.person_status = (row.beneficiary_id, row.person_status) if row.beneficiary_id is not None else None
+    conv.adoptable = bool(row.adoptable) if row.beneficiary_id is not None else False
+    return conv
+
+
 class ConversationStore:
     """The engine's statements, built once (building and keying a statement costs more than running it)."""
 
     def __init__(self) -> None:
-        self._select = select(*_COLUMNS).where(CONV.c.channel == bindparam("channel"),
-                                               CONV.c.address == bindparam("address"))
+        self._select = select(*_COLUMNS, *_WITH_ROW).where(CONV.c.channel == bindparam("channel"),
+                                                           CONV.c.address == bindparam("address"))
         self._save = (update(CONV).where(CONV.c.id == bindparam("cid"), CONV.c.version == bindparam("old_version"))
                       .values(flow=bindparam("flow"), step=bindparam("step"), data=bindparam("data"),
                               history=bindparam("history"), version=bindparam("new_version"),
@@ -84,14 +117,11 @@ class ConversationStore:
                                CONTACT.c.family_member_id).where(CONTACT.c.channel == bindparam("channel"),
                                                                  CONTACT.c.address == bindparam("address"))
         self._log = insert(LOG)
-        self._select_seen = select(*_COLUMNS, self._handled.exists().label("seen")).where(
+        self._select_seen = select(*_COLUMNS, *_WITH_ROW, self._handled.exists().label("seen")).where(
             CONV.c.channel == bindparam("channel"), CONV.c.address == bindparam("address"))
-        self._adopt = (select(*_COLUMNS).where(
-            CONV.c.beneficiary_id == bindparam("beneficiary_id"),
-            CONV.c.acting_as.is_not_distinct_from(bindparam("acting_as", type_=CONV.c.acting_as.type)),
-            CONV.c.id != bindparam("cid"), CONV.c.flow.is_not(None), CONV.c.flow != LINK_FLOW,
-            CONV.c.updated_at > bindparam("since", type_=CONV.c.updated_at.type))
-            .order_by(CONV.c.updated_at.desc()).limit(1))
+        self._adopt = select(*_COLUMNS).where(CONV.c.id == _adoptable_from(
+            bindparam("beneficiary_id"), bindparam("acting_as", type_=CONV.c.acting_as.type), bindparam("cid"),
+            bindparam("since", type_=CONV.c.updated_at.type)).scalar_subquery())
         self._release = (update(CONV).where(CONV.c.id == bindparam("cid"), CONV.c.version == bindparam("old_version"))
                          .values(flow=None, step=None, history=bindparam("history"), data=bindparam("data"),
                                  version=bindparam("new_version")))
@@ -103,7 +133,7 @@ class ConversationStore:
 
     def load(self, conn: Connection, channel: str, address: str) -> Conv | None:
         row = conn.execute(self._select, {"channel": channel, "address": address}).first()
-        return _conv(row) if row is not None else None
+        return _loaded(row) if row is not None else None
 
     def load_unless_seen(self, conn: Connection, channel: str, address: str,
                          provider_message_id: str) -> tuple[Conv | None, bool]:
@@ -114,7 +144,7 @@ class ConversationStore:
                                                "pid": provider_message_id}).first()
         if row is None:
             return None, self.already_handled(conn, channel, address, provider_message_id)
-        return _conv(row), bool(row.seen)
+        return _loaded(row), bool(row.seen)
 
     def create(self, conn: Connection, channel: str, address: str, now: datetime, language_of_text: str) -> Conv:
         """First message from an address: its contact (if new) and its conversation row.
@@ -161,6 +191,8 @@ class ConversationStore:
     # -- continuity across channels -----------------------------------------------------------
     def adopt(self, conn: Connection, conv: Conv) -> str | None:
         """Take over the newer unfinished flow of the same person on another channel; its channel, or None."""
+        if conv.adoptable is False:  # known from the load: nothing to take over
+            return None
         other = conn.execute(self._adopt, {"beneficiary_id": conv.beneficiary_id, "acting_as": conv.acting_as,
                                            "cid": conv.id, "since": conv.updated_at}).first()
         if other is None:

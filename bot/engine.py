@@ -39,7 +39,7 @@ from bot.conversations import LOG, Conflict, Conv, ConversationStore, log_row
 from bot.flowregistry import FlowCtx, Registry, builtin
 from bot.flowrunner import DOCUMENT_KINDS, Flow, Out, Runner, clean_text, load_flows, typing_lines, word
 from bot.identity import LINK_FLOW, Identity, Notifier, OutboxNotifier, language_after_link
-from bot.language import detect_language
+from bot.language import cantonese_as_mandarin, detect_language
 from bot.state import ServiceOffer
 from bot.texts import CHANNEL_NAMES, localise, reply_by, t
 from bot.tickets import Handoff, entry, hand_off
@@ -568,9 +568,10 @@ class Engine:
     # ------------------------------------------------------------------ services before articles
     def _service_for(self, text: str) -> Flow | None:
         """The service this text asks for ("我要报告住院", "我爸爸昨天晚上走了"), if any."""
-        normal = word(text)
+        said = word(text)
+        forms = {said, cantonese_as_mandarin(said)}  # 生活费唔够 is 生活费不够
         for flow in self.recognisable:
-            if any(p.search(normal) for p in flow.patterns):
+            if any(p.search(normal) for p in flow.patterns for normal in forms):
                 return flow
         return None
 
@@ -652,6 +653,8 @@ class Engine:
     def _deceased(self, s: Tx, conv: Conv) -> bool:
         if conv.beneficiary_id is None:
             return False
+        if conv.person_status is not None and conv.person_status[0] == conv.beneficiary_id:
+            return conv.person_status[1] == "deceased"  # read with the conversation
         return s.conn.execute(_PERSON_STATUS, {"beneficiary_id": conv.beneficiary_id}).scalar() == "deceased"
 
     def _current_prompt(self, s: Tx, conv: Conv, now: datetime) -> Out:

@@ -17,7 +17,7 @@ from typing import Any
 from bot import answers
 from bot.flowregistry import FlowCtx, Refused, Registry, builtin
 from bot.flowspec import FLOW_DIR, STEP_TYPES, Flow, FlowError, Step, load_flows, parse_flow
-from bot.language import clean, normalise_command
+from bot.language import cantonese_as_mandarin, clean, normalise_command
 from bot.state import ConversationState, PendingAnswer
 from bot.texts import localise
 from bot.texts import t as w  # the engine's words
@@ -152,7 +152,39 @@ def parse_choice(step: Step, text: str, lang: str) -> str:
     ordinal = answers.number(re.sub(r"^(第|选|选择)|(个|项|号|条)$", "", w)) if w else None
     if ordinal is not None and ordinal == int(ordinal) and 1 <= ordinal <= len(step.options):
         return step.options[int(ordinal) - 1].value  # 第一个, 一, 选2
+    named = _option_named(step, w)
+    if named is not None:
+        return named
     raise err("choice", lang)
+
+
+_NEGATION = re.compile(r"没|不|冇|唔|未|非|\b(no|not|never|don'?t|didn'?t|wasn'?t)\b")
+_NONE_OF_THEM = re.compile(r"(都|全都|全部|一个都|一样都|一项都)?(没有|没|冇|无)(过|呢啲|啦|的)?|"
+                           r"(none|nothing|neither)( of (these|those|them|the above|it))?|no(ne)?|never")
+_OPTION_WORD_MIN = 2  # characters: a single character (被, 病) names no option
+
+
+def _option_named(step: Step, w: str) -> str | None:
+    """The one option whose words the reply holds or is part of ("看病" -> 看病花钱多, "i left" -> I left of my
+    own accord), or the "none of these" option for a reply that says none ("都没有", "none of those"); None when no
+    option or several fit. A reply with a negation names only an option whose own words hold it ("我没有被判过刑"
+    names no option: it must not pick 被判过刑)."""
+    if len(w) < _OPTION_WORD_MIN:
+        return None
+    fits = set()
+    for said in {w, cantonese_as_mandarin(w)}:
+        for opt in step.options:
+            for label in map(word, opt.label.values()):
+                if len(label) < _OPTION_WORD_MIN or (_NEGATION.search(said) and not _NEGATION.search(label)):
+                    continue
+                if label in said or said in label:
+                    fits.add(opt.value)
+    if len(fits) == 1:
+        return fits.pop()
+    none = next((opt.value for opt in step.options if opt.value == "none"), None)
+    if not fits and none is not None and _NONE_OF_THEM.fullmatch(w.strip(" .!。！")):
+        return none
+    return None
 
 
 def parse_text(step: Step, text: str, lang: str) -> str:

@@ -35,6 +35,8 @@ DEFAULT_VARIANT: Final = "s2hk"
 
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
+# Characters written only in Cantonese (the same in both scripts, so they do not tell the script themselves).
+_CANTONESE_ONLY = re.compile("[冇㗎嘅佢咗唔嘢乜嚟哋咁啲喺嗰啱噉畀睇揾嘞咩]")
 _CTRL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _OUTER_PUNCTUATION = " .。!！~～,，、;；"
@@ -109,6 +111,18 @@ def _phrases_to_simplified(text: str) -> str:
     return str(_converter("tw2sp").convert(text))
 
 
+# Cantonese words whose Mandarin twins the options of a form are written in (睇病 -> 看病, 冇人照顾 -> 没人照顾).
+_CANTONESE_WORDS = (("屋企", "家里"), ("睇", "看"), ("冇", "没"), ("唔", "不"), ("嘅", "的"), ("咗", "了"), ("佢", "他"))
+
+
+def cantonese_as_mandarin(text: str) -> str:
+    """A reduced reply (normalise_command) with its common Cantonese words in Mandarin, for matching
+    against words written in Mandarin; the reply itself is kept as the person wrote it."""
+    for cantonese, mandarin in _CANTONESE_WORDS:
+        text = text.replace(cantonese, mandarin)
+    return text
+
+
 def clean(raw: str) -> str:
     """NFKC, no control or invisible characters, single spaces."""
     text = unicodedata.normalize("NFKC", raw or "")
@@ -161,7 +175,10 @@ def detect_language(text: str, hint: str | None = None) -> str:
             return "zh-Hant"
         if simplified_only > traditional_only:
             return "zh-Hans"
-        # Written the same in both scripts (您好, 冇): a Traditional reader stays Traditional.
+        # Written the same in both scripts (您好, 冇): a Traditional reader stays Traditional, and so does a
+        # Simplified one; with nothing known, Cantonese words (有冇…㗎) say a Hong Kong reader.
+        if known is None and _CANTONESE_ONLY.search(chinese):
+            return "zh-Hant"
         return "zh-Hant" if known == "zh-Hant" else "zh-Hans"
     words = _LATIN_WORD.findall(text or "")
     if words and (known in (None, "en") or len(words) >= _ENGLISH_MIN_WORDS_FOR_CHINESE_READER):

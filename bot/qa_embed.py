@@ -12,11 +12,11 @@ asking twice, a question two parts of a question share, the same words from many
 development questions (see README, "Q&A"): better first and top-3 hits, less memory.
 
 A pass costs in proportion to its tokens (the call itself about as much as two or three tokens,
-so batching texts saves little): a question is embedded on at most the model's window of 512 tokens. The engine would
-run a longer text as several windows and average them, each window a pass as dear as the first;
-a long voice message or a pasted letter says what it is about long before its 500th token, and
-without the bound one 4,096-character Telegram message (and each of its parts, embedded with the
-whole around it) cost several seconds of a core.
+so batching texts saves little): a question is embedded on at most the model's window of 512
+tokens. The engine would run a longer text as several windows and average them, each window a
+pass as dear as the first; a long voice message or a pasted letter says what it is about long
+before its 500th token. A 3,720-character message (2,800 tokens) cost 13 s of CPU without the
+bound, 4 s with it (load 6).
 """
 
 from __future__ import annotations

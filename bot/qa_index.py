@@ -239,6 +239,7 @@ class WordIndex:
         self.idf = {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}
         # A word no article has is as informative as the rarest word there is.
         self.unknown_idf = math.log(1 + (n + 0.5) / 0.5)
+        self._last_words: tuple[str, dict[str, float]] | None = None  # see _weighted_words
 
     def scores(self, question: str) -> np.ndarray:
         tokens = self.tokenizer.tokens(question)
@@ -246,17 +247,31 @@ class WordIndex:
             return np.zeros(len(self.articles), dtype=np.float32)
         return np.asarray(self.bm25.get_scores(tokens), dtype=np.float32)
 
+    def __getstate__(self) -> dict[str, object]:
+        # Kept on disk (bot/knowledge_cache.py) without the last question's words: they may be personal.
+        return {**self.__dict__, "_last_words": None}
+
     def coverage(self, question: str, doc: int) -> float:
-        words = set(self.tokenizer.words(question))
-        if not words:
+        weights = self._weighted_words(question)
+        if not weights:
             return 0.0
-        weights = {w: self.idf.get(w, self.unknown_idf) for w in words}
         if self.tokenizer.language != "en":
             # A Chinese word the segmenter cut differently still counts when its bigrams are there.
-            found = sum(weights[w] * _bigram_share(w, self.vocab[doc]) for w in words)
+            found = sum(weight * _bigram_share(w, self.vocab[doc]) for w, weight in weights.items())
         else:
-            found = sum(weights[w] for w in words if w in self.vocab[doc])
+            found = sum(weight for w, weight in weights.items() if w in self.vocab[doc])
         return found / sum(weights.values())
+
+    def _weighted_words(self, question: str) -> dict[str, float]:
+        """The question's words with their IDF weights. The candidates of one question ask for the
+        same text one after another (seven times a search): the last text's words are kept, as
+        one entry replaced whole, so threads asking at once never see a half-written one."""
+        last = self._last_words
+        if last is not None and last[0] == question:
+            return last[1]
+        weights = {w: self.idf.get(w, self.unknown_idf) for w in set(self.tokenizer.words(question))}
+        self._last_words = (question, weights)
+        return weights
 
 
 def _bigram_share(word: str, vocab: set[str]) -> float:

@@ -65,7 +65,7 @@ _SPECIFIC_ORDER = ("cost", "amount", "count", "when", "why", "where", "who", "ho
 
 _ZH_GROUP = {
     "veteran": r"退役|退伍|老兵|军人|当兵|当过兵|士兵|老战士|复员|转业|部队|军籍|参军|服役|入伍|抗战|打过仗",
-    "retiree": r"退休|退管|养老金认证|资格认证|离休|社会化管理|退休金|退休工资",
+    "retiree": r"退休|退了休|退管|养老金认证|资格认证|离休|社会化管理|退休金|退休工资",
     "worker": r"职工|工会|互助|工伤|上班的|单位职工|在职",
 }
 _EN_GROUP = {
@@ -77,6 +77,18 @@ _EN_GROUP = {
 }
 _ZH_GROUP_RE = {k: re.compile(v) for k, v in _ZH_GROUP.items()}
 _EN_GROUP_RE = {k: re.compile(v) for k, v in _EN_GROUP.items()}
+# A retired worker (退休职工, 退了休的职工) is a retiree: 职工 there is not a worker in the union's
+# mutual aid, whose articles are for workers in work ("退休职工得了大病" is not answered with the
+# mutual aid's serious-illness subsidy). English "a retired factory worker" keeps both groups.
+_ZH_RETIRED_WORKER = re.compile(r"(退休|退了休|离退休)(的|了的)?(企业|厂里的?|单位的?)?(职工|工人)")
+
+
+def _zh_groups(text: str) -> frozenset[str]:
+    groups = {g for g, pattern in _ZH_GROUP_RE.items() if pattern.search(text)}
+    if {"retiree", "worker"} <= groups and not _ZH_GROUP_RE["worker"].search(_ZH_RETIRED_WORKER.sub(" ", text)):
+        groups.discard("worker")
+    return frozenset(groups)
+
 
 # A benefit people name: two characters of what it is for, then what kind of money it is.
 _ZH_BENEFIT = re.compile(r"([\u4e00-\u9fff]{2})(补贴|津贴|补助金|补助|红包|奖金|奖励|长寿金|福利|优惠|贷款|旅游|体检卡|购物卡|"
@@ -139,6 +151,9 @@ class Asked:
     period: str = ""  # "day", "month" or "year": a sum asked per that period ("一天能赔多少")
     staff_contact: bool = False  # a named person's or an official's phone, WeChat, address
     named_case: bool = False  # a person's own case asked by name
+    # topics the knowledge names that the question names ("低保", "服务站"), each as the forms
+    # of the word that count (its synonyms); filled in by the QA, which knows the knowledge
+    topics: tuple[tuple[str, frozenset[str]], ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -171,6 +186,66 @@ class PlaceFinder:
         (攀枝花 holds 花, "spend", which would read "攀枝花给多少" as a cost)."""
         text = simplified(text)
         return self._zh_re.sub(" ", text) if self._zh_re is not None else text
+
+
+class TopicNames:
+    """The knowledge's own names of topics (schemes, services, benefits, offices) in a question.
+
+    A topic name is a keyword or synonym of the knowledge that some article's title names (in
+    one of its forms), that few articles mention at all (at most `MAX_SHARE` of them) and that is
+    not a place (places have their own check): "低保", "留守儿童", "legal aid", not "一年" or
+    "怎么办". In English only names of two words or more count: single English words of the
+    knowledge ("job", "card", "support") are everyday words as often as names. A yes/no or general question that names a topic is
+    answered only by an article that mentions it: "can the veterans' service station help me apply
+    for dibao" is not answered by the station's overview, which never mentions dibao (the kind
+    check lets general questions through, so without this the overview answers with confidence).
+    """
+
+    MAX_SHARE = 0.1
+
+    def __init__(self, language: str, titles: list[str], texts: list[str], words: set[str],
+                 synonym_groups: tuple[tuple[str, ...], ...], places: frozenset[str] = frozenset()) -> None:
+        self.language = language
+        forms: dict[str, set[str]] = {}
+        for group in synonym_groups:
+            for word in group:
+                forms.setdefault(word, set()).update(group)
+        names: dict[str, frozenset[str]] = {}
+        for word in words | set(forms):
+            if len(word) < 2 or re.search(r"\d", word) or read_question(word, language).kinds != ("what",):
+                continue  # a figure, or a question word ("哪一年开始", "how much"): not a topic
+            if word in places or (language == "en" and not re.search(r"[ -]", word)):
+                continue
+            word_forms = frozenset(forms.get(word, {word}))
+            if not any(self._in(f, title) for f in word_forms for title in titles):
+                continue
+            if sum(1 for text in texts if any(self._in(f, text) for f in word_forms)) > self.MAX_SHARE * len(texts):
+                continue
+            names[word] = word_forms
+        self._names = names
+        alternatives = sorted(map(re.escape, names), key=len, reverse=True)
+        pattern = "|".join(alternatives)
+        self._pattern = re.compile(rf"\b({pattern})(?=(s|es)?\b)" if language == "en" else pattern) if names else None
+
+    def _in(self, word: str, text: str) -> bool:
+        if self.language == "en":  # whole words, plurals too
+            return re.search(rf"\b{re.escape(word)}(s|es)?\b", text) is not None
+        return word in text
+
+    def named(self, text: str) -> tuple[tuple[str, frozenset[str]], ...]:
+        """The topics `text` names (Simplified Chinese or lower-case English): each name as
+        written, with the forms that count for it."""
+        if self._pattern is None:
+            return ()
+        return tuple((m.group(0), self._names[m.group(0)]) for m in self._pattern.finditer(text))
+
+    def missing(self, topics: tuple[tuple[str, frozenset[str]], ...], article_text: str) -> str:
+        """The first topic, as the question names it, none of whose forms `article_text`
+        mentions ("" when it mentions them all)."""
+        for word, word_forms in topics:
+            if not any(self._in(f, article_text) for f in word_forms):
+                return word
+        return ""
 
 
 # A sum asked per day, month or year: only an article that states a sum per that period answers
@@ -225,7 +300,7 @@ def _read_zh(text: str, places: PlaceFinder | None) -> Asked:
     if "amount" in found and "cost" not in found and not re.search(
             r"补|赔|给|领|拿|发|报|得|标准|津贴|救助|低保|失业金|平均|工资|养老金|退休金", text):
         found.add("cost")  # "一年多少钱" alone: what it costs or what it gives
-    groups = frozenset(g for g, pattern in _ZH_GROUP_RE.items() if pattern.search(text))
+    groups = _zh_groups(text)
     benefits = tuple(_benefit_term(m.group(1), m.group(2)) for m in _ZH_BENEFIT.finditer(text)
                      if len(m.group(2)) >= 3 or not _NOT_QUALIFIER.search(m.group(1)))
     names = tuple(n for n in (next(g for g in m.groups() if g) for m in _ZH_NAME.finditer(text))

@@ -67,6 +67,14 @@ _EN_OWN_CASE = re.compile(
     r"|\bwhy (was|is|did|has|have|were) (my|our|i|we|he|she|his|her)\b"
 )
 
+# "给不给", "批不批": a question of the rule (will it be given?), not news of a refusal; "批没批"
+# (has it been approved?) stays a question about a case.
+_ZH_A_NOT_A = re.compile(r"([\u4e00-\u9fff])不\1")
+# Asked which people or cases a rule leaves out ("哪些人是不给办的"), the words of a refusal are
+# the rule's, not the asker's case, unless the asker's own is named ("我的", "为什么不给我").
+_ZH_WHICH_PEOPLE = re.compile(r"哪些人|什么人|哪种人|哪类人|什么样的人|哪些情况|什么情况下|哪种情况")
+_ZH_OWN_NAMED = re.compile(r"(我|俺)(的|家的)(申请|材料|档案|记录|账户|案子|钱|养老金|退休金|补助|社保)|给我|给俺")
+
 
 def rule_handoff(question: str, lang: str) -> str | None:
     """The reason for a handoff that the words alone decide, or None."""
@@ -86,7 +94,10 @@ def rule_handoff(question: str, lang: str) -> str | None:
         return "complaint"
     if _ZH_OWN_CASE_ALONE.search(text):
         return "personal_case"
-    if _ZH_FIRST_PERSON.search(text) and (_ZH_OWN_CASE.search(text) or _ZH_WHY_ME.search(text)):
+    if _ZH_WHY_ME.search(text) and _ZH_FIRST_PERSON.search(text):
+        return "personal_case"
+    about_the_rule = bool(_ZH_WHICH_PEOPLE.search(text)) and not _ZH_OWN_NAMED.search(text)
+    if _ZH_FIRST_PERSON.search(text) and not about_the_rule and _ZH_OWN_CASE.search(_ZH_A_NOT_A.sub(" ", text)):
         return "personal_case"
     return None
 

@@ -682,3 +682,77 @@ def test_an_english_answer_is_surer_when_the_chinese_articles_agree_and_never_se
     assert both.article_id == alone.article_id == unconfirmed.article_id == "mutual-cost"
     assert both.score > alone.score
     assert unconfirmed.score < THRESHOLDS["en"] and without_chinese_article.answer(question).handoff
+
+
+# ------------------------------------------------------------------ group, topic and place of a question
+
+
+@pytest.mark.parametrize(("question", "groups"), [
+    ("退休职工得了大病，有没有大病补助可以申请", {"retiree"}),
+    ("我爸是退了休的企业职工，住院了社区来看吗", {"retiree"}),
+    ("退休职工能参加职工医疗互助吗", {"retiree", "worker"}),  # the mutual aid is named: both stay
+    ("职工住院了互助能补多少", {"worker"}),
+])
+def test_a_retired_worker_is_a_retiree_not_a_member_of_the_mutual_aid(question: str, groups: set[str]) -> None:
+    """退休职工 is a retiree: its 职工 alone does not make the question one of the union's mutual aid."""
+    assert set(read_question(question, "zh-Hans").groups) == groups
+
+
+def test_a_retirees_question_is_not_answered_with_the_workers_mutual_aid(qa: QA) -> None:
+    """The mutual aid's serious-illness subsidy is for workers in it; asked for a retired worker,
+    no article of that group is given as the answer, at any confidence."""
+    a = qa.answer_with("退休职工得了大病，有没有大病补助可以申请", min_confidence=0.0)
+    assert a.article_id != "mutual-serious-illness"
+    assert qa.answer("退休职工得了大病，有没有大病补助可以申请").handoff
+
+
+def test_a_yes_no_question_about_a_topic_the_article_never_mentions_is_handed_off(qa: QA) -> None:
+    """"Can the service station help me apply for dibao": the station's overview (the best-ranked
+    article, which never mentions dibao) is not used at any confidence, and what is left is not
+    sure enough to answer, so staff answer."""
+    question = "退役军人服务站能不能帮忙申请低保"
+    assert qa.explain(question)["article_id"] == "vet-service-station"
+    assert qa.answer_with(question, min_confidence=0.0).article_id != "vet-service-station"
+    assert qa.answer(question).handoff
+
+
+def test_a_yes_no_question_whose_topics_the_article_names_is_still_answered(qa: QA) -> None:
+    """The topic check refuses only what the article leaves out: the dibao article answers dibao."""
+    a = qa.answer_with("农村人能不能吃低保", min_confidence=0.0)
+    assert not a.handoff and a.article_id in ("ss-dibao-who", "ss-dibao-standard")
+
+
+@pytest.mark.parametrize(("question", "place"), [("do veterans in kunming get help to pay back missed social insurance",
+                                                  "Kunming"),
+                                                 ("is there a double ninth event for retirees in foshan", "Foshan")])
+def test_every_known_place_is_recognised_in_english_too(qa: QA, question: str, place: str) -> None:
+    """Every place of knowledge/places.yaml has its English form: a city named in English is
+    another city's rule, handed off saying so, as it is in Chinese."""
+    a = qa.answer_with(question, min_confidence=0.0)
+    assert a.handoff and a.detail == "other_place" and place in a.answer
+
+
+@pytest.mark.parametrize("question", ["I still haven't received my hospital subsidy from the union",
+                                      "I have been waiting three months for my back payment"])
+def test_an_english_question_about_ones_own_payment_goes_to_staff_as_typed(qa: QA, question: str) -> None:
+    """The spelling fix reads typos of the knowledge's words; it must not hide everyday words
+    that say the question is about the asker's own case."""
+    assert qa.answer(question).reason == "personal_case"
+
+
+@pytest.mark.parametrize("question", ["我爷爷是老兵今年89了，他要是住院，那个保险给不给住院津贴",
+                                      "那个我就问一下啊 就是补社保 嗯 哪些人是不给办的"])
+def test_a_question_of_the_rule_in_the_words_of_a_refusal_is_not_a_personal_case(question: str) -> None:
+    """"给不给" asks whether the rule gives; "哪些人是不给办的" asks whom the rule leaves out:
+    neither is news of the asker's own refusal."""
+    from bot.qa_rules import rule_handoff
+
+    assert rule_handoff(question, "zh-Hans") is None
+
+
+@pytest.mark.parametrize("question", ["我的补缴申请批没批", "为什么不给我办补缴", "我妈的材料被退回了"])
+def test_news_of_ones_own_refusal_or_approval_stays_a_personal_case(question: str) -> None:
+    """What the rule of the questions above leaves alone: one's own application is still a case for staff."""
+    from bot.qa_rules import rule_handoff
+
+    assert rule_handoff(question, "zh-Hans") == "personal_case"

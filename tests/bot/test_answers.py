@@ -373,3 +373,31 @@ def test_a_cancel_word_while_linking_is_understood_not_refused_as_a_wrong_number
     assert "这次可以不办" in text and "请问是谁要办事" in text and "请回复数字" not in text
     assert chat.state() == before
     assert "请回复数字" in chat("0")
+
+
+@pytest.mark.parametrize(("flow", "step_id", "text", "value"), [
+    ("hardship", "kind", "看病", "medical"),
+    ("hardship", "kind", "主要是看病花钱多", "medical"),
+    ("hardship", "kind", "家里没人照顾", "care"),
+    ("hardship", "kind", "睇病", "medical"),
+    ("hardship", "kind", "屋企冇人照顧", "care"),
+    ("hardship", "kind", "生活費唔夠", "living"),
+    ("veteran_insurance", "after_placement", "都没有", "none"),
+    ("veteran_insurance", "after_placement", "没有", "none"),
+    ("veteran_insurance", "after_placement", "none of those", "none"),
+    ("veteran_insurance", "after_placement", "Nothing.", "none"),
+    ("veteran_insurance", "after_placement", "自己辞职", "left"),
+    ("veteran_insurance", "after_placement", "I was dismissed", "dismissed"),
+])
+def test_a_choice_is_read_from_the_words_of_one_option(flow, step_id, text, value):
+    """Older people type what they mean, not its digit: the one option whose words the reply holds (or that holds
+    the reply), and "none of these" for a reply that says none."""
+    assert parse_choice(step(flow, step_id), text, "zh-Hans") == value
+
+
+@pytest.mark.parametrize("text", ["我没有被判过刑", "没被开除", "not dismissed", "被", "单位"])
+def test_a_negated_or_unclear_reply_names_no_option(text):
+    """"我没有被判过刑" must never pick 被判过刑 (it ends the application): a negation names only an option whose own
+    words hold one, and a word several options share, or a single character, names none; the choice is asked again."""
+    with pytest.raises(Invalid):
+        parse_choice(step("veteran_insurance", "after_placement"), text, "zh-Hans")

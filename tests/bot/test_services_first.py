@@ -242,3 +242,12 @@ def test_a_question_about_the_office_itself_is_answered_with_its_name_and_public
     text = chat(typed)
     assert settings.office_phone in text and tickets(db_engine) == []
     assert "暖心服务" in text or "Nuanxin" in text or "暖心服務" in text
+
+
+def test_a_service_asked_for_in_cantonese_words_is_offered(engine, roll, db_engine, fake_qa):
+    """"生活費唔夠" (生活费不够 in Cantonese words) at the menu: the hardship form is offered, as for Mandarin; no
+    ticket opens."""
+    chat = Chat(engine, "telegram", "sf-cantonese-service")
+    text = chat("生活費唔夠")
+    assert "困難幫扶" in text or "困难帮扶" in text
+    assert tickets(db_engine) == []
