@@ -93,7 +93,8 @@ CANDIDATES = 6  # how many of the best-ranked articles the answerability check l
 # MAX_PARTS_SEARCHED of its questions are searched, and in a message over LONG_MESSAGE characters
 # each is searched with PART_CONTEXT characters of the message on either side (not the whole
 # message, and not the whole message through the model). No development question has more than
-# 3 parts or 208 characters, so neither bound changes any of their answers.
+# 3 parts or 208 characters, so neither bound changes any of their answers. A message over
+# LONG_MESSAGE characters with no question in it is handed off to a person who reads it.
 MAX_PARTS_SEARCHED = 3
 LONG_MESSAGE = 300
 PART_CONTEXT = 60
@@ -114,7 +115,8 @@ class Answer:
     # why an out-of-scope handoff happened: "no_article", "low_confidence", "other_place",
     # "not_stated", "other_year", "unknown_benefit", "wrong_group", "staff_contact", "two_part", "not_covered",
     # "not_about" (a yes/no question about a topic the article does not mention),
-    # "many_questions" (more questions in one message than are searched: a person reads it)
+    # "many_questions" (more questions in one message than are searched: a person reads it),
+    # "long_message" (a message over LONG_MESSAGE characters that asks nothing a search could take)
     detail: str = ""
     article_ids: tuple[str, ...] = ()  # every article answered from (two for a two-part question)
 
@@ -160,6 +162,8 @@ _DETAIL_REPLIES = {
                          "您的问题已经转给工作人员，",
         "two_part": "您问了两件事，其中一件我这里没有把握回答，所以整个问题转给了工作人员，",
         "many_questions": "您一次问了好几件事，请一次问一个问题，我可以马上回答。整条消息也已经转给工作人员，",
+        "long_message": "您的消息比较长，我没能从里面找到一个明确的问题。您可以用一句话问一个问题，我可以马上回答；"
+                        "整条消息也已经转给工作人员，",
         "not_about": "我这里的资料没有讲到“{topic}”这一点，不能确定。已经转给工作人员，",
     },
     "en": {
@@ -179,6 +183,9 @@ _DETAIL_REPLIES = {
                     "question to a member of staff. ",
         "many_questions": "You asked several things at once. Please ask one question at a time and I can answer "
                           "straight away. I have also passed your whole message to a member of staff. ",
+        "long_message": "Your message is long and I could not find one clear question in it. You can ask one "
+                        "question in a sentence and I can answer straight away; I have also passed the whole "
+                        "message to a member of staff. ",
         "not_about": "What I answer from says nothing about \"{topic}\" here, so I cannot be sure. I have passed "
                      "your question to a member of staff. ",
     },
@@ -395,6 +402,8 @@ class QA:
             if searched is None:
                 return self._handoff("out_of_scope", lang, detail="many_questions")
             return self._answer_parts(question, searched, asked, index, base, lang, threshold)
+        if len(question) > LONG_MESSAGE:  # a letter that asks nothing: searching all of it costs seconds
+            return self._handoff("out_of_scope", lang, detail="long_message")
         choice = self._choose(self._search_text(question, base), asked, index, base)
         return self._decided(choice, lang, base, threshold)
 

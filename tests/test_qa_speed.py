@@ -141,3 +141,18 @@ def test_a_long_letter_searches_only_its_clear_questions_each_with_bounded_conte
             assert 1 <= len(answer.article_ids) <= len(asked) and answer.answer
     one = qa.answer(_NARRATIVE * 6 + _QUESTIONS[0] + "？" + _NARRATIVE * 6)
     assert not one.handoff and one.article_id == "vet-over80-insurance-cover"
+
+
+def test_a_long_letter_that_asks_nothing_is_handed_off_without_a_search(
+        qa: QA, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A letter over LONG_MESSAGE characters with no question in it (a story, a voice memo) is not
+    searched whole: it goes to a person, and the reply says how to ask; a short statement is still
+    searched and answered as before."""
+    texts = _searches(monkeypatch)
+    story = "我父亲今年八十二岁以前当过兵退伍以后一直在老家种地，现在身体不太好经常要住院，孩子们都在外地打工平时没人照顾，"
+    letter = story * 30
+    assert len(letter) > LONG_MESSAGE
+    answer = qa.answer(letter)
+    assert answer.handoff and answer.detail == "long_message" and texts == []
+    assert "一句话问一个问题" in answer.answer and "转给工作人员" in answer.answer
+    assert qa.answer(story * 2).detail != "long_message" and texts
