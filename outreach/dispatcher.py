@@ -356,7 +356,7 @@ class Dispatcher:
                     break
                 now = self.clock.now().timestamp()
                 room = now - self._next_bulk_at.get(pace, 0.0)  # seconds of slots within the horizon
-                want = min(BULK_HORIZON_S / 2, asks[0].cost / per_s) if per_s else 0.0
+                want = BULK_HORIZON_S / 2 if per_s else 0.0  # ask when half the horizon's slots have come free
                 if room < want - 1e-6 and want - room <= BULK_HORIZON_S:  # (clocks keep microseconds)
                     self._asks[pace] = asks
                     await self.sleep(want - room)

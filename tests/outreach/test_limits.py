@@ -362,3 +362,48 @@ async def test_dispatcher_paces_sms_by_segments(sqlite_engine, clock, settings):
         assert (b.at - a.at).total_seconds() >= a.message.segments / settings.twilio_segments_per_s - 1e-6
     assert window_violations([r.at for r in sent], settings.twilio_segments_per_s, window=sum(segs),
                              costs=[r.message.segments for r in sent]) == 0
+
+
+async def test_slots_asked_for_together_are_the_slots_asked_for_one_after_another(clock, redis_url):
+    """`acquire_many` (one round trip to Redis for several sends) answers exactly as `acquire`
+    does one send after another: the same grants, refusals and reasons, for bulk and replies,
+    a chat asked for twice, and sends beyond the bulk horizon."""
+    limit = ProviderLimit.one_sender("telegram", 40.0, 1.0)
+    batched = RedisLimiter(limit, clock, aioredis.Redis.from_url(redis_url), owns_client=True)
+    single = LocalLimiter(limit, clock)
+    rng = random.Random(12)
+    try:
+        for _ in range(30):
+            asks = [(str(rng.randrange(15)), 1.0, Lane.REPLY if rng.random() < 0.1 else Lane.BULK)
+                    for _ in range(rng.randrange(1, 25))]
+            together = await batched.acquire_many(asks)
+            apart = [await single.acquire(*ask) for ask in asks]
+            assert [(g.ok, g.blocked, round(g.wait_s, 6)) for g in together] == [
+                (g.ok, g.blocked, round(g.wait_s, 6)) for g in apart]
+            assert any(not g.ok for g in together) or len(asks) < 12  # refusals happen, so the rule can fail
+            clock.advance(rng.uniform(0.05, 0.6))
+    finally:
+        await batched.close()
+
+
+async def test_a_broadcast_asks_for_its_slots_in_blocks_and_keeps_to_the_rate(sqlite_engine, clock, settings,
+                                                                          redis_url):
+    """600 messages to 600 chats at 300/s through Redis: the dispatcher asks the limiter for its
+    slots in blocks, at most one call for every ten messages (one a message would be a round trip
+    to Redis each), and still no second holds more than 300 sends; all go within the time the
+    rate needs plus a second."""
+    for i in range(600):
+        queue(sqlite_engine, clock, channel="telegram", address=str(20000 + i), body=f"b{i}")
+    tg = ScriptedProvider("telegram", "tg", clock)
+    limiter = RedisLimiter(ProviderLimit.one_sender("telegram", 300.0, 1.0), clock,
+                           aioredis.Redis.from_url(redis_url), owns_client=True)
+    d = Dispatcher(sqlite_engine, {"telegram": tg}, clock, settings, sleep=fake_sleep(clock),
+                   limits={"telegram": limiter})
+    try:
+        start = clock.now()
+        await dispatch_until_sent(d, tg, 600, lambda: clock.advance(0.1))
+    finally:
+        await limiter.close()
+    assert d.stats["slot_calls"] <= 60
+    assert window_violations([r.at for r in tg.sent], 300.0) == 0
+    assert (max(r.at for r in tg.sent) - start).total_seconds() <= 600 / 300.0 / 0.98 + 1.0
