@@ -25,6 +25,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, select
@@ -147,6 +148,7 @@ class Engine:
         self.menu_flows = sorted((f for f in self.flows.values() if f.menu), key=lambda f: f.menu or 0)
         self.recognisable = sorted((f for f in self.flows.values() if f.recognise), key=lambda f: f.recognise_rank)
         self.store = ConversationStore()
+        self._menus: dict[tuple[str, bool], tuple[str, tuple[tuple[str, str], ...]]] = {}
         # SQLite has one writer at a time: this process's writers queue on a lock rather than in
         # SQLite's busy loop, which sleeps in steps and would make the slowest replies slow.
         self._lock = threading.Lock() if is_sqlite(db_engine) else None
@@ -269,9 +271,7 @@ class Engine:
     def _reply(self, conv: Conv, out: Out, token: str) -> Reply:
         lang = conv.lang
         in_flow = out.in_flow and bool(conv.state.flow)
-        footer = t("footer_flow" if in_flow else "footer_menu", lang)
-        person = Choice(t("button_person", lang), "人工")
-        navigation = (Choice(t("button_back", lang), "返回"), person) if in_flow else (person,)
+        footer, navigation = _navigation(lang, in_flow)
         return Reply(text=f"{out.text}\n{footer}", choices=tuple(Choice(label, value) for value, label in out.choices),
                      columns=1, expects=out.expects if out.in_flow or out.choices else "text",
                      metadata={"choices_in_text": "1", "lang": lang, "flow": conv.state.flow or "",
@@ -676,6 +676,12 @@ class Engine:
         return localise(self.flows[flow_id].title, lang)
 
     def _menu(self, lang: str, linked: bool) -> Out:
+        parts = self._menus.get((lang, linked))
+        if parts is None:  # the flows and words are fixed for the engine's life: built once per language
+            parts = self._menus[(lang, linked)] = self._menu_parts(lang, linked)
+        return Out(parts[0], parts[1], "choice", in_flow=False)
+
+    def _menu_parts(self, lang: str, linked: bool) -> tuple[str, tuple[tuple[str, str], ...]]:
         lines = [t("menu_title", lang)]
         choices = []
         for f in self.menu_flows:
@@ -687,7 +693,7 @@ class Engine:
             lines.append(f"9. {label}")
             choices.append(("9", label))
         lines.append(t("menu_question", lang))
-        return Out("\n".join(lines), tuple(choices), "choice", in_flow=False)
+        return "\n".join(lines), tuple(choices)
 
     # ------------------------------------------------------------------ people
     def _transcript(self, s: Tx, conv: Conv) -> list[dict[str, Any]]:
@@ -790,14 +796,28 @@ def _button_text(out: Out, lang: str) -> str:
     if not out.choices:
         return out.text
     highest = max([len(out.choices)] + [int(v) for v, _ in out.choices if v.isdigit()])
-    drop = typing_lines(lang)
+    drop, menu_title, menu_title_buttons = _button_words(lang)
     lines = []
     for line in out.text.split("\n"):
         numbered = _NUMBERED.match(line)
         if line.strip() in drop or (numbered and 1 <= int(numbered.group(1)) <= highest):
             continue
-        lines.append(t("menu_title_buttons", lang) if line == t("menu_title", lang) else line)
+        lines.append(menu_title_buttons if line == menu_title else line)
     return "\n".join(lines).strip() or out.text
+
+
+# The words around every reply are fixed at start (bot/texts.py): looked up once per language.
+@lru_cache(maxsize=16)
+def _navigation(lang: str, in_flow: bool) -> tuple[str, tuple[Choice, ...]]:
+    """The footer and the navigation buttons of a reply in a flow or at the menu."""
+    person = Choice(t("button_person", lang), "人工")
+    navigation = (Choice(t("button_back", lang), "返回"), person) if in_flow else (person,)
+    return t("footer_flow" if in_flow else "footer_menu", lang), navigation
+
+
+@lru_cache(maxsize=8)
+def _button_words(lang: str) -> tuple[frozenset[str], str, str]:
+    return typing_lines(lang), t("menu_title", lang), t("menu_title_buttons", lang)
 
 
 def _attachment_log(inbound: Inbound) -> list[dict[str, Any]]:

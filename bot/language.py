@@ -35,8 +35,6 @@ DEFAULT_VARIANT: Final = "s2hk"
 
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
-# Characters written only in Cantonese (the same in both scripts, so they do not tell the script themselves).
-_CANTONESE_ONLY = re.compile("[冇㗎嘅佢咗唔嘢乜嚟哋咁啲喺嗰啱噉畀睇揾嘞咩]")
 _CTRL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _OUTER_PUNCTUATION = " .。!！~～,，、;；"
@@ -175,10 +173,7 @@ def detect_language(text: str, hint: str | None = None) -> str:
             return "zh-Hant"
         if simplified_only > traditional_only:
             return "zh-Hans"
-        # Written the same in both scripts (您好, 冇): a Traditional reader stays Traditional, and so does a
-        # Simplified one; with nothing known, Cantonese words (有冇…㗎) say a Hong Kong reader.
-        if known is None and _CANTONESE_ONLY.search(chinese):
-            return "zh-Hant"
+        # Written the same in both scripts (您好, 冇): a Traditional reader stays Traditional.
         return "zh-Hant" if known == "zh-Hant" else "zh-Hans"
     words = _LATIN_WORD.findall(text or "")
     if words and (known in (None, "en") or len(words) >= _ENGLISH_MIN_WORDS_FOR_CHINESE_READER):

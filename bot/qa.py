@@ -89,6 +89,15 @@ PART_ALONE_DOUBT = 0.5
 # (weighted by rarity), so that most two-part questions cost no extra pass of the model.
 PART_WORDS_COVERED = 0.5
 CANDIDATES = 6  # how many of the best-ranked articles the answerability check looks at
+# A long message (a pasted letter, minutes of voice input) must cost well under a second: at most
+# MAX_PARTS_SEARCHED of its questions are searched, and in a message over LONG_MESSAGE characters
+# each is searched with PART_CONTEXT characters of the message on either side (not the whole
+# message, and not the whole message through the model). No development question has more than
+# 3 parts or 208 characters, so neither bound changes any of their answers. A message over
+# LONG_MESSAGE characters with no question in it is handed off to a person who reads it.
+MAX_PARTS_SEARCHED = 3
+LONG_MESSAGE = 300
+PART_CONTEXT = 60
 
 _MEANINGFUL = re.compile(r"[\u3400-\u9fffA-Za-z0-9]")
 
@@ -105,7 +114,9 @@ class Answer:
     sms: str  # short variant with the same key facts and the source, for SMS
     # why an out-of-scope handoff happened: "no_article", "low_confidence", "other_place",
     # "not_stated", "other_year", "unknown_benefit", "wrong_group", "staff_contact", "two_part", "not_covered",
-    # "not_about" (a yes/no question about a topic the article does not mention)
+    # "not_about" (a yes/no question about a topic the article does not mention),
+    # "many_questions" (more questions in one message than are searched: a person reads it),
+    # "long_message" (a message over LONG_MESSAGE characters that asks nothing a search could take)
     detail: str = ""
     article_ids: tuple[str, ...] = ()  # every article answered from (two for a two-part question)
 
@@ -150,6 +161,9 @@ _DETAIL_REPLIES = {
         "staff_contact": "工作人员个人的电话和联系方式我们不能提供。请就在这里留言，或拨打办事处公开的咨询电话；"
                          "您的问题已经转给工作人员，",
         "two_part": "您问了两件事，其中一件我这里没有把握回答，所以整个问题转给了工作人员，",
+        "many_questions": "您一次问了好几件事，请一次问一个问题，我可以马上回答。整条消息也已经转给工作人员，",
+        "long_message": "您的消息比较长，我没能从里面找到一个明确的问题。您可以用一句话问一个问题，我可以马上回答；"
+                        "整条消息也已经转给工作人员，",
         "not_about": "我这里的资料没有讲到“{topic}”这一点，不能确定。已经转给工作人员，",
     },
     "en": {
@@ -167,6 +181,11 @@ _DETAIL_REPLIES = {
                          "member of staff. ",
         "two_part": "You asked two things and I can't answer one of them reliably, so I have passed the whole "
                     "question to a member of staff. ",
+        "many_questions": "You asked several things at once. Please ask one question at a time and I can answer "
+                          "straight away. I have also passed your whole message to a member of staff. ",
+        "long_message": "Your message is long and I could not find one clear question in it. You can ask one "
+                        "question in a sentence and I can answer straight away; I have also passed the whole "
+                        "message to a member of staff. ",
         "not_about": "What I answer from says nothing about \"{topic}\" here, so I cannot be sure. I have passed "
                      "your question to a member of staff. ",
     },
@@ -240,6 +259,15 @@ class _LanguageIndex:
         z = sum(w * (f - m) / sd for f, m, sd, w in
                 zip(features, CONFIDENCE_MEAN, CONFIDENCE_SCALE, CONFIDENCE_WEIGHTS, strict=True))
         return 1 / (1 + math.exp(-(z + CONFIDENCE_BIAS)))
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One question of a message in several: its words and where they stand in the message."""
+    text: str
+    start: int
+    end: int
+    clear: bool  # ends with a question mark and holds a question word
 
 
 @dataclass
@@ -369,8 +397,13 @@ class QA:
             return self._handoff("out_of_scope", lang, detail="no_article")
         threshold = THRESHOLDS[base] if min_confidence is None else min_confidence
         parts = self._parts(question, base)
-        if len(parts) >= 2:
-            return self._answer_parts(question, parts, asked, index, base, lang, threshold)
+        if parts:
+            searched = self._searched_parts(parts)
+            if searched is None:
+                return self._handoff("out_of_scope", lang, detail="many_questions")
+            return self._answer_parts(question, searched, asked, index, base, lang, threshold)
+        if len(question) > LONG_MESSAGE:  # a letter that asks nothing: searching all of it costs seconds
+            return self._handoff("out_of_scope", lang, detail="long_message")
         choice = self._choose(self._search_text(question, base), asked, index, base)
         return self._decided(choice, lang, base, threshold)
 
@@ -383,15 +416,17 @@ class QA:
             return self._handoff("out_of_scope", lang, choice.confidence, "low_confidence")
         return self._answered([choice.article], lang, choice.confidence)
 
-    def _answer_parts(self, question: str, parts: list[str], asked: Asked, index: _LanguageIndex, base: str,
+    def _answer_parts(self, question: str, parts: list[_Part], asked: Asked, index: _LanguageIndex, base: str,
                       lang: str, threshold: float) -> Answer:
         chosen: list[Article] = []
         confidence = 1.0
-        whole = self._search_text(question, base)
+        long = len(question) > LONG_MESSAGE
+        whole = "" if long else self._search_text(question, base)
         # The whole question goes through the model once; a part is embedded on its own (with
         # the whole question around it) only when the whole question's vector finds no article
-        # for it confidently.
-        whole_vector = index.embedder.query(whole) if index.embedder is not None and len(index.vectors) else None
+        # for it confidently. A long message's parts are embedded each with its own context.
+        whole_vector = index.embedder.query(whole) if index.embedder is not None and len(index.vectors) \
+            and not long else None
         # Which article answers a part is decided at the bot's own threshold, also when the
         # calibration asks for every answer (threshold 0): the same choice, only the gate moves.
         sure = THRESHOLDS[base]
@@ -403,13 +438,17 @@ class QA:
                 alone_choices[part] = self._choose(self._search_text(part, base), part_asked, index, base)
             return alone_choices[part]
 
-        for part in parts:
+        for piece in parts:
+            part = piece.text
             part_asked = read_question(part, base, self.places)
             # The part keeps what the whole question says about whom and where.
             part_asked = Asked(kinds=part_asked.kinds, groups=part_asked.groups or asked.groups,
                                places=part_asked.places or asked.places, benefits=part_asked.benefits,
                                years=part_asked.years, topics=self._topics_in(part, base))
-            search_text = self._search_text(part, base) + " " + whole
+            # The message around the part, not all of it: a long letter costs each part a bounded search.
+            around = self._search_text(question[max(0, piece.start - PART_CONTEXT):piece.end + PART_CONTEXT],
+                                       base) if long else whole
+            search_text = self._search_text(part, base) + " " + around
             choice = self._choose(search_text, part_asked, index, base, whole_vector)
             if whole_vector is not None and (choice.article is None or choice.confidence < sure):
                 second = self._choose(search_text, part_asked, index, base)
@@ -419,7 +458,9 @@ class QA:
                 if choice.refusal in ("other_place", "not_stated", "other_year", "unknown_benefit"):
                     return self._handoff("out_of_scope", lang, choice.confidence, choice.refusal,
                                          choice.refusal_fill)
-                return self._handoff("out_of_scope", lang, choice.confidence, "two_part")
+                alone_part = "low_confidence" if choice.article is not None else "no_article"
+                return self._handoff("out_of_scope", lang, choice.confidence,
+                                     "two_part" if len(parts) >= 2 else alone_part)
             choices.append((part, part_asked, choice))
         for position, (part, part_asked, choice) in enumerate(choices):
             shared = sum(other.article is choice.article for _, _, other in choices) > 1
@@ -446,21 +487,33 @@ class QA:
                 chosen.append(choice.article)
         return self._answered(chosen, lang, confidence)
 
-    def _parts(self, question: str, base: str) -> list[str]:
+    def _parts(self, question: str, base: str) -> list[_Part]:
         """The separate questions of a question in several parts (each asks something)."""
         asking = []
         start = 0
         for separator in [*_PART_SPLIT.finditer(question), None]:
             end = separator.start() if separator is not None else len(question)
             piece = question[start:end].strip()
+            piece_start = start
             start = separator.end() if separator is not None else end
             if not _MEANINGFUL.search(piece):
                 continue
             marked = separator is not None and _QUESTION_MARK.search(separator.group(0)) is not None
             asks = _ASKS_EN.search(piece.lower()) if base == "en" else _ASKS_ZH.search(simplified(piece))
             if marked or asks:
-                asking.append(piece)
+                asking.append(_Part(piece, piece_start, end, marked and asks is not None))
+        if len(asking) == 1 and len(question) > LONG_MESSAGE:
+            return asking  # the one question of a long letter is searched with its own context
         return asking if len(asking) >= 2 else []
+
+    def _searched_parts(self, parts: list[_Part]) -> list[_Part] | None:
+        """The parts of a message that are searched, in their order: all of them when there are at
+        most MAX_PARTS_SEARCHED; else the ones that look most like questions (a question mark
+        and a question word) when only that many do. None: more questions than are searched."""
+        if len(parts) <= MAX_PARTS_SEARCHED:
+            return parts
+        clear = [part for part in parts if part.clear]
+        return clear if 1 <= len(clear) <= MAX_PARTS_SEARCHED else None
 
     def _search_text(self, question: str, base: str) -> str:
         if base == "en":

@@ -28,8 +28,6 @@ ROOT = Path(__file__).resolve().parents[2]
     ("我媽住院了，工會那個互助金能報多少", None, "zh-Hant"),
     ("唔係", None, "zh-Hant"),  # Cantonese, written in Traditional characters
     ("冇", "zh-Hant", "zh-Hant"),  # the same in both scripts: a Traditional reader stays Traditional
-    ("退休人士有冇法律援助㗎", None, "zh-Hant"),  # Cantonese words, neutral script, nothing known: Hong Kong
-    ("退休人士有冇法律援助㗎", "zh-Hans", "zh-Hans"),  # ... but a Simplified reader stays Simplified
     ("您好", "zh-TW", "zh-Hant"),
     ("您好", "en-US", "zh-Hans"),  # Chinese text is Chinese whatever the client's setting
     ("How much is the mutual aid per year?", None, "en"),
