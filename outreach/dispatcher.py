@@ -40,7 +40,7 @@ from models.conversations import MessageLog
 from models.db import read_scope, session_scope
 from models.outbox import OutboxMessage, OutboxStatus
 from outreach import outbox, reach
-from outreach.limits import BULK_HORIZON_S, HEADROOM, Blocked, Grant, Lane, Limiter, build_limiters
+from outreach.limits import BULK_HORIZON_S, HEADROOM, Blocked, Lane, Limiter, build_limiters
 from outreach.outbox import OutboxRow
 from outreach.providers.base import (
     ChannelMisconfigured,
@@ -57,7 +57,6 @@ log = logging.getLogger("nuanxin.dispatcher")
 
 # How late a send may start after its slot: what the limits' headroom absorbs within one second.
 LATE_SLOT_S = 1.0 - HEADROOM
-ASK_MAX = 128  # the most bulk slots one call to the limiter asks for
 
 Claimed = OutboxRow
 _MESSAGE_LOG = MessageLog.__table__  # type: ignore[attr-defined]
@@ -89,16 +88,6 @@ class Outcome:
     released: bool = False  # the process is stopping: not sent, back in the queue for another process now
     stopped: reach.Stop | None = None  # the second look found the recipient stopped (or held): not sent, why
     at: datetime | None = None
-
-
-@dataclass
-class _Ask:
-    """A bulk send waiting for its slot (see `Dispatcher._ask`)."""
-
-    key: str
-    cost: float
-    future: asyncio.Future[Grant]
-    look: Callable[[], Awaitable[None]]
 
 
 class _Released(Exception):
@@ -172,8 +161,7 @@ class Dispatcher:
         self._queue: asyncio.Queue[Claimed] | None = None
         self._senders: list[asyncio.Task[None]] = []
         self._unsent = 0  # rows handed to the senders whose outcome is not yet in `_pending`
-        self._asks: dict[str, list[_Ask]] = {}  # per channel and sender: bulk sends waiting for a slot, in order
-        self._askers: dict[str, asyncio.Future[None]] = {}  # per channel and sender: who asks for them
+        self._turns: dict[str, asyncio.Lock] = {}  # per channel: whose turn it is to wait for the pace
         self._next_bulk_at: dict[str, float] = {}  # per channel and sender: when its next bulk slot may be asked for
         self._catching_up: dict[str, asyncio.Lock] = {}  # per channel: the late slots, one after another
         self._catch_up_at: dict[str, float] = {}  # per channel: when the next late slot may go
@@ -284,20 +272,31 @@ class Dispatcher:
         pace = f"{row.channel}:{sender.id if sender else ''}"  # each sender keeps its own pace
         waited = 0.0
         while True:
-            if self._stopping:
-                raise _Released()
-            if lane is Lane.REPLY:
-                await look_again_if_due()
-                self.stats["slot_calls"] += 1
-                grant = await limiter.acquire(row.address, cost, lane)  # at once, whatever bulk holds
-            else:
-                grant = await self._ask(limiter, pace, row.address, cost, look_again_if_due)
-            if not grant.ok and grant.blocked is not Blocked.KEY:
-                if grant.blocked is Blocked.PAUSE and waited + grant.wait_s > max(self.max_hold_s, self.lease_s / 2):
-                    return grant.wait_s, ""  # a long pause after a 429: back to the queue
-                await self.sleep(grant.wait_s)
-                waited += grant.wait_s
-                continue
+            # One sender at a time asks for the channel's next slot: slots go out in turn, and a
+            # slot coming free wakes one sender, not every sender that is waiting.
+            async with self._turns.setdefault(row.channel, asyncio.Lock()):
+                while True:
+                    # The last grant said when the next bulk slot comes within reach: asking
+                    # sooner would only be refused (a round trip to Redis for nothing). Further
+                    # off than the horizon it is stale (the clock was set back), or an SMS
+                    # sender's long slot: then ask, and be told.
+                    ahead = self._next_bulk_at.get(pace, 0.0) - self.clock.now().timestamp()
+                    if lane is Lane.BULK and 0 < ahead <= BULK_HORIZON_S:
+                        await self.sleep(ahead)
+                    if self._stopping:
+                        raise _Released()
+                    await look_again_if_due()
+                    self.stats["slot_calls"] += 1
+                    grant = await limiter.acquire(row.address, cost, lane)
+                    if grant.ok:
+                        self._next_bulk_at[pace] = grant.next_bulk_at
+                    if grant.ok or grant.blocked is Blocked.KEY:
+                        break
+                    if grant.blocked is Blocked.PAUSE and waited + grant.wait_s > max(self.max_hold_s,
+                                                                                        self.lease_s / 2):
+                        return grant.wait_s, ""  # a long pause after a 429: back to the queue
+                    await self.sleep(grant.wait_s)
+                    waited += grant.wait_s
             if grant.ok:
                 # The slot is held: wait for it outside the turn, so the next sender takes the next one.
                 until_slot = grant.at - self.clock.now().timestamp()
@@ -324,85 +323,6 @@ class Dispatcher:
                 return grant.wait_s, ""
             await self.sleep(grant.wait_s)
             waited += grant.wait_s
-
-    async def _ask(self, limiter: Limiter, pace: str, key: str, cost: float,
-                   look: Callable[[], Awaitable[None]]) -> Grant:
-        """A bulk slot for `key`: asked for together with the other bulk sends of the same sender
-        that wait for theirs, by one asker per sender (`_asker`), in one call to the limiter.
-        `look` is the row's second look, taken by the asker right before it asks (raises
-        `_Stopped`)."""
-        future: asyncio.Future[Grant] = asyncio.get_running_loop().create_future()
-        self._asks.setdefault(pace, []).append(_Ask(key, cost, future, look))
-        if pace not in self._askers:
-            self._askers[pace] = asyncio.ensure_future(self._asker(limiter, pace))
-        return await future
-
-    async def _asker(self, limiter: Limiter, pace: str) -> None:
-        """Asks for the slots of one sender's waiting bulk sends, in blocks: when the slots held
-        ahead fall under half the bulk horizon, one call takes as many as fit in the horizon (at
-        300/s about 36 a call), so a process makes one round trip to Redis per block instead of
-        one per message, and a sender waiting its turn is not woken until its slot is granted. A
-        send the limiter still refuses (another process took the slots meanwhile) waits at the
-        head of the line for the next block."""
-        sender = limiter.limit.sender_for(self._asks[pace][0].key)
-        per_s = sender.per_s * HEADROOM if sender is not None else None
-        try:
-            await asyncio.sleep(0)  # the senders woken with this one ask too
-            while asks := [a for a in self._asks.get(pace, ()) if not a.future.done()]:
-                if self._stopping:
-                    for a in asks:
-                        a.future.set_exception(_Released())
-                    self._asks[pace] = []
-                    break
-                now = self.clock.now().timestamp()
-                room = now - self._next_bulk_at.get(pace, 0.0)  # seconds of slots within the horizon
-                want = BULK_HORIZON_S / 2 if per_s else 0.0  # ask when half the horizon's slots have come free
-                if room < want - 1e-6 and want - room <= BULK_HORIZON_S:  # (clocks keep microseconds)
-                    self._asks[pace] = asks
-                    await self.sleep(want - room)
-                    continue
-                batch: list[_Ask] = []
-                for a in asks:
-                    if len(batch) >= ASK_MAX or (batch and per_s and room < a.cost / per_s):
-                        break
-                    batch.append(a)
-                    if per_s:
-                        room -= a.cost / per_s
-                self._asks[pace] = asks[len(batch):]
-                looked: list[_Ask] = []
-                for a in batch:  # each row's second look, when due, right before its grant
-                    try:
-                        await a.look()
-                        looked.append(a)
-                    except Exception as exc:  # _Stopped, or the database failing the look
-                        if not a.future.done():
-                            a.future.set_exception(exc)
-                batch = [a for a in looked if not a.future.done()]
-                if not batch:
-                    continue
-                self.stats["slot_calls"] += 1
-                try:
-                    grants = await limiter.acquire_many([(a.key, a.cost, Lane.BULK) for a in batch])
-                except Exception as exc:  # the store unreachable: each sender gets the error
-                    for a in batch:
-                        if not a.future.done():
-                            a.future.set_exception(exc)
-                    continue
-                refused: list[_Ask] = []
-                for a, grant in zip(batch, grants, strict=True):
-                    if grant.ok:
-                        self._next_bulk_at[pace] = grant.next_bulk_at
-                    elif grant.blocked is Blocked.RATE:
-                        self._next_bulk_at[pace] = now + grant.wait_s
-                        refused.append(a)
-                        continue
-                    if not a.future.done():
-                        a.future.set_result(grant)
-                self._asks[pace] = refused + self._asks.get(pace, [])
-                if refused:  # told when the next slot comes within reach (a slot held far ahead: ask then)
-                    await self.sleep(max(0.0, self._next_bulk_at[pace] - now))
-        finally:
-            self._askers.pop(pace, None)
 
     async def _catch_up(self, channel: str, interval_s: float) -> None:
         """The slots a late wake finds past go one after another at twice the rate, not all at
@@ -623,12 +543,11 @@ class Dispatcher:
         """Cancel the senders. Only on an error or cancellation are rows still waiting: they
         keep their leases and are claimed again when the leases expire."""
         queue, senders, self._senders, self._queue = self._queue, self._senders, [], None
+        self._turns = {}
         self._catching_up = {}
-        askers, self._askers = list(self._askers.values()), {}
-        for task in [*senders, *askers]:
+        for task in senders:
             task.cancel()
-        await asyncio.gather(*senders, *askers, return_exceptions=True)
-        self._asks = {}
+        await asyncio.gather(*senders, return_exceptions=True)
         while queue is not None and not queue.empty():
             self._inflight[queue.get_nowait().channel] -= 1
             self._unsent -= 1

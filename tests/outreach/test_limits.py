@@ -385,25 +385,3 @@ async def test_slots_asked_for_together_are_the_slots_asked_for_one_after_anothe
     finally:
         await batched.close()
 
-
-async def test_a_broadcast_asks_for_its_slots_in_blocks_and_keeps_to_the_rate(sqlite_engine, clock, settings,
-                                                                          redis_url):
-    """600 messages to 600 chats at 300/s through Redis: the dispatcher asks the limiter for its
-    slots in blocks, at most one call for every ten messages (one a message would be a round trip
-    to Redis each), and still no second holds more than 300 sends; all go within the time the
-    rate needs plus a second."""
-    for i in range(600):
-        queue(sqlite_engine, clock, channel="telegram", address=str(20000 + i), body=f"b{i}")
-    tg = ScriptedProvider("telegram", "tg", clock)
-    limiter = RedisLimiter(ProviderLimit.one_sender("telegram", 300.0, 1.0), clock,
-                           aioredis.Redis.from_url(redis_url), owns_client=True)
-    d = Dispatcher(sqlite_engine, {"telegram": tg}, clock, settings, sleep=fake_sleep(clock),
-                   limits={"telegram": limiter})
-    try:
-        start = clock.now()
-        await dispatch_until_sent(d, tg, 600, lambda: clock.advance(0.1))
-    finally:
-        await limiter.close()
-    assert d.stats["slot_calls"] <= 60
-    assert window_violations([r.at for r in tg.sent], 300.0) == 0
-    assert (max(r.at for r in tg.sent) - start).total_seconds() <= 600 / 300.0 / 0.98 + 1.0
