@@ -483,9 +483,8 @@ class Engine:
         answer = self._ask_qa(conv, clean_text(text)[:500])
         if answer is None or answer.handoff or not answer.answer:
             return None
-        cur = cur or self._current_prompt(s, conv, now)
         said = answer.sms if conv.channel == "sms" and answer.sms else answer.answer
-        return [Out(said + "\n\n" + t("back_to_step", conv.lang) + "\n" + cur.text, cur.choices, cur.expects)]
+        return self._then_the_step(s, conv, said, now, cur)
 
     def _passed_on_at_step(self, s: Tx, conv: Conv, text: str, now: datetime,
                            cur: Out | None = None) -> list[Out] | None:
@@ -497,9 +496,13 @@ class Engine:
             return None
         if answer.reason not in _FOR_STAFF_AT_ANY_STEP and not answers.asks_something(text):
             return None
-        cur = cur or self._current_prompt(s, conv, now)
         passed = self._question_to_staff(s, conv, text, answer, now)
-        return [Out(passed.text + "\n\n" + t("back_to_step", conv.lang) + "\n" + cur.text, cur.choices, cur.expects)]
+        return self._then_the_step(s, conv, passed.text, now, cur)
+
+    def _then_the_step(self, s: Tx, conv: Conv, said: str, now: datetime, cur: Out | None) -> list[Out]:
+        """What was said about something else, then the step asked again, with its choices."""
+        cur = cur or self._current_prompt(s, conv, now)
+        return [Out(said + "\n\n" + t("back_to_step", conv.lang) + "\n" + cur.text, cur.choices, cur.expects)]
 
     def _at_menu(self, s: Tx, conv: Conv, text: str, inbound: Inbound, now: datetime) -> list[Out]:
         lang = conv.lang
@@ -784,7 +787,7 @@ _FOR_STAFF_AT_ANY_STEP = frozenset({"asked_for_person", "complaint", "personal_c
 _ASKS_POLICY = re.compile(
     r"多少|几多|比例|标准|条件|资格|规定|政策|如何|怎么(办理|申请|报销|算|交|领|计算)|需要(什么|哪些)|要(带)?(什么|哪些)|"
     r"能不能|可不可以|可以.{0,8}吗|有没有.{0,6}(补贴|补助|待遇)|(什么|啥)(时候|材料|条件)|哪些|几时|几点|哪天|何时|"
-    r"能领(什么|啥|多少)|有(什么|啥)(补贴|补助|待遇|钱)|点样(做|办|申请|报销|交|领)|可唔可以|得唔得|有冇|几时|"
+    r"能领(什么|啥|多少)|有(什么|啥)(补贴|补助|待遇|钱)|点样(做|办|申请|报销|交|领)|可唔可以|得唔得|有冇|"
     r"\bhow (much|many|do|can|long)\b|\bwhat (documents|papers|is|are|help|can)\b|\bwho can\b|\beligible|\bcan i\b|"
     r"\bwhen (is|are|do|does|will|should)\b")
 _NUMBERED = re.compile(r"^\s*(\d+)[.、]\s*\S")
