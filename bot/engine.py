@@ -41,6 +41,7 @@ from bot.flowregistry import FlowCtx, Registry, builtin
 from bot.flowrunner import DOCUMENT_KINDS, Flow, Out, Runner, clean_text, load_flows, typing_lines, word
 from bot.identity import LINK_FLOW, Identity, Notifier, OutboxNotifier, language_after_link
 from bot.language import cantonese_as_mandarin, detect_language
+from bot.qa_rules import rule_handoff
 from bot.state import ServiceOffer
 from bot.texts import CHANNEL_NAMES, localise, reply_by, t
 from bot.tickets import Handoff, entry, hand_off
@@ -452,6 +453,9 @@ class Engine:
                 # a question where a date or sum is asked: answered, or passed to staff, never read as the value
                 return (self._answered_at_step(s, conv, text, now)
                         or self._passed_on_at_step(s, conv, text, now))
+            if rule_handoff(text, conv.lang) == "asked_for_person":  # "可唔可以打電話俾我" is no description
+                passed = self._handoff(s, conv, "asked_for_person", text, now)
+                return self._then_the_step(s, conv, passed.text, now, None)
             return None  # a text, a name, a phone...: the step reads the sentence (no prompt built for nothing)
         if wordy < _QUESTION_MIN_CHARS:
             return None

@@ -192,6 +192,8 @@ def parse_text(step: Step, text: str, lang: str) -> str:
     if step.optional and word(t) in SKIP:
         return ""
     _interrupted(t, lang, free_text=True, label=localise(step.label, lang))
+    if answers.acknowledgement(t):  # "谢谢" / "thank you" is said to us, never a name or a description
+        raise err("text_ack", lang)
     if len(t) > step.max_len:
         raise err("text_long", lang, n=step.max_len)
     if len(t) < step.min_len:

@@ -401,3 +401,14 @@ def test_a_negated_or_unclear_reply_names_no_option(text):
     words hold one, and a word several options share, or a single character, names none; the choice is asked again."""
     with pytest.raises(Invalid):
         parse_choice(step("veteran_insurance", "after_placement"), text, "zh-Hans")
+
+
+@pytest.mark.parametrize("text", ["谢谢", "收到", "好的谢谢", "thank you", "ok thanks"])
+def test_thanks_at_a_text_step_is_not_saved_as_the_answer(text):
+    """"thank you" typed where the situation or a hospital is asked is said to us: refused kindly (the step asks again),
+    never saved as the description; a description that begins with thanks is the description."""
+    with pytest.raises(Invalid) as info:
+        parse_text(step("mutual_aid_claim", "hospital"), text, "zh-Hans")
+    assert "还需要您写几句" in str(info.value)
+    described = "谢谢你们帮忙，我老伴瘫痪在床"
+    assert parse_text(step("mutual_aid_claim", "hospital"), described, "zh-Hans") == clean_text(described)

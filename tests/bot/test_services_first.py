@@ -193,8 +193,9 @@ class _AsksForPersonQA:
 
 def test_asking_for_a_person_in_words_inside_a_form_reaches_staff_and_keeps_the_form(db_engine, settings, clock,
                                                                                      notifier, roll):
-    """"我手机不会弄，能不能叫人给我打个电话" where a choice is asked: a ticket for staff and the same choice again,
-    nothing entered; a remark that asks nothing and asks for no one ("我腿脚不好") opens no ticket."""
+    """"我手机不会弄，能不能叫人给我打个电话" where a choice is asked, or "可唔可以打電話俾我" where the situation is to be
+    described: a ticket for staff and the same step again, nothing entered; a remark that asks nothing and asks for no
+    one ("我腿脚不好") opens no ticket."""
     from bot.engine import Engine
     engine = Engine(db_engine, settings, clock, qa=_AsksForPersonQA(), notifier=notifier)
     try:
@@ -208,6 +209,11 @@ def test_asking_for_a_person_in_words_inside_a_form_reaches_staff_and_keeps_the_
         assert "转给工作人员" in text and "编号" in text and "我们接着刚才的事" in text
         assert chat.state() == before and chat.last[-1].choices
         assert [tk.reason for tk in tickets(db_engine)] == ["asked_for_person"]
+        chat("1")  # 看病花钱多: the next step asks for the situation in the person's own words
+        described = chat.state()
+        text = chat("我想搵個真人傾下，可唔可以打電話俾我")
+        assert "我们接着刚才的事" in text or "我們接着剛才的事" in text
+        assert chat.state() == described  # not saved as the description
     finally:
         engine.close()
 
