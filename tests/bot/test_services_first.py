@@ -257,3 +257,15 @@ def test_a_service_asked_for_in_cantonese_words_is_offered(engine, roll, db_engi
     text = chat("生活費唔夠")
     assert "困難幫扶" in text or "困难帮扶" in text
     assert tickets(db_engine) == []
+
+
+@pytest.mark.parametrize("typed", ["年审啥时候要做", "年審點樣做", "When is the yearly check due?"])
+def test_a_question_naming_a_service_asks_the_articles_before_the_service_is_offered(engine, roll, db_engine, fake_qa,
+                                                                                    typed):
+    """"年审啥时候要做" (and 點樣, "when is") asks about the certification: the articles are asked first; none is sure
+    here, so the certification is offered; no ticket opens."""
+    chat = Chat(engine, "telegram", f"sf-asks-{typed}")
+    text = chat(typed)
+    assert fake_qa.asked
+    assert "认证" in text or "認證" in text or "certification" in text
+    assert tickets(db_engine) == []
