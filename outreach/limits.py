@@ -185,49 +185,6 @@ if key_interval > 0 then redis.call('SET', KEYS[3], string.format('%d', slot + k
 return {1, slot - now, '', slot + interval - tonumber(ARGV[5])}
 """
 
-# The same for several sends of one sender in one round trip (`Limiter.acquire_many`): KEYS are
-# the pause, the sender's slot, then each recipient's slot; ARGV are now, the recipient's
-# interval, the bulk horizon, the keys' lifetime, then an interval and a lane per send. Each send
-# is `take_slot` in turn, on the slots the sends before it left. The answer: ok, wait and why per
-# send, then the sender's next bulk time.
-TAKE_SLOTS_LUA = """
-local now, key_interval, horizon, lifetime = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local n = #KEYS - 2
-local out = {}
-local paused_until = tonumber(redis.call('GET', KEYS[1]) or '0')
-if paused_until > now then
-  for i = 1, n do out[#out + 1] = 0; out[#out + 1] = paused_until - now; out[#out + 1] = 'pause' end
-  out[#out + 1] = 0
-  return out
-end
-local next_rate = tonumber(redis.call('GET', KEYS[2]) or '0')
-local moved = false
-for i = 1, n do
-  local interval, lane = tonumber(ARGV[3 + 2 * i]), ARGV[4 + 2 * i]
-  local slot = now
-  if interval > 0 then slot = math.max(now, next_rate) end
-  local next_key = 0
-  if key_interval > 0 then next_key = tonumber(redis.call('GET', KEYS[2 + i]) or '0') end
-  if key_interval > 0 and next_key > slot then
-    out[#out + 1] = 0; out[#out + 1] = next_key - now; out[#out + 1] = 'key'
-  elseif lane ~= '1' and slot - now > horizon then
-    out[#out + 1] = 0; out[#out + 1] = slot - now - horizon; out[#out + 1] = 'rate'
-  else
-    if interval > 0 then next_rate = slot + interval; moved = true end
-    if key_interval > 0 then
-      redis.call('SET', KEYS[2 + i], string.format('%d', slot + key_interval), 'PX',
-                 math.floor((slot - now + lifetime) / 1000))
-    end
-    out[#out + 1] = 1; out[#out + 1] = slot - now; out[#out + 1] = ''
-  end
-end
-if moved then
-  redis.call('SET', KEYS[2], string.format('%d', next_rate), 'PX', math.floor((next_rate - now + lifetime) / 1000))
-end
-out[#out + 1] = next_rate - horizon
-return out
-"""
-
 # A pause only ever grows: KEYS[1] is the pause, ARGV the pause's end and its lifetime (ms).
 PAUSE_LUA = """
 local paused_until = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -334,12 +291,6 @@ class Limiter:
     async def acquire(self, key: str, cost: float = 1.0, lane: Lane = Lane.BULK) -> Grant:
         raise NotImplementedError
 
-    async def acquire_many(self, asks: list[tuple[str, float, Lane]]) -> list[Grant]:
-        """Slots for several sends of one sender (recipient, cost, lane each), answered in order as
-        `acquire` would answer them one after another. In this process that is what it does; in
-        Redis it is one round trip for them all."""
-        return [await self.acquire(key, cost, lane) for key, cost, lane in asks]
-
     async def pause(self, seconds: float) -> None:
         raise NotImplementedError
 
@@ -395,7 +346,6 @@ class RedisLimiter(Limiter):
         self._owns_client = owns_client
         self._base = f"{prefix}:{{{limit.provider}}}"
         self._take = redis.register_script(TAKE_SLOT_LUA)
-        self._take_many = redis.register_script(TAKE_SLOTS_LUA)
         self._pause = redis.register_script(PAUSE_LUA)
 
     def _key(self, address: str) -> str:
@@ -412,29 +362,6 @@ class RedisLimiter(Limiter):
         reason = blocked.decode() if isinstance(blocked, bytes) else str(blocked)
         next_rate = int(next_bulk[0]) + int(BULK_HORIZON_S * 1e6) if next_bulk else 0
         return self._grant(Slot(bool(ok), int(wait_us), Blocked(reason), next_rate), sender, now)
-
-    async def acquire_many(self, asks: list[tuple[str, float, Lane]]) -> list[Grant]:
-        if len(asks) <= 1:
-            return [await self.acquire(*ask) for ask in asks]
-        senders = {self.limit.sender_for(key) for key, _, _ in asks}
-        if len(senders) > 1:  # one sender's slot per round trip: ask each sender's sends apart
-            return [await self.acquire(*ask) for ask in asks]
-        sender = senders.pop()
-        now = _micros(self.clock)
-        horizon = int(BULK_HORIZON_S * 1e6)
-        keys = [f"{self._base}:pause", f"{self._base}:rate:{sender.id if sender else '-'}",
-                *(self._key(key) for key, _, _ in asks)]
-        args: list[int] = [now, _interval_us(1.0, self.limit.per_key_per_s), horizon, int(KEY_LIFETIME_S * 1e6)]
-        for _, cost, lane in asks:
-            args += [_interval_us(cost, sender.per_s if sender else None), int(lane)]
-        answer = await self._take_many(keys=keys, args=args)
-        next_rate = int(answer[-1]) + horizon
-        grants = []
-        for i in range(len(asks)):
-            ok, wait_us, blocked = answer[3 * i:3 * i + 3]
-            reason = blocked.decode() if isinstance(blocked, bytes) else str(blocked)
-            grants.append(self._grant(Slot(bool(ok), int(wait_us), Blocked(reason), next_rate), sender, now))
-        return grants
 
     async def pause(self, seconds: float) -> None:
         until = _micros(self.clock) + int(max(0.0, seconds) * 1e6)

@@ -363,25 +363,3 @@ async def test_dispatcher_paces_sms_by_segments(sqlite_engine, clock, settings):
     assert window_violations([r.at for r in sent], settings.twilio_segments_per_s, window=sum(segs),
                              costs=[r.message.segments for r in sent]) == 0
 
-
-async def test_slots_asked_for_together_are_the_slots_asked_for_one_after_another(clock, redis_url):
-    """`acquire_many` (one round trip to Redis for several sends) answers exactly as `acquire`
-    does one send after another: the same grants, refusals and reasons, for bulk and replies,
-    a chat asked for twice, and sends beyond the bulk horizon."""
-    limit = ProviderLimit.one_sender("telegram", 40.0, 1.0)
-    batched = RedisLimiter(limit, clock, aioredis.Redis.from_url(redis_url), owns_client=True)
-    single = LocalLimiter(limit, clock)
-    rng = random.Random(12)
-    try:
-        for _ in range(30):
-            asks = [(str(rng.randrange(15)), 1.0, Lane.REPLY if rng.random() < 0.1 else Lane.BULK)
-                    for _ in range(rng.randrange(1, 25))]
-            together = await batched.acquire_many(asks)
-            apart = [await single.acquire(*ask) for ask in asks]
-            assert [(g.ok, g.blocked, round(g.wait_s, 6)) for g in together] == [
-                (g.ok, g.blocked, round(g.wait_s, 6)) for g in apart]
-            assert any(not g.ok for g in together) or len(asks) < 12  # refusals happen, so the rule can fail
-            clock.advance(rng.uniform(0.05, 0.6))
-    finally:
-        await batched.close()
-
