@@ -311,9 +311,8 @@ class Runner:
             return Out(f"{localise(step.prompt, lang)}\n{w('known_head', lang, facts=facts)}\n{w('known_how', lang)}",
                        (("1", w("right", lang)), ("2", w("not_right", lang))), "choice")
         head = (w("confirm_cancel", lang) if step.type == "confirm"
-                else w("confirm_choice", lang, answer=display(step, pending.value, lang)))
-        if step.type == "yes_no":  # "是" alone does not say to what: the question comes back with it
-            head = f"{localise(step.prompt, lang)}\n{head}"
+                else w("confirm_choice", lang, question=localise(step.prompt, lang),
+                       answer=display(step, pending.value, lang)))
         return Out(f"{head}\n{w('sure_how', lang)}", (("1", w("sure", lang)), ("2", w("choose_again", lang))),
                    "choice")
 

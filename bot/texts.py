@@ -268,7 +268,9 @@ T: dict[str, dict[str, str]] = {
                 "en": 'Reply "skip" if you do not have it, or "later" to bring the rest to the service window.'},
     "skip": {"zh-Hans": "跳过", "en": "Skip"},
     "later": {"zh-Hans": "以后带去", "en": "Bring later"},
-    "confirm_choice": {"zh-Hans": "您选的是“{answer}”，确定吗？", "en": 'You chose "{answer}". Are you sure?'},
+    # The question with the answer: a bare "是" or "自己辞职离开" says not to what.
+    "confirm_choice": {"zh-Hans": "{question}\n您选的是“{answer}”，确定吗？",
+                       "en": '{question}\nYou chose "{answer}". Are you sure?'},
     "confirm_cancel": {"zh-Hans": "确定不提交吗？这次填的内容不会保存。",
                        "en": "Are you sure you do not want to submit? What you entered will not be kept."},
     "sure": {"zh-Hans": "确定", "en": "Yes, that is right"},
