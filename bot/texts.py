@@ -109,6 +109,11 @@ T: dict[str, dict[str, str]] = {
         "zh-Hans": "您的问题已经在工作人员那里（编号{ticket}），请耐心等回复。",
         "en": "Your question is already with our staff (ticket {ticket}). They will reply here.",
     },
+    "opted_out_in_flow": {
+        "zh-Hans": "正在办的“{title}”不受影响，填过的已保存：回复任何内容接着办，回复0回主菜单。",
+        "en": 'The "{title}" you were filling in is not affected and what you entered is saved: reply to go on, '
+              "or 0 for the menu.",
+    },
     "handoff_saved": {
         "zh-Hans": "刚才填的内容已保存，随时回复接着办。",
         "en": "What you entered is saved; reply any time to continue.",

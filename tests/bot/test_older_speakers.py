@@ -108,3 +108,26 @@ def test_an_english_run_on_about_the_pension_check_is_offered_the_certification(
     text = chat("hi im 84 and i want to ask about the pension check thing do i still have to do it this year "
                 "my legs are bad i cant get out")
     assert "Do you want to do the pension eligibility certification?" in text
+
+
+@pytest.mark.parametrize(("typed", "kept"), [("stop", "正在办的“申请困难帮扶”不受影响"), ("退订", "正在办的“申请困难帮扶”不受影响")])
+def test_stop_in_the_middle_of_a_form_unsubscribes_and_says_the_form_is_kept(engine, notifier, roll, typed, kept):
+    """"stop" at a step of the hardship form unsubscribes (as everywhere) and says that the form is not affected,
+    what was entered is saved, and how to go on or leave it; the next answer goes on with the form."""
+    chat = Chat(engine, "telegram", f"stop-mid-form-{typed}")
+    link(chat, notifier, ZHANG_PHONE)
+    chat("3")
+    chat("1")
+    text = chat(typed)
+    assert "已退订" in text and kept in text and "回复0回主菜单" in text
+    assert chat.state() == ("hardship", "situation")
+    chat("老伴有病，药费每个月一千多")
+    assert chat.state() == ("hardship", "monthly_income")
+
+
+def test_stop_at_the_menu_says_nothing_of_a_form(engine, notifier, roll):
+    """At the menu there is no form to speak of: the unsubscribe answer alone."""
+    chat = Chat(engine, "telegram", "stop-at-menu")
+    chat("你好")
+    text = chat("stop")
+    assert "已退订" in text and "不受影响" not in text
