@@ -131,3 +131,30 @@ def test_stop_at_the_menu_says_nothing_of_a_form(engine, notifier, roll):
     chat("你好")
     text = chat("stop")
     assert "已退订" in text and "不受影响" not in text
+
+
+@pytest.mark.parametrize("typed", ["不知道", "唔知", "不用了", "dont know", "I don't know"])
+def test_dont_know_where_a_step_may_be_left_out_leaves_it_out(engine, notifier, roll, typed):
+    """"不知道" at "ward and bed? (reply skip if you do not know)" is the skip it was told to send: the summary shows
+    the ward as not given, never "不知道" as the ward."""
+    chat = Chat(engine, "telegram", f"dont-know-{typed}")
+    link(chat, notifier, ZHANG_PHONE)
+    chat("4")
+    chat("人民医院")
+    chat("今天")
+    assert chat.state() == ("hospital_stay", "ward")
+    text = chat(typed)
+    assert chat.state() == ("hospital_stay", "confirm")
+    assert "科室床号：（未填）" in text and typed not in text.split("请核对")[-1]
+
+
+def test_dont_know_where_an_answer_is_needed_is_not_an_answer(engine, notifier, roll):
+    """At "which hospital?" (not optional) "不知道" is not saved as the hospital: the person is told the step is needed
+    and that a person can help, and the step is asked again."""
+    chat = Chat(engine, "telegram", "dont-know-needed")
+    link(chat, notifier, ZHANG_PHONE)
+    chat("4")
+    assert chat.state() == ("hospital_stay", "hospital")
+    text = chat("不知道")
+    assert "这一步要填上才能办" in text and "在哪家医院住院" in text
+    assert chat.state() == ("hospital_stay", "hospital")
