@@ -29,7 +29,10 @@ _ZH_KIND = {
             r"(?<!会不会)(?<!万一)(?<!要是)(?<!如果)哪天",
     "cost": r"(交|缴|付|花(?!圈)|收|出|掏|续费|费用|自己出|缴费|缴纳|续)[^，。？?！!]{0,6}(多少|几多|几块|几百|几千|好多钱)|"
             r"多少钱.{0,4}(交|缴|费)|要不要(交|缴|付|掏|花)钱|(用|要)(交|缴|付|掏|花)钱|(交|缴|付|掏|花)钱(吗|不)|"
-            r"收费|(?<!门诊|住院|医疗|看病|就医|药品)费用|免费|自费|掏钱",  # 门诊费用: what is settled, not paid to join
+            r"收费|(?<!门诊|住院|医疗|看病|就医|药品)费用|免费|自费|掏钱|"
+            # 要给多少钱, 使不使给钱 (Cantonese 要俾幾多錢, 使唔使俾錢, read through knowledge/dialect.yaml):
+            # what one must give, i.e. pay; 能给多少 stays what one is given
+            r"(?<!能)(?<!会)(要|使不使|用不用|要不要)[^，。？?！!]{0,4}给[^，。？?！!]{0,2}(钱|多少)",  # 门诊费用: what is settled, not paid to join
     "amount": r"(补|赔|给|领|拿|发|报|得|能领|能拿|能补|能赔|能给|报销|标准|津贴|补助|补贴|救助|低保|失业金|慰问金)"
               r"[^，。？?！!]{0,8}(多少|几多|几块|几百|几千|好多)|多少钱|几块钱|多少元|一个月多少|一年多少|"
               r"每月多少|每个月多少|平均多少|标准是多少|什么标准|赔多少|补多少|给多少",
@@ -318,6 +321,9 @@ def _read_en(text: str, places: PlaceFinder | None) -> Asked:
     found = {k for k, pattern in _EN_KIND_RE.items() if pattern.search(lower)}
     if re.search(r"\bhow (do|can|should) (i|we|you) pay\b|\bhow to pay\b", lower):
         found.discard("cost")
+    if "amount" in found and re.match(r"(does|do|will|would|can|could|is|are)\b", lower) and not re.search(
+            r"\bhow much\b|\bper (month|day|year)\b|\baverage\b", lower):
+        found.discard("amount")  # "does the insurance pay out for accidental death": yes or no, not a sum
     if "cost" in found:
         found.discard("amount")
     elif "amount" in found and re.search(r"\bhow much\b", lower) and not re.search(
