@@ -107,7 +107,7 @@ _EN_BENEFIT = re.compile(r"\b(?=([a-z]+) (allowance|subsidy|bonus|grant|voucher|
 _EN_BENEFIT_SKIP = frozenset({"the", "a", "an", "any", "this", "that", "my", "his", "her", "their", "our", "of",
                               "for", "free", "monthly", "yearly", "average", "some", "what", "which", "back"})
 
-_NOT_QUALIFIER = re.compile(r"[的么个啥哪些这那多少有是]")
+_NOT_QUALIFIER = re.compile(r"[的么个啥哪些这那多少有是能给领拿要得]")  # 能给补助: a verb before it, not a name
 
 
 def _benefit_term(qualifier: str, head: str) -> str:
@@ -225,6 +225,8 @@ class TopicNames:
                 continue  # a figure, or a question word ("哪一年开始", "how much"): not a topic
             if word in places or (language == "en" and not re.search(r"[ -]", word)):
                 continue
+            if read_question(word, language).groups:
+                continue  # whom the question is about ("企业退休", a retired worker): the group check's
             word_forms = frozenset(forms.get(word, {word}))
             if not any(self._in(f, title) for f in word_forms for title in titles):
                 continue
