@@ -374,7 +374,10 @@ class Engine:
             contact = self._contact(s, conv, now)
             said = f"user sent {w.upper()}" if w in stop_words else "user asked in words for no more messages"
             done = opt_out(s.session, contact, reason=said, actor="bot", now=now)
-            return [Out(t("opted_out" if done else "opted_out_already", lang), in_flow=False)]
+            text = t("opted_out" if done else "opted_out_already", lang)
+            if st.flow:  # "stop" in the middle of a form may mean the form: say it is kept, and how to leave it
+                text += "\n" + t("opted_out_in_flow", lang, title=self._title(st.flow, lang))
+            return [Out(text, in_flow=False)]
         if w in START_WORDS:
             contact = self._contact(s, conv, now)
             done = opt_in(s.session, contact, actor="bot", now=now)
@@ -547,7 +550,8 @@ class Engine:
                 return self._start_link(s, conv, now, None)
             if answers.greeting(w) or isinstance(answers.interruption(w), answers.Cancel):
                 return [self._menu(lang, linked)]  # nothing to cancel at the menu: what can be done
-            if answers.acknowledgement(w):  # 收到 / 好的 / 谢谢 after a notice or an answer: no ticket, no menu
+            if answers.acknowledgement(w) or answers.yes_no(w) is not None:
+                # 收到 / 好的 / 谢谢 / yeah / 是的 after a notice or an answer, where nothing is asked: heard, no ticket
                 return [Out(t("acknowledged", lang), in_flow=False)]
             if answers.asks_about_us(w):
                 from outreach.templates import templates_for
@@ -813,8 +817,9 @@ _ASKS_POLICY = re.compile(
     r"多少|几多|比例|标准|条件|资格|规定|政策|如何|怎么(办理|申请|报销|算|交|领|计算)|需要(什么|哪些)|要(带)?(什么|哪些)|"
     r"能不能|可不可以|可以.{0,8}吗|有没有.{0,6}(补贴|补助|待遇)|(什么|啥)(时候|材料|条件)|哪些|几时|几点|哪天|何时|"
     r"能领(什么|啥|多少)|有(什么|啥)(补贴|补助|待遇|钱)|点样(做|办|申请|报销|交|领)|可唔可以|得唔得|有冇|"
+    r"(还)?要不要(做|办|交)|使唔使|需不需要|用不用|"
     r"\bhow (much|many|do|can|long)\b|\bwhat (documents|papers|is|are|help|can)\b|\bwho can\b|\beligible|\bcan i\b|"
-    r"\bwhen (is|are|do|does|will|should)\b")
+    r"\bwhen (is|are|do|does|will|should)\b|\bdo i (still )?(have|need) to\b")
 _NUMBERED = re.compile(r"^\s*(\d+)[.、]\s*\S")
 
 
