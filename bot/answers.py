@@ -290,6 +290,21 @@ def asks_something(text: str) -> bool:
     return bool(w) and not _META_QUESTION.search(w) and bool(_ASKS.search(w) or _QUESTION_END.search(w))
 
 
+# Nothing to give where something may be left out: "不知道" at "ward and bed? (skip if you do not know)".
+_NOTHING_TO_GIVE = frozenset({"不知道", "不清楚", "不记得", "忘了", "记不清", "唔知", "唔记得", "冇", "没有了", "没了",
+                              "don't know", "dont know", "do not know", "i don't know", "i dont know", "not sure",
+                              "no idea", "can't remember", "cant remember", "nothing else", "no thanks"})
+
+
+def nothing_to_give(text: str) -> bool:
+    """不知道 / 唔知 / 不用了 / don't know / no need: the person has nothing to give for a step that may be left out."""
+    w = normalise_command(text)
+    if not w:
+        return False
+    core = _strip_particles(w.replace(" ", "")) if not w.isascii() else " ".join(w.replace("’", "'").split())
+    return bool({w, core} & (_NOTHING_TO_GIVE | _NO_NEED))
+
+
 def interruption(text: str, *, free_text: bool = False) -> Interruption | None:
     """A cancel word or a question instead of an answer, else None (see the module doc)."""
     w = normalise_command(text)

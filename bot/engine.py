@@ -374,7 +374,10 @@ class Engine:
             contact = self._contact(s, conv, now)
             said = f"user sent {w.upper()}" if w in stop_words else "user asked in words for no more messages"
             done = opt_out(s.session, contact, reason=said, actor="bot", now=now)
-            return [Out(t("opted_out" if done else "opted_out_already", lang), in_flow=False)]
+            text = t("opted_out" if done else "opted_out_already", lang)
+            if st.flow:  # "stop" in the middle of a form may mean the form: say it is kept, and how to leave it
+                text += "\n" + t("opted_out_in_flow", lang, title=self._title(st.flow, lang))
+            return [Out(text, in_flow=False)]
         if w in START_WORDS:
             contact = self._contact(s, conv, now)
             done = opt_in(s.session, contact, actor="bot", now=now)

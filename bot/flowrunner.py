@@ -192,11 +192,13 @@ def _option_named(step: Step, w: str) -> str | None:
 
 def parse_text(step: Step, text: str, lang: str) -> str:
     t = clean_text(text)
-    if step.optional and word(t) in SKIP:
+    if step.optional and (word(t) in SKIP or answers.nothing_to_give(t)):  # 不知道 at "skip if you do not know"
         return ""
     _interrupted(t, lang, free_text=True, label=localise(step.label, lang))
     if answers.acknowledgement(t):  # "谢谢" / "thank you" is said to us, never a name or a description
         raise err("text_ack", lang)
+    if answers.nothing_to_give(t):  # "不知道" is no hospital and no unit: a person can help find it
+        raise err("text_unknown", lang)
     if len(t) > step.max_len:
         raise err("text_long", lang, n=step.max_len)
     if len(t) < step.min_len:

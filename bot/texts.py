@@ -109,6 +109,11 @@ T: dict[str, dict[str, str]] = {
         "zh-Hans": "您的问题已经在工作人员那里（编号{ticket}），请耐心等回复。",
         "en": "Your question is already with our staff (ticket {ticket}). They will reply here.",
     },
+    "opted_out_in_flow": {
+        "zh-Hans": "正在办的“{title}”不受影响，填过的已保存：回复任何内容接着办，回复0回主菜单。",
+        "en": 'The "{title}" you were filling in is not affected and what you entered is saved: reply to go on, '
+              "or 0 for the menu.",
+    },
     "handoff_saved": {
         "zh-Hans": "刚才填的内容已保存，随时回复接着办。",
         "en": "What you entered is saved; reply any time to continue.",
@@ -224,6 +229,8 @@ T: dict[str, dict[str, str]] = {
     "text_empty": {"zh-Hans": "请打字回复。", "en": "Please type your answer."},
     "text_long": {"zh-Hans": "内容太长了，请控制在{n}个字以内。", "en": "That is too long; please keep it under {n} characters."},
     "text_short": {"zh-Hans": "请多写几个字。", "en": "Please write a little more."},
+    "text_unknown": {"zh-Hans": "这一步要填上才能办。记不清的话，回复“人工”，工作人员帮您。",
+                     "en": 'This step is needed to go on. If you cannot remember, reply "human" and a person will help.'},
     "text_ack": {"zh-Hans": "好的。这一步还需要您写几句。", "en": "All right. This step still needs a few words from you."},
     "date": {"zh-Hans": "没看懂这个日期。请这样写：2026年3月2日 或 2026-3-2。",
              "en": "I could not read that date. Please write it like 2026-03-02."},

@@ -108,3 +108,53 @@ def test_an_english_run_on_about_the_pension_check_is_offered_the_certification(
     text = chat("hi im 84 and i want to ask about the pension check thing do i still have to do it this year "
                 "my legs are bad i cant get out")
     assert "Do you want to do the pension eligibility certification?" in text
+
+
+@pytest.mark.parametrize(("typed", "kept"), [("stop", "正在办的“申请困难帮扶”不受影响"), ("退订", "正在办的“申请困难帮扶”不受影响")])
+def test_stop_in_the_middle_of_a_form_unsubscribes_and_says_the_form_is_kept(engine, notifier, roll, typed, kept):
+    """"stop" at a step of the hardship form unsubscribes (as everywhere) and says that the form is not affected,
+    what was entered is saved, and how to go on or leave it; the next answer goes on with the form."""
+    chat = Chat(engine, "telegram", f"stop-mid-form-{typed}")
+    link(chat, notifier, ZHANG_PHONE)
+    chat("3")
+    chat("1")
+    text = chat(typed)
+    assert "已退订" in text and kept in text and "回复0回主菜单" in text
+    assert chat.state() == ("hardship", "situation")
+    chat("老伴有病，药费每个月一千多")
+    assert chat.state() == ("hardship", "monthly_income")
+
+
+def test_stop_at_the_menu_says_nothing_of_a_form(engine, notifier, roll):
+    """At the menu there is no form to speak of: the unsubscribe answer alone."""
+    chat = Chat(engine, "telegram", "stop-at-menu")
+    chat("你好")
+    text = chat("stop")
+    assert "已退订" in text and "不受影响" not in text
+
+
+@pytest.mark.parametrize("typed", ["不知道", "唔知", "不用了", "dont know", "I don't know"])
+def test_dont_know_where_a_step_may_be_left_out_leaves_it_out(engine, notifier, roll, typed):
+    """"不知道" at "ward and bed? (reply skip if you do not know)" is the skip it was told to send: the summary shows
+    the ward as not given, never "不知道" as the ward."""
+    chat = Chat(engine, "telegram", f"dont-know-{typed}")
+    link(chat, notifier, ZHANG_PHONE)
+    chat("4")
+    chat("人民医院")
+    chat("今天")
+    assert chat.state() == ("hospital_stay", "ward")
+    text = chat(typed)
+    assert chat.state() == ("hospital_stay", "confirm")
+    assert "科室床号：（未填）" in text and typed not in text.split("请核对")[-1]
+
+
+def test_dont_know_where_an_answer_is_needed_is_not_an_answer(engine, notifier, roll):
+    """At "which hospital?" (not optional) "不知道" is not saved as the hospital: the person is told the step is needed
+    and that a person can help, and the step is asked again."""
+    chat = Chat(engine, "telegram", "dont-know-needed")
+    link(chat, notifier, ZHANG_PHONE)
+    chat("4")
+    assert chat.state() == ("hospital_stay", "hospital")
+    text = chat("不知道")
+    assert "这一步要填上才能办" in text and "在哪家医院住院" in text
+    assert chat.state() == ("hospital_stay", "hospital")
