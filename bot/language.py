@@ -244,7 +244,7 @@ def _phrases_to_simplified(text: str) -> str:
 
 
 # Cantonese words whose Mandarin twins the options of a form are written in (睇病 -> 看病, 冇人照顾 -> 没人照顾).
-_CANTONESE_WORDS = (("屋企", "家里"), ("睇", "看"), ("冇", "没"), ("唔", "不"), ("嘅", "的"), ("咗", "了"), ("佢", "他"))
+_CANTONESE_WORDS = (("屋企", "家里"), ("使钱", "花钱"), ("睇", "看"), ("冇", "没"), ("唔", "不"), ("嘅", "的"), ("咗", "了"), ("佢", "他"))
 
 
 def cantonese_as_mandarin(text: str) -> str:

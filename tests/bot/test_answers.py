@@ -380,6 +380,7 @@ def test_a_cancel_word_while_linking_is_understood_not_refused_as_a_wrong_number
     ("hardship", "kind", "主要是看病花钱多", "medical"),
     ("hardship", "kind", "家里没人照顾", "care"),
     ("hardship", "kind", "睇病", "medical"),
+    ("hardship", "kind", "睇病使錢多", "medical"),
     ("hardship", "kind", "屋企冇人照顧", "care"),
     ("hardship", "kind", "生活費唔夠", "living"),
     ("veteran_insurance", "after_placement", "都没有", "none"),
