@@ -61,6 +61,8 @@ _CANCEL_WORDS = frozenset({
     "cancel", "never mind", "nevermind", "forget it", "do not submit", "don't submit", "dont submit",
     "i changed my mind", "stop this", "quit this",
 })
+# "No need" answers a yes/no question (no); where something is to be written it means not going on with the form.
+_NO_NEED = frozenset({"唔使", "唔使了", "唔使啦", "不用", "不用了", "不用办了", "不需要了", "no need", "not needed"})
 _CANCEL_CJK = tuple(sorted((w for w in _CANCEL_WORDS if not w.isascii()), key=len, reverse=True))
 _CLAUSE = re.compile(r"\s*[,，。.!！;；~～…、]+\s*")
 
@@ -274,7 +276,11 @@ _QUESTION_WORDS = re.compile(r"什么|啥|怎么|为什么|为啥|吗|呢|咩|�
 _SHORT_QUESTION = 12  # characters: a longer text ending in "?" at a free-text step is an answer that asks
 
 
-_ASKS = re.compile(_QUESTION_WORDS.pattern + r"|多少|几多|多久|多长时间|能不能|可不可以|是不是|有没有|\b(how much|how many|how long)\b")
+_ASKS = re.compile(_QUESTION_WORDS.pattern + r"|多少|几多|多久|多长时间|能不能|可不可以|是不是|有没有|\b(how much|how many|how long)\b"
+                   # Cantonese (可唔可以, 使唔使, 有冇...) and English questions without a question word (can my son...)
+                   r"|可唔可以|得唔得|使唔使|系唔系|有冇|点算|乜嘢|咩嘢"
+                   r"|^(can|could|may|should|must|do|does|did|is|are|will|would|have|has) (i|you|he|she|my|we|they|it|"
+                   r"someone|somebody|anyone|a|the|this|that)\b")
 
 
 def asks_something(text: str) -> bool:
@@ -284,6 +290,21 @@ def asks_something(text: str) -> bool:
     return bool(w) and not _META_QUESTION.search(w) and bool(_ASKS.search(w) or _QUESTION_END.search(w))
 
 
+# Nothing to give where something may be left out: "不知道" at "ward and bed? (skip if you do not know)".
+_NOTHING_TO_GIVE = frozenset({"不知道", "不清楚", "不记得", "忘了", "记不清", "唔知", "唔记得", "冇", "没有了", "没了",
+                              "don't know", "dont know", "do not know", "i don't know", "i dont know", "not sure",
+                              "no idea", "can't remember", "cant remember", "nothing else", "no thanks"})
+
+
+def nothing_to_give(text: str) -> bool:
+    """不知道 / 唔知 / 不用了 / don't know / no need: the person has nothing to give for a step that may be left out."""
+    w = normalise_command(text)
+    if not w:
+        return False
+    core = _strip_particles(w.replace(" ", "")) if not w.isascii() else " ".join(w.replace("’", "'").split())
+    return bool({w, core} & (_NOTHING_TO_GIVE | _NO_NEED))
+
+
 def interruption(text: str, *, free_text: bool = False) -> Interruption | None:
     """A cancel word or a question instead of an answer, else None (see the module doc)."""
     w = normalise_command(text)
@@ -291,6 +312,8 @@ def interruption(text: str, *, free_text: bool = False) -> Interruption | None:
         return None
     core = _strip_particles(w.replace(" ", "")) if not w.isascii() else w
     if w in _CANCEL_WORDS or core in _CANCEL_WORDS or _only_cancel_words(w):
+        return Cancel(text)
+    if free_text and (w in _NO_NEED or core in _NO_NEED):
         return Cancel(text)
     if _META_QUESTION.search(w):
         return Question(text)

@@ -40,7 +40,7 @@ from bot.conversations import LOG, Conflict, Conv, ConversationStore, log_row
 from bot.flowregistry import FlowCtx, Registry, builtin
 from bot.flowrunner import DOCUMENT_KINDS, Flow, Out, Runner, clean_text, load_flows, typing_lines, word
 from bot.identity import LINK_FLOW, Identity, Notifier, OutboxNotifier, language_after_link
-from bot.language import cantonese_as_mandarin, detect_language
+from bot.language import cantonese_as_mandarin, detect_language, to_simplified
 from bot.qa_rules import rule_handoff
 from bot.state import ServiceOffer
 from bot.texts import CHANNEL_NAMES, localise, reply_by, t
@@ -93,6 +93,23 @@ _QUESTION_MIN_CHARS = 8
 # Where a date or a sum is asked, a shorter sentence with a question word is already a question ("钱什么时候能到").
 _VALUE_QUESTION_MIN_CHARS = 5
 _NO_CTRL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # PostgreSQL text cannot hold NUL
+_HAN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+# Characters written only in Traditional that a message needs before a Simplified conversation turns
+# Traditional: a word or two (確認, 生活費唔夠, a caption 呢張係收據) come from Simplified readers too, from
+# Cantonese input methods and copied text; a sentence of Traditional is the person's own script.
+_TRADITIONAL_CHARACTERS_TO_SWITCH = 4
+
+
+def _follows_to_traditional(conv: Conv, text: str) -> bool:
+    """A conversation in Simplified turns Traditional on a message clearly written in Traditional (the
+    language module's detector says zh-Hant, with enough Traditional-only characters), unless the person
+    picked Simplified. Never the other way: Cantonese speakers write Simplified with Traditional readers'
+    words (我系帮佢问嘅), and a Traditional reader typing a Simplified word stays a Traditional reader."""
+    if conv.lang != "zh-Hans" or conv.state.language_chosen or detect_language(text) != "zh-Hant":
+        return False
+    chinese = "".join(_HAN.findall(text))
+    traditional_only = sum(a != b for a, b in zip(chinese, to_simplified(chinese), strict=False))
+    return traditional_only >= _TRADITIONAL_CHARACTERS_TO_SWITCH
 
 
 _PERSON = Beneficiary.__table__  # type: ignore[attr-defined]
@@ -321,6 +338,10 @@ class Engine:
             text = text[:20000]
         if conv.language is None:
             conv.language = detect_language(text, inbound.language_hint)
+        elif inbound.choice is None and _follows_to_traditional(conv, text):
+            # The conversation follows the script the person writes in; the language on their record
+            # (notices, letters) changes only when they pick one (LANG_WORDS).
+            conv.language = "zh-Hant"
         prefix: list[Out] = []
         st = conv.state
         if (inbound.prompt_token is not None and inbound.prompt_token != st.prompt_token
@@ -353,7 +374,10 @@ class Engine:
             contact = self._contact(s, conv, now)
             said = f"user sent {w.upper()}" if w in stop_words else "user asked in words for no more messages"
             done = opt_out(s.session, contact, reason=said, actor="bot", now=now)
-            return [Out(t("opted_out" if done else "opted_out_already", lang), in_flow=False)]
+            text = t("opted_out" if done else "opted_out_already", lang)
+            if st.flow:  # "stop" in the middle of a form may mean the form: say it is kept, and how to leave it
+                text += "\n" + t("opted_out_in_flow", lang, title=self._title(st.flow, lang))
+            return [Out(text, in_flow=False)]
         if w in START_WORDS:
             contact = self._contact(s, conv, now)
             done = opt_in(s.session, contact, actor="bot", now=now)
@@ -526,7 +550,8 @@ class Engine:
                 return self._start_link(s, conv, now, None)
             if answers.greeting(w) or isinstance(answers.interruption(w), answers.Cancel):
                 return [self._menu(lang, linked)]  # nothing to cancel at the menu: what can be done
-            if answers.acknowledgement(w):  # 收到 / 好的 / 谢谢 after a notice or an answer: no ticket, no menu
+            if answers.acknowledgement(w) or answers.yes_no(w) is not None:
+                # 收到 / 好的 / 谢谢 / yeah / 是的 after a notice or an answer, where nothing is asked: heard, no ticket
                 return [Out(t("acknowledged", lang), in_flow=False)]
             if answers.asks_about_us(w):
                 from outreach.templates import templates_for
@@ -792,8 +817,9 @@ _ASKS_POLICY = re.compile(
     r"多少|几多|比例|标准|条件|资格|规定|政策|如何|怎么(办理|申请|报销|算|交|领|计算)|需要(什么|哪些)|要(带)?(什么|哪些)|"
     r"能不能|可不可以|可以.{0,8}吗|有没有.{0,6}(补贴|补助|待遇)|(什么|啥)(时候|材料|条件)|哪些|几时|几点|哪天|何时|"
     r"能领(什么|啥|多少)|有(什么|啥)(补贴|补助|待遇|钱)|点样(做|办|申请|报销|交|领)|可唔可以|得唔得|有冇|"
+    r"(还)?要不要(做|办|交)|使唔使|需不需要|用不用|"
     r"\bhow (much|many|do|can|long)\b|\bwhat (documents|papers|is|are|help|can)\b|\bwho can\b|\beligible|\bcan i\b|"
-    r"\bwhen (is|are|do|does|will|should)\b")
+    r"\bwhen (is|are|do|does|will|should)\b|\bdo i (still )?(have|need) to\b")
 _NUMBERED = re.compile(r"^\s*(\d+)[.、]\s*\S")
 
 

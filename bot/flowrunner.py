@@ -125,6 +125,9 @@ def parse_date_range(step: Step, text: str, today: date, lang: str) -> dict[str,
 
 def parse_money(step: Step, text: str, lang: str) -> int:
     _interrupted(text, lang)
+    typed = word(text)
+    if len(typed) == 1 and typed in "123456789":  # "1" as if pressing a button: 1元 is written with its unit
+        raise err("money_lone_digit", lang, v=typed)
     found = answers.amount(text)
     if found is None:
         raise err("money", lang)
@@ -189,11 +192,13 @@ def _option_named(step: Step, w: str) -> str | None:
 
 def parse_text(step: Step, text: str, lang: str) -> str:
     t = clean_text(text)
-    if step.optional and word(t) in SKIP:
+    if step.optional and (word(t) in SKIP or answers.nothing_to_give(t)):  # 不知道 at "skip if you do not know"
         return ""
     _interrupted(t, lang, free_text=True, label=localise(step.label, lang))
     if answers.acknowledgement(t):  # "谢谢" / "thank you" is said to us, never a name or a description
         raise err("text_ack", lang)
+    if answers.nothing_to_give(t):  # "不知道" is no hospital and no unit: a person can help find it
+        raise err("text_unknown", lang)
     if len(t) > step.max_len:
         raise err("text_long", lang, n=step.max_len)
     if len(t) < step.min_len:
@@ -305,15 +310,15 @@ class Runner:
         says, to confirm instead of typing it."""
         step = flow.step(pending.step)
         if pending.known:
-            facts = "，".join(self._known_fact(flow.step(sid), value, lang) for sid, value in pending.value.items())
+            facts = w("fact_separator", lang).join(self._known_fact(flow.step(sid), value, lang)
+                                                  for sid, value in pending.value.items())
             if pending.also:
-                facts += "，" + pending.also
+                facts += w("fact_separator", lang) + pending.also
             return Out(f"{localise(step.prompt, lang)}\n{w('known_head', lang, facts=facts)}\n{w('known_how', lang)}",
                        (("1", w("right", lang)), ("2", w("not_right", lang))), "choice")
         head = (w("confirm_cancel", lang) if step.type == "confirm"
-                else w("confirm_choice", lang, answer=display(step, pending.value, lang)))
-        if step.type == "yes_no":  # "是" alone does not say to what: the question comes back with it
-            head = f"{localise(step.prompt, lang)}\n{head}"
+                else w("confirm_choice", lang, question=localise(step.prompt, lang),
+                       answer=display(step, pending.value, lang)))
         return Out(f"{head}\n{w('sure_how', lang)}", (("1", w("sure", lang)), ("2", w("choose_again", lang))),
                    "choice")
 
@@ -321,8 +326,9 @@ class Runner:
     @staticmethod
     def _known_fact(step: Step, value: Any, lang: str) -> str:
         if step.known == "deceased":
-            return f"{localise(step.label, lang)}：{value.get('name', '')}（{value.get('masked', '')}）"
-        return f"{localise(step.label, lang)}：{display(step, value, lang)}"
+            return w("fact", lang, label=localise(step.label, lang),
+                     value=w("name_and_card", lang, name=value.get("name", ""), masked=value.get("masked", "")))
+        return w("fact", lang, label=localise(step.label, lang), value=display(step, value, lang))
 
     def _known_value(self, flow: Flow, step: Step, state: ConversationState, ctx: FlowCtx) -> Any:
         """What the linked record says for this step, or None (nothing known, or not for this person)."""
@@ -363,7 +369,8 @@ class Runner:
         relation = next((s for s in flow.steps if s.known == "relationship"), None)
         if step.known == "deceased" and relation is not None and ctx.acting_as in {o.value for o in relation.options}:
             # Confirming who died confirms how the reporter is related to them: it is not asked again.
-            also = f"{localise(relation.label, ctx.lang)}：{display(relation, ctx.acting_as, ctx.lang)}"
+            also = w("fact", ctx.lang, label=localise(relation.label, ctx.lang),
+                     value=display(relation, ctx.acting_as, ctx.lang))
         for nxt in flow.steps[flow.index[step.id] + 1:]:
             more = self._known_value(flow, nxt, state, ctx) if not nxt.when else None
             if more is None:
@@ -391,7 +398,7 @@ class Runner:
         for s in flow.steps:
             if s.type == "confirm" or s.id not in state.values:
                 continue
-            lines.append(f"- {localise(s.label, lang)}：{display(s, state.values[s.id], lang)}")
+            lines.append("- " + w("fact", lang, label=localise(s.label, lang), value=display(s, state.values[s.id], lang)))
         lines.append(w("confirm_tail", lang))
         return "\n".join(lines)
 

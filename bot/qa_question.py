@@ -27,14 +27,19 @@ _ZH_KIND = {
     # 会不会哪天, 万一哪天: "some day", not a question of when.
     "when": r"哪年|哪一年|那年|什么时候|何时|几时|几月|哪个月|从什么时候|多久|多长时间|年份|日期|"
             r"(?<!会不会)(?<!万一)(?<!要是)(?<!如果)哪天",
-    "cost": r"(交|缴|付|花(?!圈)|收|出|掏|续费|费用|自己出|缴费|缴纳|续)[^，。？?！!]{0,6}(多少|几多|几块|几百|几千|好多钱)|"
+    "cost": r"(交|缴|付|花(?!圈)|收|出|掏|续费|费用|自己出|缴费|缴纳|续)[^，。？?！!]{0,6}(多少|几多|几块|几百|几千|好多钱|几个钱)|"
             r"多少钱.{0,4}(交|缴|费)|要不要(交|缴|付|掏|花)钱|(用|要)(交|缴|付|掏|花)钱|(交|缴|付|掏|花)钱(吗|不)|"
-            r"收费|(?<!门诊|住院|医疗|看病|就医|药品)费用|免费|自费|掏钱",  # 门诊费用: what is settled, not paid to join
+            r"收费|(?<!门诊|住院|医疗|看病|就医|药品)费用|免费|自费|掏钱|"
+            # 要给多少钱, 使不使给钱 (Cantonese 要俾幾多錢, 使唔使俾錢, read through knowledge/dialect.yaml):
+            # what one must give, i.e. pay; 能给多少 stays what one is given
+            r"(?<!能)(?<!会)(要|使不使|用不用|要不要)[^，。？?！!]{0,4}给[^，。？?！!]{0,2}(钱|多少)",  # 门诊费用: what is settled, not paid to join
     "amount": r"(补|赔|给|领|拿|发|报|得|能领|能拿|能补|能赔|能给|报销|标准|津贴|补助|补贴|救助|低保|失业金|慰问金)"
               r"[^，。？?！!]{0,8}(多少|几多|几块|几百|几千|好多)|多少钱|几块钱|多少元|一个月多少|一年多少|"
-              r"每月多少|每个月多少|平均多少|标准是多少|什么标准|赔多少|补多少|给多少",
+              r"每月多少|每个月多少|平均多少|标准是多少|什么标准|赔多少|补多少|给多少|"
+              r"多少(补贴|补助|津贴|救助金|慰问金|低保金)",  # 每个月有多少补贴: the sum, not a count
     "count": r"多少人|几个人|几千人|几万人|多少个|几个|几项|几名|几批|几家|几代|第几|多少家|多少条|多少次|人次|"
-             r"多少万|一共|总共|累计|共有|比例|百分之|占多少|多少户|编制|有多少(?!钱)|率是多少|率多少",
+             r"多少万|一共|总共|累计|共有|比例|百分之|占多少|多少户|编制|有多少(?!钱|补贴|补助|津贴|救助金|慰问金|低保金)|"
+             r"率是多少|率多少",
     "who": r"谁|哪些人|什么人|哪类人|哪种人|什么样的人|给谁|找谁|归谁|哪个人|什么条件|资格|符合|可以参加|能参加|"
            r"能办吗|能不能办|不能办|能补缴|能接续|能补不|能办不",
     "where": r"哪里|哪儿|在哪|去哪|哪个部门|哪个窗口|哪个单位|什么地方|到哪|交到哪|哪个科|地方办",
@@ -42,6 +47,8 @@ _ZH_KIND = {
     "may_i": r"能不能|可不可以|可以吗|能吗|行吗|行不行|是不是|是吗|有没有|有吗|会不会|会吗|要不要|需不需要|"
              r"吗|不$|没$|没有$|管不管|包不包|算不算|够不够",
 }
+_RELATIVE_NOUNS = ("people", "person", "those", "someone", "anyone", "retirees", "retiree", "pensioners",
+                   "veterans", "veteran", "soldiers", "servicemen", "workers", "worker", "elderly", "ones")
 _EN_KIND = {
     "why": r"\bwhy\b|what for|reason",
     "when": r"^when\b|\bwhen (is|was|will|does|did|do|can|should|are|were)\b|what year|which year|since when|"
@@ -51,7 +58,9 @@ _EN_KIND = {
             r"members?|people|veterans?|retirees?|pensioners?|each person|everyone|one) pay\b",
     "amount": r"\bhow much\b|\bper (month|day|year)\b|\baverage\b|\bpay out\b|\bpays?\b.{0,20}\bhospital\b",
     "count": r"\bhow many\b|\bnumber of\b|\bpercentage\b|\btotal\b",
-    "who": r"\bwho\b|\bwhich (people|veterans|workers|retirees)\b|\beligible\b|\bqualif|\ballowed\b",
+    # "retirees who need looking after", "people who might qualify": a relative clause, not asking who
+    "who": r"" + "".join(f"(?<!{noun} )" for noun in _RELATIVE_NOUNS) +
+           r"\bwho\b|\bwhich (people|veterans|workers|retirees)\b|\beligible\b|\bqualif|\ballowed\b",
     "where": r"\bwhere\b|\bwhich office\b|\bwhat office\b|\bwhich department\b",
     "how": r"\bhow (do|does|can|to|is|should)\b|\bprocess\b|\bsteps\b|\bprocedure\b",
     "may_i": r"^(can|could|may|is|are|does|do|will|has|have|did)\b|\b(can|could|may) (i|we|he|she|they|my|a|an|the)\b|"
@@ -98,7 +107,7 @@ _EN_BENEFIT = re.compile(r"\b(?=([a-z]+) (allowance|subsidy|bonus|grant|voucher|
 _EN_BENEFIT_SKIP = frozenset({"the", "a", "an", "any", "this", "that", "my", "his", "her", "their", "our", "of",
                               "for", "free", "monthly", "yearly", "average", "some", "what", "which", "back"})
 
-_NOT_QUALIFIER = re.compile(r"[的么个啥哪些这那多少有是]")
+_NOT_QUALIFIER = re.compile(r"[的么个啥哪些这那多少有是能给领拿要得]")  # 能给补助: a verb before it, not a name
 
 
 def _benefit_term(qualifier: str, head: str) -> str:
@@ -216,6 +225,8 @@ class TopicNames:
                 continue  # a figure, or a question word ("哪一年开始", "how much"): not a topic
             if word in places or (language == "en" and not re.search(r"[ -]", word)):
                 continue
+            if read_question(word, language).groups:
+                continue  # whom the question is about ("企业退休", a retired worker): the group check's
             word_forms = frozenset(forms.get(word, {word}))
             if not any(self._in(f, title) for f in word_forms for title in titles):
                 continue
@@ -290,7 +301,7 @@ def _read_zh(text: str, places: PlaceFinder | None) -> Asked:
     found = {k for k, pattern in _ZH_KIND_RE.items() if pattern.search(text)}
     if "cost" in found and "amount" in found and not re.search(r"补|赔|领|拿|发|报销|标准", text):
         found.discard("amount")
-    if "count" in found and re.search(r"几块|几百块|几千块", text):
+    if "count" in found and re.search(r"几块|几百块|几千块|几个钱", text):
         found.discard("count")
     if "count" in found and not re.search(r"钱|元|块|费|工资|津贴|补贴|补助|低保|金", text):
         found -= {"cost", "amount"}
@@ -318,6 +329,9 @@ def _read_en(text: str, places: PlaceFinder | None) -> Asked:
     found = {k for k, pattern in _EN_KIND_RE.items() if pattern.search(lower)}
     if re.search(r"\bhow (do|can|should) (i|we|you) pay\b|\bhow to pay\b", lower):
         found.discard("cost")
+    if "amount" in found and re.match(r"(does|do|will|would|can|could|is|are)\b", lower) and not re.search(
+            r"\bhow much\b|\bper (month|day|year)\b|\baverage\b", lower):
+        found.discard("amount")  # "does the insurance pay out for accidental death": yes or no, not a sum
     if "cost" in found:
         found.discard("amount")
     elif "amount" in found and re.search(r"\bhow much\b", lower) and not re.search(

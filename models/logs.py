@@ -19,6 +19,26 @@ from datetime import UTC, datetime
 from typing import Any
 
 _TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Libraries whose INFO and DEBUG lines say nothing an operator acts on (bm25s sets its own logger to
+# DEBUG when imported and logs every index build and empty query; httpx logs every request's URL).
+# Their warnings and errors still come through.
+QUIET_LIBRARIES = ("bm25s", "httpx", "httpcore", "urllib3", "python_multipart")
+
+
+class QuietLibraries(logging.Filter):
+    """Drops records below WARNING from the libraries in QUIET_LIBRARIES. A filter on the handler rather than
+    a level on their loggers: a library that sets its own level when it is imported (after logging is set up)
+    cannot undo it."""
+
+    def __init__(self, names: tuple[str, ...] = QUIET_LIBRARIES) -> None:
+        super().__init__()
+        self.names = names
+        self.prefixes = tuple(f"{name}." for name in names)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True
+        return not (record.name in self.names or record.name.startswith(self.prefixes))
 
 
 class JsonFormatter(logging.Formatter):
@@ -68,6 +88,9 @@ def configure_logging(settings: Any = None, *, role: str = "", log_format: str |
     handler = logging.StreamHandler(sys.stderr)
     handler._nuanxin = True  # type: ignore[attr-defined]
     handler.setFormatter(JsonFormatter(role) if wants_json(log_format) else logging.Formatter(_TEXT_FORMAT))
+    handler.addFilter(QuietLibraries())
+    # The handler keeps to the level too: a logger a library set to DEBUG on its own still logs below it.
+    handler.setLevel(getattr(logging, level, logging.INFO))
     root.addHandler(handler)
     install_redaction(getattr(logging, level, logging.INFO))
 

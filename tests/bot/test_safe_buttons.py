@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlmodel import Session, select
 
 from bot.channels.base import Inbound
@@ -70,6 +71,28 @@ def test_a_disqualifying_answer_is_confirmed_and_can_be_chosen_again(engine, not
     assert "开除军籍" in chat("2")
     assert "到地方工作以后" in chat("不是")
     assert chat.state() == ("veteran_insurance", "after_placement")
+
+
+@pytest.mark.parametrize(("lang_word", "typed", "expected"), [
+    ("中文", "自己辞职", "到地方工作以后，您有没有下面的情况？\n您选的是“自己辞职离开”，确定吗？"),
+    ("繁體", "自己辭職", "到地方工作以後，您有沒有下面的情況？\n您選的是“自己辭職離開”，確定嗎？"),
+    ("English", "I left", 'After you were placed in a job, did any of these happen?\nYou chose "I left of my own '
+                          'accord". Are you sure?'),
+], ids=["zh-Hans", "zh-Hant", "en"])
+def test_a_disqualifying_choice_is_confirmed_with_its_question_and_the_option_chosen(engine, notifier, roll,
+                                                                                   lang_word, typed, expected):
+    """"自己辞职" at "after placement?" (it ends the application) is confirmed with the question it answers and the
+    option's own words, in the person's language; the options are not listed again and nothing ends yet."""
+    chat = Chat(engine, "telegram", f"sb-choice-{lang_word}")
+    link(chat, notifier, ZHANG_PHONE)
+    chat(lang_word)
+    chat("1")
+    chat("1")
+    chat("2")
+    assert chat.state() == ("veteran_insurance", "after_placement")
+    text = chat(typed)
+    assert expected in text
+    assert "2. " not in text and chat.state() == ("veteran_insurance", "after_placement")
 
 
 def test_a_confirmed_disqualifying_answer_ends_the_flow_with_the_reason(engine, notifier, roll, db_engine):

@@ -348,3 +348,56 @@ def test_a_greeting_to_thousands_is_queued_in_short_write_transactions_each_once
     assert len(per_transaction) >= 3 and max(per_transaction) <= 1000 and sum(per_transaction) == 2500
     with session_scope(db_engine, immediate=True) as s:
         assert sweeps.sweep_festival(s, ctx, "national_day", date(2026, 10, 1), ["veteran"]) == 0
+
+
+def test_a_greeting_to_thousands_reads_who_is_due_a_page_at_a_time_between_its_writes(db_engine: Engine) -> None:
+    """A festival greeting to 2,500 veterans never holds the whole audience: the people due are
+    read a page (at most 1,000) at a time, and each page is written and committed before the next
+    is read; everyone is greeted once, in order of person."""
+    from sqlalchemy import event
+
+    with session_scope(db_engine) as s:
+        for _ in range(2500):
+            person(s, is_veteran=True)
+    steps: list[str] = []
+
+    def statement(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        sql = " ".join(statement.split()).upper()
+        if sql.startswith("INSERT INTO OUTBOX_MESSAGE"):
+            steps.append("write")
+        elif sql.startswith("SELECT") and "FROM BENEFICIARY" in sql and "OUTBOX_MESSAGE" in sql:
+            steps.append("read")
+
+    def committed(conn):  # type: ignore[no-untyped-def]
+        steps.append("commit")
+
+    event.listen(db_engine, "after_cursor_execute", statement)
+    event.listen(db_engine, "commit", committed)
+    try:
+        ctx = sweeps.make_context(FakeClock(local(2026, 10, 1, 9)).now(), SHANGHAI, None, TS)
+        with session_scope(db_engine, immediate=True) as s:
+            made = sweeps.sweep_festival(s, ctx, "national_day", date(2026, 10, 1), ["veteran"])
+    finally:
+        event.remove(db_engine, "after_cursor_execute", statement)
+        event.remove(db_engine, "commit", committed)
+    assert made == 2500
+    reads = [i for i, step in enumerate(steps) if step == "read"]
+    assert len(reads) == 3  # 1,000 + 1,000 + 500
+    for before, after in zip(reads, reads[1:], strict=False):
+        assert "write" in steps[before:after] and "commit" in steps[before:after]
+    greeted = outbox(db_engine, kind_like="festival")
+    assert len({m.beneficiary_id for m in greeted}) == 2500
+    assert [m.beneficiary_id for m in sorted(greeted, key=lambda m: m.id)] == sorted(m.beneficiary_id for m in greeted)
+
+
+def test_recipient_pages_yield_everyone_due_once_in_pages_of_the_size_asked(db_engine: Engine) -> None:
+    """`recipient_pages` over 25 reachable veterans in pages of 10: pages of 10, 10 and 5, in order
+    of person, each person once; someone without a contact is in none of them."""
+    with session_scope(db_engine) as s:
+        ids = [person(s, is_veteran=True).id for _ in range(25)]
+        person(s, is_veteran=True, channel=None)
+    stmt = sweeps.recipients_statement(sweeps.festival_audience_filter(["veteran"]), sweeps.FESTIVAL_KIND)
+    with session_scope(db_engine) as s:
+        pages = [[r.beneficiary_id for r in page] for page in sweeps.recipient_pages(s, stmt, "test", page=10)]
+    assert [len(p) for p in pages] == [10, 10, 5]
+    assert [bid for p in pages for bid in p] == sorted(ids)
