@@ -344,6 +344,10 @@ async def _main(role: Role, settings: Settings, host: str, port: int | None) -> 
     parts = PARTS[role]
     clock = SystemClock()
     settings.ensure_data_dir()  # 0700: the database, keys and uploads are this user's alone
+    if parts.scheduler or parts.web:  # they load the templates; a dispatcher renders nothing
+        from bot.language import KEPT_FOLDER_NAME, keep_conversions_in
+
+        keep_conversions_in(settings.data_dir / KEPT_FOLDER_NAME)
     # A dispatcher's sends and a web replica's webhooks each hold a connection only briefly;
     # the pool per process stays small so that many processes fit PostgreSQL's max_connections.
     engine = make_engine(settings.effective_database_url)

@@ -9,6 +9,8 @@ Q&A costs (`qa_mb`).
 `rss_mb_web`, `rss_mb_dispatch`, `rss_mb_scheduler`: the separate roles as a deployment runs them,
 on PostgreSQL and Redis with the same roll: the web after answering a question by webhook, the
 scheduler after its daily sweep, the dispatcher after sending for a while what the sweep queued.
+Their data folder holds what a previous start kept there (the zh-Hant of the fixed texts, from the
+embedded run): a deployment's very first start converts them itself, as `nuanxin run` does here.
 `cpu_s_*`: CPU seconds each process used up to that point (start-up included); `start_s_*`: from
 launch to answering /healthz. `aiogram` and `pydantic`: the versions measured (aiogram's import is
 most of a dispatcher, and its size depends on both: deploy/README.md, "What each process needs").
@@ -97,6 +99,7 @@ def _embedded(tmp: Path, tg: Any, seed_db: Path) -> dict[str, Any]:
 
 def _roles(tmp: Path, tg: Any) -> dict[str, Any]:
     from benchmarks.sweep import load_roll
+    from bot.language import KEPT_FOLDER_NAME
     from models.db import make_engine
     from models.pgserver import PostgresServer
     from tests.redisserver import RedisServer
@@ -112,6 +115,11 @@ def _roles(tmp: Path, tg: Any) -> dict[str, Any]:
                        NUANXIN_QUIET_HOURS_END="00:00", NUANXIN_LOG_FORMAT="json",
                        NUANXIN_SCHEDULE_FILE=str(schedule_sending_at_once(tmp)))
         nuanxin("migrate", env=env)
+        # The zh-Hant of the fixed texts as a previous start kept it (bot/language.py): every start
+        # but a deployment's very first finds it in the data folder (here, from the embedded run's).
+        kept = tmp / "run" / KEPT_FOLDER_NAME
+        if kept.exists():
+            shutil.copytree(kept, tmp / "roles" / KEPT_FOLDER_NAME)
         engine = make_engine(url)
         load_roll(engine, N)
         engine.dispose()

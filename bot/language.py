@@ -16,17 +16,36 @@ default), zh-Hant and en.
 - `detect_language(text, hint)`: the script of the text decides; the hint (what we already
   know: the person's language, or the Telegram client's setting) decides what the text
   cannot: digits, a code, "ok", a command word, a short Latin reply from a Chinese reader.
+
+Converters are built on first use (s2hk or s2twp alone hold about 43 MB once built; t2s, s2tw and
+tw2sp share most of it). The fixed texts a process converts while loading (message templates, the
+catalogue of words: `kept_conversions()`) can be kept in the data folder
+(`keep_conversions_in`), under a key of the OpenCC version and this module's code: a process that
+only renders fixed texts (the scheduler) then reads them back on its next start and never builds a
+converter. The texts are OpenCC's own output, read back byte for byte; any other text is converted
+as before.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import logging
+import os
 import re
+import tempfile
+import threading
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from functools import cache, lru_cache
+from importlib import metadata
+from pathlib import Path
 from typing import Final
 
 import opencc
+
+log = logging.getLogger(__name__)
 
 LANGUAGES: Final = ("zh-Hans", "zh-Hant", "en")
 DEFAULT_LANGUAGE: Final = "zh-Hans"
@@ -56,9 +75,118 @@ class UnknownVariant(ValueError):
     """A Traditional Chinese variant other than s2hk or s2twp was asked for."""
 
 
+_BUILT: set[str] = set()
+
+
 @cache
 def _converter(config: str) -> opencc.OpenCC:
+    _BUILT.add(config)
     return opencc.OpenCC(config)
+
+
+def converters_built() -> tuple[str, ...]:
+    """The OpenCC configurations this process has built so far (each holds its dictionaries)."""
+    return tuple(sorted(_BUILT))
+
+
+# --- fixed texts' conversions kept on disk ---------------------------------------------------
+KEPT_FOLDER_NAME = "language-cache"  # under the data folder
+
+
+class _Kept:
+    """Conversions to Traditional read back from the data folder, and those to add to it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.folder: Path | None = None
+        self.texts: dict[str, dict[str, str]] = {}  # variant -> zh-Hans text -> its conversion
+        self.added = False
+        self.scopes = threading.local()  # open kept_conversions() scopes of each thread: only its own are kept
+
+    def key(self) -> str:
+        digest = hashlib.sha256(metadata.version("opencc").encode())
+        digest.update(Path(__file__).read_bytes())
+        return digest.hexdigest()
+
+    def path(self) -> Path | None:
+        return self.folder / f"traditional-{self.key()[:16]}.json" if self.folder is not None else None
+
+    def load(self, folder: Path | None) -> None:
+        with self.lock:
+            self.folder, self.texts, self.added = folder, {}, False
+            path = self.path()
+            if path is None or not path.exists():
+                return
+            try:
+                kept = json.loads(path.read_text(encoding="utf-8"))
+                if kept.get("key") != self.key():
+                    raise ValueError("written under another key")
+                self.texts = {variant: dict(texts) for variant, texts in kept["texts"].items()
+                              if all(isinstance(k, str) and isinstance(v, str) for k, v in texts.items())}
+            except (OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
+                log.warning("kept Traditional conversions at %s not read back (%s): converting again", path, exc)
+                self.texts = {}
+                with contextlib.suppress(OSError):
+                    path.unlink()
+
+    def save(self) -> None:
+        with self.lock:
+            path = self.path()
+            if path is None or not self.added:
+                return
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            body = json.dumps({"key": self.key(), "texts": self.texts}, ensure_ascii=False, sort_keys=True)
+            fd, tmp = tempfile.mkstemp(prefix=".traditional-", dir=path.parent)  # 0600, as mkstemp makes it
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(body)
+            os.replace(tmp, path)
+            for old in path.parent.glob("traditional-*.json"):  # written by another version
+                if old != path:
+                    with contextlib.suppress(OSError):
+                        old.unlink()
+            self.added = False
+
+    def get(self, text: str, variant: str) -> str | None:
+        return self.texts.get(variant, {}).get(text)
+
+    def recording(self) -> int:
+        return int(getattr(self.scopes, "depth", 0))
+
+    def note(self, text: str, variant: str, converted: str) -> None:
+        if self.folder is not None and self.recording():
+            with self.lock:
+                texts = self.texts.setdefault(variant, {})
+                if texts.get(text) != converted:
+                    texts[text] = converted
+                    self.added = True
+
+
+_KEPT = _Kept()
+
+
+def keep_conversions_in(folder: Path | None) -> None:
+    """Keep the conversions of fixed texts (`kept_conversions`) in `folder` (the service's data
+    folder): what was kept there before is read back now. None: nothing kept (the default)."""
+    _KEPT.load(folder)
+    _to_traditional.cache_clear()
+
+
+@contextlib.contextmanager
+def kept_conversions() -> Iterator[None]:
+    """Texts this thread converts to Traditional inside are fixed texts of the product (templates,
+    words, never what a person wrote): kept in the folder of `keep_conversions_in`, written when the
+    outermost scope ends. (Other threads' conversions meanwhile are not kept.)"""
+    depth = _KEPT.recording()
+    _KEPT.scopes.depth = depth + 1
+    try:
+        yield
+    finally:
+        _KEPT.scopes.depth = depth
+        if depth == 0:
+            try:
+                _KEPT.save()
+            except OSError as exc:  # a read-only data folder: converted again at the next start
+                log.warning("kept Traditional conversions not written: %s", exc)
 
 
 def _check_variant(variant: str) -> str:
@@ -82,6 +210,9 @@ _CONVERTED_ALONE = re.compile("(回复)")
 
 @lru_cache(maxsize=16384)
 def _to_traditional(text: str, variant: str) -> str:
+    kept = _KEPT.get(text, variant)
+    if kept is not None:
+        return kept
     convert = _converter(variant).convert
     return "".join(str(convert(part)) for part in _CONVERTED_ALONE.split(text) if part)
 
@@ -91,7 +222,10 @@ def to_traditional(text: str, variant: str | None = None) -> str:
     ASCII (template variables, codes) is left untouched."""
     if not text or not _CJK.search(text):
         return text
-    return _to_traditional(text, _check_variant(variant) if variant else configured_variant())
+    variant = _check_variant(variant) if variant else configured_variant()
+    converted = _to_traditional(text, variant)
+    _KEPT.note(text, variant, converted)  # inside kept_conversions() only
+    return converted
 
 
 @lru_cache(maxsize=16384)

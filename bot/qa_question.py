@@ -178,7 +178,9 @@ class PlaceFinder:
         self._zh_re = re.compile("|".join(map(re.escape, self._zh))) if self._zh else None
         pairs = [(alias.lower(), canon) for canon, forms in aliases.items() for alias in forms]
         self._en = dict(pairs)
-        self._en_re = re.compile(r"\b(" + "|".join(sorted(map(re.escape, self._en), key=len, reverse=True)) + r")\b") \
+        # "chinese new year", "chinese medicine": a festival or a thing, not where the question is about
+        self._en_re = re.compile(r"\b(" + "|".join(sorted(map(re.escape, self._en), key=len, reverse=True)) +
+                                 r")\b(?! (new year|lunar new year|medicine|characters|calendar|food)\b)") \
             if pairs else None
 
     def find(self, text: str, language: str) -> frozenset[str]:
@@ -311,6 +313,10 @@ def _read_zh(text: str, places: PlaceFinder | None) -> Asked:
     if "amount" in found and "cost" not in found and not re.search(
             r"补|赔|给|领|拿|发|报|得|标准|津贴|救助|低保|失业金|平均|工资|养老金|退休金", text):
         found.add("cost")  # "一年多少钱" alone: what it costs or what it gives
+    if "who" in found and re.search(r"丢了|丢失|找不到|找不着|没了|不全|没带|缺了", text) and not re.search(
+            r"谁|哪些人|什么人|哪类人|哪种人|什么条件|资格|符合", text):
+        found.discard("who")  # 介绍信丢了还能办吗: whether it can still be done, not who may do it
+        found.add("may_i")
     groups = _zh_groups(text)
     benefits = tuple(_benefit_term(m.group(1), m.group(2)) for m in _ZH_BENEFIT.finditer(text)
                      if len(m.group(2)) >= 3 or not _NOT_QUALIFIER.search(m.group(1)))

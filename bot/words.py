@@ -30,7 +30,7 @@ from typing import Any, Final
 
 import yaml
 
-from bot.language import DEFAULT_LANGUAGE, LANGUAGES, configured_variant, to_traditional
+from bot.language import DEFAULT_LANGUAGE, LANGUAGES, configured_variant, kept_conversions, to_traditional
 from models.applications import (
     ApplicationType,
     HandoffReason,
@@ -187,7 +187,8 @@ def catalogue(variant: str | None = None) -> Catalogue:
 @lru_cache(maxsize=4)
 def _catalogue(variant: str) -> Catalogue:
     # Keyed by the variant itself: the configured one asked for by name is the same catalogue.
-    return Catalogue.load(WORDS_DIR, variant)
+    with kept_conversions():  # fixed texts: their zh-Hant is read back on the next start (bot/language.py)
+        return Catalogue.load(WORDS_DIR, variant)
 
 
 def label(group: str, code: str, lang: str | None, audience: str = "beneficiary") -> str:

@@ -32,7 +32,7 @@ import yaml
 from jinja2 import Environment, StrictUndefined, Template, TemplateSyntaxError, meta, nodes, pass_context
 from jinja2.runtime import Context
 
-from bot.language import to_traditional
+from bot.language import kept_conversions, to_traditional
 from bot.words import Catalogue, catalogue
 from outreach.sandbox import LIMITS, BoundedSandbox, Refused, bounded, check_in_worker, render_bounded
 from outreach.sms_text import MessageTooLong, SmsLength, sms_length
@@ -642,7 +642,8 @@ def load_templates(root: str = str(MESSAGES_DIR), office_name: tuple[tuple[str, 
                    variant: str | None = None) -> TemplateSet:
     """A TemplateSet, loaded once per configuration and then shared."""
     names: str | dict[str, str] = dict(office_name) if office_name else "暖心服务中心"
-    return TemplateSet(root, office_name=names, office_phone=office_phone, tz=ZoneInfo(tz_name), variant=variant)
+    with kept_conversions():  # fixed texts: their zh-Hant is read back on the next start (bot/language.py)
+        return TemplateSet(root, office_name=names, office_phone=office_phone, tz=ZoneInfo(tz_name), variant=variant)
 
 
 def templates_for(settings: Any) -> TemplateSet:

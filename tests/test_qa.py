@@ -756,3 +756,34 @@ def test_news_of_ones_own_refusal_or_approval_stays_a_personal_case(question: st
     from bot.qa_rules import rule_handoff
 
     assert rule_handoff(question, "zh-Hans") == "personal_case"
+
+
+@pytest.mark.parametrize(("question", "language", "kind"), [
+    ("醫療互助每年要俾幾多錢", "zh-Hans", "cost"),  # Cantonese 要俾: what one must pay
+    ("那个互助一年收几个钱", "zh-Hans", "cost"),  # 几个钱 is 多少钱, not a count
+    ("残疾了一个月有多少津贴", "zh-Hans", "amount"),  # 有多少津贴: a sum, not a count
+    ("住院了互助能给多少钱", "zh-Hans", "amount"),  # 能给: what one is given
+    ("退伍证丢了还能办接续吗", "zh-Hans", "may_i"),  # whether it can still be done, not who may
+    ("does the veterans insurance pay out for a broken hip", "en", "may_i"),  # yes or no, not a sum
+    ("how much does the veterans insurance pay out for a broken hip", "en", "amount"),
+    ("is there day care for veterans who live alone", "en", "may_i"),  # a relative clause, not who
+    ("who runs the day care for veterans", "en", "who"),
+])
+def test_the_kind_of_question_is_read_as_people_ask_it(question: str, language: str, kind: str) -> None:
+    """The answerability check compares the kind a question asks with the kinds an article
+    answers: the first kind read must be the one the asker means, in dialect and in English."""
+    assert read_question(question, language).kinds[0] == kind
+
+
+def test_chinese_new_year_is_a_festival_not_a_place(qa: QA) -> None:
+    """"Chinese" names the whole country ("how many chinese have a card"), but "chinese new
+    year" is the Spring Festival: a Sichuan retirees' article is not refused as another place's."""
+    assert read_question("what do retirees get at chinese new year", "en", qa.places).places == frozenset()
+    assert read_question("how many chinese have a social security card", "en", qa.places).places == {"全国"}
+
+
+def test_whom_the_question_is_about_is_not_a_topic_the_article_must_name(qa: QA) -> None:
+    """企业退休的 says who the person is (the group check reads it), not a topic: the retirees'
+    hospital-visit article, which never says 企业, answers a yes/no question that names it."""
+    a = qa.answer_with("我爸企业退休的，生病住院了社区来不来看他", min_confidence=0.0)
+    assert not a.handoff and a.article_id == "retiree-hospital-visit"
