@@ -39,7 +39,7 @@ from bot.texts import localise
 from models.actions import audit
 from models.conversations import OneTimeCode
 from models.idcard import hash_last6
-from models.people import Beneficiary, Contact, FamilyMember
+from models.people import Beneficiary, Contact, FamilyMember, lock_people
 from models.phone import InvalidPhone, PhoneNumber, mask_phone
 
 CODE_TTL = timedelta(minutes=10)
@@ -361,6 +361,7 @@ class Identity:
     def link(self, session: Session, *, channel: str, address: str, beneficiary_id: int, relationship: str | None,
              phone: str | None, now: datetime, actor: str = "bot") -> Linked:
         contact = session.exec(select(Contact).where(Contact.channel == channel, Contact.address == address)).first()
+        lock_people(session, beneficiary_id, contact.beneficiary_id if contact is not None else None)
         if contact is None:
             contact = Contact(channel=channel, address=address, created_at=now)
         contact.beneficiary_id = beneficiary_id

@@ -59,6 +59,34 @@ def claim(engine: Engine, channel: str, provider_id: str, *, owner: str, now: da
     return Claim.DUPLICATE if state == InboundState.DONE.value else Claim.ELSEWHERE
 
 
+def seen(engine: Engine, channel: str, provider_id: str, *, now: datetime) -> Claim:
+    """What a claim would say, by reading only (no write, no lock): DUPLICATE when handled,
+    ELSEWHERE while another process holds a live claim, else FIRST. For a path whose handler
+    dedupes by the provider's id in its own transaction (the SMS webhook: the engine's message
+    log), so that the one write is `handled` afterwards."""
+    c = RECEIPTS.c
+    with engine.connect() as conn:
+        row = conn.execute(RECEIPTS.select().with_only_columns(c.state, c.lease_until).where(
+            and_(c.channel == channel, c.provider_id == provider_id))).first()
+    if row is None:
+        return Claim.FIRST
+    if row.state == InboundState.DONE.value:
+        return Claim.DUPLICATE
+    return Claim.ELSEWHERE if row.lease_until >= now else Claim.FIRST
+
+
+def handled(engine: Engine, channel: str, provider_id: str, *, owner: str, now: datetime) -> None:
+    """Record the message as handled in one write (a new row, or a claim's row finished): later
+    deliveries are duplicates."""
+    c = RECEIPTS.c
+    insert = sqlite_insert if is_sqlite(engine) else pg_insert
+    stmt = insert(RECEIPTS).values(channel=channel, provider_id=provider_id, state=InboundState.DONE.value,
+                                   claimed_by=owner[:128], lease_until=now, received_at=now, done_at=now)
+    with engine.begin() as session:
+        session.execute(stmt.on_conflict_do_update(index_elements=[c.channel, c.provider_id],
+                                                   set_={"state": InboundState.DONE.value, "done_at": now}))
+
+
 def finish(engine: Engine, channel: str, provider_id: str, *, now: datetime) -> None:
     """The message is handled (answered, or refused on purpose): later deliveries are duplicates."""
     c = RECEIPTS.c

@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 from models.applications import Application, ApplicationStageChange, Stage, Task
 from models.base import utcnow
 from models.outbox import OutboxMessage, OutboxStatus
-from models.people import Beneficiary, BeneficiaryStatus, Contact
+from models.people import Beneficiary, BeneficiaryStatus, Contact, lock_people
 from models.phone import mask_phone
 
 
@@ -50,6 +50,7 @@ def opt_out(session: Session, contact: Contact, *, reason: str, actor: str, now:
     now = now or utcnow()
     if contact.opted_out_at is not None:
         return False
+    lock_people(session, contact.beneficiary_id)
     contact.opted_out_at = now
     contact.opted_out_reason = reason[:200]
     session.add(contact)
@@ -63,6 +64,7 @@ def opt_out(session: Session, contact: Contact, *, reason: str, actor: str, now:
 def opt_in(session: Session, contact: Contact, *, actor: str, now: datetime | None = None) -> bool:
     if contact.opted_out_at is None:
         return False
+    lock_people(session, contact.beneficiary_id)
     contact.opted_out_at = None
     contact.opted_out_reason = None
     session.add(contact)
@@ -75,6 +77,7 @@ def mark_blocked(session: Session, contact: Contact, *, reason: str, actor: str 
                  now: datetime | None = None) -> None:
     now = now or utcnow()
     if contact.blocked_at is None:
+        lock_people(session, contact.beneficiary_id)
         contact.blocked_at = now
         session.add(contact)
         audit(session, actor, "contact.blocked", "contact", contact.id,
@@ -85,6 +88,7 @@ def mark_invalid(session: Session, contact: Contact, *, reason: str, actor: str 
                  now: datetime | None = None) -> None:
     now = now or utcnow()
     if contact.invalid_at is None:
+        lock_people(session, contact.beneficiary_id)
         contact.invalid_at = now
         contact.invalid_reason = reason[:200]
         session.add(contact)
@@ -441,6 +445,7 @@ def add_phone(session: Session, beneficiary: Beneficiary, phone_e164: str, *, ac
     existing = session.exec(select(Contact).where(Contact.channel == "sms", Contact.address == phone_e164)).first()
     if existing is not None and existing.beneficiary_id not in (None, beneficiary.id):
         raise CaseworkRefused("这个号码已经登记在另一个人名下 (this number is on someone else's record)")
+    lock_people(session, beneficiary.id)
     contact = existing or Contact(channel="sms", address=phone_e164, created_at=now)
     contact.beneficiary_id = beneficiary.id
     contact.verified, contact.verified_at = True, now
@@ -461,6 +466,7 @@ def replace_phone(session: Session, old: Contact, phone_e164: str, *, actor: str
         raise CaseworkRefused("这个联系方式不属于任何人 (this contact belongs to no one)")
     if old.channel == "sms" and old.address == phone_e164:
         raise CaseworkRefused("新号码和原来的一样 (the new number is the same as the old one)")
+    lock_people(session, beneficiary.id)  # before the new number's row and the old one's: one order
     new = add_phone(session, beneficiary, phone_e164, actor=actor, reason=reason, now=now)
     mark_invalid(session, old, reason=f"replaced by staff: {reason}"[:200], actor=actor, now=now)
     audit(session, actor, "contact.change", "contact", old.id,

@@ -6,8 +6,8 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Column, Index, UniqueConstraint, event
-from sqlmodel import Field, SQLModel
+from sqlalchemy import Column, Index, UniqueConstraint, event, select
+from sqlmodel import Field, Session, SQLModel
 
 from models.base import JSONType, UTCDateTime, utcnow
 
@@ -184,3 +184,21 @@ def _install_reach_triggers(_table: Any, connection: Any, **_kw: Any) -> None:
     from outreach.reach_summary import install
 
     install(connection)
+
+
+def lock_people(session: Session, *beneficiary_ids: int | None) -> None:
+    """Take these people's row locks, in id order, before writing any of their contacts.
+
+    The reach triggers update the person's row whenever one of their contacts is written, so a
+    contact write locks the contact and then the person. A writer that held the person (or
+    another of their contacts) and then wrote a contact would deadlock against one writing in
+    that order; with every contact writer calling this first, all of them lock person before
+    contact, and the trigger finds the lock already held. FOR NO KEY UPDATE is the lock the
+    trigger's UPDATE takes, so inserts of rows pointing at the person (their key share) never
+    wait for it. SQLite has one writer at a time: nothing to order."""
+    ids = sorted({i for i in beneficiary_ids if i is not None})
+    if not ids or session.get_bind().dialect.name == "sqlite":
+        return
+    table = Beneficiary.__table__  # type: ignore[attr-defined]
+    session.execute(select(table.c.id).where(table.c.id.in_(ids)).order_by(table.c.id)
+                    .with_for_update(key_share=True)).all()

@@ -10,10 +10,13 @@ Order of checks, each refusing before anything is stored or handed on:
 Replies go back as TwiML in the HTTP response (`<Response><Message>…</Message></Response>`):
 Twilio sends them from the number the person wrote to, with no outbound API call and no
 outbox row. Proactive messages (reminders, broadcasts) go through the outbox instead.
-Then, before the engine: the message is claimed by its MessageSid in the database (bot/inbound.py),
+Then, before the engine: the MessageSid is looked up in the database (bot/inbound.py, a read),
 so a delivery repeated by Twilio, to this replica or another, gets an empty answer instead of a
 second reply; and the sender's inbound limits are checked (bot/inbound_limits.py): over them,
-the first refusal is answered kindly and the rest get an empty answer.
+the first refusal is answered kindly and the rest get an empty answer. The engine stores the
+message, the conversation's state and its replies in one transaction, and itself answers a
+MessageSid it has logged already with nothing (so two replicas racing for one delivery, or a
+crash before the receipt is written, still give one reply); the receipt is written once, after.
 Opt-out words (STOP, TD, 退订 …) reach the engine like any text; it records the opt-out.
 Twilio's own STOP handling may also answer and later fail sends with 21610 — expected.
 """
@@ -66,8 +69,7 @@ async def inbound_sms(request: Request, fields: dict[str, str] = Depends(signed_
     db = getattr(state, "engine", None)  # the service always has one; a bare test app may not
     sid = inbound.provider_message_id if db is not None else ""
     if db is not None and sid:
-        claim = await asyncio.to_thread(inbound_receipts.claim, db, "sms", sid,
-                                        owner=getattr(state, "process_owner", "web"), now=_now(clock))
+        claim = await asyncio.to_thread(inbound_receipts.seen, db, "sms", sid, now=_now(clock))
         if claim is inbound_receipts.Claim.DUPLICATE:
             counted.labels(channel="sms", status="duplicate").inc()
             return _twiml([])
@@ -90,7 +92,8 @@ async def inbound_sms(request: Request, fields: dict[str, str] = Depends(signed_
         return _twiml(sms.render(replies, today=office_day))
     finally:
         if db is not None and sid:
-            await asyncio.to_thread(inbound_receipts.finish, db, "sms", sid, now=_now(clock))
+            await asyncio.to_thread(inbound_receipts.handled, db, "sms", sid,
+                                    owner=getattr(state, "process_owner", "web"), now=_now(clock))
 
 
 def _now(clock: Any) -> datetime:
