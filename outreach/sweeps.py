@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import time as monotonic_time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -138,36 +138,26 @@ class Recipient:
 _BASE_COLUMNS = ("bid", "lang", "cid", "name", "sex", "birth_date", "channel", "address", "family_member_id")
 
 
-ENQUEUE_BATCH = 1000  # people read, rendered and written by one write transaction of a sweep
-# A rendered text by (language, channel, relayed-to salutation, values): body, segments, SMS copy, its segments.
-RenderedTexts = dict[tuple[Any, ...], tuple[str, int, str | None, int | None]]
-
-
 def recipients_statement(where: Sequence[Any], kind: str, extra_columns: Sequence[Any] = (),
                          joins: Sequence[tuple[Any, Any]] = ()) -> Any:
     """People matching `where` whom the contact rule lets a message of `kind` reach, with the
-    contact to use, not yet sent `(kind, :occ_suffix)`, in order of person, from the person after
-    `:after_id`, at most `:page` of them. Built once per sweep part and executed per occurrence
-    and page with bound parameters."""
+    contact to use, not yet sent `(kind, :occ_suffix)`. Built once per sweep part and executed
+    per occurrence with bound parameters."""
     message_class = reach.class_of(kind)
     inner = select(B.c.id.label("bid"), B.c.language.label("lang"),
                    reach.best_contact_id(B, message_class).label("cid"),
                    B.c.name, B.c.sex, B.c.birth_date, *extra_columns).select_from(B)
     for target, on in joins:
         inner = inner.join(target, on)
-    people = inner.where(*reach.person_clauses(message_class), *where, ~already_queued(kind, B.c.id),
-                         B.c.id > bindparam("after_id")).subquery()
+    people = inner.where(*reach.person_clauses(message_class), *where, ~already_queued(kind, B.c.id)).subquery()
     return (select(people, C.c.channel, C.c.address, C.c.family_member_id)
-            .join(C, C.c.id == people.c.cid)
-            .order_by(people.c.bid).limit(bindparam("page")))
+            .join(C, C.c.id == people.c.cid))
 
 
-def fetch_recipients(session: Session, stmt: Any, occurrence: str, params: dict[str, Any] | None = None, *,
-                     after_id: int = 0, page: int = ENQUEUE_BATCH) -> list[Recipient]:
-    """One page of `recipients_statement`: at most `page` people, those after `after_id`."""
+def fetch_recipients(session: Session, stmt: Any, occurrence: str, params: dict[str, Any] | None = None
+                     ) -> list[Recipient]:
     out = []
-    bound = {"occ_suffix": ":" + occurrence, "after_id": after_id, "page": page, **(params or {})}
-    for row in session.execute(stmt, bound).mappings():
+    for row in session.execute(stmt, {"occ_suffix": ":" + occurrence, **(params or {})}).mappings():
         extra = {k: v for k, v in row.items() if k not in _BASE_COLUMNS}
         out.append(Recipient(row["bid"], row["lang"] or "zh-Hans", row["cid"], row["channel"], row["address"],
                              row["name"] or "", row["sex"], row["birth_date"], row["family_member_id"] is not None,
@@ -175,54 +165,23 @@ def fetch_recipients(session: Session, stmt: Any, occurrence: str, params: dict[
     return out
 
 
-def recipient_pages(session: Session, stmt: Any, occurrence: str, params: dict[str, Any] | None = None, *,
-                    page: int = ENQUEUE_BATCH) -> Iterator[list[Recipient]]:
-    """Everyone `recipients_statement` finds, a page at a time in order of person: the next page
-    is read when the caller asks for it (after writing the last one), so a sweep over a million
-    people holds one page of them, never the whole roll."""
-    after_id = 0
-    while True:
-        recipients = fetch_recipients(session, stmt, occurrence, params, after_id=after_id, page=page)
-        if recipients:
-            yield recipients
-        if len(recipients) < page:
-            return
-        after_id = recipients[-1].beneficiary_id
-
-
 def due_recipients(session: Session, where: Sequence[Any], kind: str, occurrence: str,
                    extra_columns: Sequence[Any] = (), joins: Sequence[tuple[Any, Any]] = (),
                    params: dict[str, Any] | None = None) -> list[Recipient]:
-    """Who matching `where` is due `(kind, occurrence)` and reachable, all in one list (for a few
-    people: one person's reminder; a sweep over many reads them with `recipient_pages`)."""
-    stmt = recipients_statement(where, kind, extra_columns, joins)
-    return [r for page in recipient_pages(session, stmt, occurrence, params) for r in page]
+    """One query: who matching `where` is due `(kind, occurrence)` and reachable."""
+    return fetch_recipients(session, recipients_statement(where, kind, extra_columns, joins), occurrence, params)
 
 
-def enqueue_due(session: Session, stmt: Any, *, kind: str, occurrence: str, context: dict[str, Any],
-                ctx: SweepContext, not_before: datetime | None, deadline_at: datetime | None = None,
-                params: dict[str, Any] | None = None,
-                per_person: Callable[[Recipient], dict[str, Any]] | None = None) -> int:
-    """Everyone `stmt` (a `recipients_statement`) finds due, read, rendered and written a page at
-    a time (`enqueue_recipients` for each page): what the sweep holds is bounded by the page."""
-    made = 0
-    texts: RenderedTexts = {}  # shared by the pages: each distinct text is rendered once a sweep part
-    for recipients in recipient_pages(session, stmt, occurrence, params):
-        made += enqueue_recipients(session, recipients, kind=kind, occurrence=occurrence, context=context,
-                                   ctx=ctx, not_before=not_before, deadline_at=deadline_at, per_person=per_person,
-                                   texts=texts)
-    return made
-
+ENQUEUE_BATCH = 1000  # rows a write transaction of a sweep
 
 
 def enqueue_recipients(session: Session, recipients: Iterable[Recipient], *, kind: str, occurrence: str,
                        context: dict[str, Any], ctx: SweepContext, not_before: datetime | None,
                        deadline_at: datetime | None = None,
-                       per_person: Callable[[Recipient], dict[str, Any]] | None = None,
-                       texts: RenderedTexts | None = None) -> int:
+                       per_person: Callable[[Recipient], dict[str, Any]] | None = None) -> int:
     """Render and enqueue in bulk. Texts are cached by everything they depend on (language,
-    channel, salutation, context; in `texts` when given, to share it between pages): a million
-    people share a few thousand salutations, so a sweep renders each distinct text once. Telegram rows carry their SMS copy (`sms_body`,
+    channel, salutation, context): a million people share a few thousand salutations, so a
+    sweep renders each distinct text once. Telegram rows carry their SMS copy (`sms_body`,
     `sms_segments`) for the dispatcher's fallback, as `notices.enqueue_notice` does."""
     from outreach.notices import salutation_from, sms_copy
 
@@ -232,7 +191,7 @@ def enqueue_recipients(session: Session, recipients: Iterable[Recipient], *, kin
     session.commit()
     ts = ctx.templates
     today = ctx.today
-    cache: RenderedTexts = {} if texts is None else texts
+    cache: dict[tuple[Any, ...], tuple[str, int, str | None, int | None]] = {}
     rows = []
     for r in recipients:
         lang = ts.language(r.language)
@@ -386,10 +345,12 @@ def sweep_certification_reminders(session: Session, ctx: SweepContext) -> int:
             due = today + timedelta(days=ahead)
             first, last = preimage(due, due, 1)
             occurrence = due.isoformat()
-            made += enqueue_due(session, stmt, kind=kind, occurrence=occurrence,
-                                context={"deadline": due, "days_left": ahead}, ctx=ctx,
-                                not_before=ctx.send_at(), deadline_at=end_of_day(due, ctx.tz),
-                                params={"first": first, "last": last})
+            recipients = fetch_recipients(session, stmt, occurrence, {"first": first, "last": last})
+            if recipients:
+                made += enqueue_recipients(
+                    session, recipients, kind=kind, occurrence=occurrence,
+                    context={"deadline": due, "days_left": ahead}, ctx=ctx,
+                    not_before=ctx.send_at(), deadline_at=end_of_day(due, ctx.tz))
     return made
 
 
@@ -442,9 +403,10 @@ def sweep_over_80(session: Session, ctx: SweepContext) -> tuple[int, int]:
     b = B.c
     in_window = [b.is_veteran.is_(True), b.birth_date.between(first, last)]
     occurrence = str(rule.age)
-    sent = enqueue_due(session, recipients_statement(in_window, OVER_80_KIND), kind=OVER_80_KIND,
-                       occurrence=occurrence, context={}, ctx=ctx, not_before=ctx.send_at(),
-                       per_person=lambda r: {"start_date": add_years(r.birth_date, rule.age)})  # type: ignore[arg-type]
+    recipients = due_recipients(session, in_window, OVER_80_KIND, occurrence)
+    sent = enqueue_recipients(session, recipients, kind=OVER_80_KIND, occurrence=occurrence, context={},
+                              ctx=ctx, not_before=ctx.send_at(),
+                              per_person=lambda r: {"start_date": add_years(r.birth_date, rule.age)})  # type: ignore[arg-type]
     t = T.alias("o80_t")
     key = literal(f"{OVER_80_KIND}:", String) + cast(b.id, String)
     rows = session.execute(select(b.id, b.birth_date).where(
@@ -509,13 +471,15 @@ def sweep_payments(session: Session, ctx: SweepContext) -> int:
             day = today - timedelta(days=back)
             effective = func.coalesce(m.c.payment_day, rule.payment_day)
             occurrence = f"{scheme}:{day:%Y-%m}"
-            stmt = recipients_statement(
-                [m.c.scheme == scheme, m.c.period == day.year, m.c.amount_fen.is_not(None),
-                 effective.in_(_payment_days_for(day))],
-                PAYMENT_KIND, extra_columns=[m.c.amount_fen], joins=[(m, m.c.beneficiary_id == B.c.id)])
-            made += enqueue_due(session, stmt, kind=PAYMENT_KIND, occurrence=occurrence,
-                                context={"scheme": scheme, "pay_date": day}, ctx=ctx, not_before=ctx.send_at(),
-                                per_person=lambda r: {"amount_fen": r.extra["amount_fen"]})
+            recipients = due_recipients(
+                session, [m.c.scheme == scheme, m.c.period == day.year, m.c.amount_fen.is_not(None),
+                          effective.in_(_payment_days_for(day))],
+                PAYMENT_KIND, occurrence, extra_columns=[m.c.amount_fen], joins=[(m, m.c.beneficiary_id == B.c.id)])
+            if recipients:
+                made += enqueue_recipients(session, recipients, kind=PAYMENT_KIND, occurrence=occurrence,
+                                           context={"scheme": scheme, "pay_date": day}, ctx=ctx,
+                                           not_before=ctx.send_at(),
+                                           per_person=lambda r: {"amount_fen": r.extra["amount_fen"]})
     return made
 
 
@@ -535,9 +499,10 @@ def sweep_festival(session: Session, ctx: SweepContext, occasion: str, festival:
     from outreach.occasions import occurrence as festival_occurrence
 
     occ = festival_occurrence(occasion, festival)
-    return enqueue_due(session, recipients_statement(festival_audience_filter(audience), FESTIVAL_KIND),
-                       kind=FESTIVAL_KIND, occurrence=occ, context={"occasion": occasion}, ctx=ctx,
-                       not_before=ctx.now, deadline_at=end_of_day(festival, ctx.tz))
+    recipients = due_recipients(session, festival_audience_filter(audience), FESTIVAL_KIND, occ)
+    return enqueue_recipients(session, recipients, kind=FESTIVAL_KIND, occurrence=occ,
+                              context={"occasion": occasion}, ctx=ctx, not_before=ctx.now,
+                              deadline_at=end_of_day(festival, ctx.tz))
 
 
 def run_festivals(engine: Engine, *, clock: Clock, tz: ZoneInfo, rules: ScheduleRules | None = None,

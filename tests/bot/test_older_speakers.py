@@ -158,3 +158,17 @@ def test_dont_know_where_an_answer_is_needed_is_not_an_answer(engine, notifier, 
     text = chat("不知道")
     assert "这一步要填上才能办" in text and "在哪家医院住院" in text
     assert chat.state() == ("hospital_stay", "hospital")
+
+
+@pytest.mark.parametrize("typed", ["没有", "冇", "none"])
+def test_none_where_an_income_of_zero_is_allowed_is_zero(engine, notifier, roll, typed):
+    """"没有" (or 冇, none) at "monthly income? 0 if none" is an income of 0 yuan, not "please write the amount"."""
+    chat = Chat(engine, "telegram", f"none-income-{typed}")
+    link(chat, notifier, ZHANG_PHONE)
+    chat("3")
+    chat("1")
+    chat("老伴有病，药费每个月一千多")
+    assert chat.state() == ("hardship", "monthly_income")
+    text = chat(typed)
+    assert chat.state() == ("hardship", "confirm")
+    assert "家庭每月收入：0元" in text
