@@ -463,18 +463,24 @@ def calibrate(qa: Any, cases: list[EvalCase], max_wrong: float = 0.01) -> dict[s
 
 
 QA_DIR = DEFAULT_EVAL_FILE.parent
-FROZEN_FILE = QA_DIR / "frozen" / "test.yaml"
+FROZEN_DIR = QA_DIR / "frozen"
+FROZEN_FILE = FROZEN_DIR / "test.yaml"  # the first frozen test part
+
+
+def frozen_files() -> list[Path]:
+    """Every frozen test part (tests/qa/frozen/test*.yaml): measured, never tuned on."""
+    return sorted(FROZEN_DIR.glob("test*.yaml"))
 
 
 def development_files() -> list[Path]:
     """Every evaluation file tuning may look at: all of tests/qa/ except frozen/."""
-    return sorted(p for p in QA_DIR.glob("*.yaml"))
+    return sorted(p for p in QA_DIR.glob("*.yaml") if FROZEN_DIR not in p.parents)
 
 
 def eval_qa(
     file: Path = typer.Option(DEFAULT_EVAL_FILE, "--file", help="Evaluation set (YAML)."),
     dev: bool = typer.Option(False, "--dev", help="All development files of tests/qa/ together."),
-    frozen: bool = typer.Option(False, "--frozen", help="The frozen test part (tests/qa/frozen/test.yaml)."),
+    frozen: bool = typer.Option(False, "--frozen", help="Every frozen test part (tests/qa/frozen/test*.yaml), reported per file."),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as one JSON object."),
     sweep: bool = typer.Option(False, "--sweep", help="Suggest thresholds from the development files instead."),
 ) -> None:
@@ -489,32 +495,53 @@ def eval_qa(
         typer.echo(json.dumps(calibrate(qa, cases), ensure_ascii=False, indent=2))
         return
     if frozen:
-        cases = load_eval_cases(FROZEN_FILE)
-    elif dev:
+        reports = {f"{path.parent.name}/{path.name}": _evaluate(qa, load_eval_cases(path)) for path in frozen_files()}
+        if as_json:
+            typer.echo(json.dumps({"files": {name: payload for name, (payload, _) in reports.items()}},
+                                  ensure_ascii=False))
+        else:
+            for name, (payload, _) in reports.items():
+                typer.echo(f"== {name}")
+                _echo_report(payload)
+        if not all(passed for _, passed in reports.values()):
+            raise typer.Exit(code=1)
+        return
+    if dev:
         cases = [c for path in development_files() for c in load_eval_cases(path)]
     else:
         cases = load_eval_cases(file)
+    payload, passed = _evaluate(qa, cases)
+    if as_json:
+        typer.echo(json.dumps(payload, ensure_ascii=False))
+    else:
+        _echo_report(payload)
+    if not passed:
+        raise typer.Exit(code=1)
+
+
+def _evaluate(qa: Any, cases: list[EvalCase]) -> tuple[dict[str, Any], bool]:
+    """One evaluation set's figures, curve and failures, and whether it meets the pass line."""
     raw = answers_for(qa, cases)
     overall = run_eval(qa, cases, answers=[_below(a, _threshold_for(a)) for a in raw])
-    curve = coverage_curve(qa, cases, raw)
-    if as_json:
-        typer.echo(json.dumps({**overall.summary(), "coverage_curve": curve, "failure_list": overall.failures},
-                              ensure_ascii=False))
-    else:
-        s = overall.summary()
-        typer.echo(f"questions {s['questions']}  accuracy {s['accuracy']:.1%}  wrong answers "
-                   f"{s['wrong_answers']} ({s['wrong_answer_rate']:.1%})  in scope right {s['in_scope_accuracy']:.1%}  "
-                   f"out of scope handed off {s['out_of_scope_handed_off']:.1%}  "
-                   f"handoff precision {s['handoff_precision']:.1%}  recall {s['handoff_recall']:.1%}")
-        for title in ("by_language", "by_pattern"):
-            typer.echo(f"  {title.replace('_', ' ')}: " + ", ".join(
-                f"{k} {v['right']}/{v['questions']}" + (f" ({v['wrong_answers']} wrong)" if v["wrong_answers"] else "")
-                for k, v in s[title].items()))
-        for failure in overall.failures:
-            mark = "FAIL (wrong answer)" if failure["wrong_answer"] else "FAIL"
-            typer.echo(f"{mark} [{failure['pattern']}] {failure['question']}\n     {failure['problem']}")
-    if overall.accuracy < PASS_ACCURACY or overall.wrong_answer_rate > MAX_WRONG_ANSWER_RATE:
-        raise typer.Exit(code=1)
+    payload = {**overall.summary(), "coverage_curve": coverage_curve(qa, cases, raw),
+               "failure_list": overall.failures}
+    passed = overall.accuracy >= PASS_ACCURACY and overall.wrong_answer_rate <= MAX_WRONG_ANSWER_RATE
+    return payload, passed
+
+
+def _echo_report(payload: dict[str, Any]) -> None:
+    s = payload
+    typer.echo(f"questions {s['questions']}  accuracy {s['accuracy']:.1%}  wrong answers "
+               f"{s['wrong_answers']} ({s['wrong_answer_rate']:.1%})  in scope right {s['in_scope_accuracy']:.1%}  "
+               f"out of scope handed off {s['out_of_scope_handed_off']:.1%}  "
+               f"handoff precision {s['handoff_precision']:.1%}  recall {s['handoff_recall']:.1%}")
+    for title in ("by_language", "by_pattern"):
+        typer.echo(f"  {title.replace('_', ' ')}: " + ", ".join(
+            f"{k} {v['right']}/{v['questions']}" + (f" ({v['wrong_answers']} wrong)" if v["wrong_answers"] else "")
+            for k, v in s[title].items()))
+    for failure in s["failure_list"]:
+        mark = "FAIL (wrong answer)" if failure["wrong_answer"] else "FAIL"
+        typer.echo(f"{mark} [{failure['pattern']}] {failure['question']}\n     {failure['problem']}")
 
 
 def _threshold_for(answer: Answer) -> float:

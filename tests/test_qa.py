@@ -19,6 +19,7 @@ from bot.qa_commands import (
     DEFAULT_EVAL_FILE,
     FROZEN_FILE,
     development_files,
+    frozen_files,
     load_eval_cases,
     register,
     run_eval,
@@ -310,7 +311,7 @@ def test_the_people_set_has_the_size_and_mix_the_evaluation_needs() -> None:
 def test_no_evaluation_question_is_copied_from_an_article() -> None:
     """Neither part, frozen included, repeats an article's own example question."""
     phrasings = {to_simplified(q).strip("？?。. ").lower() for a in load_knowledge().articles for q in a.questions}
-    cases = [c for path in [*development_files(), FROZEN_FILE] for c in load_eval_cases(path)]
+    cases = [c for path in [*development_files(), *frozen_files()] for c in load_eval_cases(path)]
     assert [c.question for c in cases if to_simplified(c.question).strip("？?。. ").lower() in phrasings] == []
 
 
@@ -355,6 +356,44 @@ def test_eval_qa_exits_non_zero_below_90_percent(cli: typer.Typer, tmp_path: Pat
                    encoding="utf-8")
     result = CliRunner().invoke(cli, ["eval-qa", "--file", str(bad)])
     assert result.exit_code == 1 and "FAIL" in result.output and "50.0%" in result.output
+
+
+def test_every_frozen_part_is_a_valid_case_file_kept_apart_from_development() -> None:
+    """Each frozen test part loads as cases that name existing articles, a known handoff reason
+    and a known language; no frozen file is development material and no question is in both."""
+    parts = frozen_files()
+    assert [p.name for p in parts][:2] == ["test.yaml", "test2.yaml"] and FROZEN_FILE in parts
+    assert not set(parts) & set(development_files())
+    known = {a.id for a in load_knowledge().articles}
+    dev_questions = {c.question for path in development_files() for c in load_eval_cases(path)}
+    for path in parts:
+        cases = load_eval_cases(path)
+        assert len(cases) >= 100, path
+        assert [c.question for c in cases if not set(c.expect) <= known] == [], path
+        assert [c.question for c in cases if c.handoff and c.handoff not in HANDOFF_REASONS] == [], path
+        assert {c.lang or detect_language(c.question) for c in cases} >= {"zh-Hans", "zh-Hant", "en"}, path
+        assert [c.question for c in cases if c.question in dev_questions] == [], path
+        assert sum(bool(c.handoff) for c in cases) >= 0.25 * len(cases), path
+
+
+def test_eval_qa_frozen_reports_every_frozen_part_on_its_own(cli: typer.Typer, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """`eval-qa --frozen --json` runs each tests/qa/frozen/test*.yaml and reports it by file;
+    other YAML in the folder is not a test part, and one failing part makes the command fail."""
+    import bot.qa_commands as qa_commands
+
+    frozen = tmp_path / "frozen"
+    frozen.mkdir()
+    (frozen / "test.yaml").write_text("- q: 转人工\n  handoff: asked_for_person\n", encoding="utf-8")
+    (frozen / "test2.yaml").write_text("- q: 医疗互助一年交多少钱\n  expect: [vsi-documents]\n", encoding="utf-8")
+    (frozen / "notes.yaml").write_text("- q: 转人工\n  handoff: asked_for_person\n", encoding="utf-8")
+    monkeypatch.setattr(qa_commands, "FROZEN_DIR", frozen)
+    result = CliRunner().invoke(cli, ["eval-qa", "--frozen", "--json"])
+    assert result.exit_code == 1, result.output
+    files = json.loads(result.output)["files"]
+    assert set(files) == {"frozen/test.yaml", "frozen/test2.yaml"}
+    assert files["frozen/test.yaml"]["questions"] == 1 and files["frozen/test.yaml"]["accuracy"] == 1.0
+    assert files["frozen/test2.yaml"]["accuracy"] == 0.0 and files["frozen/test2.yaml"]["failure_list"]
 
 
 def test_default_eval_file_is_the_shipped_one() -> None:
