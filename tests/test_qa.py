@@ -378,8 +378,9 @@ def test_every_frozen_part_is_a_valid_case_file_kept_apart_from_development() ->
 
 def test_eval_qa_frozen_reports_every_frozen_part_on_its_own(cli: typer.Typer, tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    """`eval-qa --frozen --json` runs each tests/qa/frozen/test*.yaml and reports it by file;
-    other YAML in the folder is not a test part, and one failing part makes the command fail."""
+    """`eval-qa --frozen --json` runs each tests/qa/frozen/test*.yaml and reports it by file, with the figures of
+    all parts together at the top as for any other set; other YAML in the folder is not a test part, and one
+    failing part makes the command fail."""
     import bot.qa_commands as qa_commands
 
     frozen = tmp_path / "frozen"
@@ -390,7 +391,9 @@ def test_eval_qa_frozen_reports_every_frozen_part_on_its_own(cli: typer.Typer, t
     monkeypatch.setattr(qa_commands, "FROZEN_DIR", frozen)
     result = CliRunner().invoke(cli, ["eval-qa", "--frozen", "--json"])
     assert result.exit_code == 1, result.output
-    files = json.loads(result.output)["files"]
+    report = json.loads(result.output)
+    assert report["questions"] == 2 and report["accuracy"] == 0.5 and len(report["failure_list"]) == 1
+    files = report["files"]
     assert set(files) == {"frozen/test.yaml", "frozen/test2.yaml"}
     assert files["frozen/test.yaml"]["questions"] == 1 and files["frozen/test.yaml"]["accuracy"] == 1.0
     assert files["frozen/test2.yaml"]["accuracy"] == 0.0 and files["frozen/test2.yaml"]["failure_list"]
