@@ -11,6 +11,15 @@ from models.applications import HandoffTicket
 from tests.bot.conftest import WANG_PHONE, ZHANG_PHONE, Chat, link
 
 
+def _linked(engine, notifier, session: str, phone: str, *messages: str) -> Chat:
+    """A Telegram chat linked to the person with this phone, after these messages."""
+    chat = Chat(engine, "telegram", session)
+    link(chat, notifier, phone)
+    for message in messages:
+        chat(message)
+    return chat
+
+
 def _tickets(db_engine) -> list[HandoffTicket]:
     with Session(db_engine) as s:
         return list(s.exec(select(HandoffTicket)).all())
@@ -36,11 +45,7 @@ def test_a_bare_yes_after_an_answer_is_heard_not_passed_to_staff(engine, notifie
 def test_a_lone_digit_where_an_amount_is_asked_is_not_taken_as_that_many_yuan(engine, notifier, roll, typed):
     """"1" at "monthly income?" (pressed as if a button) is asked again with how to write an amount; written with its
     unit ("1元") it is taken: the summary says 1元."""
-    chat = Chat(engine, "telegram", f"lone-digit-{typed}")
-    link(chat, notifier, ZHANG_PHONE)
-    chat("3")
-    chat("1")
-    chat("老伴有病，药费每个月一千多")
+    chat = _linked(engine, notifier, f"lone-digit-{typed}", ZHANG_PHONE, "3", "1", "老伴有病，药费每个月一千多")
     assert chat.state() == ("hardship", "monthly_income")
     text = chat(typed)
     assert f"如果真是{typed}元" in text and "请核对" not in text
@@ -50,11 +55,7 @@ def test_a_lone_digit_where_an_amount_is_asked_is_not_taken_as_that_many_yuan(en
 
 def test_the_summary_in_english_is_punctuated_in_english(engine, notifier, roll):
     """Wang (English) checks her hardship request: "- Kind of hardship: Medical costs", no full-width colon."""
-    chat = Chat(engine, "telegram", "en-summary")
-    link(chat, notifier, WANG_PHONE)
-    chat("3")
-    chat("1")
-    chat("my wife is sick and the medicine costs a lot")
+    chat = _linked(engine, notifier, "en-summary", WANG_PHONE, "3", "1", "my wife is sick and the medicine costs a lot")
     text = chat("3000")
     assert "- Kind of hardship: Medical costs" in text and "：" not in text
 
@@ -66,10 +67,7 @@ def test_a_question_at_a_date_step_without_a_question_word_goes_to_staff_not_rea
     """Where a date is asked, a question in Cantonese (可唔可以, 使唔使) or in English without a question word
     (can my son..., do i still have to...) is passed to staff and the date asked again, never "could not read
     that date"."""
-    chat = Chat(engine, "telegram", f"q-at-date-{typed[:6]}")
-    link(chat, notifier, ZHANG_PHONE)
-    chat("6")
-    chat("1")
+    chat = _linked(engine, notifier, f"q-at-date-{typed[:6]}", ZHANG_PHONE, "6", "1")
     assert chat.state() == ("certification", "visit_date")
     text = chat(typed)
     assert "编号" in text or "ticket" in text
@@ -83,10 +81,7 @@ def test_no_need_where_the_situation_is_to_be_described_is_not_saved_as_the_desc
                                                                                          typed):
     """"唔使喇" (no need) at "describe the situation" says how to stop or go on and asks the step again; nothing is
     saved as the description."""
-    chat = Chat(engine, "telegram", f"no-need-{typed}")
-    link(chat, notifier, ZHANG_PHONE)
-    chat("3")
-    chat("1")
+    chat = _linked(engine, notifier, f"no-need-{typed}", ZHANG_PHONE, "3", "1")
     assert chat.state() == ("hardship", "situation")
     text = chat(typed)
     assert "这次可以不办" in text or "這次可以不辦" in text
@@ -114,10 +109,7 @@ def test_an_english_run_on_about_the_pension_check_is_offered_the_certification(
 def test_stop_in_the_middle_of_a_form_unsubscribes_and_says_the_form_is_kept(engine, notifier, roll, typed, kept):
     """"stop" at a step of the hardship form unsubscribes (as everywhere) and says that the form is not affected,
     what was entered is saved, and how to go on or leave it; the next answer goes on with the form."""
-    chat = Chat(engine, "telegram", f"stop-mid-form-{typed}")
-    link(chat, notifier, ZHANG_PHONE)
-    chat("3")
-    chat("1")
+    chat = _linked(engine, notifier, f"stop-mid-form-{typed}", ZHANG_PHONE, "3", "1")
     text = chat(typed)
     assert "已退订" in text and kept in text and "回复0回主菜单" in text
     assert chat.state() == ("hardship", "situation")
@@ -137,11 +129,7 @@ def test_stop_at_the_menu_says_nothing_of_a_form(engine, notifier, roll):
 def test_dont_know_where_a_step_may_be_left_out_leaves_it_out(engine, notifier, roll, typed):
     """"不知道" at "ward and bed? (reply skip if you do not know)" is the skip it was told to send: the summary shows
     the ward as not given, never "不知道" as the ward."""
-    chat = Chat(engine, "telegram", f"dont-know-{typed}")
-    link(chat, notifier, ZHANG_PHONE)
-    chat("4")
-    chat("人民医院")
-    chat("今天")
+    chat = _linked(engine, notifier, f"dont-know-{typed}", ZHANG_PHONE, "4", "人民医院", "今天")
     assert chat.state() == ("hospital_stay", "ward")
     text = chat(typed)
     assert chat.state() == ("hospital_stay", "confirm")
@@ -151,9 +139,7 @@ def test_dont_know_where_a_step_may_be_left_out_leaves_it_out(engine, notifier, 
 def test_dont_know_where_an_answer_is_needed_is_not_an_answer(engine, notifier, roll):
     """At "which hospital?" (not optional) "不知道" is not saved as the hospital: the person is told the step is needed
     and that a person can help, and the step is asked again."""
-    chat = Chat(engine, "telegram", "dont-know-needed")
-    link(chat, notifier, ZHANG_PHONE)
-    chat("4")
+    chat = _linked(engine, notifier, "dont-know-needed", ZHANG_PHONE, "4")
     assert chat.state() == ("hospital_stay", "hospital")
     text = chat("不知道")
     assert "这一步要填上才能办" in text and "在哪家医院住院" in text
@@ -163,11 +149,7 @@ def test_dont_know_where_an_answer_is_needed_is_not_an_answer(engine, notifier, 
 @pytest.mark.parametrize("typed", ["没有", "冇", "none"])
 def test_none_where_an_income_of_zero_is_allowed_is_zero(engine, notifier, roll, typed):
     """"没有" (or 冇, none) at "monthly income? 0 if none" is an income of 0 yuan, not "please write the amount"."""
-    chat = Chat(engine, "telegram", f"none-income-{typed}")
-    link(chat, notifier, ZHANG_PHONE)
-    chat("3")
-    chat("1")
-    chat("老伴有病，药费每个月一千多")
+    chat = _linked(engine, notifier, f"none-income-{typed}", ZHANG_PHONE, "3", "1", "老伴有病，药费每个月一千多")
     assert chat.state() == ("hardship", "monthly_income")
     text = chat(typed)
     assert chat.state() == ("hardship", "confirm")
