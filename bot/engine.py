@@ -40,7 +40,7 @@ from bot.conversations import LOG, Conflict, Conv, ConversationStore, log_row
 from bot.flowregistry import FlowCtx, Registry, builtin
 from bot.flowrunner import DOCUMENT_KINDS, Flow, Out, Runner, clean_text, load_flows, typing_lines, word
 from bot.identity import LINK_FLOW, Identity, Notifier, OutboxNotifier, language_after_link
-from bot.language import cantonese_as_mandarin, detect_language, to_simplified
+from bot.language import cantonese_as_mandarin, clearly_traditional, detect_language
 from bot.qa_rules import rule_handoff
 from bot.state import ServiceOffer
 from bot.texts import CHANNEL_NAMES, localise, reply_by, t
@@ -93,23 +93,14 @@ _QUESTION_MIN_CHARS = 8
 # Where a date or a sum is asked, a shorter sentence with a question word is already a question ("钱什么时候能到").
 _VALUE_QUESTION_MIN_CHARS = 5
 _NO_CTRL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # PostgreSQL text cannot hold NUL
-_HAN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
-# Characters written only in Traditional that a message needs before a Simplified conversation turns
-# Traditional: a word or two (確認, 生活費唔夠, a caption 呢張係收據) come from Simplified readers too, from
-# Cantonese input methods and copied text; a sentence of Traditional is the person's own script.
-_TRADITIONAL_CHARACTERS_TO_SWITCH = 4
 
 
 def _follows_to_traditional(conv: Conv, text: str) -> bool:
     """A conversation in Simplified turns Traditional on a message clearly written in Traditional (the
-    language module's detector says zh-Hant, with enough Traditional-only characters), unless the person
-    picked Simplified. Never the other way: Cantonese speakers write Simplified with Traditional readers'
-    words (我系帮佢问嘅), and a Traditional reader typing a Simplified word stays a Traditional reader."""
-    if conv.lang != "zh-Hans" or conv.state.language_chosen or detect_language(text) != "zh-Hant":
-        return False
-    chinese = "".join(_HAN.findall(text))
-    traditional_only = sum(a != b for a, b in zip(chinese, to_simplified(chinese), strict=False))
-    return traditional_only >= _TRADITIONAL_CHARACTERS_TO_SWITCH
+    language module decides), unless the person picked Simplified. Never the other way: Cantonese speakers
+    write Simplified with Traditional readers' words (我系帮佢问嘅), and a Traditional reader typing a
+    Simplified word stays a Traditional reader."""
+    return conv.lang == "zh-Hans" and not conv.state.language_chosen and clearly_traditional(text)
 
 
 _PERSON = Beneficiary.__table__  # type: ignore[attr-defined]

@@ -315,6 +315,22 @@ def detect_language(text: str, hint: str | None = None) -> str:
     return known or DEFAULT_LANGUAGE
 
 
+# Characters written only in Traditional that a message needs to be clearly Traditional: a word or two
+# (確認, 生活費唔夠, a caption 呢張係收據) come from Simplified readers too, from Cantonese input methods and
+# copied text; a sentence of Traditional is the writer's own script.
+_TRADITIONAL_ONLY_TO_BE_CLEAR = 4
+
+
+def clearly_traditional(text: str) -> bool:
+    """Written in Traditional beyond doubt: read as zh-Hant, with enough characters that exist only in
+    Traditional (a conversation in Simplified turns Traditional on such a message)."""
+    chinese = "".join(_CJK.findall(text or ""))
+    if not chinese:
+        return False
+    traditional_only, simplified_only = _script_counts(chinese)
+    return traditional_only > simplified_only and traditional_only >= _TRADITIONAL_ONLY_TO_BE_CLEAR
+
+
 def localise(texts: Mapping[str, str], lang: str) -> str:
     """Pick a language from {"zh-Hans": ..., "en": ..., optional "zh-Hant": ...}: zh-Hant is
     converted from zh-Hans when not given; a missing English text falls back to zh-Hans."""
