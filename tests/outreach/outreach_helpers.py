@@ -84,9 +84,14 @@ class _CountingExecutor(ThreadPoolExecutor):
     def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
         self.unfinished += 1  # submitted from the loop's thread
         future = super().submit(fn, *args, **kwargs)
-        # Counted down on the loop, queued before asyncio's own hand-over of the result (this
-        # callback runs first): in between, the loop's ready queue is not empty.
-        future.add_done_callback(lambda _: self._loop.call_soon_threadsafe(self._finished))
+        # Counted down on the loop, queued after asyncio's own hand-over of the result: the
+        # callback is attached once `run_in_executor` has attached asyncio's (on the loop's next
+        # turn), and the worker thread runs a future's callbacks in the order they were attached.
+        # Until the count is down the hand-over is queued or done, and its waiter ready: time
+        # cannot move on between the two (were the count down first, a worker thread paused
+        # between its two callbacks would let it).
+        self._loop.call_soon(future.add_done_callback,
+                             lambda _: self._loop.call_soon_threadsafe(self._finished))
         return future
 
     def _finished(self) -> None:

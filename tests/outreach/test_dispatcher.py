@@ -12,7 +12,7 @@ from sqlmodel import Session
 
 from models.actions import record_death
 from models.conversations import MessageLog
-from models.db import session_scope
+from models.db import session_scope, write_scope
 from models.outbox import OutboxMessage, OutboxStatus
 from models.people import Beneficiary, Contact
 from models.staff import AuditLog
@@ -79,7 +79,7 @@ async def test_a_row_that_waited_behind_the_rate_limit_is_looked_at_again_before
 
     def first_send_stops_the_others(message):
         if message.address == "3001":  # a STOP and a 403 from a webhook, while the others wait
-            with session_scope(db_engine) as s:
+            with write_scope(db_engine) as s:
                 opted, blocked = s.get(Contact, people[1][1]["telegram"]), s.get(Contact, people[2][1]["telegram"])
                 opted.opted_out_at = blocked.blocked_at = clock.now()
                 s.add_all([opted, blocked])
@@ -111,7 +111,7 @@ async def test_a_look_covers_the_rows_next_in_line_and_a_row_further_back_still_
 
     def the_last_opts_out_while_the_first_goes(message):
         if message.address == "5000":
-            with session_scope(db_engine) as s:
+            with write_scope(db_engine) as s:
                 c = s.get(Contact, last)
                 c.opted_out_at = clock.now()
                 s.add(c)
