@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from bot.qa import Answer
     from bot.qa_embed import Embedder
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,14 +122,14 @@ def run() -> dict[str, float | int]:
         qa.answer(question)
     embedder = qa.embedder
     latencies_ms, cpu_ms, repeat_ms, other_ms = [], [], [], []
-    answers = []
+    answers: list[Answer] = []
     passes_each: list[float] = []
     tokens_each: list[float] = []
     passes_before = embedder.passes if embedder is not None else 0
     for _ in range(ROUNDS):
         if embedder is not None:
             embedder.forget_questions()
-        answers = []
+        answers.clear()
         for question in questions:
             model_before = _model_counts(embedder)
             start, cpu_start = time.perf_counter(), time.thread_time()
