@@ -495,9 +495,11 @@ def calibrate(qa: Any, cases: list[EvalCase], max_wrong: float = 0.01,
             continue
         subset, subset_answers = [c for c, _ in pairs], [a for _, a in pairs]
         chosen: dict[str, Any] | None = None
+        best_accuracy = -1.0  # compared unrounded: a rounded figure lets an equal one above it win
         for t in CURVE_THRESHOLDS:
             r = run_eval(qa, subset, t, subset_answers)
-            if r.wrong_answer_rate <= max_wrong and (chosen is None or r.accuracy > chosen["accuracy"]):
+            if r.wrong_answer_rate <= max_wrong and r.accuracy > best_accuracy:
+                best_accuracy = r.accuracy
                 chosen = {"threshold": t, "accuracy": round(r.accuracy, 4), "wrong_answers": r.wrong_answers,
                           "wrong_answer_rate": round(r.wrong_answer_rate, 4), "questions": len(subset),
                           "in_scope_accuracy": round(r.in_scope_right / r.in_scope, 4) if r.in_scope else 1.0}
