@@ -22,6 +22,7 @@ from outreach.outbox import claim
 from outreach.providers.base import AddressInvalid, ContactStopped, Rejected, TemporaryFailure, Throttled
 from outreach.providers.logsink import LogSinkProvider
 from tests.fakes.scripted import ScriptedProvider
+from tests.fakes.waiting import finished, until
 
 
 def make(engine, clock, settings, **kw):
@@ -391,12 +392,9 @@ async def test_run_stops_when_told_and_sends_everything_due(sqlite_engine, setti
     d = Dispatcher(engine, {"telegram": tg}, clock, settings, idle_s=0.01)
     stop = asyncio.Event()
     task = asyncio.create_task(d.run(stop))
-    for _ in range(500):
-        if len(tg.sent) == 50:
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: len(tg.sent) == 50, "the 50 rows sent")
     stop.set()
-    await asyncio.wait_for(task, 5)
+    await finished(task, "run() after stop")
     assert len(tg.sent) == 50
     with session_scope(engine) as s:
         assert s.execute(select(func.count()).where(OutboxMessage.status == OutboxStatus.SENT.value)).scalar() == 50
@@ -423,12 +421,9 @@ async def test_a_backlog_draining_behind_a_rate_is_claimed_in_large_batches_not_
                    limits={"telegram": limit})
     stop = asyncio.Event()
     task = asyncio.create_task(d.run(stop))
-    for _ in range(1000):
-        if len(tg.sent) == 600:
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: len(tg.sent) == 600, "the backlog of 600 sent")
     stop.set()
-    await asyncio.wait_for(task, 10)
+    await finished(task, "run() after stop")
     assert len(tg.sent) == 600
     with session_scope(engine) as s:
         claims = s.execute(select(OutboxEvent.at, func.count()).where(OutboxEvent.to_status == "sending")
