@@ -15,6 +15,9 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 HANG_S = 120.0
+# The same for a child process (a CLI command, a script, a worker that imports the application):
+# seconds on a quiet machine, minutes on one whose cores other processes hold.
+PROCESS_HANG_S = 900.0
 
 
 async def until(condition: Callable[[], Any], what: str, hang_s: float = HANG_S, every: float = 0.01) -> None:
