@@ -13,6 +13,14 @@ the waits for a core. `model_pass_p50_ms` is one pass of the embedding model ove
 spent in the model, `model_tokens_p50`/`model_tokens_p99` the tokens a first-seen question feeds
 the model in all (what a pass costs follows), `other_cpu_p50_ms`/`other_cpu_p99_ms` the CPU a first-seen question costs
 outside the model (language, rules, BM25, the answerability check, the reply).
+`multi_pass_share` is the share of first-seen questions that cost the model two passes or more
+(two-part questions whose parts need their own look): the p99 figures are theirs.
+`model_cpu_per_call_ms` and `model_cpu_per_token_ms` split one pass's CPU into what every call
+costs and what each token adds (a least-squares line through the single passes timed for
+`model_pass_*`): with them, `model_floor_p99_ms` is what the p99 count of passes and of tokens
+cost in the model alone on this machine, the least its answer can cost with this engine.
+The accuracy figures are those of the last timed round's answers (an answer never depends on
+the vectors kept, so answering every question once more would give the same ones).
 `rss_mb` is the resident memory of this process with everything loaded (the knowledge, both
 indexes and the embedding model); `model_rss_mb` what loading the model and the index added.
 Cold start is measured in a new interpreter (imports, loading and indexing the knowledge
@@ -30,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from bot.qa import Answer
     from bot.qa_embed import Embedder
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,15 +80,26 @@ def _rss_mb() -> float:
     return 0.0
 
 
-def _model_pass_ms(embedder: Embedder, questions: list[str]) -> list[float]:
-    """CPU milliseconds of one pass of the model over each question's text, alone."""
-    timings = []
+def _model_pass_ms(embedder: Embedder, questions: list[str]) -> tuple[list[float], list[int]]:
+    """CPU milliseconds of one pass of the model over each question's text, alone, and the
+    tokens each pass fed the model."""
+    timings, tokens = [], []
     for question in questions:
         embedder.forget_questions()
+        tokens_before = embedder.pass_tokens
         cpu_start = time.thread_time()
         embedder.query(question)
         timings.append((time.thread_time() - cpu_start) * 1000)
-    return timings
+        tokens.append(embedder.pass_tokens - tokens_before)
+    return timings, tokens
+
+
+def _per_call_and_token(timings: list[float], tokens: list[int]) -> tuple[float, float]:
+    """(ms every call costs, ms each token adds): the least-squares line of CPU over tokens."""
+    if len(set(tokens)) < 2:
+        return (statistics.median(timings) if timings else 0.0), 0.0
+    slope, intercept = statistics.linear_regression([float(t) for t in tokens], timings)
+    return intercept, slope
 
 
 def _model_counts(embedder: Embedder | None) -> tuple[int, int, float]:
@@ -102,16 +122,18 @@ def run() -> dict[str, float | int]:
         qa.answer(question)
     embedder = qa.embedder
     latencies_ms, cpu_ms, repeat_ms, other_ms = [], [], [], []
+    answers: list[Answer] = []
     passes_each: list[float] = []
     tokens_each: list[float] = []
     passes_before = embedder.passes if embedder is not None else 0
     for _ in range(ROUNDS):
         if embedder is not None:
             embedder.forget_questions()
+        answers.clear()
         for question in questions:
             model_before = _model_counts(embedder)
             start, cpu_start = time.perf_counter(), time.thread_time()
-            qa.answer(question)
+            answers.append(qa.answer(question))
             latencies_ms.append((time.perf_counter() - start) * 1000)
             cpu_ms.append((time.thread_time() - cpu_start) * 1000)
             model_after = _model_counts(embedder)
@@ -124,8 +146,10 @@ def run() -> dict[str, float | int]:
         qa.answer(question)
         repeat_ms.append((time.perf_counter() - start) * 1000)
     rss = _rss_mb()
-    model_ms = _model_pass_ms(embedder, questions) if embedder is not None else [0.0]
-    result = run_eval(qa, cases)
+    model_ms, model_tokens = _model_pass_ms(embedder, questions) if embedder is not None else ([0.0], [0])
+    per_call_ms, per_token_ms = _per_call_and_token(model_ms, model_tokens)
+    passes_p99, tokens_p99 = _percentile(passes_each, 0.99), _percentile(tokens_each, 0.99)
+    result = run_eval(qa, cases, answers=answers)
     return {
         "rss_mb": round(rss, 1),
         "model_rss_mb": round(rss - before, 1),
@@ -140,9 +164,13 @@ def run() -> dict[str, float | int]:
         "model_pass_p50_ms": round(statistics.median(model_ms), 3),
         "model_pass_p99_ms": round(_percentile(model_ms, 0.99), 3),
         "model_passes_per_question": round(passes / max(1, len(latencies_ms)), 3),
-        "model_passes_p99": _percentile(passes_each, 0.99),
+        "model_passes_p99": passes_p99,
+        "multi_pass_share": round(sum(p >= 2 for p in passes_each) / max(1, len(passes_each)), 4),
         "model_tokens_p50": statistics.median(tokens_each),
-        "model_tokens_p99": _percentile(tokens_each, 0.99),
+        "model_tokens_p99": tokens_p99,
+        "model_cpu_per_call_ms": round(per_call_ms, 3),
+        "model_cpu_per_token_ms": round(per_token_ms, 3),
+        "model_floor_p99_ms": round(passes_p99 * per_call_ms + tokens_p99 * per_token_ms, 3),
         "model_cpu_share": round(1 - sum(other_ms) / max(1e-9, sum(cpu_ms)), 3),
         "other_cpu_p50_ms": round(statistics.median(other_ms), 3),
         "other_cpu_p99_ms": round(_percentile(other_ms, 0.99), 3),

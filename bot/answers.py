@@ -10,6 +10,7 @@ decides what to do with it.
   step, `Question` for 什么意思？ / 这个怎么填 (at a free-text step also a short text ending in a
   question mark): the Runner must act on these instead of saving them as the answer.
 - `asks_something(text)`: a question about anything but the step itself (医疗互助一年交多少钱).
+- `unsure(text)`: the person cannot tell (不知道, 唔知, not sure).
 - `stop_request(text)`: 不要再给我发短信了 / stop texting me: unsubscribe, asked in words.
 - `who_acts(text)`: 我自己 / 我爸 / 我是他女儿 / my mum: the person themselves or a family member.
 - `only_saying_who(text)`: 您好，我是帮我爸问的: who they ask for, nothing asked yet.
@@ -291,18 +292,30 @@ def asks_something(text: str) -> bool:
 
 
 # Nothing to give where something may be left out: "不知道" at "ward and bed? (skip if you do not know)".
-_NOTHING_TO_GIVE = frozenset({"不知道", "不清楚", "不记得", "忘了", "记不清", "唔知", "唔记得", "冇", "没有了", "没了",
-                              "don't know", "dont know", "do not know", "i don't know", "i dont know", "not sure",
-                              "no idea", "can't remember", "cant remember", "nothing else", "no thanks"})
+_UNSURE = frozenset({"不知道", "不清楚", "不记得", "忘了", "记不清", "唔知", "唔记得", "唔清楚", "不太清楚", "搞不清",
+                     "我不知道", "我也不知道", "不晓得", "忘记了", "记不得", "唔知道", "我唔知", "我都唔知",
+                     "don't know", "dont know", "do not know", "i don't know", "i dont know", "not sure", "i'm not sure",
+                     "im not sure", "no idea", "can't remember", "cant remember", "i can't remember"})
+_NOTHING_TO_GIVE = _UNSURE | frozenset({"冇", "没有了", "没了", "nothing else", "no thanks"})
+
+
+def _reduced(text: str) -> set[str]:
+    """The reply as typed (normalised) and without particles or spaces: the forms the word lists hold."""
+    w = normalise_command(text)
+    if not w:
+        return set()
+    core = _strip_particles(w.replace(" ", "")) if not w.isascii() else " ".join(w.replace("’", "'").split())
+    return {w, core}
+
+
+def unsure(text: str) -> bool:
+    """不知道 / 唔知 / 记不清 / not sure: the person cannot tell (at a question, not a wish to leave it out)."""
+    return bool(_reduced(text) & _UNSURE)
 
 
 def nothing_to_give(text: str) -> bool:
     """不知道 / 唔知 / 不用了 / don't know / no need: the person has nothing to give for a step that may be left out."""
-    w = normalise_command(text)
-    if not w:
-        return False
-    core = _strip_particles(w.replace(" ", "")) if not w.isascii() else " ".join(w.replace("’", "'").split())
-    return bool({w, core} & (_NOTHING_TO_GIVE | _NO_NEED))
+    return bool(_reduced(text) & (_NOTHING_TO_GIVE | _NO_NEED))
 
 
 def interruption(text: str, *, free_text: bool = False) -> Interruption | None:

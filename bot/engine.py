@@ -42,7 +42,7 @@ from bot.flowrunner import DOCUMENT_KINDS, Flow, Out, Runner, clean_text, load_f
 from bot.identity import LINK_FLOW, Identity, Notifier, OutboxNotifier, language_after_link
 from bot.language import cantonese_as_mandarin, clearly_traditional, detect_language
 from bot.qa_rules import rule_handoff
-from bot.state import ServiceOffer
+from bot.state import HeldText, ServiceOffer
 from bot.texts import CHANNEL_NAMES, localise, reply_by, t
 from bot.tickets import Handoff, entry, hand_off
 from models.actions import opt_in, opt_out
@@ -92,6 +92,9 @@ _WORDY = re.compile(r"[\w\u3400-\u9fff]")
 _QUESTION_MIN_CHARS = 8
 # Where a date or a sum is asked, a shorter sentence with a question word is already a question ("钱什么时候能到").
 _VALUE_QUESTION_MIN_CHARS = 5
+# A sentence held at a free-text step (see _answer_held), whole (the step checks its length); shown shortened.
+_HELD_MAX_CHARS = 2000
+_HELD_SHOWN_CHARS = 60
 _NO_CTRL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # PostgreSQL text cannot hold NUL
 
 
@@ -296,6 +299,8 @@ class Engine:
             return f"{st.flow}:{st.step}:confirm"
         if st.offer is not None:
             return f"offer:{st.offer.flow}"
+        if st.held is not None:
+            return f"{st.flow}:{st.step}:held"
         if st.flow:
             return f"{st.flow}:{st.step}:{st.doc_index}"
         return "menu"
@@ -378,6 +383,9 @@ class Engine:
             st.park()
             return [self._menu(lang, conv.beneficiary_id is not None)]
         if w in BACK_WORDS:
+            if st.flow and st.held is not None:  # as with an answer waiting to be confirmed: the step again
+                st.held = None
+                return [self._current_prompt(s, conv, now)]
             if st.flow:
                 ctx = self._ctx(s, conv, now)
                 outs = (self.identity.back(st, ctx) if st.flow == LINK_FLOW
@@ -422,6 +430,10 @@ class Engine:
             switched = self._answer_offer(s, conv, text, now)
             if switched is not None:
                 return switched
+        if st.held is not None:
+            took = self._answer_held(s, conv, text, now)
+            if took is not None:
+                return took
         asked = self._question_in_flow(s, conv, text, inbound, now)
         if asked is not None:
             return asked
@@ -471,6 +483,12 @@ class Engine:
             if rule_handoff(text, conv.lang) == "asked_for_person":  # "可唔可以打電話俾我" is no description
                 passed = self._handoff(s, conv, "asked_for_person", text, now)
                 return self._then_the_step(s, conv, passed.text, now, None)
+            if (self.runner.reads_free_text(flow, st) and answers.asks_something(text)
+                    and answers.interruption(text, free_text=True) is None):
+                # 我个仔喺外国可唔可以佢帮我搞 where the situation is asked: a question, or the situation
+                # told as one? The person says; it is neither filed as the answer nor lost meanwhile.
+                st.held = HeldText(step=st.step or "", text=_NO_CTRL.sub("", text).strip()[:_HELD_MAX_CHARS])
+                return [self._held_prompt(conv)]
             return None  # a text, a name, a phone...: the step reads the sentence (no prompt built for nothing)
         if wordy < _QUESTION_MIN_CHARS:
             return None
@@ -495,6 +513,39 @@ class Engine:
             return self._start(s, conv, service.id, now)
         conv.state.offer = ServiceOffer(flow=service.id, question=redact(text)[:200])
         return [self._offer_prompt(conv)]
+
+    def _held_prompt(self, conv: Conv) -> Out:
+        held, lang = conv.state.held, conv.lang
+        assert held is not None and conv.state.flow in self.flows
+        label = _in_a_sentence(localise(self.flows[conv.state.flow].step(held.step).label, lang), lang)
+        shown = held.text if len(held.text) <= _HELD_SHOWN_CHARS else held.text[:_HELD_SHOWN_CHARS] + "…"
+        choices = (("1", t("held_keep", lang, label=label)), ("2", t("held_asking", lang)))
+        listed = "\n".join(f"{key}. {said}" for key, said in choices)
+        return Out(f"{t('held_ask', lang, text=shown, label=label)}\n{listed}", choices, "choice")
+
+    def _answer_held(self, s: Tx, conv: Conv, text: str, now: datetime) -> list[Out] | None:
+        """1 (or yes: it is the situation) files the held sentence as the step's answer; 2 (or no) takes it
+        as a question: answered when an article is sure of it, else a ticket for staff, then the step again.
+        Anything else is a new answer to the step (None), the held sentence dropped."""
+        st = conv.state
+        held, st.held = st.held, None
+        flow = self.flows.get(st.flow or "")
+        if held is None or flow is None or held.step != st.step:
+            return None
+        lang = conv.lang
+        typed = word(text)
+        label = _in_a_sentence(localise(flow.step(held.step).label, lang), lang)
+        said = answers.yes_no(text) if len(clean_text(text)) <= 12 else None
+        if typed in ("1", word(t("held_keep", lang, label=label))) or said == "yes":
+            return self.runner.answer(flow, st, held.text, (), self._ctx(s, conv, now))
+        if typed in ("2", word(t("held_asking", lang))) or said == "no":
+            answer = self._ask_qa(conv, held.text[:500])
+            if answer is not None and not answer.handoff and answer.answer:
+                reply = answer.sms if conv.channel == "sms" and answer.sms else answer.answer
+            else:
+                reply = self._question_to_staff(s, conv, held.text, answer, now).text
+            return self._then_the_step(s, conv, reply, now, None)
+        return None
 
     def _answered_at_step(self, s: Tx, conv: Conv, text: str, now: datetime, cur: Out | None = None) -> list[Out] | None:
         """A policy question typed at a step, answered when an article is sure of it, then the step asked again;
@@ -684,6 +735,8 @@ class Engine:
         st = conv.state
         if st.flow and st.offer is not None and st.offer.flow in self.flows:
             return self._offer_prompt(conv)
+        if st.held is not None and st.flow in self.flows:
+            return self._held_prompt(conv)
         ctx = self._ctx(s, conv, now)
         if st.flow == LINK_FLOW:
             return self.identity.prompt(st, ctx)
@@ -786,6 +839,13 @@ class Engine:
         else:
             text = t("qa_passed_on", lang, ticket=done.ticket.id, reply_by=reply_by(now, self.settings.tz, lang))
         return Out(text, in_flow=False)
+
+
+def _in_a_sentence(label: str, lang: str) -> str:
+    """A step's label inside an English sentence: "the situation", not "the Situation" (ID stays ID)."""
+    if lang == "en" and label[:1].isupper() and label[1:2].islower():
+        return label[0].lower() + label[1:]
+    return label
 
 
 def _join(first: list[Out], second: list[Out]) -> list[Out]:

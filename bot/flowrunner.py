@@ -146,8 +146,8 @@ _NO_AMOUNT = frozenset({"没有", "没", "无", "没有收入", "没收入", "�
 def parse_yes_no(text: str, lang: str, *, about_a_fact: bool = False) -> str:
     _interrupted(text, lang)
     found = answers.yes_no(text, about_a_fact=about_a_fact)
-    if found is None:
-        raise err("yes_no", lang)
+    if found is None:  # 唔知 / not sure: not told the same "reply 1 or 2" again, but who can help
+        raise err("yes_no_unsure" if answers.unsure(text) else "yes_no", lang)
     return found
 
 
@@ -165,7 +165,7 @@ def parse_choice(step: Step, text: str, lang: str) -> str:
     named = _option_named(step, w)
     if named is not None:
         return named
-    raise err("choice", lang)
+    raise err("choice_unsure" if answers.unsure(text) else "choice", lang)
 
 
 _NEGATION = re.compile(r"没|不|冇|唔|未|非|\b(no|not|never|don'?t|didn'?t|wasn'?t)\b")
@@ -288,6 +288,13 @@ class Runner:
         if state.pending is not None or not flow.steps:
             return False
         return flow.step(state.step or flow.steps[0].id).type in _VALUE_STEPS
+
+    @staticmethod
+    def reads_free_text(flow: Flow, state: ConversationState) -> bool:
+        """Whether the step takes what is typed as written (a name, a description)."""
+        if state.pending is not None or not flow.steps:
+            return False
+        return flow.step(state.step or flow.steps[0].id).type == "text"
 
     def prompt(self, flow: Flow, state: ConversationState, ctx: FlowCtx) -> Out:
         lang = ctx.lang

@@ -62,6 +62,14 @@ class ServiceOffer(_Model):
     question: str = ""  # what they wrote, for the ticket or article if they say no
 
 
+class HeldText(_Model):
+    """A sentence typed at a free-text step that asks something (我个仔可不可以帮我办): held until the
+    person says whether it is what the step asks for, or a question for us."""
+
+    step: str
+    text: str
+
+
 class LookupWindow(_Model):
     """Failed roll lookups from this sender on one office day (limits guessing across attempts)."""
 
@@ -83,6 +91,7 @@ class ConversationState(_Model):
     known_confirmed: bool = False  # the person said the record is right: later known steps are filled
     known_declined: bool = False  # the person said it is not: ask each step
     offer: ServiceOffer | None = None
+    held: HeldText | None = None
     after_link: str | None = None  # the flow to start once linking succeeds
     link: LinkProgress = Field(default_factory=LinkProgress)
     lookups: LookupWindow = Field(default_factory=LookupWindow)
@@ -105,6 +114,7 @@ class ConversationState(_Model):
         self.flow_args = {}
         self.subject_application_id = None
         self.pending = None
+        self.held = None
         self.known_confirmed = False
         self.known_declined = False
         self.link = LinkProgress()

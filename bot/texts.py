@@ -215,6 +215,12 @@ T: dict[str, dict[str, str]] = {
         "en": "Reply 1 for yes (what you entered for {title} is kept), 2 to go on with {title}.",
     },
     "switch_no": {"zh-Hans": "接着刚才的", "en": "Go on"},
+    "held_ask": {
+        "zh-Hans": "您写的是：“{text}”\n这是要填的“{label}”，还是想问我们一个问题？",
+        "en": 'You wrote: "{text}"\nIs this the {label} to fill in, or a question for us?',
+    },
+    "held_keep": {"zh-Hans": "是{label}，记下", "en": "It is the {label}: keep it"},
+    "held_asking": {"zh-Hans": "是问题，请回答", "en": "It is a question"},
     "offer_declined": {
         "zh-Hans": "好的。请选菜单里要办的事，或者把您的问题说详细一点。",
         "en": "All right. Pick a service from the menu, or tell me a little more.",
@@ -258,6 +264,12 @@ T: dict[str, dict[str, str]] = {
     "money_range": {"zh-Hans": "这个金额不太对，请再核对一下。", "en": "That amount does not look right; please check."},
     "yes_no": {"zh-Hans": "请回复1（是）或2（不是）。", "en": "Please reply 1 (yes) or 2 (no)."},
     "choice": {"zh-Hans": "请回复选项前面的数字。", "en": "Please reply with the number of an option."},
+    "choice_unsure": {"zh-Hans": "不确定的话，选最接近的一项就行；实在拿不准，回复“人工”，工作人员帮您。",
+                      "en": 'If you are not sure, pick the closest one; if you cannot tell, reply "human" and a '
+                            'person will help.'},
+    "yes_no_unsure": {"zh-Hans": "记不清也没关系，回复“人工”，工作人员帮您问清楚；记得的话，请回复1（是）或2（不是）。",
+                      "en": 'If you cannot remember, reply "human" and a person will help you find out; if you do, '
+                            'reply 1 (yes) or 2 (no).'},
     "otp": {"zh-Hans": "验证码是6位数字，请再看看短信。", "en": "The code is 6 digits; please check the SMS."},
     "file_or_skip": {"zh-Hans": "请发这份材料的照片或文件；没有就回复“跳过”；都以后带去窗口就回复“以后”。",
                      "en": 'Please send a photo or file of this document; reply "skip" if you do not have it, '

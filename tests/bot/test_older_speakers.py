@@ -154,3 +154,98 @@ def test_none_where_an_income_of_zero_is_allowed_is_zero(engine, notifier, roll,
     text = chat(typed)
     assert chat.state() == ("hardship", "confirm")
     assert "家庭每月收入：0元" in text
+
+
+def _values(chat: Chat) -> dict:
+    from models.conversations import Conversation
+    with Session(chat.engine.db) as s:
+        c = s.exec(select(Conversation).where(Conversation.channel == chat.channel,
+                                              Conversation.address == chat.address)).one()
+        return dict((c.data or {}).get("values", {}))
+
+
+ASKED_WHERE_DESCRIBED = "我个仔喺外国，可唔可以佢帮我搞"
+
+
+def test_a_question_typed_where_the_situation_is_described_is_asked_about_before_it_is_filed(engine, notifier, roll):
+    """"My son is abroad, can he do it for me?" where the situation is to be described is neither filed as the
+    situation nor lost: the person is shown it and asked whether it is the situation or a question."""
+    chat = _linked(engine, notifier, "held-shown", ZHANG_PHONE, "3", "1")
+    text = chat(ASKED_WHERE_DESCRIBED)
+    assert ASKED_WHERE_DESCRIBED in text and "还是想问我们一个问题" in text
+    assert "1. 是情况，记下" in text and "2. 是问题，请回答" in text
+    assert chat.state() == ("hardship", "situation") and "situation" not in _values(chat)
+
+
+def test_a_held_question_the_person_calls_a_question_goes_to_staff_and_the_step_is_asked_again(
+        engine, notifier, roll, db_engine):
+    """2 (a question): no article is sure of it, so a ticket carries the sentence to staff; the situation is asked
+    again and nothing is saved as it."""
+    chat = _linked(engine, notifier, "held-question", ZHANG_PHONE, "3", "1", ASKED_WHERE_DESCRIBED)
+    text = chat("2")
+    [ticket] = _tickets(db_engine)
+    assert f"编号{ticket.id}" in text and "请简单说说情况" in text
+    assert any("可唔可以" in (turn.get("text") or "") for turn in ticket.transcript or [])
+    assert chat.state() == ("hardship", "situation") and "situation" not in _values(chat)
+
+
+@pytest.mark.parametrize("typed", ["1", "是"])
+def test_a_held_sentence_the_person_calls_the_situation_is_filed_as_written(engine, notifier, roll, db_engine,
+                                                                           typed):
+    """1 (or 是: it is the situation) files the sentence as the step files any description (its comma made
+    plain, as in the next test), and goes on to the income; no ticket is opened."""
+    chat = _linked(engine, notifier, f"held-kept-{typed}", ZHANG_PHONE, "3", "1", ASKED_WHERE_DESCRIBED)
+    text = chat(typed)
+    assert "收入" in text and chat.state() == ("hardship", "monthly_income")
+    assert _values(chat)["situation"] == "我个仔喺外国,可唔可以佢帮我搞" and not _tickets(db_engine)
+
+
+def test_something_else_typed_at_a_held_sentence_is_the_answer_to_the_step(engine, notifier, roll):
+    """A description typed instead of 1 or 2 is the situation; the held sentence is dropped."""
+    chat = _linked(engine, notifier, "held-replaced", ZHANG_PHONE, "3", "1", ASKED_WHERE_DESCRIBED)
+    chat("老伴有病，药费每个月一千多")
+    assert chat.state() == ("hardship", "monthly_income")
+    assert _values(chat)["situation"] == "老伴有病,药费每个月一千多"
+
+
+def test_back_at_a_held_sentence_asks_the_step_again(engine, notifier, roll):
+    """"返回" while the sentence is held is the step it was typed at, as with an answer waiting to be confirmed."""
+    chat = _linked(engine, notifier, "held-back", ZHANG_PHONE, "3", "1", ASKED_WHERE_DESCRIBED)
+    assert "请简单说说情况" in chat("返回")
+    assert chat.state() == ("hardship", "situation") and "situation" not in _values(chat)
+    assert "收入" in chat("老伴有病，药费每个月一千多")
+
+
+def test_in_english_the_label_sits_in_the_sentence_in_lower_case(engine, notifier, roll):
+    """Wang (English): "Is this the situation to fill in", not "the Situation"."""
+    chat = _linked(engine, notifier, "held-en", WANG_PHONE, "3", "1")
+    text = chat("can my son who lives abroad do this for me")
+    assert "Is this the situation to fill in, or a question for us?" in text
+    assert "1. It is the situation: keep it" in text
+
+
+@pytest.mark.parametrize("typed", ["唔知", "不知道", "我也不知道", "not sure"])
+def test_dont_know_at_a_choice_says_who_can_help_not_only_the_number_again(engine, notifier, roll, typed):
+    """"唔知" at "what is the main difficulty?" is told to pick the closest option or ask for a person, with the
+    options again; nothing is chosen."""
+    chat = _linked(engine, notifier, f"unsure-choice-{typed}", ZHANG_PHONE, "3")
+    text = chat(typed)
+    assert "选最接近的一项" in text and "人工" in text and "1. 看病花钱多" in text
+    assert "请回复选项前面的数字" not in text
+    assert chat.state() == ("hardship", "kind")
+
+
+def test_a_choice_not_understood_is_still_asked_for_its_number():
+    """Anything else that names no option keeps the plain "reply with the number"; 冇 and 不用了 are no "don't know"."""
+    assert not answers.unsure("好像是第三种吧那个") and answers.unsure("唔知呀") and answers.unsure("I don't know")
+    assert not answers.unsure("冇") and not answers.unsure("不用了")
+
+
+def test_dont_know_at_a_yes_no_question_says_a_person_can_help_find_out(engine, notifier, roll):
+    """"记不清" at "did the government arrange a job for you?" is not an answer: the person is told a member of staff
+    can help find out, and the question stays."""
+    chat = _linked(engine, notifier, "unsure-yes-no", ZHANG_PHONE, "1")
+    assert chat.state() == ("veteran_insurance", "left_by_job")
+    text = chat("记不清")
+    assert "工作人员帮您问清楚" in text and "政府安排工作" in text
+    assert chat.state() == ("veteran_insurance", "left_by_job")
