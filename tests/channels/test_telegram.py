@@ -16,6 +16,7 @@ from aiogram import Bot
 from bot.channels import telegram
 from bot.channels.base import Choice, Reply
 from tests.fakes.fake_telegram import FakeTelegram
+from tests.fakes.waiting import until
 
 from .support import ScriptedEngine, asgi_client, make_app
 
@@ -34,11 +35,10 @@ async def process_pending(bot: Bot, dp: Any, offset: int = 0) -> int:
     return offset
 
 
-async def wait_until(condition: Any, timeout: float = 10.0) -> None:
-    """Yield to the loop until `condition()` holds (bounded): for the real polling loop."""
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.01)
+async def wait_until(condition: Any) -> None:
+    """Yield to the loop until `condition()` holds, for the real polling loop (bounded only
+    against a hang: a busy machine is slow, not wrong)."""
+    await until(condition, "the polling loop's answers")
 
 
 @pytest.fixture

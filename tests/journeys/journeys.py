@@ -249,10 +249,10 @@ async def sms_noise_from_one_person_is_one_ticket(w: World) -> None:
 async def sms_deceased_persons_phone_cannot_act_for_him(w: World) -> None:
     """After 赵六's death is recorded, a message from his phone cannot report a hospital stay as him."""
     from models.actions import record_death
-    from models.db import session_scope
+    from models.db import write_scope
     from models.people import Beneficiary
 
-    with session_scope(w.db) as s:
+    with write_scope(w.db) as s:
         zhao = s.get(Beneficiary, w.person("赵六").id)
         record_death(s, zhao, died_on=w.clock.now().date(), actor="staff", reported_by="daughter", now=w.clock.now())
     p = w.sms(ZHAO_PHONE)

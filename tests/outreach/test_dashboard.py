@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -19,8 +20,11 @@ TZ = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 3, 2, 17, 30, tzinfo=UTC)
 
 
+_message_numbers = itertools.count()
+
+
 def _message(s, kind: str, status: str, channel: str, created: datetime, due: datetime | None = None) -> None:  # type: ignore[no-untyped-def]
-    n = s.execute(select(func.count()).select_from(OutboxMessage)).scalar_one()
+    n = next(_message_numbers)  # numbered here, not by counting the table: the session only writes
     s.add(OutboxMessage(idempotency_key=f"{kind}:{n}", kind=kind, channel=channel, address=str(n), body="x",
                         status=status, created_at=created, next_attempt_at=due or created))
 

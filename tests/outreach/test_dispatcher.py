@@ -22,6 +22,7 @@ from outreach.outbox import claim
 from outreach.providers.base import AddressInvalid, ContactStopped, Rejected, TemporaryFailure, Throttled
 from outreach.providers.logsink import LogSinkProvider
 from tests.fakes.scripted import ScriptedProvider
+from tests.fakes.waiting import finished, until
 
 
 def make(engine, clock, settings, **kw):
@@ -57,7 +58,7 @@ async def test_opted_out_a_second_before_sending_is_suppressed_not_sent(db_engin
     second earlier (after the row was queued) stops the message."""
     b, c = add_person(db_engine, sms="+8613800000001")
     oid = queue(db_engine, clock, channel="sms", address="+8613800000001", beneficiary_id=b)
-    with session_scope(db_engine) as s:  # written directly, as a racing inbound STOP would be
+    with write_scope(db_engine) as s:  # written directly, as a racing inbound STOP would be
         ct = s.get(Contact, c["sms"])
         ct.opted_out_at = clock.now() - timedelta(seconds=1)
         s.add(ct)
@@ -137,7 +138,7 @@ async def test_the_watchers_recent_look_answers_the_second_look_and_a_stale_one_
 
     _, c = add_person(db_engine, telegram="3101")
     queue(db_engine, clock, channel="telegram", address="3101")
-    with session_scope(db_engine) as s:
+    with write_scope(db_engine) as s:
         [claimed] = claim_rows(s, owner="t", now=clock.now(), lease_s=60, limit=1, channel="telegram")
     d, _, _ = make(db_engine, clock, settings)
     queried = []
@@ -158,7 +159,7 @@ async def test_deceased_beneficiary_and_blocked_contact_are_suppressed(db_engine
     o1 = queue(db_engine, clock, channel="telegram", address="2001", beneficiary_id=b1)
     o2 = queue(db_engine, clock, channel="telegram", address="2002", beneficiary_id=b2)
     d, tg, _ = make(db_engine, clock, settings)
-    with session_scope(db_engine) as s:
+    with write_scope(db_engine) as s:
         # Claimed first, then the death is recorded: record_death only suppresses queued rows,
         # so it is the dispatcher's re-check that must stop it.
         claim(s, owner="other", now=clock.now(), lease_s=1, limit=10)
@@ -391,12 +392,9 @@ async def test_run_stops_when_told_and_sends_everything_due(sqlite_engine, setti
     d = Dispatcher(engine, {"telegram": tg}, clock, settings, idle_s=0.01)
     stop = asyncio.Event()
     task = asyncio.create_task(d.run(stop))
-    for _ in range(500):
-        if len(tg.sent) == 50:
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: len(tg.sent) == 50, "the 50 rows sent")
     stop.set()
-    await asyncio.wait_for(task, 5)
+    await finished(task, "run() after stop")
     assert len(tg.sent) == 50
     with session_scope(engine) as s:
         assert s.execute(select(func.count()).where(OutboxMessage.status == OutboxStatus.SENT.value)).scalar() == 50
@@ -423,12 +421,9 @@ async def test_a_backlog_draining_behind_a_rate_is_claimed_in_large_batches_not_
                    limits={"telegram": limit})
     stop = asyncio.Event()
     task = asyncio.create_task(d.run(stop))
-    for _ in range(1000):
-        if len(tg.sent) == 600:
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: len(tg.sent) == 600, "the backlog of 600 sent")
     stop.set()
-    await asyncio.wait_for(task, 10)
+    await finished(task, "run() after stop")
     assert len(tg.sent) == 600
     with session_scope(engine) as s:
         claims = s.execute(select(OutboxEvent.at, func.count()).where(OutboxEvent.to_status == "sending")
@@ -475,7 +470,7 @@ def test_outbox_commands_count_requeue_and_cancel_with_audit(db_engine, clock, s
     a = queue(db_engine, clock, channel="sms", address="+8613800000101", kind="notice")
     b = queue(db_engine, clock, channel="sms", address="+8613800000102", kind="greeting")
     c = queue(db_engine, clock, channel="sms", address="+8613800000103", kind="greeting")
-    with session_scope(db_engine) as s:
+    with write_scope(db_engine) as s:
         for oid in (a, b):
             r = s.get(OutboxMessage, oid)
             r.status = "failed"

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from models.db import session_scope
+from models.db import session_scope, writer
 from models.outbox import EarlyReceipt, OutboxMessage
 from outreach.outbox import enqueue
 from outreach.receipts import apply_early_receipts, apply_receipt
@@ -20,7 +20,7 @@ def test_a_receipt_before_the_send_is_recorded_is_applied_when_it_is(db_engine: 
         queued = enqueue(s, key="k:1", kind="test", channel="sms", address="+8613800138000", body="你好", now=NOW)
     # Twilio calls back before the dispatcher has written the message's sid.
     assert apply_receipt(db_engine, "SM123", "delivered", "", NOW) is None
-    with Session(db_engine) as s:
+    with Session(writer(db_engine)) as s:
         assert s.exec(select(EarlyReceipt)).one().provider_message_id == "SM123"
         row = s.get(OutboxMessage, queued.message_id)
         assert row is not None

@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from sqlmodel import select
 
 from models.clock import FakeClock
-from models.db import session_scope
+from models.db import session_scope, write_scope
 from models.outbox import OutboxMessage
 from models.people import Beneficiary, Contact, FamilyMember
 from models.staff import StaffUser
@@ -56,7 +56,7 @@ def zhang(engine: Engine, *, chat: str, own_phone: str | None = None, daughters_
 
 
 def queue_greeting(engine: Engine, clock: FakeClock, beneficiary_id: int) -> None:
-    with session_scope(engine) as s:
+    with write_scope(engine) as s:
         queued = enqueue_notice(s, beneficiary=s.get(Beneficiary, beneficiary_id), kind="festival_greeting",
                                 occurrence="army_day-2026-08-01", context={"occasion": "army_day"}, now=clock.now(),
                                 templates=TS)

@@ -20,6 +20,7 @@ from models.clock import FakeClock
 from outreach.dispatcher import Dispatcher
 from outreach.limits import (
     BULK_HORIZON_S,
+    HEADROOM,
     Blocked,
     Lane,
     LocalLimiter,
@@ -31,6 +32,7 @@ from outreach.limits import (
     wait_for_slot,
 )
 from tests.fakes.scripted import ScriptedProvider
+from tests.fakes.waiting import PROCESS_HANG_S
 from tests.fakes.windows import window_violations
 
 REPO = Path(__file__).resolve().parents[2]
@@ -229,8 +231,10 @@ from models.clock import SystemClock
 from outreach.limits import ProviderLimit, RedisLimiter
 import redis.asyncio as aioredis
 
-async def main(url, rate, start, until):
-    while time.time() < start:  # both processes begin at the same moment, once imported
+async def main(url, rate):
+    print("ready", flush=True)  # imported: the test sends both processes the same moment to begin
+    start, until = map(float, sys.stdin.readline().split())
+    while time.time() < start:
         await asyncio.sleep(0.001)
     limiter = RedisLimiter(ProviderLimit.one_sender("telegram", rate), SystemClock(), aioredis.Redis.from_url(url))
     turn, slots = asyncio.Lock(), []
@@ -240,39 +244,50 @@ async def main(url, rate, start, until):
             async with turn:
                 while not (grant := await limiter.acquire(str(len(slots)))).ok:
                     await asyncio.sleep(grant.wait_s)
-                slots.append(grant.at)  # the slot granted: when this process sends
+                slots.append((grant.at, grant.at - grant.wait_s))  # the slot, and the limiter's now when granted
             await asyncio.sleep(grant.at - time.time())
 
     await asyncio.gather(*(sender() for _ in range(16)))
     print(json.dumps(slots))
 
-asyncio.run(main(sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])))
+asyncio.run(main(sys.argv[1], float(sys.argv[2])))
 """
 
 
 @pytest.mark.slow
 def test_two_processes_under_one_shared_limit_never_exceed_it_in_any_second(redis_url):
     """Two processes ask the same Redis for slots as fast as they can for 4 s at 200/s: the slots
-    granted to both together never hold more than 200 in any one-second window, and use at least
-    97% of it. (The benchmark's `workers` part checks the same at the fake Telegram.)"""
+    granted to both together never hold more than 200 in any one-second window, are one pace
+    apart or more, and each is the first free when it was granted (no slot left idle while a
+    process asks). How many slots a second the processes manage to ask for depends on the
+    machine's speed, not on the limiter: the benchmark's `workers` part measures that."""
     import time
 
     rate, seconds = 200.0, 4.0
-    start = time.time() + 20  # time enough to start and import on a busy machine
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    procs = [subprocess.Popen([sys.executable, "-c", _PROCESS, redis_url, str(rate), str(start), str(start + seconds)],
-                              cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    procs = [subprocess.Popen([sys.executable, "-c", _PROCESS, redis_url, str(rate)], cwd=REPO, env=env,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
-    outs = [p.communicate(timeout=120) for p in procs]
+    # Both begin at one moment once both have imported, however long that took.
+    assert [p.stdout.readline() for p in procs if p.stdout] == ["ready\n", "ready\n"]
+    start = time.time() + 0.5
+    for p in procs:
+        assert p.stdin is not None
+        p.stdin.write(f"{start} {start + seconds}\n")
+        p.stdin.flush()
+    outs = [p.communicate(timeout=PROCESS_HANG_S) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err for _, err in outs]
     slots = [json.loads(out) for out, _ in outs]
-    assert all(len(s) > 0.3 * rate * seconds for s in slots)  # both really took part
-    both = sorted(t for s in slots for t in s)
+    granted = sorted((at, now) for s in slots for at, now in s)
+    assert all(len(s) >= 0.1 * len(granted) for s in slots)  # both really took part
+    both = [at for at, _ in granted]
     assert window_violations(both, rate) == 0
-    # While both ask (from the later first slot to the earlier last one: a busy machine starts and
-    # stops them a little apart), together they get at least 97% of the rate.
-    begin, end = max(s[0] for s in slots), min(s[-1] for s in slots)
-    assert sum(1 for t in both if begin <= t <= end) / (end - begin) >= 0.97 * rate
+    pace = 1 / (rate * HEADROOM)
+    after = list(zip(granted, granted[1:], strict=False))
+    assert all(later - earlier >= pace - 1e-5 for (earlier, _), (later, _) in after)
+    # Shared: the next slot is the other process's last one plus the pace, or now if that has passed.
+    idle = [(earlier, later, now) for (earlier, _), (later, now) in after if later > max(now, earlier + pace) + 1e-5]
+    assert idle == [], idle[:5]
 
 
 async def test_wait_for_slot_sleeps_until_the_reply_may_go(clock):

@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 
 from models.actions import advance_application, opt_out, record_death
 from models.applications import Application
-from models.db import session_scope
+from models.db import session_scope, write_scope
 from models.outbox import OutboxMessage
 from models.people import Beneficiary, Contact, FamilyMember
 from outreach.notices import (
@@ -262,7 +262,7 @@ def test_rejection_notice_carries_the_reason(db_engine: Engine) -> None:
 
 def test_one_time_code_is_urgent_sms_without_footer_and_each_is_distinct(db_engine: Engine, ts: TemplateSet) -> None:
     """Two codes to the same phone are two messages, urgent, SMS only, no fallback, expiring with the code."""
-    with session_scope(db_engine) as s:
+    with write_scope(db_engine) as s:
         a = send_one_time_code(s, phone_e164="+8613800000009", code="482913", lang="zh-Hans", now=NOW, templates=ts)
         b = send_one_time_code(s, phone_e164="+8613800000009", code="482913", lang="zh-Hans", now=NOW, templates=ts)
         assert a.created and b.created and a.key != b.key
@@ -277,7 +277,7 @@ def test_one_time_code_is_urgent_sms_without_footer_and_each_is_distinct(db_engi
 def test_one_time_code_is_never_logged(db_engine: Engine, ts: TemplateSet, caplog: pytest.LogCaptureFixture) -> None:
     """Queuing a code writes nothing with the code to any log."""
     caplog.set_level(logging.DEBUG)
-    with session_scope(db_engine) as s:
+    with write_scope(db_engine) as s:
         send_one_time_code(s, phone_e164="+8613800000009", code="771234", lang="en", now=NOW, templates=ts)
     assert "771234" not in caplog.text
 

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
-from models.db import session_scope
+from models.db import session_scope, write_scope
 from models.outbox import OutboxEvent, OutboxMessage, OutboxStatus
 from outreach.outbox import (
     ALLOWED_FROM,
@@ -101,7 +101,7 @@ def test_a_move_applies_only_from_a_state_it_may_come_from_and_is_recorded(db_en
         assert (first.status, first.provider_message_id, first.sent_at, first.lease_owner) == (
             "sent", "500:7", sent_at.astimezone(UTC), None)
         assert second.status == "queued"
-    with session_scope(db_engine) as s:
+    with write_scope(db_engine) as s:
         assert move(s, [Move(ids[0], OutboxStatus.DELIVERED, "receipt: delivered")], NOW)
         assert move(s, [Move(ids[0], OutboxStatus.SENT, "receipt: sent")], NOW) == []
         assert move(s, [Move(ids[0], OutboxStatus.FAILED, "receipt: failed")], NOW) == []
@@ -118,7 +118,7 @@ def test_set_based_moves_take_only_rows_in_the_state_named(db_engine: Engine) ->
                           "address": f"+8613800000{i:03d}", "body": "节日快乐"} for i in range(5)), now=NOW)
     with session_scope(db_engine, immediate=True) as s:
         taken = claim(s, owner="d1", now=NOW, lease_s=30, limit=2)
-    with session_scope(db_engine) as s:
+    with write_scope(db_engine) as s:
         cancelled = move_where(s, T.c.kind == "festival_greeting", from_status=OutboxStatus.QUEUED,
                                to=OutboxStatus.CANCELLED, reason="cancelled by wang", at=NOW)
         assert len(cancelled) == 3 and not {c.id for c in taken} & set(cancelled)

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import Engine, select
 
 from models.clock import FakeClock
-from models.db import session_scope
+from models.db import session_scope, write_scope
 from models.outbox import OutboxEvent, OutboxMessage, OutboxStatus
 from models.staff import AuditLog
 from outreach import outbox, outbox_view
@@ -33,7 +33,7 @@ def messages(db_engine: Engine, clock: FakeClock) -> dict[str, int]:
                                 beneficiary_id=zhang),
                "sent": _queue(s, clock, "c", kind="cert_reminder_7", channel="sms", address="+8613900001111",
                               beneficiary_id=wang)}
-    with session_scope(db_engine) as s:
+    with write_scope(db_engine) as s:
         outbox.move(s, [outbox.Move(ids["failed"], OutboxStatus.SENDING, "claimed by test"),
                         outbox.Move(ids["sent"], OutboxStatus.SENDING, "claimed by test")], clock.now())
         outbox.move(s, [outbox.Move(ids["failed"], OutboxStatus.FAILED, "permanent: Rejected 21211",
@@ -80,7 +80,7 @@ def test_only_a_failed_message_is_retried_and_only_a_queued_one_cancelled(
     cancelled. The wrong state is refused and changes nothing. Each change is recorded and
     audited with the staff member."""
     clock.advance(timedelta(hours=30))
-    with session_scope(db_engine) as s:
+    with write_scope(db_engine) as s:
         outbox_view.retry(s, messages["failed"], actor="li", now=clock.now())
         outbox_view.cancel(s, messages["queued"], actor="li", now=clock.now())
         with pytest.raises(outbox_view.OutboxActionRefused, match="sent"):

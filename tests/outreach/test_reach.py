@@ -13,7 +13,7 @@ from bot.words import staff_label
 from models.actions import opt_out, record_death
 from models.applications import Application, HandoffTicket, Task
 from models.clock import FakeClock
-from models.db import session_scope
+from models.db import session_scope, write_scope
 from models.outbox import OutboxMessage
 from models.people import Beneficiary, Contact, FamilyMember
 from models.staff import StaffUser
@@ -36,7 +36,7 @@ def make(engine: Engine, clock: FakeClock, settings: object) -> tuple[Dispatcher
 
 
 def opted_out(engine: Engine, contact_id: int) -> None:
-    with session_scope(engine) as s:
+    with write_scope(engine) as s:
         c = s.get(Contact, contact_id)
         assert c is not None
         opt_out(s, c, reason="TD", actor="bot")
@@ -55,7 +55,7 @@ async def test_an_opt_out_stops_reminders_but_not_the_code_the_person_asked_for(
                      kind="cert_reminder_7")
     opted_out(db_engine, c["sms"])
     assert row(db_engine, reminder).status == "suppressed"
-    with session_scope(db_engine) as s:
+    with write_scope(db_engine) as s:
         code = send_one_time_code(s, phone_e164="+8613800000011", code="482913", lang="zh-Hans", now=clock.now(),
                                   beneficiary_id=b, templates=TS)
     d, _, sms = make(db_engine, clock, settings)
@@ -69,7 +69,7 @@ async def test_a_notice_about_their_own_application_still_reaches_an_opted_out_p
     was accepted; a festival greeting queued the same morning does not reach them."""
     b, c = add_person(db_engine, telegram="1101", sex="M")
     opted_out(db_engine, c["telegram"])
-    with session_scope(db_engine) as s:
+    with write_scope(db_engine) as s:
         person = s.get(Beneficiary, b)
         accepted = enqueue_notice(s, beneficiary=person, kind="stage_accepted", occurrence="NX-1:accepted:1",
                                   context={"reference": "NX-2026-000001", "application_type": "veteran_insurance"},
@@ -170,7 +170,7 @@ async def test_a_paused_person_gets_no_reminder_but_the_answer_to_their_question
     goes out."""
     b, c = add_person(db_engine, telegram="1501", is_retiree=True, last_certified_on=date(2025, 3, 9))
     held = queue(db_engine, clock, channel="telegram", address="1501", beneficiary_id=b, kind="cert_reminder_30")
-    with session_scope(db_engine) as s:
+    with write_scope(db_engine) as s:
         person = s.get(Beneficiary, b)
         person.outreach_paused_at = clock.now()
         person.outreach_paused_reason = "moved: awaiting verification"

@@ -71,10 +71,11 @@ def test_a_broadcast_whose_sms_would_pass_ten_segments_is_refused_before_approva
     segment count, so it never waits for an approver."""
     from sqlmodel import Session
 
+    from models.db import writer
     from models.staff import StaffUser
     from outreach.broadcasts import BroadcastRefused, create_broadcast
 
-    with Session(db_engine) as s:
+    with Session(writer(db_engine)) as s:
         author = StaffUser(username="composer", roles=["composer"], password_hash="x")
         s.add(author)
         s.commit()

@@ -15,6 +15,7 @@ from outreach.providers.twilio import TwilioProvider
 from settings import load_settings
 from tests.fakes.fake_twilio import FakeTwilio
 from tests.fakes.scripted import ScriptedProvider
+from tests.fakes.waiting import until
 from web.routes.twilio_status import router
 
 PUBLIC = "https://nuanxin.example.org"
@@ -160,17 +161,13 @@ async def test_fake_fires_signed_callbacks_over_http_to_a_live_server(sqlite_eng
     server = uvicorn.Server(uvicorn.Config(app_for(sqlite_engine, local, clock), host="127.0.0.1", port=port,
                                            log_level="warning", lifespan="off"))
     serve = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
+    await until(lambda: server.started, "the webhook server to start")
     try:
         b, c = add_person(sqlite_engine, sms="+8613800000007")
         oid = queue(sqlite_engine, clock, channel="sms", address="+8613800000007", beneficiary_id=b)
         async with FakeTwilio(tw_settings.twilio_account_sid, TOKEN, auto_callbacks=True) as fake:
             await send_through_fake(sqlite_engine, clock, local, fake)
-            for _ in range(500):
-                if row(sqlite_engine, oid).status == "delivered":
-                    break
-                await asyncio.sleep(0.01)
+            await until(lambda: row(sqlite_engine, oid).status == "delivered", "the delivery receipt written")
     finally:
         server.should_exit = True
         await serve

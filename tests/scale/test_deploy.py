@@ -20,6 +20,7 @@ from models.outbox import OutboxMessage
 from models.pgserver import PostgresServer, _find_bin
 from outreach.outbox import enqueue_many
 from settings import Settings, env_name
+from tests.fakes.waiting import PROCESS_HANG_S
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -108,7 +109,7 @@ def test_a_backup_restores_into_an_empty_database_with_every_row_and_a_current_s
     env.update(PATH=bin_dir + os.pathsep + str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", ""),
                NUANXIN_DATA_DIR=str(tmp_path / "var"), NUANXIN_ID_HASH_KEY="backup-key")
     subprocess.run([sys.executable, "-m", "cli", "migrate"], cwd=REPO, env={**env, "DATABASE_URL": source},
-                   check=True, capture_output=True, timeout=180)
+                   check=True, capture_output=True, timeout=PROCESS_HANG_S)
     engine = make_engine(source)
     from models.clock import SystemClock
 
@@ -126,13 +127,13 @@ def test_a_backup_restores_into_an_empty_database_with_every_row_and_a_current_s
     assert len(queued) == 25
 
     dumped = subprocess.run([str(DEPLOY / "backup.sh"), str(tmp_path / "backups")], env={**env, "DATABASE_URL": source},
-                            check=True, capture_output=True, text=True, timeout=180)
+                            check=True, capture_output=True, text=True, timeout=PROCESS_HANG_S)
     dump = Path(dumped.stdout.strip().splitlines()[-1])
     assert dump.is_file() and dump.stat().st_size > 0
     assert dump.stat().st_mode & 0o077 == 0, "a dump of personal data is readable by its owner only"
 
     subprocess.run([str(DEPLOY / "restore.sh"), str(dump)], cwd=REPO, env={**env, "DATABASE_URL": target},
-                   check=True, capture_output=True, text=True, timeout=180)
+                   check=True, capture_output=True, text=True, timeout=PROCESS_HANG_S)
     assert _counts(target) == _counts(source)
     restored = make_engine(target)
     try:

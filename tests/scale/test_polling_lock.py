@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 import service
+from tests.fakes.waiting import finished, until
 
 
 class _Polling:
@@ -61,12 +62,9 @@ async def _run_until(condition: Any, polling: _Polling, lock: _Lock) -> asyncio.
     stop = asyncio.Event()
     process = SimpleNamespace(status={})
     task = asyncio.create_task(service._run_telegram_polling(polling, object(), lock, stop, process))
-    for _ in range(2000):
-        if condition() or task.done():
-            break
-        await asyncio.sleep(0.005)
+    await until(lambda: condition() or task.done(), "the polling loop to reach the moment under test", every=0.005)
     stop.set()
-    await asyncio.wait_for(task, 5)
+    await finished(task, "the polling loop after stop")
     return task
 
 

@@ -14,7 +14,7 @@ from sqlmodel import SQLModel
 
 from models.actions import record_death
 from models.applications import Task
-from models.db import make_engine, session_scope
+from models.db import make_engine, session_scope, write_scope
 from models.people import Beneficiary
 from models.staff import AuditLog
 from outreach import sweeps
@@ -112,7 +112,7 @@ def test_a_death_recorded_between_the_read_and_the_write_gets_no_home_visit(two_
     def death_just_before_the_first_write(_conn: Any, _cursor: Any, sql: str, *_rest: Any) -> None:
         if sql.lstrip().upper().startswith("BEGIN IMMEDIATE") and not recorded:
             recorded.append(died)
-            with session_scope(staff) as s:
+            with write_scope(staff) as s:
                 person = s.get(Beneficiary, died)
                 assert person is not None
                 record_death(s, person, died_on=date(2026, 3, 10), actor="caseworker")
