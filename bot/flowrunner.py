@@ -143,6 +143,16 @@ _NO_AMOUNT = frozenset({"没有", "没", "无", "没有收入", "没收入", "�
                         "zero"})
 
 
+def _not_a_number(step: Step, text: str, lang: str) -> None:
+    """Where a phone or ID number is asked, a reply with no digit in it is a cancel, a question or 记不清, never
+    a number "2 characters long": said so, with who can help."""
+    _interrupted(text, lang)
+    if answers.unsure(text):
+        raise err(f"{step.type}_unsure", lang)
+    if not re.search(r"\d", clean_text(text)):
+        raise err(f"{step.type}_needed", lang)
+
+
 def parse_yes_no(text: str, lang: str, *, about_a_fact: bool = False) -> str:
     _interrupted(text, lang)
     found = answers.yes_no(text, about_a_fact=about_a_fact)
@@ -264,7 +274,7 @@ def display(step: Step, value: Any, lang: str) -> str:
 
 # Steps whose prompt offers choices (see Runner.prompt).
 _CHOICE_STEPS = frozenset({"yes_no", "choice", "confirm"})
-_VALUE_STEPS = frozenset({"date", "date_range", "money"})
+_VALUE_STEPS = frozenset({"date", "date_range", "money", "phone", "id_card"})
 
 
 class Runner:
@@ -284,7 +294,8 @@ class Runner:
 
     @staticmethod
     def reads_a_value(flow: Flow, state: ConversationState) -> bool:
-        """Whether the step reads a date or an amount from what is typed (where a question cannot be an answer)."""
+        """Whether the step reads a value from what is typed (a date, an amount, a phone or ID number), where a
+        question cannot be an answer."""
         if state.pending is not None or not flow.steps:
             return False
         return flow.step(state.step or flow.steps[0].id).type in _VALUE_STEPS
@@ -610,6 +621,8 @@ class Runner:
             if not re.fullmatch(r"\d{6}", code):
                 raise err("otp", lang)
             return code
+        if step.type in ("phone", "id_card"):
+            _not_a_number(step, text, lang)
         if step.type == "phone":
             from models.phone import InvalidPhone, PhoneNumber
             try:
@@ -622,9 +635,9 @@ class Runner:
             from models.idcard import IdCard, InvalidIdCard
             try:
                 card = IdCard.parse(text)
-            except InvalidIdCard as exc:
-                msg = str(exc)
-                raise Invalid(msg.split(" (")[0] if lang != "en" else msg[msg.find("(") + 1:].rstrip(")")) from None
+            except InvalidIdCard as exc:  # "中文 (English)"
+                zh, _, en = str(exc).partition(" (")
+                raise Invalid(localise({"zh-Hans": zh, "en": en.rstrip(")")}, lang)) from None
             hashed = card.hashed(ctx.settings.id_key)
             person = ctx.person() if step.known in ("id_card", "deceased") else None
             if person is not None and step.known == "id_card" and ctx.acting_as is None and hashed != person.id_hash:

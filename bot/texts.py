@@ -271,6 +271,16 @@ T: dict[str, dict[str, str]] = {
                       "en": 'If you cannot remember, reply "human" and a person will help you find out; if you do, '
                             'reply 1 (yes) or 2 (no).'},
     "otp": {"zh-Hans": "验证码是6位数字，请再看看短信。", "en": "The code is 6 digits; please check the SMS."},
+    "id_card_needed": {"zh-Hans": "这一步要的是18位身份证号（都是数字，最后一位可以是X）。",
+                       "en": "This step needs the 18-character ID number (digits; the last one may be X)."},
+    "id_card_unsure": {"zh-Hans": "记不清身份证号也没关系：身份证、户口本、社保卡上都有；实在找不到，回复“人工”，工作人员帮您。",
+                       "en": 'If you do not know the ID number, it is on the ID card, the household register and the '
+                             'social-security card; if you cannot find it, reply "human" and a person will help.'},
+    "phone_needed": {"zh-Hans": "这一步要的是11位手机号，例如13812345678。",
+                     "en": "This step needs an 11-digit mobile number, for example 13812345678."},
+    "phone_unsure": {"zh-Hans": "记不清号码也没关系，可以先问问家里人；实在不知道，回复“人工”，工作人员帮您。",
+                     "en": 'If you do not know the number, ask someone in the family; if no one knows, reply "human" '
+                           'and a person will help.'},
     "file_or_skip": {"zh-Hans": "请发这份材料的照片或文件；没有就回复“跳过”；都以后带去窗口就回复“以后”。",
                      "en": 'Please send a photo or file of this document; reply "skip" if you do not have it, '
                            'or "later" to bring everything to the service window.'},

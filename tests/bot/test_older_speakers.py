@@ -249,3 +249,19 @@ def test_dont_know_at_a_yes_no_question_says_a_person_can_help_find_out(engine, 
     text = chat("记不清")
     assert "工作人员帮您问清楚" in text and "政府安排工作" in text
     assert chat.state() == ("veteran_insurance", "left_by_job")
+
+
+def test_where_an_id_number_is_asked_words_are_not_counted_as_a_short_number(engine, notifier, roll, db_engine):
+    """At "the ID number of the person who died", in Traditional: 唔知 is told where the number is written and who can
+    help; "1" is told the number's length, in Traditional (not in Simplified); a question (我個仔可唔可以幫我報) is
+    answered or passed to staff, never counted as "10 characters". The step stays."""
+    chat = _linked(engine, notifier, "id-words", ZHANG_PHONE, "繁體", "5")
+    assert chat.state() == ("death_report", "deceased_id")
+    unsure = chat("唔知")
+    assert "社保卡" in unsure and "人工" in unsure and "位" not in unsure.split("\n")[0]
+    short = chat("1")
+    assert "18位" in short and "身份证" not in short and "这里" not in short
+    asked = chat("我個仔可唔可以幫我報")
+    assert "10位" not in asked and ("編號" in asked or "來源" in asked) and "身份證號" in asked
+    assert chat.state() == ("death_report", "deceased_id")
+
