@@ -11,9 +11,12 @@ on PostgreSQL and Redis with the same roll: the web after answering a question b
 scheduler after its daily sweep, the dispatcher after sending for a while what the sweep queued.
 Their data folder holds what a previous start kept there (the zh-Hant of the fixed texts, from the
 embedded run): a deployment's very first start converts them itself, as `nuanxin run` does here.
-`cpu_s_*`: CPU seconds each process used up to that point (start-up included); `start_s_*`: from
-launch to answering /healthz. `aiogram` and `pydantic`: the versions measured (aiogram's import is
-most of a dispatcher, and its size depends on both: deploy/README.md, "What each process needs").
+`rss_mb_*_started`: the same process when it first answers /healthz, before its work (the web's
+knowledge loads after that, the scheduler's sweep and the dispatcher's sends start about then):
+what its imports and start-up hold. `cpu_s_*`: CPU seconds each process used up to that point
+(start-up included); `start_s_*`: from launch to answering /healthz. `aiogram` and `pydantic`:
+the versions measured (aiogram's import is most of a dispatcher, and its size depends on both:
+deploy/README.md, "What each process needs").
 
     .venv/bin/python benchmarks/run.py memory --json
     NUANXIN_BENCH_MEMORY_N=20000 .venv/bin/python benchmarks/memory.py
@@ -131,6 +134,7 @@ def _roles(tmp: Path, tg: Any) -> dict[str, Any]:
                 node = cluster.start(role)
                 cluster.wait_healthy(node, seconds=1200)
                 out[f"start_s_{role}"] = round(time.monotonic() - launched[role], 1)
+                out[f"rss_mb_{role}_started"] = round(node.rss_mb(), 1)
             scheduler, web, dispatch = cluster.nodes
             cluster.wait_until(lambda: _sweep_finished(url), "the scheduler's daily sweep", 600, every=1.0)
             update = {"update_id": 1, **tg.text_update(chat_id=880002, text=QUESTION)}

@@ -495,9 +495,11 @@ def calibrate(qa: Any, cases: list[EvalCase], max_wrong: float = 0.01,
             continue
         subset, subset_answers = [c for c, _ in pairs], [a for _, a in pairs]
         chosen: dict[str, Any] | None = None
+        best_accuracy = -1.0  # compared unrounded: a rounded figure lets an equal one above it win
         for t in CURVE_THRESHOLDS:
             r = run_eval(qa, subset, t, subset_answers)
-            if r.wrong_answer_rate <= max_wrong and (chosen is None or r.accuracy > chosen["accuracy"]):
+            if r.wrong_answer_rate <= max_wrong and r.accuracy > best_accuracy:
+                best_accuracy = r.accuracy
                 chosen = {"threshold": t, "accuracy": round(r.accuracy, 4), "wrong_answers": r.wrong_answers,
                           "wrong_answer_rate": round(r.wrong_answer_rate, 4), "questions": len(subset),
                           "in_scope_accuracy": round(r.in_scope_right / r.in_scope, 4) if r.in_scope else 1.0}
@@ -602,22 +604,40 @@ def _evaluate(qa: Any, cases: list[EvalCase]) -> tuple[dict[str, Any], bool]:
     return payload, passed
 
 
+def thresholds_for_both(*choices: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Per threshold language, the highest of the thresholds `calibrate` chose on each part: wrong
+    answers only fall as the threshold rises, so it keeps every part within its limit."""
+    return {lang: max((float(choice[lang]["threshold"]) for choice in choices if lang in choice),
+                      default=CURVE_THRESHOLDS[-1])
+            for lang in THRESHOLD_LANGUAGES}
+
+
 def _sweep(qa: Any) -> dict[str, Any]:
-    """Thresholds chosen on the held-out calibration files (wrong answers at most 1% per threshold
-    language), the ones the tuning files alone would choose, and what the chosen ones cost on them."""
+    """Per threshold language, the threshold at which wrong answers stay at most 1% on the held-out
+    calibration files and on the tuning files alike (wrong answers only fall as a threshold rises,
+    so the higher of the two choices keeps both), with each part's own choice, each part's curve
+    and figures at the thresholds chosen. The calibration files are the ones that can say how the
+    method does on questions it was not tuned on; the tuning files keep a small calibration part
+    from choosing a threshold the larger set shows to be unsafe."""
     calibration_cases = [c for path in calibration_files() for c in load_eval_cases(path)]
     tuning_cases = [c for path in tuning_files() for c in load_eval_cases(path)]
     calibration_answers = answers_for(qa, calibration_cases)
-    chosen = calibrate(qa, calibration_cases, answers=calibration_answers)
-    thresholds = {lang: float(v["threshold"]) for lang, v in chosen.items()}
     tuning_answers = answers_for(qa, tuning_cases)
-    at_chosen = run_eval(qa, tuning_cases, thresholds, tuning_answers).summary()
-    return {"chosen_on": [p.name for p in calibration_files()], "thresholds": chosen,
+    on_calibration = calibrate(qa, calibration_cases, answers=calibration_answers)
+    on_tuning = calibrate(qa, tuning_cases, answers=tuning_answers)
+    thresholds = thresholds_for_both(on_calibration, on_tuning)
+
+    def figures(cases: list[EvalCase], answers: list[Answer]) -> dict[str, Any]:
+        summary = run_eval(qa, cases, thresholds, answers).summary()
+        return {k: summary[k] for k in ("questions", "accuracy", "in_scope_accuracy", "wrong_answers",
+                                        "wrong_answer_rate", "out_of_scope_handed_off", "by_language")}
+
+    return {"thresholds": thresholds, "calibration_files": [p.name for p in calibration_files()],
+            "calibration_alone_would_choose": on_calibration, "tuning_files_alone_would_choose": on_tuning,
+            "calibration_at_chosen": figures(calibration_cases, calibration_answers),
+            "tuning_at_chosen": figures(tuning_cases, tuning_answers),
             "calibration_curve_by_language": coverage_curves_by_language(qa, calibration_cases, calibration_answers),
-            "tuning_files_alone_would_choose": calibrate(qa, tuning_cases, answers=tuning_answers),
-            "tuning_files_at_chosen": {k: at_chosen[k] for k in (
-                "questions", "accuracy", "in_scope_accuracy", "wrong_answers", "wrong_answer_rate",
-                "out_of_scope_handed_off")}}
+            "tuning_curve_by_language": coverage_curves_by_language(qa, tuning_cases, tuning_answers)}
 
 
 def _echo_report(payload: dict[str, Any]) -> None:

@@ -18,13 +18,14 @@ pass as dear as the first; a long voice message or a pasted letter says what it 
 before its 500th token. A 3,720-character message (2,800 tokens) cost 13 s of CPU without the
 bound, 4 s with it (load 6).
 
-What a pass costs is the engine's own: about 5-7 ms a call and 1.9-2.0 ms a token of one core's
-CPU (load 8-12), so a question of 36 tokens costs some 75 ms in the model alone. The engine
-unpacks its 4-bit weights on every call and has no public way to keep them unpacked or to load
-wider ones. Two things that would cut the cost were measured and not taken: one native thread,
-not two (at load 12 two threads took 5.5-6 times the wall time and CPU of one, waiting for each
-other at every layer); and several texts in one call (the same vectors to the bit, 5% less CPU),
-since the second look at a part of a question depends on what the first pass found.
+What a pass costs is the engine's own: 1.8-2.2 ms of one core's CPU a token and a few ms a call
+(fits at load 5-12 put the call at 0.3-7 ms), so a question of 36 tokens costs some 70 ms in the
+model alone. The engine unpacks its 4-bit weights on every call and has no public way to keep
+them unpacked or to load wider ones. Two things that would cut the cost were measured and not
+taken: two native threads instead of one (at load 12 they took 5.5-6 times the wall time and CPU
+of one, waiting for each other at every layer); and several texts in one call (the same vectors
+to the bit, 5% less CPU), since the second look at a part of a question depends on what the
+first pass found.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from bot.qa_commands import (
     development_files,
     frozen_files,
     register,
+    thresholds_for_both,
     tuning_files,
     wrong_rate_upper_bound,
 )
@@ -75,6 +76,15 @@ def test_the_threshold_chosen_is_the_lowest_keeping_each_languages_wrong_answers
     assert chosen["zh-Hans"]["threshold"] == 0.725 and chosen["zh-Hans"]["wrong_answers"] == 1
     assert chosen["zh-Hans"]["questions"] == 100
     assert chosen["en"]["threshold"] == 0.925 and chosen["en"]["wrong_answers"] == 0
+
+
+def test_the_threshold_used_keeps_both_parts_within_the_limit() -> None:
+    """Chosen on the held-out part and on the tuning part, each language takes the higher
+    threshold (wrong answers only fall as it rises); a language no part has gets the highest."""
+    held_out = {"zh-Hans": {"threshold": 0.75}, "en": {"threshold": 0.95}}
+    tuning = {"zh-Hans": {"threshold": 0.8}}
+    assert thresholds_for_both(held_out, tuning) == {"zh-Hans": 0.8, "en": 0.95}
+    assert thresholds_for_both({}, {}) == {"zh-Hans": CURVE_THRESHOLDS[-1], "en": CURVE_THRESHOLDS[-1]}
 
 
 def test_the_wrong_answer_bound_is_the_exact_binomial_one() -> None:
