@@ -36,7 +36,7 @@ from sqlalchemy import Engine, select, update
 from sqlmodel import Session, col
 
 from models.actions import audit
-from models.db import session_scope
+from models.db import session_scope, write_scope
 from models.phone import mask_phone
 from models.staff import StaffUser
 from models.staff_telegram import StaffLinkCode
@@ -78,7 +78,7 @@ def issue_code(db: Engine, staff_user_id: int, *, settings: Any, now: datetime, 
 def link_account(db: Engine, code: str, telegram_user_id: int, *, settings: Any, now: datetime) -> StaffUser | None:
     """Link the Telegram account to the member whose live code this is; None when it is not one."""
     digest = _code_hash(settings, code.strip())
-    with session_scope(db) as s:
+    with write_scope(db) as s:  # reads the code, then marks it used: one writer at a time
         row = s.execute(select(StaffLinkCode).where(col(StaffLinkCode.code_hash) == digest,
                                                     col(StaffLinkCode.used_at).is_(None))).scalars().first()
         if row is None or row.expires_at <= now:
@@ -254,7 +254,7 @@ def announce_handoffs(db: Engine, *, clock: Any, settings: Any, within: timedelt
         return 0
     now = clock.now()
     made = 0
-    with session_scope(db) as s:
+    with write_scope(db) as s:  # reads the open handoffs, then queues their alerts
         rows = s.execute(select(HandoffTicket, Beneficiary.name).outerjoin(  # type: ignore[call-overload]
             Beneficiary, col(Beneficiary.id) == col(HandoffTicket.beneficiary_id))
             .where(col(HandoffTicket.status) == "open", col(HandoffTicket.created_at) >= now - within)).all()

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, select, update
 
 from models.actions import opt_out, record_death
 from models.clock import FakeClock
-from models.db import session_scope
+from models.db import session_scope, write_scope
 from models.outbox import Broadcast, OutboxMessage
 from models.people import Contact
 from models.staff import AuditLog
@@ -80,7 +80,7 @@ def test_the_author_cannot_approve_their_own_broadcast(db_engine: Engine, people
                                                         clock: FakeClock) -> None:
     """Four eyes: carol (composer and approver) cannot approve what she wrote, and it cannot be
     sent unapproved; bob approves it. A composer without the approver role cannot approve. Audited."""
-    with session_scope(db_engine) as s:
+    with write_scope(db_engine) as s:
         u = users(s)
         b = bc.create_broadcast(s, author=u["carol"], title="讲座", audience=AREA, text="{{ salutation }}，周六有讲座。",
                                 now=clock.now(), templates=TS)
@@ -93,7 +93,7 @@ def test_the_author_cannot_approve_their_own_broadcast(db_engine: Engine, people
         carol = users(s)["carol"]
     with pytest.raises(bc.BroadcastRefused, match="not approved"):
         bc.send_broadcast(db_engine, bid, actor=carol, now=clock.now(), settings=None)
-    with session_scope(db_engine) as s:
+    with write_scope(db_engine) as s:
         bc.approve_broadcast(s, s.get(Broadcast, bid), approver=users(s)["bob"], now=clock.now())
         actions = [a.action for a in s.execute(select(AuditLog).where(AuditLog.target_type == "broadcast")).scalars()]
     assert actions == ["broadcast.create", "broadcast.approve_refused", "broadcast.approve"]
@@ -111,7 +111,7 @@ def test_the_preview_shows_real_recipients_each_language_sms_length_cost_and_tim
         db_engine: Engine, people: dict[str, int], clock: FakeClock, settings: Settings) -> None:
     """Samples are real recipients with their salutation; SMS is UCS-2 for Chinese; the cost is
     the SMS segments; the time is the slower of the two providers at their limits."""
-    with session_scope(db_engine) as s:
+    with write_scope(db_engine) as s:
         b = bc.create_broadcast(s, author=users(s)["alice"], title="讲座", audience=AREA,
                                 text={"zh-Hans": "{{ salutation }}，周六上午社区有健康讲座。", "en": "Dear {{ name }}, a health talk on Saturday."},
                                 now=clock.now(), templates=TS)
@@ -128,7 +128,7 @@ def test_the_preview_shows_real_recipients_each_language_sms_length_cost_and_tim
 
 
 def send_approved(db_engine: Engine, clock: FakeClock, settings: Settings, **kw):  # type: ignore[no-untyped-def]
-    with session_scope(db_engine) as s:
+    with write_scope(db_engine) as s:
         u = users(s)
         b = bc.create_broadcast(s, author=u["alice"], title="讲座", audience=AREA, text="{{ salutation }}，周六有讲座。",
                                 now=clock.now(), templates=TS, **kw)
@@ -144,7 +144,7 @@ def test_sending_queues_each_reachable_recipient_once_even_if_sent_twice(
         alice = users(s)["alice"]
     n = bc.send_broadcast(db_engine, bid, actor=alice, now=clock.now(), settings=settings, templates=TS)
     assert n == 3
-    with session_scope(db_engine) as s:
+    with write_scope(db_engine) as s:
         b = s.get(Broadcast, bid)
         b.status, b.stats = "sending", {**b.stats, "enqueue_done": False, "after_id": 0}
     assert bc.enqueue_broadcast(db_engine, bid, now=clock.now(), settings=settings, templates=TS) == 0
@@ -161,7 +161,7 @@ def test_a_scheduled_broadcast_goes_when_due_and_a_cancelled_one_never(
     at = clock.now() + timedelta(hours=4)
     bid = send_approved(db_engine, clock, settings, scheduled_for=at)
     other = send_approved(db_engine, clock, settings, scheduled_for=at)
-    with session_scope(db_engine) as s:
+    with write_scope(db_engine) as s:
         assert s.get(Broadcast, bid).status == "scheduled"
         bc.cancel_broadcast(s, s.get(Broadcast, other), actor=users(s)["bob"], now=clock.now())
     clock.set(at - timedelta(minutes=1))
@@ -177,16 +177,16 @@ def test_stopping_mid_broadcast_cancels_the_unsent_rows_and_queues_no_more(
     the queued row is cancelled (with its event), the rest are never queued, the sent one stays
     sent; the status counts it all and notes the opt-out that followed."""
     bid = send_approved(db_engine, clock, settings)
-    with session_scope(db_engine) as s:
+    with write_scope(db_engine) as s:
         bc.start_sending(s, s.get(Broadcast, bid), actor="alice", now=clock.now())
     assert bc.enqueue_broadcast(db_engine, bid, now=clock.now(), settings=settings, templates=TS,
                                 batch=1, max_batches=2) == 2
     first, second = outbox(db_engine, broadcast_id=bid)
-    with session_scope(db_engine) as s:
+    with write_scope(db_engine) as s:
         m = s.get(OutboxMessage, first.id)
         m.status, m.sent_at = "sent", clock.now()
         opt_out(s, s.get(Contact, m.contact_id), reason="TD", actor="bot", now=clock.now() + timedelta(minutes=1))
-    with session_scope(db_engine) as s:
+    with write_scope(db_engine) as s:
         assert bc.stop_broadcast(s, s.get(Broadcast, bid), actor=users(s)["bob"], now=clock.now()) == 1
     assert bc.enqueue_broadcast(db_engine, bid, now=clock.now(), settings=settings, templates=TS) == 0
     statuses = {m.id: m.status for m in outbox(db_engine, broadcast_id=bid)}

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, select, update
 from models.actions import opt_out
 from models.broadcasts import BroadcastReview
 from models.clock import FakeClock
-from models.db import session_scope
+from models.db import session_scope, write_scope
 from models.outbox import Broadcast
 from models.people import Beneficiary, Contact, FamilyMember, SchemeMembership
 from models.staff import AuditLog, StaffUser
@@ -196,7 +196,7 @@ def test_an_approver_sends_it_back_with_a_comment_and_the_author_resubmits(
     """Saved as a draft it cannot be approved; submitted, bob sends it back (a comment is
     required) and it is a draft again with his comment on its trail; alice edits and submits;
     bob approves. Each step is on the trail and in the audit log."""
-    with session_scope(db_engine) as s:
+    with write_scope(db_engine) as s:
         u = users(s)
         b = bc.create_broadcast(s, author=u["alice"], title="讲座", audience=WHERE, text="{{ salutation }}，周六有讲座。",
                                 now=clock.now(), templates=TS, settings=settings, submit=False)
@@ -229,7 +229,7 @@ def test_an_approver_sends_it_back_with_a_comment_and_the_author_resubmits(
 def test_a_scheduled_time_that_passed_while_waiting_must_be_changed_before_approval(
         db_engine: Engine, area: dict[str, int], clock: FakeClock, settings: Settings) -> None:
     """Set for 11:00, approved at 11:30: refused with what to do; rescheduled, approved."""
-    with session_scope(db_engine) as s:
+    with write_scope(db_engine) as s:
         u = users(s)
         b = bc.create_broadcast(s, author=u["alice"], title="讲座", audience=WHERE, text="周六有讲座。",
                                 scheduled_for=clock.now() + timedelta(hours=1), now=clock.now(), templates=TS,
@@ -267,7 +267,7 @@ def test_queued_telegram_rows_carry_the_buttons_the_preview_showed(
         db_engine: Engine, area: dict[str, int], clock: FakeClock, settings: Settings) -> None:
     """What is queued is what was previewed: Telegram rows carry the menu and stop buttons in
     the recipient's language; SMS rows carry none."""
-    with session_scope(db_engine) as s:
+    with write_scope(db_engine) as s:
         u = users(s)
         b = bc.create_broadcast(s, author=u["alice"], title="讲座", audience=WHERE, text="周六有讲座。",
                                 now=clock.now(), templates=TS)

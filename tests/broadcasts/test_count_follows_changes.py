@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import Engine, func, insert, select, update
 
 from models.actions import add_phone, mark_blocked, mark_invalid, opt_in, opt_out, replace_phone
-from models.db import session_scope
+from models.db import session_scope, write_scope
 from models.people import Beneficiary, Contact, FamilyMember
 from outreach import reach, reach_summary
 from outreach.audiences import AudienceFilter, audience_recipients, audience_size
@@ -104,7 +104,7 @@ def test_the_count_stays_the_rules_answer_through_every_kind_of_change(db_engine
         ids = [person(s, is_veteran=True, channel=rnd.choice(["telegram", "sms", None])).id for _ in range(PEOPLE)]
     seen: set[str] = set()
     for round_ in range(8):
-        with session_scope(db_engine) as s:
+        with write_scope(db_engine) as s:
             for i in range(15):
                 seen.add(_change(s, rnd, ids, round_ * 100 + i))
         with session_scope(db_engine) as s:
@@ -119,7 +119,7 @@ def test_a_change_is_counted_inside_its_own_transaction_and_gone_with_its_rollba
     with session_scope(db_engine) as s:
         b = person(s, is_veteran=True)
     f = AudienceFilter(kinds=["veteran"])
-    with pytest.raises(RuntimeError), session_scope(db_engine) as s:
+    with pytest.raises(RuntimeError), write_scope(db_engine) as s:
         contact = s.execute(select(Contact).where(Contact.beneficiary_id == b.id)).scalar_one()
         opt_out(s, contact, reason="TD", actor="bot", now=NOW)
         assert audience_size(s, f, TODAY).excluded == {"opted_out": 1}
@@ -141,7 +141,7 @@ def test_rebuild_repairs_every_persons_ranks(db_engine: Engine) -> None:
         s.flush()
         s.execute(update(reach.B).values(reach_rank=reach.RANK_OWN, reach_rank_telegram=reach.RANK_INVALID,
                                          reach_rank_sms=reach.RANK_NONE))
-    with session_scope(db_engine) as s:
+    with write_scope(db_engine) as s:
         assert audience_size(s, AudienceFilter(kinds=["veteran"]), TODAY).reachable == 12  # wrong, as corrupted
         assert reach_summary.rebuild(s.connection(), batch=5) == 12
         for channel in (None, "telegram", "sms"):

@@ -15,9 +15,11 @@ import argparse
 import asyncio
 import os
 import random
+import select
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,17 +47,54 @@ class CrashResult:
 
 def _worker_cmd(url: str, api: str, owner: str, rate: float, lease_s: float) -> list[str]:
     return [sys.executable, "-m", "tests.fakes.crashharness", "worker", "--url", url, "--api", api,
-            "--owner", owner, "--rate", str(rate), "--lease", str(lease_s)]
+            "--owner", owner, "--rate", str(rate), "--lease", str(lease_s), "--standby"]
 
 
-def _spawn(url: str, api: str, owner: str, rate: float, lease_s: float) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.Popen(_worker_cmd(url, api, owner, rate, lease_s), cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+class _Workers:
+    """Dispatcher processes, started on standby: each imports the application, says so, and sends
+    only when told. A replacement for a killed process is one that has already imported, so a
+    kill costs the time a restart takes, not an import (minutes on a busy machine)."""
+
+    def __init__(self, url: str, api: str, rate: float, lease_s: float, logs: Path, spares: int) -> None:
+        self.url, self.api, self.rate, self.lease_s, self.logs = url, api, rate, lease_s, logs
+        self._owners = iter(f"crash-{n}" for n in range(10_000))
+        self.env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        self._spares = [self._spawn() for _ in range(spares)]  # as many as run: both may die at once
+
+    def _spawn(self) -> tuple[str, subprocess.Popen[bytes]]:
+        owner = next(self._owners)
+        # Its log to a file, not a pipe nobody reads while it runs (a full pipe would stop it).
+        with open(self.logs / f"{owner}.log", "wb") as log:
+            proc = subprocess.Popen(_worker_cmd(self.url, self.api, owner, self.rate, self.lease_s), cwd=ROOT,
+                                    env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log)
+        return owner, proc
+
+    def start_ready(self) -> tuple[str, subprocess.Popen[bytes]] | None:
+        """The next spare told to send, if it has imported (None: not yet; never waited for, so
+        the kills go on meanwhile); a new spare begins to import."""
+        owner, proc = self._spares[0]
+        assert proc.stdout is not None and proc.stdin is not None
+        assert proc.poll() is None, f"worker {owner} did not start: {self.log(owner)}"
+        if not select.select([proc.stdout], [], [], 0)[0]:
+            return None
+        assert proc.stdout.readline() == b"ready\n", f"worker {owner} did not start: {self.log(owner)}"
+        proc.stdin.write(b"go\n")
+        proc.stdin.flush()
+        self._spares.pop(0)
+        self._spares.append(self._spawn())
+        return owner, proc
+
+    def log(self, owner: str) -> str:
+        return (self.logs / f"{owner}.log").read_bytes().decode(errors="replace")[-2000:]
+
+    def stop_spares(self) -> None:
+        for _, proc in self._spares:
+            proc.kill()
+            proc.wait()
 
 
 def run_crash(url: str, *, messages: int = 10_000, kills: int = 20, processes: int = 2, rate_per_process: float = 300.0,
-              lease_s: float = 5.0, seed: int = 1, timeout_s: float = 240.0) -> CrashResult:
+              lease_s: float = 5.0, seed: int = 1, timeout_s: float = 240.0, logs: Path | None = None) -> CrashResult:
     """`url`: an empty PostgreSQL database. Returns the figures; raises if it does not finish in time."""
     from sqlalchemy import func, select, text
     from sqlmodel import SQLModel, col
@@ -76,55 +115,68 @@ def run_crash(url: str, *, messages: int = 10_000, kills: int = 20, processes: i
                           "address": str(500000 + i), "body": f"crash {i}"} for i in range(messages)), now=now)
     fake = FakeTelegram(TOKEN).start_in_thread()
     started = time.monotonic()
-    owners = iter(f"crash-{n}" for n in range(10_000))
-    procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+    workers = _Workers(url, fake.base_url, rate_per_process, lease_s, logs or Path(tempfile.mkdtemp(prefix="crash-")),
+                       spares=processes)
+    procs: list[tuple[str, subprocess.Popen[bytes]] | None] = [None] * processes  # None: a spare to come
     in_flight: list[int] = []
 
     def unsent() -> int:
         with session_scope(engine) as s:
             return int(s.execute(select(func.count()).where(col(OutboxMessage.status) != "sent")).scalar() or 0)
 
+    # The random moments of the kills, as counts of rows sent (not seconds: on a slow machine
+    # everything is slower, and a kill due at a wall-clock moment could find the work done or
+    # every process still importing). All fall within the first 60% of the work, so however
+    # the processes' starts and sends interleave, each kill finds work still to do.
+    kill_at = sorted(rng.randint(messages // 20, messages * 3 // 5) for _ in range(kills))
+
+    def fill() -> None:
+        """Each place of a killed process (or one that died on its own) to the next ready spare."""
+        for j, place in enumerate(procs):
+            if place is not None and place[1].poll() is not None:
+                print(f"worker {place[0]} exited {place[1].returncode}: {workers.log(place[0])}", file=sys.stderr)
+                procs[j] = place = None
+            if place is None:
+                procs[j] = workers.start_ready()
+
     try:
-        for _ in range(processes):
-            owner = next(owners)
-            procs.append((owner, _spawn(url, fake.base_url, owner, rate_per_process, lease_s)))
-        # Let the first sends start, then kill at random moments while there is work.
         deadline = started + timeout_s
         while len(in_flight) < kills and time.monotonic() < deadline:
-            time.sleep(rng.uniform(0.2, 0.8))
-            if unsent() == 0:
+            time.sleep(0.05)
+            fill()
+            left = unsent()
+            if left == 0:
                 break
-            # A random moment, and a process that is at work (holds leased rows), not one still importing.
+            if messages - left < kill_at[len(in_flight)]:
+                continue
+            # A process that is at work (holds leased rows), not one still importing.
             with engine.connect() as conn:
                 busy = {r[0] for r in conn.execute(text(
                     "SELECT DISTINCT lease_owner FROM outbox_message WHERE status = 'sending'"))}
-            candidates = [j for j, (o, p) in enumerate(procs) if o in busy and p.poll() is None]
+            candidates = [j for j, place in enumerate(procs)
+                          if place is not None and place[0] in busy and place[1].poll() is None]
             if not candidates:
                 continue
             i = rng.choice(candidates)
-            owner, proc = procs[i]
+            owner, proc = procs[i]  # type: ignore[misc]
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             with engine.connect() as conn:
                 n = conn.execute(text("SELECT count(*) FROM outbox_message WHERE status = 'sending' AND lease_owner = :o"),
                                  {"o": owner}).scalar()
             in_flight.append(int(n or 0))
-            new_owner = next(owners)
-            procs[i] = (new_owner, _spawn(url, fake.base_url, new_owner, rate_per_process, lease_s))
+            procs[i] = None
         while unsent() and time.monotonic() < deadline:
-            for j, (owner, proc) in enumerate(procs):
-                if proc.poll() is not None:  # a worker that died on its own is restarted too
-                    err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
-                    print(f"worker {owner} exited {proc.returncode}: {err}", file=sys.stderr)
-                    new_owner = next(owners)
-                    procs[j] = (new_owner, _spawn(url, fake.base_url, new_owner, rate_per_process, lease_s))
+            fill()
             time.sleep(0.2)
         seconds = time.monotonic() - started
     finally:
-        for _, proc in procs:
+        workers.stop_spares()
+        running = [place[1] for place in procs if place is not None]
+        for proc in running:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        for _, proc in procs:
+        for proc in running:
             try:
                 proc.wait(15)
             except subprocess.TimeoutExpired:
@@ -179,7 +231,14 @@ def main(argv: list[str] | None = None) -> None:
     w.add_argument("--owner", required=True)
     w.add_argument("--rate", type=float, default=300.0)
     w.add_argument("--lease", type=float, default=5.0)
+    w.add_argument("--standby", action="store_true", help="import, print 'ready', send once a line comes on stdin")
     args = parser.parse_args(argv)
+    if args.standby:
+        import outreach.dispatcher  # noqa: F401  (the application's imports, done before the go)
+        import outreach.providers.telegram  # noqa: F401
+
+        print("ready", flush=True)
+        sys.stdin.readline()
     asyncio.run(_work(args.url, args.api, args.owner, args.rate, args.lease))
 
 
