@@ -10,8 +10,9 @@ Inside the sandbox (`BoundedSandbox`):
   `'{:>99999999}'.format(…)`), and anything that returns a text or list too long;
 - the output is collected piece by piece and refused past `Limits.output_chars`.
 `check_in_worker` runs one render in a separate process (`python -m outreach.sandbox`, its memory
-capped) and kills it at the deadline: whatever the text does, the answer comes back in
-time. Every refusal is a `Refused` whose message starts with "refused:".
+capped) that the kernel stops once the render has used `worker_seconds` of CPU: whatever the text
+does, the answer comes back in time, and a busy machine (a slow start, a render waiting for a
+core) does not refuse ordinary text. Every refusal is a `Refused` whose message starts with "refused:".
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import dataclasses
 import functools
 import json
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -44,7 +46,8 @@ class Limits:
     number_bits: int = 128  # integers past 10**38 are not part of any message
     argument: int = 4_096  # largest numeric argument to a call or filter (a width, a count)
     seconds: float = 0.5  # one render, checked inside the sandbox
-    worker_seconds: float = 3.0  # the worker's hard deadline (process start included)
+    worker_seconds: float = 3.0  # the worker's hard limit: CPU seconds of the render (process start not counted)
+    worker_wait_seconds: float = 120.0  # the most the caller waits in all: a hung or starved worker, never the text
     worker_memory_bytes: int = 1 << 30
 
 
@@ -304,12 +307,16 @@ def _serve_one() -> None:
     """The worker's side (`python -m outreach.sandbox`): one JSON request on stdin, one answer
     on stdout, memory capped first."""
     import resource
+    import signal
     import sys
 
     request = json.loads(sys.stdin.read())
     limits = Limits(**request["limits"])
     with contextlib.suppress(ValueError, OSError):  # not every system lets a process cap its memory
         resource.setrlimit(resource.RLIMIT_AS, (limits.worker_memory_bytes, limits.worker_memory_bytes))
+    # Counted in CPU time from here (imports done): SIGPROF's default action ends the process, even
+    # inside a C loop, and time spent waiting for a core on a busy machine is not counted.
+    signal.setitimer(signal.ITIMER_PROF, limits.worker_seconds)
     try:
         answer = {"ok": check(request["source"], request["values"], limits)}
     except Refused as exc:
@@ -320,17 +327,19 @@ def _serve_one() -> None:
 
 
 def check_in_worker(source: str, values: Mapping[str, Any], limits: Limits = LIMITS) -> str:
-    """`check` in a separate process, killed at `limits.worker_seconds`: the rendered text, or
-    Refused (a text that hangs, or needs gigabytes, is refused in time)."""
+    """`check` in a separate process, stopped after `limits.worker_seconds` of CPU: the rendered text,
+    or Refused (a text that hangs, or needs gigabytes, is refused in time)."""
     if len(source) > limits.source_chars:  # not worth a process
         raise Refused(f"the text is {len(source):,} characters long; at most {limits.source_chars:,}")
     request = json.dumps({"source": source, "values": {k: str(v) for k, v in values.items()},
                           "limits": dataclasses.asdict(limits)}, ensure_ascii=False)
     try:
         done = subprocess.run([sys.executable, "-m", "outreach.sandbox"], input=request, capture_output=True,
-                              text=True, encoding="utf-8", timeout=limits.worker_seconds, check=False)
+                              text=True, encoding="utf-8", timeout=limits.worker_wait_seconds, check=False)
     except subprocess.TimeoutExpired:  # run() has killed it
         raise Refused(f"the text takes longer than {limits.worker_seconds:g} s to write out") from None
+    if done.returncode == -signal.SIGPROF:  # its CPU time ran out
+        raise Refused(f"the text takes longer than {limits.worker_seconds:g} s to write out")
     try:
         answer = json.loads(done.stdout)
     except ValueError:  # the worker died without an answer: out of memory

@@ -3,11 +3,9 @@ traceback or a hang, and a message too long to send is refused before approval."
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
-from outreach.sandbox import LIMITS, Limits, Refused, check_in_worker
+from outreach.sandbox import Limits, Refused, check_in_worker
 from outreach.templates import StaffTextError, TemplateSet, compile_staff_text, validate_staff_text
 
 HOSTILE = {
@@ -29,11 +27,9 @@ HOSTILE = {
 
 @pytest.mark.parametrize("source", list(HOSTILE))
 def test_hostile_staff_text_is_refused_with_a_reason_in_bounded_time(source: str) -> None:
-    """Each of these ran for minutes or ate gigabytes before: now a 'refused: …' reason within
-    the worker's deadline, no traceback."""
-    started = time.monotonic()
+    """Each of these ran for minutes or ate gigabytes before: now a 'refused: …' reason naming what is
+    too much (the sandbox's own checks, long before the worker's CPU limit), no traceback."""
     problems = validate_staff_text(source)
-    assert time.monotonic() - started < LIMITS.worker_seconds + 2
     assert len(problems) == 1 and "refused:" in problems[0], problems
     assert HOSTILE[source] in problems[0]
     assert "Traceback" not in problems[0]
@@ -42,12 +38,20 @@ def test_hostile_staff_text_is_refused_with_a_reason_in_bounded_time(source: str
 
 
 def test_text_that_outlives_the_worker_deadline_is_refused_not_waited_for() -> None:
-    """A render the in-sandbox checks would allow for a while is stopped by the worker's deadline."""
-    limits = Limits(seconds=60.0, worker_seconds=0.5, loop_iterations=10**9, range_items=4096)
-    started = time.monotonic()
-    with pytest.raises(Refused, match="^refused: the text takes longer"):
+    """A render the in-sandbox checks would allow for a while (16 million loop steps) is stopped by the
+    worker's CPU limit, and said so; the caller's own wait (600 s here) is not what stopped it."""
+    limits = Limits(seconds=60.0, worker_seconds=0.5, loop_iterations=10**9, range_items=4096,
+                    worker_wait_seconds=600.0)
+    with pytest.raises(Refused, match="^refused: the text takes longer than 0.5 s"):
         check_in_worker("{% for a in range(4000) %}{% for b in range(4000) %}{% endfor %}{% endfor %}", {}, limits)
-    assert time.monotonic() - started < 3
+
+
+def test_ordinary_text_is_not_refused_for_a_slow_start_of_the_worker() -> None:
+    """The CPU limit starts once the worker has started: a limit shorter than Python takes to start and
+    import the sandbox (about 0.19 s of CPU here) still lets ordinary text through (its render takes about
+    0.04 s), as it must on a machine busy enough to slow the start."""
+    limits = Limits(worker_seconds=0.15)
+    assert check_in_worker("{{ salutation }}您好", {"salutation": "张伯"}, limits) == "张伯您好"
 
 
 def test_text_too_long_for_one_message_is_refused_naming_the_limit() -> None:
