@@ -45,7 +45,7 @@ from bot.knowledge import (
 )
 from bot.knowledge_cache import KnowledgeCache, StoredArticle
 from models.actions import audit
-from models.db import session_scope
+from models.db import write_scope
 from models.knowledge import ArticleState, KnowledgeArticle, KnowledgeRevision, KnowledgeVersion
 
 EDIT_ROLES = ("caseworker", "composer", "approver", "admin")
@@ -274,7 +274,7 @@ def save_draft(db: Engine, article_id: str, language: str, text: str, staff: str
     declared = _front(text)
     if declared is not None and declared.get("id") not in (None, "", article_id):
         raise KnowledgeRefused([f"the text's id {declared.get('id')!r} is not {article_id!r}"])
-    with session_scope(db) as s:
+    with write_scope(db) as s:
         _staff(s, staff, EDIT_ROLES)
         row = _row(s, article_id, language)
         if row is None:
@@ -295,7 +295,7 @@ def save_draft(db: Engine, article_id: str, language: str, text: str, staff: str
 def review(db: Engine, article_id: str, language: str, staff: str, now: datetime, note: str = "") -> ArticleRecord:
     """Approve the pending draft: it answers from the next question on. Refused (with the
     reasons) when it does not validate, when the reviewer wrote it, or without the role."""
-    with session_scope(db) as s:
+    with write_scope(db) as s:
         _staff(s, staff, REVIEW_ROLES)
         row = _row(s, article_id, language)
         if row is None or not row.draft_text:
@@ -325,7 +325,7 @@ def retire(db: Engine, article_id: str, language: str, staff: str, now: datetime
         with Session(db) as s:
             if _row(s, article_id, language) is None:
                 raise KnowledgeRefused([f"no article {article_id!r} in {language}"])
-    with session_scope(db) as s:
+    with write_scope(db) as s:
         _staff(s, staff, REVIEW_ROLES)
         row = _row(s, article_id, language)
         if row is None:
