@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine, select
 
 from models.clock import FakeClock
-from models.db import session_scope
+from models.db import session_scope, write_scope
 from models.staff import AuditLog
 from outreach.occasion_settings import OccasionChangeRefused, change_occasion, occasion_rules, reset_occasion
 from scheduler import build_scheduler
@@ -28,7 +28,7 @@ def test_switching_army_day_off_stops_its_greeting_and_the_preview_says_so(
     clock = FakeClock(local(2026, 8, 1, 7, 0))
     sched = build_scheduler(db_engine, settings, clock, templates=TS)
     assert sched.step() is True
-    with session_scope(db_engine) as s:
+    with write_scope(db_engine) as s:
         rule = change_occasion(s, "army_day", actor="chen", now=clock.now(), settings=settings, enabled=False)
         assert not rule.audience
         entries = upcoming(s, date(2026, 8, 1), 1, SHANGHAI, occasion_rules=occasion_rules(s, settings),
@@ -52,7 +52,7 @@ def test_moving_a_greetings_time_moves_its_job_and_it_goes_at_the_new_time(
     clock = FakeClock(local(2026, 9, 25, 8, 0))
     sched = build_scheduler(db_engine, settings, clock, templates=TS)
     assert sched.step() is True
-    with session_scope(db_engine) as s:
+    with write_scope(db_engine) as s:
         change_occasion(s, "mid_autumn", actor="chen", now=clock.now(), settings=settings, enabled=True,
                         send_time="15:30")
     assert sched.replan_if_occasions_changed() is True
@@ -73,7 +73,7 @@ def test_an_occasion_change_is_checked_before_it_is_stored(db_engine: Engine, se
     """A time in quiet hours, a word for a time, an unknown occasion, and switching on the
     Lantern Festival (off in the file) without saying who gets it are refused; with an
     audience it is on; reset brings back the file's rule."""
-    with session_scope(db_engine) as s:
+    with write_scope(db_engine) as s:
         for kwargs, words in (({"occasion": "mid_autumn", "send_time": "22:30"}, "免打扰"),
                               ({"occasion": "mid_autumn", "send_time": "早上"}, "09:00"),
                               ({"occasion": "halloween"}, "不认识"), ({"occasion": "lantern"}, "哪些人")):

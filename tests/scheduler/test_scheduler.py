@@ -12,7 +12,7 @@ from sqlalchemy import Engine, select
 
 from models.actions import record_death
 from models.clock import FakeClock
-from models.db import session_scope
+from models.db import session_scope, write_scope
 from models.pgserver import PostgresServer
 from models.scheduler import SchedulerJobRun
 from scheduler import LeaseLeadership, PgAdvisoryLeadership, build_scheduler
@@ -142,7 +142,7 @@ def test_a_death_recorded_before_a_greeting_stops_it_and_after_queueing_suppress
     sched = build_scheduler(db_engine, settings, clock, templates=TS)
     assert sched.step() is True
     sched.run_job("festivals")
-    with session_scope(db_engine) as s:
+    with write_scope(db_engine) as s:
         record_death(s, s.get(type(alive), dies_after.id), died_on=date(2026, 8, 1), actor="alice",
                      now=local(2026, 8, 1, 9, 5))
     clock.advance(timedelta(minutes=10))

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, select
 from models.actions import opt_out, record_certification, record_death
 from models.applications import Application, HandoffTicket, Task
 from models.clock import FakeClock
-from models.db import session_scope
+from models.db import session_scope, write_scope
 from models.people import Beneficiary, Contact, SchemeMembership
 from outreach import sweeps
 from outreach.templates import TemplateSet
@@ -85,7 +85,7 @@ def test_a_recorded_certification_stops_the_remaining_reminders_and_the_home_vis
         b = person(s, is_retiree=True, last_certified_on=date(2025, 6, 10))
     run_days(db_engine, date(2026, 5, 1), date(2026, 5, 11))
     assert [m.status for m in outbox(db_engine, kind_like="cert_reminder")] == ["queued"]
-    with session_scope(db_engine) as s:
+    with write_scope(db_engine) as s:
         record_certification(s, s.get(Beneficiary, b.id), on=date(2026, 5, 20), actor="alice",
                              now=local(2026, 5, 20, 10))
     run_days(db_engine, date(2026, 5, 12), date(2026, 7, 31))
