@@ -25,7 +25,7 @@ from sqlalchemy import Engine, select
 from sqlmodel import Session, SQLModel, col
 
 from bot.channels.base import Inbound, Reply
-from models.db import make_engine, session_scope
+from models.db import make_engine, write_scope
 
 CHANNELS = ("telegram", "sms")
 
@@ -95,7 +95,7 @@ class Simulator:
         from models.applications import Application
         from models.people import Beneficiary, Contact
 
-        with session_scope(self.db) as s:
+        with write_scope(self.db) as s:
             if s.execute(select(col(Beneficiary.id)).limit(1)).first() is not None:
                 return
             for i, p in enumerate(PERSONAS, start=1):
@@ -138,7 +138,7 @@ class Simulator:
         if persona == STRANGER:
             return
         p = self.persona(persona)
-        with session_scope(self.db) as s:
+        with write_scope(self.db) as s:
             b = s.execute(select(Beneficiary).where(col(Beneficiary.name) == p.name)).scalar_one()
             if s.execute(select(Contact).where(col(Contact.channel) == channel, col(Contact.address) == address)
                          ).first() is None:
@@ -193,7 +193,7 @@ class Simulator:
         """Forget this conversation (a new one starts at the menu)."""
         from models.conversations import Conversation, MessageLog
 
-        with session_scope(self.db) as s:
+        with write_scope(self.db) as s:
             for model in (MessageLog, Conversation):
                 for row in s.execute(select(model).where(col(model.channel) == channel,  # type: ignore[attr-defined]
                                                          col(model.address) == address)).scalars():  # type: ignore[attr-defined]

@@ -13,6 +13,7 @@ import pytest
 from sqlmodel import Session, select
 
 from models.applications import Application, ApplicationDocument
+from models.db import writer
 from models.idcard import IdCard
 from models.outbox import OutboxMessage
 from models.staff import AuditLog
@@ -34,7 +35,7 @@ def _notices(db_engine: Any) -> list[OutboxMessage]:
 
 
 def _move(db_engine: Any, world: World, stage: str) -> None:
-    with Session(db_engine) as s:
+    with Session(writer(db_engine)) as s:
         app = s.get(Application, world.application)
         app.stage = stage  # type: ignore[union-attr]
         s.add(app)
@@ -62,7 +63,7 @@ def test_the_queue_filters_by_type_and_stage_pages_and_leaves_finished_ones_out(
 def test_the_application_shows_the_answers_and_flags_an_id_that_differs_from_the_roll(
         console: Console, db_engine: Any, world: World) -> None:
     typed = IdCard.parse("44070319550303001X")
-    with Session(db_engine) as s:
+    with Session(writer(db_engine)) as s:
         app = s.get(Application, world.application)
         app.data = {"name": "黄伯", "id_number": {"masked": typed.masked, "hash": typed.hashed(KEY)},  # type: ignore[union-attr]
                     "placement_unit": "江门市某国有企业"}
@@ -83,7 +84,7 @@ def test_an_uploaded_image_is_shown_and_only_files_in_the_uploads_folder_are_ser
     image.write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 32)
     outside = tmp_path / "secret.png"
     outside.write_bytes(b"\x89PNG\r\n\x1a\nsecret")
-    with Session(db_engine) as s:
+    with Session(writer(db_engine)) as s:
         doc = s.get(ApplicationDocument, world.document)
         doc.file_path = str(image)  # type: ignore[union-attr]
         s.add(doc)

@@ -11,7 +11,7 @@ from sqlmodel import Session
 
 from models.actions import audit
 from models.applications import Task
-from models.db import session_scope
+from models.db import session_scope, write_scope
 from tests.web.conftest import Console, World
 from web.words import label
 
@@ -118,7 +118,7 @@ def test_visits_closed_by_a_recorded_death_read_as_sentences_with_the_reason(con
     from models.actions import record_death
     from models.people import Beneficiary
 
-    with session_scope(db_engine) as s:
+    with write_scope(db_engine) as s:
         person = s.get(Beneficiary, world.person)
         assert person is not None
         record_death(s, person, died_on=clock.now().date(), actor="caseworker", reported_by="女儿",

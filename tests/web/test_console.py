@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from models.applications import Application, ApplicationStageChange
+from models.db import writer
 from models.people import Beneficiary
 from models.staff import AuditLog, StaffUser, hash_password
 from settings import Settings
@@ -148,7 +149,7 @@ def test_closing_a_home_visit_as_certified_records_the_certification(client: Tes
     """The visit is done and this year's certification is on record (reminders stop); audited."""
     from models.applications import Task
 
-    with Session(db_engine) as s:
+    with Session(writer(db_engine)) as s:
         person = s.exec(select(Beneficiary)).one()
         task = Task(kind="home_visit", key="home_visit:1:2026", beneficiary_id=person.id, priority=3)
         s.add(task)

@@ -11,7 +11,7 @@ from sqlmodel import Session, select
 from models.actions import report_change
 from models.applications import Task
 from models.conversations import MessageLog
-from models.db import session_scope
+from models.db import write_scope
 from models.idcard import IdCard
 from models.outbox import OutboxEvent, OutboxMessage
 from models.people import Beneficiary, Contact, FamilyMember
@@ -194,7 +194,7 @@ def test_a_number_on_someone_elses_record_is_refused(console: Console, roll: dic
 # --------------------------------------------------------------------------- reports verified by staff
 
 def _report(db_engine: Any, person_id: int, report: Any, now: Any) -> int:
-    with session_scope(db_engine) as s:
+    with write_scope(db_engine) as s:
         task = report_change(s, s.get(Beneficiary, person_id), report,  # type: ignore[arg-type]
                              Reporter(relationship="child", channel="sms", address_masked="+86139****2222"), now=now)
         assert task.id is not None
@@ -237,7 +237,7 @@ def test_the_pause_lasts_while_any_report_about_the_person_waits(db_engine: Any,
 
     first = _report(db_engine, roll["zhao"], MoveReport(away=True), clock.now())
     _report(db_engine, roll["zhao"], ContactReport(new_phone="+8613512340000"), clock.now())
-    with session_scope(db_engine) as s:
+    with write_scope(db_engine) as s:
         reject_report(s, s.get(Task, first), actor="caseworker", reason="没有搬", now=clock.now())  # type: ignore[arg-type]
     with Session(db_engine) as s:
         assert s.get(Beneficiary, roll["zhao"]).outreach_paused_at is not None  # type: ignore[union-attr]
@@ -247,7 +247,7 @@ def test_a_confirmed_contact_change_adds_the_number(db_engine: Any, roll: dict[s
     from models.actions import confirm_report
 
     task_id = _report(db_engine, roll["qian"], ContactReport(new_phone="+8613512340000"), clock.now())
-    with session_scope(db_engine) as s:
+    with write_scope(db_engine) as s:
         confirm_report(s, s.get(Task, task_id), actor="caseworker", now=clock.now(), note="本人确认")  # type: ignore[arg-type]
     with Session(db_engine) as s:
         assert s.exec(select(Contact).where(Contact.address == "+8613512340000")).one().beneficiary_id == roll["qian"]

@@ -10,6 +10,7 @@ from sqlmodel import Session, select
 
 from models.applications import Application
 from models.clock import FakeClock
+from models.db import writer
 from models.staff import AuditLog, StaffUser
 from tests.web.conftest import PASSWORD, Console, World
 
@@ -121,7 +122,7 @@ def test_an_old_scrypt_hash_is_upgraded_to_argon2_at_sign_in(console: Console, d
 
     salt = b"0123456789abcdef"
     old = f"scrypt${salt.hex()}${hashlib.scrypt(PASSWORD.encode(), salt=salt, n=2**14, r=8, p=1).hex()}"
-    with Session(db_engine) as s:
+    with Session(writer(db_engine)) as s:
         user = s.get(StaffUser, world.staff["approver"])
         user.password_hash = old  # type: ignore[union-attr]
         s.add(user)

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 from typer.testing import CliRunner, Result
 
-from models.db import make_engine, session_scope
+from models.db import make_engine, session_scope, write_scope
 from models.migrate import upgrade
 from models.outbox import Broadcast
 from models.staff import AuditLog, StaffUser
@@ -124,7 +124,7 @@ def test_a_personal_token_from_the_console_proves_who_is_acting(cli_db: Engine,
     _add("alice", "composer", password="alice-password-1")
     _add("bob", "approver", password="bob-password-11")
     bid = _create_broadcast("alice", "alice-password-1")
-    with session_scope(cli_db) as s:
+    with write_scope(cli_db) as s:
         bob = s.exec(select(StaffUser).where(StaffUser.username == "bob")).one()
         token = issue_token(s, bob, label="office server", now=datetime.now(UTC))
     monkeypatch.setenv("NUANXIN_STAFF_TOKEN", token)
