@@ -9,7 +9,6 @@ needs them, and stopped at the end; if one cannot start the tests fail (they are
 from __future__ import annotations
 
 import itertools
-import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +18,6 @@ from sqlalchemy import Engine, text
 from sqlmodel import SQLModel
 
 import models  # noqa: F401  (registers every table)
-import models.db
 from models.clock import FakeClock
 from models.db import make_engine
 from models.pgserver import PostgresServer
@@ -40,40 +38,6 @@ def cheap_password_hashes() -> Iterator[None]:
     use_hash_profile(profiles.CHEAPEST)
     yield
     use_hash_profile(HASH_PROFILE)
-
-
-class _DeferredWrites(logging.Handler):
-    """Records models.db's warning that a deferred transaction read and then wrote."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.sites: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if isinstance(record.msg, str) and record.msg.startswith("a deferred transaction read and then wrote"):
-            self.sites.append(record.getMessage())
-
-
-@pytest.fixture(autouse=True)
-def no_deferred_read_then_write() -> Iterator[None]:
-    """A test during which a deferred SQLite transaction reads and then writes fails, naming the
-    site: under a concurrent writer SQLite refuses that upgrade ("database is locked" at once, no
-    busy wait), so it is a bug found on a busy machine only by chance; here it is found every run.
-    The site is warned about once a process, so the record of sites warned about starts empty."""
-    handler = _DeferredWrites()
-    db_log = logging.getLogger(models.db.__name__)
-    warned, models.db._warned_sites = models.db._warned_sites, set()
-    disabled, db_log.disabled = db_log.disabled, False  # even after a dictConfig that disabled it
-    db_log.addHandler(handler)
-    try:
-        yield
-    finally:
-        db_log.removeHandler(handler)
-        db_log.disabled = disabled
-        models.db._warned_sites = warned
-    if handler.sites:
-        pytest.fail("a deferred transaction read and then wrote; open it with write_scope(engine):\n"
-                    + "\n".join(dict.fromkeys(handler.sites)), pytrace=False)
 
 
 @pytest.fixture(scope="session")
