@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import typer
 from sqlalchemy import Engine, text
 from sqlmodel import SQLModel
 
@@ -118,3 +119,18 @@ def settings(tmp_path: Path) -> Settings:
 def clock() -> FakeClock:
     # 2026-03-02 10:00 in Shanghai: a weekday morning, outside quiet hours.
     return FakeClock(datetime(2026, 3, 2, 2, 0, tzinfo=UTC))
+
+
+@pytest.fixture(scope="module")
+def qa_cli() -> typer.Typer:
+    """The Q&A's commands (`ask`, `eval-qa`, `knowledge ...`) as a typer app of their own."""
+    from bot.qa_commands import register
+
+    app = typer.Typer()
+    register(app)
+
+    @app.callback()
+    def main() -> None:  # a callback keeps typer from collapsing to a single command
+        pass
+
+    return app

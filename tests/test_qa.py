@@ -21,7 +21,6 @@ from bot.qa_commands import (
     development_files,
     frozen_files,
     load_eval_cases,
-    register,
     run_eval,
 )
 from bot.qa_embed import Embedder, shared_embedder
@@ -35,18 +34,6 @@ HANDOFF_REASONS = {"out_of_scope", "personal_case", "complaint", "asked_for_pers
 @pytest.fixture(scope="module")
 def qa() -> QA:
     return QA.load()
-
-
-@pytest.fixture(scope="module")
-def cli() -> typer.Typer:
-    app = typer.Typer()
-    register(app)
-
-    @app.callback()
-    def main() -> None:  # a callback keeps typer from collapsing to a single command
-        pass
-
-    return app
 
 
 # ------------------------------------------------------------------ language of the reply
@@ -318,29 +305,29 @@ def test_no_evaluation_question_is_copied_from_an_article() -> None:
 # ------------------------------------------------------------------ commands
 
 
-def test_ask_json_prints_exactly_one_object(cli: typer.Typer) -> None:
-    result = CliRunner().invoke(cli, ["ask", "医疗互助一年交多少钱", "--json"])
+def test_ask_json_prints_exactly_one_object(qa_cli: typer.Typer) -> None:
+    result = CliRunner().invoke(qa_cli, ["ask", "医疗互助一年交多少钱", "--json"])
     assert result.exit_code == 0
     payload = json.loads(result.output)
     assert set(payload) == {"handoff", "answer", "sources", "lang"}
     assert payload["handoff"] is False and "100元" in payload["answer"] and payload["lang"] == "zh-Hans"
 
 
-def test_ask_json_reports_a_handoff(cli: typer.Typer) -> None:
-    payload = json.loads(CliRunner().invoke(cli, ["ask", "明天会下雨吗", "--json"]).output)
+def test_ask_json_reports_a_handoff(qa_cli: typer.Typer) -> None:
+    payload = json.loads(CliRunner().invoke(qa_cli, ["ask", "明天会下雨吗", "--json"]).output)
     assert payload["handoff"] is True and payload["sources"] == []
 
 
-def test_ask_sms_prints_the_short_variant(cli: typer.Typer) -> None:
-    full = CliRunner().invoke(cli, ["ask", "医疗互助一年交多少钱"]).output
-    short = CliRunner().invoke(cli, ["ask", "医疗互助一年交多少钱", "--sms"]).output
+def test_ask_sms_prints_the_short_variant(qa_cli: typer.Typer) -> None:
+    full = CliRunner().invoke(qa_cli, ["ask", "医疗互助一年交多少钱"]).output
+    short = CliRunner().invoke(qa_cli, ["ask", "医疗互助一年交多少钱", "--sms"]).output
     assert "100元" in short and len(short) < len(full)
 
 
-def test_eval_qa_json_reports_the_figures_and_the_coverage_curve(cli: typer.Typer) -> None:
+def test_eval_qa_json_reports_the_figures_and_the_coverage_curve(qa_cli: typer.Typer) -> None:
     """accuracy, wrong-answer rate, handoff precision and recall, by language and pattern, and
     the curve of answered share against wrong answers as the threshold rises."""
-    result = CliRunner().invoke(cli, ["eval-qa", "--json"])
+    result = CliRunner().invoke(qa_cli, ["eval-qa", "--json"])
     assert result.exit_code == 0, result.output
     figures = json.loads(result.output)
     assert figures["accuracy"] >= 0.80 and figures["wrong_answer_rate"] <= 0.02
@@ -350,11 +337,11 @@ def test_eval_qa_json_reports_the_figures_and_the_coverage_curve(cli: typer.Type
     assert curve[-1]["wrong_answer_rate"] <= curve[0]["wrong_answer_rate"]
 
 
-def test_eval_qa_exits_non_zero_below_90_percent(cli: typer.Typer, tmp_path: Path) -> None:
+def test_eval_qa_exits_non_zero_below_90_percent(qa_cli: typer.Typer, tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("- q: 医疗互助一年交多少钱\n  expect: [vsi-documents]\n- q: 转人工\n  handoff: asked_for_person\n",
                    encoding="utf-8")
-    result = CliRunner().invoke(cli, ["eval-qa", "--file", str(bad)])
+    result = CliRunner().invoke(qa_cli, ["eval-qa", "--file", str(bad)])
     assert result.exit_code == 1 and "FAIL" in result.output and "50.0%" in result.output
 
 
@@ -376,7 +363,7 @@ def test_every_frozen_part_is_a_valid_case_file_kept_apart_from_development() ->
         assert sum(bool(c.handoff) for c in cases) >= 0.25 * len(cases), path
 
 
-def test_eval_qa_frozen_reports_every_frozen_part_on_its_own(cli: typer.Typer, tmp_path: Path,
+def test_eval_qa_frozen_reports_every_frozen_part_on_its_own(qa_cli: typer.Typer, tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """`eval-qa --frozen --json` runs each tests/qa/frozen/test*.yaml and reports it by file, with the figures of
     all parts together at the top as for any other set; other YAML in the folder is not a test part, and one
@@ -389,7 +376,7 @@ def test_eval_qa_frozen_reports_every_frozen_part_on_its_own(cli: typer.Typer, t
     (frozen / "test2.yaml").write_text("- q: 医疗互助一年交多少钱\n  expect: [vsi-documents]\n", encoding="utf-8")
     (frozen / "notes.yaml").write_text("- q: 转人工\n  handoff: asked_for_person\n", encoding="utf-8")
     monkeypatch.setattr(qa_commands, "FROZEN_DIR", frozen)
-    result = CliRunner().invoke(cli, ["eval-qa", "--frozen", "--json"])
+    result = CliRunner().invoke(qa_cli, ["eval-qa", "--frozen", "--json"])
     assert result.exit_code == 1, result.output
     report = json.loads(result.output)
     assert report["questions"] == 2 and report["accuracy"] == 0.5 and len(report["failure_list"]) == 1

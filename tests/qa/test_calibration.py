@@ -18,23 +18,10 @@ from bot.qa_commands import (
     calibration_files,
     development_files,
     frozen_files,
-    register,
     thresholds_for_both,
     tuning_files,
     wrong_rate_upper_bound,
 )
-
-
-@pytest.fixture(scope="module")
-def cli() -> typer.Typer:
-    app = typer.Typer()
-    register(app)
-
-    @app.callback()
-    def main() -> None:  # a callback keeps typer from collapsing to a single command
-        pass
-
-    return app
 
 
 def _answered(article_id: str, score: float, lang: str) -> Answer:
@@ -97,7 +84,7 @@ def test_the_wrong_answer_bound_is_the_exact_binomial_one() -> None:
     assert wrong_rate_upper_bound(0, 0) == 1.0
 
 
-def test_eval_qa_json_prints_a_coverage_curve_per_threshold_language(cli: typer.Typer, tmp_path: Path) -> None:
+def test_eval_qa_json_prints_a_coverage_curve_per_threshold_language(qa_cli: typer.Typer, tmp_path: Path) -> None:
     """Each threshold language (Simplified and Traditional together, English) has its own curve
     over the same thresholds, and at each threshold the languages' answered and wrong counts add
     up to the whole set's."""
@@ -106,7 +93,7 @@ def test_eval_qa_json_prints_a_coverage_curve_per_threshold_language(cli: typer.
                      "- q: 醫療互助一年交幾多錢\n  expect: [mutual-cost]\n"
                      "- q: how much is the mutual aid a year\n  expect: [mutual-cost]\n"
                      "- q: 明天会下雨吗\n  handoff: out_of_scope\n", encoding="utf-8")
-    result = CliRunner().invoke(cli, ["eval-qa", "--file", str(cases), "--json"])
+    result = CliRunner().invoke(qa_cli, ["eval-qa", "--file", str(cases), "--json"])
     figures = json.loads(result.output)
     curves = figures["coverage_curve_by_language"]
     assert set(curves) == {"zh-Hans", "en"}
