@@ -269,3 +269,26 @@ def test_a_question_naming_a_service_asks_the_articles_before_the_service_is_off
     assert fake_qa.asked
     assert "认证" in text or "認證" in text or "certification" in text
     assert tickets(db_engine) == []
+
+
+@pytest.mark.parametrize(("typed", "offered"), [
+    ("我爸前天住进县医院了", "要报告住院吗"),
+    ("昨天晚上我妈被救护车拉到医院了", "要报告住院吗"),
+    ("爷爷摔了一跤现在在镇卫生院住着", "要报告住院吗"),
+    ("阿爸入咗人民医院", "要报告住院"),
+    ("家里老爷子上个月走了", "要报告家人去世吗"),
+    ("俺爹昨儿个走的", "要报告家人去世吗"),
+    ("我老伴今早咽气了", "要报告家人去世吗"),
+    ("日子实在过不下去了", "困难帮扶"),
+    ("看病的钱不够", "困难帮扶"),
+    ("我是复员军人，社保怎么接上", "社保接续"),
+])
+def test_a_service_told_as_what_happened_with_a_place_or_a_family_word_between_is_offered(
+        engine, roll, db_engine, fake_qa, typed, offered):
+    """Older people tell what happened rather than name the service: a hospital named between the words
+    (住进县医院), a family word of the north (俺爹, 老爷子) or a plain word for dying (咽气), hardship said
+    as "日子过不下去". Each is offered its service before any article or ticket."""
+    chat = Chat(engine, "telegram", f"sf-told-{typed}")
+    text = chat(typed)
+    assert offered in text.replace("報告", "报告").replace("幫扶", "帮扶")
+    assert tickets(db_engine) == []
