@@ -20,7 +20,7 @@ from bot.flowregistry import REGISTRY, FlowCtx, Refused
 from bot.flowrunner import display
 from bot.flowspec import Flow
 from bot.state import ConversationState
-from bot.texts import localise, to_hant
+from bot.texts import localise, t, to_hant
 from bot.tickets import hand_off
 from bot.words import catalogue, label, staff_label
 from models.actions import audit, create_task
@@ -179,11 +179,6 @@ def mutual_aid_member(ctx: FlowCtx, state: ConversationState, flow: Flow) -> str
 
 
 OPEN_STAGES_END = ("completed", "rejected", "withdrawn")
-ALREADY_OPEN = {
-    "zh-Hans": "您已经有一份{kind}在办（编号{reference}，{stage}），不用再申请。想看进度，回复“我的申请”。",
-    "en": 'You already have a {kind} application under way ({reference}: {stage}); there is no need to apply again. '
-          'Reply "my applications" to see how it is going.',
-}
 
 
 _APPLICATION = Application.__table__  # type: ignore[attr-defined]
@@ -207,8 +202,8 @@ def no_open_application(ctx: FlowCtx, state: ConversationState, flow: Flow) -> R
     app = ctx.connection().execute(_OPEN_APPLICATION, {"beneficiary_id": ctx.beneficiary_id, "kinds": kinds}).first()
     if app is None:
         return None
-    text = localise(ALREADY_OPEN, ctx.lang).format(kind=label("application_type", app.type, ctx.lang),
-                                                   reference=app.reference, stage=label("stage", app.stage, ctx.lang))
+    text = t("already_open", ctx.lang, kind=label("application_type", app.type, ctx.lang), reference=app.reference,
+             stage=label("stage", app.stage, ctx.lang))
     return Refused(text)
 
 
@@ -238,14 +233,14 @@ def my_applications(ctx: FlowCtx, state: ConversationState) -> str:
     apps = ctx.session.exec(select(Application).where(Application.beneficiary_id == ctx.beneficiary_id)
                             .order_by(Application.created_at.desc()).limit(5)).all()  # type: ignore[attr-defined]
     if not apps:
-        return localise({"zh-Hans": "您现在没有在办的申请。", "en": "You have no applications."}, lang)
+        return t("my_applications_none", lang)
     ids = [a.id for a in apps if a.id is not None]
     missing: dict[int, list[str]] = {}
     for d in ctx.session.exec(select(ApplicationDocument).where(
             ApplicationDocument.application_id.in_(ids),  # type: ignore[attr-defined]
             ApplicationDocument.required.is_(True), ApplicationDocument.received.is_(False))).all():  # type: ignore[attr-defined]
         missing.setdefault(d.application_id, []).append(label("document", d.code, lang))
-    lines = [localise({"zh-Hans": "您的申请：", "en": "Your applications:"}, lang)]
+    lines = [t("my_applications_head", lang)]
     for a in apps:
         kind = label("application_type", a.type, lang)
         stage = label("stage", a.stage, lang)
@@ -255,8 +250,7 @@ def my_applications(ctx: FlowCtx, state: ConversationState) -> str:
         line = f"{a.reference} {kind}：{stage}。{nxt}" if lang != "en" else f"{a.reference} {kind}: {stage}. {nxt}"
         if a.id is not None and missing.get(a.id) and a.stage not in ("completed", "rejected", "withdrawn"):
             items = "、".join(missing[a.id or 0])
-            line += localise({"zh-Hans": f"还缺：{items}，请带到服务窗口。",
-                              "en": f" Still missing: {items}; please bring them to the window."}, lang)
+            line += t("my_applications_missing", lang, items=items)
         lines.append(line)
     text = "\n".join(lines)
     return to_hant(text) if lang == "zh-Hant" else text

@@ -628,9 +628,7 @@ class Runner:
             try:
                 return PhoneNumber.parse(text).e164
             except InvalidPhone:
-                raise Invalid(localise({"zh-Hans": "手机号不对，请写11位手机号，例如13812345678。",
-                                        "en": "That phone number does not look right; please write 11 digits."},
-                                       lang)) from None
+                raise err("phone_invalid", lang) from None
         if step.type == "id_card":
             from models.idcard import IdCard, InvalidIdCard
             try:

@@ -35,7 +35,7 @@ from bot.flowrunner import Out, clean_text, word
 from bot.flowspec import relationship_options
 from bot.language import DEFAULT_LANGUAGE
 from bot.state import ConversationState
-from bot.texts import localise
+from bot.texts import localise, t
 from models.actions import audit
 from models.conversations import OneTimeCode
 from models.idcard import hash_last6
@@ -52,57 +52,7 @@ LINK_FLOW = "link"
 # The one list of relationships (the catalogue's), numbered the same here and in every flow that asks.
 RELATIONSHIPS = tuple((o["value"], o["label"]) for o in relationship_options())
 
-M: dict[str, dict[str, str]] = {
-    "who": {"zh-Hans": "请问是谁要办事？\n1. 我本人\n2. 我是家属，替老人办",
-            "en": "Who is this for?\n1. Myself\n2. I am a family member acting for them"},
-    "relationship": {"zh-Hans": "您是老人的什么人？", "en": "How are you related to them?"},
-    "key": {"zh-Hans": "请发老人登记的手机号（11位），或身份证号的后6位。",
-            "en": "Please send the phone number on our roll (11 digits), or the last 6 characters of the ID number."},
-    "key_self": {"zh-Hans": "请发您登记的手机号（11位），或身份证号的后6位。",
-                 "en": "Please send your phone number on our roll (11 digits), or the last 6 characters of your ID number."},
-    "key_bad": {"zh-Hans": "没看懂。请发11位手机号，或身份证号后6位（例如12345X）。",
-                "en": "I could not read that. Send an 11-digit phone number, or the last 6 ID characters (e.g. 12345X)."},
-    "not_found": {"zh-Hans": "没有找到这个登记信息。请看看号码对不对再试，或回复“人工”。"
-                               "还没登记的，请带身份证到{office}服务窗口登记（电话{phone}）。",
-                  "en": 'We could not find that on our roll. Check the number and try again, or reply "human". '
-                        "If you have not registered yet, bring your ID card to our service window to register "
-                        "(phone {phone})."},
-    "too_many_lookups": {"zh-Hans": "今天试了好几次都没找到，先不再查了。请回复“人工”，工作人员帮您核对；"
-                                    "或带身份证到{office}服务窗口（电话{phone}）。",
-                         "en": 'Still not found after several tries today, so we stop looking for now. Reply "human" '
-                               "and a person will check, or come to our service window with your ID card "
-                               "(phone {phone})."},
-    "ask_phone": {"zh-Hans": "请再发登记的手机号（11位）。验证码只发到您打出来的、登记过的手机上。",
-                  "en": "Please also send the phone number on our roll (11 digits). The code goes only to a "
-                        "registered phone you type in full."},
-    "ask_last6": {"zh-Hans": "这个号码登记了几位，请再发要办事的人身份证号后6位。",
-                  "en": "This number is on our roll for several people. Please send the last 6 ID characters of the person."},
-    "no_phone": {"zh-Hans": "登记信息里没有能收短信的手机号，无法发验证码。请回复“人工”，工作人员帮您绑定。",
-                 "en": 'There is no mobile number on the roll to send a code to. Reply "human" and a person will help.'},
-    "sent": {"zh-Hans": "验证码已发到登记的手机{phone}，10分钟内有效。请把6位验证码发过来。没收到回复“重发”。",
-             "en": 'A code was sent by SMS to {phone}; it is valid for 10 minutes. Send the 6 digits here. '
-                   'Reply "resend" if it did not arrive.'},
-    "rate_limited": {"zh-Hans": "验证码发得太多了，请1小时后再试，或回复“人工”。",
-                     "en": 'Too many codes were sent. Please try again in an hour, or reply "human".'},
-    "code_bad": {"zh-Hans": "验证码不对，还可以试{left}次。", "en": "That code is not right; {left} tries left."},
-    "code_expired": {"zh-Hans": "验证码已过期或已用过。回复“重发”再发一个。",
-                     "en": 'That code has expired or was used. Reply "resend" for a new one.'},
-    "code_locked": {"zh-Hans": "错的次数太多，这个验证码作废了。回复“重发”再发一个。",
-                    "en": 'Too many wrong tries; that code no longer works. Reply "resend" for a new one.'},
-    "deceased_self": {"zh-Hans": "我们的记录里，这位登记的人已经去世了，不能以本人身份绑定。家属要办事，请回复“返回”，选“家属代办”。",
-                      "en": 'Our record says this person has died, so the record cannot be linked as themselves. '
-                            'A family member can reply "back" and choose "Family member".'},
-    "linked": {"zh-Hans": "绑定成功：{name}（{masked}）。", "en": "Linked: {name} ({masked})."},
-    "linked_proxy": {"zh-Hans": "绑定成功：您以{rel}身份代{name}（{masked}）办事。",
-                     "en": "Linked: you act for {name} ({masked}) as {rel}."},
-}
-
 RESEND = frozenset(["重发", "再发", "重新发", "没收到", "resend", "again"])
-
-
-def m(key: str, lang: str, **kw: Any) -> str:
-    text = localise(M[key], lang)
-    return text.format(**kw) if kw else text
 
 
 class Notifier(Protocol):
@@ -141,21 +91,20 @@ class Identity:
     def _prompt(self, state: ConversationState, lang: str) -> Out:
         step = state.step
         if step == "who":
-            return Out(m("who", lang), (("1", localise({"zh-Hans": "我本人", "en": "Myself"}, lang)),
-                                        ("2", localise({"zh-Hans": "家属代办", "en": "Family member"}, lang))),
+            return Out(t("link_who", lang), (("1", t("link_myself", lang)), ("2", t("link_family_member", lang))),
                        "choice")
         if step == "relationship":
-            lines = [m("relationship", lang)] + [f"{i}. {localise(lbl, lang)}"
+            lines = [t("link_relationship", lang)] + [f"{i}. {localise(lbl, lang)}"
                                                  for i, (_, lbl) in enumerate(RELATIONSHIPS, 1)]
             return Out("\n".join(lines), tuple((str(i), localise(lbl, lang))
                                                for i, (_, lbl) in enumerate(RELATIONSHIPS, 1)), "choice")
         if step == "key":
-            return Out(m("key" if state.link.relationship else "key_self", lang))
+            return Out(t("link_key" if state.link.relationship else "link_key_self", lang))
         if step == "phone":
-            return Out(m("ask_phone", lang))
+            return Out(t("link_ask_phone", lang))
         if step == "last6":
-            return Out(m("ask_last6", lang))
-        return Out(m("sent", lang, phone=state.link.masked_phone), expects="code")
+            return Out(t("link_ask_last6", lang))
+        return Out(t("link_sent", lang, phone=state.link.masked_phone), expects="code")
 
     def prompt(self, state: ConversationState, ctx: FlowCtx) -> Out:
         return self._prompt(state, ctx.lang)
@@ -203,14 +152,12 @@ class Identity:
             return self._send(state, ctx), None
         code = re.sub(r"\s", "", clean_text(text))
         if not re.fullmatch(r"\d{6}", code):
-            return [Out(localise({"zh-Hans": "请发短信里的6位数字验证码。没收到回复“重发”。",
-                                  "en": 'Please send the 6-digit code from the SMS. Reply "resend" if it did not come.'},
-                                 lang), expects="code")], None
+            return [Out(t("link_code_format", lang), expects="code")], None
         return self._verify(state, code, ctx)
 
     def _again(self, state: ConversationState, lang: str) -> Out:
         out = self._prompt(state, lang)
-        head = localise({"zh-Hans": "请回复数字。", "en": "Please reply with a number."}, lang)
+        head = t("link_reply_number", lang)
         return Out(head + "\n" + out.text, out.choices, out.expects)
 
     # -- looking people up ---------------------------------------------------------------
@@ -225,9 +172,9 @@ class Identity:
             try:
                 phone = PhoneNumber.parse(raw).e164
             except InvalidPhone:
-                return [Out(m("key_bad", lang) + "\n" + self._prompt(state, lang).text)]
+                return [Out(t("link_key_bad", lang) + "\n" + self._prompt(state, lang).text)]
         if state.step == "phone" and phone is None or state.step == "last6" and last6 is None:
-            return [Out(m("key_bad", lang) + "\n" + self._prompt(state, lang).text)]
+            return [Out(t("link_key_bad", lang) + "\n" + self._prompt(state, lang).text)]
         day = ctx.now.astimezone(self.settings.tz).date().isoformat()
         if state.lookups.day != day:
             state.lookups = type(state.lookups)(day=day)
@@ -260,7 +207,7 @@ class Identity:
         return self._send(state, ctx)
 
     def _where_to_register(self, key: str, lang: str) -> str:
-        return m(key, lang, office=self.settings.office_name, phone=self.settings.office_phone)
+        return t(f"link_{key}", lang, office=self.settings.office_name, phone=self.settings.office_phone)
 
     def _candidates(self, session: Session, phone: str | None, last6_hash: str | None) -> list[int]:
         ids: set[int] | None = None
@@ -295,11 +242,11 @@ class Identity:
         person = s.get(Beneficiary, bid)
         if person is not None and person.status == "deceased" and not state.link.relationship:
             state.step = "key"
-            return [Out(m("deceased_self", lang))]
+            return [Out(t("link_deceased_self", lang))]
         phone = self._roll_phone(s, bid, state.link.phone)
         if phone is None:
             state.step = "key"
-            return [Out(m("no_phone", lang))]
+            return [Out(t("link_no_phone", lang))]
         since = ctx.now - timedelta(hours=1)
         per_address = s.exec(select(func.count()).select_from(OneTimeCode).where(
             OneTimeCode.channel == ctx.channel, OneTimeCode.address == ctx.address,
@@ -312,7 +259,7 @@ class Identity:
         if (per_address >= MAX_CODES_PER_HOUR or per_person >= MAX_CODES_PER_HOUR
                 or (may_send is not None and not may_send(phone))):
             state.step = "code" if state.step == "code" else state.step
-            return [Out(m("rate_limited", lang))]
+            return [Out(t("link_rate_limited", lang))]
         code = f"{secrets.randbelow(1_000_000):06d}"
         # Earlier unused codes for this address stop working: only the newest is valid.
         for old in s.exec(select(OneTimeCode).where(OneTimeCode.channel == ctx.channel,
@@ -335,24 +282,24 @@ class Identity:
         row = s.exec(select(OneTimeCode).where(OneTimeCode.channel == ctx.channel, OneTimeCode.address == ctx.address)
                      .order_by(OneTimeCode.created_at.desc(), OneTimeCode.id.desc())).first()  # type: ignore[attr-defined,union-attr]
         if row is None or row.used_at is not None or row.expires_at <= ctx.now:
-            return [Out(m("code_expired", lang), expects="code")], None
+            return [Out(t("link_code_expired", lang), expects="code")], None
         if row.attempts >= MAX_ATTEMPTS:
-            return [Out(m("code_locked", lang), expects="code")], None
+            return [Out(t("link_code_locked", lang), expects="code")], None
         if not hmac.compare_digest(row.code_hash, code_hash(self.settings.id_key, ctx.channel, ctx.address, code)):
             row.attempts += 1
             s.add(row)
             left = MAX_ATTEMPTS - row.attempts
-            return [Out(m("code_bad", lang, left=left) if left > 0 else m("code_locked", lang), expects="code")], None
+            return [Out(t("link_code_bad", lang, left=left) if left > 0 else t("link_code_locked", lang), expects="code")], None
         row.used_at = ctx.now
         s.add(row)
         linked = self.link(s, channel=ctx.channel, address=ctx.address, beneficiary_id=row.beneficiary_id,
                            relationship=row.relationship, phone=row.phone, now=ctx.now)
         masked = s.get(Beneficiary, linked.beneficiary_id)
         lang = language_after_link(lang, linked.language, chosen=state.language_chosen)
-        text = (m("linked_proxy", lang, rel=_rel_label(linked.relationship, lang), name=linked.name,
+        text = (t("link_linked_proxy", lang, rel=_rel_label(linked.relationship, lang), name=linked.name,
                   masked=masked.id_masked if masked else "")
                 if linked.relationship else
-                m("linked", lang, name=linked.name, masked=masked.id_masked if masked else ""))
+                t("link_linked", lang, name=linked.name, masked=masked.id_masked if masked else ""))
         state.clear_flow()
         state.lookups = type(state.lookups)()
         return [Out(text, in_flow=False)], linked

@@ -327,6 +327,64 @@ T: dict[str, dict[str, str]] = {
     "skipped": {"zh-Hans": "（未填）", "en": "(none)"},
     "yuan": {"zh-Hans": "{v}元", "en": "{v} yuan"},
     "to": {"zh-Hans": "至", "en": "to"},
+    # linking a chat to a person on the roll (bot/identity.py)
+    "link_who": {"zh-Hans": "请问是谁要办事？\n1. 我本人\n2. 我是家属，替老人办",
+            "en": "Who is this for?\n1. Myself\n2. I am a family member acting for them"},
+    "link_relationship": {"zh-Hans": "您是老人的什么人？", "en": "How are you related to them?"},
+    "link_key": {"zh-Hans": "请发老人登记的手机号（11位），或身份证号的后6位。",
+            "en": "Please send the phone number on our roll (11 digits), or the last 6 characters of the ID number."},
+    "link_key_self": {"zh-Hans": "请发您登记的手机号（11位），或身份证号的后6位。",
+                 "en": "Please send your phone number on our roll (11 digits), or the last 6 characters of your ID number."},
+    "link_key_bad": {"zh-Hans": "没看懂。请发11位手机号，或身份证号后6位（例如12345X）。",
+                "en": "I could not read that. Send an 11-digit phone number, or the last 6 ID characters (e.g. 12345X)."},
+    "link_not_found": {"zh-Hans": "没有找到这个登记信息。请看看号码对不对再试，或回复“人工”。"
+                               "还没登记的，请带身份证到{office}服务窗口登记（电话{phone}）。",
+                  "en": 'We could not find that on our roll. Check the number and try again, or reply "human". '
+                        "If you have not registered yet, bring your ID card to our service window to register "
+                        "(phone {phone})."},
+    "link_too_many_lookups": {"zh-Hans": "今天试了好几次都没找到，先不再查了。请回复“人工”，工作人员帮您核对；"
+                                    "或带身份证到{office}服务窗口（电话{phone}）。",
+                         "en": 'Still not found after several tries today, so we stop looking for now. Reply "human" '
+                               "and a person will check, or come to our service window with your ID card "
+                               "(phone {phone})."},
+    "link_ask_phone": {"zh-Hans": "请再发登记的手机号（11位）。验证码只发到您打出来的、登记过的手机上。",
+                  "en": "Please also send the phone number on our roll (11 digits). The code goes only to a "
+                        "registered phone you type in full."},
+    "link_ask_last6": {"zh-Hans": "这个号码登记了几位，请再发要办事的人身份证号后6位。",
+                  "en": "This number is on our roll for several people. Please send the last 6 ID characters of the person."},
+    "link_no_phone": {"zh-Hans": "登记信息里没有能收短信的手机号，无法发验证码。请回复“人工”，工作人员帮您绑定。",
+                 "en": 'There is no mobile number on the roll to send a code to. Reply "human" and a person will help.'},
+    "link_sent": {"zh-Hans": "验证码已发到登记的手机{phone}，10分钟内有效。请把6位验证码发过来。没收到回复“重发”。",
+             "en": 'A code was sent by SMS to {phone}; it is valid for 10 minutes. Send the 6 digits here. '
+                   'Reply "resend" if it did not arrive.'},
+    "link_rate_limited": {"zh-Hans": "验证码发得太多了，请1小时后再试，或回复“人工”。",
+                     "en": 'Too many codes were sent. Please try again in an hour, or reply "human".'},
+    "link_code_bad": {"zh-Hans": "验证码不对，还可以试{left}次。", "en": "That code is not right; {left} tries left."},
+    "link_code_expired": {"zh-Hans": "验证码已过期或已用过。回复“重发”再发一个。",
+                     "en": 'That code has expired or was used. Reply "resend" for a new one.'},
+    "link_code_locked": {"zh-Hans": "错的次数太多，这个验证码作废了。回复“重发”再发一个。",
+                    "en": 'Too many wrong tries; that code no longer works. Reply "resend" for a new one.'},
+    "link_deceased_self": {"zh-Hans": "我们的记录里，这位登记的人已经去世了，不能以本人身份绑定。家属要办事，请回复“返回”，选“家属代办”。",
+                      "en": 'Our record says this person has died, so the record cannot be linked as themselves. '
+                            'A family member can reply "back" and choose "Family member".'},
+    "link_linked": {"zh-Hans": "绑定成功：{name}（{masked}）。", "en": "Linked: {name} ({masked})."},
+    "link_linked_proxy": {"zh-Hans": "绑定成功：您以{rel}身份代{name}（{masked}）办事。",
+                     "en": "Linked: you act for {name} ({masked}) as {rel}."},
+    "link_myself": {"zh-Hans": "我本人", "en": "Myself"},
+    "link_family_member": {"zh-Hans": "家属代办", "en": "Family member"},
+    "link_code_format": {"zh-Hans": "请发短信里的6位数字验证码。没收到回复“重发”。",
+                         "en": 'Please send the 6-digit code from the SMS. Reply "resend" if it did not come.'},
+    "link_reply_number": {"zh-Hans": "请回复数字。", "en": "Please reply with a number."},
+    "phone_invalid": {"zh-Hans": "手机号不对，请写11位手机号，例如13812345678。",
+                      "en": "That phone number does not look right; please write 11 digits."},
+    # a person's own applications (the "my applications" report and the one-open-application check)
+    "already_open": {"zh-Hans": "您已经有一份{kind}在办（编号{reference}，{stage}），不用再申请。想看进度，回复“我的申请”。",
+                     "en": 'You already have a {kind} application under way ({reference}: {stage}); there is no need to '
+                           'apply again. Reply "my applications" to see how it is going.'},
+    "my_applications_none": {"zh-Hans": "您现在没有在办的申请。", "en": "You have no applications."},
+    "my_applications_head": {"zh-Hans": "您的申请：", "en": "Your applications:"},
+    "my_applications_missing": {"zh-Hans": "还缺：{items}，请带到服务窗口。",
+                                "en": " Still missing: {items}; please bring them to the window."},
 }
 
 class _ChannelNames(Mapping[str, Mapping[str, str]]):
