@@ -9,7 +9,7 @@ leaves half an application behind.
 from __future__ import annotations
 
 import secrets
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam
@@ -20,7 +20,7 @@ from bot.flowregistry import REGISTRY, FlowCtx, Refused
 from bot.flowrunner import display
 from bot.flowspec import Flow
 from bot.state import ConversationState
-from bot.texts import localise, t, to_hant
+from bot.texts import localise, short_date, t, to_hant
 from bot.tickets import hand_off
 from bot.words import catalogue, label, staff_label
 from models.actions import audit, create_task
@@ -226,6 +226,25 @@ def completed_service(ctx: FlowCtx, state: ConversationState, flow: Flow) -> str
 
 
 # --------------------------------------------------------------------------- reports
+
+@REGISTRY.report("certification_status")
+def certification_status(ctx: FlowCtx, state: ConversationState) -> str:
+    """The record's own certification dates, said before asking how to certify: whoever asks "did he
+    do it this year" learns it before booking a visit that is not needed. Nothing when the roll has no date."""
+    from outreach.schedule_rules import default_rules
+    from outreach.sweeps import add_years
+
+    person = ctx.person()
+    last = getattr(person, "last_certified_on", None)
+    if last is None:
+        return ""
+    lang, today = ctx.lang, ctx.today
+    due = add_years(last, 1)
+    warned_from = due - timedelta(days=max(default_rules().certification.reminder_days, default=0))
+    key = "cert_status_overdue" if due < today else "cert_status_due" if today >= warned_from else "cert_status_done"
+    who = t("cert_status_you", lang) if ctx.acting_as is None else person.name
+    return t(key, lang, who=who, last=short_date(last, lang), due=short_date(due, lang, today))
+
 
 @REGISTRY.report("my_applications")
 def my_applications(ctx: FlowCtx, state: ConversationState) -> str:

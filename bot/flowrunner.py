@@ -448,9 +448,11 @@ class Runner:
             return [self._complete(flow, state, ctx)]
         state.step = flow.steps[first].id
         outs = self._arrive(flow, state, ctx)
-        if flow.intro:
-            outs[0] = Out(localise(flow.intro, ctx.lang) + "\n" + outs[0].text, outs[0].choices, outs[0].expects,
-                          outs[0].in_flow)
+        said = [localise(flow.intro, ctx.lang)] if flow.intro else []
+        if flow.intro_report:
+            said.insert(0, self.registry.reports[flow.intro_report](ctx, state))
+        if said := [line for line in said if line]:
+            outs[0] = Out("\n".join([*said, outs[0].text]), outs[0].choices, outs[0].expects, outs[0].in_flow)
         return outs
 
     def _applicable(self, flow: Flow, start: int, state: ConversationState) -> int | None:

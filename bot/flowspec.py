@@ -244,6 +244,8 @@ class Flow(_Spec):
     menu: Annotated[int, Field(ge=1, le=9)] | None = None
     requires_link: bool = False
     intro: Texts | None = None
+    # A named report said before the first question: what the record already tells ("上次认证是…").
+    intro_report: str | None = None
     precheck: tuple[str, ...] = ()  # named checks run before the first question, in order
     steps: tuple[Step, ...] = ()
     endings: dict[str, Ending] = Field(default_factory=dict)
@@ -286,6 +288,8 @@ class Flow(_Spec):
         registry: Registry = (info.context or {}).get("registry") or builtin()
         if self.report is not None and self.report not in registry.reports:
             raise ValueError(f"report: unknown report {self.report!r} (known: {sorted(registry.reports)})")
+        if self.intro_report is not None and self.intro_report not in registry.reports:
+            raise ValueError(f"intro_report: unknown report {self.intro_report!r} (known: {sorted(registry.reports)})")
         for name in self.precheck:
             if name not in registry.prechecks:
                 raise ValueError(f"precheck: unknown check {name!r} (known: {sorted(registry.prechecks)})")

@@ -385,6 +385,14 @@ T: dict[str, dict[str, str]] = {
     "my_applications_head": {"zh-Hans": "您的申请：", "en": "Your applications:"},
     "my_applications_missing": {"zh-Hans": "还缺：{items}，请带到服务窗口。",
                                 "en": " Still missing: {items}; please bring them to the window."},
+    # the pension certification's dates from the record (said before asking how to certify)
+    "cert_status_you": {"zh-Hans": "您", "en": "You"},
+    "cert_status_done": {"zh-Hans": "{who}上次认证是{last}，下次在{due}前做就行，到时候我们会发消息提醒，现在不用办。",
+                         "en": "{who} last certified on {last}; the next one is due by {due}, and we will remind you: nothing is needed now."},
+    "cert_status_due": {"zh-Hans": "{who}上次认证是{last}，这次要在{due}前做。",
+                        "en": "{who} last certified on {last}; this year's is due by {due}."},
+    "cert_status_overdue": {"zh-Hans": "{who}上次认证是{last}，这次本该在{due}前做，已经过了日子，请尽快办。",
+                            "en": "{who} last certified on {last}; this year's was due by {due}, so please do it soon."},
 }
 
 class _ChannelNames(Mapping[str, Mapping[str, str]]):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
+import pytest
 from sqlmodel import Session, select
 
 from bot.flowspec import load_flows
@@ -119,3 +120,31 @@ def test_a_recorded_death_closes_the_persons_open_visits_with_the_reason(engine,
     assert tasks["home_visit"].status == "cancelled"
     assert tasks["condolence_visit"].status == "open"
     assert len(cancels) == 2
+
+
+@pytest.mark.parametrize(("last", "said"), [
+    (date(2025, 6, 10), "张三上次认证是2025年6月10日，下次在6月10日前做就行"),
+    (date(2025, 3, 20), "张三上次认证是2025年3月20日，这次要在3月20日前做"),
+    (date(2025, 1, 5), "张三上次认证是2025年1月5日，这次本该在1月5日前做，已经过了日子"),
+])
+def test_the_certification_starts_with_the_records_own_dates(engine, notifier, roll, db_engine, last, said):
+    """A daughter asking for her father (on 2026-03-02) is told when he last certified and by when the next one is
+    due (done, due within the reminders' 30 days, or overdue) before she is asked how to certify: nobody books a
+    visit that is not needed."""
+    with session_scope(db_engine) as s:
+        person = s.get(Beneficiary, roll.zhang)
+        assert person is not None
+        person.last_certified_on = last
+    chat = Chat(engine, "telegram", f"cert-dates-{last}")
+    link(chat, notifier, ZHANG_PHONE, proxy="1")
+    text = chat("6")
+    assert said in text
+    assert text.index("上次认证") < text.index("您想怎么认证")
+
+
+def test_the_certification_says_no_date_when_the_roll_has_none(engine, notifier, roll, db_engine):
+    """Someone the roll has no certification date for goes straight to how to certify: no made-up date."""
+    chat = Chat(engine, "telegram", "cert-dates-none")
+    link(chat, notifier, ZHANG_PHONE)
+    text = chat("6")
+    assert "上次认证" not in text and "您想怎么认证" in text
