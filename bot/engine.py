@@ -40,7 +40,7 @@ from bot.conversations import LOG, Conflict, Conv, ConversationStore, log_row
 from bot.flowregistry import FlowCtx, Registry, builtin
 from bot.flowrunner import DOCUMENT_KINDS, Flow, Out, Runner, clean_text, load_flows, typing_lines, word
 from bot.identity import LINK_FLOW, Identity, Notifier, OutboxNotifier, language_after_link
-from bot.language import cantonese_as_mandarin, clearly_traditional, detect_language
+from bot.language import cantonese_as_mandarin, clearly_chinese, clearly_traditional, detect_language
 from bot.qa_rules import rule_handoff
 from bot.state import HeldText, ServiceOffer
 from bot.texts import CHANNEL_NAMES, localise, reply_by, t
@@ -98,12 +98,20 @@ _HELD_SHOWN_CHARS = 60
 _NO_CTRL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # PostgreSQL text cannot hold NUL
 
 
-def _follows_to_traditional(conv: Conv, text: str) -> bool:
-    """A conversation in Simplified turns Traditional on a message clearly written in Traditional (the
-    language module decides), unless the person picked Simplified. Never the other way: Cantonese speakers
+def _language_followed(conv: Conv, text: str) -> str | None:
+    """The language a conversation turns to on what the person writes, unless they picked one: Simplified
+    turns Traditional on a message clearly written in Traditional, English turns Chinese on a message clearly
+    written in Chinese (the language module decides). Never Traditional to Simplified: Cantonese speakers
     write Simplified with Traditional readers' words (我系帮佢问嘅), and a Traditional reader typing a
-    Simplified word stays a Traditional reader."""
-    return conv.lang == "zh-Hans" and not conv.state.language_chosen and clearly_traditional(text)
+    Simplified word stays a Traditional reader; never Chinese to English: Chinese readers type "ok" and
+    English names."""
+    if conv.state.language_chosen:
+        return None
+    if conv.lang == "zh-Hans" and clearly_traditional(text):
+        return "zh-Hant"
+    if conv.lang == "en" and clearly_chinese(text):
+        return detect_language(text)
+    return None
 
 
 _PERSON = Beneficiary.__table__  # type: ignore[attr-defined]
@@ -334,10 +342,10 @@ class Engine:
             text = text[:20000]
         if conv.language is None:
             conv.language = detect_language(text, inbound.language_hint)
-        elif inbound.choice is None and _follows_to_traditional(conv, text):
-            # The conversation follows the script the person writes in; the language on their record
+        elif inbound.choice is None and (followed := _language_followed(conv, text)) is not None:
+            # The conversation follows the language the person writes in; the language on their record
             # (notices, letters) changes only when they pick one (LANG_WORDS).
-            conv.language = "zh-Hant"
+            conv.language = followed
         prefix: list[Out] = []
         st = conv.state
         if (inbound.prompt_token is not None and inbound.prompt_token != st.prompt_token

@@ -331,6 +331,17 @@ def clearly_traditional(text: str) -> bool:
     return traditional_only > simplified_only and traditional_only >= _TRADITIONAL_ONLY_TO_BE_CLEAR
 
 
+# Chinese characters a message needs to be clearly Chinese: a word (低保, 社保) comes from English readers too.
+_CHINESE_TO_BE_CLEAR = 4
+
+
+def clearly_chinese(text: str) -> bool:
+    """Written in Chinese beyond doubt: a sentence of Chinese characters with fewer English words beside it
+    than Chinese characters in it (an English conversation turns Chinese on such a message)."""
+    chinese = len(_CJK.findall(text or ""))
+    return chinese >= _CHINESE_TO_BE_CLEAR and len(_LATIN_WORD.findall(text or "")) < chinese
+
+
 def localise(texts: Mapping[str, str], lang: str) -> str:
     """Pick a language from {"zh-Hans": ..., "en": ..., optional "zh-Hant": ...}: zh-Hant is
     converted from zh-Hans when not given; a missing English text falls back to zh-Hans."""

@@ -1,6 +1,6 @@
 """The script a conversation is answered in follows what the person writes: one way, Simplified to
-Traditional, on a message clearly written in Traditional; the language on their record changes only
-when they pick one."""
+Traditional, on a message clearly written in Traditional, and English to Chinese on a message clearly
+written in Chinese; the language on their record changes only when they pick one."""
 
 from __future__ import annotations
 
@@ -55,3 +55,21 @@ def test_a_person_who_picked_simplified_keeps_it_when_writing_traditional(engine
     assert "请回复数字" in chat("简体")
     reply = chat("請問醫療互助每年要交幾多錢？")
     assert "回复0回主菜单" in reply and "回覆" not in reply
+
+
+def test_an_english_conversation_turns_chinese_on_a_sentence_written_in_chinese(engine, notifier, roll):
+    """A conversation begun with "hello" (answered in English) gets a question written in Traditional: the answer,
+    its footer and the menu after it are in Traditional, never an English footer under a Chinese answer."""
+    chat = Chat(engine, "telegram", "en-then-hant")
+    assert "Reply with a number" in chat("hello")
+    reply = chat("請問醫療互助每年要交幾多錢？")
+    assert "回覆0回主菜單" in reply and "Reply 0" not in reply
+    assert "請回覆數字" in chat("0")
+
+
+def test_a_chinese_word_in_an_english_sentence_keeps_the_conversation_english(engine, notifier, roll):
+    """"what is 低保 exactly" names a Chinese benefit inside an English sentence: the reply stays English."""
+    chat = Chat(engine, "telegram", "en-with-word")
+    assert "Reply with a number" in chat("hello")
+    reply = chat("what is 低保 exactly, can my mother get it")
+    assert "Reply 0 for the menu" in reply and "回复0回主菜单" not in reply
