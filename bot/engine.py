@@ -424,8 +424,6 @@ class Engine:
                     b.language = new
                     s.session.add(b)
             head = t("language_set_hant" if new == "zh-Hant" else "language_set", new)
-            if new == "zh-Hant":
-                head = localise({"zh-Hans": head, "en": head}, "zh-Hant")
             nxt = self._current_prompt(s, conv, now) if st.flow else self._menu(new, conv.beneficiary_id is not None)
             return [Out(head + "\n" + nxt.text, nxt.choices, nxt.expects, nxt.in_flow)]
         return None
@@ -756,7 +754,7 @@ class Engine:
 
     def _title(self, flow_id: str, lang: str) -> str:
         if flow_id == LINK_FLOW:
-            return localise({"zh-Hans": "绑定身份", "en": "linking your record"}, lang)
+            return t("link_title", lang)
         return localise(self.flows[flow_id].title, lang)
 
     def _menu(self, lang: str, linked: bool) -> Out:
@@ -842,8 +840,7 @@ class Engine:
         if done.appended:
             return Out(t("ticket_added", lang, ticket=done.ticket.id), in_flow=False)
         if answer is not None and answer.answer:
-            text = answer.answer + localise({"zh-Hans": f"（编号{done.ticket.id}）", "en": f" (ticket {done.ticket.id})"},
-                                            lang)
+            text = answer.answer + t("ticket_number", lang, ticket=done.ticket.id)
         else:
             text = t("qa_passed_on", lang, ticket=done.ticket.id, reply_by=reply_by(now, self.settings.tz, lang))
         return Out(text, in_flow=False)

@@ -370,6 +370,7 @@ T: dict[str, dict[str, str]] = {
     "link_linked": {"zh-Hans": "绑定成功：{name}（{masked}）。", "en": "Linked: {name} ({masked})."},
     "link_linked_proxy": {"zh-Hans": "绑定成功：您以{rel}身份代{name}（{masked}）办事。",
                      "en": "Linked: you act for {name} ({masked}) as {rel}."},
+    "link_title": {"zh-Hans": "绑定身份", "en": "linking your record"},
     "link_myself": {"zh-Hans": "我本人", "en": "Myself"},
     "link_family_member": {"zh-Hans": "家属代办", "en": "Family member"},
     "link_code_format": {"zh-Hans": "请发短信里的6位数字验证码。没收到回复“重发”。",
@@ -393,6 +394,7 @@ T: dict[str, dict[str, str]] = {
                         "en": "{who} last certified on {last}; this year's is due by {due}."},
     "cert_status_overdue": {"zh-Hans": "{who}上次认证是{last}，这次本该在{due}前做，已经过了日子，请尽快办。",
                             "en": "{who} last certified on {last}; this year's was due by {due}, so please do it soon."},
+    "ticket_number": {"zh-Hans": "（编号{ticket}）", "en": " (ticket {ticket})"},
 }
 
 class _ChannelNames(Mapping[str, Mapping[str, str]]):
