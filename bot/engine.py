@@ -40,7 +40,13 @@ from bot.conversations import LOG, Conflict, Conv, ConversationStore, log_row
 from bot.flowregistry import FlowCtx, Registry, builtin
 from bot.flowrunner import DOCUMENT_KINDS, Flow, Out, Runner, clean_text, load_flows, typing_lines, word
 from bot.identity import LINK_FLOW, Identity, Notifier, OutboxNotifier, language_after_link
-from bot.language import cantonese_as_mandarin, clearly_chinese, clearly_traditional, detect_language
+from bot.language import (
+    cantonese_as_mandarin,
+    clearly_chinese,
+    clearly_english,
+    clearly_traditional,
+    detect_language,
+)
 from bot.qa_rules import rule_handoff
 from bot.state import HeldText, ServiceOffer
 from bot.texts import CHANNEL_NAMES, localise, reply_by, t
@@ -99,18 +105,20 @@ _NO_CTRL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # PostgreSQL text cannot hol
 
 
 def _language_followed(conv: Conv, text: str) -> str | None:
-    """The language a conversation turns to on what the person writes, unless they picked one: Simplified
-    turns Traditional on a message clearly written in Traditional, English turns Chinese on a message clearly
-    written in Chinese (the language module decides). Never Traditional to Simplified: Cantonese speakers
-    write Simplified with Traditional readers' words (我系帮佢问嘅), and a Traditional reader typing a
-    Simplified word stays a Traditional reader; never Chinese to English: Chinese readers type "ok" and
-    English names."""
+    """The language a conversation turns to on what the person writes, unless they picked one (the language
+    module decides what is clear): Simplified turns Traditional on a message clearly written in Traditional,
+    English turns Chinese on one clearly in Chinese, Chinese turns English on a sentence clearly in English.
+    Never Traditional to Simplified: Cantonese speakers write Simplified with Traditional readers' words
+    (我系帮佢问嘅), and a Traditional reader typing a Simplified word stays a Traditional reader. A Chinese
+    reader's "ok", "ok thank you" or an ID's last characters are not English."""
     if conv.state.language_chosen:
         return None
     if conv.lang == "zh-Hans" and clearly_traditional(text):
         return "zh-Hant"
     if conv.lang == "en" and clearly_chinese(text):
         return detect_language(text)
+    if conv.lang != "en" and clearly_english(text):
+        return "en"
     return None
 
 

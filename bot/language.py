@@ -342,6 +342,17 @@ def clearly_chinese(text: str) -> bool:
     return chinese >= _CHINESE_TO_BE_CLEAR and len(_LATIN_WORD.findall(text or "")) < chinese
 
 
+# English words a message with no Chinese needs to be clearly English: Chinese readers type "ok", "ok thank
+# you", an ID's last characters and English names.
+_ENGLISH_WORDS_TO_BE_CLEAR = 5
+
+
+def clearly_english(text: str) -> bool:
+    """Written in English beyond doubt: a sentence of five or more English words and no Chinese character
+    (a Chinese conversation turns English on such a message)."""
+    return not _CJK.search(text or "") and len(_LATIN_WORD.findall(text or "")) >= _ENGLISH_WORDS_TO_BE_CLEAR
+
+
 def localise(texts: Mapping[str, str], lang: str) -> str:
     """Pick a language from {"zh-Hans": ..., "en": ..., optional "zh-Hant": ...}: zh-Hant is
     converted from zh-Hans when not given; a missing English text falls back to zh-Hans."""

@@ -1,6 +1,7 @@
 """The script a conversation is answered in follows what the person writes: one way, Simplified to
-Traditional, on a message clearly written in Traditional, and English to Chinese on a message clearly
-written in Chinese; the language on their record changes only when they pick one."""
+Traditional, on a message clearly written in Traditional, English to Chinese on a message clearly
+written in Chinese and Chinese to English on a sentence clearly in English; the language on their
+record changes only when they pick one."""
 
 from __future__ import annotations
 
@@ -73,3 +74,13 @@ def test_a_chinese_word_in_an_english_sentence_keeps_the_conversation_english(en
     assert "Reply with a number" in chat("hello")
     reply = chat("what is 低保 exactly, can my mother get it")
     assert "Reply 0 for the menu" in reply and "回复0回主菜单" not in reply
+
+
+def test_a_chinese_conversation_turns_english_on_a_sentence_in_english_but_not_on_ok(engine, notifier, roll):
+    """"ok thank you" in a Simplified conversation is still answered in Simplified; "how do I report that my father
+    passed away" is a sentence in English, answered in English."""
+    chat = Chat(engine, "telegram", "hans-then-en")
+    assert "请回复数字" in chat("你好")
+    assert "回复0回主菜单" in chat("ok thank you")
+    reply = chat("how do I report that my father passed away")
+    assert "Reply 1" in reply and "回复" not in reply
