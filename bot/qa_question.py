@@ -46,6 +46,7 @@ _ZH_KIND = {
     "how": r"怎么|怎样|如何|咋|流程|步骤|手续|办法|怎么办|怎么弄|怎么做|分几步|先干嘛",
     "may_i": r"能不能|可不可以|可以吗|能吗|行吗|行不行|是不是|是吗|有没有|有吗|会不会|会吗|要不要|需不需要|"
              r"吗|不$|没$|没有$|管不管|包不包|算不算|够不够",
+    "what": r"什么|啥|哪些|哪几|哪种|哪样",
 }
 _RELATIVE_NOUNS = ("people", "person", "those", "someone", "anyone", "retirees", "retiree", "pensioners",
                    "veterans", "veteran", "soldiers", "servicemen", "workers", "worker", "elderly", "ones")

@@ -816,3 +816,28 @@ def test_whom_the_question_is_about_is_not_a_topic_the_article_must_name(qa: QA)
     hospital-visit article, which never says 企业, answers a yes/no question that names it."""
     a = qa.answer_with("我爸企业退休的，生病住院了社区来不来看他", min_confidence=0.0)
     assert not a.handoff and a.article_id == "retiree-hospital-visit"
+
+
+@pytest.mark.parametrize("question", ["社保覆盖的人多吗", "全国的社保覆盖面是不是很广", "is the social security coverage wide"])
+def test_a_yes_no_question_is_answered_only_by_an_article_that_declares_yes_no_answers(qa: QA, question: str) -> None:
+    """A question asking only yes or no is answered from an article whose front matter declares
+    `may_i`: a figures article (ss-coverage-figures declares counts and what) would answer it with
+    a number that does not say yes or no. Declaring `may_i` lets the same article answer it."""
+    from dataclasses import replace
+
+    base = "en" if question.isascii() else "zh-Hans"
+    article = next(a for a in qa.knowledge.in_language(base) if a.id == "ss-coverage-figures")
+    assert "may_i" not in article.answers
+    asked = qa._read(question, base)
+    assert asked.kind == "may_i"
+    assert qa._refusal(article, asked, base)[0] == "wrong_kind"
+    assert qa._refusal(replace(article, answers=(*article.answers, "may_i")), asked, base)[0] == ""
+
+
+@pytest.mark.parametrize(("question", "language"), [("what does the social security card do", "en"),
+                                                    ("办接续要带什么东西，身份证要不要带", "zh-Hans")])
+def test_a_question_that_also_asks_what_is_not_yes_or_no_only(question: str, language: str) -> None:
+    """"what does X do" (English `does`) and 要带什么…要不要带 ask what, too: an article that
+    answers what may answer them without declaring yes/no answers."""
+    kinds = read_question(question, language).kinds
+    assert kinds[0] == "may_i" and "what" in kinds
