@@ -72,7 +72,15 @@ __all__ = ["QA", "Answer", "LiveQA", "detect_language", "get_qa", "to_simplified
 # is, in effect, an answer the Chinese articles also put first); on the tuning files they cost
 # in-scope answers (558 -> 494 of 654 right, 85.3% -> 75.5%; handed off to staff instead), the
 # price of wrong answers at or under 1% on questions the method was not tuned on.
-THRESHOLDS: dict[str, float] = {"zh-Hans": 0.925, "en": 0.975}
+# Eighth round: batch 9 (people_dev9.yaml, 125 questions written blind, like batch 8) joined the
+# calibration part before anything was tuned on it (338 questions: 270 Chinese, 68 English). The
+# sweep chooses 0.85 for Chinese (2 of 270 wrong, as at 0.925, with 17 more answered); the
+# development files alone (dev7 + dev8) would have chosen 0.75, where batch 9 alone had 4 of 101
+# Chinese wrong. No English threshold keeps English within 1% there (2 of 68 wrong answers at
+# confidence 1.0, out of reach of any gate): the sweep's fallback, 1.0, removes no wrong answer and
+# costs 8 right ones on the tuning files and 2 on the calibration part, so English stays at 0.975
+# until the method separates those answers.
+THRESHOLDS: dict[str, float] = {"zh-Hans": 0.85, "en": 0.975}
 # Candidates are ranked by embedding similarity + RANK_BM25 * bm25 / (bm25 + BM25_HALF).
 RANK_BM25 = 0.25
 BM25_HALF = {"zh-Hans": 20.0, "en": 6.0}
