@@ -9,6 +9,11 @@ wall-clock figures also measure the neighbours; this one much less).
 `p50_ms`/`p99_ms`: 100 conversations in flight at once (asyncio, `Engine.ahandle` in a pool of
 threads), each sending its next message as soon as the previous one is answered; latency is
 from submitting a message to having its replies, so it includes waiting for the database.
+`p99_ms_beside_writer`: the same 100 conversations (their next 30 messages) while another writer of
+this process (a console or dispatcher thread, `write_scope` transactions of one UPDATE each) writes
+`BESIDE_WRITES_PER_S` times a second: the two meet at SQLite's write lock, where the loser waits in
+SQLite's busy handler (it sleeps 1, 2, 5, 10 ... ms between tries). `beside_writer_p99_ms` is that
+writer's own latency, BEGIN to COMMIT.
 Messages walk the hardship flow and its global words (a realistic mix: menu choices, text,
 money, confirm, help, back).
 """
@@ -20,6 +25,7 @@ import gc
 import json
 import statistics
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -30,6 +36,7 @@ CONCURRENCY = 100
 SEQUENTIAL_MESSAGES = 5000
 CONCURRENT_ROUNDS = 30
 PERIOD = 0.2  # seconds between one person's messages: 100 people -> 500 msg/s offered, far above real use
+BESIDE_WRITES_PER_S = 200  # the other writer's transactions a second in the last part
 
 SCRIPT = ["0", "3", "2", "帮助", "生活困难，看病花钱多", "返回", "生活困难，看病花钱多", "1500", "0", "3", "2"]
 
@@ -74,6 +81,66 @@ def _setup(tmp: Path) -> tuple[Any, Any]:
     return Engine(db, settings, SystemClock(), qa=NoArticle()), db
 
 
+def _in_flight(engine: Any, first_round: int) -> tuple[list[float], float]:
+    """100 conversations at once, each person sending a message every PERIOD seconds (open loop, staggered)
+    and waiting for the answer before the next: the latencies (from the moment a message arrives to its replies
+    being ready, any wait for the database included) and the seconds the part took."""
+    from bot.channels.base import Inbound
+
+    latencies: list[float] = []
+    pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="engine")
+
+    async def one_conversation(i: int, t0: float) -> None:
+        loop = asyncio.get_running_loop()
+        address = f"bench-{CONCURRENCY * 2 + i}"
+        for r in range(CONCURRENT_ROUNDS):
+            due = t0 + (i / CONCURRENCY + r) * PERIOD
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            arrived = max(due, time.perf_counter()) if delay > 0 else due
+            step = first_round + r
+            inbound = Inbound(channel="telegram", address=address, text=SCRIPT[step % len(SCRIPT)],
+                              provider_message_id=str(step))
+            replies = await loop.run_in_executor(pool, engine.handle, inbound)
+            latencies.append(time.perf_counter() - arrived)
+            assert replies
+
+    async def main() -> float:
+        t = time.perf_counter()
+        await asyncio.gather(*(one_conversation(i, t + 0.05) for i in range(CONCURRENCY)))
+        return time.perf_counter() - t
+
+    seconds = asyncio.run(main())
+    pool.shutdown()
+    return latencies, seconds
+
+
+def _other_writer(db: Any, stop: threading.Event, took: list[float]) -> None:
+    """Another writer of the process: BESIDE_WRITES_PER_S short write transactions a second until `stop`."""
+    from sqlalchemy import update
+
+    from models.db import write_scope
+    from models.people import Beneficiary
+
+    person = Beneficiary.__table__  # type: ignore[attr-defined]
+    t0 = time.perf_counter()
+    k = 0
+    while not stop.is_set():
+        delay = t0 + k / BESIDE_WRITES_PER_S - time.perf_counter()
+        if delay > 0:
+            stop.wait(delay)
+        k += 1
+        started = time.perf_counter()
+        with write_scope(db) as s:
+            s.execute(update(person).where(person.c.id == 1 + k % CONCURRENCY).values(street=f"街道{k % 7}"))
+        took.append(time.perf_counter() - started)
+
+
+def _p99(xs: list[float]) -> float:
+    return round(statistics.quantiles(sorted(xs), n=100)[98] * 1000, 2)
+
+
 def run() -> dict[str, Any]:
     from sqlalchemy import event
 
@@ -116,34 +183,19 @@ def run() -> dict[str, Any]:
         event.remove(db, "before_cursor_execute", count_statement)
         event.remove(db, "begin", count_transaction)
 
-        # Latency with 100 conversations in flight: each person sends a message every PERIOD seconds
-        # (open loop, staggered), waiting for the answer before the next; latency is from the moment
-        # the message arrives to its replies being ready, including any wait for the database.
-        latencies: list[float] = []
-        pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="engine")
+        # Latency with 100 conversations in flight.
+        latencies, conc_seconds = _in_flight(engine, 0)
 
-        async def one_conversation(i: int, t0: float) -> None:
-            loop = asyncio.get_running_loop()
-            address = f"bench-{CONCURRENCY * 2 + i}"
-            for r in range(CONCURRENT_ROUNDS):
-                due = t0 + (i / CONCURRENCY + r) * PERIOD
-                delay = due - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                arrived = max(due, time.perf_counter()) if delay > 0 else due
-                inbound = Inbound(channel="telegram", address=address, text=SCRIPT[r % len(SCRIPT)],
-                                  provider_message_id=str(r))
-                replies = await loop.run_in_executor(pool, engine.handle, inbound)
-                latencies.append(time.perf_counter() - arrived)
-                assert replies
-
-        async def main() -> float:
-            t = time.perf_counter()
-            await asyncio.gather(*(one_conversation(i, t + 0.05) for i in range(CONCURRENCY)))
-            return time.perf_counter() - t
-
-        conc_seconds = asyncio.run(main())
-        pool.shutdown()
+        # The same, with another writer of this process beside the engine.
+        stop = threading.Event()
+        writes: list[float] = []
+        other = threading.Thread(target=_other_writer, args=(db, stop, writes), name="other-writer")
+        other.start()
+        try:
+            beside, beside_seconds = _in_flight(engine, CONCURRENT_ROUNDS)
+        finally:
+            stop.set()
+            other.join()
         engine.close()
         db.dispose()
     latencies.sort()
@@ -158,7 +210,10 @@ def run() -> dict[str, Any]:
         "concurrency": CONCURRENCY,
         "offered_msgs_per_s": round(CONCURRENCY / PERIOD, 1),
         "concurrent_msgs_per_s": round(len(latencies) / conc_seconds, 1),
-        "messages": SEQUENTIAL_MESSAGES + len(latencies),
+        "p99_ms_beside_writer": _p99(beside),
+        "beside_writer_tx_per_s": round(len(writes) / beside_seconds, 1),
+        "beside_writer_p99_ms": _p99(writes),
+        "messages": SEQUENTIAL_MESSAGES + len(latencies) + len(beside),
         "database": "sqlite",
     }
 
