@@ -14,6 +14,8 @@ this process (a console or dispatcher thread, `write_scope` transactions of one 
 `BESIDE_WRITES_PER_S` times a second: the two meet at SQLite's write lock, where the loser waits in
 SQLite's busy handler (it sleeps 1, 2, 5, 10 ... ms between tries). `beside_writer_p99_ms` is that
 writer's own latency, BEGIN to COMMIT.
+`load_1m_start` / `load_1m_end`: the machine's one-minute load average before and after the run (the
+wall-clock figures, p99 above all, move with the neighbours' load).
 Messages walk the hardship flow and its global words (a realistic mix: menu choices, text,
 money, confirm, help, back).
 """
@@ -23,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import os
 import statistics
 import tempfile
 import threading
@@ -146,6 +149,7 @@ def run() -> dict[str, Any]:
 
     from bot.channels.base import Inbound
 
+    load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as d:
         engine, db = _setup(Path(d))
         # Warm up: compile statements, load flows, touch every code path once.
@@ -215,6 +219,8 @@ def run() -> dict[str, Any]:
         "beside_writer_p99_ms": _p99(writes),
         "messages": SEQUENTIAL_MESSAGES + len(latencies) + len(beside),
         "database": "sqlite",
+        "load_1m_start": round(load_start, 2),
+        "load_1m_end": round(os.getloadavg()[0], 2),
     }
 
 
