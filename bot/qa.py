@@ -50,6 +50,7 @@ from bot.qa_text import (
     without_english_fillers,
     without_fillers,
 )
+from bot.texts import T
 
 __all__ = ["QA", "Answer", "LiveQA", "detect_language", "get_qa", "to_simplified", "warm_up", "warm_up_in_background"]
 
@@ -168,70 +169,11 @@ def _localise(text: str, lang: str) -> str:
 
 # --------------------------------------------------------------------------- replies
 
-_STAY = {"zh-Hans": "工作人员会在工作日尽快回复您，一般1个工作日内。",
-         "en": "They will reply on a working day, usually within 1 working day."}
-HANDOFF_REPLIES = {
-    "zh-Hans": {
-        "out_of_scope": "这个问题我这里没有把握回答，已经转给工作人员。" + _STAY["zh-Hans"],
-        "personal_case": "这是关于个人情况的问题，需要工作人员查看记录，已经转给工作人员。"
-                         + _STAY["zh-Hans"] + "请不要在这里发送身份证号码。",
-        "complaint": "您的意见已经转给负责的工作人员，我们会认真核实处理，一般1个工作日内有人联系您。谢谢您告诉我们。",
-        "asked_for_person": "好的，已经为您转给工作人员。" + _STAY["zh-Hans"],
-    },
-    "en": {
-        "out_of_scope": "I can't answer this one reliably, so I have passed it to a member of staff. " + _STAY["en"],
-        "personal_case": "This is about one person's own case, which a member of staff needs to look up. I have "
-                         "passed it to them. " + _STAY["en"] + " Please do not send an ID card number here.",
-        "complaint": "Thank you for telling us. I have passed this to the staff member in charge; someone will "
-                     "contact you, usually within 1 working day.",
-        "asked_for_person": "Of course. I have passed your message to a member of staff. " + _STAY["en"],
-    },
-}
-# Out-of-scope handoffs that can say why, kindly, before saying who will answer.
-_DETAIL_REPLIES = {
-    "zh-Hans": {
-        "other_place": "您问的是{asked}的规定。我这里的资料讲的是{ours}的做法，不能代表{asked}；"
-                       "{asked}的规定请向当地{agency}咨询。这个问题我也转给了工作人员，",
-        "not_stated": "资料里没有写这个具体金额，我不能随便说个数。已经转给工作人员，",
-        "other_year": "资料里没有{year}年的数字，别的年份的数字不能代替，我不能随便说个数。已经转给工作人员，",
-        "unknown_benefit": "我这里的资料里没有“{benefit}”这一项，不能确定有没有。已经转给工作人员帮您核实，",
-        "staff_contact": "工作人员个人的电话和联系方式我们不能提供。请就在这里留言，或拨打办事处公开的咨询电话；"
-                         "您的问题已经转给工作人员，",
-        "two_part": "您问了两件事，其中一件我这里没有把握回答，所以整个问题转给了工作人员，",
-        "many_questions": "您一次问了好几件事，请一次问一个问题，我可以马上回答。整条消息也已经转给工作人员，",
-        "long_message": "您的消息比较长，我没能从里面找到一个明确的问题。您可以用一句话问一个问题，我可以马上回答；"
-                        "整条消息也已经转给工作人员，",
-        "not_about": "我这里的资料没有讲到“{topic}”这一点，不能确定。已经转给工作人员，",
-    },
-    "en": {
-        "other_place": "You are asking about {asked}. What I have describes the rules in {ours}, which may not "
-                       "apply in {asked}; please ask {agency} there. I have also passed your question to a "
-                       "member of staff. ",
-        "not_stated": "The documents I answer from do not give that amount, so I will not guess one. I have "
-                      "passed your question to a member of staff. ",
-        "other_year": "The documents I answer from give no figure for {year}, and another year's figure would "
-                      "not answer it. I have passed your question to a member of staff. ",
-        "unknown_benefit": "I have nothing on a \"{benefit}\" in what I answer from, so I cannot say whether "
-                           "it exists. I have passed your question to a member of staff. ",
-        "staff_contact": "We cannot give out a staff member's personal phone or contact details. Please write "
-                         "here, or use the office's public enquiry line; I have passed your question to a "
-                         "member of staff. ",
-        "two_part": "You asked two things and I can't answer one of them reliably, so I have passed the whole "
-                    "question to a member of staff. ",
-        "many_questions": "You asked several things at once. Please ask one question at a time and I can answer "
-                          "straight away. I have also passed your whole message to a member of staff. ",
-        "long_message": "Your message is long and I could not find one clear question in it. You can ask one "
-                        "question in a sentence and I can answer straight away; I have also passed the whole "
-                        "message to a member of staff. ",
-        "not_about": "What I answer from says nothing about \"{topic}\" here, so I cannot be sure. I have passed "
-                     "your question to a member of staff. ",
-    },
-}
-_AGENCY = {"zh-Hans": {"veteran": "退役军人事务部门", "retiree": "社保经办机构或街道社区", "worker": "工会",
-                       "anyone": "人社、民政或医保部门"},
-           "en": {"veteran": "the veterans affairs bureau", "retiree": "the social insurance office",
-                  "worker": "the trade union", "anyone": "the local social security office"}}
-SOURCE_LABEL = {"zh-Hans": "来源：", "en": "Source: "}
+def _words(key: str, base: str, **fill: str) -> str:
+    """The catalogue's words (bot/texts.py) in the base language (zh-Hans or en), filled in; the reply is
+    converted to Traditional whole, the filled-in names with it."""
+    text = T[key][base]
+    return text.format(**fill) if fill else text
 
 
 # --------------------------------------------------------------------------- the index
@@ -609,7 +551,7 @@ class QA:
                     ours = ", ".join(_place_en(p, self.knowledge) for p in article.places if p != "全国") or "our area"
                 group = article.groups[0] if article.groups else "anyone"
                 asked_name = place if base != "en" else _place_en(place, self.knowledge)
-                return "other_place", {"asked": asked_name, "ours": ours, "agency": _AGENCY[base][group]}
+                return "other_place", {"asked": asked_name, "ours": ours, "agency": _words(f"qa_agency_{group}", base)}
         for benefit in asked.benefits:
             if not _names_benefit(text, benefit):
                 return "unknown_benefit", {"benefit": benefit}
@@ -678,7 +620,7 @@ class QA:
 
     def _answered(self, articles: list[Article], lang: str, confidence: float) -> Answer:
         base = "en" if lang == "en" else "zh-Hans"
-        label = _localise(SOURCE_LABEL[base], lang)
+        label = _localise(_words("qa_source_label", base), lang)
         sources = [self.source_line(a, lang) for a in articles]
         bodies = [_localise(a.body, lang) for a in articles]
         sms_parts = [_localise(a.sms or _first_paragraph(a.body), lang) for a in articles]
@@ -699,15 +641,15 @@ class QA:
     def _handoff(self, reason: str, lang: str, score: float = 0.0, detail: str = "",
                  fill: dict[str, str] | None = None) -> Answer:
         base = "en" if lang == "en" else "zh-Hans"
-        text = HANDOFF_REPLIES[base][reason]
-        template = _DETAIL_REPLIES[base].get(detail)
-        if template is not None:
+        stay = _words("qa_stay", base)
+        text = _words(f"qa_handoff_{reason}", base, stay=stay)
+        if f"qa_detail_{detail}" in T:
             try:
-                lead = template.format(**(fill or {}))
+                lead = _words(f"qa_detail_{detail}", base, **(fill or {}))
             except KeyError:
                 lead = ""
             if lead:
-                text = lead + (_STAY[base] if base == "zh-Hans" else _STAY[base])
+                text = lead + stay
         text = _localise(text, lang)
         return Answer(handoff=True, answer=text, sources=[], lang=lang, reason=reason, article_id=None,
                       score=round(score, 4), sms=text, detail=detail or reason)

@@ -14,8 +14,6 @@ from zoneinfo import ZoneInfo
 
 from bot.language import LANGUAGES, localise
 from bot.language import to_traditional as to_hant
-from bot.words import catalogue
-from models.workdays import reply_due
 
 __all__ = ["LANGUAGES", "T", "CHANNEL_NAMES", "localise", "reply_by", "short_date", "short_month", "t", "to_hant"]
 
@@ -395,21 +393,93 @@ T: dict[str, dict[str, str]] = {
     "cert_status_overdue": {"zh-Hans": "{who}上次认证是{last}，这次本该在{due}前做，已经过了日子，请尽快办。",
                             "en": "{who} last certified on {last}; this year's was due by {due}, so please do it soon."},
     "ticket_number": {"zh-Hans": "（编号{ticket}）", "en": " (ticket {ticket})"},
+
+    # the policy Q&A's own replies (bot/qa.py): a handoff, why it was handed off, the source line
+    "qa_stay": {"zh-Hans": "工作人员会在工作日尽快回复您，一般1个工作日内。",
+               "en": "They will reply on a working day, usually within 1 working day."},
+    "qa_handoff_out_of_scope": {"zh-Hans": "这个问题我这里没有把握回答，已经转给工作人员。{stay}",
+                               "en": "I can't answer this one reliably, so I have passed it to a member of staff. "
+                                     "{stay}"},
+    "qa_handoff_personal_case": {"zh-Hans": "这是关于个人情况的问题，需要工作人员查看记录，已经转给工作人员。"
+                                            "{stay}请不要在这里发送身份证号码。",
+                                "en": "This is about one person's own case, which a member of staff needs to "
+                                      "look up. I have passed it to them. {stay} Please do not send an ID card "
+                                      "number here."},
+    "qa_handoff_complaint": {"zh-Hans": "您的意见已经转给负责的工作人员，我们会认真核实处理，一般1个工作日内有人联系您。"
+                                        "谢谢您告诉我们。",
+                            "en": "Thank you for telling us. I have passed this to the staff member in charge; "
+                                  "someone will contact you, usually within 1 working day."},
+    "qa_handoff_asked_for_person": {"zh-Hans": "好的，已经为您转给工作人员。{stay}",
+                                   "en": "Of course. I have passed your message to a member of staff. {stay}"},
+    "qa_detail_other_place": {"zh-Hans": "您问的是{asked}的规定。我这里的资料讲的是{ours}的做法，不能代表{asked}；"
+                                         "{asked}的规定请向当地{agency}咨询。这个问题我也转给了工作人员，",
+                             "en": "You are asking about {asked}. What I have describes the rules in {ours}, "
+                                   "which may not apply in {asked}; please ask {agency} there. I have also passed "
+                                   "your question to a member of staff. "},
+    "qa_detail_not_stated": {"zh-Hans": "资料里没有写这个具体金额，我不能随便说个数。已经转给工作人员，",
+                            "en": "The documents I answer from do not give that amount, so I will not guess "
+                                  "one. I have passed your question to a member of staff. "},
+    "qa_detail_other_year": {"zh-Hans": "资料里没有{year}年的数字，别的年份的数字不能代替，我不能随便说个数。"
+                                        "已经转给工作人员，",
+                            "en": "The documents I answer from give no figure for {year}, and another year's "
+                                  "figure would not answer it. I have passed your question to a member of staff. "},
+    "qa_detail_unknown_benefit": {"zh-Hans": "我这里的资料里没有“{benefit}”这一项，不能确定有没有。已经转给工作人员帮您核实，",
+                                 "en": "I have nothing on a \"{benefit}\" in what I answer from, so I cannot say "
+                                       "whether it exists. I have passed your question to a member of staff. "},
+    "qa_detail_staff_contact": {"zh-Hans": "工作人员个人的电话和联系方式我们不能提供。请就在这里留言，或拨打办事处公开的咨询电话；"
+                                           "您的问题已经转给工作人员，",
+                               "en": "We cannot give out a staff member's personal phone or contact details. "
+                                     "Please write here, or use the office's public enquiry line; I have passed "
+                                     "your question to a member of staff. "},
+    "qa_detail_two_part": {"zh-Hans": "您问了两件事，其中一件我这里没有把握回答，所以整个问题转给了工作人员，",
+                          "en": "You asked two things and I can't answer one of them reliably, so I have passed "
+                                "the whole question to a member of staff. "},
+    "qa_detail_many_questions": {"zh-Hans": "您一次问了好几件事，请一次问一个问题，我可以马上回答。整条消息也已经转给工作人员，",
+                                "en": "You asked several things at once. Please ask one question at a time and "
+                                      "I can answer straight away. I have also passed your whole message to "
+                                      "a member of staff. "},
+    "qa_detail_long_message": {"zh-Hans": "您的消息比较长，我没能从里面找到一个明确的问题。您可以用一句话问一个问题，"
+                                          "我可以马上回答；整条消息也已经转给工作人员，",
+                              "en": "Your message is long and I could not find one clear question in it. You "
+                                    "can ask one question in a sentence and I can answer straight away; I have "
+                                    "also passed the whole message to a member of staff. "},
+    "qa_detail_not_about": {"zh-Hans": "我这里的资料没有讲到“{topic}”这一点，不能确定。已经转给工作人员，",
+                           "en": "What I answer from says nothing about \"{topic}\" here, so I cannot be sure. "
+                                 "I have passed your question to a member of staff. "},
+    "qa_agency_veteran": {"zh-Hans": "退役军人事务部门",
+                         "en": "the veterans affairs bureau"},
+    "qa_agency_retiree": {"zh-Hans": "社保经办机构或街道社区",
+                         "en": "the social insurance office"},
+    "qa_agency_worker": {"zh-Hans": "工会",
+                        "en": "the trade union"},
+    "qa_agency_anyone": {"zh-Hans": "人社、民政或医保部门",
+                        "en": "the local social security office"},
+    "qa_source_label": {"zh-Hans": "来源：",
+                       "en": "Source: "},
 }
+
 
 class _ChannelNames(Mapping[str, Mapping[str, str]]):
     """Channel names as beneficiaries read them ({language: text}), from the catalogue of words."""
 
+    # The catalogue and the working-day calendar are imported on first use: the Q&A reads this module's
+    # words at its cold start, which must not pay for loading the catalogue and the tables (about 0.4 s).
     def __getitem__(self, channel: str) -> Mapping[str, str]:
+        from bot.words import catalogue
+
         texts = catalogue().texts("channel", channel)
         if texts is None:
             raise KeyError(channel)
         return texts
 
     def __iter__(self) -> Iterator[str]:
+        from bot.words import catalogue
+
         return iter(catalogue().codes("channel"))
 
     def __len__(self) -> int:
+        from bot.words import catalogue
+
         return len(catalogue().codes("channel"))
 
 
@@ -443,6 +513,8 @@ def short_month(year: int, month: int, lang: str) -> str:
 def reply_by(now: datetime, tz: ZoneInfo, lang: str, workdays: int = 1) -> str:
     """The day a "within N working days" promise falls on, counted in China's working days
     (public holidays and make-up days included) from the office's date: 3月3日（周二）/ Tue 3 Mar."""
+    from models.workdays import reply_due
+
     return short_date(reply_due(now, tz, workdays), lang, now.astimezone(tz).date(), weekday=True)
 
 
