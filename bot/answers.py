@@ -20,6 +20,7 @@ decides what to do with it.
 - `yes_no(text)`: "yes" / "no" for 是的呀, 没有没有, 唔係, 係呀, 冇, yep, nope, ...
 - `amount(text)`: `Amount(fen, approximate)` for 一萬二, 12000蚊, 一千五左右, 两千块, 1.2万, 3万5 ...
   (Chinese numerals through cn2an).
+- `no_amount(text)`: 没有 / 冇收入 / none where an amount may be 0.
 - `date_answer(text, today)`: `DateAnswer` kept at the precision given: a day (昨天晚上, 上礼拜三,
   3月5号, 30 Nov), a week (上礼拜), a month (一九六零年三月, 60年3月, 上个月) or a year.
   Two-digit years are read as the most recent such year (60 -> 1960, 05 -> 2005).
@@ -34,7 +35,7 @@ from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
-from bot.language import normalise_command
+from bot.language import cantonese_as_mandarin, normalise_command
 
 # --------------------------------------------------------------------------- interruptions
 
@@ -306,6 +307,16 @@ def _reduced(text: str) -> set[str]:
         return set()
     core = _strip_particles(w.replace(" ", "")) if not w.isascii() else " ".join(w.replace("’", "'").split())
     return {w, core}
+
+
+# Saying there is none, where an amount may be 0 ("家里每月收入多少？没有就写0").
+_NO_AMOUNT = frozenset({"没有", "没", "无", "没有收入", "没收入", "没有钱", "没钱", "一分都没有", "一分都没", "none", "nothing",
+                        "no income", "zero"})
+
+
+def no_amount(text: str) -> bool:
+    """没有 / 冇收入 / 一分都冇 / none: there is no such money (where an amount may be 0); Cantonese read as Mandarin."""
+    return any(form in _NO_AMOUNT or cantonese_as_mandarin(form) in _NO_AMOUNT for form in _reduced(text))
 
 
 def unsure(text: str) -> bool:

@@ -129,18 +129,13 @@ def parse_money(step: Step, text: str, lang: str) -> int:
     if len(typed) == 1 and typed in "123456789":  # "1" as if pressing a button: 1元 is written with its unit
         raise err("money_lone_digit", lang, v=typed)
     found = answers.amount(text)
-    if found is None and step.min_fen == 0 and cantonese_as_mandarin(typed) in _NO_AMOUNT:
+    if found is None and step.min_fen == 0 and answers.no_amount(text):
         return 0  # "没有" where "0 if none" is asked
     if found is None:
         raise err("money", lang)
     if not step.min_fen <= found.fen <= step.max_fen:
         raise err("money_range", lang)
     return found.fen
-
-
-# Saying there is none, where an amount may be 0 ("家里每月收入多少？没有就写0").
-_NO_AMOUNT = frozenset({"没有", "没", "无", "没有收入", "没收入", "没有钱", "没钱", "一分都没有", "none", "nothing", "no income",
-                        "zero"})
 
 
 def _not_a_number(step: Step, text: str, lang: str) -> None:

@@ -413,3 +413,13 @@ def test_thanks_at_a_text_step_is_not_saved_as_the_answer(text):
     assert "还需要您写几句" in str(info.value)
     described = "谢谢你们帮忙，我老伴瘫痪在床"
     assert parse_text(step("mutual_aid_claim", "hospital"), described, "zh-Hans") == clean_text(described)
+
+
+@pytest.mark.parametrize(("typed", "none"), [
+    ("没有", True), ("没有啊", True), ("冇收入", True), ("一分都冇", True), ("none", True), ("No income.", True),
+    ("没有多少", False), ("一千五", False), ("不知道", False),
+])
+def test_saying_there_is_no_money_is_read_as_none_with_particles_and_cantonese(typed, none):
+    """Where an amount may be 0, 没有 said with a particle (没有啊) or in Cantonese (冇收入, 一分都冇) is none; 没有多少
+    (not much) and an amount are not, and 不知道 is not knowing rather than none."""
+    assert answers.no_amount(typed) is none
