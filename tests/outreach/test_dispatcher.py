@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 from outreach_helpers import add_person, contact, events, fake_sleep, queue, row, rows
@@ -400,30 +401,38 @@ async def test_run_stops_when_told_and_sends_everything_due(sqlite_engine, setti
         assert s.execute(select(func.count()).where(OutboxMessage.status == OutboxStatus.SENT.value)).scalar() == 50
 
 
-async def test_a_backlog_draining_behind_a_rate_is_claimed_in_large_batches_not_a_few_rows_each_write(
-        sqlite_engine, settings):
-    """While a backlog drains behind a provider's rate (400 a second here), the dispatcher tops up
-    its claimed rows when fewer than half a claim wait, by at least half a claim (100 rows with
-    claims of 200): never a claim transaction for the few rows each written outcome freed. Only
-    the backlog's last claim may be smaller. Every row is sent once (real clock, real limiter)."""
+async def _drain_600_behind_400_a_second(engine: Any, settings: Any, **dispatcher_options: Any) -> ScriptedProvider:
+    """600 broadcast rows sent by one dispatcher (claims of 200) behind a local limit of 400 a second, on the
+    real clock, until every row has gone and the dispatcher has stopped."""
     from models.clock import SystemClock
-    from models.outbox import OutboxEvent
     from outreach.outbox import enqueue_many
 
     clock = SystemClock()
-    engine = sqlite_engine
     with session_scope(engine) as s:
         enqueue_many(s, ({"idempotency_key": f"drain:{i}", "kind": "broadcast", "channel": "telegram",
                           "address": str(30000 + i), "body": "x"} for i in range(600)), now=clock.now())
     tg = ScriptedProvider("telegram", "tg", clock)
     limit = LocalLimiter(ProviderLimit.one_sender("telegram", 400.0), clock)
     d = Dispatcher(engine, {"telegram": tg}, clock, settings, batch_size=200, idle_s=0.05,
-                   limits={"telegram": limit})
+                   limits={"telegram": limit}, **dispatcher_options)
     stop = asyncio.Event()
     task = asyncio.create_task(d.run(stop))
     await until(lambda: len(tg.sent) == 600, "the backlog of 600 sent")
     stop.set()
     await finished(task, "run() after stop")
+    return tg
+
+
+async def test_a_backlog_draining_behind_a_rate_is_claimed_in_large_batches_not_a_few_rows_each_write(
+        sqlite_engine, settings):
+    """While a backlog drains behind a provider's rate (400 a second here), the dispatcher tops up
+    its claimed rows when fewer than half a claim wait, by at least half a claim (100 rows with
+    claims of 200): never a claim transaction for the few rows each written outcome freed. Only
+    the backlog's last claim may be smaller. Every row is sent once (real clock, real limiter)."""
+    from models.outbox import OutboxEvent
+
+    engine = sqlite_engine
+    tg = await _drain_600_behind_400_a_second(engine, settings)
     assert len(tg.sent) == 600
     with session_scope(engine) as s:
         claims = s.execute(select(OutboxEvent.at, func.count()).where(OutboxEvent.to_status == "sending")
@@ -504,24 +513,11 @@ async def test_a_backlog_draining_behind_a_rate_writes_its_outcomes_in_batches_n
     `flush_interval_s` whatever came (20 rows a write at 400/s, 5 at 100/s: a write's
     transaction costs about the same for either). Every row is sent once and its outcome
     written (real clock, real limiter)."""
-    from models.clock import SystemClock
     from models.outbox import OutboxEvent
-    from outreach.outbox import enqueue_many
 
-    clock = SystemClock()
     engine = sqlite_engine
-    with session_scope(engine) as s:
-        enqueue_many(s, ({"idempotency_key": f"batch:{i}", "kind": "broadcast", "channel": "telegram",
-                          "address": str(40000 + i), "body": "x"} for i in range(600)), now=clock.now())
-    tg = ScriptedProvider("telegram", "tg", clock)
-    limit = LocalLimiter(ProviderLimit.one_sender("telegram", 400.0), clock)
-    d = Dispatcher(engine, {"telegram": tg}, clock, settings, batch_size=200, idle_s=0.05, flush_min=50,
-                   flush_max_age_s=0.25, flush_interval_s=0.05, limits={"telegram": limit})
-    stop = asyncio.Event()
-    task = asyncio.create_task(d.run(stop))
-    await until(lambda: len(tg.sent) == 600, "the backlog of 600 sent")
-    stop.set()
-    await finished(task, "run() after stop")
+    tg = await _drain_600_behind_400_a_second(engine, settings, flush_min=50, flush_max_age_s=0.25,
+                                              flush_interval_s=0.05)
     with session_scope(engine) as s:
         writes = s.execute(select(OutboxEvent.at, func.count()).where(OutboxEvent.to_status == "sent")
                            .group_by(OutboxEvent.at).order_by(OutboxEvent.at)).all()
