@@ -705,7 +705,7 @@ class Engine:
         reply = answers.yes_no(text)
         if reply == "yes":
             conv.state.park()
-            return self._start(s, conv, offer.flow, now)
+            return self._start(s, conv, offer.flow, now, told=offer.question)
         if reply == "no" and conv.state.flow:
             cur = self._current_prompt(s, conv, now)
             return [Out(t("back_to_step", conv.lang) + "\n" + cur.text, cur.choices, cur.expects)]
@@ -714,7 +714,8 @@ class Engine:
             return [Out(t("offer_declined", conv.lang) + "\n" + menu.text, menu.choices, "choice", in_flow=False)]
         return None
 
-    def _start(self, s: Tx, conv: Conv, flow_id: str, now: datetime, args: dict[str, Any] | None = None) -> list[Out]:
+    def _start(self, s: Tx, conv: Conv, flow_id: str, now: datetime, args: dict[str, Any] | None = None,
+               told: str = "") -> list[Out]:
         flow = self.flows[flow_id]
         st = conv.state
         if flow.requires_link and conv.beneficiary_id is None:
@@ -727,7 +728,7 @@ class Engine:
             cur = self.runner.prompt(flow, st, ctx)
             return [Out(t("resumed", conv.lang) + "\n" + cur.text, cur.choices, cur.expects)]
         st.saved.pop(flow_id, None)
-        return self.runner.enter(flow, st, ctx, args)
+        return self.runner.enter(flow, st, ctx, args, told=told)
 
     def _start_link(self, s: Tx, conv: Conv, now: datetime, after: str | None) -> list[Out]:
         st = conv.state

@@ -423,7 +423,9 @@ class Runner:
         return "\n".join(lines)
 
     # -- moving
-    def enter(self, flow: Flow, state: ConversationState, ctx: FlowCtx, args: dict[str, Any] | None = None) -> list[Out]:
+    def enter(self, flow: Flow, state: ConversationState, ctx: FlowCtx, args: dict[str, Any] | None = None,
+              told: str = "") -> list[Out]:
+        """Start the flow; `told` is the sentence that asked for it, which may already answer its first steps."""
         state.clear_flow()
         state.flow_args = dict(args or {})
         for name in flow.precheck:
@@ -442,13 +444,39 @@ class Runner:
         if first is None:
             return [self._complete(flow, state, ctx)]
         state.step = flow.steps[first].id
+        taken = self._take_told(flow, state, told, ctx) if told else []
+        if state.step is None:
+            return [self._complete(flow, state, ctx)]
         outs = self._arrive(flow, state, ctx)
+        if taken:
+            head = w("told_head", ctx.lang, facts=w("fact_separator", ctx.lang).join(taken))
+            outs[0] = Out(head + "\n" + outs[0].text, outs[0].choices, outs[0].expects, outs[0].in_flow)
         said = [localise(flow.intro, ctx.lang)] if flow.intro else []
         if flow.intro_report:
             said.insert(0, self.registry.reports[flow.intro_report](ctx, state))
         if said := [line for line in said if line]:
             outs[0] = Out("\n".join([*said, outs[0].text]), outs[0].choices, outs[0].expects, outs[0].in_flow)
         return outs
+
+    def _take_told(self, flow: Flow, state: ConversationState, told: str, ctx: FlowCtx) -> list[str]:
+        """The first steps the sentence that asked for the service answers, each read as its own step reads a
+        reply, kept and passed (back returns to them); the facts taken, as the summary shows them."""
+        taken: list[str] = []
+        while state.step is not None:
+            step = flow.step(state.step)
+            found = re.search(step.told, told) if step.told else None
+            if found is None or (step.next or "").startswith("end:"):
+                break
+            try:
+                value = self._parse(step, found.groupdict().get("value") or found.group(0), state, ctx)
+            except Invalid:
+                break
+            state.values[step.id] = value
+            state.history.append(step.id)
+            taken.append(w("fact", ctx.lang, label=localise(step.label, ctx.lang), value=display(step, value, ctx.lang)))
+            nxt = self._applicable(flow, flow.index[step.next] if step.next else flow.index[step.id] + 1, state)
+            state.step = flow.steps[nxt].id if nxt is not None else None
+        return taken
 
     def _applicable(self, flow: Flow, start: int, state: ConversationState) -> int | None:
         for i in range(start, len(flow.steps)):

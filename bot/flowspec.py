@@ -135,6 +135,10 @@ class DocItem(_Spec):
         return any(w and w in caption for w in words)
 
 
+# Steps whose answer can be read out of the sentence that asked for the service.
+TOLD_TYPES = ("text", "date", "date_range", "money")
+
+
 class Step(_Spec):
     id: Name
     type: StepType
@@ -160,6 +164,10 @@ class Step(_Spec):
     known: Literal["name", "id_card", "deceased", "relationship"] | None = None
     # Options from one list shared with the rest of the product (the catalogue's relationships).
     options_from: Literal["relationship"] | None = None
+    # Where the sentence that asked for the service already answers this step ("我爸前天住进县医院了"): a
+    # pattern over that sentence; what it matches (its group `value`, if it has one) goes through the
+    # step's own reading. Only the flow's first steps, in order, are taken from it.
+    told: str | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -178,6 +186,13 @@ class Step(_Spec):
     def _complete(self) -> Step:
         if not self.label:
             object.__setattr__(self, "label", self.prompt)
+        if self.told is not None:
+            if self.type not in TOLD_TYPES:
+                raise ValueError(f"told: only {', '.join(TOLD_TYPES)} steps can be taken from what was said")
+            try:
+                re.compile(self.told)
+            except re.error as exc:
+                raise ValueError(f"told: not a valid pattern: {exc}") from None
         if self.type == "choice":
             if not self.options:
                 raise ValueError("options: a choice needs a list of options")

@@ -309,6 +309,8 @@ T: dict[str, dict[str, str]] = {
     "choose_again": {"zh-Hans": "重新选", "en": "Choose again"},
     "sure_how": {"zh-Hans": "回复1确定，回复2重新选。", "en": "Reply 1 if so, or 2 to choose again."},
     "known_head": {"zh-Hans": "我们登记的是：{facts}。对吗？", "en": "Our record says: {facts}. Is that right?"},
+    "told_head": {"zh-Hans": "按您说的记下了：{facts}。不对的话回复“返回”改。",
+                  "en": 'Noted from what you said: {facts}. Reply "back" to change it.'},
     "known_how": {"zh-Hans": "回复1（是）或2（不是）；不对的也可以直接回答上面的问题。",
                   "en": "Reply 1 (Yes) or 2 (No); if it is not right, you can also just answer the question above."},
     "right": {"zh-Hans": "是", "en": "Yes"},

@@ -28,6 +28,11 @@ GOOD_STEP = "  - {id: a, type: confirm, prompt: {zh-Hans: 核对, en: Check}}\n"
     ("id: x\ntitle: {zh-Hans: a, en: b, fr: c}\nsteps:\n" + GOOD_STEP + "done: {zh-Hans: a, en: b}\n",
      "title.fr: unknown language"),
     ("id: x\ntitle: {zh-Hans: a, en: b}\nmenu: 12\nsteps:\n" + GOOD_STEP + "done: {zh-Hans: a, en: b}\n", "menu:"),
+    ("id: x\ntitle: {zh-Hans: a, en: b}\nsteps:\n  - {id: a, type: yes_no, prompt: {zh-Hans: a, en: b}, told: 是}\n"
+     + GOOD_STEP.replace("id: a", "id: b") + "done: {zh-Hans: a, en: b}\n",
+     "steps[0](a): told: only text, date, date_range, money steps"),
+    ("id: x\ntitle: {zh-Hans: a, en: b}\nsteps:\n  - {id: a, type: text, prompt: {zh-Hans: a, en: b}, told: '(医院'}\n"
+     + GOOD_STEP.replace("id: a", "id: b") + "done: {zh-Hans: a, en: b}\n", "told: not a valid pattern"),
 ])
 def test_a_flow_file_with_an_undeclared_or_wrong_field_is_refused_by_name(tmp_path: Path, text: str,
                                                                             message: str) -> None:

@@ -292,3 +292,26 @@ def test_a_service_told_as_what_happened_with_a_place_or_a_family_word_between_i
     text = chat(typed)
     assert offered in text.replace("報告", "报告").replace("幫扶", "帮扶")
     assert tickets(db_engine) == []
+
+
+def test_what_the_sentence_already_told_is_not_asked_again(engine, notifier, roll, db_engine):
+    """"我爸前天住进县医院了" (on 2 March) accepted as a hospital report: the hospital (县医院) and the day (28 February)
+    are taken from the sentence and said back, the ward is asked next, and back returns to the day and the hospital."""
+    chat = Chat(engine, "telegram", "sf-told-hospital")
+    link(chat, notifier, ZHANG_PHONE)
+    assert "要报告住院吗" in chat("我爸前天住进县医院了")
+    text = chat("1")
+    assert "医院：县医院" in text and "2026-02-28" in text and "科室和床号" in text
+    assert chat.state() == ("hospital_stay", "ward")
+    assert "哪天住进去" in chat("返回")
+    assert "哪家医院" in chat("返回")
+
+
+def test_a_sentence_that_names_no_hospital_asks_for_it(engine, notifier, roll, db_engine):
+    """"我妈住院了" tells neither the hospital nor the day: both are asked, the hospital first, nothing is made up."""
+    chat = Chat(engine, "telegram", "sf-told-nothing")
+    link(chat, notifier, ZHANG_PHONE)
+    chat("我妈住院了")
+    text = chat("1")
+    assert "哪家医院" in text and "记下了" not in text
+    assert chat.state() == ("hospital_stay", "hospital")
