@@ -631,8 +631,15 @@ class Runner:
             raise err("text_empty", lang)
         if step.type == "text":
             return parse_text(step, text, lang)
-        if step.type in ("yes_no", "confirm"):  # a yes_no step asks whether something is so
-            return parse_yes_no(text, lang, about_a_fact=step.type == "yes_no")
+        if step.type == "yes_no":  # asks whether something is so
+            return parse_yes_no(text, lang, about_a_fact=True)
+        if step.type == "confirm":  # its own choices are 提交 / 不提交, not 是 / 不是
+            try:
+                return parse_yes_no(text, lang)
+            except Interrupted:
+                raise
+            except Invalid:
+                raise err("confirm_unsure" if answers.unsure(text) else "confirm_again", lang) from None
         if step.type == "choice":
             return parse_choice(step, text, lang)
         if step.type == "date":

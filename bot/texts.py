@@ -261,6 +261,9 @@ T: dict[str, dict[str, str]] = {
                          "en": 'An amount is needed here, e.g. 3500; 0 if none. If it really is {v} yuan, write "{v} yuan".'},
     "money_range": {"zh-Hans": "这个金额不太对，请再核对一下。", "en": "That amount does not look right; please check."},
     "yes_no": {"zh-Hans": "请回复1（是）或2（不是）。", "en": "Please reply 1 (yes) or 2 (no)."},
+    "confirm_again": {"zh-Hans": "请看看下面写得对不对，再回复数字。", "en": "Please check the details below, then reply with a number."},
+    "confirm_unsure": {"zh-Hans": "拿不准的话，回复“人工”，工作人员帮您看；写得没错就回复1提交。",
+                       "en": 'If you are not sure, reply "human" and a member of staff will look; if it is right, reply 1.'},
     "choice": {"zh-Hans": "请回复选项前面的数字。", "en": "Please reply with the number of an option."},
     "choice_unsure": {"zh-Hans": "不确定的话，选最接近的一项就行；实在拿不准，回复“人工”，工作人员帮您。",
                       "en": 'If you are not sure, pick the closest one; if you cannot tell, reply "human" and a '

@@ -265,3 +265,20 @@ def test_where_an_id_number_is_asked_words_are_not_counted_as_a_short_number(eng
     assert "10位" not in asked and ("編號" in asked or "來源" in asked) and "身份證號" in asked
     assert chat.state() == ("death_report", "deceased_id")
 
+
+
+def test_a_reply_that_is_not_1_or_2_at_the_summary_is_asked_again_in_the_summarys_own_words(engine, notifier, roll):
+    """At "请核对：… 回复1提交，回复2不提交。", a repeated answer ("今天") or 唔知 is not told "请回复1（是）或2（不是）"
+    (words the summary does not use): it is asked to check the summary and reply with its number, or told who
+    can help; the summary follows, and nothing is submitted."""
+    chat = Chat(engine, "telegram", "confirm-words")
+    link(chat, notifier, ZHANG_PHONE)
+    chat("我要报告住院")
+    chat("1")
+    chat("县医院")
+    chat("今天")
+    assert "回复1提交" in chat("跳过")
+    text = chat("今天")
+    assert "请看看下面写得对不对" in text and "回复1提交" in text and "1（是）" not in text
+    assert "工作人员帮您看" in chat("唔知")
+    assert chat.state() == ("hospital_stay", "confirm")
