@@ -33,6 +33,8 @@ GOOD_STEP = "  - {id: a, type: confirm, prompt: {zh-Hans: 核对, en: Check}}\n"
      "steps[0](a): told: only text, date, date_range, money steps"),
     ("id: x\ntitle: {zh-Hans: a, en: b}\nsteps:\n  - {id: a, type: text, prompt: {zh-Hans: a, en: b}, told: '(医院'}\n"
      + GOOD_STEP.replace("id: a", "id: b") + "done: {zh-Hans: a, en: b}\n", "told: not a valid pattern"),
+    ("id: x\ntitle: {zh-Hans: a, en: b}\nintro_report: my_horoscope\nsteps:\n" + GOOD_STEP
+     + "done: {zh-Hans: a, en: b}\n", "intro_report: unknown report 'my_horoscope'"),
 ])
 def test_a_flow_file_with_an_undeclared_or_wrong_field_is_refused_by_name(tmp_path: Path, text: str,
                                                                             message: str) -> None:
