@@ -232,14 +232,14 @@ def certification_status(ctx: FlowCtx, state: ConversationState) -> str:
     """The record's own certification dates, said before asking how to certify: whoever asks "did he
     do it this year" learns it before booking a visit that is not needed. Nothing when the roll has no date."""
     from outreach.schedule_rules import default_rules
-    from outreach.sweeps import add_years
+    from outreach.sweeps import certification_due
 
     person = ctx.person()
     last = getattr(person, "last_certified_on", None)
     if last is None:
         return ""
     lang, today = ctx.lang, ctx.today
-    due = add_years(last, 1)
+    due = certification_due(last)
     warned_from = due - timedelta(days=max(default_rules().certification.reminder_days, default=0))
     key = "cert_status_overdue" if due < today else "cert_status_due" if today >= warned_from else "cert_status_done"
     who = t("cert_status_you", lang) if ctx.acting_as is None else person.name

@@ -329,6 +329,12 @@ def reminder_windows(offsets: Sequence[int]) -> list[tuple[int, int, int]]:
 
 
 CERT_KIND = "cert_reminder"  # outbox kinds cert_reminder_30 / _7 / _1 render this template
+CERTIFICATION_YEARS = 1  # a retiree certifies once a year: due this long after the last certification
+
+
+def certification_due(last_certified_on: date) -> date:
+    """The day a retiree's next yearly certification falls due (seed 001)."""
+    return add_years(last_certified_on, CERTIFICATION_YEARS)
 
 
 def sweep_certification_reminders(session: Session, ctx: SweepContext) -> int:
@@ -346,7 +352,7 @@ def sweep_certification_reminders(session: Session, ctx: SweepContext) -> int:
                                      B.c.last_certified_on.between(bindparam("first"), bindparam("last"))], kind)
         for ahead in range(lo, hi + 1):
             due = today + timedelta(days=ahead)
-            first, last = preimage(due, due, 1)
+            first, last = preimage(due, due, CERTIFICATION_YEARS)
             occurrence = due.isoformat()
             recipients = fetch_recipients(session, stmt, occurrence, {"first": first, "last": last})
             if recipients:
@@ -377,9 +383,9 @@ HOME_VISIT_BATCH = 100
 def _home_visits_overdue(ctx: SweepContext) -> list[Any]:
     """Who is owed a home visit today: certification overdue by the rule's days, no task yet."""
     overdue_due = ctx.today - timedelta(days=ctx.rules.certification.home_visit_after_days)
-    _, last = preimage(overdue_due, overdue_due, 1)
+    _, last = preimage(overdue_due, overdue_due, CERTIFICATION_YEARS)
     b = B.c
-    due_year = cast(cast(func.extract("year", b.last_certified_on), Integer) + 1, String)
+    due_year = cast(cast(func.extract("year", b.last_certified_on), Integer) + CERTIFICATION_YEARS, String)
     key = literal("home_visit:", String) + cast(b.id, String) + literal(":", String) + due_year
     t = T.alias("hv_t")
     return [b.status == BeneficiaryStatus.ACTIVE.value, b.is_retiree.is_(True), b.last_certified_on <= last,
@@ -656,7 +662,7 @@ def payment_run(engine: Engine, *, clock: Clock, tz: ZoneInfo, rules: ScheduleRu
 
 def certification_due_count(session: Session, day: date) -> int:
     """Retirees whose yearly certification falls due on `day` (for the staff summary)."""
-    first, last = preimage(day, day, 1)
+    first, last = preimage(day, day, CERTIFICATION_YEARS)
     return session.execute(select(func.count()).select_from(B).where(
         B.c.status == BeneficiaryStatus.ACTIVE.value, B.c.is_retiree.is_(True),
         B.c.last_certified_on.between(first, last))).scalar_one()
