@@ -447,16 +447,37 @@ class Runner:
         taken = self._take_told(flow, state, told, ctx) if told else []
         if state.step is None:
             return [self._complete(flow, state, ctx)]
-        outs = self._arrive(flow, state, ctx)
-        if taken:
-            head = w("told_head", ctx.lang, facts=w("fact_separator", ctx.lang).join(taken))
-            outs[0] = Out(head + "\n" + outs[0].text, outs[0].choices, outs[0].expects, outs[0].in_flow)
+        outs = self._arrive_told(flow, state, taken, ctx)
         said = [localise(flow.intro, ctx.lang)] if flow.intro else []
         if flow.intro_report:
             said.insert(0, self.registry.reports[flow.intro_report](ctx, state))
         if said := [line for line in said if line]:
             outs[0] = Out("\n".join([*said, outs[0].text]), outs[0].choices, outs[0].expects, outs[0].in_flow)
         return outs
+
+    def _arrive_told(self, flow: Flow, state: ConversationState, taken: list[str], ctx: FlowCtx) -> list[Out]:
+        """The current step, after the facts taken from what was said are said back."""
+        outs = self._arrive(flow, state, ctx)
+        if taken:
+            head = w("told_head", ctx.lang, facts=w("fact_separator", ctx.lang).join(taken))
+            outs[0] = Out(head + "\n" + outs[0].text, outs[0].choices, outs[0].expects, outs[0].in_flow)
+        return outs
+
+    def _told_in_reply(self, flow: Flow, state: ConversationState, step: Step, text: str,
+                       ctx: FlowCtx) -> list[Out] | None:
+        """A reply that tells more than its step asks ("我爸前天住进县医院了" to "which hospital?") is read as the
+        sentence that asked for the service is: the step's own part of it and the next steps' it tells, said back.
+        None: the reply is only the answer (the step's pattern takes no part of it smaller than the whole)."""
+        found = re.search(step.told, text) if step.told else None
+        value = found.groupdict().get("value") if found is not None else None
+        if not value or value == clean_text(text):
+            return None
+        taken = self._take_told(flow, state, text, ctx)
+        if not taken:
+            return None
+        if state.step is None:
+            return [self._complete(flow, state, ctx)]
+        return self._arrive_told(flow, state, taken, ctx)
 
     def _take_told(self, flow: Flow, state: ConversationState, told: str, ctx: FlowCtx) -> list[str]:
         """The first steps the sentence that asked for the service answers, each read as its own step reads a
@@ -567,6 +588,8 @@ class Runner:
             if attachments and not clean_text(text):
                 raise Invalid(w("file_or_skip", lang) if step.type == "documents"
                               else _files_not_here(lang))
+            if (told := self._told_in_reply(flow, state, step, text, ctx)) is not None:
+                return told
             value = self._parse(step, text, state, ctx)
         except Invalid as exc:
             return [self._retry(flow, state, text, str(exc), ctx)]

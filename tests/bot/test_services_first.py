@@ -307,6 +307,23 @@ def test_what_the_sentence_already_told_is_not_asked_again(engine, notifier, rol
     assert "哪家医院" in chat("返回")
 
 
+def test_a_reply_that_tells_more_than_its_step_asks_is_read_like_the_opening_sentence(
+        engine, notifier, roll, db_engine):
+    """Asked "在哪家医院住院？", "我爸前天住进县医院了" gives the hospital as 县医院 (not the whole sentence) and the
+    day (28 February), says both back and asks the ward; a reply that is only the name is kept as typed."""
+    chat = Chat(engine, "telegram", "sf-told-reply")
+    link(chat, notifier, ZHANG_PHONE)
+    chat("我妈住院了")
+    assert "哪家医院" in chat("1")
+    text = chat("我爸前天住进县医院了")
+    assert "医院：县医院" in text and "2026-02-28" in text and "科室和床号" in text
+    assert chat.state() == ("hospital_stay", "ward")
+    assert "哪天住进去" in chat("返回")
+    assert "哪家医院" in chat("返回")
+    assert "哪天住进去" in chat("市第一人民医院")
+    assert chat.state() == ("hospital_stay", "admitted_on")
+
+
 def test_a_sentence_that_names_no_hospital_asks_for_it(engine, notifier, roll, db_engine):
     """"我妈住院了" tells neither the hospital nor the day: both are asked, the hospital first, nothing is made up."""
     chat = Chat(engine, "telegram", "sf-told-nothing")
