@@ -300,7 +300,11 @@ def test_what_the_sentence_already_told_is_not_asked_again(engine, notifier, rol
     chat = Chat(engine, "telegram", "sf-told-hospital")
     link(chat, notifier, ZHANG_PHONE)
     assert "要报告住院吗" in chat("我爸前天住进县医院了")
-    text = chat("1")
+    assert_hospital_and_day_taken_then_back_undoes_them(chat, chat("1"))
+
+
+def assert_hospital_and_day_taken_then_back_undoes_them(chat: Chat, text: str) -> None:
+    """县医院 and 28 February said back with the ward asked next; back returns to the day, then the hospital."""
     assert "医院：县医院" in text and "2026-02-28" in text and "科室和床号" in text
     assert chat.state() == ("hospital_stay", "ward")
     assert "哪天住进去" in chat("返回")
@@ -315,11 +319,7 @@ def test_a_reply_that_tells_more_than_its_step_asks_is_read_like_the_opening_sen
     link(chat, notifier, ZHANG_PHONE)
     chat("我妈住院了")
     assert "哪家医院" in chat("1")
-    text = chat("我爸前天住进县医院了")
-    assert "医院：县医院" in text and "2026-02-28" in text and "科室和床号" in text
-    assert chat.state() == ("hospital_stay", "ward")
-    assert "哪天住进去" in chat("返回")
-    assert "哪家医院" in chat("返回")
+    assert_hospital_and_day_taken_then_back_undoes_them(chat, chat("我爸前天住进县医院了"))
     assert "哪天住进去" in chat("市第一人民医院")
     assert chat.state() == ("hospital_stay", "admitted_on")
 
