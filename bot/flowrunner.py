@@ -480,8 +480,9 @@ class Runner:
         return self._arrive_told(flow, state, taken, ctx)
 
     def _take_told(self, flow: Flow, state: ConversationState, told: str, ctx: FlowCtx) -> list[str]:
-        """The first steps the sentence that asked for the service answers, each read as its own step reads a
-        reply, kept and passed (back returns to them); the facts taken, as the summary shows them."""
+        """The steps, from the current one on, that a sentence answers (the one that asked for the service, or a
+        reply that tells more than its step asks), each read as its own step reads a reply, kept and passed (back
+        returns to them); the facts taken, as the summary shows them."""
         taken: list[str] = []
         while state.step is not None:
             step = flow.step(state.step)
