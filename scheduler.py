@@ -10,6 +10,9 @@ Few coarse jobs, never one per person (RapidPro's habit: the database is the sch
 | staff_summary     | daily at rules.staff_summary_time    | the morning figures to the staff Telegram chat |
 | housekeeping      | hourly (at :35)                      | forget inbound receipts older than a week (bot/inbound.py) |
 
+The leader and each daily sweep first refresh the query planner's statistics (ANALYZE), so that
+a roll that grew is still read batch by batch in id order (models/db.py).
+
 Only one process runs jobs at a time:
 - PostgreSQL: a session-level advisory lock held on a dedicated connection. Another process
   retries every few seconds; if the leader dies its connection drops, the lock frees, and
@@ -48,10 +51,11 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
 from models.clock import Clock, SystemClock
-from models.db import is_sqlite, session_scope
+from models.db import is_sqlite, refresh_statistics, session_scope
 from models.scheduler import SchedulerJobRun, SchedulerLease
 from outreach.schedule_rules import ScheduleRules, default_rules
 
@@ -275,6 +279,7 @@ class NuanxinScheduler:
 
         def daily_sweep() -> Any:
             self.plan_festivals()  # keep a rolling year of festival jobs
+            self.refresh_statistics()  # a roll that grew since yesterday is read in id order still
             return sweeps.daily_sweep(self.engine, clock=self.clock, tz=self.tz, rules=self.rules,
                                       templates=self.templates)
 
@@ -427,11 +432,20 @@ class NuanxinScheduler:
         elif self.leadership.acquire():
             log.info("scheduler leadership taken by %s", self.leadership.owner)
             self.is_leader = True
+            self.refresh_statistics()
             self.catch_up()
             self._resume()
         if self.metrics is not None:
             self.metrics.scheduler_leader.set(1 if self.is_leader else 0)
         return self.is_leader
+
+    def refresh_statistics(self) -> None:
+        """The query planner's statistics (models.db.refresh_statistics) before the sweeps read
+        the roll; a database too busy for it now is asked again with the next daily sweep."""
+        try:
+            refresh_statistics(self.engine)
+        except OperationalError:
+            log.warning("planner statistics not refreshed (database busy); the next daily sweep tries again")
 
     def _pause(self) -> None:
         if self.aps.running:

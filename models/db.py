@@ -18,6 +18,9 @@ Transactions, the way WAL mode wants them:
   writers SQLite refuses it with "database is locked".
 WAL checkpoints: `journal_size_limit` truncates the WAL after each checkpoint that resets it, and
 `checkpoint(engine)` (run periodically by `nuanxin run`) keeps it from growing without bound.
+Planner statistics: `refresh_statistics(engine)` after a roll import and at start-up. Without
+them SQLite takes any index on `status` for selective and reads a broadcast's batch of 5,000 by
+sorting every active person (0.2 s a batch at 100,000 people, instead of 0.03 s in id order).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlmodel import Session
 
 log = logging.getLogger(__name__)
@@ -266,6 +269,16 @@ def sqlite_pragma(engine: Engine, statement: str) -> list[Any]:
         dbapi = conn.connection.driver_connection
         assert dbapi is not None
         return list(dbapi.execute(statement).fetchall())
+
+
+def refresh_statistics(engine: Engine) -> None:
+    """ANALYZE, so that the query planner knows how many rows share a status, a channel or a
+    language (95 ms at 100,000 people). Every row is read: a sample (`analysis_limit`) of a
+    column where all share one value is taken for selective. PostgreSQL's autovacuum analyzes
+    too, but not at once after a bulk load."""
+    with engine.connect() as conn:
+        conn.execute(text("ANALYZE"))
+        conn.commit()
 
 
 def checkpoint(engine: Engine, *, truncate_above: int = WAL_SIZE_LIMIT) -> int:

@@ -55,7 +55,7 @@ from sqlmodel import Session
 
 from models.actions import audit
 from models.base import utcnow
-from models.db import is_sqlite, read_scope, secure_dir, session_scope
+from models.db import is_sqlite, read_scope, refresh_statistics, secure_dir, session_scope
 from models.idcard import IdCard, InvalidIdCard
 from models.people import Beneficiary, BeneficiaryKind, Contact, Language
 from models.phone import InvalidPhone, PhoneNumber
@@ -860,6 +860,8 @@ def import_roll(
                 _count_dry_run(engine, stage, report, limits)
             else:
                 _write(engine, stage, report, actor=actor, file_name=path.name, limits=limits)
+                if report.imported:
+                    refresh_statistics(engine)  # the planner learns the roll's new size at once
         finally:
             stage.close()
     report.rejected.sort(key=lambda item: item["row"])

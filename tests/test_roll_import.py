@@ -207,3 +207,32 @@ def test_cli_json_prints_exactly_one_object(tmp_path: Path, monkeypatch: pytest.
 def test_check_digit_follows_gb11643() -> None:
     assert check_digit("11010519491231002") == "X"
     assert check_digit("44070319550101123") in "0123456789X"
+
+
+def test_after_an_import_a_broadcast_reads_the_roll_in_id_order(sqlite_engine: Engine, tmp_path: Path) -> None:
+    """The import leaves the planner's statistics: a broadcast's batch of recipients is then read
+    by walking the roll from the last id queued, not by sorting every active person each batch
+    (at 100,000 people 0.2 s a batch instead of 0.03 s)."""
+    from datetime import date
+
+    from sqlalchemy import event
+
+    from outreach.audiences import AudienceFilter, audience_recipients
+
+    import_roll(sqlite_engine, write_roll_csv(tmp_path / "roll.csv", roll_rows(2000, seed=6)), id_key=KEY)
+    statements: list[tuple[str, object]] = []
+
+    def keep(_conn: object, _cursor: object, statement: str, parameters: object, *_: object) -> None:
+        statements.append((statement, parameters))
+
+    event.listen(sqlite_engine, "before_cursor_execute", keep)
+    try:
+        with Session(sqlite_engine) as s:
+            batch = audience_recipients(s, AudienceFilter(), date(2026, 3, 2), after_id=500, limit=100)
+    finally:
+        event.remove(sqlite_engine, "before_cursor_execute", keep)
+    assert len(batch) == 100 and batch[0].beneficiary_id > 500
+    statement, parameters = statements[-1]
+    with sqlite_engine.connect() as conn:
+        plan = [row[-1] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)]
+    assert any("beneficiary USING INTEGER PRIMARY KEY (rowid>?)" in step for step in plan), plan
