@@ -18,7 +18,8 @@ Transactions, the way WAL mode wants them:
   writers SQLite refuses it with "database is locked".
 WAL checkpoints: `journal_size_limit` truncates the WAL after each checkpoint that resets it, and
 `checkpoint(engine)` (run periodically by `nuanxin run`) keeps it from growing without bound.
-Planner statistics: `refresh_statistics(engine)` after a roll import and at start-up. Without
+Planner statistics: `refresh_statistics(engine)` after a roll import, when a scheduler takes the
+lead and before each daily sweep (scheduler.py). Without
 them SQLite takes any index on `status` for selective and reads a broadcast's batch of 5,000 by
 sorting every active person (0.2 s a batch at 100,000 people, instead of 0.03 s in id order).
 """
