@@ -171,11 +171,16 @@ class Asked:
         return self.kinds[0]
 
 
+# How the name of a district, county, town or province ends (新罗区, 上杭县, 坎市镇, 湖南省).
+_ADMIN_ENDING = re.compile(r"(特别行政区|自治区|自治州|自治县|街道|地区|省|市|区|县|州|镇|乡)$")
+
+
 class PlaceFinder:
     """Finds the places a question names, as the canonical Simplified names of places.yaml."""
 
     def __init__(self, names: list[str], aliases: dict[str, list[str]]) -> None:
         self._zh = sorted(set(names) | set(aliases), key=len, reverse=True)
+        self._known_zh = frozenset(self._zh)
         self._zh_re = re.compile("|".join(map(re.escape, self._zh))) if self._zh else None
         pairs = [(alias.lower(), canon) for canon, forms in aliases.items() for alias in forms]
         self._en = dict(pairs)
@@ -189,9 +194,27 @@ class PlaceFinder:
             if self._en_re is None:
                 return frozenset()
             return frozenset(self._en[m.group(1)] for m in self._en_re.finditer(text.lower()))
-        if self._zh_re is None:
-            return frozenset()
-        return frozenset(m.group(0) for m in self._zh_re.finditer(simplified(text)))
+        text = simplified(text)
+        known = frozenset(m.group(0) for m in self._zh_re.finditer(text)) if self._zh_re else frozenset()
+        return known | self._unlisted_zh(text)
+
+    def _unlisted_zh(self, text: str) -> frozenset[str]:
+        """Districts, counties and towns the list does not hold, as the segmenter's dictionary
+        knows place names ("新罗区", "上杭县", "海淀区"): a question about one of them is about
+        somewhere this office may not serve, even beside a city it does ("龙岩新罗区"). Only a
+        name with its administrative ending counts, and not one whose stem is a single character
+        (城市, 城镇): the dictionary tags everyday words such as 上门 as places too."""
+        import rjieba  # the Q&A index's segmenter, loaded with it
+
+        found = set()
+        for word, tag in rjieba.tag(text):
+            ending = _ADMIN_ENDING.search(word) if tag == "ns" else None
+            if ending is None:
+                continue
+            stem = word[: ending.start()]
+            if len(stem) >= 2 and stem not in self._known_zh and word not in self._known_zh:
+                found.add(word)
+        return frozenset(found)
 
     def without_places(self, text: str) -> str:
         """Simplified `text` with the place names blanked: a name is not a question word

@@ -804,6 +804,26 @@ def test_the_kind_of_question_is_read_as_people_ask_it(question: str, language: 
     assert read_question(question, language).kinds[0] == kind
 
 
+@pytest.mark.parametrize(("question", "place"), [("龙岩上杭县的职工医疗互助一年交多少钱", "上杭县"),
+                                                 ("我爸住海淀区，那边的老兵80岁以上有没有保险", "海淀区"),
+                                                 ("漳平市的职工参加医疗互助要交钱吗", "漳平市")])
+def test_a_district_the_place_list_does_not_hold_is_another_places_rule(qa: QA, question: str, place: str) -> None:
+    """A district, county or town the list does not name is somewhere this office may not serve,
+    even beside a city it does: handed off as another place's rule, naming the place asked about,
+    at any confidence."""
+    a = qa.answer_with(question, min_confidence=0.0)
+    assert a.handoff and a.detail == "other_place" and place in a.answer
+
+
+def test_everyday_words_the_dictionary_tags_as_places_are_not_places(qa: QA) -> None:
+    """城市 (the town, as against the country), 上门 (home visits) and a served district with its
+    ending (永定区) are not read as somewhere else."""
+    assert read_question("城市低保一个月多少钱", "zh-Hans", qa.places).places == frozenset()
+    assert read_question("养老金认证能不能上门办", "zh-Hans", qa.places).places == frozenset()
+    assert read_question("永定区的职工医疗互助一年交多少钱", "zh-Hans", qa.places).places == {"永定"}
+    assert not qa.answer_with("永定区的职工医疗互助一年交多少钱", min_confidence=0.0).handoff
+
+
 def test_chinese_new_year_is_a_festival_not_a_place(qa: QA) -> None:
     """"Chinese" names the whole country ("how many chinese have a card"), but "chinese new
     year" is the Spring Festival: a Sichuan retirees' article is not refused as another place's."""
