@@ -138,6 +138,21 @@ def test_explicit_requests_for_a_person_are_handed_off(qa: QA, question: str) ->
     assert qa.answer(question).reason == "asked_for_person"
 
 
+@pytest.mark.parametrize("question", ["我想搵人幫手", "我想找人帮忙", "想找个人帮帮我"])
+def test_a_message_that_only_asks_for_someone_to_help_goes_to_a_person(qa: QA, question: str) -> None:
+    """Cantonese 搵人幫手 and Mandarin 找人帮忙, said alone, ask for a person: staff are told the
+    reader asked for one (not a question the bot was unsure of)."""
+    assert qa.answer(question).reason == "asked_for_person"
+
+
+def test_finding_help_for_a_named_need_is_still_a_question_for_the_articles(qa: QA) -> None:
+    """Asked whether the community has someone to help look after a parent, the bot looks for the
+    article: the request-for-a-person rule does not take it."""
+    from bot.qa_rules import rule_handoff
+
+    assert rule_handoff("我想找人帮忙照顾我爸，社区有没有这种服务", "zh-Hans") is None
+
+
 def test_handoff_reply_says_it_went_to_a_person_and_when_to_expect_an_answer(qa: QA) -> None:
     for reason_question in ("转人工", "为什么我这个月养老金少了200块", "明天会下雨吗"):
         text = qa.answer(reason_question).answer
