@@ -58,17 +58,22 @@ class FakeQA:
 
     def __init__(self) -> None:
         self.asked: list[str] = []
+        self.handoffs: dict[str, Any] = {}  # a word in the question -> the handoff given for it
 
     def answer(self, question: str, lang_hint: str | None = None) -> Any:
         self.asked.append(question)
         lang = lang_hint or "zh-Hans"
+        for word, handoff in self.handoffs.items():
+            if word in question:
+                return handoff
         if "互助" in question or "mutual aid" in question.lower():
             text = "每年交100元。\n\n来源：职工医疗互助 — 永定区总工会 (seed 004)"
             return SimpleNamespace(handoff=False, answer=text, sources=["职工医疗互助 (seed 004)"], lang=lang,
-                                   reason="answered", article_id="mutual-cost", score=0.9,
+                                   reason="answered", article_id="mutual-cost", score=0.9, detail="",
                                    sms="每年交100元（来源：永定区总工会）")
         return SimpleNamespace(handoff=True, answer="这个问题已经转给工作人员，一般1个工作日内回复您。", sources=[],
-                               lang=lang, reason="out_of_scope", article_id=None, score=0.0, sms="已转工作人员")
+                               lang=lang, reason="out_of_scope", article_id=None, score=0.0, sms="已转工作人员",
+                               detail="low_confidence")
 
 
 @dataclass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 from sqlmodel import Session, select
 
@@ -59,6 +61,20 @@ def test_a_policy_question_no_article_answers_is_offered_its_service_before_a_ti
     chat = Chat(engine, "telegram", "sf5")
     text = chat("住院探视需要什么条件")
     assert "要报告住院吗" in text and tickets(db_engine) == []
+
+
+def test_a_question_about_another_places_service_is_told_why_and_goes_to_staff_without_an_offer(engine, roll,
+                                                                                                 db_engine, fake_qa):
+    """The Q&A hands off "上杭县的医疗互助一年交多少钱" as another place's rule: the person reads that
+    reply with a ticket number, and this office's claim is not offered in its place."""
+    elsewhere = "您问的是上杭县的规定。我这里的资料讲的是永定的做法，不能代表上杭县。"
+    fake_qa.handoffs["上杭县"] = SimpleNamespace(handoff=True, answer=elsewhere, sources=[], lang="zh-Hans",
+                                               reason="out_of_scope", article_id=None, score=0.0, sms=elsewhere,
+                                               detail="other_place")
+    chat = Chat(engine, "telegram", "sf5b")
+    text = chat("上杭县的医疗互助一年交多少钱")
+    assert text.startswith(elsewhere) and "要申请医疗互助报销吗" not in text
+    assert [t.reason for t in tickets(db_engine)] == ["out_of_scope"]
 
 
 def test_saying_no_to_the_offer_goes_to_the_menu_without_a_ticket(engine, notifier, roll, db_engine):
@@ -188,7 +204,7 @@ class _AsksForPersonQA:
         from types import SimpleNamespace
         reason = "asked_for_person" if "叫人" in question else "out_of_scope"
         return SimpleNamespace(handoff=True, answer="好的，已经为您转给工作人员。", sources=[], lang=lang_hint or "zh-Hans",
-                               reason=reason, article_id=None, score=0.0, sms="")
+                               reason=reason, article_id=None, score=0.0, sms="", detail=reason)
 
 
 def test_asking_for_a_person_in_words_inside_a_form_reaches_staff_and_keeps_the_form(db_engine, settings, clock,
