@@ -175,6 +175,10 @@ class Asked:
 _ADMIN_ENDING = re.compile(r"(特别行政区|自治区|自治州|自治县|街道|地区|省|市|区|县|州|镇|乡)$")
 
 
+# Words for "each, all, this" places rather than one place's name (各县区, 全县市).
+_EVERY_PLACE = re.compile(r"(各|全|本|该|每|此|某|外|其他|其它)")
+
+
 class PlaceFinder:
     """Finds the places a question names, as the canonical Simplified names of places.yaml."""
 
@@ -203,7 +207,8 @@ class PlaceFinder:
         knows place names ("新罗区", "上杭县", "海淀区"): a question about one of them is about
         somewhere this office may not serve, even beside a city it does ("龙岩新罗区"). Only a
         name with its administrative ending counts, and not one whose stem is a single character
-        (城市, 城镇): the dictionary tags everyday words such as 上门 as places too."""
+        (城市, 城镇) or that speaks of every place (各县区): the dictionary tags everyday words such as
+        上门 as places too."""
         import rjieba  # the Q&A index's segmenter, loaded with it
 
         found = set()
@@ -212,7 +217,8 @@ class PlaceFinder:
             if ending is None:
                 continue
             stem = word[: ending.start()]
-            if len(stem) >= 2 and stem not in self._known_zh and word not in self._known_zh:
+            if (len(stem) >= 2 and not _EVERY_PLACE.match(stem) and stem not in self._known_zh
+                    and word not in self._known_zh):
                 found.add(word)
         return frozenset(found)
 

@@ -835,6 +835,7 @@ def test_everyday_words_the_dictionary_tags_as_places_are_not_places(qa: QA) -> 
     ending (永定区) are not read as somewhere else."""
     assert read_question("城市低保一个月多少钱", "zh-Hans", qa.places).places == frozenset()
     assert read_question("养老金认证能不能上门办", "zh-Hans", qa.places).places == frozenset()
+    assert read_question("各县区的退役军人服务站都有几个人", "zh-Hans", qa.places).places == frozenset()
     assert read_question("永定区的职工医疗互助一年交多少钱", "zh-Hans", qa.places).places == {"永定"}
     assert not qa.answer_with("永定区的职工医疗互助一年交多少钱", min_confidence=0.0).handoff
 
