@@ -876,13 +876,14 @@ def _join(first: list[Out], second: list[Out]) -> list[Out]:
 # person, complained, or asked about their own case ("能不能叫人给我打个电话").
 _FOR_STAFF_AT_ANY_STEP = frozenset({"asked_for_person", "complaint", "personal_case"})
 
-# A question about policy (how much, who can, which documents...): the article answers it even when
-# it names a service ("住院能报销多少？" is a question about the claim, not a claim).
 # Why the Q&A handed a question off when it is about something this office's services are not:
 # another place's rule, another year's figures, a benefit the documents never name, an official's
 # own phone. The person is told why, and staff get the question; offering this office's
 # service instead ("要申请医疗互助报销吗" to "龙岩上杭县的医疗互助一年交多少钱") would answer a question not asked.
 _ABOUT_ELSEWHERE = frozenset({"other_place", "other_year", "unknown_benefit", "staff_contact"})
+
+# A question about policy (how much, who can, which documents...): the article answers it even when
+# it names a service ("住院能报销多少？" is a question about the claim, not a claim).
 _ASKS_POLICY = re.compile(
     r"多少|几多|比例|标准|条件|资格|规定|政策|如何|怎么(办理|申请|报销|算|交|领|计算)|需要(什么|哪些)|要(带)?(什么|哪些)|"
     r"能不能|可不可以|可以.{0,8}吗|有没有.{0,6}(补贴|补助|待遇)|(什么|啥)(时候|材料|条件)|哪些|几时|几点|哪天|何时|"

@@ -175,8 +175,9 @@ class Asked:
 _ADMIN_ENDING = re.compile(r"(特别行政区|自治区|自治州|自治县|街道|地区|省|市|区|县|州|镇|乡)$")
 
 
-# Words for "each, all, this" places rather than one place's name (各县区, 全县市).
-_EVERY_PLACE = re.compile(r"(各|全|本|该|每|此|某|外|其他|其它)")
+# Words for "each, all, this" places rather than one place's name (各县区, 全县市); 本溪市 and
+# 全州县 are names.
+_EVERY_PLACE = re.compile(r"(各|其他|其它|该|某|此|每)|(本|全|外)(县|市|区|省|镇|乡)")
 
 
 class PlaceFinder:
