@@ -215,6 +215,30 @@ def asks_about_us(text: str) -> bool:
     return bool(_ABOUT_US_ZH.match(re.sub(r"[?？]", "", _CLAUSE.sub("", w.replace(" ", "")))))
 
 
+# --------------------------------------------------------------------------- a service, not named
+
+_SOME_SERVICE_ZH = re.compile(
+    r"^(你好|您好|请问)?(我|我们|俺|我家)?(想|要|想要|需要|打算|准备)?(来|去)?(给我|帮我)?"
+    r"(办|办理|申请|提交|交|弄|搞|做)(一下|一个|个|点|些)?(申请|事|事情|业务|手续|东西)?(啊|呀|吧|的|咯|哦|嘞)?$")
+_SOME_SERVICE_EN = re.compile(
+    r"^(hi |hello )?(i )?(want|would like|d like|need|wanna|am here)?( to)? ?"
+    r"(apply|make an application|submit an application|start an application|do an application|get something done)"
+    r"( please)?$|^(new )?application( please)?$")
+_SERVICE_WORDS_ZH = re.compile(r"办|申请|业务|手续")
+
+
+def wants_some_service(text: str) -> bool:
+    """我要办申请 / 我想办点事 / I want to apply: the person wants to apply or get something done and does
+    not say what: the services are shown to choose from (not a question for staff)."""
+    w = normalise_command(text)
+    if not w:
+        return False
+    if w.isascii():
+        return bool(_SOME_SERVICE_EN.match(" ".join(re.sub(r"[^a-z ]", " ", w.replace("'", " ")).split())))
+    core = _CLAUSE.sub("", w.replace(" ", ""))
+    return bool(_SOME_SERVICE_ZH.match(core)) and bool(_SERVICE_WORDS_ZH.search(core))
+
+
 # --------------------------------------------------------------------------- greetings
 
 _GREETING_CJK = tuple(sorted((

@@ -615,6 +615,9 @@ class Engine:
                 office = templates_for(self.settings)
                 return [Out(t("about_us", lang, office=office.office_name.get(lang) or office.office_name["zh-Hans"],
                               phone=office.office_phone), in_flow=False)]
+            if answers.wants_some_service(w) and self._service_for(text) is None:
+                menu = self._menu(lang, linked)
+                return [Out(t("which_service", lang) + "\n" + menu.text, menu.choices, menu.expects, in_flow=False)]
             if answers.only_saying_who(w):
                 menu = self._menu(lang, linked)
                 return [Out(t("asking_for_family", lang) + "\n" + menu.text, menu.choices, menu.expects, in_flow=False)]

@@ -47,6 +47,10 @@ T: dict[str, dict[str, str]] = {
         "zh-Hans": "好的。有事随时发消息给我们。",
         "en": "All right. Write to us any time you need us.",
     },
+    "which_service": {
+        "zh-Hans": "好的，您要办哪一项？",
+        "en": "Of course. Which of these would you like to do?",
+    },
     "asking_for_family": {
         "zh-Hans": "好的，家属替老人问、替老人办都可以。请直接打字问，或回复菜单里的数字。",
         "en": "Of course: family members can ask and apply for them. Type your question, or reply with a number.",

@@ -423,3 +423,20 @@ def test_saying_there_is_no_money_is_read_as_none_with_particles_and_cantonese(t
     """Where an amount may be 0, 没有 said with a particle (没有啊) or in Cantonese (冇收入, 一分都冇) is none; 没有多少
     (not much) and an amount are not, and 不知道 is not knowing rather than none."""
     assert answers.no_amount(typed) is none
+
+
+@pytest.mark.parametrize("text", ["我要办申请", "我想申请", "申请", "我要办事", "想办点事", "办理业务", "我想办个手续",
+                                  "我要申请一下", "我想提交个申请", "我要辦申請", "你好，我想办事", "I want to apply",
+                                  "apply", "I'd like to make an application", "new application"])
+def test_wanting_to_apply_without_saying_for_what_is_wanting_some_service(text):
+    """我要办申请 / 我想办点事 / I want to apply, in the three languages: the person wants a service and has not
+    said which."""
+    assert answers.wants_some_service(text)
+
+
+@pytest.mark.parametrize("text", ["我要申请困难帮扶", "怎么申请", "申请什么时候批下来", "我的申请", "我要办医疗互助报销",
+                                  "办好了", "I want to apply for hardship help", "how do I apply", "我要找人"])
+def test_naming_the_service_or_asking_about_applying_is_not_wanting_some_service(text):
+    """A named service, a question about applying, one's own application or a report that it is done are read for
+    what they say."""
+    assert not answers.wants_some_service(text)

@@ -348,3 +348,19 @@ def test_a_sentence_that_names_no_hospital_asks_for_it(engine, notifier, roll, d
     text = chat("1")
     assert "哪家医院" in text and "记下了" not in text
     assert chat.state() == ("hospital_stay", "hospital")
+
+
+@pytest.mark.parametrize(("text", "lang", "asked"), [("我要办申请", "zh-Hans", "您要办哪一项"),
+                                                     ("我想辦點事", "zh-Hant", "您要辦哪一項"),
+                                                     ("I want to apply", "en", "Which of these would you like to do")])
+def test_wanting_to_apply_without_saying_for_what_shows_the_services_not_a_ticket(engine, roll, db_engine, fake_qa,
+                                                                                  text, lang, asked):
+    """"我要办申请" names no service: the services are listed to choose from, in the person's language; the Q&A
+    is not asked and no ticket opens, also when a ticket of theirs is already open."""
+    chat = Chat(engine, "telegram", f"sf-any-{lang}", hint=lang)
+    chat("人工")  # an open ticket of theirs, which a request for a service must not join
+    before = [(t.id, len(t.transcript or [])) for t in tickets(db_engine)]
+    reply = chat(text)
+    assert asked in reply and "1." in reply and "2." in reply
+    assert fake_qa.asked == []
+    assert [(t.id, len(t.transcript or [])) for t in tickets(db_engine)] == before
