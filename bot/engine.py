@@ -616,8 +616,7 @@ class Engine:
                 return [Out(t("about_us", lang, office=office.office_name.get(lang) or office.office_name["zh-Hans"],
                               phone=office.office_phone), in_flow=False)]
             if answers.wants_some_service(w) and self._service_for(text) is None:
-                menu = self._menu(lang, linked)
-                return [Out(t("which_service", lang) + "\n" + menu.text, menu.choices, menu.expects, in_flow=False)]
+                return [self._menu(lang, linked, head=t("which_service", lang))]
             if answers.only_saying_who(w):
                 menu = self._menu(lang, linked)
                 return [Out(t("asking_for_family", lang) + "\n" + menu.text, menu.choices, menu.expects, in_flow=False)]
@@ -769,11 +768,13 @@ class Engine:
             return t("link_title", lang)
         return localise(self.flows[flow_id].title, lang)
 
-    def _menu(self, lang: str, linked: bool) -> Out:
+    def _menu(self, lang: str, linked: bool, head: str | None = None) -> Out:
+        """The services to choose from, under the menu's greeting or under `head` instead."""
         parts = self._menus.get((lang, linked))
         if parts is None:  # the flows and words are fixed for the engine's life: built once per language
             parts = self._menus[(lang, linked)] = self._menu_parts(lang, linked)
-        return Out(parts[0], parts[1], "choice", in_flow=False)
+        text = parts[0] if head is None else head + "\n" + parts[0].split("\n", 1)[1]
+        return Out(text, parts[1], "choice", in_flow=False)
 
     def _menu_parts(self, lang: str, linked: bool) -> tuple[str, tuple[tuple[str, str], ...]]:
         lines = [t("menu_title", lang)]

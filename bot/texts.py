@@ -48,8 +48,8 @@ T: dict[str, dict[str, str]] = {
         "en": "All right. Write to us any time you need us.",
     },
     "which_service": {
-        "zh-Hans": "好的，您要办哪一项？",
-        "en": "Of course. Which of these would you like to do?",
+        "zh-Hans": "好的，您要办哪一项？请回复数字：",
+        "en": "Of course. Which of these would you like to do? Reply with its number:",
     },
     "asking_for_family": {
         "zh-Hans": "好的，家属替老人问、替老人办都可以。请直接打字问，或回复菜单里的数字。",
