@@ -191,8 +191,8 @@ class DatabaseKnowledge:
                 self._registered = True
         return get_qa()
 
-    def answer(self, question: str, lang_hint: str | None = None) -> Any:
-        return self.qa().answer(question, lang_hint)
+    def answer(self, question: str, lang_hint: str | None = None, after: str | None = None) -> Any:
+        return self.qa().answer(question, lang_hint, after)
 
 
 def build_conversation_engine(engine: Any, settings: Settings, clock: Any, **kwargs: Any) -> Any:

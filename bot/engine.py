@@ -24,7 +24,7 @@ import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -48,7 +48,7 @@ from bot.language import (
     detect_language,
 )
 from bot.qa_rules import rule_handoff
-from bot.state import HeldText, ServiceOffer
+from bot.state import AskedBefore, HeldText, ServiceOffer
 from bot.texts import CHANNEL_NAMES, localise, reply_by, t
 from bot.tickets import Handoff, entry, hand_off
 from models.actions import opt_in, opt_out
@@ -62,7 +62,11 @@ log = logging.getLogger("nuanxin.bot.engine")
 FILE_CHANNELS = frozenset({"telegram", "console"})
 MAX_RETRIES = 6
 # Policy answers found for the message being handled, outside its transaction (see _AnswerFirst).
-_ANSWERS: contextvars.ContextVar[dict[tuple[str, str], Any] | None] = contextvars.ContextVar("answers", default=None)
+_ANSWERS: contextvars.ContextVar[dict[tuple[str, str, str], Any] | None] = contextvars.ContextVar("answers",
+                                                                                                  default=None)
+# A question at the menu is read as a follow-up of the one before it for this long (an older
+# person may take a while to type the next one; after that, it is a new conversation).
+FOLLOW_UP_WINDOW = timedelta(minutes=30)
 
 
 class _AnswerFirst(Exception):
@@ -70,9 +74,9 @@ class _AnswerFirst(Exception):
     done inside the write transaction (which would hold SQLite's write lock meanwhile); the
     transaction is rolled back, the answer found with none open, and the message handled again."""
 
-    def __init__(self, question: str, lang: str) -> None:
+    def __init__(self, question: str, lang: str, after: str) -> None:
         super().__init__(question)
-        self.key = (question, lang)
+        self.key = (question, lang, after)
 
 
 # Global words, matched after NFKC, lower case and trimming (see flowrunner.word).
@@ -185,14 +189,14 @@ class Engine:
     # ------------------------------------------------------------------ public API
     def handle(self, inbound: Inbound) -> list[Reply]:
         """Answer one inbound message. Never raises: on any failure the user is told to resend."""
-        answers: dict[tuple[str, str], Any] = {}
+        answers: dict[tuple[str, str, str], Any] = {}
         token = _ANSWERS.set(answers)
         try:
             return self._handle(inbound, answers)
         finally:
             _ANSWERS.reset(token)
 
-    def _handle(self, inbound: Inbound, answers: dict[tuple[str, str], Any]) -> list[Reply]:
+    def _handle(self, inbound: Inbound, answers: dict[tuple[str, str, str], Any]) -> list[Reply]:
         attempt = 0
         while attempt < MAX_RETRIES:
             try:
@@ -526,6 +530,7 @@ class Engine:
             conv.state.park()
             return self._start(s, conv, service.id, now)
         conv.state.offer = ServiceOffer(flow=service.id, question=redact(text)[:200])
+        conv.state.asked_before = AskedBefore(text=redact(text)[:200], at=now)
         return [self._offer_prompt(conv)]
 
     def _held_prompt(self, conv: Conv) -> Out:
@@ -671,8 +676,13 @@ class Engine:
         service = self._service_for(text)
         if service is not None and not _ASKS_POLICY.search(word(text)):
             return self._offer(s, conv, service, text, now)
-        answer = self._ask_qa(conv, text)
+        before = conv.state.asked_before
+        after = before.text if before is not None and now - before.at <= FOLLOW_UP_WINDOW else ""
+        answer = self._ask_qa(conv, text, after)
         if answer is not None and not answer.handoff:
+            # A follow-up answered through the question before it keeps that one as what is talked about.
+            kept = after if after and getattr(answer, "followed", False) else redact(text)[:200]
+            conv.state.asked_before = AskedBefore(text=kept, at=now)
             return [Out(answer.sms if conv.channel == "sms" and answer.sms else answer.answer, in_flow=False)]
         if service is not None and (answer is None or answer.detail not in _ABOUT_ELSEWHERE):
             return self._offer(s, conv, service, text, now)
@@ -827,21 +837,22 @@ class Engine:
                 self._qa_failed = True
         return self._qa
 
-    def _ask_qa(self, conv: Conv, question: str) -> Any:
-        """The policy answer, found before the message's transaction (see _AnswerFirst)."""
+    def _ask_qa(self, conv: Conv, question: str, after: str = "") -> Any:
+        """The policy answer, found before the message's transaction (see _AnswerFirst); `after`:
+        the question it may follow up."""
         answers = _ANSWERS.get()
         if answers is None:  # not through handle(): answered here
-            return self._answer(question, conv.lang)
-        if (question, conv.lang) not in answers:
-            raise _AnswerFirst(question, conv.lang)
-        return answers[(question, conv.lang)]
+            return self._answer(question, conv.lang, after)
+        if (question, conv.lang, after) not in answers:
+            raise _AnswerFirst(question, conv.lang, after)
+        return answers[(question, conv.lang, after)]
 
-    def _answer(self, question: str, lang: str) -> Any:
+    def _answer(self, question: str, lang: str, after: str = "") -> Any:
         qa = self._get_qa()
         if qa is None:
             return None
         try:
-            return qa.answer(question, lang)
+            return qa.answer(question, lang, after=after or None)
         except Exception:
             log.exception("policy Q&A failed; handing off")
             return None
@@ -884,7 +895,7 @@ _FOR_STAFF_AT_ANY_STEP = frozenset({"asked_for_person", "complaint", "personal_c
 # another place's rule, another year's figures, a benefit the documents never name, an official's
 # own phone. The person is told why, and staff get the question; offering this office's
 # service instead ("要申请医疗互助报销吗" to "龙岩上杭县的医疗互助一年交多少钱") would answer a question not asked.
-_ABOUT_ELSEWHERE = frozenset({"other_place", "other_year", "unknown_benefit", "staff_contact"})
+_ABOUT_ELSEWHERE = frozenset({"other_place", "other_year", "future_figure", "unknown_benefit", "staff_contact"})
 
 # A question about policy (how much, who can, which documents...): the article answers it even when
 # it names a service ("住院能报销多少？" is a question about the claim, not a claim).

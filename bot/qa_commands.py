@@ -265,6 +265,14 @@ class EvalCase:
     handoff: str | None = None  # expected handoff reason, None when an answer is expected
     lang: str | None = None
     pattern: str = "plain"  # how it is asked (voice, typo, cantonese, other_place, ...), for the report
+    after: str | None = None  # the question this one follows in the conversation (a follow-up)
+
+    @property
+    def hint(self) -> str | None:
+        """The language the conversation is in, for a follow-up: that of the question it follows."""
+        from bot.language import detect_language
+
+        return detect_language(self.after) if self.after else None
 
     @property
     def split(self) -> str:
@@ -339,7 +347,8 @@ def load_eval_cases(path: Path = DEFAULT_EVAL_FILE) -> list[EvalCase]:
         cases.append(EvalCase(question=str(item["q"]), expect=tuple(item.get("expect") or ()),
                               must=tuple(str(m) for m in item.get("must") or ()),
                               handoff=item.get("handoff"), lang=item.get("lang"),
-                              pattern=str(item.get("pattern") or "plain")))
+                              pattern=str(item.get("pattern") or "plain"),
+                              after=str(item["after"]) if item.get("after") else None))
     return cases
 
 
@@ -369,9 +378,14 @@ def judge(case: EvalCase, answer: Answer) -> str | None:
 
 
 def _below(answer: Answer, threshold: float | None) -> Answer:
-    """The answer the bot gives when its confidence threshold is `threshold`."""
+    """The answer the bot gives when its confidence threshold is `threshold` (a follow-up read through
+    the question before it needs at least FOLLOWED_AT_LEAST, as the bot does)."""
     from dataclasses import replace
 
+    from bot.qa import FOLLOWED_AT_LEAST
+
+    if threshold is not None and getattr(answer, "followed", False):
+        threshold = max(threshold, FOLLOWED_AT_LEAST)
     if threshold is None or answer.handoff or answer.score >= threshold:
         return answer
     return replace(answer, handoff=True, reason="out_of_scope", detail="low_confidence", article_id=None,
@@ -380,7 +394,7 @@ def _below(answer: Answer, threshold: float | None) -> Answer:
 
 def answers_for(qa: Any, cases: list[EvalCase]) -> list[Answer]:
     """Each case's answer with no confidence threshold (thresholds are applied afterwards)."""
-    return [qa.answer_with(c.question, min_confidence=0.0) for c in cases]
+    return [qa.answer_with(c.question, c.hint, min_confidence=0.0, after=c.after) for c in cases]
 
 
 def run_eval(qa: Any, cases: list[EvalCase], threshold: float | dict[str, float] | None = None,
@@ -390,7 +404,8 @@ def run_eval(qa: Any, cases: list[EvalCase], threshold: float | dict[str, float]
     from bot.qa import THRESHOLDS
 
     if answers is None:
-        answers = answers_for(qa, cases) if threshold is not None else [qa.answer(c.question) for c in cases]
+        answers = answers_for(qa, cases) if threshold is not None else [qa.answer(c.question, c.hint, c.after)
+                                                                        for c in cases]
     result = EvalResult()
     for case, raw in zip(cases, answers, strict=True):
         if threshold is None:
@@ -529,7 +544,7 @@ def development_files() -> list[Path]:
 # parts). Batch 7 was looked at once while changing the method (sixth round) and not since; batch 9
 # joined after its first run (eighth round), before anything was tuned on it.
 CALIBRATION_FILES = ("people_dev7.yaml", "people_dev8.yaml", "people_dev9.yaml", "people_dev10.yaml",
-                     "people_dev11.yaml")
+                     "people_dev11.yaml", "followups2.yaml")
 
 
 def calibration_files() -> list[Path]:

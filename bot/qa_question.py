@@ -33,7 +33,7 @@ _ZH_KIND = {
             # 要给多少钱, 使不使给钱 (Cantonese 要俾幾多錢, 使唔使俾錢, read through knowledge/dialect.yaml):
             # what one must give, i.e. pay; 能给多少 stays what one is given
             r"(?<!能)(?<!会)(要|使不使|用不用|要不要)[^，。？?！!]{0,4}给[^，。？?！!]{0,2}(钱|多少)",  # 门诊费用: what is settled, not paid to join
-    "amount": r"(补|赔|给|领|拿|发|报|得|能领|能拿|能补|能赔|能给|报销|标准|津贴|补助|补贴|救助|低保|失业金|慰问金)"
+    "amount": r"(补|赔|给|领|拿|发|报|得|涨|上调|提高|能领|能拿|能补|能赔|能给|报销|标准|津贴|补助|补贴|救助|低保|失业金|慰问金)"
               r"[^，。？?！!]{0,8}(多少|几多|几块|几百|几千|好多)|多少钱|几块钱|多少元|一个月多少|一年多少|"
               r"每月多少|每个月多少|平均多少|标准是多少|什么标准|赔多少|补多少|给多少|"
               r"多少(补贴|补助|津贴|救助金|慰问金|低保金)",  # 每个月有多少补贴: the sum, not a count
@@ -159,6 +159,7 @@ class Asked:
     names: tuple[str, ...] = ()  # people named
     years: frozenset[str] = frozenset()  # years named ("2019"), for a figure of that year
     period: str = ""  # "day", "month" or "year": a sum asked per that period ("一天能赔多少")
+    future: str = ""  # a year to come, as written ("明年", "next year"): its figures are not published
     staff_contact: bool = False  # a named person's or an official's phone, WeChat, address
     named_case: bool = False  # a person's own case asked by name
     # topics the knowledge names that the question names ("低保", "服务站"), each as the forms
@@ -316,6 +317,54 @@ def _years(text: str) -> frozenset[str]:
     return frozenset(m.group(1) for m in _YEAR.finditer(text))
 
 
+# A figure of a year to come ("明年能涨多少", "how much will it go up next year") is one no document
+# can state yet. The year must be the figure's, in the same clause: "明年满八十，要交钱吗" asks today's rule.
+_FUTURE_ZH = re.compile(r"(明年|后年|来年|下一年|下年度)[^，。？?！!,;；]{0,10}(多少|几多|几块|几百|几千|几个|几成|涨|加)")
+_FUTURE_EN = re.compile(r"\b(how much|how many|what)\b[^.?!,;]{0,40}\b(next year|the coming year)\b|"
+                        r"\b(next year|the coming year)\b[^.?!,;]{0,40}\b(how much|how many)\b")
+
+
+def _future(text: str, pattern: re.Pattern[str], kinds: set[str]) -> str:
+    if not {"cost", "amount", "count"} & kinds:
+        return ""
+    found = pattern.search(text)
+    if not found:
+        return ""
+    return next(w for w in ("明年", "后年", "来年", "下一年", "下年度", "next year", "the coming year") if w in found.group(0))
+
+
+# A follow-up that asks whether a rule covers someone else too ("那老伴住院也能报吗", "can my wife
+# get it too?"): who a scheme covers is its own question, which the question followed cannot settle.
+_ANOTHER_ZH = (r"(老伴|老婆|老公|爱人|妻子|丈夫|媳妇|家属|家人|家里人|孩子|子女|儿子|女儿|闺女|孙子|孙女|外孙|哥|姐|弟|妹|"
+               r"爸|妈|父亲|母亲|爷爷|奶奶|外公|外婆|岳父|岳母|公公|婆婆|老人|他|她)")
+_TOO_ZH = re.compile(_ANOTHER_ZH + r".{0,8}(也|还)(能|可以|可|有|算|行|包括|包|报|享受|领|参加|管|保|给)")
+_TOO_EN = re.compile(r"\b(my|his|her|their|our)\s+(wife|husband|spouse|partner|son|daughter|kids|children|child|"
+                     r"family|mother|father|mum|mom|dad|brother|sister|grandson|granddaughter|grandchildren)\b"
+                     r".{0,40}\b(too|also|as well)\b|\b(what about|and) (my|his|her) (wife|husband|spouse|son|daughter|"
+                     r"kids|children|family|mother|father|mum|mom|dad)\b")
+
+
+def subject_of(text: str, language: str) -> str:
+    """`text` without its words of asking (哪里, 多少, how much, why): what it is about, for reading a
+    follow-up through it ("到哪里申请" followed by "要带什么材料" asks for documents, not a place)."""
+    if language == "en":
+        lower = text.lower()
+        for pattern in _EN_KIND_RE.values():
+            lower = pattern.sub(" ", lower)
+        return " ".join(lower.split())
+    reduced = simplified(text)
+    for pattern in _ZH_KIND_RE.values():
+        reduced = pattern.sub("", reduced)
+    return reduced
+
+
+def extends_to_another(text: str, language: str) -> bool:
+    """Whether `text` asks if a rule covers another person too."""
+    if language == "en":
+        return bool(_TOO_EN.search(text.lower()))
+    return bool(_TOO_ZH.search(simplified(text)))
+
+
 def read_question(text: str, language: str, places: PlaceFinder | None = None) -> Asked:
     """What `text` asks. `language` is "en" or "zh-Hans" (Chinese is read in Simplified)."""
     if language == "en":
@@ -358,7 +407,7 @@ def _read_zh(text: str, places: PlaceFinder | None) -> Asked:
     return Asked(kinds=_ordered(found), groups=groups,
                  places=places.find(named, "zh-Hans") if places else frozenset(),
                  benefits=benefits, names=names, staff_contact=contact, named_case=named_case,
-                 years=_years(named), period=_period(text, _PERIOD_ZH, found))
+                 years=_years(named), period=_period(text, _PERIOD_ZH, found), future=_future(text, _FUTURE_ZH, found))
 
 
 def _read_en(text: str, places: PlaceFinder | None) -> Asked:
@@ -390,4 +439,4 @@ def _read_en(text: str, places: PlaceFinder | None) -> Asked:
     return Asked(kinds=_ordered(found), groups=groups,
                  places=places.find(text, "en") if places else frozenset(),
                  benefits=benefits, names=names, staff_contact=contact, named_case=named_case,
-                 years=_years(text), period=_period(lower, _PERIOD_EN, found))
+                 years=_years(text), period=_period(lower, _PERIOD_EN, found), future=_future(lower, _FUTURE_EN, found))

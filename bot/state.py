@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -62,6 +63,14 @@ class ServiceOffer(_Model):
     question: str = ""  # what they wrote, for the ticket or article if they say no
 
 
+class AskedBefore(_Model):
+    """The last question at the menu that an article answered or a service was offered for, kept
+    for a follow-up that leans on it ("那要带什么材料"): masked, with when it was asked."""
+
+    text: str
+    at: datetime
+
+
 class HeldText(_Model):
     """A sentence typed at a free-text step that asks something (我个仔可不可以帮我办): held until the
     person says whether it is what the step asks for, or a question for us."""
@@ -91,6 +100,7 @@ class ConversationState(_Model):
     known_confirmed: bool = False  # the person said the record is right: later known steps are filled
     known_declined: bool = False  # the person said it is not: ask each step
     offer: ServiceOffer | None = None
+    asked_before: AskedBefore | None = None
     held: HeldText | None = None
     after_link: str | None = None  # the flow to start once linking succeeds
     link: LinkProgress = Field(default_factory=LinkProgress)

@@ -432,6 +432,9 @@ T: dict[str, dict[str, str]] = {
                                         "已经转给工作人员，",
                             "en": "The documents I answer from give no figure for {year}, and another year's "
                                   "figure would not answer it. I have passed your question to a member of staff. "},
+    "qa_detail_future_figure": {"zh-Hans": "资料里只有已经公布的数字，{when}的还没有公布，我不能随便说个数。已经转给工作人员，",
+                                "en": "The documents I answer from give only figures already published, none for "
+                                      "{when}, so I cannot say. I have passed your question to a member of staff. "},
     "qa_detail_unknown_benefit": {"zh-Hans": "我这里的资料里没有“{benefit}”这一项，不能确定有没有。已经转给工作人员帮您核实，",
                                  "en": "I have nothing on a \"{benefit}\" in what I answer from, so I cannot say "
                                        "whether it exists. I have passed your question to a member of staff. "},

@@ -58,10 +58,12 @@ class FakeQA:
 
     def __init__(self) -> None:
         self.asked: list[str] = []
+        self.after: list[str | None] = []  # the question each one was asked as a follow-up of
         self.handoffs: dict[str, Any] = {}  # a word in the question -> the handoff given for it
 
-    def answer(self, question: str, lang_hint: str | None = None) -> Any:
+    def answer(self, question: str, lang_hint: str | None = None, after: str | None = None) -> Any:
         self.asked.append(question)
+        self.after.append(after)
         lang = lang_hint or "zh-Hans"
         for word, handoff in self.handoffs.items():
             if word in question:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -200,7 +201,7 @@ def test_a_policy_question_typed_where_a_date_is_asked_is_answered_and_the_date_
 class _AsksForPersonQA:
     """The Q&A's reading of a request for a person in words (bot/qa_rules.py), or no article for anything else."""
 
-    def answer(self, question: str, lang_hint: str | None = None) -> object:
+    def answer(self, question: str, lang_hint: str | None = None, after: str | None = None) -> object:
         from types import SimpleNamespace
         reason = "asked_for_person" if "叫人" in question else "out_of_scope"
         return SimpleNamespace(handoff=True, answer="好的，已经为您转给工作人员。", sources=[], lang=lang_hint or "zh-Hans",
@@ -364,3 +365,48 @@ def test_wanting_to_apply_without_saying_for_what_shows_the_services_not_a_ticke
     assert asked in reply and "1." in reply and "2." in reply
     assert fake_qa.asked == []
     assert [(t.id, len(t.transcript or [])) for t in tickets(db_engine)] == before
+
+
+def test_a_question_after_an_answered_one_is_asked_as_its_follow_up(engine, roll, db_engine, fake_qa, clock):
+    """"那住院能补多少" after "医疗互助一年交多少钱" was answered: the Q&A is given the question it follows, so that
+    a follow-up without a subject of its own can be read through it; the first question was asked alone."""
+    chat = Chat(engine, "telegram", "fu1")
+    assert "每年交100元" in chat("医疗互助一年交多少钱")
+    chat("那住院能补多少")
+    assert fake_qa.asked == ["医疗互助一年交多少钱", "那住院能补多少"]
+    assert fake_qa.after == [None, "医疗互助一年交多少钱"]
+
+
+def test_a_question_half_an_hour_after_the_last_is_asked_on_its_own(engine, roll, db_engine, fake_qa, clock):
+    """A question more than FOLLOW_UP_WINDOW after the last answered one starts afresh: it is not read through it."""
+    from bot.engine import FOLLOW_UP_WINDOW
+
+    chat = Chat(engine, "telegram", "fu2")
+    chat("医疗互助一年交多少钱")
+    clock.advance(FOLLOW_UP_WINDOW + timedelta(minutes=1))
+    chat("要带什么材料")
+    assert fake_qa.after == [None, None]
+
+
+def test_a_question_after_a_handed_off_one_is_not_read_through_it(engine, roll, db_engine, fake_qa):
+    """Only an answered question (or one a service was offered for) is followed: a question staff are to answer gives
+    nothing to lean on."""
+    chat = Chat(engine, "telegram", "fu3")
+    chat("我爸今年85了有没有高龄补贴")  # no article (FakeQA): handed off
+    chat("那要自己交钱吗")
+    assert fake_qa.after == [None, None]
+
+
+def test_a_follow_up_answered_through_the_question_before_keeps_that_question_to_follow(engine, roll, db_engine,
+                                                                                       fake_qa):
+    """Answered as a follow-up, the third question still follows the first: the second said no subject of its own."""
+    from types import SimpleNamespace
+
+    chat = Chat(engine, "telegram", "fu4")
+    chat("医疗互助一年交多少钱")
+    fake_qa.handoffs["材料"] = SimpleNamespace(handoff=False, answer="带身份证。\n\n来源：医疗互助", sources=["医疗互助"],
+                                             lang="zh-Hans", reason="answered", article_id="mutual-where-claim",
+                                             score=0.95, sms="带身份证", detail="", followed=True)
+    assert "带身份证" in chat("要带什么材料")
+    chat("在哪里办")
+    assert fake_qa.after == [None, "医疗互助一年交多少钱", "医疗互助一年交多少钱"]
