@@ -44,7 +44,15 @@ from bot.knowledge import Article, KnowledgeBase, load_knowledge
 from bot.language import detect_language
 from bot.qa_embed import Embedder, shared_embedder
 from bot.qa_index import SoundAlikes, Tokenizer, WordIndex
-from bot.qa_question import GENERAL_KINDS, Asked, PlaceFinder, TopicNames, extends_to_another, read_question, subject_of
+from bot.qa_question import (
+    GENERAL_KINDS,
+    Asked,
+    PlaceFinder,
+    TopicNames,
+    extends_to_another,
+    read_question,
+    subject_of,
+)
 from bot.qa_rules import rule_handoff
 from bot.qa_text import (
     EnglishSpelling,
