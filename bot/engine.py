@@ -674,7 +674,8 @@ class Engine:
         """What a person writes at the menu: a service first, a policy article when they ask about policy,
         a person (a ticket) only when neither fits."""
         service = self._service_for(text)
-        if service is not None and not _ASKS_POLICY.search(word(text)):
+        if service is not None and not _ASKS_POLICY.search(word(text)) and (
+                service.report is not None or rule_handoff(text, conv.lang) is None):
             return self._offer(s, conv, service, text, now)
         before = conv.state.asked_before
         after = before.text if before is not None and now - before.at <= FOLLOW_UP_WINDOW else ""
@@ -684,7 +685,7 @@ class Engine:
             kept = after if after and getattr(answer, "followed", False) else redact(text)[:200]
             conv.state.asked_before = AskedBefore(text=kept, at=now)
             return [Out(answer.sms if conv.channel == "sms" and answer.sms else answer.answer, in_flow=False)]
-        if service is not None and (answer is None or answer.detail not in _ABOUT_ELSEWHERE):
+        if service is not None and _service_fits(service, answer):
             return self._offer(s, conv, service, text, now)
         return [self._question_to_staff(s, conv, text, answer, now)]
 
@@ -896,6 +897,18 @@ _FOR_STAFF_AT_ANY_STEP = frozenset({"asked_for_person", "complaint", "personal_c
 # own phone. The person is told why, and staff get the question; offering this office's
 # service instead ("要申请医疗互助报销吗" to "龙岩上杭县的医疗互助一年交多少钱") would answer a question not asked.
 _ABOUT_ELSEWHERE = frozenset({"other_place", "other_year", "future_figure", "unknown_benefit", "staff_contact"})
+
+
+def _service_fits(service: Flow, answer: Any) -> bool:
+    """Whether a service the text names is offered when the Q&A handed the text off. Asked about one's
+    own case ("has my claim gone through?"), with a complaint or for a person, staff take it: a new
+    application is no answer, though one's own records (a report) can be shown at once. Asked about
+    another place, year or benefit, the Q&A's reason is told instead."""
+    if answer is None:
+        return True
+    if answer.reason != "out_of_scope":
+        return service.report is not None
+    return answer.detail not in _ABOUT_ELSEWHERE
 
 # A question about policy (how much, who can, which documents...): the article answers it even when
 # it names a service ("住院能报销多少？" is a question about the claim, not a claim).

@@ -410,3 +410,15 @@ def test_a_follow_up_answered_through_the_question_before_keeps_that_question_to
     assert "带身份证" in chat("要带什么材料")
     chat("在哪里办")
     assert fake_qa.after == [None, "医疗互助一年交多少钱", "医疗互助一年交多少钱"]
+
+
+def test_asking_after_ones_own_claim_goes_to_staff_not_to_a_new_claim(engine, roll, db_engine, fake_qa):
+    """"has my claim gone through?" names the mutual-aid claim, but asks about the person's own case (the Q&A
+    hands it off as such): staff get it with a ticket number; a new claim is not offered."""
+    fake_qa.handoffs["gone through"] = SimpleNamespace(handoff=True, answer="", sources=[], lang="en",
+                                                       reason="personal_case", article_id=None, score=0.0, sms="",
+                                                       detail="personal_case")
+    chat = Chat(engine, "telegram", "own-claim", hint="en")
+    text = chat("has my mutual aid claim gone through?")
+    assert "ticket" in text and "Do you want to" not in text
+    assert [t.reason for t in tickets(db_engine)] == ["personal_case"]
