@@ -53,6 +53,7 @@ def test_it_serves_with_the_knowledge_loaded_quickly_and_stops_within_ten_second
         # index was kept (CPU time grows with the load): the first start's bound stays at 8.
         assert first[0] < 5.0 and first[0] < first[1] < 8.0, (first, service.knowledge_s)
         first_stop = service.stop()
+        assert first_stop[1] == 0, service.log()[-6000:]  # this start's log: the restart's replaces it
         first_wall = service.serving_s, service.knowledge_s
 
         service.start()
