@@ -174,19 +174,33 @@ def who_acts(text: str) -> Acting | None:
 
 _ASKING_FOR = re.compile(r"^(我是|我系|我)?(来)?(帮|替|给|代)(我)?(家)?(的)?(" + _OF_PARENT[1:-1] + r"|老伴|老公|老婆|家里老人|老人|长辈|家人)"
                          r"(来)?(问|办|咨询|打听|办事)(问)?(一下|下|点事|个事|下嘢)?(的|了|嘅|啫)?$")
+# 我是他女儿 / 我系佢个仔: who the writer is to the person, alone or before what they came for.
+_RELATIVE_OF = re.compile(r"^(我是|我系|我係)(他|她|佢)(的|个|嘅)?(女儿|儿子|孩子|闺女|仔|女|老伴|老婆|老公|爱人|妻子|丈夫|家属|家人|"
+                          r"孙子|孙女|外孙|外孙女|媳妇|女婿|侄子|侄女)")
+_ASKING_FOR_EN = re.compile(
+    r"^(hi |hello )?(i am|i'm|im) (asking|writing|here|enquiring|messaging|texting) (for|on behalf of) (my )?"
+    r"(dad|father|mum|mom|mother|husband|wife|grandad|grandpa|grandfather|grandma|grandmother|parents|parent|family)$"
+    r"|^(hi |hello )?(i am|i'm|im) (his|her) (daughter|son|wife|husband|grandson|granddaughter|carer)$")
 
 
 def only_saying_who(text: str) -> bool:
     """您好，我是帮我爸问的 / 我替我妈来办事: a greeting and who the writer is asking for, and no question yet,
     to be answered with what can be asked rather than passed to staff."""
     w = normalise_command(text)
-    if not w or w.isascii():
+    if not w:
         return False
+    if w.isascii():
+        return bool(_ASKING_FOR_EN.match(" ".join(re.sub(r"[^a-z' ]", " ", w.replace("’", "'")).split())))
     core = re.sub(r"[?？]", "", _CLAUSE.sub("", w.replace(" ", "")))
     for greet in _GREETING_CJK:
         if core.startswith(greet) and len(core) > len(greet):
             core = core[len(greet):]
             break
+    relative = _RELATIVE_OF.match(core)
+    if relative:
+        core = core[relative.end():]
+        if not core:
+            return True
     return bool(_ASKING_FOR.match(core))
 
 

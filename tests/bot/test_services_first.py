@@ -235,14 +235,16 @@ def test_asking_for_a_person_in_words_inside_a_form_reaches_staff_and_keeps_the_
         engine.close()
 
 
-@pytest.mark.parametrize("typed", ["您好，我是帮我爸问的", "我替我妈来办事", "我係幫我阿媽問嘅"])
+@pytest.mark.parametrize("typed", ["您好，我是帮我爸问的", "我替我妈来办事", "我係幫我阿媽問嘅", "我是他女儿，帮我爸问一下",
+                                   "我是她儿子", "I'm asking for my dad", "I am his daughter"])
 def test_saying_only_whom_one_asks_for_gets_a_welcome_and_the_menu_not_a_ticket(engine, roll, db_engine, fake_qa,
                                                                                  typed):
     """A family member's opening ("我是帮我爸问的") asks nothing yet: they are told family may ask and apply, and
     shown the menu; no ticket opens and the Q&A is not asked."""
     chat = Chat(engine, "telegram", f"sf-for-{typed}")
     text = chat(typed)
-    assert ("家属替老人问" in text and "1. 退役士兵社保接续" in text) or ("家屬替老人問" in text and "1. 退役士兵社保接續" in text)
+    assert ("家属替老人问" in text and "1. 退役士兵社保接续" in text) or ("家屬替老人問" in text and "1. 退役士兵社保接續" in text) \
+        or ("family members can ask and apply" in text and "1. Veterans' social-insurance continuation" in text)
     assert tickets(db_engine) == [] and fake_qa.asked == []
 
 
