@@ -474,8 +474,11 @@ async def _main(role: Role, settings: Settings, host: str, port: int | None) -> 
         starting = [telegram] if telegram is not None and not telegram.done() else []
         done, _ = await asyncio.wait([*watched, *process.tasks, *starting], return_when=asyncio.FIRST_COMPLETED)
         # Telegram's set-up finishing is not a part ending (its polling task is watched from then on).
+        # A part that returns because the stop was asked (it can finish in the same turn of the loop
+        # as the stop's own waiter, before it) has not failed; one that raised has.
         failed = [t for t in done if t is not stop_waiter
-                  and not (t is telegram and not t.cancelled() and t.exception() is None)]
+                  and not (t is telegram and not t.cancelled() and t.exception() is None)
+                  and not (stop.is_set() and not t.cancelled() and t.exception() is None)]
     for task in failed:
         error = task.exception() if not task.cancelled() else None
         log.error("%s ended unexpectedly: %r; stopping", task.get_name(), error)

@@ -296,6 +296,11 @@ _ASKS_EN = re.compile(r"\b(what|which|who|whom|whose|when|where|why|how)\b|"
 _QUESTION_MARK = re.compile(r"[？?]")
 
 
+def _list_item(piece: str, base: str) -> bool:
+    """A word or two with a question mark and no question word: one item of a list being asked about."""
+    return len(piece.split()) <= 2 if base == "en" else len(_MEANINGFUL.findall(piece)) <= 4
+
+
 def _not_covered_pattern(phrases: list[str], language: str) -> re.Pattern[str] | None:
     if not phrases:
         return None
@@ -553,6 +558,8 @@ class QA:
                 continue
             marked = separator is not None and _QUESTION_MARK.search(separator.group(0)) is not None
             asks = _ASKS_EN.search(piece.lower()) if base == "en" else _ASKS_ZH.search(simplified(piece))
+            if marked and not asks and _list_item(piece, base):
+                continue  # "…cover, hospital? accident? disability?": items of what the question before asks
             if marked or asks:
                 asking.append(_Part(piece, piece_start, end, marked and asks is not None))
         if len(asking) == 1 and len(question) > LONG_MESSAGE:

@@ -47,6 +47,14 @@ _EN_ASK_PERSON = re.compile(
     r"not a (bot|robot|machine)|stop the bot|put me through|transfer me|connect me (to|with)|"
     r"(someone|somebody|a person|a member of staff|staff)( from [a-z ]{1,30})? (to )?(call|phone|ring|contact|get in touch))\b"
 )
+# Asked where, how or to whom a complaint goes, with no wrong done named, the words of a complaint ask
+# for the channel (letters and visits, the service's feedback): a policy question, not a complaint.
+_ZH_HOW_TO_COMPLAIN = re.compile(r"(怎么|怎样|如何|去哪|在哪|哪里|向谁|找谁|跟谁|哪个部门|点样|去边度)[^，。！!]{0,4}(投诉|反映|提意见|举报)|"
+                                 r"(投诉|反映|意见)[^，。！!]{0,6}(找谁|去哪|在哪|哪里|怎么|电话|渠道)")
+_ZH_WORD_OF_COMPLAINT = re.compile(r"投诉|举报|告状")
+_EN_HOW_TO_COMPLAIN = re.compile(r"\b(how|where|who|whom)\b[^.!]{0,40}\b(complain|complaint|report it|feedback|raise)"
+                                 r"|\b(complain|complaint|feedback)\b[^.!]{0,30}\b(where|how|who|whom)\b")
+_EN_WORD_OF_COMPLAINT = re.compile(r"\b(complain|complaint)\b")
 _EN_COMPLAINT = re.compile(
     r"\b(complain|complaint|rude|impolite|shouted|yelled|swore|unprofessional|disrespectful|"
     r"bribe|corrupt|treated (me|us|my \w+) (badly|poorly|like)|(staff|officer|clerk|worker|woman|man|"
@@ -86,7 +94,8 @@ def rule_handoff(question: str, lang: str) -> str | None:
         text = question.lower().replace("’", "'")
         if _EN_ASK_PERSON.search(text):
             return "asked_for_person"
-        if _EN_COMPLAINT.search(text):
+        if _EN_COMPLAINT.search(text) and not _asks_where_to_complain(text, _EN_HOW_TO_COMPLAIN, _EN_WORD_OF_COMPLAINT,
+                                                                      _EN_COMPLAINT):
             return "complaint"
         if _EN_OWN_CASE.search(text):
             return "personal_case"
@@ -94,7 +103,8 @@ def rule_handoff(question: str, lang: str) -> str | None:
     text = simplified(question)
     if _ZH_ASK_PERSON.search(text):
         return "asked_for_person"
-    if _ZH_COMPLAINT.search(text):
+    if _ZH_COMPLAINT.search(text) and not _asks_where_to_complain(text, _ZH_HOW_TO_COMPLAIN, _ZH_WORD_OF_COMPLAINT,
+                                                                  _ZH_COMPLAINT):
         return "complaint"
     if _ZH_OWN_CASE_ALONE.search(text):
         return "personal_case"
@@ -106,3 +116,8 @@ def rule_handoff(question: str, lang: str) -> str | None:
     return None
 
 
+def _asks_where_to_complain(text: str, how: re.Pattern[str], word: re.Pattern[str],
+                            complaint: re.Pattern[str]) -> bool:
+    """Whether the only complaint in `text` is a question of where or how to make one: without the
+    words of complaining, nothing else in it reads as one (no wrong done is named)."""
+    return bool(how.search(text)) and not complaint.search(word.sub(" ", text))
