@@ -101,8 +101,8 @@ THRESHOLDS: dict[str, float] = {"zh-Hans": 0.925, "en": 0.975}
 # Candidates are ranked by embedding similarity + RANK_BM25 * bm25 / (bm25 + BM25_HALF).
 RANK_BM25 = 0.25
 BM25_HALF = {"zh-Hans": 20.0, "en": 6.0}
-# The confidence of a chosen article: a logistic model of how it stands out, fitted on the
-# development questions (`nuanxin eval-qa --sweep` prints a new fit). Features, in order:
+# The confidence of a chosen article: a logistic model of how it stands out, fitted once on the
+# development questions of the time (the sweep chooses thresholds on it; it does not refit it). Features, in order:
 # similarity, similarity minus the best other article's, similarity minus the median,
 # log(1 + bm25), tanh(bm25 lead over the best other / 10), coverage, bm25 / best bm25.
 CONFIDENCE_MEAN = (0.9477, 0.0193, 0.084, 3.2448, 0.4839, 0.6648, 0.9556)
