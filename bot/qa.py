@@ -21,8 +21,9 @@ How an answer is chosen:
 6. A question in two parts is answered part by part; both must pass, or it is handed off.
 7. A follow-up ("那要带什么材料" after a question on the mutual-aid claim) that cannot be answered
    on its own words is searched again with the question it follows (`after`): the follow-up
-   says what is asked (its kind, its places, benefits and years), the two together what it
-   is about; the same checks and threshold decide.
+   says what is asked (its kind, its places, benefits and years), the question before (without
+   its asking words) what it is about; the same checks decide, and such an answer needs at
+   least FOLLOWED_AT_LEAST.
 
 Nothing here logs the question: it may hold personal details.
 """
