@@ -674,7 +674,10 @@ class Engine:
         """What a person writes at the menu: a service first, a policy article when they ask about policy,
         a person (a ticket) only when neither fits."""
         service = self._service_for(text)
-        if service is not None and not _ASKS_POLICY.search(word(text)) and (
+        said = word(text)
+        # "住院补助去哪里申请" asks where a claim is made (an article says); "我的申请在哪里" asks for one's records.
+        asks = _ASKS_POLICY.search(said) or (service is not None and service.report is None and _ASKS_WHERE.search(said))
+        if service is not None and not asks and (
                 service.report is not None or rule_handoff(text, conv.lang) is None):
             return self._offer(s, conv, service, text, now)
         before = conv.state.asked_before
@@ -919,6 +922,7 @@ _ASKS_POLICY = re.compile(
     r"(还)?要不要(做|办|交)|使唔使|需不需要|用不用|"
     r"\bhow (much|many|do|can|long)\b|\bwhat (documents|papers|is|are|help|can)\b|\bwho can\b|\beligible|\bcan i\b|"
     r"\bwhen (is|are|do|does|will|should)\b|\bdo i (still )?(have|need) to\b")
+_ASKS_WHERE = re.compile(r"哪里|哪儿|去哪|在哪|到哪|边度|\bwhere\b")
 _NUMBERED = re.compile(r"^\s*(\d+)[.、]\s*\S")
 
 

@@ -424,3 +424,13 @@ def test_asking_after_ones_own_claim_goes_to_staff_not_to_a_new_claim(engine, ro
     text = chat("has my mutual aid claim gone through?")
     assert "ticket" in text and "Do you want to" not in text
     assert [t.reason for t in tickets(db_engine)] == ["personal_case"]
+
+
+def test_asking_where_a_named_service_is_applied_for_gets_the_article_not_the_service(engine, roll, db_engine,
+                                                                                      fake_qa):
+    """"医疗互助的住院补助要去哪里申请" asks where the claim is made: the article answers; the claim is not
+    offered in its place. "我的申请在哪里" still shows the person's own records (the report)."""
+    chat = Chat(engine, "telegram", "sf-where")
+    text = chat("医疗互助的住院补助要去哪里申请")
+    assert "每年交100元" in text and "要申请医疗互助报销吗" not in text
+    assert fake_qa.asked == ["医疗互助的住院补助要去哪里申请"]
