@@ -319,18 +319,19 @@ def _years(text: str) -> frozenset[str]:
 
 # A figure of a year to come ("明年能涨多少", "how much will it go up next year") is one no document
 # can state yet. The year must be the figure's, in the same clause: "明年满八十，要交钱吗" asks today's rule.
-_FUTURE_ZH = re.compile(r"(明年|后年|来年|下一年|下年度)[^，。？?！!,;；]{0,10}(多少|几多|几块|几百|几千|几个|几成|涨|加)")
-_FUTURE_EN = re.compile(r"\b(how much|how many|what)\b[^.?!,;]{0,40}\b(next year|the coming year)\b|"
-                        r"\b(next year|the coming year)\b[^.?!,;]{0,40}\b(how much|how many)\b")
+_FUTURE_ZH = re.compile(r"(?P<year>明年|后年|来年|下一年|下年度)[^，。？?！!,;；]{0,10}(多少|几多|几块|几百|几千|几个|几成|涨|加)")
+_FUTURE_EN = re.compile(r"\b(how much|how many|what)\b[^.?!,;]{0,40}\b(?P<year>next year|the coming year)\b|"
+                        r"\b(?P<first>next year|the coming year)\b[^.?!,;]{0,40}\b(how much|how many)\b")
 
 
 def _future(text: str, pattern: re.Pattern[str], kinds: set[str]) -> str:
+    """The year to come a figure is asked for, as written, or ""."""
     if not {"cost", "amount", "count"} & kinds:
         return ""
     found = pattern.search(text)
     if not found:
         return ""
-    return next(w for w in ("明年", "后年", "来年", "下一年", "下年度", "next year", "the coming year") if w in found.group(0))
+    return found.group("year") or found.groupdict().get("first") or ""
 
 
 # A follow-up that asks whether a rule covers someone else too ("那老伴住院也能报吗", "can my wife
