@@ -711,14 +711,18 @@ class Engine:
                    "choice", in_flow=False)
 
     def _answer_offer(self, s: Tx, conv: Conv, text: str, now: datetime) -> list[Out] | None:
-        """Yes starts the service (a flow under way keeps its answers for later); no goes back to the
-        menu, or on with the flow under way; anything else is read as new text (None)."""
+        """Yes starts the service (a flow under way keeps its answers for later), and so does a reply that
+        says what the service asks first ("他瘫在床上" to the offer of the certification: a home visit); no
+        goes back to the menu, or on with the flow under way; anything else is read as new text (None)."""
         offer = conv.state.offer
         assert offer is not None
         conv.state.offer = None
         if offer.flow not in self.flows:
             return None
         reply = answers.yes_no(text)
+        if reply is None and self.runner.tells(self.flows[offer.flow], text, self._ctx(s, conv, now)):
+            conv.state.park()
+            return self._start(s, conv, offer.flow, now, told=f"{offer.question}\n{clean_text(text)[:200]}")
         if reply == "yes":
             conv.state.park()
             return self._start(s, conv, offer.flow, now, told=offer.question)

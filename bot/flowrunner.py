@@ -467,11 +467,23 @@ class Runner:
                        ctx: FlowCtx) -> list[Out] | None:
         """A reply that tells more than its step asks ("我爸前天住进县医院了" to "which hospital?") is read as the
         sentence that asked for the service is: the step's own part of it and the next steps' it tells, said back.
-        None: the reply is only the answer (the step's pattern takes no part of it smaller than the whole)."""
-        found = re.search(step.told, text) if step.told else None
-        value = found.groupdict().get("value") if found is not None else None
-        if not value or value == clean_text(text):
-            return None
+        None: the reply is only the answer (the step's pattern takes no part of it smaller than the whole; a
+        choice's reply names an option, or tells none)."""
+        if step.type == "choice":
+            if self._told_value(step, text, state, ctx) is None:
+                return None
+            try:
+                parse_choice(step, text, ctx.lang)
+                return None
+            except Interrupted:
+                return None
+            except Invalid:
+                pass  # "他瘫在床上" names no option, but tells one
+        else:
+            found = re.search(step.told, text) if step.told else None
+            value = found.groupdict().get("value") if found is not None else None
+            if not value or value == clean_text(text):
+                return None
         taken = self._take_told(flow, state, text, ctx)
         if not taken:
             return None
@@ -486,19 +498,37 @@ class Runner:
         taken: list[str] = []
         while state.step is not None:
             step = flow.step(state.step)
-            found = re.search(step.told, told) if step.told else None
-            if found is None or (step.next or "").startswith("end:"):
-                break
-            try:
-                value = self._parse(step, found.groupdict().get("value") or found.group(0), state, ctx)
-            except Invalid:
+            value = self._told_value(step, told, state, ctx)
+            if value is None:
                 break
             state.values[step.id] = value
             state.history.append(step.id)
             taken.append(w("fact", ctx.lang, label=localise(step.label, ctx.lang), value=display(step, value, ctx.lang)))
-            nxt = self._applicable(flow, flow.index[step.next] if step.next else flow.index[step.id] + 1, state)
+            target = step.branch.get(str(value)) or step.next
+            nxt = self._applicable(flow, flow.index[target] if target else flow.index[step.id] + 1, state)
             state.step = flow.steps[nxt].id if nxt is not None else None
         return taken
+
+    def _told_value(self, step: Step, told: str, state: ConversationState, ctx: FlowCtx) -> Any:
+        """The step's answer that a sentence tells, read as the step reads a reply; None when it tells none, or
+        when the answer would end the flow (an ending is always asked)."""
+        if step.type == "choice":
+            said = word(told)
+            picked = [o.value for o in step.options if o.told and re.search(o.told, said)]
+            return picked[0] if len(picked) == 1 else None  # two options told: the person chooses
+        found = re.search(step.told, told) if step.told else None
+        if found is None or (step.next or "").startswith("end:"):
+            return None
+        try:
+            return self._parse(step, found.groupdict().get("value") or found.group(0), state, ctx)
+        except Invalid:
+            return None
+
+    def tells(self, flow: Flow, text: str, ctx: FlowCtx) -> bool:
+        """Whether a sentence answers the flow's first step (a reply to the offer of the service that is not
+        yes or no, but says what the service asks first: "他瘫在床上" to "要办资格认证吗？")."""
+        first = self._applicable(flow, 0, ConversationState())
+        return first is not None and self._told_value(flow.steps[first], text, ConversationState(), ctx) is not None
 
     def _applicable(self, flow: Flow, start: int, state: ConversationState) -> int | None:
         for i in range(start, len(flow.steps)):

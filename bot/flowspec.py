@@ -120,6 +120,10 @@ def relationship_options() -> list[dict[str, Any]]:
 class Option(_Spec):
     value: AnswerWord
     label: Texts
+    # Words that, in the sentence that asked for the service or in a reply that tells more, pick this
+    # option ("他瘫在床上" picks a home visit): a pattern over the sentence as commands are read
+    # (Simplified, lower case).
+    told: str | None = None
 
 
 class DocItem(_Spec):
@@ -136,7 +140,7 @@ class DocItem(_Spec):
 
 
 # Steps whose answer can be read out of the sentence that asked for the service.
-TOLD_TYPES = ("text", "date", "date_range", "money")
+TOLD_TYPES = ("text", "date", "date_range", "money")  # a choice is told by its options' own `told`
 
 
 class Step(_Spec):
@@ -198,6 +202,18 @@ class Step(_Spec):
                 raise ValueError("options: a choice needs a list of options")
             if len({o.value for o in self.options}) != len(self.options):
                 raise ValueError("options: values must be different")
+            for option in self.options:
+                if option.told is None:
+                    continue
+                try:
+                    re.compile(option.told)
+                except re.error as exc:
+                    raise ValueError(f"options.{option.value}.told: not a valid pattern: {exc}") from None
+                if self.ends_flow(option.value):
+                    raise ValueError(f"options.{option.value}.told: an answer that ends the flow is never taken "
+                                     "from what was said")
+        elif any(option.told for option in self.options):
+            raise ValueError("options: told belongs to a choice's options")
         if self.type == "documents" and not self.items:
             raise ValueError("items: a document checklist needs items")
         if self.branch and self.type not in ("yes_no", "choice"):

@@ -33,6 +33,13 @@ GOOD_STEP = "  - {id: a, type: confirm, prompt: {zh-Hans: 核对, en: Check}}\n"
      "steps[0](a): told: only text, date, date_range, money steps"),
     ("id: x\ntitle: {zh-Hans: a, en: b}\nsteps:\n  - {id: a, type: text, prompt: {zh-Hans: a, en: b}, told: '(医院'}\n"
      + GOOD_STEP.replace("id: a", "id: b") + "done: {zh-Hans: a, en: b}\n", "told: not a valid pattern"),
+    ("id: x\ntitle: {zh-Hans: a, en: b}\nsteps:\n  - {id: a, type: choice, prompt: {zh-Hans: a, en: b}, options: ["
+     "{value: x, label: {zh-Hans: a, en: b}, told: '(瘫'}]}\n" + GOOD_STEP.replace("id: a", "id: b")
+     + "done: {zh-Hans: a, en: b}\n", "options.x.told: not a valid pattern"),
+    ("id: x\ntitle: {zh-Hans: a, en: b}\nsteps:\n  - {id: a, type: choice, prompt: {zh-Hans: a, en: b}, options: ["
+     "{value: x, label: {zh-Hans: a, en: b}, told: 不办}], branch: {x: 'end:no'}}\n"
+     + GOOD_STEP.replace("id: a", "id: b") + "done: {zh-Hans: a, en: b}\nendings: {no: {text: {zh-Hans: a, en: b}}}\n",
+     "options.x.told: an answer that ends the flow is never taken from what was said"),
     ("id: x\ntitle: {zh-Hans: a, en: b}\nintro_report: my_horoscope\nsteps:\n" + GOOD_STEP
      + "done: {zh-Hans: a, en: b}\n", "intro_report: unknown report 'my_horoscope'"),
 ])

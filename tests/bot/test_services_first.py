@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 
 from models.applications import Application, HandoffTicket
 from models.db import session_scope
-from tests.bot.conftest import ZHANG_PHONE, Chat, link
+from tests.bot.conftest import WANG_PHONE, ZHANG_PHONE, Chat, link
 
 
 def tickets(db_engine) -> list[HandoffTicket]:
@@ -434,3 +434,45 @@ def test_asking_where_a_named_service_is_applied_for_gets_the_article_not_the_se
     text = chat("医疗互助的住院补助要去哪里申请")
     assert "每年交100元" in text and "要申请医疗互助报销吗" not in text
     assert fake_qa.asked == ["医疗互助的住院补助要去哪里申请"]
+
+
+@pytest.mark.parametrize(("phone", "typed", "offered", "reply", "taken", "asked"), [
+    (ZHANG_PHONE, "我爸要做养老金认证", "要办养老金资格认证吗", "他瘫在床上", ("行动不便，请工作人员上门", "残疾或卧床"),
+     "请核对"),
+    (WANG_PHONE, "my dad needs the pension certification", "pension eligibility certification",
+     "my dad is bedridden and lives alone", ("visit me at home",), "Why is a home visit needed"),
+])
+def test_a_reply_to_an_offer_that_tells_what_the_service_asks_first_starts_it_with_that_taken(
+        engine, notifier, roll, db_engine, fake_qa, phone, typed, offered, reply, taken, asked):
+    """Offered the certification, "他瘫在床上" (he is bedridden) is neither yes nor no but says how it must be done:
+    the service starts with a home visit (and, when the reason is plain, why) said back, and asks what is left;
+    two reasons told ("bedridden and lives alone") leave the reason to be chosen. No ticket is opened."""
+    chat = Chat(engine, "telegram", f"sf-offer-told-{phone}")
+    link(chat, notifier, phone)
+    assert offered in chat(typed)
+    text = chat(reply)
+    assert all(fact in text for fact in taken) and asked in text, text
+    assert chat.state()[0] == "certification"
+    assert tickets(db_engine) == []
+
+
+def test_a_reply_to_an_offer_that_tells_nothing_it_asks_is_read_as_new_words(engine, notifier, roll, db_engine,
+                                                                            fake_qa):
+    """After the offer of the certification, "医疗互助一年交多少钱" is a question of its own: no service is started."""
+    chat = Chat(engine, "telegram", "sf-offer-told-nothing")
+    link(chat, notifier, ZHANG_PHONE)
+    chat("我爸要做养老金认证")
+    chat("医疗互助一年交多少钱")
+    assert chat.state()[0] != "certification"
+
+
+def test_a_reply_at_the_how_step_that_tells_the_way_and_the_reason_takes_both(engine, notifier, roll, db_engine):
+    """Asked how to certify, "他躺在床上起不来，出不了门" names no option but tells both a home visit and its reason
+    (bedridden): both are said back and the summary is shown to confirm."""
+    chat = Chat(engine, "telegram", "sf-how-told")
+    link(chat, notifier, ZHANG_PHONE)
+    chat("6")
+    assert chat.state() == ("certification", "method")
+    text = chat("他躺在床上起不来，出不了门")
+    assert "行动不便，请工作人员上门" in text and "残疾或卧床" in text and "请核对" in text, text
+    assert chat.state() == ("certification", "confirm")
