@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 
 from models.applications import Application, HandoffTicket
 from models.db import session_scope
-from tests.bot.conftest import WANG_PHONE, ZHANG_PHONE, Chat, link
+from tests.bot.conftest import LI_PHONE, WANG_PHONE, ZHANG_PHONE, Chat, link
 
 
 def tickets(db_engine) -> list[HandoffTicket]:
@@ -476,3 +476,18 @@ def test_a_reply_at_the_how_step_that_tells_the_way_and_the_reason_takes_both(en
     text = chat("他躺在床上起不来，出不了门")
     assert "行动不便，请工作人员上门" in text and "残疾或卧床" in text and "请核对" in text, text
     assert chat.state() == ("certification", "confirm")
+
+
+def test_the_kind_of_hardship_the_sentence_tells_is_not_asked_again(engine, notifier, roll, db_engine):
+    """"看病的钱不够" accepted as a request for hardship help: the kind (medical costs) is said back and the
+    situation asked next; "房顶漏雨，没人修" after "日子过不下去了" tells two kinds, so the kind is asked."""
+    chat = Chat(engine, "telegram", "sf-told-hardship")
+    link(chat, notifier, ZHANG_PHONE)
+    assert "困难帮扶" in chat("看病的钱不够")
+    text = chat("1")
+    assert "困难类型：看病花钱多" in text and chat.state() == ("hardship", "situation"), text
+    chat = Chat(engine, "telegram", "sf-told-hardship-two")
+    link(chat, notifier, LI_PHONE)
+    assert "困难帮扶" in chat("我爸日子过不下去了")
+    assert "哪方面的困难" in chat("房顶漏雨，没人修")
+    assert chat.state() == ("hardship", "kind")
