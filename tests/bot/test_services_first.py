@@ -301,12 +301,14 @@ def test_a_question_naming_a_service_asks_the_articles_before_the_service_is_off
     ("日子实在过不下去了", "困难帮扶"),
     ("看病的钱不够", "困难帮扶"),
     ("我是复员军人，社保怎么接上", "社保接续"),
+    ("我老伴上个月住院了，花了一万多，能报多少", "医疗互助报销"),
 ])
 def test_a_service_told_as_what_happened_with_a_place_or_a_family_word_between_is_offered(
         engine, roll, db_engine, fake_qa, typed, offered):
     """Older people tell what happened rather than name the service: a hospital named between the words
     (住进县医院), a family word of the north (俺爹, 老爷子) or a plain word for dying (咽气), hardship said
-    as "日子过不下去". Each is offered its service before any article or ticket."""
+    as "日子过不下去", money back for a stay as "能报多少" (the mutual-aid claim, not the report of a stay). Each is
+    offered its service before any article or ticket."""
     chat = Chat(engine, "telegram", f"sf-told-{typed}")
     text = chat(typed)
     assert offered in text.replace("報告", "报告").replace("幫扶", "帮扶")
