@@ -290,7 +290,8 @@ _PART_SPLIT = re.compile(r"[，,。？?！!；;]+|还有|另外|以及|顺便问
 # A piece of a question asks something when it ends with a question mark or holds a question
 # word: the kind of question alone is not enough ("门诊费用跨省直接结算" names a fee and asks
 # nothing), and a piece with no kind may still ask ("补的是哪几种保险").
-_ASKS_ZH = re.compile(r"什么|啥|哪|几|多少|多久|多长|吗|呢|谁|怎|如何|为何|是否|能否|可否|"
+# 几 after a number or 好 counts roughly (八十几岁, 一万几, 好几年): it tells, it does not ask.
+_ASKS_ZH = re.compile(r"什么|啥|哪|(?<![\d一二两三四五六七八九十百千万好])几|多少|多久|多长|吗|呢|谁|怎|如何|为何|是否|能否|可否|"
                       r"([\u4e00-\u9fff])[不没]\1")
 _ASKS_EN = re.compile(r"\b(what|which|who|whom|whose|when|where|why|how)\b|"
                       r"^(can|could|may|is|are|does|do|will|has|have|did|should|would|am)\b")

@@ -502,6 +502,16 @@ def test_a_two_part_question_gets_both_parts_answered_with_both_sources(qa: QA) 
     assert set(a.article_ids) == {"mutual-cost", "mutual-where-claim"} and len(a.sources) == 2
 
 
+@pytest.mark.parametrize("question", ["我阿爸係退伍軍人，八十幾歲，江門有冇保險俾佢", "我爸是老兵，八十几岁了，江门有没有保险给他",
+                                      "医疗互助交了好几年，住院能报吗"])
+def test_a_rough_number_with_ji_tells_and_is_not_a_second_question(qa: QA, question: str) -> None:
+    """几 after a number or 好 (八十几岁, 好几年) counts roughly: the message asks one thing, so it is never handed
+    off as "you asked two things", and at any threshold it is answered from one article."""
+    assert qa.answer(question).detail != "two_part"
+    a = qa.answer_with(question, min_confidence=0.0)
+    assert not a.handoff and len(a.article_ids) == 1, (a.detail, a.article_ids)
+
+
 def test_each_part_of_a_two_part_question_is_answered_from_its_own_article(qa: QA) -> None:
     """The whole question's words around each part must not pull both parts to one article (the
     other part's figure would then be missing): asked the unemployment benefit and the
