@@ -218,6 +218,27 @@ _ABOUT_US_EN = re.compile(
     r"|^(your )?phone number$|^where are you( based| located)?$|^what are your (opening |office )?hours$")
 
 
+_AUTOMATIC_ZH = re.compile(
+    r"^(请问)?(你|您|你们|这)(到底)?(是不是|是|系唔系|系)(一个)?(机器人|机械人|真人|人工|电脑|自动回复|ai|人工智能|活人|真的人)"
+    r"(吗|呀|啊|嘛|来的|嚟嘅|定系人|定系机械人|还是人|还是机器人?|还是真人|还是人工)?(吗|呀|啊)?$|^(是|系)(机器人|真人|人工|自动回复)(吗|呀|啊)?$"
+    r"|^(我)?(在)?(跟|和|同)(谁|机器人|真人|人)(说话|聊天|讲话|倾偈)(吗|呢|呀)?$")
+_AUTOMATIC_EN = re.compile(
+    r"^(are|r) (you|u) (a |an )?(bot|robot|machine|computer|real person|human|person|ai|real)( or (a )?(bot|robot|human|person))?$"
+    r"|^is this (a |an )?(bot|robot|machine|real person|human|person|automated|automatic)$"
+    r"|^am i (talking|chatting|speaking) (to|with) (a |an )?(bot|robot|machine|real person|human|person)$")
+
+
+def asks_if_automatic(text: str) -> bool:
+    """你是机器人吗 / 是真人吗 / are you a bot: whether a person answers. The reply says plainly that it is the
+    office's automatic service, and how to reach a person."""
+    w = normalise_command(text)
+    if not w:
+        return False
+    if w.isascii():
+        return bool(_AUTOMATIC_EN.match(" ".join(re.sub(r"[^a-z ]", " ", w).split())))
+    return bool(_AUTOMATIC_ZH.match(re.sub(r"[?？]", "", _CLAUSE.sub("", w.replace(" ", "")))))
+
+
 def asks_about_us(text: str) -> bool:
     """你们是哪个单位的 / 怎么联系你们 / 你们电话多少 / 你们在哪里办公 / who are you: a question about the office
     itself, answered from its settings (name, public phone), never with a staff member's own contact."""

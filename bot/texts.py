@@ -43,6 +43,12 @@ T: dict[str, dict[str, str]] = {
         "en": "This is {office}: type a policy question, or reply with a menu number to apply; "
               "staff answer on working days. Phone: {phone} (ask there for the address and opening hours too).",
     },
+    "automatic": {
+        "zh-Hans": "我是{office}的自动回复，不是真人：政策问题直接打字问我，办事回复菜单里的数字。"
+                   "想找工作人员，回复“人工”，工作人员在工作日回复您；也可以打电话{phone}。",
+        "en": "I am {office}'s automatic service, not a person: type a policy question, or reply with a menu number "
+              "to apply. To reach a member of staff, reply \"human\" (they answer on working days), or call {phone}.",
+    },
     "acknowledged": {
         "zh-Hans": "好的。有事随时发消息给我们。",
         "en": "All right. Write to us any time you need us.",

@@ -258,6 +258,18 @@ def test_an_acknowledgement_at_the_menu_gets_a_short_reply_not_a_ticket(engine, 
     assert tickets(db_engine) == [] and fake_qa.asked == []
 
 
+@pytest.mark.parametrize(("typed", "said"), [("你是机器人吗", "不是真人"), ("你是真人还是机器人？", "不是真人"),
+                                           ("你係唔係機械人", "不是真人"), ("are you a real person?", "not a person")])
+def test_asking_whether_a_person_answers_is_told_plainly_and_how_to_reach_one(engine, roll, db_engine, settings,
+                                                                            fake_qa, typed, said):
+    """你是机器人吗 / are you a real person: told at once that this is the office's automatic service, with the word
+    for a person (人工 / human) and the public phone; no ticket, and the Q&A is not asked."""
+    chat = Chat(engine, "telegram", f"sf-bot-{typed}")
+    text = chat(typed).replace("眞人", "真人")
+    assert said in text and settings.office_phone in text and ("人工" in text or '"human"' in text), text
+    assert tickets(db_engine) == [] and fake_qa.asked == []
+
+
 @pytest.mark.parametrize("typed", ["你们是哪个单位的", "怎么联系你们？", "你們電話多少", "who are you"])
 def test_a_question_about_the_office_itself_is_answered_with_its_name_and_public_phone(engine, roll, db_engine,
                                                                                        settings, typed):
