@@ -35,6 +35,7 @@ from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
+from bot import kin
 from bot.language import cantonese_as_mandarin, normalise_command
 
 # --------------------------------------------------------------------------- interruptions
@@ -127,20 +128,24 @@ def stop_request(text: str) -> bool:
 
 # --------------------------------------------------------------------------- who is writing
 
-_OF_PARENT = r"(爸|妈|爹|娘|父亲|母亲|爸爸|妈妈|老爸|老妈|阿爸|阿妈|老豆|老母|老爷子|老太太|家父|家母)"
+_OF_PARENT = kin.one_of(kin.PARENT_ZH)
+_SPOUSE, _SIBLING = kin.one_of(kin.SPOUSE_ZH), kin.one_of(kin.SIBLING_ZH)
+_I_AM_THEIR = r"(我是|我系|我係)(他|她|佢)(的|个|嘅)?"  # 我是他的 / 我系佢个
 _RELATION_ZH: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("spouse", re.compile(r"我(的)?(老伴|老公|老婆|丈夫|妻子|爱人|先生|太太)|我是(他|她)的?(老伴|老婆|老公|爱人|妻子|丈夫)")),
-    ("child", re.compile(r"我(的)?" + _OF_PARENT + r"|我是(他|她)的?(女儿|儿子|孩子|子女|闺女|仔|女)|(女儿|儿子)(帮|替|给)")),
-    ("sibling", re.compile(r"我(的)?(哥|姐|弟|妹|哥哥|姐姐|弟弟|妹妹)|我是(他|她)的?(哥哥|姐姐|弟弟|妹妹)")),
+    ("spouse", re.compile(r"我(的)?" + _SPOUSE + "|" + _I_AM_THEIR + _SPOUSE)),
+    ("child", re.compile(r"我(的)?" + _OF_PARENT + "|" + _I_AM_THEIR + kin.one_of(kin.CHILD_ZH, kin.CHILD_CANTONESE)
+                         + r"|(女儿|儿子)(帮|替|给)")),
+    ("sibling", re.compile(r"我(的)?" + _SIBLING + "|" + _I_AM_THEIR + _SIBLING)),
     ("carer", re.compile(r"护工|保姆|照顾(他|她|老人)|看护")),
-    ("other", re.compile(r"邻居|朋友|亲戚|侄子|侄女|外甥|孙子|孙女|外孙")),
+    ("other", re.compile(r"邻居|朋友|" + kin.one_of(kin.OTHER_KIN_ZH, kin.GRANDCHILD_ZH))),
 )
 _RELATION_EN: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("spouse", re.compile(r"\bmy (husband|wife)\b|\bi am (his|her) (husband|wife)\b")),
-    ("child", re.compile(r"\bmy (dad|father|mum|mom|mother|parents?)\b|\bi am (his|her) (son|daughter)\b")),
-    ("sibling", re.compile(r"\bmy (brother|sister)\b")),
+    ("spouse", re.compile(rf"\bmy {kin.one_of(kin.SPOUSE_EN)}\b|\bi am (his|her) {kin.one_of(kin.SPOUSE_EN)}\b")),
+    ("child", re.compile(rf"\bmy {kin.one_of(kin.PARENT_EN)}\b|\bi am (his|her) {kin.one_of(kin.CHILD_EN)}\b")),
+    ("sibling", re.compile(rf"\bmy {kin.one_of(kin.SIBLING_EN)}\b")),
     ("carer", re.compile(r"\b(carer|caregiver|care worker)\b")),
-    ("other", re.compile(r"\b(neighbou?r|friend|grand(son|daughter|child)|nephew|niece)\b")),
+    ("other", re.compile(r"\b(neighbou?r|friend|" + kin.one_of(kin.GRANDCHILD_EN, ("grandchild", "nephew", "niece"))[1:-1]
+                         + r")\b")),
 )
 _FOR_ANOTHER = re.compile(r"家属|家人|(帮|替|给|代)(家里|家中)?(老人|长辈|别人|他|她)|代办|"
                           r"\b(for|on behalf of) (my|him|her|them)\b|\bfamily member\b")
@@ -175,12 +180,13 @@ def who_acts(text: str) -> Acting | None:
 _ASKING_FOR = re.compile(r"^(我是|我系|我)?(来)?(帮|替|给|代)(我)?(家)?(的)?(" + _OF_PARENT[1:-1] + r"|老伴|老公|老婆|家里老人|老人|长辈|家人)"
                          r"(来)?(问|办|咨询|打听|办事)(问)?(一下|下|点事|个事|下嘢)?(的|了|嘅|啫)?$")
 # 我是他女儿 / 我系佢个仔: who the writer is to the person, alone or before what they came for.
-_RELATIVE_OF = re.compile(r"^(我是|我系|我係)(他|她|佢)(的|个|嘅)?(女儿|儿子|孩子|闺女|仔|女|老伴|老婆|老公|爱人|妻子|丈夫|家属|家人|"
-                          r"孙子|孙女|外孙|外孙女|媳妇|女婿|侄子|侄女)")
+_RELATIVE_OF = re.compile("^" + _I_AM_THEIR + kin.one_of(kin.CHILD_ZH, kin.CHILD_CANTONESE, kin.SPOUSE_ZH, kin.SIBLING_ZH,
+                                                         kin.FAMILY_ZH, kin.GRANDCHILD_ZH, kin.IN_LAW_ZH, kin.OTHER_KIN_ZH))
 _ASKING_FOR_EN = re.compile(
     r"^(hi |hello )?(i am|i'm|im) (asking|writing|here|enquiring|messaging|texting) (for|on behalf of) (my )?"
-    r"(dad|father|mum|mom|mother|husband|wife|grandad|grandpa|grandfather|grandma|grandmother|parents|parent|family)$"
-    r"|^(hi |hello )?(i am|i'm|im) (his|her) (daughter|son|wife|husband|grandson|granddaughter|carer)$")
+    + kin.one_of(kin.PARENT_EN, kin.SPOUSE_EN, kin.GRANDPARENT_EN, ("family",))
+    + r"$|^(hi |hello )?(i am|i'm|im) (his|her) " + kin.one_of(kin.CHILD_EN, kin.SPOUSE_EN, kin.GRANDCHILD_EN, ("carer",))
+    + "$")
 
 
 def only_saying_who(text: str) -> bool:

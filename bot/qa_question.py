@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from bot import kin
 from bot.qa_text import simplified
 
 KINDS = ("why", "when", "cost", "amount", "count", "who", "where", "how", "may_i", "what")
@@ -336,13 +337,13 @@ def _future(text: str, pattern: re.Pattern[str], kinds: set[str]) -> str:
 
 # A follow-up that asks whether a rule covers someone else too ("那老伴住院也能报吗", "can my wife
 # get it too?"): who a scheme covers is its own question, which the question followed cannot settle.
-_ANOTHER_ZH = (r"(老伴|老婆|老公|爱人|妻子|丈夫|媳妇|家属|家人|家里人|孩子|子女|儿子|女儿|闺女|孙子|孙女|外孙|哥|姐|弟|妹|"
-               r"爸|妈|父亲|母亲|爷爷|奶奶|外公|外婆|岳父|岳母|公公|婆婆|老人|他|她)")
+_ANOTHER_ZH = kin.one_of(kin.SPOUSE_ZH, kin.FAMILY_ZH, kin.CHILD_ZH, kin.GRANDCHILD_ZH, kin.SIBLING_ZH, kin.PARENT_ZH,
+                         kin.GRANDPARENT_ZH, kin.IN_LAW_ZH, ("老人", "他", "她"))
 _TOO_ZH = re.compile(_ANOTHER_ZH + r".{0,8}(也|还)(能|可以|可|有|算|行|包括|包|报|享受|领|参加|管|保|给)")
-_TOO_EN = re.compile(r"\b(my|his|her|their|our)\s+(wife|husband|spouse|partner|son|daughter|kids|children|child|"
-                     r"family|mother|father|mum|mom|dad|brother|sister|grandson|granddaughter|grandchildren)\b"
-                     r".{0,40}\b(too|also|as well)\b|\b(what about|and) (my|his|her) (wife|husband|spouse|son|daughter|"
-                     r"kids|children|family|mother|father|mum|mom|dad)\b")
+_ANOTHER_EN = kin.one_of(kin.SPOUSE_EN, ("spouse", "partner", "kids", "children", "child", "family", "grandchildren"),
+                         kin.CHILD_EN, kin.PARENT_EN, kin.SIBLING_EN, kin.GRANDCHILD_EN)
+_TOO_EN = re.compile(r"\b(my|his|her|their|our)\s+" + _ANOTHER_EN + r"\b.{0,40}\b(too|also|as well)\b"
+                     r"|\b(what about|and) (my|his|her) " + _ANOTHER_EN + r"\b")
 
 
 def subject_of(text: str, language: str) -> str:

@@ -236,7 +236,7 @@ def test_asking_for_a_person_in_words_inside_a_form_reaches_staff_and_keeps_the_
 
 
 @pytest.mark.parametrize("typed", ["您好，我是帮我爸问的", "我替我妈来办事", "我係幫我阿媽問嘅", "我是他女儿，帮我爸问一下",
-                                   "我是她儿子", "I'm asking for my dad", "I am his daughter"])
+                                   "我是她儿子", "我系佢个仔", "我是他哥哥", "I am her grandson", "I'm asking for my dad", "I am his daughter"])
 def test_saying_only_whom_one_asks_for_gets_a_welcome_and_the_menu_not_a_ticket(engine, roll, db_engine, fake_qa,
                                                                                  typed):
     """A family member's opening ("我是帮我爸问的") asks nothing yet: they are told family may ask and apply, and
