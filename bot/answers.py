@@ -237,23 +237,23 @@ _AUTOMATIC_EN = re.compile(
 def asks_if_automatic(text: str) -> bool:
     """你是机器人吗 / 是真人吗 / are you a bot: whether a person answers. The reply says plainly that it is the
     office's automatic service, and how to reach a person."""
-    w = normalise_command(text)
-    if not w:
-        return False
-    if w.isascii():
-        return bool(_AUTOMATIC_EN.match(" ".join(re.sub(r"[^a-z ]", " ", w).split())))
-    return bool(_AUTOMATIC_ZH.match(re.sub(r"[?？]", "", _CLAUSE.sub("", w.replace(" ", "")))))
+    return _whole_message_is(text, _AUTOMATIC_ZH, _AUTOMATIC_EN)
 
 
 def asks_about_us(text: str) -> bool:
     """你们是哪个单位的 / 怎么联系你们 / 你们电话多少 / 你们在哪里办公 / who are you: a question about the office
     itself, answered from its settings (name, public phone), never with a staff member's own contact."""
+    return _whole_message_is(text, _ABOUT_US_ZH, _ABOUT_US_EN)
+
+
+def _whole_message_is(text: str, chinese: re.Pattern[str], english: re.Pattern[str]) -> bool:
+    """The whole message, without punctuation and spaces (Chinese) or reduced to its words (English), matches."""
     w = normalise_command(text)
     if not w:
         return False
     if w.isascii():
-        return bool(_ABOUT_US_EN.match(" ".join(re.sub(r"[^a-z ]", " ", w).split())))
-    return bool(_ABOUT_US_ZH.match(re.sub(r"[?？]", "", _CLAUSE.sub("", w.replace(" ", "")))))
+        return bool(english.match(" ".join(re.sub(r"[^a-z ]", " ", w).split())))
+    return bool(chinese.match(re.sub(r"[?？]", "", _CLAUSE.sub("", w.replace(" ", "")))))
 
 
 # --------------------------------------------------------------------------- a service, not named
