@@ -614,11 +614,12 @@ class Engine:
             if answers.acknowledgement(w) or answers.yes_no(w) is not None:
                 # 收到 / 好的 / 谢谢 / yeah / 是的 after a notice or an answer, where nothing is asked: heard, no ticket
                 return [Out(t("acknowledged", lang), in_flow=False)]
-            if answers.asks_about_us(w) or answers.asks_if_automatic(w):
+            automatic = answers.asks_if_automatic(w)
+            if automatic or answers.asks_about_us(w):
                 from outreach.templates import templates_for
 
                 office = templates_for(self.settings)
-                key = "automatic" if answers.asks_if_automatic(w) else "about_us"
+                key = "automatic" if automatic else "about_us"
                 return [Out(t(key, lang, office=office.office_name.get(lang) or office.office_name["zh-Hans"],
                               phone=office.office_phone), in_flow=False)]
             if answers.wants_some_service(w) and self._service_for(text) is None:

@@ -527,8 +527,9 @@ class Runner:
     def tells(self, flow: Flow, text: str, ctx: FlowCtx) -> bool:
         """Whether a sentence answers the flow's first step (a reply to the offer of the service that is not
         yes or no, but says what the service asks first: "他瘫在床上" to "要办资格认证吗？")."""
-        first = self._applicable(flow, 0, ConversationState())
-        return first is not None and self._told_value(flow.steps[first], text, ConversationState(), ctx) is not None
+        fresh = ConversationState()
+        first = self._applicable(flow, 0, fresh)
+        return first is not None and self._told_value(flow.steps[first], text, fresh, ctx) is not None
 
     def _applicable(self, flow: Flow, start: int, state: ConversationState) -> int | None:
         for i in range(start, len(flow.steps)):
