@@ -177,6 +177,15 @@ _NEGATION = re.compile(r"没|不|冇|唔|未|非|\b(no|not|never|don'?t|didn'?t|
 _NONE_OF_THEM = re.compile(r"(都|全都|全部|一个都|一样都|一项都)?(没有|没|冇|无)(过|呢啲|啦|的)?|"
                            r"(none|nothing|neither)( of (these|those|them|the above|it))?|no(ne)?|never")
 _OPTION_WORD_MIN = 2  # characters: a single character (被, 病) names no option
+# A negation just before what a sentence tells, in the same clause, denies it ("他没瘫在床上", "he is not bedridden");
+# 不但 / 不光 / not only add to it.
+_DENIED_BEFORE = re.compile(r"(没|并非|不(?![但光仅只])|冇|唔|未|非|别)[^，,。.;；！!？?]{0,2}$"
+                            r"|\b(not|never|no|isn'?t|wasn'?t|doesn'?t|don'?t|didn'?t|ain'?t)(?! only)( \w+){0,2} $")
+
+
+def _says(told: str, said: str) -> bool:
+    """Whether a sentence tells what an option's `told` pattern names, not denied by a negation just before it."""
+    return any(not _DENIED_BEFORE.search(said[:found.start()]) for found in re.finditer(told, said))
 
 
 def _option_named(step: Step, w: str) -> str | None:
@@ -514,7 +523,7 @@ class Runner:
         when the answer would end the flow (an ending is always asked)."""
         if step.type == "choice":
             said = word(told)
-            picked = [o.value for o in step.options if o.told and re.search(o.told, said)]
+            picked = [o.value for o in step.options if o.told and _says(o.told, said)]
             return picked[0] if len(picked) == 1 else None  # two options told: the person chooses
         found = re.search(step.told, told) if step.told else None
         if found is None or (step.next or "").startswith("end:"):

@@ -505,3 +505,19 @@ def test_the_kind_of_hardship_the_sentence_tells_is_not_asked_again(engine, noti
     assert "困难帮扶" in chat("我爸日子过不下去了")
     assert "哪方面的困难" in chat("房顶漏雨，没人修")
     assert chat.state() == ("hardship", "kind")
+
+
+@pytest.mark.parametrize("phone,reply", [
+    (ZHANG_PHONE, "他没瘫在床上"),
+    (ZHANG_PHONE, "他不是卧床的"),
+    (WANG_PHONE, "he is not bedridden"),
+])
+def test_a_reply_that_denies_what_an_option_tells_does_not_take_it(engine, notifier, roll, db_engine, phone, reply):
+    """Asked how to certify, a reply that denies being bedridden ("他没瘫在床上", "he is not bedridden") must not
+    be taken as a request for a home visit: the way is asked again."""
+    chat = Chat(engine, "telegram", f"sf-told-denied-{phone}-{reply}")
+    link(chat, notifier, phone)
+    chat("6")
+    assert chat.state() == ("certification", "method")
+    chat(reply)
+    assert chat.state() == ("certification", "method")
