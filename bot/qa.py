@@ -98,7 +98,12 @@ __all__ = ["QA", "Answer", "LiveQA", "detect_language", "get_qa", "to_simplified
 # 8 more Chinese answers it gives (none among calibration's 17): 2 of 25 across both held-out sets,
 # far over the 2% a wrong answer may cost, and a wrong answer costs an older reader more than a
 # handoff. This one choice looked at the frozen totals (tests/qa/README.md says so).
-THRESHOLDS: dict[str, float] = {"zh-Hans": 0.925, "en": 0.975}
+# Fourteenth round: about 1,600 example questions as families type were added to the articles (10 in
+# English, 8 in Chinese for each). They raise every confidence: at 0.925 the calibration part's Chinese
+# had 6 of 510 wrong (1.18%). The sweep, now on a 0.005 grid, chooses 0.93 (5 of 510, 0.98%; 397 right
+# against 368 of 510 at 0.925 before the examples; the tuning part 658 of 778 against 640). English is
+# kept at 0.975 for the reason of the eighth round (3 of 128 calibration questions wrong at 1.0).
+THRESHOLDS: dict[str, float] = {"zh-Hans": 0.93, "en": 0.975}
 # Candidates are ranked by embedding similarity + RANK_BM25 * bm25 / (bm25 + BM25_HALF).
 RANK_BM25 = 0.25
 BM25_HALF = {"zh-Hans": 20.0, "en": 6.0}

@@ -442,7 +442,9 @@ def run_eval(qa: Any, cases: list[EvalCase], threshold: float | dict[str, float]
     return result
 
 
-CURVE_THRESHOLDS = tuple(round(0.5 + 0.025 * i, 3) for i in range(21))  # 0.50 ... 1.00
+CURVE_THRESHOLDS = tuple(round(0.5 + 0.025 * i, 3) for i in range(21))  # 0.50 ... 1.00, as reports show them
+# The sweep looks between them too: near the gate a step of 0.025 moves tens of answers at once.
+SWEEP_THRESHOLDS = tuple(round(0.5 + 0.005 * i, 3) for i in range(101))  # 0.500 ... 1.000
 # The threshold's written language: zh-Hant questions share the Simplified threshold.
 THRESHOLD_LANGUAGES = ("zh-Hans", "en")
 
@@ -511,14 +513,14 @@ def calibrate(qa: Any, cases: list[EvalCase], max_wrong: float = 0.01,
         subset, subset_answers = [c for c, _ in pairs], [a for _, a in pairs]
         chosen: dict[str, Any] | None = None
         best_accuracy = -1.0  # compared unrounded: a rounded figure lets an equal one above it win
-        for t in CURVE_THRESHOLDS:
+        for t in SWEEP_THRESHOLDS:
             r = run_eval(qa, subset, t, subset_answers)
             if r.wrong_answer_rate <= max_wrong and r.accuracy > best_accuracy:
                 best_accuracy = r.accuracy
                 chosen = {"threshold": t, "accuracy": round(r.accuracy, 4), "wrong_answers": r.wrong_answers,
                           "wrong_answer_rate": round(r.wrong_answer_rate, 4), "questions": len(subset),
                           "in_scope_accuracy": round(r.in_scope_right / r.in_scope, 4) if r.in_scope else 1.0}
-        best[lang] = chosen or {"threshold": CURVE_THRESHOLDS[-1], "accuracy": 0.0, "questions": len(subset)}
+        best[lang] = chosen or {"threshold": SWEEP_THRESHOLDS[-1], "accuracy": 0.0, "questions": len(subset)}
     return best
 
 
@@ -625,7 +627,7 @@ def thresholds_for_both(*choices: dict[str, dict[str, Any]]) -> dict[str, float]
     """Per threshold language, the highest of the thresholds `calibrate` chose on each part: wrong
     answers only fall as the threshold rises, so it keeps every part within its limit."""
     return {lang: max((float(choice[lang]["threshold"]) for choice in choices if lang in choice),
-                      default=CURVE_THRESHOLDS[-1])
+                      default=SWEEP_THRESHOLDS[-1])
             for lang in THRESHOLD_LANGUAGES}
 
 
