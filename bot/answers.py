@@ -240,6 +240,25 @@ def asks_if_automatic(text: str) -> bool:
     return _whole_message_is(text, _AUTOMATIC_ZH, _AUTOMATIC_EN)
 
 
+_HOW_TO_USE_ZH = re.compile(
+    r"^(我|俺|老人|我妈|我爸)?(不会|不知道怎么|不晓得怎么|唔识|唔知点)(弄|用|搞|操作|整|打字|发|回复|回)(这个|这|呢个|手机|了)?(呀|啊|哦|嘛)?$"
+    r"|^(这个|这|呢个)?(怎么|咋|点样|如何)(弄|用|搞|操作|整|回复|回)(呀|啊|呢|啊)?$"
+    r"|^(我)?(看不懂|看不明白|睇唔明|不明白)(你说的|这个|这些|呢个)?(呀|啊|呢)?$"
+    r"|^(字|字体)(太|好|很)?(小|细)(了)?(看不清|看不见|睇唔到|睇唔清)?(楚)?(呀|啊)?$"
+    r"|^(看不清|看不见)(字|楚)?(呀|啊)?$")
+_HOW_TO_USE_EN = re.compile(
+    r"^(i )?(do not|don t|dont|cannot|can t|cant) (know how to )?(use|work|understand) (this|it|the bot|your messages)$"
+    r"|^how (do i|to) use (this|it|the bot)$|^(the )?(text|letters|writing|font) (is |are )?(too )?small$"
+    r"|^(i )?(cannot|can t|cant) read (this|it|the text)$")
+
+
+def asks_how_to_use(text: str) -> bool:
+    """我不会弄这个 / 看不懂 / 字太小看不清 / how do I use this: trouble with the chat itself, not a question for staff.
+    The reply says in a few plain words how to ask and apply, how to make the letters bigger, and how to reach
+    a person."""
+    return _whole_message_is(text, _HOW_TO_USE_ZH, _HOW_TO_USE_EN)
+
+
 def asks_about_us(text: str) -> bool:
     """你们是哪个单位的 / 怎么联系你们 / 你们电话多少 / 你们在哪里办公 / who are you: a question about the office
     itself, answered from its settings (name, public phone), never with a staff member's own contact."""

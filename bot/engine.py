@@ -614,14 +614,18 @@ class Engine:
             if answers.acknowledgement(w) or answers.yes_no(w) is not None:
                 # 收到 / 好的 / 谢谢 / yeah / 是的 after a notice or an answer, where nothing is asked: heard, no ticket
                 return [Out(t("acknowledged", lang), in_flow=False)]
-            automatic = answers.asks_if_automatic(w)
-            if automatic or answers.asks_about_us(w):
+            key = ("how_to_use" if answers.asks_how_to_use(w) else "automatic" if answers.asks_if_automatic(w)
+                   else "about_us" if answers.asks_about_us(w) else None)
+            if key is not None:  # about the chat or the office itself, answered from its settings: no ticket
                 from outreach.templates import templates_for
 
                 office = templates_for(self.settings)
-                key = "automatic" if automatic else "about_us"
-                return [Out(t(key, lang, office=office.office_name.get(lang) or office.office_name["zh-Hans"],
-                              phone=office.office_phone), in_flow=False)]
+                said = t(key, lang, office=office.office_name.get(lang) or office.office_name["zh-Hans"],
+                         phone=office.office_phone)
+                if key != "how_to_use":
+                    return [Out(said, in_flow=False)]
+                menu = self._menu(lang, linked)
+                return [Out(said + "\n" + menu.text, menu.choices, menu.expects, in_flow=False)]
             if answers.wants_some_service(w) and self._service_for(text) is None:
                 return [self._menu(lang, linked, head=t("which_service", lang))]
             if answers.only_saying_who(w):

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 from sqlmodel import Session, select
 
+from bot.language import to_simplified
 from models.applications import Application, HandoffTicket
 from models.db import session_scope
 from tests.bot.conftest import LI_PHONE, WANG_PHONE, ZHANG_PHONE, Chat, link
@@ -521,3 +522,16 @@ def test_a_reply_that_denies_what_an_option_tells_does_not_take_it(engine, notif
     assert chat.state() == ("certification", "method")
     chat(reply)
     assert chat.state() == ("certification", "method")
+
+
+@pytest.mark.parametrize(("typed", "said"), [("我不会弄这个", "直接打字"), ("字太小看不清", "把字调大"),
+                                           ("唔識用呢個", "直接打字"), ("how do i use this", "type")])
+def test_trouble_with_the_chat_itself_gets_a_short_guide_and_the_menu_not_a_ticket(engine, roll, db_engine, settings,
+                                                                                  fake_qa, typed, said):
+    """我不会弄这个 / 字太小看不清 / how do I use this: told in a few words how to ask, apply, make the letters bigger
+    and reach a person (人工 / human, the public phone), with the menu; no ticket, and the Q&A is not asked."""
+    chat = Chat(engine, "telegram", f"sf-how-{typed}")
+    text = to_simplified(chat(typed))
+    assert said in text and settings.office_phone in text and ("人工" in text or '"human"' in text), text
+    assert "1." in text
+    assert tickets(db_engine) == [] and fake_qa.asked == []
