@@ -273,6 +273,16 @@ class _LanguageIndex:
         return 1 / (1 + math.exp(-(z + CONFIDENCE_BIAS)))
 
 
+# A part that leans on the one before it: it begins with 也 / 那 / 还 (also, then), or points back to it
+# (这个, 它, 呢个, it, this, that), and names nothing of its own.
+_LEANS_ZH = re.compile(r"^(也|那|那么|那要|还|还有|另外|而且|并且)|这个|这种|这样|它|那个|呢个|呢种|佢|咁")
+_LEANS_EN = re.compile(r"^(and|also|then|so)\b|\b(it|this|that|they|them|its)\b")
+
+
+def _leans_on_the_part_before(part: str, base: str) -> bool:
+    return bool((_LEANS_EN if base == "en" else _LEANS_ZH).search(part.lower() if base == "en" else simplified(part)))
+
+
 @dataclass(frozen=True)
 class _Part:
     """One question of a message in several: its words and where they stand in the message."""
@@ -503,8 +513,12 @@ class QA:
                 alone_choices[part] = self._choose(self._search_text(part, base), part_asked, index, base)
             return alone_choices[part]
 
+        before = ""
         for piece in parts:
-            part = piece.text
+            part, leaning = piece.text, before and _leans_on_the_part_before(piece.text, base)
+            before = part
+            if leaning:  # "國家現在有在推這個嗎" after "家庭養老床位是什麼": read with the part it leans on
+                part = f"{parts[parts.index(piece) - 1].text} {part}"
             part_asked = read_question(part, base, self.places)
             # The part keeps what the whole question says about whom and where.
             part_asked = Asked(kinds=part_asked.kinds, groups=part_asked.groups or asked.groups,

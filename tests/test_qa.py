@@ -982,3 +982,11 @@ def test_words_with_question_marks_after_a_question_are_items_of_it_not_question
     listing what it asks about, not four questions to pass to a person."""
     answer = qa.answer("what dose the insurence for old veterns over 80 cover, hospital? accidnt? disabilty?")
     assert answer.detail != "many_questions" and not answer.handoff
+
+
+def test_a_part_that_points_back_to_the_part_before_is_read_with_it(qa: QA) -> None:
+    """"国家现在在推这个吗" names nothing of its own: after "家庭养老床位是什么" it asks about the family care
+    beds, and is answered from the same article, not handed off for want of a subject."""
+    a = qa.answer("家庭养老床位是什么？国家现在在推这个吗？")
+    assert not a.handoff and a.article_ids == ("ss-elderly-care-system",)
+    assert qa.answer("国家现在在推这个吗？").handoff
