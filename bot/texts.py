@@ -50,7 +50,7 @@ T: dict[str, dict[str, str]] = {
               "to apply. To reach a member of staff, reply \"human\" (they answer on working days), or call {phone}.",
     },
     "how_to_use": {
-        "zh-Hans": "别着急，很简单：有问题直接打字（或发语音）问我，比如“养老金认证怎么做”；办事回复菜单里的数字。"
+        "zh-Hans": "不用急，很简单：有问题直接打字（或发语音）问我，比如“养老金认证怎么做”；办事回复菜单里的数字。"
                    "字太小的话，可以在手机的“设置”里把字调大。想找工作人员，回复“人工”；也可以打电话{phone}。",
         "en": "No hurry, it is simple: type (or send a voice message) with your question, for example \"how do I do "
               "the pension check\"; to apply, reply with a menu number. If the letters are too small, make them bigger "

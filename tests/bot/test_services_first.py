@@ -535,3 +535,13 @@ def test_trouble_with_the_chat_itself_gets_a_short_guide_and_the_menu_not_a_tick
     assert said in text and settings.office_phone in text and ("人工" in text or '"human"' in text), text
     assert "1." in text
     assert tickets(db_engine) == [] and fake_qa.asked == []
+
+
+def test_a_reply_that_denies_one_way_and_tells_the_other_takes_the_other(engine, notifier, roll, db_engine):
+    """"他没瘫在床上，能自己去" at the how-step: not a home visit, but the service window, whose date is asked next."""
+    chat = Chat(engine, "telegram", "sf-told-window")
+    link(chat, notifier, ZHANG_PHONE)
+    chat("6")
+    assert chat.state() == ("certification", "method")
+    chat("他没瘫在床上，能自己去")
+    assert chat.state() == ("certification", "visit_date")
