@@ -408,8 +408,10 @@ T: dict[str, dict[str, str]] = {
                                 "en": " Still missing: {items}; please bring them to the window."},
     # the pension certification's dates from the record (said before asking how to certify)
     "cert_status_you": {"zh-Hans": "您", "en": "You"},
-    "cert_status_done": {"zh-Hans": "{who}上次认证是{last}，下次在{due}前做就行，到时候我们会发消息提醒，现在不用办。",
-                         "en": "{who} last certified on {last}; the next one is due by {due}, and we will remind you: nothing is needed now."},
+    "cert_status_done": {"zh-Hans": "{who}上次认证是{last}，下次在{due}前做就行，到时候我们会发消息提醒，现在可以不办；"
+                                    "要现在办也行，接着往下回答。",
+                         "en": "{who} last certified on {last}; the next one is due by {due}, and we will remind you: "
+                               "nothing is needed now, but you may go on if you wish."},
     "cert_status_due": {"zh-Hans": "{who}上次认证是{last}，这次要在{due}前做。",
                         "en": "{who} last certified on {last}; this year's is due by {due}."},
     "cert_status_overdue": {"zh-Hans": "{who}上次认证是{last}，这次本该在{due}前做，已经过了日子，请尽快办。",
