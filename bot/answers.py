@@ -14,7 +14,7 @@ decides what to do with it.
 - `stop_request(text)`: 不要再给我发短信了 / stop texting me: unsubscribe, asked in words.
 - `who_acts(text)`: 我自己 / 我爸 / 我是他女儿 / my mum: the person themselves or a family member.
 - `only_saying_who(text)`: 您好，我是帮我爸问的: who they ask for, nothing asked yet.
-- `asks_about_us(text)`: 你们是哪个单位的 / 怎么联系你们 / who are you.
+- `about_the_service(text)`: 我不会弄这个 (how_to_use) / 你是机器人吗 (automatic) / 你们是哪个单位的 (about_us).
 - `greeting(text)`: 你好呀 / 喂，在吗 / 请问一下 / good morning and nothing else;
   `acknowledgement(text)`: 好的 / 收到了 / 谢谢你们 / ok thanks and nothing else.
 - `yes_no(text)`: "yes" / "no" for 是的呀, 没有没有, 唔係, 係呀, 冇, yep, nope, ...
@@ -234,11 +234,6 @@ _AUTOMATIC_EN = re.compile(
     r"|^am i (talking|chatting|speaking) (to|with) (a |an )?(bot|robot|machine|real person|human|person)$")
 
 
-def asks_if_automatic(text: str) -> bool:
-    """你是机器人吗 / 是真人吗 / are you a bot: whether a person answers. The reply says plainly that it is the
-    office's automatic service, and how to reach a person."""
-    return _whole_message_is(text, _AUTOMATIC_ZH, _AUTOMATIC_EN)
-
 
 _HOW_TO_USE_ZH = re.compile(
     r"^(我|俺|老人|我妈|我爸)?(不会|不知道怎么|不晓得怎么|唔识|唔知点)(弄|用|搞|操作|整|打字|发|回复|回)(这个|这|呢个|手机|了)?(呀|啊|哦|嘛)?$"
@@ -252,17 +247,25 @@ _HOW_TO_USE_EN = re.compile(
     r"|^(i )?(cannot|can t|cant) read (this|it|the text)$")
 
 
-def asks_how_to_use(text: str) -> bool:
-    """我不会弄这个 / 看不懂 / 字太小看不清 / how do I use this: trouble with the chat itself, not a question for staff.
-    The reply says in a few plain words how to ask and apply, how to make the letters bigger, and how to reach
-    a person."""
-    return _whole_message_is(text, _HOW_TO_USE_ZH, _HOW_TO_USE_EN)
 
 
-def asks_about_us(text: str) -> bool:
-    """你们是哪个单位的 / 怎么联系你们 / 你们电话多少 / 你们在哪里办公 / who are you: a question about the office
-    itself, answered from its settings (name, public phone), never with a staff member's own contact."""
-    return _whole_message_is(text, _ABOUT_US_ZH, _ABOUT_US_EN)
+AboutTheService = Literal["how_to_use", "automatic", "about_us"]
+# Whole messages about the chat or the office itself, answered from the office's settings (its name and public
+# phone, never a staff member's own contact), with no ticket:
+# - how_to_use: 我不会弄这个 / 看不懂 / 字太小看不清 / how do I use this (a short guide and the menu);
+# - automatic: 你是机器人吗 / 是真人吗 / are you a bot (it is the office's automatic service; how to reach a person);
+# - about_us: 你们是哪个单位的 / 怎么联系你们 / 你们电话多少 / 你们在哪里办公 / who are you.
+_ABOUT_THE_SERVICE: dict[AboutTheService, tuple[re.Pattern[str], re.Pattern[str]]] = {
+    "how_to_use": (_HOW_TO_USE_ZH, _HOW_TO_USE_EN),
+    "automatic": (_AUTOMATIC_ZH, _AUTOMATIC_EN),
+    "about_us": (_ABOUT_US_ZH, _ABOUT_US_EN),
+}
+
+
+def about_the_service(text: str) -> AboutTheService | None:
+    """Which question about the chat or the office itself the whole message is, if any."""
+    return next((key for key, (chinese, english) in _ABOUT_THE_SERVICE.items()
+                 if _whole_message_is(text, chinese, english)), None)
 
 
 def _whole_message_is(text: str, chinese: re.Pattern[str], english: re.Pattern[str]) -> bool:

@@ -614,8 +614,7 @@ class Engine:
             if answers.acknowledgement(w) or answers.yes_no(w) is not None:
                 # 收到 / 好的 / 谢谢 / yeah / 是的 after a notice or an answer, where nothing is asked: heard, no ticket
                 return [Out(t("acknowledged", lang), in_flow=False)]
-            key = ("how_to_use" if answers.asks_how_to_use(w) else "automatic" if answers.asks_if_automatic(w)
-                   else "about_us" if answers.asks_about_us(w) else None)
+            key = answers.about_the_service(w)
             if key is not None:  # about the chat or the office itself, answered from its settings: no ticket
                 from outreach.templates import templates_for
 

@@ -115,7 +115,7 @@ def test_words_that_say_nothing_about_who_writes_are_not_guessed(text):
 def test_a_complaint_or_a_policy_question_is_not_a_question_about_the_office(text):
     """Only questions about the office itself (who, how to reach it, where, when open) are answered from its
     settings; a complaint or a question about a service goes on to the Q&A and staff."""
-    assert not answers.asks_about_us(text)
+    assert answers.about_the_service(text) != "about_us"
 
 
 AGREEING = ["好的谢谢", "好", "好的", "可以", "行", "没问题", "ok", "OK", "okay", "好嘅", "嗯", "嗯嗯"]
