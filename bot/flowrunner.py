@@ -173,14 +173,16 @@ def parse_choice(step: Step, text: str, lang: str) -> str:
     raise err("choice_unsure" if answers.unsure(text) else "choice", lang)
 
 
-_NEGATION = re.compile(r"没|不|冇|唔|未|非|\b(no|not|never|don'?t|didn'?t|wasn'?t)\b")
+_NOT_ZH = ("没", "冇", "唔", "未", "非")
+_NOT_EN = ("no", "not", "never", "don'?t", "didn'?t", "wasn'?t")
+_NEGATION = re.compile("|".join(("不", *_NOT_ZH)) + r"|\b(" + "|".join(_NOT_EN) + r")\b")
 _NONE_OF_THEM = re.compile(r"(都|全都|全部|一个都|一样都|一项都)?(没有|没|冇|无)(过|呢啲|啦|的)?|"
                            r"(none|nothing|neither)( of (these|those|them|the above|it))?|no(ne)?|never")
 _OPTION_WORD_MIN = 2  # characters: a single character (被, 病) names no option
 # A negation just before what a sentence tells, in the same clause, denies it ("他没瘫在床上", "he is not bedridden");
 # 不但 / 不光 / not only add to it.
-_DENIED_BEFORE = re.compile(r"(没|并非|不(?![但光仅只])|冇|唔|未|非|别)[^，,。.;；！!？?]{0,2}$"
-                            r"|\b(not|never|no|isn'?t|wasn'?t|doesn'?t|don'?t|didn'?t|ain'?t)(?! only)( \w+){0,2} $")
+_DENIED_BEFORE = re.compile("(" + "|".join(("不(?![但光仅只])", "别", *_NOT_ZH)) + r")[^，,。.;；！!？?]{0,2}$"
+                            r"|\b(" + "|".join((*_NOT_EN, "isn'?t", "doesn'?t", "ain'?t")) + r")(?! only)( \w+){0,2} $")
 
 
 def _says(told: str, said: str) -> bool:

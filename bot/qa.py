@@ -516,12 +516,10 @@ class QA:
                 alone_choices[part] = self._choose(self._search_text(part, base), part_asked, index, base)
             return alone_choices[part]
 
-        before = ""
-        for piece in parts:
-            part, leaning = piece.text, before and _leans_on_the_part_before(piece.text, base)
-            before = part
-            if leaning:  # "國家現在有在推這個嗎" after "家庭養老床位是什麼": read with the part it leans on
-                part = f"{parts[parts.index(piece) - 1].text} {part}"
+        for position, piece in enumerate(parts):
+            part = piece.text
+            if position and _leans_on_the_part_before(part, base):
+                part = f"{parts[position - 1].text} {part}"  # "國家現在有在推這個嗎" after "家庭養老床位是什麼"
             part_asked = read_question(part, base, self.places)
             # The part keeps what the whole question says about whom and where.
             part_asked = Asked(kinds=part_asked.kinds, groups=part_asked.groups or asked.groups,
